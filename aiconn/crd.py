@@ -1,0 +1,63 @@
+"""Shared pieces of the custom-resource models.
+
+The pydantic models are the single source of truth for the three CRDs: `aiconn crds` renders
+`crds/*.yaml` from them (descriptions, defaults, bounds and CEL rules included), and a test proves
+the committed YAML is what the models render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+GROUP = "aiconn.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class CamelModel(BaseModel):
+    """A model whose JSON names are camelCase, as Kubernetes resources spell them."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, without unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; `field_path` points the error at a field."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    """`json_schema_extra` carrying CEL rules for a model or field."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class Condition(CamelModel):
+    """A standard Kubernetes condition (metav1.Condition shape)."""
+
+    type: str
+    """Condition type: Ready, Placed, SliceReady, InferenceReady or Compliant."""
+    status: str
+    """True, False or Unknown."""
+    reason: str
+    """One CamelCase word that says why, for machines."""
+    message: str = ""
+    """A sentence that says why, for people."""
+    last_transition_time: str | None = None
+    """When the status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The spec generation this condition was computed from."""

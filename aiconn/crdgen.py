@@ -1,0 +1,242 @@
+"""Render the CustomResourceDefinitions from the pydantic models.
+
+One source of truth: the models in `sla.spec`, `slices.model` and `inference.tier` carry every
+field's description, default, bound and CEL rule; this module turns their JSON Schema into the
+structural OpenAPI v3 schema the API server wants. `aiconn crds --write` regenerates `crds/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from aiconn.crd import GROUP, VERSION
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+from aiconn.slices.model import NetworkSliceSpec, NetworkSliceStatus
+
+_DROP = {"title"}
+
+
+@dataclass(frozen=True)
+class CrdInfo:
+    """Names and presentation of one custom resource."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    scope: str
+    description: str
+    spec: type[BaseModel]
+    status: type[BaseModel] | None
+    printer_columns: tuple[dict[str, str], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _resolve(merged, defs)
+    if "allOf" in node and len(node["allOf"]) == 1:
+        merged = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
+        return _resolve(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) == 1:
+            merged = {**options[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+            if merged.get("default", 0) is None:
+                del merged["default"]
+            return _resolve(merged, defs)
+    return {k: _resolve(v, defs) for k, v in node.items() if k not in _DROP}
+
+
+def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
+    """Turn a resolved JSON Schema node into a structural OpenAPI v3 node."""
+    out: dict[str, Any] = {}
+    for key in ("description", "type", "enum", "pattern", "format", "minLength", "maxLength",
+                "minItems", "maxItems", "minimum", "maximum", "x-kubernetes-validations"):
+        if key in node:
+            out[key] = node[key]
+    if "exclusiveMinimum" in node:
+        out["minimum"], out["exclusiveMinimum"] = node["exclusiveMinimum"], True
+    if "exclusiveMaximum" in node:
+        out["maximum"], out["exclusiveMaximum"] = node["exclusiveMaximum"], True
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    if "default" in node:
+        default = node["default"]
+        # Objects default to {} so the API server applies each nested field's own default.
+        out["default"] = {} if isinstance(default, dict) else default
+    kind = node.get("type")
+    if kind == "object":
+        props = node.get("properties")
+        if props:
+            out["properties"] = {
+                name: _structural(sub, f"{path}.{name}") for name, sub in props.items()
+            }
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        else:
+            extra = node.get("additionalProperties", True)
+            if extra is True or extra == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out["additionalProperties"] = _structural(extra, f"{path}[*]")
+    elif kind == "array":
+        out["items"] = _structural(node["items"], f"{path}[*]")
+    if "type" not in out:
+        raise ValueError(f"{path}: no type in the rendered schema ({sorted(node)})")
+    if not out.get("description") and not path.endswith("[*]"):
+        raise ValueError(f"{path}: every field needs a description (a docstring in the model)")
+    return out
+
+
+def model_schema(model: type[BaseModel], path: str) -> dict[str, Any]:
+    """The structural schema of one model, descriptions and CEL rules included."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    resolved = _resolve(raw, defs)
+    resolved.setdefault("description", (model.__doc__ or "").strip())
+    return _structural(resolved, path)
+
+
+def render(info: CrdInfo) -> dict[str, Any]:
+    """The CustomResourceDefinition object for one resource."""
+    spec_schema = model_schema(info.spec, "spec")
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string", "description": "API version: aiconn.io/v1alpha1."},
+        "kind": {"type": "string", "description": f"Kind: {info.kind}."},
+        "metadata": {"type": "object", "description": "Standard object metadata."},
+        "spec": spec_schema,
+    }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if info.status is not None:
+        properties["status"] = model_schema(info.status, "status")
+        version["subresources"] = {"status": {}}
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": info.description,
+            "required": ["spec"],
+            "properties": properties,
+        }
+    }
+    if info.printer_columns:
+        version["additionalPrinterColumns"] = [dict(c) for c in info.printer_columns]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": info.name},
+        "spec": {
+            "group": GROUP,
+            "scope": info.scope,
+            "names": {
+                "kind": info.kind,
+                "listKind": f"{info.kind}List",
+                "plural": info.plural,
+                "singular": info.kind.lower(),
+                "shortNames": list(info.short_names),
+                "categories": ["aiconn"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def _col(name: str, kind: str, path: str, description: str) -> dict[str, str]:
+    return {"name": name, "type": kind, "jsonPath": path, "description": description}
+
+
+RESOURCES: tuple[CrdInfo, ...] = (
+    CrdInfo(
+        kind="AIInferenceSLA",
+        plural="aiinferenceslas",
+        short_names=("aisla",),
+        scope="Namespaced",
+        description="An AI inference service with guaranteed latency and uptime, placed on a "
+        "telco tier, measured at the service boundary and paid back in token credits when missed.",
+        spec=AIInferenceSLASpec,
+        status=AIInferenceSLAStatus,
+        printer_columns=(
+            _col("Tier", "string", ".status.placement.tier", "Chosen inference tier"),
+            _col("Model", "string", ".spec.model.name", "Served model"),
+            _col("Avail%", "number", ".status.period.availabilityPercent",
+                 "Availability this period"),
+            _col("Budget%", "number", ".status.period.budgetRemainingPercent",
+                 "Error budget remaining"),
+            _col("Credits", "number", ".status.period.creditsAccrued",
+                 "Credits accrued this period"),
+            _col("Phase", "string", ".status.phase", "Lifecycle phase"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+    CrdInfo(
+        kind="NetworkSlice",
+        plural="networkslices",
+        short_names=("nslice",),
+        scope="Namespaced",
+        description="A network slice (S-NSSAI, 5QI, latency, throughput, isolation) carrying a "
+        "tenant's traffic to its inference pods; TS 28.541 attribute names.",
+        spec=NetworkSliceSpec,
+        status=NetworkSliceStatus,
+        printer_columns=(
+            _col("SST", "integer", ".spec.sst", "Slice/Service Type"),
+            _col("SD", "string", ".spec.sd", "Slice Differentiator"),
+            _col("5QI", "integer", ".spec.fiveQI", "5G QoS Identifier"),
+            _col("Backend", "string", ".spec.backend", "Realization backend"),
+            _col("Phase", "string", ".status.phase", "Lifecycle phase"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+    CrdInfo(
+        kind="InferenceTier",
+        plural="inferencetiers",
+        short_names=("itier",),
+        scope="Cluster",
+        description="A class of GPU sites (edge, regional, cloud) that AI inference SLAs are "
+        "placed on.",
+        spec=InferenceTierSpec,
+        status=None,
+        printer_columns=(
+            _col("GPU", "string", ".spec.gpu.type", "GPU model"),
+            _col("GPUs/Node", "integer", ".spec.gpu.countPerNode", "GPUs per node"),
+            _col("MaxB", "number", ".spec.maxModelBillions", "Largest model (billions)"),
+            _col("RTTms", "number", ".spec.networkRtt.maxMs", "Highest typical RTT"),
+            _col("Price/1M", "number", ".spec.pricePerMillionTokens", "Price per 1M tokens"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+)
+
+
+def crd_path(root: Path, info: CrdInfo) -> Path:
+    return root / f"{info.plural}.yaml"
+
+
+def render_yaml(info: CrdInfo) -> str:
+    header = "# Generated by `aiconn crds --write` from the pydantic models; do not edit.\n"
+    return header + yaml.safe_dump(render(info), sort_keys=False, width=100)
+
+
+def write_all(root: Path) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in RESOURCES:
+        path = crd_path(root, info)
+        path.write_text(render_yaml(info))
+        written.append(path)
+    return written

@@ -1,0 +1,385 @@
+"""The AIInferenceSLA resource: what an enterprise buys and what aiconn promises.
+
+These models are the CRD's single source of truth (see `aiconn.crd`). Bounds that a schema
+cannot express (ordered credit tiers, maxReplicas >= replicas, guaranteed <= max bandwidth) are
+CEL rules attached here, so the API server itself refuses bad input and names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.slices.model import AllowedSource
+
+DTYPE_BYTES: dict[str, float] = {
+    "bfloat16": 2.0,
+    "float16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+}
+Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
+
+DURATION_PATTERN = r"^[1-9][0-9]{0,3}(m|h|d|w|M)$"
+_DURATION = re.compile(DURATION_PATTERN)
+
+
+class Architecture(CamelModel):
+    """Transformer shape, for exact KV-cache sizing; without it placement estimates from size."""
+
+    num_layers: int = Field(ge=1, le=1024)
+    """Number of transformer layers."""
+    num_kv_heads: int = Field(ge=1, le=1024)
+    """Key/value heads per layer (grouped-query attention)."""
+    head_dim: int = Field(ge=1, le=4096)
+    """Dimension of one attention head."""
+
+
+class ModelSpec(CamelModel):
+    """The model served under this SLA."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    """Model name clients send in requests (vLLM's --served-model-name)."""
+    source: str = Field(pattern=r"^(hf|pvc|s3)://.+", max_length=1024)
+    """Where the weights come from: hf://org/model, pvc://claim/path or s3://bucket/path."""
+    parameters_billions: float = Field(gt=0, le=10000)
+    """Parameters in billions; sizes the weights and the estimated latency."""
+    dtype: Dtype = "bfloat16"
+    """Weight precision: bfloat16, float16, fp8, int8 or int4."""
+    max_model_len: int = Field(default=8192, ge=128, le=1048576)
+    """Longest context (prompt + completion) in tokens; sizes the KV cache."""
+    architecture: Architecture | None = None
+    """Optional transformer shape for exact KV-cache sizing."""
+
+
+class AvailabilityObjective(CamelModel):
+    """Uptime as 1-minute timeslices: a minute is bad when down or more than 5 % of requests failed."""
+
+    target_percent: float = Field(default=99.9, gt=0, lt=100)
+    """Share of known minutes that must be good, in percent (0 and 100 exclusive)."""
+
+
+class LatencyObjective(CamelModel):
+    """A latency objective counted as occurrences: requests at or under the threshold."""
+
+    threshold_ms: int = Field(ge=1, le=600000)
+    """Latency threshold in milliseconds; added to the histogram buckets so the count is exact."""
+    target_percent: float = Field(gt=0, lt=100)
+    """Share of requests that must be at or under the threshold, in percent (0 and 100 exclusive)."""
+
+
+class Window(CamelModel):
+    """The SLA period: calendar-aligned (a month in UTC by default) or rolling."""
+
+    duration: str = Field(default="1M", pattern=DURATION_PATTERN)
+    """Period length in OpenSLO shorthand: m minutes, h hours, d days, w weeks, M calendar months."""
+    calendar_aligned: bool = True
+    """True: periods start at calendar boundaries in UTC and are settled when they close. False: rolling, reported only."""
+
+
+class Objectives(CamelModel):
+    """What is promised: availability, time to first token, time per output token."""
+
+    availability: AvailabilityObjective = AvailabilityObjective()
+    """Availability objective."""
+    ttft: LatencyObjective = LatencyObjective(threshold_ms=500, target_percent=99.0)
+    """Time to first token objective, measured at the token gateway."""
+    tpot: LatencyObjective = LatencyObjective(threshold_ms=100, target_percent=99.0)
+    """Time per output token objective, measured at the token gateway."""
+    window: Window = Window()
+    """The period the objectives are evaluated and settled over."""
+
+
+class NetworkSpec(CamelModel):
+    """The network half: the slice that carries the tenant's traffic to the model."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.maxMbps >= self.guaranteedMbps",
+                "maxMbps must be >= guaranteedMbps",
+                ".maxMbps",
+            )
+        )
+    }
+    rtt_budget_ms: int = Field(ge=1, le=10000)
+    """Largest network round trip the tenant accepts, in milliseconds."""
+    sst: int = Field(default=1, ge=0, le=255)
+    """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
+    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
+    """S-NSSAI Slice Differentiator, 6 hex digits."""
+    five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
+    """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
+    guaranteed_mbps: int = Field(default=0, ge=0, le=100000)
+    """Guaranteed bandwidth in Mbit/s."""
+    max_mbps: int = Field(default=100, ge=1, le=100000)
+    """Maximum bandwidth in Mbit/s."""
+    isolation: Literal["shared", "dedicated"] = "shared"
+    """dedicated admits only allowedSources (and monitoring) to the inference pods."""
+    allowed_sources: list[AllowedSource] = Field(default_factory=list, max_length=64)
+    """Namespaces or IP blocks that may reach the model."""
+    backend: Literal["kubernetes", "nsmf"] = "kubernetes"
+    """How the slice is realized: kubernetes objects, or a 5G core's slice manager (TS 28.532)."""
+    nsmf_url: str | None = Field(default=None, pattern=r"^https?://.+", max_length=2048)
+    """Slice manager MnS root, for backend nsmf."""
+
+
+class PlacementSpec(CamelModel):
+    """Where the model may run."""
+
+    tier: Literal["auto", "edge", "regional", "cloud"] = "auto"
+    """auto lets aiconn pick the cheapest tier that meets the objectives; otherwise that tier only."""
+    sites: list[str] = Field(default_factory=list, max_length=64)
+    """Acceptable sites; empty means any site of the tier."""
+    data_residency: str | None = Field(default=None, pattern=r"^([A-Z]{2}|EU)$")
+    """Jurisdiction the data must stay in (ISO 3166 alpha-2, or EU); the tier must list it in regions."""
+
+
+class CapacitySpec(CamelModel):
+    """Replicas of the inference deployment."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.maxReplicas >= self.replicas",
+                "maxReplicas must be >= replicas",
+                ".maxReplicas",
+            )
+        )
+    }
+    replicas: int = Field(default=1, ge=1, le=64)
+    """Replicas to run."""
+    max_replicas: int = Field(default=1, ge=1, le=256)
+    """Most replicas an autoscaler may run."""
+
+
+class RateLimit(CamelModel):
+    """Contracted rate; the gateway answers 429 beyond it and counts those requests as outside the SLA."""
+
+    requests_per_second: float = Field(default=50, gt=0, le=100000)
+    """Sustained requests per second (token bucket, burst of one second)."""
+    tokens_per_minute: int = Field(default=1_000_000, ge=1, le=1_000_000_000)
+    """Prompt plus completion tokens per minute."""
+
+
+class TokensSpec(CamelModel):
+    """What the tenant buys."""
+
+    monthly_commitment: int = Field(default=100_000_000, ge=0, le=10**15)
+    """Tokens bought per period; the gateway answers 402 once they are spent."""
+    price_per_million_tokens: float = Field(default=0.5, ge=0, le=1_000_000)
+    """Price of one million tokens in the currency below."""
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 currency code."""
+    rate_limit: RateLimit = RateLimit()
+    """Contracted request and token rates."""
+
+
+class CreditTier(CamelModel):
+    """Attainment strictly below belowPercent earns creditPercent of the period's charges."""
+
+    below_percent: float = Field(gt=0, le=100)
+    """Attainment threshold in percent (half-open: attainment < belowPercent)."""
+    credit_percent: float = Field(gt=0, le=100)
+    """Credit as a percentage of the period's token charges."""
+
+
+def _ordered_tiers(field: str) -> dict[str, str]:
+    # Kubernetes CEL iterates elements, not indexes: sortedness plus uniqueness is "strict".
+    return cel(
+        "self.map(t, -t.belowPercent).isSorted()"
+        " && self.all(a, self.exists_one(b, b.belowPercent == a.belowPercent))"
+        " && self.map(t, t.creditPercent).isSorted()"
+        " && self.all(a, self.exists_one(b, b.creditPercent == a.creditPercent))",
+        f"{field} must list tiers with strictly decreasing belowPercent"
+        " and strictly increasing creditPercent",
+    )
+
+
+BEDROCK_SCHEDULE = (
+    CreditTier(below_percent=99.9, credit_percent=10),
+    CreditTier(below_percent=99.0, credit_percent=25),
+    CreditTier(below_percent=95.0, credit_percent=100),
+)
+LATENCY_SCHEDULE = (
+    CreditTier(below_percent=99.0, credit_percent=5),
+    CreditTier(below_percent=95.0, credit_percent=10),
+    CreditTier(below_percent=90.0, credit_percent=25),
+)
+
+
+class CreditsSpec(CamelModel):
+    """What the tenant gets back when an objective is missed, as % of the period's token charges."""
+
+    availability: list[CreditTier] = Field(
+        default_factory=lambda: list(BEDROCK_SCHEDULE),
+        max_length=10,
+        json_schema_extra=validations(_ordered_tiers("availability")),
+    )
+    """Availability schedule: the lowest tier whose belowPercent exceeds the attainment applies."""
+    latency: list[CreditTier] = Field(
+        default_factory=lambda: list(LATENCY_SCHEDULE),
+        max_length=10,
+        json_schema_extra=validations(_ordered_tiers("latency")),
+    )
+    """Latency schedule, applied to the worse of TTFT and TPOT attainment."""
+    cap_percent: float = Field(default=100, gt=0, le=100)
+    """Total credits of a period never exceed this share of its charges."""
+
+
+class AIInferenceSLASpec(CamelModel):
+    """An inference service with guaranteed latency and uptime, paid back in tokens when missed."""
+
+    tenant: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Tenant that owns the SLA and its wallet; defaults to the namespace."""
+    model: ModelSpec
+    """The model to serve."""
+    objectives: Objectives = Objectives()
+    """Availability and latency objectives and their period."""
+    network: NetworkSpec
+    """Network slice requirements."""
+    placement: PlacementSpec = PlacementSpec()
+    """Tier, sites and data residency."""
+    capacity: CapacitySpec = CapacitySpec()
+    """Replicas."""
+    tokens: TokensSpec = TokensSpec()
+    """Token commitment, price and contracted rate."""
+    credits: CreditsSpec = CreditsSpec()
+    """Credit schedules and cap."""
+
+
+class RejectedTier(CamelModel):
+    """A tier placement did not choose, and why."""
+
+    tier: str
+    """Tier name."""
+    reason: str
+    """One line: why this tier cannot serve the SLA."""
+
+
+class PlacementStatus(CamelModel):
+    """The placement decision."""
+
+    tier: str | None = None
+    """Chosen InferenceTier."""
+    site: str | None = None
+    """Chosen site within the tier."""
+    gpu: str | None = None
+    """GPU type on the chosen tier."""
+    gpus_per_replica: int | None = None
+    """GPUs each replica requests (equals the tensor-parallel size)."""
+    tensor_parallel_size: int | None = None
+    """vLLM --tensor-parallel-size."""
+    estimated_ttft_ms: float | None = None
+    """Estimated time to first token at the customer: network RTT plus inference."""
+    rejected: list[RejectedTier] = Field(default_factory=list)
+    """Tiers not chosen, each with its reason."""
+
+
+class ChildRefs(CamelModel):
+    """Names of the objects this SLA owns."""
+
+    network_slice: str | None = None
+    """NetworkSlice name."""
+    deployment: str | None = None
+    """vLLM Deployment name."""
+    service: str | None = None
+    """Service name (the token gateway's port)."""
+    pod_disruption_budget: str | None = None
+    """PodDisruptionBudget name, when replicas >= 2."""
+    api_key_secret: str | None = None
+    """Secret holding the tenant's API keys."""
+
+
+class BurnRates(CamelModel):
+    """Error-budget burn rates over the multi-window alert windows (1 = on budget)."""
+
+    w5m: float | None = None
+    """Burn rate over 5 minutes."""
+    w30m: float | None = None
+    """Burn rate over 30 minutes."""
+    w1h: float | None = None
+    """Burn rate over 1 hour."""
+    w2h: float | None = None
+    """Burn rate over 2 hours."""
+    w6h: float | None = None
+    """Burn rate over 6 hours."""
+    w1d: float | None = None
+    """Burn rate over 1 day."""
+    w3d: float | None = None
+    """Burn rate over 3 days."""
+
+
+class PeriodStatus(CamelModel):
+    """Measurements of the current period, from Prometheus."""
+
+    start: str | None = None
+    """Period start (RFC 3339, UTC)."""
+    end: str | None = None
+    """Period end (RFC 3339, UTC), exclusive."""
+    availability_percent: float | None = None
+    """Good minutes over known minutes, in percent."""
+    ttft_attainment_percent: float | None = None
+    """Requests with time to first token at or under the threshold, in percent (gateway)."""
+    tpot_attainment_percent: float | None = None
+    """Requests with time per output token at or under the threshold, in percent (gateway)."""
+    inference_ttft_attainment_percent: float | None = None
+    """The same TTFT attainment as vLLM measures it inside the engine (the inference part)."""
+    budget_remaining_percent: float | None = None
+    """Availability error budget left, in percent (negative when overspent)."""
+    burn_rates: BurnRates | None = None
+    """Availability burn rates."""
+    alerts: list[str] = Field(default_factory=list)
+    """Multi-window burn-rate alerts firing now, e.g. page-1h."""
+    coverage_percent: float | None = None
+    """Minutes with data over minutes elapsed, in percent."""
+    tokens_used: int | None = None
+    """Prompt plus completion tokens metered this period."""
+    charges: float | None = None
+    """Token charges accrued this period."""
+    credits_accrued: float | None = None
+    """Credits the period would pay if it closed now."""
+    evaluated_at: str | None = None
+    """When this was computed (RFC 3339)."""
+
+
+class SettlementStatus(CamelModel):
+    """The last settled period."""
+
+    period_start: str | None = None
+    """Start of the settled period."""
+    period_end: str | None = None
+    """End of the settled period."""
+    state: str | None = None
+    """Settled, or HeldForReview when data coverage was below the floor."""
+    charges: float | None = None
+    """Token charges of the period."""
+    credits: float | None = None
+    """Credits paid back to the tenant."""
+    transfer_ids: list[str] = Field(default_factory=list)
+    """Ledger transfers of this settlement."""
+
+
+class AIInferenceSLAStatus(CamelModel):
+    """What aiconn did with the SLA and how the SLA is doing."""
+
+    observed_generation: int | None = None
+    """The spec generation last reconciled."""
+    phase: str | None = None
+    """Pending, Placing, Provisioning, Ready, Degraded or Unplaceable."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Placed, SliceReady, InferenceReady, Compliant."""
+    placement: PlacementStatus | None = None
+    """The placement decision."""
+    children: ChildRefs | None = None
+    """Owned objects."""
+    endpoint: str | None = None
+    """URL clients call (the token gateway in front of vLLM)."""
+    period: PeriodStatus | None = None
+    """The current period's measurements."""
+    last_settlement: SettlementStatus | None = None
+    """The last settled period."""
