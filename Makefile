@@ -1,0 +1,59 @@
+# The two commands of the README: `make demo` runs the main job, `make test` the whole suite.
+# Each installs what it needs and is quick when everything is already there.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint deps system-deps controlplane vllm crds down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+# Debian packages: Prometheus, PostgreSQL and Chromium (for the NOC page test).
+system-deps:
+	@need=""; \
+	for p in prometheus:/usr/bin/prometheus postgresql:/usr/lib/postgresql/15/bin/postgres \
+	         chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver; do \
+	  [ -x "$${p#*:}" ] || need="$$need $${p%%:*}"; done; \
+	if [ -n "$$need" ]; then \
+	  echo "installing Debian packages:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	fi
+
+controlplane:
+	bash tools/k8s/build.sh >/dev/null
+
+vllm:
+	bash tools/vllm/install.sh >/dev/null
+
+crds: $(STAMP)
+	$(BIN)/aiconn crds --write
+
+lint: $(STAMP)
+	$(BIN)/ruff check aiconn tests bench
+	$(BIN)/ruff format --check aiconn tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# pytest's exit code 5 (no tests collected) is a failure, not a green run.
+test: $(STAMP) system-deps controlplane vllm lint
+	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+demo: $(STAMP) system-deps controlplane vllm
+	$(BIN)/aiconn dev up --demo
+
+down: $(STAMP)
+	$(BIN)/aiconn dev down
+
+clean: down
+	rm -rf $(VENV) .aiconn

@@ -1,0 +1,56 @@
+"""The `aiconn` command: one binary, deployed as separate processes (operator, gateway, api),
+plus the local stack (`dev up` / `dev down`), CRD rendering and offline placement (`plan`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from aiconn import crdgen
+
+    if args.write:
+        for path in crdgen.write_all(Path(args.dir)):
+            print(f"wrote {path}")
+        return 0
+    stale = [
+        str(crdgen.crd_path(Path(args.dir), info))
+        for info in crdgen.RESOURCES
+        if not crdgen.crd_path(Path(args.dir), info).exists()
+        or crdgen.crd_path(Path(args.dir), info).read_text() != crdgen.render_yaml(info)
+    ]
+    for info in crdgen.RESOURCES:
+        if not args.check:
+            print("---")
+            print(crdgen.render_yaml(info), end="")
+    if args.check and stale:
+        print(f"out of date (run `aiconn crds --write`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crds = sub.add_parser("crds", help="render the CustomResourceDefinitions from the models")
+    crds.add_argument("--dir", default="crds")
+    mode = crds.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write crds/*.yaml")
+    mode.add_argument("--check", action="store_true", help="fail when crds/ is out of date")
+    crds.set_defaults(func=_crds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Keys and certificates for the local control plane: a CA, the API server's serving
+certificate and the service-account signing key. Made with `cryptography`, never downloaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def write_pki(directory: Path) -> dict[str, Path]:
+    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        name: directory / name
+        for name in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")
+    }
+    if all(p.exists() for p in paths.values()):
+        return paths
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aiconn-local-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = _key()
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = _key()
+    paths["ca.crt"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["apiserver.crt"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths["apiserver.key"].write_bytes(_pem_key(server_key))
+    paths["sa.key"].write_bytes(_pem_key(sa_key))
+    paths["sa.pub"].write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    for name in ("apiserver.key", "sa.key"):
+        paths[name].chmod(0o600)
+    return paths

