@@ -76,7 +76,7 @@ def kv_bytes_per_token(model: ModelSpec) -> float:
     if arch is not None:
         return float(2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * KV_CACHE_DTYPE_BYTES)
     params, bytes_at_params = _KV_SMALL
-    return bytes_at_params * (model.parameters_billions / params) ** _KV_EXPONENT
+    return float(bytes_at_params * (model.parameters_billions / params) ** _KV_EXPONENT)
 
 
 def weight_bytes(model: ModelSpec) -> float:
