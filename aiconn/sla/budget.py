@@ -1,0 +1,153 @@
+"""Error budgets, burn rates and the multi-window burn-rate alerts of the Google SRE workbook.
+
+The budget is what the target leaves over (1 - target). Burn rate is the error ratio of a window
+divided by the budget: 1 spends the budget exactly over the period, 14.4 spends 2 % of a 30-day
+budget in an hour. An alert fires only when a long and a short window both burn faster than its
+factor: the long window proves the burn is significant, the short one that it is still happening.
+
+Ratios are over *known* minutes (see `aiconn.sla.sli`): a window without data has no burn rate
+(NaN), so it never fires an alert on its own — missing data is shown as coverage, not as an outage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from aiconn.sla.sli import Timeslices
+
+Severity = Literal["page", "ticket"]
+
+
+@dataclass(frozen=True)
+class BurnWindow:
+    """A trailing window, named as the CRD's BurnRates fields are (w5m, w1h, ...)."""
+
+    name: str
+    minutes: int
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Fire when both windows burn faster than `factor` budgets per period."""
+
+    name: str
+    severity: Severity
+    long: BurnWindow
+    short: BurnWindow
+    factor: float
+
+
+W5M = BurnWindow("w5m", 5)
+W30M = BurnWindow("w30m", 30)
+W1H = BurnWindow("w1h", 60)
+W2H = BurnWindow("w2h", 120)
+W6H = BurnWindow("w6h", 360)
+W1D = BurnWindow("w1d", 1440)
+W3D = BurnWindow("w3d", 4320)
+BURN_WINDOWS = (W5M, W30M, W1H, W2H, W6H, W1D, W3D)
+
+ALERT_RULES = (
+    AlertRule("page-1h", "page", long=W1H, short=W5M, factor=14.4),
+    AlertRule("page-6h", "page", long=W6H, short=W30M, factor=6.0),
+    AlertRule("ticket-1d", "ticket", long=W1D, short=W2H, factor=3.0),
+    AlertRule("ticket-3d", "ticket", long=W3D, short=W6H, factor=1.0),
+)
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    """Budget and burn of each SLA; arrays are indexed by SLA."""
+
+    budget_fraction: NDArray[np.float64]
+    """1 - target, as a fraction."""
+    remaining_percent: NDArray[np.float64]
+    """Budget left in percent; negative when overspent, NaN without known minutes."""
+    burn_rates: dict[str, NDArray[np.float64]]
+    """Burn rate per window name (see BURN_WINDOWS); NaN when the window has no known minute."""
+    alerts: NDArray[np.bool_]
+    """SLAs x ALERT_RULES: which alerts fire."""
+
+    def firing(self, index: int) -> list[str]:
+        """Names of the alerts firing for one SLA."""
+        return [rule.name for rule, on in zip(ALERT_RULES, self.alerts[index], strict=True) if on]
+
+
+def error_budget(target_percent: ArrayLike) -> NDArray[np.float64]:
+    """1 - target, as a fraction (99.9 % gives 0.001)."""
+    target = np.asarray(target_percent, dtype=np.float64)
+    if np.any((target <= 0) | (target >= 100)):
+        raise ValueError(
+            f"targetPercent must be in (0, 100), got {target[(target <= 0) | (target >= 100)]}"
+        )
+    return (100.0 - target) / 100.0
+
+
+def burn_rate(
+    *, bad: ArrayLike, known: ArrayLike, budget_fraction: ArrayLike
+) -> NDArray[np.float64]:
+    """Error ratio over the budget; NaN where nothing is known."""
+    b = np.asarray(bad, dtype=np.float64)
+    k = np.asarray(known, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > 0, (b / k) / np.asarray(budget_fraction, dtype=np.float64), np.nan)
+
+
+def budget_remaining_percent(
+    *, bad: ArrayLike, known: ArrayLike, budget_fraction: ArrayLike
+) -> NDArray[np.float64]:
+    """(budget - error ratio) / budget in percent, i.e. 100 x (1 - burn rate of the period)."""
+    return 100.0 * (1.0 - burn_rate(bad=bad, known=known, budget_fraction=budget_fraction))
+
+
+def budget_report(
+    slices: Timeslices, *, target_percent: ArrayLike, period_columns: slice = slice(None)
+) -> BudgetReport:
+    """Budget over `period_columns` of the slices, burn rates over the trailing minutes.
+
+    Columns before the period (a look-back) count only for the burn-rate windows, so a 3-day
+    window is whole on the first day of a month.
+    """
+    bad = np.atleast_2d(slices.bad)
+    known = np.atleast_2d(slices.known)
+    budget = error_budget(target_percent)
+    remaining = budget_remaining_percent(
+        bad=np.count_nonzero(bad[:, period_columns], axis=1),
+        known=np.count_nonzero(known[:, period_columns], axis=1),
+        budget_fraction=budget,
+    )
+    rates = window_burn_rates(slices, budget_fraction=budget)
+    return BudgetReport(
+        budget_fraction=budget,
+        remaining_percent=remaining,
+        burn_rates=rates,
+        alerts=alerts_firing(rates),
+    )
+
+
+def window_burn_rates(
+    slices: Timeslices, *, budget_fraction: ArrayLike
+) -> dict[str, NDArray[np.float64]]:
+    """Burn rate of each SLA over each trailing window of BURN_WINDOWS, by window name."""
+    bad = np.atleast_2d(slices.bad)
+    known = np.atleast_2d(slices.known)
+    return {
+        window.name: burn_rate(
+            bad=np.count_nonzero(bad[:, -window.minutes :], axis=1),
+            known=np.count_nonzero(known[:, -window.minutes :], axis=1),
+            budget_fraction=budget_fraction,
+        )
+        for window in BURN_WINDOWS
+    }
+
+
+def alerts_firing(burn_rates: dict[str, NDArray[np.float64]]) -> NDArray[np.bool_]:
+    """SLAs x ALERT_RULES: both windows strictly above the factor (NaN never fires)."""
+    columns = [
+        (burn_rates[rule.long.name] > rule.factor) & (burn_rates[rule.short.name] > rule.factor)
+        for rule in ALERT_RULES
+    ]
+    return np.stack(columns, axis=-1)

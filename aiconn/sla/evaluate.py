@@ -1,0 +1,252 @@
+"""One evaluation of the whole fleet: every SLA's period measured in a single vectorized pass.
+
+The operator runs one fleet-wide loop, not a timer per SLA: Prometheus answers one batched query
+per SLI (see `aiconn.sla.prometheus`) and this module turns the arrays into each SLA's status
+numbers and the credits it would earn if the period closed now. The per-minute arrays of a large
+fleet are big (10,000 SLAs x a 30-day month is 432 million minutes), so the minute math runs in
+chunks of SLAs with compact dtypes and only per-SLA totals are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from aiconn.sla.budget import (
+    ALERT_RULES,
+    BURN_WINDOWS,
+    alerts_firing,
+    budget_remaining_percent,
+    error_budget,
+    window_burn_rates,
+)
+from aiconn.sla.credits import (
+    CreditBreakdown,
+    attainment_percent,
+    money,
+    period_credit,
+    usage_charge,
+)
+from aiconn.sla.sli import Occurrences, classify_minutes
+from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
+
+DEFAULT_CHUNK_SLAS = 128
+
+
+@dataclass(frozen=True)
+class FleetTerms:
+    """What each SLA promises, as arrays indexed like the series (one entry per SLA)."""
+
+    availability_target: NDArray[np.float64]
+    ttft_target: NDArray[np.float64]
+    tpot_target: NDArray[np.float64]
+    price_per_million_tokens: tuple[Decimal, ...]
+    credits: tuple[CreditsSpec, ...]
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[AIInferenceSLASpec]) -> FleetTerms:
+        """Terms of the given SLAs, in order."""
+        return cls(
+            availability_target=np.array(
+                [s.objectives.availability.target_percent for s in specs], dtype=np.float64
+            ),
+            ttft_target=np.array(
+                [s.objectives.ttft.target_percent for s in specs], dtype=np.float64
+            ),
+            tpot_target=np.array(
+                [s.objectives.tpot.target_percent for s in specs], dtype=np.float64
+            ),
+            price_per_million_tokens=tuple(money(s.tokens.price_per_million_tokens) for s in specs),
+            credits=tuple(s.credits for s in specs),
+        )
+
+    def __len__(self) -> int:
+        return len(self.credits)
+
+
+@dataclass(frozen=True)
+class FleetSeries:
+    """Measurements of N SLAs over one period, indexed like FleetTerms.
+
+    The minute arrays are SLAs x minutes; column j is the minute [start + j, start + j + 1).
+    The first `lookback_minutes` columns precede the period and feed only the burn-rate windows.
+    """
+
+    in_contract: NDArray[np.generic]
+    """Requests the SLA covers, per minute (success, upstream errors, timeouts)."""
+    failed: NDArray[np.generic]
+    """In-contract requests that failed, per minute."""
+    up: NDArray[np.floating]
+    """1 up, 0 down, NaN no data, per minute."""
+    ttft: Occurrences
+    """Gateway time-to-first-token occurrences over the period."""
+    tpot: Occurrences
+    """Gateway time-per-output-token occurrences over the period."""
+    tokens: NDArray[np.int64]
+    """Prompt plus completion tokens metered over the period."""
+    inference_ttft: Occurrences | None = None
+    """vLLM's own TTFT occurrences (the inference part of the split), when scraped."""
+    lookback_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class SLAEvaluation:
+    """One SLA's numbers for its status and its settlement. Percentages are None when unmeasured."""
+
+    minutes: int
+    good_minutes: int
+    bad_minutes: int
+    availability_percent: float | None
+    coverage_percent: float | None
+    ttft_attainment_percent: float | None
+    ttft_exact: bool
+    tpot_attainment_percent: float | None
+    tpot_exact: bool
+    inference_ttft_attainment_percent: float | None
+    budget_remaining_percent: float | None
+    burn_rates: dict[str, float | None]
+    alerts: tuple[str, ...]
+    tokens_used: int
+    price_per_million_tokens: Decimal
+    charges: Decimal
+    credit: CreditBreakdown
+
+
+@dataclass(frozen=True)
+class FleetEvaluation:
+    """Per-SLA results as arrays (for dashboards and tests) plus exact money per SLA."""
+
+    minutes: int
+    good_minutes: NDArray[np.int64]
+    bad_minutes: NDArray[np.int64]
+    availability_percent: NDArray[np.float64]
+    coverage_percent: NDArray[np.float64]
+    ttft_attainment_percent: NDArray[np.float64]
+    ttft_exact: NDArray[np.bool_]
+    tpot_attainment_percent: NDArray[np.float64]
+    tpot_exact: NDArray[np.bool_]
+    inference_ttft_attainment_percent: NDArray[np.float64]
+    budget_remaining_percent: NDArray[np.float64]
+    burn_rates: dict[str, NDArray[np.float64]]
+    alerts: NDArray[np.bool_]
+    """SLAs x ALERT_RULES."""
+    tokens_used: NDArray[np.int64]
+    price_per_million_tokens: tuple[Decimal, ...]
+    charges: tuple[Decimal, ...]
+    credits: tuple[CreditBreakdown, ...] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.charges)
+
+    def sla(self, index: int) -> SLAEvaluation:
+        """The evaluation of the SLA at `index`, as plain Python values."""
+        return SLAEvaluation(
+            minutes=self.minutes,
+            good_minutes=int(self.good_minutes[index]),
+            bad_minutes=int(self.bad_minutes[index]),
+            availability_percent=_opt(self.availability_percent[index]),
+            coverage_percent=_opt(self.coverage_percent[index]),
+            ttft_attainment_percent=_opt(self.ttft_attainment_percent[index]),
+            ttft_exact=bool(self.ttft_exact[index]),
+            tpot_attainment_percent=_opt(self.tpot_attainment_percent[index]),
+            tpot_exact=bool(self.tpot_exact[index]),
+            inference_ttft_attainment_percent=_opt(self.inference_ttft_attainment_percent[index]),
+            budget_remaining_percent=_opt(self.budget_remaining_percent[index]),
+            burn_rates={name: _opt(rates[index]) for name, rates in self.burn_rates.items()},
+            alerts=tuple(
+                rule.name for rule, on in zip(ALERT_RULES, self.alerts[index], strict=True) if on
+            ),
+            tokens_used=int(self.tokens_used[index]),
+            price_per_million_tokens=self.price_per_million_tokens[index],
+            charges=self.charges[index],
+            credit=self.credits[index],
+        )
+
+
+def evaluate_fleet(
+    *, terms: FleetTerms, series: FleetSeries, chunk_slas: int = DEFAULT_CHUNK_SLAS
+) -> FleetEvaluation:
+    """Evaluate every SLA over the period the series cover (minutes elapsed so far, or all)."""
+    n = len(terms)
+    shape = series.in_contract.shape
+    if len(shape) != 2 or shape[0] != n or series.failed.shape != shape or series.up.shape != shape:
+        raise ValueError(
+            f"minute arrays must all be SLAs x minutes with {n} SLAs, got in_contract {shape},"
+            f" failed {series.failed.shape}, up {series.up.shape}"
+        )
+    if not 0 <= series.lookback_minutes <= shape[1]:
+        raise ValueError(
+            f"lookback_minutes must be between 0 and {shape[1]}, got {series.lookback_minutes}"
+        )
+    period = slice(series.lookback_minutes, None)
+    minutes = shape[1] - series.lookback_minutes
+    budget = error_budget(terms.availability_target)
+
+    good = np.empty(n, dtype=np.int64)
+    bad = np.empty(n, dtype=np.int64)
+    rates = {w.name: np.empty(n, dtype=np.float64) for w in BURN_WINDOWS}
+    alerts = np.empty((n, len(ALERT_RULES)), dtype=np.bool_)
+    for lo in range(0, n, max(chunk_slas, 1)):
+        rows = slice(lo, min(lo + chunk_slas, n))
+        slices = classify_minutes(series.in_contract[rows], series.failed[rows], series.up[rows])
+        bad_chunk = np.count_nonzero(slices.bad[:, period], axis=1)
+        known_chunk = np.count_nonzero(slices.known[:, period], axis=1)
+        good[rows] = known_chunk - bad_chunk
+        bad[rows] = bad_chunk
+        chunk_rates = window_burn_rates(slices, budget_fraction=budget[rows])
+        for name, values in chunk_rates.items():
+            rates[name][rows] = values
+        alerts[rows] = alerts_firing(chunk_rates)
+
+    known = good + bad
+    remaining = budget_remaining_percent(bad=bad, known=known, budget_fraction=budget)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        availability = np.where(known > 0, 100.0 * good / np.maximum(known, 1), np.nan)
+        coverage = np.full(n, np.nan) if minutes == 0 else 100.0 * known / minutes
+
+    tokens = np.asarray(series.tokens, dtype=np.int64)
+    inference = series.inference_ttft
+    charges: list[Decimal] = []
+    credits: list[CreditBreakdown] = []
+    for i in range(n):
+        charge = usage_charge(int(tokens[i]), terms.price_per_million_tokens[i])
+        charges.append(charge)
+        credits.append(
+            period_credit(
+                charges=charge,
+                availability=attainment_percent(int(good[i]), int(known[i])),
+                ttft=attainment_percent(float(series.ttft.good[i]), float(series.ttft.total[i])),
+                tpot=attainment_percent(float(series.tpot.good[i]), float(series.tpot.total[i])),
+                schedule=terms.credits[i],
+            )
+        )
+    return FleetEvaluation(
+        minutes=minutes,
+        good_minutes=good,
+        bad_minutes=bad,
+        availability_percent=availability,
+        coverage_percent=coverage,
+        ttft_attainment_percent=series.ttft.percent,
+        ttft_exact=series.ttft.exact,
+        tpot_attainment_percent=series.tpot.percent,
+        tpot_exact=series.tpot.exact,
+        inference_ttft_attainment_percent=(
+            inference.percent if inference is not None else np.full(n, np.nan)
+        ),
+        budget_remaining_percent=remaining,
+        burn_rates=rates,
+        alerts=alerts,
+        tokens_used=tokens,
+        price_per_million_tokens=terms.price_per_million_tokens,
+        charges=tuple(charges),
+        credits=tuple(credits),
+    )
+
+
+def _opt(value: np.floating | float) -> float | None:
+    number = float(value)
+    return None if np.isnan(number) else number
