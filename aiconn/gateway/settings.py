@@ -1,0 +1,55 @@
+"""The gateway's configuration, from `AICONN_*` environment variables the operator renders.
+
+Defaults for thresholds and rates are the AIInferenceSLA spec's own defaults, so a gateway started
+without them enforces and measures what an SLA without them promises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aiconn.gateway.allowance import FailMode
+from aiconn.sla.spec import Objectives, RateLimit
+
+_OBJECTIVES = Objectives()
+_RATE = RateLimit()
+
+
+class GatewaySettings(BaseSettings):
+    """One gateway: one SLA, one model, one vLLM behind it."""
+
+    model_config = SettingsConfigDict(env_prefix="AICONN_")
+
+    sla: str = ""
+    """AIInferenceSLA name (the `sla` label)."""
+    namespace: str = ""
+    """The SLA's namespace (the `namespace` label)."""
+    model: str = "unknown"
+    """Served model name (the `model` label); fixed, so clients cannot multiply series."""
+    upstream: str = "http://127.0.0.1:8001"
+    """vLLM's private base URL."""
+    listen_host: str = "0.0.0.0"
+    """Address the gateway listens on."""
+    listen_port: int = Field(default=8000, ge=1, le=65535)
+    """Port the gateway listens on (the Service's port)."""
+    keys_dir: Path = Path("/etc/aiconn/keys")
+    """Directory of the mounted key Secret; its `keys` file lists sha256 hex digests."""
+    ttft_threshold_ms: int = Field(default=_OBJECTIVES.ttft.threshold_ms, ge=1)
+    """TTFT objective threshold, added to the TTFT histogram buckets."""
+    tpot_threshold_ms: int = Field(default=_OBJECTIVES.tpot.threshold_ms, ge=1)
+    """TPOT objective threshold, added to the TPOT histogram buckets."""
+    rate_rps: float = Field(default=_RATE.requests_per_second, gt=0)
+    """Contracted requests per second (per gateway)."""
+    rate_tpm: int = Field(default=_RATE.tokens_per_minute, ge=1)
+    """Contracted prompt plus completion tokens per minute (per gateway)."""
+    allowance_tokens: int | None = None
+    """A static token allowance for this process; unset means the allowance comes from elsewhere."""
+    allowance_fail_mode: FailMode = "open"
+    """When the ledger cannot be read: serve within the grace (open) or refuse (closed)."""
+    allowance_grace_seconds: float = Field(default=300.0, ge=0)
+    """How long fail mode open serves after the last successful ledger read."""
+    upstream_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Longest wait for vLLM to connect, or between two reads of its answer."""

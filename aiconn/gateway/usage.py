@@ -1,0 +1,158 @@
+"""Token usage and first/last token times, read from vLLM's answers as they pass through.
+
+A non-streamed answer carries `usage` in its JSON body. A stream carries it only when the request
+asked for `stream_options.include_usage`; then vLLM ends the stream with a usage-only chunk
+(`"choices": []` plus `usage`) before `data: [DONE]`. The gateway always asks, so it can meter,
+and removes that chunk again when the client had not asked, so the client sees the stream it
+would have seen from vLLM directly. Every other byte is forwarded unchanged; events are only
+split at their blank-line boundary to find the usage chunk and the first content-bearing chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_DONE = b"[DONE]"
+_CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Prompt and completion tokens of one request."""
+
+    prompt: int
+    completion: int
+
+    @classmethod
+    def from_json(cls, value: object) -> Usage | None:
+        if not isinstance(value, dict):
+            return None
+        prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        return cls(prompt=prompt, completion=completion)
+
+
+def usage_from_body(body: bytes) -> Usage | None:
+    """The `usage` of a non-streamed completion body, or None when absent or not JSON."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return Usage.from_json(document.get("usage")) if isinstance(document, dict) else None
+
+
+def ask_for_usage(request: dict[str, Any]) -> bool:
+    """Make a streamed request ask for usage; True when the client had not asked itself."""
+    options = request.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    kept = options if isinstance(options, dict) else {}
+    # Without include_usage the client would get no per-chunk usage either: keep it that way.
+    request["stream_options"] = {
+        **{key: value for key, value in kept.items() if key != "continuous_usage_stats"},
+        "include_usage": True,
+    }
+    return True
+
+
+def _event_data(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _choices(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return []
+    return [choice for choice in choices if isinstance(choice, dict)]
+
+
+def _bears_content(choice: dict[str, Any]) -> bool:
+    if choice.get("text"):
+        return True
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(delta.get(field) for field in _CONTENT_FIELDS)
+
+
+def _opens_chat(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and "role" in delta
+
+
+@dataclass(frozen=True, slots=True)
+class Fed:
+    """What one read of the upstream stream gives the client."""
+
+    out: bytes
+    """Bytes to forward: whole events, the injected usage chunk removed."""
+    content: bool
+    """Whether `out` holds a content-bearing event (text the client sees)."""
+    tokens: int
+    """Token events in `out`: one per generated token, including those that decode to ""."""
+
+
+class StreamMeter:
+    """Splits an SSE byte stream into events, meters it and drops the injected usage chunk.
+
+    vLLM sends one event per generated token; a token that ends inside a UTF-8 sequence arrives
+    as empty text, so "token event" and "content-bearing event" differ. Chat streams open with a
+    role-only event that is neither.
+    """
+
+    def __init__(self, *, strip_usage: bool) -> None:
+        self._strip_usage = strip_usage
+        self._pending = b""
+        self.usage: Usage | None = None
+        self.token_events = 0
+        self.failed = False
+
+    def feed(self, data: bytes) -> Fed:
+        buffer = self._pending + data
+        out: list[bytes] = []
+        content = False
+        tokens = 0
+        start = 0
+        for match in _EVENT_END.finditer(buffer):
+            event = buffer[start : match.end()]
+            start = match.end()
+            keep, bears, is_token = self._inspect(event)
+            if keep:
+                out.append(event)
+            content |= bears
+            tokens += is_token
+        self._pending = buffer[start:]
+        self.token_events += tokens
+        return Fed(out=b"".join(out), content=content, tokens=tokens)
+
+    def flush(self) -> bytes:
+        """Whatever trailing bytes did not end an event (forwarded as they are)."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _inspect(self, event: bytes) -> tuple[bool, bool, bool]:
+        """(forward it, content-bearing, token event) for one event."""
+        data = _event_data(event)
+        if data is None or data == _DONE:
+            return True, False, False
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return True, False, False
+        if not isinstance(chunk, dict):
+            return True, False, False
+        if "error" in chunk or chunk.get("object") == "error":
+            self.failed = True
+        usage = Usage.from_json(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            if self._strip_usage and chunk.get("choices") == []:
+                return False, False, False
+        choices = _choices(chunk)
+        bears = any(_bears_content(choice) for choice in choices)
+        is_token = bears or (bool(choices) and not any(_opens_chat(c) for c in choices))
+        return True, bears, is_token
