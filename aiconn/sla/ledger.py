@@ -1,0 +1,675 @@
+"""The double-entry ledger that SLA settlements move tokens and money in.
+
+Every transfer moves a positive integer `amount` of one `unit` out of `debit_account` into
+`credit_account`; an account's balance in a unit is what it received minus what it gave, so the
+balances of all accounts in a unit always sum to zero (Σ debits == Σ credits). Transfers are
+immutable: a correction is a new transfer.
+
+Idempotency follows TigerBeetle: each transfer carries a client-chosen key, unique in the
+database, `<sla uid>/<period start>/<kind>`. Posting it again returns the stored transfer when the
+contents match and raises `TransferConflict` when they differ. Safety against double payment comes
+from the database's unique constraints, not from locks in this process, so two settlers racing on
+PostgreSQL are safe: the loser's insert waits for the winner's commit, fails, and re-reads.
+
+Accounts and units (the scheme every settlement follows):
+
+- `allowance` -> `wallet:<tenant>`, tokens (`allowance`): the period's commitment, funding the
+  wallet the gateway checks before serving (402 when empty).
+- `wallet:<tenant>` -> `revenue`, tokens (`usage`): tokens the tenant consumed.
+- `wallet:<tenant>` -> `revenue`, `<CUR>-micro` (`charge`): what that usage costs.
+- `sla-penalty` -> `wallet:<tenant>`, tokens (`credit`): the credit, paid back in tokens at the
+  SLA's price, so the tenant can spend it through the gateway.
+- `revenue` -> `sla-penalty`, `<CUR>-micro` (`penalty`): the same credit's money value, moved from
+  revenue into the penalty expense; revenue in currency is then net of penalties.
+
+Money is integer micro-units of the currency (see `aiconn.sla.credits`); tokens are integers.
+Wallets may go negative: metering records what was served, even past the allowance.
+
+Settling a period writes the settlement row (unique per SLA and period) and its transfers in one
+database transaction, so a crash between computing and committing leaves nothing, and a retry
+settles exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, create_engine, event, func
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from aiconn.sla.credits import to_micros, tokens_for_amount
+from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.migrations import migrate
+from aiconn.sla.periods import Period
+
+TOKENS = "tokens"
+ALLOWANCE = "allowance"
+REVENUE = "revenue"
+SLA_PENALTY = "sla-penalty"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# uuid5 namespace for transfer ids: the same idempotency key always names the same transfer id.
+_TRANSFER_NAMESPACE = uuid.UUID("6d1f1b2e-4a52-5b8e-9c1e-61696c656467")
+
+
+class Kind(StrEnum):
+    """Why a transfer exists; part of its idempotency key."""
+
+    ALLOWANCE = "allowance"
+    USAGE = "usage"
+    CHARGE = "charge"
+    CREDIT = "credit"
+    PENALTY = "penalty"
+
+
+class SettlementState(StrEnum):
+    """Outcome of settling a period."""
+
+    SETTLED = "Settled"
+    HELD_FOR_REVIEW = "HeldForReview"
+
+
+def wallet_account(tenant: str) -> str:
+    """The tenant's token wallet."""
+    return f"wallet:{tenant}"
+
+
+def currency_unit(currency: str) -> str:
+    """The ledger unit for a currency: integer micro-units, e.g. `EUR-micro`."""
+    return f"{currency}-micro"
+
+
+def idempotency_key(sla_uid: str, period: Period, kind: str) -> str:
+    """`<sla uid>/<period start>/<kind>`: one transfer of each kind per SLA and period."""
+    return f"{sla_uid}/{period.start_iso}/{kind}"
+
+
+class TransferConflict(Exception):
+    """A transfer with this idempotency key exists with different contents."""
+
+    def __init__(self, key: str, differences: Mapping[str, tuple[Any, Any]]) -> None:
+        detail = ", ".join(f"{k}: stored {a!r}, posted {b!r}" for k, a, b in _triples(differences))
+        super().__init__(f"transfer {key!r} already exists with different contents ({detail})")
+        self.key = key
+        self.differences = dict(differences)
+
+
+class LedgerInvariantError(Exception):
+    """Σ debits != Σ credits in some unit, or a malformed transfer: the ledger is corrupt."""
+
+
+class TransferRow(SQLModel, table=True):
+    """A stored transfer (table created by migration 1)."""
+
+    __tablename__ = "transfers"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    idempotency_key: str = Field(unique=True)
+    debit_account: str = Field(index=True)
+    credit_account: str = Field(index=True)
+    amount: int = Field(sa_type=BigInteger)
+    unit: str
+    kind: str
+    sla_uid: str = Field(index=True)
+    sla_namespace: str
+    sla_name: str
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    meta: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
+    )
+
+
+class SettlementRow(SQLModel, table=True):
+    """A stored settlement, unique per SLA and period (table created by migration 1)."""
+
+    __tablename__ = "settlements"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+    tenant: str
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+    state: str
+    currency: str
+    tokens_used: int = Field(sa_type=BigInteger)
+    charges_micros: int = Field(sa_type=BigInteger)
+    credit_micros: int = Field(sa_type=BigInteger)
+    credit_tokens: int = Field(sa_type=BigInteger)
+    credit_percent: str
+    coverage_percent: float | None
+    availability_percent: float | None
+    ttft_attainment_percent: float | None
+    tpot_attainment_percent: float | None
+    transfer_ids: list[str] = Field(
+        default_factory=list, sa_column=Column("transfer_ids", JSON, nullable=False)
+    )
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """The contents of a transfer to post; two posts with equal specs are the same transfer."""
+
+    debit_account: str
+    credit_account: str
+    amount: int
+    unit: str
+    kind: str
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+    period: Period
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise ValueError(f"transfer amount must be a positive integer, got {self.amount}")
+        if self.debit_account == self.credit_account:
+            raise ValueError(f"transfer debits and credits the same account {self.debit_account!r}")
+
+    @property
+    def key(self) -> str:
+        """The idempotency key."""
+        return idempotency_key(self.sla_uid, self.period, self.kind)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A posted transfer."""
+
+    seq: int
+    id: str
+    idempotency_key: str
+    debit_account: str
+    credit_account: str
+    amount: int
+    unit: str
+    kind: str
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+    period: Period
+    created_at: datetime
+    metadata: dict[str, Any]
+
+    def spec(self) -> TransferSpec:
+        """The contents, for comparison with a replayed post."""
+        return TransferSpec(
+            debit_account=self.debit_account,
+            credit_account=self.credit_account,
+            amount=self.amount,
+            unit=self.unit,
+            kind=self.kind,
+            sla_uid=self.sla_uid,
+            sla_namespace=self.sla_namespace,
+            sla_name=self.sla_name,
+            period=self.period,
+            metadata=self.metadata,
+        )
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A settled (or held) period of one SLA."""
+
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+    tenant: str
+    period: Period
+    state: SettlementState
+    currency: str
+    tokens_used: int
+    charges_micros: int
+    credit_micros: int
+    credit_tokens: int
+    credit_percent: Decimal
+    coverage_percent: float | None
+    availability_percent: float | None
+    ttft_attainment_percent: float | None
+    tpot_attainment_percent: float | None
+    transfer_ids: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Balance:
+    """An account's totals in one unit."""
+
+    debits: int
+    credits: int
+
+    @property
+    def net(self) -> int:
+        """Credits minus debits: what the account holds."""
+        return self.credits - self.debits
+
+
+@dataclass(frozen=True)
+class StatementEntry:
+    """One transfer seen from one account: positive when it received, negative when it gave."""
+
+    transfer: Transfer
+    signed_amount: int
+
+
+@dataclass(frozen=True)
+class StatementPage:
+    """A page of an account's statement, oldest first; pass `next_after` to get the next page."""
+
+    account: str
+    entries: tuple[StatementEntry, ...]
+    next_after: int | None
+
+
+class Ledger:
+    """The ledger on one database. Open it with `Ledger.open(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, echo: bool = False) -> Ledger:
+        """Connect to `sqlite:///path` or `postgresql+psycopg://...` and apply pending migrations.
+
+        SQLite gets WAL (readers never block the writer), a busy timeout, and write transactions
+        that take the lock at BEGIN, so two settlers on one file serialize instead of failing on
+        a lock upgrade.
+        """
+        if url.startswith("sqlite"):
+            engine = create_engine(url, echo=echo)
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def post_transfer(self, spec: TransferSpec) -> Transfer:
+        """Post once; a replay with equal contents returns the stored transfer.
+
+        Raises TransferConflict when the key exists with different contents.
+        """
+        try:
+            with Session(self.engine) as session, session.begin():
+                row = _insert_transfer(session, spec)
+                session.flush()
+                return _transfer(row)
+        except IntegrityError:
+            existing = self.transfer_by_key(spec.key)
+            if existing is None:
+                raise
+            _require_same(existing, spec)
+            return existing
+
+    def transfer_by_key(self, key: str) -> Transfer | None:
+        """The transfer with this idempotency key, if posted."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(TransferRow).where(TransferRow.idempotency_key == key)
+            ).first()
+            return None if row is None else _transfer(row)
+
+    def transfers(self, *, sla_uid: str | None = None, kind: str | None = None) -> list[Transfer]:
+        """Transfers in posting order, optionally of one SLA and one kind."""
+        query = select(TransferRow).order_by(col(TransferRow.seq))
+        if sla_uid is not None:
+            query = query.where(TransferRow.sla_uid == sla_uid)
+        if kind is not None:
+            query = query.where(TransferRow.kind == kind)
+        with Session(self.engine) as session:
+            return [_transfer(row) for row in session.exec(query)]
+
+    def balance(self, account: str, unit: str) -> Balance:
+        """Debits and credits of one account in one unit."""
+        with Session(self.engine) as session:
+            debits = session.exec(
+                select(func.coalesce(func.sum(TransferRow.amount), 0)).where(
+                    TransferRow.debit_account == account, TransferRow.unit == unit
+                )
+            ).one()
+            credits = session.exec(
+                select(func.coalesce(func.sum(TransferRow.amount), 0)).where(
+                    TransferRow.credit_account == account, TransferRow.unit == unit
+                )
+            ).one()
+        return Balance(debits=int(debits), credits=int(credits))
+
+    def balances(self) -> dict[tuple[str, str], Balance]:
+        """Every account's totals, keyed by (account, unit)."""
+        totals: dict[tuple[str, str], list[int]] = {}
+        with Session(self.engine) as session:
+            for side, column in ((0, TransferRow.debit_account), (1, TransferRow.credit_account)):
+                rows = session.exec(
+                    select(column, TransferRow.unit, func.sum(TransferRow.amount)).group_by(
+                        column, TransferRow.unit
+                    )
+                )
+                for account, unit, amount in rows:
+                    totals.setdefault((account, unit), [0, 0])[side] += int(amount)
+        return {key: Balance(debits=d, credits=c) for key, (d, c) in sorted(totals.items())}
+
+    def wallet_balance(self, tenant: str) -> int:
+        """Tokens left in the tenant's wallet (negative when usage ran past the allowance)."""
+        return self.balance(wallet_account(tenant), TOKENS).net
+
+    def statement(
+        self, account: str, *, unit: str | None = None, after: int | None = None, limit: int = 100
+    ) -> StatementPage:
+        """Transfers touching `account`, oldest first, `limit` at a time after sequence `after`."""
+        if not 1 <= limit <= 10_000:
+            raise ValueError(f"limit must be between 1 and 10000, got {limit}")
+        query = (
+            select(TransferRow)
+            .where((TransferRow.debit_account == account) | (TransferRow.credit_account == account))
+            .order_by(col(TransferRow.seq))
+            .limit(limit + 1)
+        )
+        if unit is not None:
+            query = query.where(TransferRow.unit == unit)
+        if after is not None:
+            query = query.where(col(TransferRow.seq) > after)
+        with Session(self.engine) as session:
+            rows = list(session.exec(query))
+        page = [_transfer(row) for row in rows[:limit]]
+        entries = tuple(
+            StatementEntry(
+                transfer=t, signed_amount=t.amount if t.credit_account == account else -t.amount
+            )
+            for t in page
+        )
+        return StatementPage(
+            account=account,
+            entries=entries,
+            next_after=page[-1].seq if len(rows) > limit else None,
+        )
+
+    def check_invariant(self) -> dict[str, int]:
+        """Verify Σ debits == Σ credits per unit and that every transfer is well formed.
+
+        Returns the total moved per unit; raises LedgerInvariantError otherwise.
+        """
+        with Session(self.engine) as session:
+            malformed = session.exec(
+                select(func.count()).where(
+                    (col(TransferRow.amount) <= 0)
+                    | (TransferRow.debit_account == TransferRow.credit_account)
+                )
+            ).one()
+        if malformed:
+            raise LedgerInvariantError(
+                f"{malformed} transfers have a non-positive amount or one account"
+            )
+        debits: dict[str, int] = {}
+        credits: dict[str, int] = {}
+        for (_, unit), balance in self.balances().items():
+            debits[unit] = debits.get(unit, 0) + balance.debits
+            credits[unit] = credits.get(unit, 0) + balance.credits
+        if debits != credits:
+            raise LedgerInvariantError(f"debits {debits} != credits {credits}")
+        return debits
+
+    def settlement(self, sla_uid: str, period: Period) -> Settlement | None:
+        """The settlement of one SLA's period, if any."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(SettlementRow).where(
+                    SettlementRow.sla_uid == sla_uid,
+                    SettlementRow.period_start == period.start,
+                )
+            ).first()
+            return None if row is None else _settlement(row)
+
+    def settlements(self, *, sla_uid: str | None = None) -> list[Settlement]:
+        """Settlements oldest first, optionally of one SLA."""
+        query = select(SettlementRow).order_by(col(SettlementRow.seq))
+        if sla_uid is not None:
+            query = query.where(SettlementRow.sla_uid == sla_uid)
+        with Session(self.engine) as session:
+            return [_settlement(row) for row in session.exec(query)]
+
+
+def fund_allowance(
+    ledger: Ledger,
+    *,
+    sla_uid: str,
+    namespace: str,
+    name: str,
+    tenant: str,
+    period: Period,
+    tokens: int,
+) -> Transfer | None:
+    """Fund the wallet with the period's token allowance, once per SLA and period.
+
+    Returns None when the allowance is zero (nothing to move).
+    """
+    if tokens == 0:
+        return None
+    return ledger.post_transfer(
+        TransferSpec(
+            debit_account=ALLOWANCE,
+            credit_account=wallet_account(tenant),
+            amount=tokens,
+            unit=TOKENS,
+            kind=Kind.ALLOWANCE,
+            sla_uid=sla_uid,
+            sla_namespace=namespace,
+            sla_name=name,
+            period=period,
+        )
+    )
+
+
+def settle_period(
+    ledger: Ledger,
+    *,
+    sla_uid: str,
+    namespace: str,
+    name: str,
+    tenant: str,
+    period: Period,
+    result: SLAEvaluation,
+    coverage_floor_percent: float,
+    currency: str = "EUR",
+) -> Settlement:
+    """Settle a closed period once: hold it for review when data coverage is below the floor,
+    otherwise post usage, charge, credit and penalty and mark it Settled.
+
+    Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
+    first settlement of a period is final: corrections are new transfers, not a re-settlement.
+    """
+    existing = ledger.settlement(sla_uid, period)
+    if existing is not None:
+        return existing
+    coverage = result.coverage_percent
+    held = coverage is None or coverage < coverage_floor_percent
+    charges = to_micros(result.charges)
+    credit = to_micros(result.credit.amount)
+    credit_tokens = tokens_for_amount(result.credit.amount, result.price_per_million_tokens)
+    unit = currency_unit(currency)
+    wallet = wallet_account(tenant)
+    specs: list[TransferSpec] = []
+    if not held:
+        planned: list[tuple[str, str, int, str, Kind]] = [
+            (wallet, REVENUE, result.tokens_used, TOKENS, Kind.USAGE),
+            (wallet, REVENUE, charges, unit, Kind.CHARGE),
+            (SLA_PENALTY, wallet, credit_tokens, TOKENS, Kind.CREDIT),
+            (REVENUE, SLA_PENALTY, credit, unit, Kind.PENALTY),
+        ]
+        specs = [
+            TransferSpec(
+                debit_account=debit,
+                credit_account=credit_account,
+                amount=amount,
+                unit=amount_unit,
+                kind=kind,
+                sla_uid=sla_uid,
+                sla_namespace=namespace,
+                sla_name=name,
+                period=period,
+                metadata={"creditPercent": str(result.credit.total_percent)},
+            )
+            for debit, credit_account, amount, amount_unit, kind in planned
+            # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
+            if amount > 0
+        ]
+    now = datetime.now(UTC)
+    try:
+        with Session(ledger.engine) as session, session.begin():
+            # The settlement row goes first: it claims the period, so a racing settler blocks
+            # here on the unique constraint and never reaches the transfers.
+            row = SettlementRow(
+                sla_uid=sla_uid,
+                sla_namespace=namespace,
+                sla_name=name,
+                tenant=tenant,
+                period_start=period.start,
+                period_end=period.end,
+                state=SettlementState.HELD_FOR_REVIEW if held else SettlementState.SETTLED,
+                currency=currency,
+                tokens_used=result.tokens_used,
+                charges_micros=charges,
+                credit_micros=0 if held else credit,
+                credit_tokens=0 if held else credit_tokens,
+                credit_percent=str(result.credit.total_percent),
+                coverage_percent=coverage,
+                availability_percent=result.availability_percent,
+                ttft_attainment_percent=result.ttft_attainment_percent,
+                tpot_attainment_percent=result.tpot_attainment_percent,
+                transfer_ids=[_transfer_id(spec.key) for spec in specs],
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            for spec in specs:
+                _insert_transfer(session, spec, now=now)
+            session.flush()
+            settled = _settlement(row)
+        return settled
+    except IntegrityError:
+        winner = ledger.settlement(sla_uid, period)
+        if winner is None:
+            raise
+        return winner
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # pysqlite's own transaction handling would BEGIN lazily (DEFERRED); take it over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _transfer_id(key: str) -> str:
+    return str(uuid.uuid5(_TRANSFER_NAMESPACE, key))
+
+
+def _insert_transfer(
+    session: Session, spec: TransferSpec, *, now: datetime | None = None
+) -> TransferRow:
+    row = TransferRow(
+        id=_transfer_id(spec.key),
+        idempotency_key=spec.key,
+        debit_account=spec.debit_account,
+        credit_account=spec.credit_account,
+        amount=spec.amount,
+        unit=spec.unit,
+        kind=str(spec.kind),
+        sla_uid=spec.sla_uid,
+        sla_namespace=spec.sla_namespace,
+        sla_name=spec.sla_name,
+        period_start=spec.period.start,
+        period_end=spec.period.end,
+        created_at=now or datetime.now(UTC),
+        meta=dict(spec.metadata),
+    )
+    session.add(row)
+    return row
+
+
+def _utc(t: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _transfer(row: TransferRow) -> Transfer:
+    assert row.seq is not None
+    return Transfer(
+        seq=row.seq,
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        debit_account=row.debit_account,
+        credit_account=row.credit_account,
+        amount=row.amount,
+        unit=row.unit,
+        kind=row.kind,
+        sla_uid=row.sla_uid,
+        sla_namespace=row.sla_namespace,
+        sla_name=row.sla_name,
+        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        created_at=_utc(row.created_at),
+        metadata=dict(row.meta),
+    )
+
+
+def _settlement(row: SettlementRow) -> Settlement:
+    return Settlement(
+        sla_uid=row.sla_uid,
+        sla_namespace=row.sla_namespace,
+        sla_name=row.sla_name,
+        tenant=row.tenant,
+        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        state=SettlementState(row.state),
+        currency=row.currency,
+        tokens_used=row.tokens_used,
+        charges_micros=row.charges_micros,
+        credit_micros=row.credit_micros,
+        credit_tokens=row.credit_tokens,
+        credit_percent=Decimal(row.credit_percent),
+        coverage_percent=row.coverage_percent,
+        availability_percent=row.availability_percent,
+        ttft_attainment_percent=row.ttft_attainment_percent,
+        tpot_attainment_percent=row.tpot_attainment_percent,
+        transfer_ids=tuple(row.transfer_ids),
+        created_at=_utc(row.created_at),
+    )
+
+
+def _require_same(existing: Transfer, spec: TransferSpec) -> None:
+    stored = existing.spec()
+    differences = {
+        f.name: (getattr(stored, f.name), getattr(spec, f.name))
+        for f in fields(TransferSpec)
+        if getattr(stored, f.name) != getattr(spec, f.name)
+    }
+    if differences:
+        raise TransferConflict(spec.key, differences)
+
+
+def _triples(differences: Mapping[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
+    return [(k, a, b) for k, (a, b) in differences.items()]

@@ -1,0 +1,134 @@
+"""Versioned schema migrations for the ledger, applied in order at startup.
+
+The ledger holds money, so its schema changes are explicit, numbered and recorded: each migration
+is a function that runs once, inside the same transaction that records its number in
+`schema_version`. Starting twice, or two processes starting at once, applies nothing twice: on
+PostgreSQL an advisory lock serializes the migrators, on SQLite the write transaction does.
+
+Migrations describe tables with their own SQLAlchemy definitions, frozen as they were when written,
+so a later change to the models never rewrites history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    text,
+)
+
+# An arbitrary constant naming "the aiconn ledger migrator" to pg_advisory_xact_lock.
+_ADVISORY_LOCK_ID = 0x61696C6564676572
+
+_version_metadata = MetaData()
+schema_version = Table(
+    "schema_version",
+    _version_metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+_Seq = BigInteger().with_variant(Integer, "sqlite")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_transfers_and_settlements(conn: Connection) -> None:
+    metadata = MetaData()
+    Table(
+        "transfers",
+        metadata,
+        # INTEGER PRIMARY KEY on SQLite is the rowid: monotonic, so statements page by it.
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False, unique=True),
+        Column("idempotency_key", String(512), nullable=False, unique=True),
+        Column("debit_account", String(128), nullable=False, index=True),
+        Column("credit_account", String(128), nullable=False, index=True),
+        Column("amount", BigInteger, nullable=False),
+        Column("unit", String(32), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("sla_uid", String(64), nullable=False, index=True),
+        Column("sla_namespace", String(253), nullable=False),
+        Column("sla_name", String(253), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("metadata", JSON, nullable=False),
+    )
+    settlements = Table(
+        "settlements",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("sla_uid", String(64), nullable=False),
+        Column("sla_namespace", String(253), nullable=False),
+        Column("sla_name", String(253), nullable=False),
+        Column("tenant", String(63), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("state", String(32), nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("tokens_used", BigInteger, nullable=False),
+        Column("charges_micros", BigInteger, nullable=False),
+        Column("credit_micros", BigInteger, nullable=False),
+        Column("credit_tokens", BigInteger, nullable=False),
+        Column("credit_percent", String(32), nullable=False),
+        Column("coverage_percent", Float, nullable=True),
+        Column("availability_percent", Float, nullable=True),
+        Column("ttft_attainment_percent", Float, nullable=True),
+        Column("tpot_attainment_percent", Float, nullable=True),
+        Column("transfer_ids", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("sla_uid", "period_start", name="uq_settlements_sla_period"),
+    )
+    Index("ix_settlements_namespace_name", settlements.c.sla_namespace, settlements.c.sla_name)
+    metadata.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
+)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply every pending migration; returns the schema version now in place."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+        _version_metadata.create_all(conn)
+        applied = set(conn.execute(select(schema_version.c.version)).scalars())
+        for migration in MIGRATIONS:
+            if migration.version in applied:
+                continue
+            migration.apply(conn)
+            conn.execute(
+                schema_version.insert().values(
+                    version=migration.version,
+                    description=migration.description,
+                    applied_at=datetime.now(UTC),
+                )
+            )
+        return max(m.version for m in MIGRATIONS)
