@@ -1,0 +1,288 @@
+"""The Prometheus source: the gateway's metrics for a whole fleet, as `evaluate_fleet`'s arrays.
+
+One batched query per SLI for all SLAs, grouped `by (namespace, sla)`: the cost of an evaluation
+grows with the number of series Prometheus scans, not with round trips per SLA (`per_sla_query`
+exists only so a benchmark can show the difference). Range queries are split into chunks because
+Prometheus refuses more than 11,000 points per series, and a month of minutes is 44,640.
+
+Two kinds of missing data are kept apart. Prometheus unreachable, timing out or answering with an
+error raises `SourceUnavailable`: the engine must not read that as the service being down, it just
+leaves those minutes unknown and tries again. A series that is absent is partial data: when the
+up-state of an SLA is missing for a minute, that minute is unknown; when only its request counters
+are missing, the minute had no requests (counters appear with the first request).
+
+The minute in column j is [start + j min, start + (j + 1) min); the query evaluates `[1m]` ranges
+at the end of each minute, which covers exactly that minute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests import RequestException
+
+from aiconn.sla import metricnames as mn
+from aiconn.sla.evaluate import FleetSeries
+from aiconn.sla.periods import Period
+from aiconn.sla.sli import Occurrences, occurrences_from_buckets
+
+MAX_POINTS_PER_QUERY = 10_000
+"""Below Prometheus's 11,000-points-per-series limit for range queries."""
+STEP = "60s"
+
+
+class SourceUnavailable(Exception):
+    """Prometheus could not answer (unreachable, timed out, or an error): data unknown, not bad."""
+
+
+class QueryClient(Protocol):
+    """The part of `prometheus_api_client.PrometheusConnect` the source uses."""
+
+    def custom_query(
+        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
+    ) -> Any: ...
+
+    def custom_query_range(
+        self,
+        query: str,
+        start_time: datetime,
+        end_time: datetime,
+        step: str,
+        params: dict[str, Any] | None = None,
+        timeout: int | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SLATarget:
+    """One SLA to fetch: its labels and its latency thresholds in seconds."""
+
+    namespace: str
+    name: str
+    ttft_threshold_s: float
+    tpot_threshold_s: float
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens metered per SLA over the period, by type (prompt, completion)."""
+
+    by_type: dict[str, NDArray[np.int64]]
+
+    @property
+    def total(self) -> NDArray[np.int64]:
+        """All token types together."""
+        arrays = list(self.by_type.values())
+        return np.sum(arrays, axis=0, dtype=np.int64) if arrays else np.zeros(0, np.int64)
+
+
+class PrometheusSource:
+    """Fetches a fleet's period from Prometheus.
+
+    Build it from a URL (`PrometheusSource.from_url("http://prometheus:9090")`) or around any
+    client with PrometheusConnect's query methods.
+    """
+
+    def __init__(
+        self,
+        client: QueryClient,
+        *,
+        timeout_s: int = 30,
+        up_selector: str = 'up{sla!=""}',
+        max_points: int = MAX_POINTS_PER_QUERY,
+    ) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+        self.up_selector = up_selector
+        self.max_points = max_points
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: int = 30) -> PrometheusSource:
+        """A source talking to the Prometheus at `url`."""
+        from prometheus_api_client import PrometheusConnect
+
+        return cls(PrometheusConnect(url=url, timeout=timeout_s), timeout_s=timeout_s)
+
+    def fetch_fleet(
+        self, targets: Sequence[SLATarget], period: Period, *, lookback_minutes: int = 0
+    ) -> FleetSeries:
+        """Everything `evaluate_fleet` needs for `targets` (in order) over `period`.
+
+        `period.end` may be "now" (an open period): pass the period up to the current minute.
+        """
+        index = {(t.namespace, t.name): i for i, t in enumerate(targets)}
+        start = period.start - timedelta(minutes=lookback_minutes)
+        minutes = period.minutes + lookback_minutes
+        in_contract = self._minute_matrix(
+            _sum_increase_1m(mn.GATEWAY_REQUESTS, mn.IN_CONTRACT_OUTCOMES), index, start, minutes
+        )
+        failed = self._minute_matrix(
+            _sum_increase_1m(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
+        )
+        upstream = self._minute_matrix(
+            f"min by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
+        )
+        scrape = self._minute_matrix(
+            f"min by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
+        )
+        # Down if either says down; known if either is known (fmin ignores one missing side).
+        up = np.fmin(upstream, scrape)
+        known = ~np.isnan(up)
+        in_contract = np.where(known & np.isnan(in_contract), 0.0, in_contract)
+        failed = np.where(known & np.isnan(failed), 0.0, failed)
+        thresholds_ttft = [t.ttft_threshold_s for t in targets]
+        tokens = self.tokens(index, period)
+        return FleetSeries(
+            in_contract=in_contract.astype(np.float32),
+            failed=failed.astype(np.float32),
+            up=up.astype(np.float32),
+            ttft=self.occurrences(mn.GATEWAY_TTFT, index, thresholds_ttft, period),
+            tpot=self.occurrences(
+                mn.GATEWAY_TPOT, index, [t.tpot_threshold_s for t in targets], period
+            ),
+            tokens=tokens.total,
+            inference_ttft=self.occurrences(mn.VLLM_TTFT, index, thresholds_ttft, period),
+            lookback_minutes=lookback_minutes,
+        )
+
+    def occurrences(
+        self,
+        histogram: str,
+        index: Mapping[tuple[str, str], int],
+        thresholds_s: Sequence[float],
+        period: Period,
+    ) -> Occurrences:
+        """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs."""
+        query = f"sum by ({_BY}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
+        buckets: list[dict[float, float]] = [{} for _ in index]
+        for series in self._instant(query, period.end):
+            row = _row(series, index)
+            if row is None:
+                continue
+            # Prometheus 3 writes le="1" as le="1.0": parsing both to a float merges them.
+            le = float(series["metric"]["le"])
+            buckets[row][le] = buckets[row].get(le, 0.0) + _value(series["value"])
+        width = max((len(b) for b in buckets), default=0) or 1
+        bounds = np.full((len(buckets), width), np.nan)
+        counts = np.zeros((len(buckets), width))
+        totals = np.zeros(len(buckets))
+        for row, found in enumerate(buckets):
+            finite = sorted((le, c) for le, c in found.items() if math.isfinite(le))
+            bounds[row, : len(finite)] = [le for le, _ in finite]
+            counts[row, : len(finite)] = [c for _, c in finite]
+            totals[row] = found.get(math.inf, 0.0)
+        return occurrences_from_buckets(
+            bounds=bounds, counts=counts, totals=totals, thresholds=thresholds_s
+        )
+
+    def tokens(self, index: Mapping[tuple[str, str], int], period: Period) -> TokenCounts:
+        """Tokens per SLA and type over the period, rounded to whole tokens."""
+        query = (
+            f"sum by ({_BY}, {mn.TOKEN_TYPE_LABEL})"
+            f" (increase({mn.GATEWAY_TOKENS}[{_seconds(period)}s]))"
+        )
+        by_type: dict[str, NDArray[np.int64]] = {}
+        for series in self._instant(query, period.end):
+            row = _row(series, index)
+            if row is None:
+                continue
+            kind = series["metric"].get(mn.TOKEN_TYPE_LABEL, "")
+            counts = by_type.setdefault(kind, np.zeros(len(index), dtype=np.int64))
+            counts[row] += round(_value(series["value"]))
+        return TokenCounts(by_type=by_type)
+
+    def _minute_matrix(
+        self, query: str, index: Mapping[tuple[str, str], int], start: datetime, minutes: int
+    ) -> NDArray[np.float64]:
+        matrix = np.full((len(index), minutes), np.nan)
+        for chunk_start in range(0, minutes, self.max_points):
+            chunk_minutes = min(self.max_points, minutes - chunk_start)
+            first = start + timedelta(minutes=chunk_start + 1)
+            last = start + timedelta(minutes=chunk_start + chunk_minutes)
+            for series in self._range(query, first, last):
+                row = _row(series, index)
+                if row is None:
+                    continue
+                _fill(matrix[row], series["values"], start)
+        return matrix
+
+    def _range(self, query: str, first: datetime, last: datetime) -> list[dict[str, Any]]:
+        return _guarded(
+            lambda: self.client.custom_query_range(
+                query, start_time=first, end_time=last, step=STEP, timeout=self.timeout_s
+            ),
+            query,
+        )
+
+    def _instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
+        return _guarded(
+            lambda: self.client.custom_query(
+                query, params={"time": at.timestamp()}, timeout=self.timeout_s
+            ),
+            query,
+        )
+
+
+def per_sla_query(
+    source: PrometheusSource, targets: Sequence[SLATarget], period: Period
+) -> NDArray[np.float64]:
+    """In-contract requests per minute with one query per SLA: the anti-pattern, for benchmarks."""
+    matrix = np.full((len(targets), period.minutes), np.nan)
+    for row, target in enumerate(targets):
+        selector = f'{mn.NAMESPACE_LABEL}="{target.namespace}",{mn.SLA_LABEL}="{target.name}"'
+        outcomes = "|".join(mn.IN_CONTRACT_OUTCOMES)
+        query = (
+            f"sum(increase({mn.GATEWAY_REQUESTS}"
+            f'{{{selector},{mn.OUTCOME_LABEL}=~"{outcomes}"}}[1m]))'
+        )
+        single = source._minute_matrix(query, {("", ""): 0}, period.start, period.minutes)
+        matrix[row] = single[0]
+    return matrix
+
+
+_BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
+
+
+def _sum_increase_1m(counter: str, outcomes: Sequence[str]) -> str:
+    return f'sum by ({_BY}) (increase({counter}{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}[1m]))'
+
+
+def _seconds(period: Period) -> int:
+    return int((period.end - period.start).total_seconds())
+
+
+def _row(series: Mapping[str, Any], index: Mapping[tuple[str, str], int]) -> int | None:
+    labels = series.get("metric", {})
+    key = (labels.get(mn.NAMESPACE_LABEL, ""), labels.get(mn.SLA_LABEL, ""))
+    # An aggregate without the grouping labels (per_sla_query's sum) maps to the single row.
+    return index.get(key)
+
+
+def _fill(row: NDArray[np.float64], values: Sequence[Sequence[Any]], start: datetime) -> None:
+    if not values:
+        return
+    samples = np.asarray(values, dtype=np.float64)
+    columns = np.rint((samples[:, 0] - start.timestamp()) / 60).astype(np.int64) - 1
+    inside = (columns >= 0) & (columns < row.shape[0])
+    row[columns[inside]] = samples[inside, 1]
+
+
+def _value(sample: Sequence[Any]) -> float:
+    return float(sample[1])
+
+
+def _guarded(call: Callable[[], Any], query: str) -> list[dict[str, Any]]:
+    try:
+        result = call()
+    except (RequestException, PrometheusApiClientException, ValueError, KeyError) as error:
+        raise SourceUnavailable(f"Prometheus did not answer {query!r}: {error}") from error
+    if not isinstance(result, list):
+        raise SourceUnavailable(f"Prometheus answered {query!r} with {type(result).__name__}")
+    return result
