@@ -1,0 +1,353 @@
+"""The vLLM workload builders: what the operator applies for a placed SLA."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from aiconn.inference.images import VLLM_IMAGE
+from aiconn.inference.placement import PlacementDecision, default_tiers, plan
+from aiconn.inference.workload import (
+    VLLM_ITL_BUCKETS,
+    VLLM_TTFT_BUCKETS,
+    SliceAttachment,
+    api_key_secret,
+    child_name,
+    child_names,
+    deployment,
+    histogram_buckets,
+    label_value,
+    owner_reference,
+    pod_disruption_budget,
+    pod_selector,
+    service,
+    vllm_args,
+)
+from aiconn.sla.spec import AIInferenceSLASpec
+
+OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "s", "uid": "u-1"}
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+ATTACHMENT = SliceAttachment(
+    priority_class_name="aiconn-urllc-delay-critical",
+    annotations={
+        "kubernetes.io/ingress-bandwidth": "200M",
+        "kubernetes.io/egress-bandwidth": "200M",
+    },
+)
+
+
+def sla(
+    *, source: str = "hf://meta-llama/Meta-Llama-3-8B-Instruct", dtype: str = "bfloat16", **kw: Any
+) -> AIInferenceSLASpec:
+    return AIInferenceSLASpec.model_validate(
+        {
+            "model": {
+                "name": "llama-3-8b",
+                "source": source,
+                "parametersBillions": 8,
+                "dtype": dtype,
+                "maxModelLen": 4096,
+            },
+            "objectives": {
+                "ttft": {"thresholdMs": 300, "targetPercent": 99},
+                "tpot": {"thresholdMs": 45, "targetPercent": 99},
+            },
+            "network": {"rttBudgetMs": 20},
+            **kw,
+        }
+    )
+
+
+def placed(spec: AIInferenceSLASpec) -> PlacementDecision:
+    decision = plan(spec, default_tiers())
+    assert decision.placed, decision.message
+    return decision
+
+
+def options(args: list[str]) -> dict[str, str]:
+    """Flag -> value; fails if any flag lacks a value or a value lacks a flag."""
+    assert len(args) % 2 == 0
+    flags, values = args[0::2], args[1::2]
+    assert all(f.startswith("--") for f in flags)
+    assert len(set(flags)) == len(flags)
+    return dict(zip(flags, values, strict=True))
+
+
+def build(spec: AIInferenceSLASpec | None = None) -> dict[str, Any]:
+    spec = spec or sla()
+    return deployment(
+        sla_name="factory",
+        namespace="acme",
+        spec=spec,
+        decision=placed(spec),
+        attachment=ATTACHMENT,
+        owner=OWNER,
+        api_key_secret="factory-keys",
+    )
+
+
+def container(dep: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    return found
+
+
+def test_vllm_listens_privately_with_the_placement_s_parallelism() -> None:
+    spec = sla()
+    opts = options(vllm_args(spec, placed(spec)))
+    assert opts["--model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert opts["--served-model-name"] == "llama-3-8b"
+    assert opts["--tensor-parallel-size"] == "1"
+    assert opts["--max-model-len"] == "4096"
+    assert opts["--gpu-memory-utilization"] == "0.92"
+    assert (opts["--host"], opts["--port"]) == ("127.0.0.1", "8001")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected_dtype", "quantization"),
+    [
+        ("bfloat16", "bfloat16", None),
+        ("float16", "float16", None),
+        ("fp8", "bfloat16", "fp8"),
+        ("int8", "auto", None),
+        ("int4", "auto", None),
+    ],
+)
+def test_dtype_maps_to_vllm_choices(
+    dtype: str, expected_dtype: str, quantization: str | None
+) -> None:
+    spec = sla(dtype=dtype)
+    opts = options(vllm_args(spec, placed(spec)))
+    assert opts["--dtype"] == expected_dtype
+    assert opts["--dtype"] in {"auto", "half", "float16", "bfloat16", "float", "float32"}
+    assert opts.get("--quantization") == quantization
+
+
+@pytest.mark.parametrize(
+    ("source", "model", "extra"),
+    [
+        ("hf://org/model", "org/model", {}),
+        ("pvc://weights/llama/8b", "/models/llama/8b", {}),
+        ("pvc://weights", "/models", {}),
+        ("s3://bucket/llama", "s3://bucket/llama", {"--load-format": "runai_streamer"}),
+    ],
+)
+def test_model_sources_become_vllm_model_arguments(
+    source: str, model: str, extra: dict[str, str]
+) -> None:
+    spec = sla(source=source)
+    opts = options(vllm_args(spec, placed(spec)))
+    assert opts["--model"] == model
+    for flag, value in extra.items():
+        assert opts[flag] == value
+
+
+def test_histogram_buckets_add_the_sla_thresholds_to_vllm_defaults() -> None:
+    spec = sla()
+    buckets = json.loads(options(vllm_args(spec, placed(spec)))["--custom-histogram-buckets"])
+    assert buckets == histogram_buckets(spec)
+    assert set(buckets) == {"time_to_first_token", "inter_token_latency", "request_latency"}
+    assert 0.3 in buckets["time_to_first_token"]
+    assert 0.045 in buckets["inter_token_latency"]
+    assert set(VLLM_TTFT_BUCKETS) <= set(buckets["time_to_first_token"])
+    assert set(VLLM_ITL_BUCKETS) <= set(buckets["inter_token_latency"])
+    for family in buckets.values():
+        assert all(b > 0 for b in family)
+        assert all(a < b for a, b in pairwise(family))
+
+
+def test_a_threshold_already_a_bucket_is_not_duplicated() -> None:
+    spec = sla(objectives={"ttft": {"thresholdMs": 250, "targetPercent": 99}})
+    assert len(histogram_buckets(spec)["time_to_first_token"]) == len(VLLM_TTFT_BUCKETS)
+
+
+def test_deployment_requests_the_placement_s_gpus_on_its_tier_and_site() -> None:
+    spec = sla()
+    dep = build(spec)
+    pod = dep["spec"]["template"]["spec"]
+    vllm = container(dep, "vllm")
+    assert vllm["image"] == VLLM_IMAGE
+    assert vllm["command"] == ["vllm", "serve"]
+    assert vllm["resources"]["requests"] == vllm["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert "ports" not in vllm
+    assert pod["nodeSelector"] == {
+        "aiconn.io/tier": "edge",
+        "nvidia.com/gpu.product": "NVIDIA-L40S",
+        "topology.aiconn.io/site": "de-fra-edge-01",
+    }
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["priorityClassName"] == "aiconn-urllc-delay-critical"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory"}
+    mounts = {m["name"]: m["mountPath"] for m in vllm["volumeMounts"]}
+    assert mounts["dshm"] == "/dev/shm"
+    env = {e["name"]: e for e in vllm["env"]}
+    assert env["HF_HOME"]["value"] == mounts["model-cache"]
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_probes_reach_vllm_from_inside_and_the_gateway_from_the_kubelet() -> None:
+    dep = build()
+    vllm, gateway = container(dep, "vllm"), container(dep, "gateway")
+    startup = vllm["startupProbe"]
+    assert (startup["periodSeconds"], startup["failureThreshold"]) == (10, 60)
+    assert "127.0.0.1:8001/health" in " ".join(startup["exec"]["command"])
+    assert vllm["livenessProbe"]["periodSeconds"] == 10
+    assert "readinessProbe" not in vllm
+    readiness = gateway["readinessProbe"]
+    assert readiness["httpGet"] == {"path": "/health", "port": "http"}
+    assert readiness["periodSeconds"] == 5
+    assert gateway["livenessProbe"]["periodSeconds"] == 10
+
+
+def test_gateway_sidecar_fronts_vllm_with_the_sla_s_contract() -> None:
+    spec = sla(tokens={"rateLimit": {"requestsPerSecond": 40, "tokensPerMinute": 600000}})
+    gateway = container(build(spec), "gateway")
+    assert gateway["command"] == ["aiconn", "gateway"]
+    assert gateway["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert env["AICONN_SLA"] == "factory"
+    assert env["AICONN_NAMESPACE"] == env["AICONN_TENANT"] == "acme"
+    assert env["AICONN_UPSTREAM"] == "http://127.0.0.1:8001"
+    assert env["AICONN_KEYS_FILE"] == "/etc/aiconn/keys/keys"
+    assert (env["AICONN_TTFT_THRESHOLD_MS"], env["AICONN_TPOT_THRESHOLD_MS"]) == ("300", "45")
+    assert (env["AICONN_RATE_LIMIT_RPS"], env["AICONN_RATE_LIMIT_TPM"]) == ("40", "600000")
+    keys = next(m for m in gateway["volumeMounts"] if m["name"] == "api-keys")
+    assert keys == {"name": "api-keys", "mountPath": "/etc/aiconn/keys", "readOnly": True}
+    sc = gateway["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_only_key_hashes_reach_the_pod() -> None:
+    volumes = {v["name"]: v for v in build()["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "factory-keys"
+    assert volumes["api-keys"]["secret"]["items"] == [{"key": "keys", "path": "keys"}]
+
+
+def test_pod_template_carries_labels_slice_annotations_and_scrape_hints() -> None:
+    dep = build()
+    template = dep["spec"]["template"]["metadata"]
+    assert template["labels"]["aiconn.io/sla"] == "factory"
+    assert template["labels"]["app.kubernetes.io/part-of"] == "aiconn"
+    assert dep["spec"]["selector"]["matchLabels"] == pod_selector("factory")
+    assert pod_selector("factory").items() <= template["labels"].items()
+    annotations = template["annotations"]
+    assert annotations["kubernetes.io/ingress-bandwidth"] == "200M"
+    assert annotations["kubernetes.io/egress-bandwidth"] == "200M"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8000"
+
+
+def test_children_are_owned_by_the_sla() -> None:
+    spec = sla(capacity={"replicas": 2, "maxReplicas": 2})
+    objects = [
+        build(spec),
+        service(sla_name="factory", namespace="acme", owner=OWNER),
+        pod_disruption_budget(sla_name="factory", namespace="acme", spec=spec, owner=OWNER),
+        api_key_secret(sla_name="factory", namespace="acme", keys=["k"], owner=OWNER),
+    ]
+    for obj in objects:
+        assert obj is not None
+        assert obj["metadata"]["namespace"] == "acme"
+        assert obj["metadata"]["ownerReferences"] == [
+            {**OWNER, "controller": True, "blockOwnerDeletion": True}
+        ]
+        assert obj["metadata"]["labels"]["aiconn.io/sla"] == "factory"
+
+
+def test_pvc_sources_mount_the_claim_read_only() -> None:
+    dep = build(sla(source="pvc://weights/llama"))
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    mount = next(m for m in container(dep, "vllm")["volumeMounts"] if m["name"] == "model")
+    assert mount == {"name": "model", "mountPath": "/models", "readOnly": True}
+
+
+def test_service_targets_the_gateway_port_by_name() -> None:
+    svc = service(sla_name="factory", namespace="acme", owner=OWNER)
+    assert svc["metadata"]["name"] == "factory-vllm"
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert svc["spec"]["selector"] == pod_selector("factory")
+
+
+@pytest.mark.parametrize(("replicas", "min_available"), [(1, None), (2, 1), (5, 4)])
+def test_pod_disruption_budget_only_from_two_replicas(
+    replicas: int, min_available: int | None
+) -> None:
+    spec = sla(capacity={"replicas": replicas, "maxReplicas": replicas})
+    pdb = pod_disruption_budget(sla_name="factory", namespace="acme", spec=spec, owner=OWNER)
+    if min_available is None:
+        assert pdb is None
+    else:
+        assert pdb is not None
+        assert pdb["spec"]["minAvailable"] == min_available
+        assert pdb["spec"]["selector"]["matchLabels"] == pod_selector("factory")
+
+
+def test_key_secret_stores_hashes_for_the_gateway_and_the_first_key_for_the_tenant() -> None:
+    secret = api_key_secret(sla_name="factory", namespace="acme", keys=["k1", "k2"], owner=OWNER)
+    assert secret["metadata"]["name"] == "factory-keys"
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["keys"].split("\n") == [
+        hashlib.sha256(b"k1").hexdigest(),
+        hashlib.sha256(b"k2").hexdigest(),
+    ]
+    assert data["api-key"] == "k1"
+
+
+def test_key_secret_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="at least one API key"):
+        api_key_secret(sla_name="factory", namespace="acme", keys=[], owner=OWNER)
+
+
+def test_an_unplaced_sla_has_no_workload() -> None:
+    spec = sla()
+    unplaced = PlacementDecision(placed=False, message="no tier can serve this SLA: edge: x")
+    with pytest.raises(ValueError, match="not placed"):
+        vllm_args(spec, unplaced)
+
+
+def test_owner_reference_needs_a_uid() -> None:
+    with pytest.raises(ValueError, match="owner needs uid"):
+        owner_reference({"apiVersion": "v1", "kind": "X", "name": "n"})
+
+
+@pytest.mark.parametrize(
+    ("sla_name", "suffix", "expected"),
+    [
+        ("factory", "vllm", "factory-vllm"),
+        ("factory", "keys", "factory-keys"),
+        ("a" * 58, "vllm", "a" * 58 + "-vllm"),
+    ],
+)
+def test_short_child_names_are_readable(sla_name: str, suffix: str, expected: str) -> None:
+    assert child_name(sla_name, suffix) == expected
+
+
+@pytest.mark.parametrize(
+    "sla_name", ["a" * 59, "b" * 253, "team.model.v1", "8b-model", "x" * 200 + ".y"]
+)
+def test_child_names_are_dns_labels_of_at_most_63_characters(sla_name: str) -> None:
+    for name in vars(child_names(sla_name)).values():
+        assert len(name) <= 63 and DNS_1035.match(name), name
+
+
+def test_names_that_had_to_change_do_not_collide() -> None:
+    assert child_name("a.b", "vllm") != child_name("a-b", "vllm")
+    assert child_name("a" * 100 + "x", "vllm") != child_name("a" * 100 + "y", "vllm")
+    assert label_value("a" * 100 + "x") != label_value("a" * 100 + "y")
+
+
+def test_label_values_fit_63_characters() -> None:
+    assert label_value("factory") == "factory"
+    assert len(label_value("m." * 100 + "x")) <= 63
