@@ -62,6 +62,14 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return {k: _resolve(v, defs) for k, v in node.items() if k not in _DROP}
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
     """Turn a resolved JSON Schema node into a structural OpenAPI v3 node."""
     out: dict[str, Any] = {}
@@ -78,9 +86,9 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     if "default" in node:
-        default = node["default"]
-        # Objects default to {} so the API server applies each nested field's own default.
-        out["default"] = {} if isinstance(default, dict) else default
+        # The API server validates a default as written (nested defaults are not applied to
+        # it), so object defaults carry every field, as pydantic renders them.
+        out["default"] = _without_nulls(node["default"])
     kind = node.get("type")
     if kind == "object":
         props = node.get("properties")
@@ -120,7 +128,7 @@ def render(info: CrdInfo) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string", "description": "API version: aiconn.io/v1alpha1."},
         "kind": {"type": "string", "description": f"Kind: {info.kind}."},
-        "metadata": {"type": "object", "description": "Standard object metadata."},
+        "metadata": {"type": "object"},
         "spec": spec_schema,
     }
     version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}

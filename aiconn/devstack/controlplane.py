@@ -156,6 +156,8 @@ class ControlPlane:
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # Loopback is refused by the endpoint reconciler; there is one API server anyway.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.state_dir / 'certs'}",
                 f"--tls-cert-file={pki['apiserver.crt']}",

@@ -1,0 +1,115 @@
+"""A real Prometheus (Debian's package) on loopback, scraping the stack's targets.
+
+Targets get the labels the in-cluster ServiceMonitor would give a pod (namespace, sla, pod,
+tier), so the SLA engine queries the local stack exactly as it queries a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiconn.devstack.processes import ProcessGroup, Proc, StackError, free_port, wait_until
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+    metrics_path: str = "/metrics"
+
+
+def prometheus_binary() -> Path:
+    found = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(found).exists():
+        raise StackError("prometheus not found; install Debian's package: apt-get install prometheus")
+    return Path(found)
+
+
+@dataclass
+class PrometheusServer:
+    group: ProcessGroup
+    data_dir: Path
+    targets: list[ScrapeTarget] = field(default_factory=list)
+    scrape_interval: str = "2s"
+    port: int = 0
+    rule_files: list[Path] = field(default_factory=list)
+    name: str = "prometheus"
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
+        for t in self.targets:
+            jobs.setdefault((t.job, t.metrics_path), []).append(t)
+        return {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": job,
+                    "metrics_path": path,
+                    "scrape_timeout": self.scrape_interval,
+                    "static_configs": [
+                        {"targets": [t.address], "labels": t.labels} for t in targets
+                    ],
+                }
+                for (job, path), targets in jobs.items()
+            ],
+        }
+
+    def start(self, *, timeout: float = 60) -> PrometheusServer:
+        if not self.port:
+            self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.proc = self.group.start(
+            self.name,
+            [
+                str(prometheus_binary()),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=2d",
+            ],
+        )
+        wait_until(self.ready, timeout=timeout, what="Prometheus /-/ready", proc=self.proc)
+        return self
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+            return int(resp.status) == 200
+
+    def stop(self) -> None:
+        self.group.stop(self.name)
+        self.proc = None
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query; the result vector."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for_series(self, promql: str, *, timeout: float = 60) -> None:
+        wait_until(lambda: bool(self.query(promql)), timeout=timeout, what=f"series {promql}")
+
+
+

@@ -1,0 +1,145 @@
+"""The operator's few verbs on the Kubernetes API: server-side apply, create-if-absent, read,
+delete and status patches, for the kinds it owns.
+
+Server-side apply with deterministic names is what makes reconciliation idempotent: replaying
+a reconcile after a crash at any point converges on one child of each kind, never a duplicate.
+The sync client runs in threads so Kopf's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+FIELD_MANAGER = "aiconn-operator"
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        ns = f"/namespaces/{namespace}" if self.namespaced else ""
+        tail = f"/{name}" if name else ""
+        return f"{prefix}{ns}/{self.plural}{tail}"
+
+
+KINDS: dict[str, Kind] = {
+    "Deployment": Kind("apps/v1", "deployments"),
+    "Service": Kind("v1", "services"),
+    "Secret": Kind("v1", "secrets"),
+    "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
+    "PriorityClass": Kind("scheduling.k8s.io/v1", "priorityclasses", namespaced=False),
+    "NetworkSlice": Kind("aiconn.io/v1alpha1", "networkslices"),
+    "AIInferenceSLA": Kind("aiconn.io/v1alpha1", "aiinferenceslas"),
+    "InferenceTier": Kind("aiconn.io/v1alpha1", "inferencetiers", namespaced=False),
+}
+
+
+class KubeApi:
+    """Thin async verbs over one ApiClient."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        response = self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        data = response[0].data
+        return json.loads(data) if data else {}
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(self._call, method, path, **kwargs)
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` as the operator's field manager (conflicts forced)."""
+        kind = KINDS[obj["kind"]]
+        meta = obj["metadata"]
+        return await self.call(
+            "PATCH",
+            kind.path(meta.get("namespace"), meta["name"]),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        """Create `obj`; False when it already exists (its contents are left untouched)."""
+        kind = KINDS[obj["kind"]]
+        try:
+            await self.call("POST", kind.path(obj["metadata"].get("namespace")), body=obj)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return await self.call("GET", KINDS[kind].path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, namespace: str | None = None, *, labels: str = "") -> list[dict[str, Any]]:
+        query = [("labelSelector", labels)] if labels else []
+        items: list[dict[str, Any]] = (
+            await self.call("GET", KINDS[kind].path(namespace), query=query)
+        ).get("items", [])
+        return items
+
+    async def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        try:
+            await self.call("DELETE", KINDS[kind].path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, kind: str, name: str, namespace: str | None, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource."""
+        return await self.call(
+            "PATCH",
+            KINDS[kind].path(namespace, name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+
+def load_api_client() -> client.ApiClient:
+    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
+    from kubernetes import config
+
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
