@@ -44,8 +44,8 @@ def model(params: float, dtype: str = "bfloat16", **extra: Any) -> ModelSpec:
 def test_kv_bytes_per_token_match_published_figures(
     arch: dict[str, int] | None, params: float, kib: float
 ) -> None:
-    extra = {"architecture": arch} if arch else {}
-    assert kv_bytes_per_token(model(params, **extra)) == pytest.approx(kib * KIB)
+    spec = model(params, architecture=arch) if arch else model(params)
+    assert kv_bytes_per_token(spec) == pytest.approx(kib * KIB)
 
 
 def test_kv_estimate_grows_with_model_size() -> None:

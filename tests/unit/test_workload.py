@@ -93,7 +93,8 @@ def build(spec: AIInferenceSLASpec | None = None) -> dict[str, Any]:
 
 
 def container(dep: dict[str, Any], name: str) -> dict[str, Any]:
-    (found,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    containers: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"]
+    (found,) = [c for c in containers if c["name"] == name]
     return found
 
 
