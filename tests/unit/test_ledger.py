@@ -1,0 +1,253 @@
+"""The ledger on SQLite: idempotent settlement, the double-entry invariant, crash safety."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlmodel import Session
+
+from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.ledger import (
+    REVENUE,
+    SLA_PENALTY,
+    TOKENS,
+    Ledger,
+    Settlement,
+    SettlementState,
+    TransferConflict,
+    TransferSpec,
+    fund_allowance,
+    settle_period,
+    wallet_account,
+)
+from aiconn.sla.migrations import MIGRATIONS, migrate
+from aiconn.sla.periods import Period
+
+JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
+FEB = Period(start=datetime(2025, 2, 1, tzinfo=UTC), end=datetime(2025, 3, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield opened
+    opened.close()
+
+
+def evaluation(
+    *, coverage: float = 100.0, credit: str = "0.5", tokens: int = 10_000_000
+) -> SLAEvaluation:
+    return SLAEvaluation(
+        minutes=44640,
+        good_minutes=44500,
+        bad_minutes=140,
+        availability_percent=99.69,
+        coverage_percent=coverage,
+        ttft_attainment_percent=99.5,
+        ttft_exact=True,
+        tpot_attainment_percent=99.5,
+        tpot_exact=True,
+        inference_ttft_attainment_percent=None,
+        budget_remaining_percent=-213.0,
+        burn_rates={},
+        alerts=(),
+        tokens_used=tokens,
+        price_per_million_tokens=Decimal("0.5"),
+        charges=Decimal("5"),
+        credit=CreditBreakdown(Decimal(10), Decimal(0), Decimal(10), Decimal(credit)),
+    )
+
+
+def settle(
+    ledger: Ledger, period: Period = JAN, *, coverage: float = 100.0, credit: str = "0.5"
+) -> Settlement:
+    return settle_period(
+        ledger,
+        sla_uid="uid-1",
+        namespace="acme",
+        name="chat",
+        tenant="acme",
+        period=period,
+        result=evaluation(coverage=coverage, credit=credit),
+        coverage_floor_percent=95.0,
+    )
+
+
+def test_settlement_moves_usage_charge_credit_and_penalty(ledger: Ledger) -> None:
+    fund_allowance(
+        ledger,
+        sla_uid="uid-1",
+        namespace="acme",
+        name="chat",
+        tenant="acme",
+        period=JAN,
+        tokens=100_000_000,
+    )
+    settlement = settle(ledger)
+    assert settlement.state is SettlementState.SETTLED
+    balances = ledger.balances()
+    assert balances[(wallet_account("acme"), TOKENS)].net == 100_000_000 - 10_000_000 + 1_000_000
+    assert balances[(REVENUE, TOKENS)].net == 10_000_000
+    assert balances[(SLA_PENALTY, TOKENS)].net == -1_000_000
+    assert balances[(REVENUE, "EUR-micro")].net == 5_000_000 - 500_000
+    assert balances[(SLA_PENALTY, "EUR-micro")].net == 500_000
+    assert ledger.wallet_balance("acme") == 91_000_000
+    assert ledger.check_invariant() == {"tokens": 111_000_000, "EUR-micro": 5_500_000}
+
+
+def test_settlement_is_idempotent_across_1000_replays(ledger: Ledger) -> None:
+    first = settle(ledger)
+    for _ in range(1000):
+        assert settle(ledger) == first
+    kinds = [t.kind for t in ledger.transfers(sla_uid="uid-1")]
+    assert sorted(kinds) == ["charge", "credit", "penalty", "usage"]
+    assert len(ledger.settlements()) == 1
+
+
+def test_each_period_settles_separately(ledger: Ledger) -> None:
+    settle(ledger, JAN)
+    settle(ledger, FEB)
+    assert len(ledger.transfers(kind="usage")) == 2
+    keys = {t.idempotency_key for t in ledger.transfers()}
+    assert "uid-1/2025-02-01T00:00:00Z/usage" in keys
+
+
+def test_low_coverage_is_held_for_review_and_moves_no_money(ledger: Ledger) -> None:
+    held = settle(ledger, coverage=80.0)
+    assert held.state is SettlementState.HELD_FOR_REVIEW
+    assert held.transfer_ids == ()
+    assert ledger.transfers() == []
+    assert ledger.check_invariant() == {}
+
+
+def test_zero_amounts_post_no_transfer(ledger: Ledger) -> None:
+    settle(ledger, credit="0")
+    assert sorted(t.kind for t in ledger.transfers()) == ["charge", "usage"]
+
+
+def test_a_settler_killed_before_commit_leaves_nothing_and_a_retry_settles_once(
+    ledger: Ledger,
+) -> None:
+    def crash(session: Session) -> None:
+        raise RuntimeError("settler killed")
+
+    event.listen(Session, "before_commit", crash)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            settle(ledger)
+    finally:
+        event.remove(Session, "before_commit", crash)
+    assert ledger.transfers() == []
+    assert ledger.settlements() == []
+    settle(ledger)
+    settle(ledger)
+    assert len(ledger.transfers()) == 4
+    ledger.check_invariant()
+
+
+def spec(amount: int = 10, kind: str = "usage", debit: str = "wallet:acme") -> TransferSpec:
+    return TransferSpec(
+        debit_account=debit,
+        credit_account=REVENUE,
+        amount=amount,
+        unit=TOKENS,
+        kind=kind,
+        sla_uid="uid-1",
+        sla_namespace="acme",
+        sla_name="chat",
+        period=JAN,
+    )
+
+
+def test_replayed_transfer_returns_the_stored_one(ledger: Ledger) -> None:
+    first = ledger.post_transfer(spec())
+    assert ledger.post_transfer(spec()) == first
+
+
+def test_replay_with_different_contents_is_refused(ledger: Ledger) -> None:
+    ledger.post_transfer(spec(amount=10))
+    with pytest.raises(TransferConflict, match="amount: stored 10, posted 11"):
+        ledger.post_transfer(spec(amount=11))
+
+
+@pytest.mark.parametrize(
+    ("amount", "debit", "message"),
+    [(0, "wallet:acme", "positive"), (-5, "wallet:acme", "positive"), (5, REVENUE, "same account")],
+)
+def test_malformed_transfers_are_refused(amount: int, debit: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec(amount=amount, debit=debit)
+
+
+def test_statement_pages_in_order(ledger: Ledger) -> None:
+    for i in range(7):
+        ledger.post_transfer(spec(amount=i + 1, kind=f"usage-{i}"))
+    seen: list[int] = []
+    after = None
+    while True:
+        page = ledger.statement("wallet:acme", after=after, limit=3)
+        seen += [e.signed_amount for e in page.entries]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [-1, -2, -3, -4, -5, -6, -7]
+    assert [e.signed_amount for e in ledger.statement(REVENUE).entries] == list(range(1, 8))
+
+
+def test_migrations_are_recorded_and_idempotent(ledger: Ledger) -> None:
+    assert migrate(ledger.engine) == MIGRATIONS[-1].version
+    assert migrate(ledger.engine) == MIGRATIONS[-1].version
+    reopened = Ledger(ledger.engine)
+    assert reopened.transfers() == []
+
+
+accounts = st.sampled_from(["wallet:a", "wallet:b", REVENUE, SLA_PENALTY, "allowance"])
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    moves=st.lists(
+        st.tuples(
+            accounts,
+            accounts,
+            st.integers(1, 10**12),
+            st.sampled_from([TOKENS, "EUR-micro"]),
+            st.integers(0, 5),
+        ),
+        max_size=25,
+    )
+)
+def test_invariant_holds_for_any_sequence_of_transfers(
+    ledger: Ledger, moves: list[tuple[str, str, int, str, int]]
+) -> None:
+    for debit, credit, amount, unit, key in moves:
+        if debit == credit:
+            continue
+        transfer = TransferSpec(
+            debit_account=debit,
+            credit_account=credit,
+            amount=amount,
+            unit=unit,
+            kind=f"k{key}",
+            sla_uid=f"{debit}>{credit}",
+            sla_namespace="ns",
+            sla_name="n",
+            period=JAN,
+        )
+        with contextlib.suppress(TransferConflict):
+            ledger.post_transfer(transfer)
+    totals = ledger.check_invariant()
+    balances = ledger.balances()
+    for unit in totals:
+        assert sum(b.net for (_, u), b in balances.items() if u == unit) == 0
