@@ -299,29 +299,25 @@ def gateway_container(
     image: str = AICONN_IMAGE,
 ) -> dict[str, Any]:
     """The token gateway sidecar: the only way into the pod, and where the SLA is measured."""
+    # Names follow aiconn.gateway.settings.GatewaySettings (prefix AICONN_).
     env = {
         "AICONN_SLA": sla_name,
         "AICONN_NAMESPACE": namespace,
-        "AICONN_TENANT": spec.tenant or namespace,
         "AICONN_MODEL": spec.model.name,
-        "AICONN_PORT": str(GATEWAY_PORT),
         "AICONN_UPSTREAM": f"http://{VLLM_HOST}:{VLLM_PORT}",
-        "AICONN_KEYS_FILE": f"{KEYS_MOUNT_PATH}/{KEYS_SECRET_KEY}",
+        "AICONN_LISTEN_PORT": str(GATEWAY_PORT),
+        "AICONN_KEYS_DIR": KEYS_MOUNT_PATH,
         "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
         "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
-        "AICONN_RATE_LIMIT_RPS": f"{spec.tokens.rate_limit.requests_per_second:g}",
-        "AICONN_RATE_LIMIT_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
-        "AICONN_MONTHLY_COMMITMENT": str(spec.tokens.monthly_commitment),
+        "AICONN_RATE_RPS": f"{spec.tokens.rate_limit.requests_per_second:g}",
+        "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
     }
     return {
         "name": "gateway",
         "image": image,
         "command": ["aiconn", "gateway"],
         "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": [
-            *({"name": k, "value": v} for k, v in env.items()),
-            {"name": "AICONN_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        ],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
         # No CPU limit: throttling would add latency to exactly the requests the SLA measures.
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -394,7 +390,7 @@ def deployment(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
     pod_annotations = {
-        # The gateway serves its own metrics and vLLM's (vLLM's port is private to the pod).
+        # The gateway is the SLA's measurement point, and the only port reachable from outside.
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(GATEWAY_PORT),
         "prometheus.io/path": "/metrics",

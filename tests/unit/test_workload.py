@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from aiconn.gateway.settings import GatewaySettings
 from aiconn.inference.images import VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.inference.workload import (
@@ -208,18 +209,31 @@ def test_probes_reach_vllm_from_inside_and_the_gateway_from_the_kubelet() -> Non
     assert gateway["livenessProbe"]["periodSeconds"] == 10
 
 
+def test_gateway_env_is_what_the_gateway_settings_read() -> None:
+    gateway = container(build(), "gateway")
+    settings = GatewaySettings.model_validate(
+        {e["name"].removeprefix("AICONN_").lower(): e["value"] for e in gateway["env"]}
+    )
+    assert settings.sla == "factory"
+    assert settings.listen_port == 8000
+    assert str(settings.keys_dir) == "/etc/aiconn/keys"
+    assert (settings.ttft_threshold_ms, settings.tpot_threshold_ms) == (300, 45)
+
+
 def test_gateway_sidecar_fronts_vllm_with_the_sla_s_contract() -> None:
     spec = sla(tokens={"rateLimit": {"requestsPerSecond": 40, "tokensPerMinute": 600000}})
     gateway = container(build(spec), "gateway")
     assert gateway["command"] == ["aiconn", "gateway"]
     assert gateway["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    env = {e["name"]: e["value"] for e in gateway["env"]}
     assert env["AICONN_SLA"] == "factory"
-    assert env["AICONN_NAMESPACE"] == env["AICONN_TENANT"] == "acme"
+    assert env["AICONN_NAMESPACE"] == "acme"
+    assert env["AICONN_MODEL"] == "llama-3-8b"
     assert env["AICONN_UPSTREAM"] == "http://127.0.0.1:8001"
-    assert env["AICONN_KEYS_FILE"] == "/etc/aiconn/keys/keys"
+    assert env["AICONN_LISTEN_PORT"] == "8000"
+    assert env["AICONN_KEYS_DIR"] == "/etc/aiconn/keys"
     assert (env["AICONN_TTFT_THRESHOLD_MS"], env["AICONN_TPOT_THRESHOLD_MS"]) == ("300", "45")
-    assert (env["AICONN_RATE_LIMIT_RPS"], env["AICONN_RATE_LIMIT_TPM"]) == ("40", "600000")
+    assert (env["AICONN_RATE_RPS"], env["AICONN_RATE_TPM"]) == ("40", "600000")
     keys = next(m for m in gateway["volumeMounts"] if m["name"] == "api-keys")
     assert keys == {"name": "api-keys", "mountPath": "/etc/aiconn/keys", "readOnly": True}
     sc = gateway["securityContext"]
