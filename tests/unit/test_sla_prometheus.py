@@ -1,0 +1,118 @@
+"""The Prometheus source's assembly of answers into arrays (a fake client stands in for HTTP)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from aiconn.sla.periods import Period
+from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable, per_sla_query
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+PERIOD = Period(start=START, end=START + timedelta(minutes=5))
+TARGETS = [SLATarget("acme", "chat", 0.5, 0.1), SLATarget("beta", "code", 1.0, 0.05)]
+
+
+def at(minute: int) -> float:
+    return (START + timedelta(minutes=minute)).timestamp()
+
+
+class FakeClient:
+    def __init__(self, *, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.queries: list[str] = []
+
+    def custom_query_range(self, query: str, **_: Any) -> list[dict[str, Any]]:
+        self.queries.append(query)
+        if self.fail:
+            raise self.fail
+        acme = {"namespace": "acme", "sla": "chat"}
+        if "upstream_up" in query:
+            # acme: minute 3 (ending at 4) down, minute 5 missing; beta: never reported.
+            return [
+                {"metric": acme, "values": [[at(m), "0" if m == 4 else "1"] for m in (1, 2, 3, 4)]}
+            ]
+        if query.startswith("min by") and "up{" in query:
+            return []
+        if 'upstream_error|timeout"' in query and "success" not in query:
+            return [{"metric": acme, "values": [[at(2), "7"]]}]
+        if "requests_total" in query:
+            return [{"metric": acme, "values": [[at(m), "100"] for m in (1, 2)]}]
+        return []
+
+    def custom_query(self, query: str, **_: Any) -> list[dict[str, Any]]:
+        self.queries.append(query)
+        if self.fail:
+            raise self.fail
+        if "aiconn_gateway_ttft_seconds_bucket" in query:
+            return [
+                {"metric": {"namespace": "acme", "sla": "chat", "le": le}, "value": [0, v]}
+                for le, v in (
+                    ("0.25", "50"),
+                    ("0.5", "90"),
+                    ("1", "60"),
+                    ("1.0", "39"),
+                    ("+Inf", "100"),
+                )
+            ]
+        if "tokens_total" in query:
+            return [
+                {
+                    "metric": {"namespace": "acme", "sla": "chat", "type": "prompt"},
+                    "value": [0, "1000.4"],
+                },
+                {
+                    "metric": {"namespace": "acme", "sla": "chat", "type": "completion"},
+                    "value": [0, "500"],
+                },
+            ]
+        return []
+
+
+def test_one_query_per_sli_for_the_whole_fleet() -> None:
+    client = FakeClient()
+    series = PrometheusSource(client).fetch_fleet(TARGETS, PERIOD)
+    # Four per-minute SLIs, then TTFT, TPOT, vLLM TTFT and tokens: eight, whatever the fleet size.
+    assert len(client.queries) == 8
+    assert all("by (namespace, sla" in q for q in client.queries)
+    np.testing.assert_array_equal(series.up[0], [1, 1, 1, 0, np.nan])
+    assert np.isnan(series.up[1]).all()  # missing series: unknown, not down
+    np.testing.assert_array_equal(series.in_contract[0], [100, 100, 0, 0, np.nan])
+    np.testing.assert_array_equal(series.failed[0], [0, 7, 0, 0, np.nan])
+    assert series.tokens.tolist() == [1500, 0]
+    assert series.ttft.good[0] == 90 and bool(series.ttft.exact[0])
+    assert series.ttft.total[1] == 0
+
+
+def test_le_spelled_1_and_1_0_are_one_bucket() -> None:
+    series = PrometheusSource(FakeClient()).fetch_fleet(
+        [SLATarget("acme", "chat", 1.0, 0.1)], PERIOD
+    )
+    assert series.ttft.good[0] == 99
+
+
+@pytest.mark.parametrize(
+    "error", [requests.ConnectionError("refused"), requests.Timeout("slow"), ValueError("bad json")]
+)
+def test_unreachable_prometheus_is_source_unavailable_not_downtime(error: Exception) -> None:
+    with pytest.raises(SourceUnavailable, match="did not answer"):
+        PrometheusSource(FakeClient(fail=error)).fetch_fleet(TARGETS, PERIOD)
+
+
+def test_month_range_is_split_under_the_points_limit() -> None:
+    client = FakeClient()
+    month = Period(start=START, end=START + timedelta(days=31))
+    source = PrometheusSource(client)
+    source._minute_matrix("q", {("acme", "chat"): 0}, month.start, month.minutes)
+    assert len(client.queries) == math.ceil(month.minutes / 10_000)
+
+
+def test_per_sla_query_asks_once_per_sla() -> None:
+    client = FakeClient()
+    per_sla_query(PrometheusSource(client), TARGETS, PERIOD)
+    assert len(client.queries) == len(TARGETS)
