@@ -32,6 +32,13 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from aiconn.operator.run import run
+
+    run(verbose=args.verbose)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="write crds/*.yaml")
     mode.add_argument("--check", action="store_true", help="fail when crds/ is out of date")
     crds.set_defaults(func=_crds)
+
+    operator = sub.add_parser("operator", help="run the Kopf operator (settings: AICONN_* env)")
+    operator.add_argument("-v", "--verbose", action="store_true")
+    operator.set_defaults(func=_operator)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,9 @@ class KubeApi:
             raise
         return True
 
-    async def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    async def get(
+        self, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         try:
             return await self.call("GET", KINDS[kind].path(namespace, name))
         except ApiException as err:
@@ -106,7 +109,9 @@ class KubeApi:
                 return None
             raise
 
-    async def list(self, kind: str, namespace: str | None = None, *, labels: str = "") -> list[dict[str, Any]]:
+    async def list(
+        self, kind: str, namespace: str | None = None, *, labels: str = ""
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", labels)] if labels else []
         items: list[dict[str, Any]] = (
             await self.call("GET", KINDS[kind].path(namespace), query=query)
@@ -122,7 +127,9 @@ class KubeApi:
             raise
         return True
 
-    async def patch_status(self, kind: str, name: str, namespace: str | None, status: dict[str, Any]) -> dict[str, Any]:
+    async def patch_status(
+        self, kind: str, name: str, namespace: str | None, status: dict[str, Any]
+    ) -> dict[str, Any]:
         """Merge-patch the status subresource."""
         return await self.call(
             "PATCH",
@@ -140,6 +147,9 @@ def load_api_client() -> client.ApiClient:
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        # The client reads KUBECONFIG once at import; read it now so a later setting counts.
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
     configuration.connection_pool_maxsize = 32
     return client.ApiClient(configuration)

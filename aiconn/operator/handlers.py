@@ -1,0 +1,171 @@
+"""Kopf handlers: thin adapters that call the reconcile functions and write back what they say.
+
+Kopf keeps its own bookkeeping in annotations (not in status, whose schema is strict), peering
+is off (one replica, Recreate), and no finalizers are added except for NetworkSlices realized in
+a 5G core, whose SliceProfile must be removed there before the object goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from aiconn.crd import GROUP, VERSION
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.inference.workload import SLA_LABEL
+from aiconn.operator import state
+from aiconn.operator.reconcile import Outcome, reconcile_sla, refresh_readiness
+from aiconn.operator.slicing import realize_slice, release_slice
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.peering.standalone = True
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.queueing.worker_limit = 64
+    settings.execution.max_workers = 16
+    state.open_runtime()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, else the kubeconfig KUBECONFIG names at this moment
+    (the client library's own default is frozen when it is imported)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    await state.close_runtime()
+
+
+@kopf.index(GROUP, VERSION, "inferencetiers")
+def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
+    try:
+        return {name: InferenceTierSpec.model_validate(dict(spec))}
+    except ValueError as err:
+        log.warning("InferenceTier %s ignored: %s", name, err)
+        return None
+
+
+@kopf.index(GROUP, VERSION, "aiinferenceslas")
+def sla_tier_index(
+    namespace: str, name: str, status: kopf.Status, **_: Any
+) -> dict[str | None, tuple[str, str]]:
+    """SLAs by the tier they are placed on (None: not placed), for re-planning on tier edits."""
+    return {(status.get("placement") or {}).get("tier"): (namespace, name)}
+
+
+def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, InferenceTierSpec]:
+    return {name: next(iter(store)) for name, store in tier_index.items()}
+
+
+async def _write(outcome: Outcome, body: Any, patch: kopf.Patch | None) -> None:
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if patch is not None:
+        patch.status.update(outcome.status)
+    else:
+        meta = body["metadata"]
+        await state.kube().patch_status(
+            "AIInferenceSLA", meta["name"], meta["namespace"], outcome.status
+        )
+
+
+async def _reconcile(
+    body: Any, patch: kopf.Patch | None, tier_index: kopf.Index[str, InferenceTierSpec]
+) -> None:
+    try:
+        outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
+    except ApiException as err:
+        if err.status in (409, 429) or err.status >= 500:
+            raise kopf.TemporaryError(
+                f"API server said {err.status}: {err.reason}", delay=5
+            ) from err
+        raise
+    await _write(outcome, body, patch)
+
+
+@kopf.on.resume(GROUP, VERSION, "aiinferenceslas")
+@kopf.on.create(GROUP, VERSION, "aiinferenceslas")
+@kopf.on.update(GROUP, VERSION, "aiinferenceslas", field="spec")
+async def sla_changed(
+    body: kopf.Body, patch: kopf.Patch, tier_index: kopf.Index[str, InferenceTierSpec], **_: Any
+) -> None:
+    await _reconcile(body, patch, tier_index)
+
+
+@kopf.on.create(GROUP, VERSION, "inferencetiers")
+@kopf.on.update(GROUP, VERSION, "inferencetiers", field="spec")
+@kopf.on.delete(GROUP, VERSION, "inferencetiers", optional=True)
+async def tier_changed(
+    name: str,
+    tier_index: kopf.Index[str, InferenceTierSpec],
+    sla_tier_index: kopf.Index[str | None, tuple[str, str]],
+    **_: Any,
+) -> None:
+    """Re-plan the SLAs on this tier and those placed nowhere: the edit may move or place them."""
+    affected = {*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}
+    kube = state.kube()
+    for namespace, sla_name in sorted(affected):
+        body = await kube.get("AIInferenceSLA", sla_name, namespace)
+        if body is not None:
+            await _reconcile(body, None, tier_index)
+
+
+@kopf.on.field(
+    "apps", "v1", "deployments", field="status.availableReplicas", labels={SLA_LABEL: kopf.PRESENT}
+)
+async def deployment_availability_changed(
+    namespace: str, labels: kopf.Labels, meta: kopf.Meta, **_: Any
+) -> None:
+    for ref in meta.get("ownerReferences", []):
+        if ref.get("kind") == "AIInferenceSLA":
+            await refresh_readiness(state.kube(), namespace, ref["name"])
+
+
+@kopf.on.resume(GROUP, VERSION, "networkslices")
+@kopf.on.create(GROUP, VERSION, "networkslices")
+@kopf.on.update(GROUP, VERSION, "networkslices", field="spec")
+async def slice_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    status = await realize_slice(state.kube(), body, state.settings())
+    ready = next(c for c in status["conditions"] if c["type"] == "SliceReady")
+    ok = ready["status"] == "True"
+    kopf.event(
+        body,
+        type="Normal" if ok else "Warning",
+        reason="SliceReady" if ok else "SliceFailed",
+        message=ready["message"],
+    )
+    if ok:
+        patch.status.update(status)
+        return
+    # Written now, not through `patch`, so the failure is visible while Kopf retries later.
+    meta = body["metadata"]
+    await state.kube().patch_status("NetworkSlice", meta["name"], meta["namespace"], status)
+    raise kopf.TemporaryError(ready["message"], delay=30)
+
+
+@kopf.on.field(GROUP, VERSION, "networkslices", field="status.phase")
+async def slice_phase_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
+    for ref in meta.get("ownerReferences", []):
+        if ref.get("kind") == "AIInferenceSLA":
+            await refresh_readiness(state.kube(), namespace, ref["name"])
+
+
+@kopf.on.delete(
+    GROUP, VERSION, "networkslices", when=lambda spec, **_: spec.get("backend") == "nsmf"
+)
+async def slice_deleted(body: kopf.Body, **_: Any) -> None:
+    await release_slice(body, state.settings())

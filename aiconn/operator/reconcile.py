@@ -1,0 +1,268 @@
+"""One idempotent, level-based reconcile of an AIInferenceSLA.
+
+spec -> placement plan (pure) -> child objects (pure builders) -> server-side apply -> status.
+Every child has a deterministic name and an owner reference, so a crash at any point and a
+replay converge on exactly one child of each kind, and deleting the SLA lets the garbage
+collector remove them all. The API-key Secret is created only when absent, so a replay never
+rotates a tenant's keys.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from aiconn.crd import API_VERSION
+from aiconn.inference import workload
+from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.operator.conditions import condition, merge
+from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.slices.kubernetes import pod_attachment
+from aiconn.slices.realize import slice_for
+
+SLA_KIND = "AIInferenceSLA"
+API_KEY_PREFIX = "aic_"
+
+
+@dataclass
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """What a reconcile wants written back: the status patch and the Events to post."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+
+def owner_of(body: Mapping[str, Any]) -> dict[str, str]:
+    meta = body["metadata"]
+    return {"apiVersion": API_VERSION, "kind": SLA_KIND, "name": meta["name"], "uid": meta["uid"]}
+
+
+def _placement_events(decision: PlacementDecision, previous: Mapping[str, Any]) -> list[Event]:
+    """Events only when the decision changes, so a resync does not flood the namespace."""
+    before = previous.get("placement") or {}
+    before_rejected = [(r.get("tier"), r.get("reason")) for r in before.get("rejected", [])]
+    if before.get("tier") == decision.tier and before_rejected == list(decision.rejected):
+        return []
+    events = [Event("Warning", "TierRejected", f"{t}: {r}") for t, r in decision.rejected]
+    if decision.placed:
+        events.append(Event("Normal", "Placed", decision.message))
+    else:
+        events.append(Event("Warning", "Unplaceable", decision.message))
+    return events
+
+
+def slice_ready(slice_obj: Mapping[str, Any] | None) -> tuple[bool | None, str, str]:
+    conds = {
+        c.get("type"): c for c in ((slice_obj or {}).get("status") or {}).get("conditions", [])
+    }
+    ready = conds.get("SliceReady")
+    if ready is None:
+        return None, "SlicePending", "the network slice has not been realized yet"
+    return ready.get("status") == "True", ready.get("reason", ""), ready.get("message", "")
+
+
+def inference_ready(deployment: Mapping[str, Any] | None, replicas: int) -> tuple[bool, str, str]:
+    status = (deployment or {}).get("status") or {}
+    available = int(status.get("availableReplicas") or 0)
+    if available >= replicas:
+        return True, "ReplicasAvailable", f"{available}/{replicas} vLLM replicas available"
+    return False, "ReplicasUnavailable", f"{available}/{replicas} vLLM replicas available"
+
+
+def readiness(
+    *,
+    slice_obj: Mapping[str, Any] | None,
+    deployment: Mapping[str, Any] | None,
+    replicas: int,
+    generation: int | None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Phase and the SliceReady / InferenceReady / Ready conditions from the children."""
+    s_ok, s_reason, s_msg = slice_ready(slice_obj)
+    i_ok, i_reason, i_msg = inference_ready(deployment, replicas)
+    ready = bool(s_ok) and i_ok
+    if ready:
+        phase, r_reason, r_msg = "Ready", "Serving", "placed, sliced and serving"
+    elif s_ok is False:
+        phase, r_reason, r_msg = "Degraded", "SliceNotReady", s_msg
+    else:
+        phase, r_reason, r_msg = "Provisioning", "Provisioning", f"{s_msg}; {i_msg}"
+    return phase, [
+        condition("SliceReady", s_ok, s_reason or "SlicePending", s_msg, generation=generation),
+        condition("InferenceReady", i_ok, i_reason, i_msg, generation=generation),
+        condition("Ready", ready, r_reason, r_msg, generation=generation),
+    ]
+
+
+async def reconcile_sla(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    tiers: Mapping[str, InferenceTierSpec],
+    settings: OperatorSettings,
+) -> Outcome:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    generation = meta.get("generation")
+    previous = body.get("status") or {}
+    old_conditions = previous.get("conditions", [])
+    try:
+        spec = AIInferenceSLASpec.model_validate(body["spec"])
+    except ValidationError as err:
+        message = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        return Outcome(
+            status={
+                "observedGeneration": generation,
+                "phase": "Invalid",
+                "conditions": merge(
+                    old_conditions,
+                    [condition("Ready", False, "InvalidSpec", message, generation=generation)],
+                ),
+            },
+            events=[Event("Warning", "InvalidSpec", message)],
+        )
+
+    decision = plan(spec, tiers)
+    events = _placement_events(decision, previous)
+    placement = decision.to_status().to_k8s()
+    if not decision.placed:
+        return Outcome(
+            status={
+                "observedGeneration": generation,
+                "phase": "Unplaceable",
+                "placement": placement,
+                "conditions": merge(
+                    old_conditions,
+                    [
+                        condition(
+                            "Placed",
+                            False,
+                            "NoFeasibleTier",
+                            decision.message,
+                            generation=generation,
+                        ),
+                        condition(
+                            "Ready", False, "Unplaceable", decision.message, generation=generation
+                        ),
+                    ],
+                ),
+            },
+            events=events,
+        )
+
+    owner = owner_of(body)
+    names = workload.child_names(name)
+    await kube.create_if_absent(
+        workload.api_key_secret(
+            sla_name=name,
+            namespace=namespace,
+            keys=[API_KEY_PREFIX + secrets.token_urlsafe(32)],
+            owner=owner,
+        )
+    )
+    slice_spec = slice_for(name, spec, decision)
+    slice_obj = await kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "NetworkSlice",
+            "metadata": {
+                "name": names.network_slice,
+                "namespace": namespace,
+                "labels": workload.labels(name),
+                "ownerReferences": [workload.owner_reference(owner)],
+            },
+            "spec": slice_spec.to_k8s(),
+        }
+    )
+    deployment = await kube.apply(
+        workload.deployment(
+            sla_name=name,
+            namespace=namespace,
+            spec=spec,
+            decision=decision,
+            attachment=pod_attachment(slice_spec),
+            owner=owner,
+            api_key_secret=names.api_key_secret,
+            vllm_image=settings.vllm_image,
+            gateway_image=settings.gateway_image,
+        )
+    )
+    await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))
+    pdb = workload.pod_disruption_budget(sla_name=name, namespace=namespace, spec=spec, owner=owner)
+    if pdb is not None:
+        await kube.apply(pdb)
+    else:
+        await kube.delete("PodDisruptionBudget", names.pod_disruption_budget, namespace)
+
+    phase, ready_conditions = readiness(
+        slice_obj=slice_obj,
+        deployment=deployment,
+        replicas=spec.capacity.replicas,
+        generation=generation,
+    )
+    children = {
+        "networkSlice": names.network_slice,
+        "deployment": names.deployment,
+        "service": names.service,
+        "apiKeySecret": names.api_key_secret,
+    }
+    if pdb is not None:
+        children["podDisruptionBudget"] = names.pod_disruption_budget
+    return Outcome(
+        status={
+            "observedGeneration": generation,
+            "phase": phase,
+            "placement": placement,
+            "children": children,
+            "endpoint": f"http://{names.service}.{namespace}.svc:{workload.GATEWAY_PORT}/v1",
+            "conditions": merge(
+                old_conditions,
+                [
+                    condition(
+                        "Placed", True, "TierChosen", decision.message, generation=generation
+                    ),
+                    *ready_conditions,
+                ],
+            ),
+        },
+        events=events,
+    )
+
+
+async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dict[str, Any] | None:
+    """Recompute the readiness conditions after a child changed; None when nothing changed."""
+    sla = await kube.get(SLA_KIND, sla_name, namespace)
+    if sla is None or (sla.get("status") or {}).get("phase") in (None, "Unplaceable", "Invalid"):
+        return None
+    names = workload.child_names(sla_name)
+    slice_obj = await kube.get("NetworkSlice", names.network_slice, namespace)
+    deployment = await kube.get("Deployment", names.deployment, namespace)
+    replicas = int((sla.get("spec", {}).get("capacity") or {}).get("replicas", 1))
+    status = sla.get("status") or {}
+    phase, conds = readiness(
+        slice_obj=slice_obj,
+        deployment=deployment,
+        replicas=replicas,
+        generation=status.get("observedGeneration"),
+    )
+    old = status.get("conditions", [])
+    merged = merge(old, conds)
+    if phase == status.get("phase") and merged == old:
+        return None
+    return await kube.patch_status(
+        SLA_KIND, sla_name, namespace, {"phase": phase, "conditions": merged}
+    )

@@ -1,0 +1,37 @@
+"""Operator settings, from the environment (AICONN_ prefix) with documented defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator runs. Every field is an AICONN_<NAME> environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="AICONN_", extra="ignore")
+
+    vllm_image: str = VLLM_IMAGE
+    """vLLM container image of the inference pods."""
+    gateway_image: str = AICONN_IMAGE
+    """Image of the token-gateway sidecar (the operator's own image)."""
+    monitoring_namespace: str = "monitoring"
+    """Namespace whose Prometheus may always scrape the inference pods."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to serve; empty means the whole cluster."""
+    prometheus_url: str | None = None
+    """Prometheus to measure SLAs from; None turns the evaluation loop off."""
+    ledger_url: str = "sqlite:///aiconn-ledger.db"
+    """SQLAlchemy URL of the ledger (SQLite file or postgresql+psycopg://)."""
+    evaluation_interval_seconds: float = 30.0
+    """How often the fleet-wide evaluation loop runs."""
+    settlement_grace_seconds: float = 120.0
+    """Wait after a period closes before settling it (late scrapes)."""
+    coverage_floor_percent: float = 90.0
+    """Periods with less data coverage are held for review, not paid."""
+    nsmf_plmn_mcc: str = "001"
+    """Mobile country code of the operator's PLMN (for NSMF slice profiles)."""
+    nsmf_plmn_mnc: str = "01"
+    """Mobile network code of the operator's PLMN."""

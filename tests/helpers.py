@@ -1,0 +1,70 @@
+"""Polling helpers for tests against real components: wait for an outcome, never sleep blindly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 60,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
+    """Call `check` until it returns something truthy (returned); fail with the last value."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as err:
+            last = err
+        else:
+            if last:
+                return last  # type: ignore[return-value]
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 1) -> int:
+    """No kubelet runs against the test control plane: mark the pods the ReplicaSet controller
+    created as Running and Ready, as a kubelet would, so the real Deployment and ReplicaSet
+    controllers compute availability from them. Returns how many pods were marked."""
+    import datetime as dt
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    pods = eventually(
+        lambda: (
+            (p := core.list_namespaced_pod(namespace, label_selector=selector).items)
+            and len(p) >= expected
+            and p
+        ),
+        what=f"{expected} pod(s) for {selector}",
+    )
+    now = dt.datetime.now(dt.UTC).isoformat()
+    for pod in pods:
+        ready = [
+            {"type": t, "status": "True", "lastTransitionTime": now}
+            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ]
+        core.patch_namespaced_pod_status(
+            pod.metadata.name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Running",
+                    "conditions": ready,
+                    "startTime": now,
+                    "podIP": "10.1.0.10",
+                    "hostIP": "10.2.0.10",
+                }
+            },
+        )
+    return len(pods)

@@ -1,0 +1,321 @@
+"""The operator against the real API server and controller-manager, run with KopfRunner."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from aiconn.devstack.kube import apply_objects, load_documents
+from tests.helpers import eventually, play_kubelet
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "manifests" / "samples"
+G, V = "aiconn.io", "v1alpha1"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return next(d for d in load_documents([SAMPLES / name]))
+
+
+@pytest.fixture(scope="module")
+def tiers(k8s: Any) -> Iterator[None]:
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    yield
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Any, tiers: None) -> Iterator[KopfRunner]:
+    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
+    with KopfRunner(args, timeout=120) as runner:
+        yield runner
+    assert runner.exception is None, runner.output[-4000:]
+
+
+def custom(k8s: Any) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(k8s)
+
+
+def get_sla(k8s: Any, ns: str, name: str) -> dict[str, Any]:
+    return custom(k8s).get_namespaced_custom_object(G, V, ns, "aiinferenceslas", name)
+
+
+def create(k8s: Any, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+    return custom(k8s).create_namespaced_custom_object(
+        G, V, ns, "aiinferenceslas", copy.deepcopy(body)
+    )
+
+
+def placed(k8s: Any, ns: str, name: str) -> dict[str, Any] | None:
+    status = get_sla(k8s, ns, name).get("status") or {}
+    conds = {c["type"]: c for c in status.get("conditions", [])}
+    return status if "Placed" in conds else None
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def deployment(k8s: Any, ns: str, name: str) -> Any:
+    return client.AppsV1Api(k8s).read_namespaced_deployment(f"{name}-vllm", ns)
+
+
+def vllm_container(dep: Any) -> Any:
+    return next(c for c in dep.spec.template.spec.containers if c.name == "vllm")
+
+
+def arg_value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    ("sample_file", "tier"),
+    [
+        ("sla-edge-urllc.yaml", "edge"),
+        ("sla-regional-eu-70b.yaml", "regional"),
+        ("sla-cloud-405b.yaml", "cloud"),
+    ],
+)
+def test_each_sample_lands_on_its_tier_with_children(
+    k8s: Any, namespace: str, operator: KopfRunner, sample_file: str, tier: str
+) -> None:
+    body = sample(sample_file)
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    status = eventually(lambda: placed(k8s, namespace, name), what=f"{name} placed")
+    assert status["placement"]["tier"] == tier
+    assert condition(status, "Placed")["status"] == "True"
+    assert {r["tier"] for r in status["placement"]["rejected"]} == {"edge", "regional", "cloud"} - {
+        tier
+    }
+    assert status["observedGeneration"] == 1
+    assert status["endpoint"] == f"http://{name}-vllm.{namespace}.svc:8000/v1"
+
+    dep = deployment(k8s, namespace, name)
+    vllm = vllm_container(dep)
+    tp = status["placement"]["tensorParallelSize"]
+    assert int(arg_value(vllm.args or vllm.command, "--tensor-parallel-size")) == tp
+    assert vllm.resources.limits["nvidia.com/gpu"] == str(tp)
+    assert vllm.resources.requests["nvidia.com/gpu"] == str(tp)
+    buckets = json.loads(arg_value(vllm.args or vllm.command, "--custom-histogram-buckets"))
+    objectives = body["spec"]["objectives"]
+    assert objectives["ttft"]["thresholdMs"] / 1000 in buckets["time_to_first_token"]
+    assert objectives["tpot"]["thresholdMs"] / 1000 in buckets["inter_token_latency"]
+
+    nslice = custom(k8s).get_namespaced_custom_object(
+        G, V, namespace, "networkslices", f"{name}-slice"
+    )
+    assert nslice["spec"]["sst"] == body["spec"]["network"]["sst"]
+    sl_status = eventually(
+        lambda: (
+            custom(k8s)
+            .get_namespaced_custom_object(G, V, namespace, "networkslices", f"{name}-slice")
+            .get("status")
+            or {}
+        ).get("phase"),
+        what="slice realized",
+    )
+    assert sl_status == "Ready"
+    nslice = custom(k8s).get_namespaced_custom_object(
+        G, V, namespace, "networkslices", f"{name}-slice"
+    )
+    template = dep.spec.template
+    assert template.spec.priority_class_name == nslice["status"]["priorityClassName"]
+    client.SchedulingV1Api(k8s).read_priority_class(template.spec.priority_class_name)
+    for key, value in nslice["status"]["bandwidthAnnotations"].items():
+        assert template.metadata.annotations[key] == value
+
+    policy = client.NetworkingV1Api(k8s).read_namespaced_network_policy(f"{name}-slice", namespace)
+    assert policy.spec.pod_selector.match_labels == dep.spec.selector.match_labels
+    selector = policy.spec.pod_selector.match_labels
+    assert selector.items() <= template.metadata.labels.items()
+    assert selector["aiconn.io/sla"] == name
+    svc = client.CoreV1Api(k8s).read_namespaced_service(f"{name}-vllm", namespace)
+    assert svc.spec.selector == dep.spec.selector.match_labels
+    assert [p.port for p in svc.spec.ports] == [8000]
+    client.CoreV1Api(k8s).read_namespaced_secret(f"{name}-keys", namespace)
+    replicas = body["spec"].get("capacity", {}).get("replicas", 1)
+    pdbs = client.PolicyV1Api(k8s).list_namespaced_pod_disruption_budget(namespace).items
+    assert len(pdbs) == (1 if replicas >= 2 else 0)
+
+
+def test_dedicated_slice_admits_only_allowed_sources_and_monitoring(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-edge-urllc.yaml")
+    create(k8s, namespace, body)
+    name = body["metadata"]["name"]
+    policy = eventually(
+        lambda: client.NetworkingV1Api(k8s).list_namespaced_network_policy(namespace).items,
+        what="network policy",
+    )[0]
+    peers = policy.spec.ingress[0]._from
+    cidrs = {p.ip_block.cidr for p in peers if p.ip_block}
+    namespaces = {
+        p.namespace_selector.match_labels["kubernetes.io/metadata.name"]
+        for p in peers
+        if p.namespace_selector
+    }
+    assert cidrs == {"10.45.0.0/16"}
+    assert namespaces == {"acme-apps", "monitoring"}
+    assert policy.spec.pod_selector.match_labels["aiconn.io/sla"] == name
+
+
+def test_impossible_sla_is_unplaced_with_every_tiers_reason(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-edge-urllc.yaml")
+    body["metadata"]["name"] = "impossible"
+    body["spec"]["model"]["parametersBillions"] = 70
+    body["spec"]["model"].pop("architecture")
+    body["spec"]["network"]["rttBudgetMs"] = 10
+    create(k8s, namespace, body)
+    status = eventually(lambda: placed(k8s, namespace, "impossible"), what="placement decided")
+    assert status["phase"] == "Unplaceable"
+    assert condition(status, "Placed")["status"] == "False"
+    reasons = {r["tier"]: r["reason"] for r in status["placement"]["rejected"]}
+    assert set(reasons) == {"edge", "regional", "cloud"}
+    assert all(reasons.values())
+    assert not client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items
+    events = eventually(
+        lambda: [
+            e
+            for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+            if e.involved_object.name == "impossible" and e.reason == "Unplaceable"
+        ],
+        what="Unplaceable event",
+    )
+    assert events[0].type == "Warning"
+
+
+def test_spec_update_converges_and_delete_collects_children(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-edge-urllc.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    eventually(
+        lambda: (placed(k8s, namespace, name) or {}).get("placement", {}).get("tier") == "edge",
+        what="edge",
+    )
+
+    patch = {
+        "spec": {
+            "model": {
+                "parametersBillions": 70,
+                "architecture": {"numLayers": 80, "numKvHeads": 8, "headDim": 128},
+            },
+            "network": {"rttBudgetMs": 60},
+            "placement": {"dataResidency": "EU"},
+            "objectives": {
+                "ttft": {"thresholdMs": 1234, "targetPercent": 99},
+                "tpot": {"thresholdMs": 80, "targetPercent": 95},
+            },
+        }
+    }
+    custom(k8s).patch_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name, patch)
+    status = eventually(
+        lambda: (s := placed(k8s, namespace, name)) and s["observedGeneration"] == 2 and s,
+        what="generation 2 reconciled",
+    )
+    assert status["placement"]["tier"] == "regional"
+    buckets = json.loads(
+        arg_value(
+            vllm_container(deployment(k8s, namespace, name)).args, "--custom-histogram-buckets"
+        )
+    )
+    assert 1.234 in buckets["time_to_first_token"]
+    assert len(client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items) == 1
+
+    custom(k8s).delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name)
+
+    def children_left() -> list[str]:
+        left = [
+            d.metadata.name
+            for d in client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items
+        ]
+        left += [
+            s.metadata.name for s in client.CoreV1Api(k8s).list_namespaced_service(namespace).items
+        ]
+        left += [
+            s.metadata.name
+            for s in client.CoreV1Api(k8s).list_namespaced_secret(namespace).items
+            if s.metadata.name.startswith(name)
+        ]
+        left += [
+            p.metadata.name
+            for p in client.PolicyV1Api(k8s).list_namespaced_pod_disruption_budget(namespace).items
+        ]
+        left += [
+            n["metadata"]["name"]
+            for n in custom(k8s).list_namespaced_custom_object(G, V, namespace, "networkslices")[
+                "items"
+            ]
+        ]
+        left += [
+            p.metadata.name
+            for p in client.NetworkingV1Api(k8s).list_namespaced_network_policy(namespace).items
+        ]
+        return left
+
+    eventually(lambda: not children_left() or None, timeout=90, what="garbage collection")  # type: ignore[arg-type]
+
+
+def test_available_replicas_make_the_sla_ready(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-regional-eu-70b.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    status = eventually(lambda: placed(k8s, namespace, name), what="placed")
+    assert condition(status, "InferenceReady")["status"] == "False"
+    play_kubelet(k8s, namespace, f"aiconn.io/sla={name}")
+    status = eventually(
+        lambda: (s := get_sla(k8s, namespace, name)["status"])["phase"] == "Ready" and s,
+        what="Ready",
+    )
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "SliceReady")["status"] == "True"
+
+
+def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: KopfRunner) -> None:
+    body = sample("sla-edge-urllc.yaml")
+    name = body["metadata"]["name"]
+    body["spec"]["placement"]["dataResidency"] = "EU"
+    body["spec"]["network"]["rttBudgetMs"] = 60
+    body["spec"]["objectives"]["ttft"]["thresholdMs"] = 2000
+    create(k8s, namespace, body)
+    eventually(
+        lambda: (placed(k8s, namespace, name) or {}).get("placement", {}).get("tier") == "edge",
+        what="edge",
+    )
+    original = custom(k8s).get_cluster_custom_object(G, V, "inferencetiers", "edge")
+    try:
+        custom(k8s).patch_cluster_custom_object(
+            G, V, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 5.0}}
+        )
+        status = eventually(
+            lambda: (s := placed(k8s, namespace, name)) and s["placement"]["tier"] != "edge" and s,
+            what="re-planned off edge",
+        )
+        assert status["placement"]["tier"] == "regional"
+        reasons = {r["tier"]: r["reason"] for r in status["placement"]["rejected"]}
+        assert "edge" in reasons
+    finally:
+        custom(k8s).patch_cluster_custom_object(
+            G,
+            V,
+            "inferencetiers",
+            "edge",
+            {"spec": {"pricePerMillionTokens": original["spec"]["pricePerMillionTokens"]}},
+        )
+    yaml.safe_dump(body)
