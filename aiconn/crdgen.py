@@ -73,8 +73,20 @@ def _without_nulls(value: Any) -> Any:
 def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
     """Turn a resolved JSON Schema node into a structural OpenAPI v3 node."""
     out: dict[str, Any] = {}
-    for key in ("description", "type", "enum", "pattern", "format", "minLength", "maxLength",
-                "minItems", "maxItems", "minimum", "maximum", "x-kubernetes-validations"):
+    for key in (
+        "description",
+        "type",
+        "enum",
+        "pattern",
+        "format",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "x-kubernetes-validations",
+    ):
         if key in node:
             out[key] = node[key]
     if "exclusiveMinimum" in node:
@@ -182,12 +194,18 @@ RESOURCES: tuple[CrdInfo, ...] = (
         printer_columns=(
             _col("Tier", "string", ".status.placement.tier", "Chosen inference tier"),
             _col("Model", "string", ".spec.model.name", "Served model"),
-            _col("Avail%", "number", ".status.period.availabilityPercent",
-                 "Availability this period"),
-            _col("Budget%", "number", ".status.period.budgetRemainingPercent",
-                 "Error budget remaining"),
-            _col("Credits", "number", ".status.period.creditsAccrued",
-                 "Credits accrued this period"),
+            _col(
+                "Avail%", "number", ".status.period.availabilityPercent", "Availability this period"
+            ),
+            _col(
+                "Budget%",
+                "number",
+                ".status.period.budgetRemainingPercent",
+                "Error budget remaining",
+            ),
+            _col(
+                "Credits", "number", ".status.period.creditsAccrued", "Credits accrued this period"
+            ),
             _col("Phase", "string", ".status.phase", "Lifecycle phase"),
             _col("Age", "date", ".metadata.creationTimestamp", "Age"),
         ),

@@ -97,9 +97,7 @@ class ControlPlane:
                 }
             ],
             "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [
-                {"name": user, "context": {"cluster": "aiconn-local", "user": user}}
-            ],
+            "contexts": [{"name": user, "context": {"cluster": "aiconn-local", "user": user}}],
             "current-context": user,
         }
 
@@ -119,9 +117,7 @@ class ControlPlane:
         self.tokens = {user: secrets.token_urlsafe(24) for user in self.users}
         token_file = self.state_dir / "tokens.csv"
         token_file.write_text(
-            "".join(
-                f'{self.tokens[u]},{u},{u},"{",".join(g)}"\n' for u, g in self.users.items()
-            )
+            "".join(f'{self.tokens[u]},{u},{u},"{",".join(g)}"\n' for u, g in self.users.items())
         )
         token_file.chmod(0o600)
 

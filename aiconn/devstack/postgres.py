@@ -13,14 +13,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiconn.devstack.processes import ProcessGroup, Proc, StackError, free_port, wait_until
+from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port, wait_until
 
 
 def postgres_bin() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "postgres").exists():
             return candidate
-    raise StackError("PostgreSQL server not found; install Debian's package: apt-get install postgresql")
+    raise StackError(
+        "PostgreSQL server not found; install Debian's package: apt-get install postgresql"
+    )
 
 
 @dataclass

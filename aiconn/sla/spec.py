@@ -234,7 +234,9 @@ class CreditsSpec(CamelModel):
 class AIInferenceSLASpec(CamelModel):
     """An inference service with guaranteed latency and uptime, paid back in tokens when missed."""
 
-    tenant: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    tenant: str | None = Field(
+        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
     """Tenant that owns the SLA and its wallet; defaults to the namespace."""
     model: ModelSpec
     """The model to serve."""

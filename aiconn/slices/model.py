@@ -50,12 +50,11 @@ class AllowedSource(CamelModel):
             )
         )
     }
-    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-                                  max_length=63)
-    """A namespace whose pods may connect."""
-    cidr: str | None = Field(
-        default=None, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$", max_length=64
+    namespace: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
     )
+    """A namespace whose pods may connect."""
+    cidr: str | None = Field(default=None, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$", max_length=64)
     """An IP block (CIDR) that may connect, for example the UPF's N6 subnet."""
 
 

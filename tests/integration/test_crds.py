@@ -27,8 +27,11 @@ VALID_SLA: dict[str, Any] = {
     "kind": "AIInferenceSLA",
     "metadata": {"name": "probe"},
     "spec": {
-        "model": {"name": "llama-3-8b", "source": "hf://meta-llama/Meta-Llama-3-8B-Instruct",
-                  "parametersBillions": 8},
+        "model": {
+            "name": "llama-3-8b",
+            "source": "hf://meta-llama/Meta-Llama-3-8B-Instruct",
+            "parametersBillions": 8,
+        },
         "network": {"rttBudgetMs": 20},
     },
 }
@@ -112,13 +115,23 @@ INVALID: list[tuple[str, Any, str]] = [
     ("model.parametersBillions", -7, "spec.model.parametersBillions"),
     ("model.dtype", "float64", "spec.model.dtype"),
     ("model.maxModelLen", 64, "spec.model.maxModelLen"),
-    ("model.architecture", {"numLayers": 0, "numKvHeads": 8, "headDim": 128},
-     "spec.model.architecture.numLayers"),
+    (
+        "model.architecture",
+        {"numLayers": 0, "numKvHeads": 8, "headDim": 128},
+        "spec.model.architecture.numLayers",
+    ),
     ("objectives.availability.targetPercent", 100, "spec.objectives.availability.targetPercent"),
     ("objectives.availability.targetPercent", 0, "spec.objectives.availability.targetPercent"),
-    ("objectives.ttft", {"thresholdMs": 0, "targetPercent": 99}, "spec.objectives.ttft.thresholdMs"),
-    ("objectives.tpot", {"thresholdMs": 50, "targetPercent": 101},
-     "spec.objectives.tpot.targetPercent"),
+    (
+        "objectives.ttft",
+        {"thresholdMs": 0, "targetPercent": 99},
+        "spec.objectives.ttft.thresholdMs",
+    ),
+    (
+        "objectives.tpot",
+        {"thresholdMs": 50, "targetPercent": 101},
+        "spec.objectives.tpot.targetPercent",
+    ),
     ("objectives.window", {"duration": "30x"}, "spec.objectives.window.duration"),
     ("network.rttBudgetMs", 0, "spec.network.rttBudgetMs"),
     ("network.sst", 256, "spec.network.sst"),
@@ -128,8 +141,11 @@ INVALID: list[tuple[str, Any, str]] = [
     ("network.fiveQI", 0, "spec.network.fiveQI"),
     ("network.guaranteedMbps", 500, "spec.network.maxMbps"),
     ("network.isolation", "private", "spec.network.isolation"),
-    ("network.allowedSources", [{"namespace": "a", "cidr": "10.0.0.0/8"}],
-     "spec.network.allowedSources[0]"),
+    (
+        "network.allowedSources",
+        [{"namespace": "a", "cidr": "10.0.0.0/8"}],
+        "spec.network.allowedSources[0]",
+    ),
     ("network.allowedSources", [{}], "spec.network.allowedSources[0]"),
     ("placement.tier", "moon", "spec.placement.tier"),
     ("placement.dataResidency", "Europe", "spec.placement.dataResidency"),
@@ -138,23 +154,34 @@ INVALID: list[tuple[str, Any, str]] = [
     ("tokens.currency", "euro", "spec.tokens.currency"),
     ("tokens.pricePerMillionTokens", -1, "spec.tokens.pricePerMillionTokens"),
     ("tokens.rateLimit", {"requestsPerSecond": 0}, "spec.tokens.rateLimit.requestsPerSecond"),
-    ("credits.availability",
-     [{"belowPercent": 99.0, "creditPercent": 10}, {"belowPercent": 99.9, "creditPercent": 25}],
-     "spec.credits.availability"),
-    ("credits.latency",
-     [{"belowPercent": 99.0, "creditPercent": 30}, {"belowPercent": 95.0, "creditPercent": 10}],
-     "spec.credits.latency"),
-    ("credits.availability",
-     [{"belowPercent": 99.0, "creditPercent": 10}, {"belowPercent": 99.0, "creditPercent": 25}],
-     "spec.credits.availability"),
-    ("credits.availability", [{"belowPercent": 99.0, "creditPercent": 0}],
-     "spec.credits.availability[0].creditPercent"),
+    (
+        "credits.availability",
+        [{"belowPercent": 99.0, "creditPercent": 10}, {"belowPercent": 99.9, "creditPercent": 25}],
+        "spec.credits.availability",
+    ),
+    (
+        "credits.latency",
+        [{"belowPercent": 99.0, "creditPercent": 30}, {"belowPercent": 95.0, "creditPercent": 10}],
+        "spec.credits.latency",
+    ),
+    (
+        "credits.availability",
+        [{"belowPercent": 99.0, "creditPercent": 10}, {"belowPercent": 99.0, "creditPercent": 25}],
+        "spec.credits.availability",
+    ),
+    (
+        "credits.availability",
+        [{"belowPercent": 99.0, "creditPercent": 0}],
+        "spec.credits.availability[0].creditPercent",
+    ),
     ("credits.capPercent", 150, "spec.credits.capPercent"),
     ("tenant", "Tenant_A", "spec.tenant"),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "field"), INVALID, ids=[f"{p}={v!r}"[:60] for p, v, _ in INVALID])
+@pytest.mark.parametrize(
+    ("path", "value", "field"), INVALID, ids=[f"{p}={v!r}"[:60] for p, v, _ in INVALID]
+)
 def test_invalid_spec_is_refused_naming_the_field(
     k8s: Any, namespace: str, path: str, value: Any, field: str
 ) -> None:
@@ -190,7 +217,9 @@ EDGE_CASES: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value"), EDGE_CASES, ids=[f"{p}={v!r}"[:60] for p, v in EDGE_CASES])
+@pytest.mark.parametrize(
+    ("path", "value"), EDGE_CASES, ids=[f"{p}={v!r}"[:60] for p, v in EDGE_CASES]
+)
 def test_valid_edge_cases_are_accepted(k8s: Any, namespace: str, path: str, value: Any) -> None:
     _create(k8s, namespace, _with(path, value))
 
@@ -207,8 +236,10 @@ def _undescribed(schema: dict[str, Any], path: str) -> list[str]:
 
 def test_published_openapi_describes_every_spec_and_status_field(k8s: Any) -> None:
     response = k8s.call_api(
-        f"/openapi/v3/apis/{GROUP}/{VERSION}", "GET",
-        _preload_content=False, auth_settings=["BearerToken"],
+        f"/openapi/v3/apis/{GROUP}/{VERSION}",
+        "GET",
+        _preload_content=False,
+        auth_settings=["BearerToken"],
     )
     doc = json.loads(response[0].data)
     schemas = doc["components"]["schemas"]
