@@ -4,6 +4,7 @@ vLLM are started once per session, on loopback, and fail loudly when they cannot
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,10 @@ from typing import Any
 import pytest
 
 from aiconn.devstack.controlplane import ControlPlane
+from aiconn.devstack.postgres import PostgresServer
+from aiconn.devstack.processes import ProcessGroup
+from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
+from aiconn.devstack.vllm import VllmServer, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
@@ -53,3 +58,67 @@ def namespace(k8s: Any) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def services_dir() -> Iterator[Path]:
+    """State of the session's services. World-traversable: PostgreSQL runs as `postgres`."""
+    path = Path(tempfile.mkdtemp(prefix="aiconn-test-"))
+    path.chmod(0o755)
+    yield path
+
+
+@pytest.fixture(scope="session")
+def postgres(services_dir: Path) -> Iterator[PostgresServer]:
+    group = ProcessGroup(services_dir / "postgres")
+    server = PostgresServer(group=group, data_dir=services_dir / "postgres" / "data")
+    try:
+        yield server.start()
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """URL of a real PostgreSQL database (Debian's server, started for this session)."""
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+def tiny_model(services_dir: Path) -> Path:
+    return make_tiny_model(services_dir / "tiny-model")
+
+
+@pytest.fixture(scope="session")
+def vllm_group(services_dir: Path) -> Iterator[ProcessGroup]:
+    group = ProcessGroup(services_dir / "vllm")
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_group: ProcessGroup, tiny_model: Path) -> Iterator[VllmServer]:
+    """A real vLLM (CPU build) serving the tiny model; tests that stop it must start it again."""
+    server = VllmServer(group=vllm_group, model_dir=tiny_model).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus_factory(services_dir: Path) -> Iterator[Any]:
+    """Start a real Prometheus scraping given targets: `prometheus_factory(targets)`."""
+    started: list[ProcessGroup] = []
+
+    def start(targets: list[ScrapeTarget], *, scrape_interval: str = "1s") -> PrometheusServer:
+        group = ProcessGroup(Path(tempfile.mkdtemp(dir=services_dir, prefix="prom-")))
+        started.append(group)
+        return PrometheusServer(
+            group=group,
+            data_dir=group.state_dir / "data",
+            targets=targets,
+            scrape_interval=scrape_interval,
+        ).start()
+
+    yield start
+    for group in started:
+        group.stop_all()

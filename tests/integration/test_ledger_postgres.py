@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.integration
 
 RACES = 200
 KINDS = ("usage", "charge", "credit", "penalty")
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    url = os.environ.get("AICONN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail(
-            "set AICONN_TEST_POSTGRES_URL to a postgresql+psycopg:// URL of a test database"
-        )
-    return url
 
 
 @pytest.fixture
