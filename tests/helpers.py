@@ -68,3 +68,23 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
             },
         )
     return len(pods)
+
+
+def operator_kubeconfig(control_plane: object, k8s: object) -> object:
+    """Install manifests/rbac and return a kubeconfig holding a token of the operator's
+    ServiceAccount (TokenRequest API), so the operator runs with exactly those rights."""
+    from pathlib import Path
+
+    from kubernetes import client
+
+    from aiconn.devstack.kube import apply_manifests
+
+    rbac = Path(__file__).resolve().parents[1] / "manifests" / "rbac" / "operator.yaml"
+    core = client.CoreV1Api(k8s)
+    if not [n for n in core.list_namespace().items if n.metadata.name == "aiconn-system"]:
+        core.create_namespace({"metadata": {"name": "aiconn-system"}})
+    apply_manifests(k8s, [rbac])
+    token = core.create_namespaced_service_account_token(
+        "aiconn-operator", "aiconn-system", {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    return control_plane.kubeconfig_with_token("aiconn-operator", token)  # type: ignore[attr-defined]

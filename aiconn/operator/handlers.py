@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
+    # The resources are known; scanning CRDs and namespaces would need cluster-wide RBAC.
+    settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -118,10 +120,26 @@ async def tier_changed(
     """Re-plan the SLAs on this tier and those placed nowhere: the edit may move or place them."""
     affected = {*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}
     kube = state.kube()
+    failed = []
+    # One SLA's failure must not hold back the others: re-plan each, then retry the failures.
     for namespace, sla_name in sorted(affected):
         body = await kube.get("AIInferenceSLA", sla_name, namespace)
-        if body is not None:
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            continue
+        try:
             await _reconcile(body, None, tier_index)
+        except (ApiException, kopf.TemporaryError) as err:
+            if isinstance(err, ApiException) and _namespace_terminating(err):
+                continue
+            failed.append(f"{namespace}/{sla_name}: {err}")
+    if failed:
+        raise kopf.TemporaryError(
+            f"re-planning failed for {len(failed)} SLA(s): {failed[0]}", delay=10
+        )
+
+
+def _namespace_terminating(err: ApiException) -> bool:
+    return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
 @kopf.on.field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.helpers import eventually, play_kubelet
+from tests.helpers import eventually, operator_kubeconfig, play_kubelet
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +35,21 @@ def tiers(k8s: Any) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: Any, tiers: None) -> Iterator[KopfRunner]:
+def operator(control_plane: Any, k8s: Any, tiers: None) -> Iterator[KopfRunner]:
+    """The operator, authenticated as its ServiceAccount bound to exactly manifests/rbac: every
+    test here also proves that RBAC is sufficient."""
+    kubeconfig = operator_kubeconfig(control_plane, k8s)
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
     args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    with KopfRunner(args, timeout=120) as runner:
-        yield runner
+    try:
+        with KopfRunner(args, timeout=120) as runner:
+            yield runner
+    finally:
+        if previous is not None:
+            os.environ["KUBECONFIG"] = previous
     assert runner.exception is None, runner.output[-4000:]
+    assert "Forbidden" not in runner.output and " 403" not in runner.output, runner.output[-4000:]
 
 
 def custom(k8s: Any) -> client.CustomObjectsApi:
