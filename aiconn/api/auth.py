@@ -1,0 +1,41 @@
+"""Who is calling and what they may read: the interface the routes depend on.
+
+Tenant isolation is Kubernetes RBAC: a caller may read an SLA's reports exactly when it may `get`
+`aiinferenceslas` in that SLA's namespace, and the NOC views need `list` on them cluster-wide.
+Two implementations exist: `kubeauth` (TokenReview + SubjectAccessReview, the production one) and
+`staticauth` (a token file for local use). The routes only ever see this protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+RESOURCE = "aiinferenceslas"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated user, as the API server's TokenReview describes it."""
+
+    username: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+
+class AuthUnavailable(Exception):
+    """The authority that checks tokens or permissions could not be asked (answered 503)."""
+
+
+class Authorizer(Protocol):
+    """Checks bearer tokens and answers the two questions the API asks."""
+
+    def authenticate(self, token: str) -> Caller | None:
+        """The caller the token belongs to, or None when the token is not valid."""
+
+    def may_read_namespace(self, caller: Caller, namespace: str) -> bool:
+        """Whether the caller may `get` AIInferenceSLAs in `namespace`."""
+
+    def may_read_fleet(self, caller: Caller) -> bool:
+        """Whether the caller may `list` AIInferenceSLAs in every namespace (the NOC views)."""

@@ -1,0 +1,127 @@
+"""The dependencies every route declares: the app's parts, the caller, and what it may read.
+
+Order matters for tenant isolation. A namespaced route first authenticates (401 without a valid
+token), then asks whether the caller may `get` AIInferenceSLAs in the namespace, and only then
+looks the SLA up. A refusal and a missing SLA both raise the same `not_found()`, so the status
+code and body say nothing about another tenant's namespace or SLAs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+
+from aiconn.api.auth import Authorizer, Caller
+from aiconn.api.settings import ApiSettings
+from aiconn.api.slas import SLA, SLAReader
+from aiconn.sla.ledger import Ledger
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+NOT_FOUND = "not found"
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """What the routes work with, built once by `create_app`."""
+
+    settings: ApiSettings
+    ledger: Ledger
+    reader: SLAReader
+    authorizer: Authorizer
+    registry: CollectorRegistry
+
+
+def not_found() -> HTTPException:
+    """The one answer for "does not exist" and "not yours"."""
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+
+
+def _parts(request: Request) -> AppParts:
+    parts: AppParts = request.app.state.parts
+    return parts
+
+
+Parts = Annotated[AppParts, Depends(_parts)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A Kubernetes bearer token (checked with TokenReview), or a static token.",
+)
+
+
+def _caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], parts: Parts
+) -> Caller:
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="send a bearer token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    caller = parts.authorizer.authenticate(credentials.credentials)
+    if caller is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="the bearer token is not valid",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(_caller)]
+
+NamespaceName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Namespace of the SLA (a DNS label).",
+    ),
+]
+SLAName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the AIInferenceSLA (a DNS subdomain).",
+    ),
+]
+
+
+def _readable_namespace(namespace: NamespaceName, caller: CurrentCaller, parts: Parts) -> str:
+    if not parts.authorizer.may_read_namespace(caller, namespace):
+        raise not_found()
+    return namespace
+
+
+ReadableNamespace = Annotated[str, Depends(_readable_namespace)]
+
+
+def _readable_sla(namespace: ReadableNamespace, name: SLAName, parts: Parts) -> SLA:
+    sla = parts.reader.get(namespace, name)
+    if sla is None:
+        raise not_found()
+    return sla
+
+
+ReadableSLA = Annotated[SLA, Depends(_readable_sla)]
+
+
+def _fleet_caller(caller: CurrentCaller, parts: Parts) -> Caller:
+    if not parts.authorizer.may_read_fleet(caller):
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail="fleet views need permission to list aiinferenceslas.aiconn.io"
+            " in all namespaces (the NOC role)",
+        )
+    return caller
+
+
+FleetCaller = Annotated[Caller, Depends(_fleet_caller)]

@@ -1,0 +1,101 @@
+"""Per-SLA gauges for Prometheus, computed from the SLAs at scrape time.
+
+The API does not keep its own copy of the numbers: each scrape reads the SLAs (from the cache when
+it is on) and emits one sample per SLA, so a deleted SLA's series simply ends. The availability
+objective is exported as a ratio so the PrometheusRule can compare each SLA's gateway error ratio
+with its own budget. Evaluation age is the alarm for a stalled SLA engine: numbers that stop
+moving look healthy on every other gauge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aiconn.api.fleetview import fleet_items
+from aiconn.api.slas import SLAReader
+from aiconn.sla import metricnames as mn
+
+COMPLIANT = "aiconn_sla_compliant"
+BUDGET_REMAINING = "aiconn_sla_budget_remaining_percent"
+CREDITS_ACCRUED = "aiconn_sla_credits_accrued"
+EVALUATION_AGE = "aiconn_sla_evaluation_age_seconds"
+AVAILABILITY = "aiconn_sla_availability_percent"
+TTFT_ATTAINMENT = "aiconn_sla_ttft_attainment_percent"
+TPOT_ATTAINMENT = "aiconn_sla_tpot_attainment_percent"
+AVAILABILITY_OBJECTIVE = "aiconn_sla_availability_objective_ratio"
+LABELS = (mn.NAMESPACE_LABEL, mn.SLA_LABEL, "tenant", "tier", "site")
+
+
+class FleetCollector(Collector):
+    """Yields the fleet's gauges on every collect."""
+
+    def __init__(self, reader: SLAReader, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._reader = reader
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def collect(self) -> Iterator[Metric]:
+        slas = self._reader.all()
+        items = fleet_items(slas, self._clock())
+        families = {
+            COMPLIANT: GaugeMetricFamily(
+                COMPLIANT, "1 when the Compliant condition is True, 0 when False", labels=LABELS
+            ),
+            BUDGET_REMAINING: GaugeMetricFamily(
+                BUDGET_REMAINING, "Availability error budget left this period", labels=LABELS
+            ),
+            CREDITS_ACCRUED: GaugeMetricFamily(
+                CREDITS_ACCRUED,
+                "Credits this period would pay if it closed now, in the SLA currency",
+                labels=(*LABELS, "currency"),
+            ),
+            EVALUATION_AGE: GaugeMetricFamily(
+                EVALUATION_AGE, "Seconds since the SLA engine last evaluated the SLA", labels=LABELS
+            ),
+            AVAILABILITY: GaugeMetricFamily(
+                AVAILABILITY, "Availability this period", labels=LABELS
+            ),
+            TTFT_ATTAINMENT: GaugeMetricFamily(
+                TTFT_ATTAINMENT, "Requests within the TTFT threshold this period", labels=LABELS
+            ),
+            TPOT_ATTAINMENT: GaugeMetricFamily(
+                TPOT_ATTAINMENT, "Requests within the TPOT threshold this period", labels=LABELS
+            ),
+            AVAILABILITY_OBJECTIVE: GaugeMetricFamily(
+                AVAILABILITY_OBJECTIVE, "Availability target as a ratio (0.999)", labels=LABELS
+            ),
+        }
+        targets = {
+            (s.namespace, s.name): s.spec.objectives.availability.target_percent for s in slas
+        }
+        for item in items:
+            labels = [item.namespace, item.name, item.tenant, item.tier or "", item.site or ""]
+            if item.compliant != "Unknown":
+                families[COMPLIANT].add_metric(labels, 1.0 if item.compliant == "True" else 0.0)
+            optional = (
+                (BUDGET_REMAINING, item.budget_remaining_percent),
+                (EVALUATION_AGE, item.evaluation_age_seconds),
+                (AVAILABILITY, item.availability_percent),
+                (TTFT_ATTAINMENT, item.ttft_attainment_percent),
+                (TPOT_ATTAINMENT, item.tpot_attainment_percent),
+            )
+            for name, value in optional:
+                if value is not None:
+                    families[name].add_metric(labels, value)
+            if item.credits_accrued is not None:
+                families[CREDITS_ACCRUED].add_metric([*labels, item.currency], item.credits_accrued)
+            families[AVAILABILITY_OBJECTIVE].add_metric(
+                labels, targets[(item.namespace, item.name)] / 100.0
+            )
+        yield from families.values()
+
+
+def fleet_registry(reader: SLAReader) -> CollectorRegistry:
+    """A registry of its own per app, so two apps in one process never share series."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(reader))
+    return registry

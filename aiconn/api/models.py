@@ -1,0 +1,249 @@
+"""What the API answers: the public shape of every response, documented in the OpenAPI schema.
+
+Names are camelCase like the custom resource they describe. Money is a decimal string in the
+SLA's currency next to the ledger's integer micro-units, so a report can be checked against the
+ledger to the micro-unit without a float in between.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+Compliance = Literal["True", "False", "Unknown"]
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class Problem(ApiModel):
+    """An error a client can act on."""
+
+    detail: str
+    """What was wrong and what would be accepted."""
+
+
+class SLASummary(ApiModel):
+    """An SLA and how its current period is doing."""
+
+    namespace: str
+    name: str
+    tenant: str
+    model: str
+    """Served model name."""
+    tier: str | None
+    site: str | None
+    phase: str | None
+    compliant: Compliance
+    """The SLA's Compliant condition."""
+    availability_percent: float | None
+    ttft_attainment_percent: float | None
+    tpot_attainment_percent: float | None
+    budget_remaining_percent: float | None
+    coverage_percent: float | None
+    alerts: list[str]
+    """Burn-rate alerts firing now."""
+    credits_accrued: float | None
+    """Credits the current period would pay if it closed now."""
+    currency: str
+    evaluated_at: str | None
+
+
+class SLAList(ApiModel):
+    """The SLAs of one namespace."""
+
+    namespace: str
+    items: list[SLASummary]
+
+
+class SLADetail(SLASummary):
+    """One SLA with its full spec and status as the API server stores them."""
+
+    uid: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+class Objectives(ApiModel):
+    """What the SLA promises."""
+
+    availability_target_percent: float
+    ttft_threshold_ms: int
+    ttft_target_percent: float
+    tpot_threshold_ms: int
+    tpot_target_percent: float
+
+
+class CreditTierOut(ApiModel):
+    """Attainment strictly below `belowPercent` earns `creditPercent` of the charges."""
+
+    below_percent: float
+    credit_percent: float
+
+
+class CreditBasis(ApiModel):
+    """A period's credit and penalty, with the numbers it was computed from."""
+
+    availability_percent: float | None
+    """Availability attainment the availability schedule was applied to."""
+    worse_latency_attainment_percent: float | None
+    """The worse of TTFT and TPOT attainment, which the latency schedule was applied to."""
+    availability_schedule: list[CreditTierOut]
+    latency_schedule: list[CreditTierOut]
+    cap_percent: float
+    charges: Decimal | None
+    """The period's token charges the credit percent applies to."""
+    credit_percent: Decimal | None
+    """Total credit percent after the cap."""
+    credit_amount: Decimal | None
+    """credit_percent of charges, in the SLA's currency."""
+    credit_micros: int | None
+    """The credit in integer micro-units of the currency (the ledger's `penalty` amount)."""
+    credit_tokens: int | None
+    """The credit paid back in tokens (the ledger's `credit` amount)."""
+    penalty_micros: int | None
+    """Money moved from revenue to the SLA-penalty account (ledger `penalty` transfers)."""
+
+
+class TransferOut(ApiModel):
+    """One ledger transfer."""
+
+    seq: int
+    id: str
+    kind: str
+    debit_account: str
+    credit_account: str
+    amount: int
+    unit: str
+    created_at: datetime
+
+
+class PeriodReport(ApiModel):
+    """One period of one SLA: measured (current period) or settled (closed period)."""
+
+    namespace: str
+    name: str
+    uid: str
+    tenant: str
+    period_start: datetime
+    period_end: datetime
+    state: Literal["Open", "Settled", "HeldForReview"]
+    """Open: the current period, from the SLA's status; otherwise the ledger's settlement."""
+    source: Literal["status", "ledger"]
+    objectives: Objectives
+    availability_percent: float | None
+    ttft_attainment_percent: float | None
+    tpot_attainment_percent: float | None
+    coverage_percent: float | None
+    budget_remaining_percent: float | None
+    burn_rates: dict[str, float | None]
+    """Current burn rates by window (empty for closed periods)."""
+    alerts: list[str]
+    tokens_used: int | None
+    price_per_million_tokens: Decimal
+    currency: str
+    charges_micros: int | None
+    credit: CreditBasis
+    transfers: list[TransferOut]
+    """The settlement's ledger transfers (empty for the open period)."""
+    evaluated_at: str | None
+
+
+class StatementEntryOut(ApiModel):
+    """A wallet transfer: `signedAmount` is positive when the wallet received."""
+
+    seq: int
+    id: str
+    created_at: datetime
+    kind: str
+    sla_namespace: str
+    sla_name: str
+    period_start: datetime
+    debit_account: str
+    credit_account: str
+    amount: int
+    signed_amount: int
+    unit: str
+
+
+class Statement(ApiModel):
+    """A page of the tenant wallet's transfers, oldest first."""
+
+    tenant: str
+    account: str
+    unit: str | None
+    entries: list[StatementEntryOut]
+    next_after: int | None
+    """Pass as `after` to get the next page; null on the last page."""
+
+
+class Wallet(ApiModel):
+    """A tenant's wallet: tokens left and money net per currency unit."""
+
+    tenant: str
+    account: str
+    tokens: int
+    """Tokens left (negative when usage ran past the allowance)."""
+    money_micros: dict[str, int]
+    """Net micro-units per currency unit, e.g. EUR-micro (charges out, nothing in)."""
+
+
+class NamespaceWallets(ApiModel):
+    """The wallets of the tenants whose SLAs live in a namespace."""
+
+    namespace: str
+    wallets: list[Wallet]
+
+
+class FleetItem(SLASummary):
+    """An SLA as the NOC sees it."""
+
+    risk: float
+    """Higher is worse: non-compliance, paging alerts, then error budget spent."""
+    evaluation_age_seconds: float | None
+
+
+class Fleet(ApiModel):
+    """Every SLA, riskiest first."""
+
+    generated_at: datetime
+    items: list[FleetItem]
+
+
+class GroupSummary(ApiModel):
+    """SLAs sharing a tier or a site."""
+
+    key: str
+    slas: int
+    compliant: int
+    non_compliant: int
+    unknown: int
+    alerts_firing: int
+    mean_availability_percent: float | None
+    min_budget_remaining_percent: float | None
+    credits_accrued: dict[str, float]
+    """Credits accrued this period, per currency."""
+
+
+class FleetSummary(ApiModel):
+    """The fleet per tier and per site."""
+
+    generated_at: datetime
+    by_tier: list[GroupSummary]
+    by_site: list[GroupSummary]
+
+
+class Health(ApiModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]

@@ -1,0 +1,1 @@
+"""The API's routers, one module per audience: tenants, the NOC, probes, and the NOC page."""

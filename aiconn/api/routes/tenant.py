@@ -1,0 +1,202 @@
+"""Tenant endpoints: SLAs, period reports, the wallet and its statement, all in one namespace.
+
+Each route reads only after `deps` has authorized the namespace; the SLA's tenant picks the
+wallet, so a statement never shows another tenant's transfers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import Response
+
+from aiconn.api.csvout import CSV_MEDIA_TYPE, report_csv, statement_csv
+from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, not_found
+from aiconn.api.models import (
+    NamespaceWallets,
+    PeriodReport,
+    Problem,
+    SLADetail,
+    SLAList,
+    Statement,
+    StatementEntryOut,
+    Wallet,
+)
+from aiconn.api.reports import (
+    CURRENT,
+    current_report,
+    detail,
+    resolve_period,
+    settled_report,
+    summary,
+)
+from aiconn.api.routes.responses import TENANT
+from aiconn.sla.ledger import TOKENS, currency_unit, wallet_account
+
+router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
+
+Format = Literal["json", "csv"]
+CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
+FormatQuery = Annotated[
+    Format | None,
+    Query(alias="format", description="json or csv; without it the Accept header decides."),
+]
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def _wants_csv(fmt: Format | None, accept: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return accept is not None and CSV_MEDIA_TYPE in accept and "application/json" not in accept
+
+
+def _csv(body: str, filename: str) -> Response:
+    return Response(
+        content=body,
+        media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/slas", response_model=SLAList, summary="The namespace's SLAs with compliance")
+def list_slas(namespace: ReadableNamespace, parts: Parts) -> SLAList:
+    return SLAList(
+        namespace=namespace, items=[summary(s) for s in parts.reader.in_namespace(namespace)]
+    )
+
+
+@router.get("/slas/{name}", response_model=SLADetail, summary="One SLA: spec, status, compliance")
+def get_sla(sla: ReadableSLA) -> SLADetail:
+    return detail(sla)
+
+
+@router.get(
+    "/slas/{name}/report",
+    response_model=PeriodReport,
+    summary="A period report: attainment, budget, usage, credits and penalties",
+    responses={
+        200: {"content": CSV_CONTENT},
+        400: {"model": Problem, "description": "`period` names no reportable period."},
+    },
+)
+def report(
+    sla: ReadableSLA,
+    parts: Parts,
+    fmt: FormatQuery = None,
+    accept: AcceptHeader = None,
+    period: Annotated[
+        str,
+        Query(
+            max_length=64,
+            description="current, a month YYYY-MM, or a period start such as 2025-01-01T00:00:00Z",
+        ),
+    ] = CURRENT,
+) -> PeriodReport | Response:
+    now = datetime.now(UTC)
+    closed = resolve_period(period, sla.spec.objectives.window, now)
+    if closed is None:
+        result = current_report(sla, now)
+    else:
+        settlement = parts.ledger.settlement(sla.uid, closed)
+        if settlement is None:
+            raise HTTPException(
+                status_code=status.HTTP_404_NOT_FOUND,
+                detail=f"period {closed.start_iso} of this SLA has no settlement"
+                " (closed periods are settled by the operator shortly after they end)",
+            )
+        result = settled_report(sla, settlement, parts.ledger.transfers(sla_uid=sla.uid))
+    if _wants_csv(fmt, accept):
+        stamp = result.period_start.strftime("%Y-%m-%d")
+        return _csv(report_csv(result), f"{sla.namespace}-{sla.name}-{stamp}.csv")
+    return result
+
+
+@router.get(
+    "/slas/{name}/statement",
+    response_model=Statement,
+    summary="The SLA tenant's wallet transfers, oldest first, one page at a time",
+    responses={200: {"content": CSV_CONTENT}},
+)
+def statement(
+    sla: ReadableSLA,
+    parts: Parts,
+    fmt: FormatQuery = None,
+    accept: AcceptHeader = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Entries per page (at most the server's page limit).")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="`nextAfter` of the previous page.")
+    ] = None,
+    unit: Annotated[
+        str | None,
+        Query(max_length=32, pattern=r"^[A-Za-z0-9-]+$", description="tokens or e.g. EUR-micro."),
+    ] = None,
+) -> Statement | Response:
+    settings = parts.settings
+    size = settings.default_page_size if limit is None else limit
+    if size > settings.max_page_size:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"query parameter 'limit': {size} is over the largest page,"
+            f" {settings.max_page_size} entries; follow nextAfter for more",
+        )
+    account = wallet_account(sla.tenant)
+    page = parts.ledger.statement(account, unit=unit, after=after, limit=size)
+    result = Statement(
+        tenant=sla.tenant,
+        account=account,
+        unit=unit,
+        entries=[
+            StatementEntryOut(
+                seq=e.transfer.seq,
+                id=e.transfer.id,
+                created_at=e.transfer.created_at,
+                kind=e.transfer.kind,
+                sla_namespace=e.transfer.sla_namespace,
+                sla_name=e.transfer.sla_name,
+                period_start=e.transfer.period.start,
+                debit_account=e.transfer.debit_account,
+                credit_account=e.transfer.credit_account,
+                amount=e.transfer.amount,
+                signed_amount=e.signed_amount,
+                unit=e.transfer.unit,
+            )
+            for e in page.entries
+        ],
+        next_after=page.next_after,
+    )
+    if _wants_csv(fmt, accept):
+        return _csv(statement_csv(result), f"{sla.tenant}-statement.csv")
+    return result
+
+
+@router.get(
+    "/wallet",
+    response_model=NamespaceWallets,
+    summary="Token and money balances of the tenants whose SLAs live in the namespace",
+)
+def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
+    slas = parts.reader.in_namespace(namespace)
+    if not slas:
+        raise not_found()
+    currencies: dict[str, set[str]] = {}
+    for sla in slas:
+        currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
+    wallets = []
+    for tenant, held in sorted(currencies.items()):
+        account = wallet_account(tenant)
+        wallets.append(
+            Wallet(
+                tenant=tenant,
+                account=account,
+                tokens=parts.ledger.balance(account, TOKENS).net,
+                money_micros={
+                    currency_unit(c): parts.ledger.balance(account, currency_unit(c)).net
+                    for c in sorted(held)
+                },
+            )
+        )
+    return NamespaceWallets(namespace=namespace, wallets=wallets)

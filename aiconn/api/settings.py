@@ -1,0 +1,52 @@
+"""Settings of the reporting API, read from the environment (prefix `AICONN_API_`).
+
+Authentication is a deliberate choice, never a fallback: `kubernetes` (TokenReview and
+SubjectAccessReview, the default and what the manifests deploy) or `static`, which must be named
+explicitly together with its token file and exists for a laptop without a cluster's RBAC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """How the API listens, where its ledger is, and how it checks callers."""
+
+    model_config = SettingsConfigDict(env_prefix="AICONN_API_", extra="forbid", frozen=True)
+
+    ledger_url: str = "sqlite:///aiconn-ledger.db"
+    """SQLAlchemy URL of the ledger: sqlite:///path or postgresql+psycopg://..."""
+    auth_mode: Literal["kubernetes", "static"] = "kubernetes"
+    """kubernetes: TokenReview + SubjectAccessReview; static: the tokens file below."""
+    static_tokens_file: Path | None = None
+    """CSV lines `token,user,namespace...`; namespace `*` grants the fleet (NOC) views."""
+    kubeconfig: Path | None = None
+    """Kubeconfig of the API's own identity; unset means the in-cluster service account."""
+    host: str = "127.0.0.1"
+    """Listen address."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Listen port."""
+    default_page_size: int = Field(default=100, ge=1, le=500)
+    """Statement entries per page when the caller gives no `limit`."""
+    max_page_size: int = Field(default=500, ge=1, le=10_000)
+    """Largest `limit` a caller may ask for; larger asks are refused with 422."""
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long a TokenReview or SubjectAccessReview answer is reused (0 disables the cache)."""
+    auth_cache_size: int = Field(default=4096, ge=1, le=1_000_000)
+    """Most cached decisions; the least recently used are dropped first."""
+    sla_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """Refresh interval of the in-memory copy of all SLAs; 0 reads the API server per request."""
+
+    @model_validator(mode="after")
+    def _static_needs_file(self) -> ApiSettings:
+        if self.auth_mode == "static" and self.static_tokens_file is None:
+            raise ValueError(
+                "auth_mode 'static' needs static_tokens_file (AICONN_API_STATIC_TOKENS_FILE),"
+                " a CSV of `token,user,namespace...` lines"
+            )
+        return self

@@ -1,0 +1,231 @@
+"""Reading AIInferenceSLAs from the API server, directly or from a periodically refreshed copy.
+
+Reports need an SLA's spec (tenant, window, price, credit schedule), uid (the ledger's key) and
+status (the current period). `DirectSLAReader` asks the API server on every call: always fresh,
+right for tests and small installs. `CachedSLAReader` keeps every SLA of the cluster in memory and
+re-lists them all (one paginated cluster-wide list) every few seconds on a background thread, so a
+request never waits on the API server and the API server sees one list per interval however many
+requests arrive. Reads are at most one interval (plus a list) stale; the operator's own status
+updates are about a minute apart, so this costs nothing a reader could notice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from aiconn.crd import GROUP, VERSION
+from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+
+PLURAL = "aiinferenceslas"
+LIST_PAGE = 500
+log = logging.getLogger(__name__)
+
+
+class SLAUnavailable(Exception):
+    """The API server could not be asked for SLAs (answered 503)."""
+
+
+@dataclass(frozen=True)
+class SLA:
+    """One AIInferenceSLA as the API needs it."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: AIInferenceSLASpec
+    status: AIInferenceSLAStatus
+
+    @property
+    def tenant(self) -> str:
+        """The tenant whose wallet the SLA's transfers touch (the namespace unless set)."""
+        return self.spec.tenant or self.namespace
+
+    def condition(self, kind: str) -> str:
+        """`True`, `False` or `Unknown` for a status condition."""
+        for condition in self.status.conditions:
+            if condition.type == kind:
+                return condition.status
+        return "Unknown"
+
+
+class SLAReader(Protocol):
+    """Where the routes get SLAs from."""
+
+    def get(self, namespace: str, name: str) -> SLA | None:
+        """The SLA, or None when it does not exist."""
+
+    def in_namespace(self, namespace: str) -> list[SLA]:
+        """Every SLA in `namespace`, by name."""
+
+    def all(self) -> list[SLA]:
+        """Every SLA in the cluster, by namespace and name."""
+
+    def ping(self) -> None:
+        """Raise SLAUnavailable when the API server cannot be reached."""
+
+
+def parse_sla(obj: dict[str, Any]) -> SLA | None:
+    """An SLA from the API server's JSON; None (logged) when it does not match the models."""
+    meta = obj.get("metadata", {})
+    try:
+        return SLA(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            spec=AIInferenceSLASpec.model_validate(obj.get("spec", {})),
+            status=AIInferenceSLAStatus.model_validate(obj.get("status") or {}),
+        )
+    except (KeyError, ValidationError) as err:
+        log.warning(
+            "skipping AIInferenceSLA %s/%s: %s", meta.get("namespace"), meta.get("name"), err
+        )
+        return None
+
+
+def _parsed(objects: Iterable[dict[str, Any]]) -> list[SLA]:
+    slas = [s for s in (parse_sla(o) for o in objects) if s is not None]
+    return sorted(slas, key=lambda s: (s.namespace, s.name))
+
+
+class DirectSLAReader:
+    """Every call is a request to the API server, with the API's own credentials."""
+
+    def __init__(self, api: Any) -> None:
+        from kubernetes import client
+
+        self._api = api
+        self._objects = client.CustomObjectsApi(api)
+
+    def get(self, namespace: str, name: str) -> SLA | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj = _kube(
+                lambda: self._objects.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name
+                ),
+                passthrough=ApiException,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise SLAUnavailable(f"reading SLA failed with status {err.status}") from err
+        return parse_sla(obj)
+
+    def in_namespace(self, namespace: str) -> list[SLA]:
+        return _parsed(
+            self._pages(
+                lambda cont: self._objects.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, limit=LIST_PAGE, _continue=cont
+                )
+            )
+        )
+
+    def all(self) -> list[SLA]:
+        return _parsed(
+            self._pages(
+                lambda cont: self._objects.list_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, limit=LIST_PAGE, _continue=cont
+                )
+            )
+        )
+
+    def ping(self) -> None:
+        from kubernetes import client
+
+        _kube(lambda: client.VersionApi(self._api).get_code())
+
+    @staticmethod
+    def _pages(fetch: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cont: str | None = None
+        while True:
+            page = _kube(functools.partial(fetch, cont))
+            items.extend(page.get("items", []))
+            cont = page.get("metadata", {}).get("continue") or None
+            if cont is None:
+                return items
+
+
+class CachedSLAReader:
+    """All SLAs in memory, re-listed every `seconds` on a daemon thread."""
+
+    def __init__(self, source: DirectSLAReader, *, seconds: float) -> None:
+        self._source = source
+        self._seconds = seconds
+        self._by_key: dict[tuple[str, str], SLA] = {}
+        self._sorted: list[SLA] = []
+        self._loaded_at: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Load once now (so the first request is served from memory), then keep refreshing."""
+        try:
+            self.refresh()
+        except SLAUnavailable as err:
+            log.warning("initial SLA list failed, retrying in the background: %s", err)
+        self._thread = threading.Thread(target=self._loop, name="sla-cache", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the refresh thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def refresh(self) -> None:
+        """List every SLA now and swap the copy in one assignment (readers never see half)."""
+        slas = self._source.all()
+        self._by_key, self._sorted = {(s.namespace, s.name): s for s in slas}, slas
+        self._loaded_at = time.monotonic()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._seconds):
+            try:
+                self.refresh()
+            except SLAUnavailable as err:
+                log.warning("SLA list failed, serving the copy from the last list: %s", err)
+
+    def _loaded(self) -> None:
+        if self._loaded_at is None:
+            raise SLAUnavailable("the SLA cache has not loaded yet: the API server was unreachable")
+
+    def get(self, namespace: str, name: str) -> SLA | None:
+        self._loaded()
+        return self._by_key.get((namespace, name))
+
+    def in_namespace(self, namespace: str) -> list[SLA]:
+        self._loaded()
+        return [s for s in self._sorted if s.namespace == namespace]
+
+    def all(self) -> list[SLA]:
+        self._loaded()
+        return list(self._sorted)
+
+    def ping(self) -> None:
+        self._source.ping()
+
+
+def _kube(request: Any, *, passthrough: type[Exception] | None = None) -> Any:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return request()
+    except (ApiException, HTTPError, OSError) as err:
+        if passthrough is not None and isinstance(err, passthrough):
+            raise
+        raise SLAUnavailable(
+            f"the Kubernetes API failed a request ({type(err).__name__}"
+            f" {getattr(err, 'status', '')}); the API's service account needs get, list and"
+            " watch on aiinferenceslas"
+        ) from err
