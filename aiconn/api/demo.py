@@ -43,7 +43,7 @@ class Measured:
             availability=round((98.7 if missing else 99.95) - wobble, 4),
             ttft=round((96.5 if missing else 99.6) - wobble, 4),
             tpot=round(99.4 - wobble, 4),
-            coverage=100.0 if index % 9 else 97.5,
+            coverage=97.5 if index % 9 == 8 else 100.0,
             tokens=5_000_000 + 250_000 * ((index + month) % 17),
         )
 

@@ -89,7 +89,7 @@ class FleetCollector(Collector):
             if item.credits_accrued is not None:
                 families[CREDITS_ACCRUED].add_metric([*labels, item.currency], item.credits_accrued)
             families[AVAILABILITY_OBJECTIVE].add_metric(
-                labels, targets[(item.namespace, item.name)] / 100.0
+                labels, round(targets[(item.namespace, item.name)] / 100.0, 9)
             )
         yield from families.values()
 
