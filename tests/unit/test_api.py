@@ -1,0 +1,118 @@
+"""Pure parts of the reporting API: period selection, risk ranking, static tokens, the cache."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aiconn.api.auth import Caller
+from aiconn.api.fleetview import risk
+from aiconn.api.models import FleetItem
+from aiconn.api.reports import PeriodError, resolve_period
+from aiconn.api.staticauth import StaticAuthorizer, load_static_tokens
+from aiconn.api.ttlcache import TTLCache
+from aiconn.sla.spec import Window
+
+NOW = datetime(2025, 3, 17, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("2025-02", datetime(2025, 2, 1, tzinfo=UTC)),
+        ("2024-12", datetime(2024, 12, 1, tzinfo=UTC)),
+        ("2025-02-01T00:00:00Z", datetime(2025, 2, 1, tzinfo=UTC)),
+        ("2025-02-01T01:00:00+01:00", datetime(2025, 2, 1, tzinfo=UTC)),
+        ("2025-02-01", datetime(2025, 2, 1, tzinfo=UTC)),
+    ],
+)
+def test_closed_periods_are_named_by_month_or_start(text: str, start: datetime) -> None:
+    period = resolve_period(text, Window(), NOW)
+    assert period is not None and period.start == start
+
+
+@pytest.mark.parametrize("text", ["current", "2025-03", "2025-03-01T00:00:00Z"])
+def test_the_running_period_is_current(text: str) -> None:
+    assert resolve_period(text, Window(), NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "window", "says"),
+    [
+        ("2025-13", Window(), "is not 'current'"),
+        ("yesterday", Window(), "is not 'current'"),
+        ("2025-04", Window(), "has not started yet"),
+        (
+            "2025-02-02T00:00:00Z",
+            Window(),
+            "the period containing it starts at 2025-02-01T00:00:00Z",
+        ),
+        ("2025-02", Window(duration="1w"), "does not start a period"),
+        ("2025-02", Window(duration="30d", calendar_aligned=False), "rolling"),
+        ("1900-01", Window(), "before 1970"),
+        ("9999-12", Window(), "out of range"),
+    ],
+)
+def test_bad_periods_say_what_would_be_accepted(text: str, window: Window, says: str) -> None:
+    with pytest.raises(PeriodError, match=says):
+        resolve_period(text, window, NOW)
+
+
+def _item(compliant: str, budget: float | None, alerts: list[str]) -> FleetItem:
+    return FleetItem(
+        namespace="n", name="s", tenant="t", model="m", tier=None, site=None, phase=None,
+        compliant=compliant, availability_percent=None, ttft_attainment_percent=None,
+        tpot_attainment_percent=None, budget_remaining_percent=budget, coverage_percent=None,
+        alerts=alerts, credits_accrued=None, currency="EUR", evaluated_at=None, risk=0,
+        evaluation_age_seconds=None,
+    )  # fmt: skip
+
+
+def test_risk_puts_non_compliance_then_pages_then_spent_budget_first() -> None:
+    ranked = [
+        _item("False", 90, []),
+        _item("Unknown", None, []),
+        _item("True", 50, ["page-1h"]),
+        _item("True", 20, ["ticket-1d"]),
+        _item("True", 10, []),
+        _item("True", 95, []),
+    ]
+    scores = [risk(i) for i in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_static_tokens_grant_namespaces_and_star_grants_the_fleet(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.csv"
+    path.write_text("# local tokens\ntok-a,alice,ns-a,ns-c\n\ntok-noc,noc,*\ntok-a2,alice,ns-d\n")
+    auth = StaticAuthorizer.from_file(path)
+    alice = auth.authenticate("tok-a")
+    assert alice == Caller(username="alice")
+    assert [auth.may_read_namespace(alice, ns) for ns in ("ns-a", "ns-c", "ns-d", "ns-b")] == [
+        True, True, True, False,
+    ]  # fmt: skip
+    assert not auth.may_read_fleet(alice)
+    noc = auth.authenticate("tok-noc")
+    assert noc is not None and auth.may_read_fleet(noc) and auth.may_read_namespace(noc, "any")
+    assert auth.authenticate("tok-") is None
+
+
+def test_a_malformed_tokens_line_is_named_without_its_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.csv"
+    path.write_text("secret-token,alice\n")
+    with pytest.raises(ValueError, match=r"tokens.csv:1: expected") as err:
+        load_static_tokens(path)
+    assert "secret-token" not in str(err.value)
+
+
+def test_cache_entries_expire_and_the_least_recently_used_goes_first() -> None:
+    now = [0.0]
+    cache: TTLCache[str, int] = TTLCache(size=2, seconds=5, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1
+    cache.put("c", 3)  # evicts b, the least recently used
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    now[0] = 5.0
+    assert cache.get("a") is None and len(cache) == 1

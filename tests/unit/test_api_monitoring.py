@@ -1,0 +1,67 @@
+"""The PrometheusRule and the Grafana dashboard use only metrics that something exports, and
+Prometheus's own checker accepts the rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiconn.api import metrics as api_metrics
+from aiconn.sla import metricnames as mn
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "manifests" / "monitoring"
+EXPORTED = {
+    value
+    for module in (mn, api_metrics)
+    for value in vars(module).values()
+    if isinstance(value, str) and value.startswith("aiconn_")
+}
+
+
+def _rule_spec() -> dict[str, object]:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    assert rule["kind"] == "PrometheusRule"
+    spec: dict[str, object] = rule["spec"]
+    return spec
+
+
+def _names(text: str) -> set[str]:
+    names = set(re.findall(r"\baiconn_[a-z_]+", text))
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
+
+
+def test_rules_and_dashboard_use_only_exported_metrics() -> None:
+    used = _names(json.dumps(_rule_spec())) | _names(
+        (MONITORING / "grafana-dashboard.json").read_text()
+    )
+    assert used <= EXPORTED, used - EXPORTED
+
+
+def test_burn_rate_alerts_follow_the_multi_window_table() -> None:
+    text = json.dumps(_rule_spec())
+    for long, short, factor in (
+        ("1h", "5m", 14.4),
+        ("6h", "30m", 6),
+        ("1d", "2h", 3),
+        ("3d", "6h", 1),
+    ):
+        assert f"rate{long} > on (namespace, sla) ({factor} *" in text
+        assert f"rate{short} > on (namespace, sla) ({factor} *" in text
+    assert "aiconn_sla_evaluation_age_seconds" in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(_rule_spec()))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
