@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from sqlmodel import Session, col, select
+
 from aiconn.api.models import (
     CreditBasis,
     CreditTierOut,
@@ -23,7 +25,7 @@ from aiconn.api.models import (
 from aiconn.api.slas import SLA
 from aiconn.sla.budget import budget_remaining_percent, error_budget
 from aiconn.sla.credits import from_micros, money, period_credit, to_micros, tokens_for_amount
-from aiconn.sla.ledger import Kind, Settlement, Transfer
+from aiconn.sla.ledger import Kind, Ledger, Settlement, TransferRow
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
 
@@ -210,9 +212,34 @@ def current_report(sla: SLA, now: datetime) -> PeriodReport:
     )
 
 
-def settled_report(sla: SLA, settlement: Settlement, transfers: list[Transfer]) -> PeriodReport:
+def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[TransferOut]:
+    """The transfers of one SLA's period, in posting order, in one indexed query.
+
+    The ledger's own `transfers()` returns an SLA's whole history; a report needs one period.
+    """
+    query = (
+        select(TransferRow)
+        .where(TransferRow.sla_uid == sla_uid, TransferRow.period_start == period.start)
+        .order_by(col(TransferRow.seq))
+    )
+    with Session(ledger.engine) as session:
+        return [
+            TransferOut(
+                seq=row.seq or 0,
+                id=row.id,
+                kind=row.kind,
+                debit_account=row.debit_account,
+                credit_account=row.credit_account,
+                amount=row.amount,
+                unit=row.unit,
+                created_at=_utc(row.created_at),
+            )
+            for row in session.exec(query)
+        ]
+
+
+def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) -> PeriodReport:
     """A closed period, from the ledger's settlement and the transfers it posted."""
-    mine = [t for t in transfers if t.period.start == settlement.period.start]
     target = sla.spec.objectives.availability.target_percent
     availability = settlement.availability_percent
     budget = (
@@ -259,25 +286,18 @@ def settled_report(sla: SLA, settlement: Settlement, transfers: list[Transfer]) 
             credit_tokens=settlement.credit_tokens,
             penalty_micros=sum(t.amount for t in mine if t.kind == Kind.PENALTY),
         ),
-        transfers=[
-            TransferOut(
-                seq=t.seq,
-                id=t.id,
-                kind=t.kind,
-                debit_account=t.debit_account,
-                credit_account=t.credit_account,
-                amount=t.amount,
-                unit=t.unit,
-                created_at=t.created_at,
-            )
-            for t in mine
-        ],
+        transfers=mine,
         evaluated_at=settlement.created_at.isoformat(),
     )
 
 
 def _dec(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(value))
+
+
+def _utc(t: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the ledger stores UTC.
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _instant(text: str) -> datetime:

@@ -28,6 +28,7 @@ from aiconn.api.reports import (
     CURRENT,
     current_report,
     detail,
+    period_transfers,
     resolve_period,
     settled_report,
     summary,
@@ -106,7 +107,9 @@ def report(
                 detail=f"period {closed.start_iso} of this SLA has no settlement"
                 " (closed periods are settled by the operator shortly after they end)",
             )
-        result = settled_report(sla, settlement, parts.ledger.transfers(sla_uid=sla.uid))
+        result = settled_report(
+            sla, settlement, period_transfers(parts.ledger, sla.uid, settlement.period)
+        )
     if _wants_csv(fmt, accept):
         stamp = result.period_start.strftime("%Y-%m-%d")
         return _csv(report_csv(result), f"{sla.namespace}-{sla.name}-{stamp}.csv")
