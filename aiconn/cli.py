@@ -39,6 +39,21 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from aiconn.gateway.server import run
+
+    run()
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from aiconn.api.server import run
+    from aiconn.api.settings import ApiSettings
+
+    run(ApiSettings())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     operator = sub.add_parser("operator", help="run the Kopf operator (settings: AICONN_* env)")
     operator.add_argument("-v", "--verbose", action="store_true")
     operator.set_defaults(func=_operator)
+
+    gateway = sub.add_parser(
+        "gateway", help="run the token gateway sidecar (settings: AICONN_* env)"
+    )
+    gateway.set_defaults(func=_gateway)
+
+    api = sub.add_parser("api", help="run the reporting API and NOC page (AICONN_API_* env)")
+    api.set_defaults(func=_api)
     return parser
 
 
