@@ -1,0 +1,76 @@
+"""The token gateway served from a thread of the current process, for tests and the demo.
+
+In a cluster the gateway is a sidecar process; locally, starting it in a thread of the test (or
+`aiconn dev`) process keeps a whole measured stack in one place without an extra interpreter per
+SLA, while still serving real HTTP on loopback that Prometheus scrapes. It is the same
+`create_app` the sidecar runs, configured by the same `GatewaySettings`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from aiconn.devstack.processes import free_port
+from aiconn.gateway.allowance import AllowanceSource
+from aiconn.gateway.keys import hash_key
+from aiconn.gateway.server import create_app
+from aiconn.gateway.settings import GatewaySettings
+
+
+def write_keys(directory: Path, *keys: str) -> Path:
+    """A key directory as the mounted Secret lays it out: a `keys` file of sha256 digests."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "keys").write_text("".join(hash_key(key) + "\n" for key in keys))
+    return directory
+
+
+class GatewayThread:
+    """One gateway on 127.0.0.1 in a daemon thread; use it as a context manager.
+
+    `settings.listen_port` 0 picks a free port; `url` is where it listens once started.
+    """
+
+    def __init__(
+        self, settings: GatewaySettings, *, allowance: AllowanceSource | None = None
+    ) -> None:
+        port = settings.listen_port if settings.listen_port else free_port()
+        self.settings = settings.model_copy(
+            update={"listen_host": "127.0.0.1", "listen_port": port}
+        )
+        config = uvicorn.Config(
+            create_app(self.settings, allowance=allowance),
+            host="127.0.0.1",
+            port=port,
+            server_header=False,
+            date_header=False,
+            access_log=False,
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, *, timeout: float = 30) -> GatewayThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway at {self.url} did not start within {timeout:g} s")
+            time.sleep(0.05)
+        httpx.get(f"{self.url}/metrics", timeout=5).raise_for_status()
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+    def __enter__(self) -> GatewayThread:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

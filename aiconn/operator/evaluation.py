@@ -1,0 +1,436 @@
+"""One fleet-wide SLA evaluation: measure every SLA, write its status, settle closed periods.
+
+A timer per SLA would cost one round of Prometheus queries per SLA per interval; instead one pass
+lists all AIInferenceSLAs, groups them by window (SLAs with the same window share their period)
+and asks Prometheus once per group and SLI (`PrometheusSource.fetch_fleet`). Fetching, the numpy
+math and every ledger call run in worker threads, so Kopf's event loop keeps serving handlers.
+
+Prometheus being unreachable is not the service being down: the pass then leaves each SLA's
+measured period as it was, sets `Compliant` to Unknown (MeasurementUnavailable) and settles
+nothing; the minutes it could not see stay unknown and show up later as lower coverage.
+
+Settlement: once the immediately previous calendar period has been closed for
+`settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
+the ledger (held for review when coverage is below the floor). The ledger's unique key per SLA
+and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
+only avoid asking again. Rolling windows are reported, never settled.
+
+`status.conditions` is merge-patched as a whole list (Kubernetes has no patch by condition type
+for custom resources); a handler writing other conditions at the same moment can drop Compliant
+until the next pass writes it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from aiconn.crd import API_VERSION
+from aiconn.operator.conditions import condition, merge, now_iso
+from aiconn.operator.kubeapi import KINDS, KubeApi
+from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.budget import BURN_WINDOWS
+from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
+from aiconn.sla.ledger import (
+    Ledger,
+    Settlement,
+    SettlementState,
+    fund_allowance,
+    settle_period,
+)
+from aiconn.sla.periods import Period, current_period, floor_minute, previous_period
+from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
+from aiconn.sla.spec import AIInferenceSLASpec, BurnRates, PeriodStatus, SettlementStatus, Window
+
+log = logging.getLogger(__name__)
+
+SLA_KIND = "AIInferenceSLA"
+COMPLIANT = "Compliant"
+LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
+"""Minutes before the period fetched for the burn-rate windows (the longest is 3 days)."""
+COMPONENT = "aiconn-operator"
+
+
+@dataclass(frozen=True)
+class SLARef:
+    """One AIInferenceSLA as the evaluation sees it."""
+
+    uid: str
+    namespace: str
+    name: str
+    created: datetime
+    spec: AIInferenceSLASpec
+    status: Mapping[str, Any]
+
+    @property
+    def tenant(self) -> str:
+        return self.spec.tenant or self.namespace
+
+    @property
+    def target(self) -> SLATarget:
+        objectives = self.spec.objectives
+        return SLATarget(
+            namespace=self.namespace,
+            name=self.name,
+            ttft_threshold_s=objectives.ttft.threshold_ms / 1000,
+            tpot_threshold_s=objectives.tpot.threshold_ms / 1000,
+        )
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SLARef:
+        meta = body["metadata"]
+        return cls(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            created=datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")),
+            spec=AIInferenceSLASpec.model_validate(body.get("spec") or {}),
+            status=body.get("status") or {},
+        )
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for logs and tests."""
+
+    slas: int = 0
+    evaluated: int = 0
+    unavailable: int = 0
+    settled: list[Settlement] = field(default_factory=list)
+
+
+def measure(
+    source: PrometheusSource,
+    slas: Sequence[SLARef],
+    period: Period,
+    *,
+    lookback_minutes: int = LOOKBACK_MINUTES,
+) -> FleetEvaluation:
+    """Fetch `period` of `slas` in one batched call and evaluate them (blocking: run in a thread).
+
+    Raises SourceUnavailable when Prometheus cannot answer.
+    """
+    series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
+    return evaluate_fleet(terms=FleetTerms.from_specs([s.spec for s in slas]), series=series)
+
+
+def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:
+    """`status.period` of one SLA from its evaluation."""
+    status = PeriodStatus(
+        start=period.start_iso,
+        end=period.end_iso,
+        availability_percent=result.availability_percent,
+        ttft_attainment_percent=result.ttft_attainment_percent,
+        tpot_attainment_percent=result.tpot_attainment_percent,
+        inference_ttft_attainment_percent=result.inference_ttft_attainment_percent,
+        budget_remaining_percent=result.budget_remaining_percent,
+        burn_rates=BurnRates.model_validate(result.burn_rates),
+        alerts=list(result.alerts),
+        coverage_percent=result.coverage_percent,
+        tokens_used=result.tokens_used,
+        charges=float(result.charges),
+        credits_accrued=float(result.credit.amount),
+        evaluated_at=at,
+    )
+    return status.to_k8s()
+
+
+def compliance(spec: AIInferenceSLASpec, result: SLAEvaluation) -> tuple[bool | None, str, str]:
+    """Compliant so far? True when every measured objective is met; the reason names a miss."""
+    objectives = spec.objectives
+    checks = (
+        ("Availability", result.availability_percent, objectives.availability.target_percent),
+        ("TTFT", result.ttft_attainment_percent, objectives.ttft.target_percent),
+        ("TPOT", result.tpot_attainment_percent, objectives.tpot.target_percent),
+    )
+    measured = [(name, value, target) for name, value, target in checks if value is not None]
+    if not measured:
+        return None, "NoData", "no availability or latency data in this period yet"
+    missed = [(name, value, target) for name, value, target in measured if value < target]
+    if missed:
+        name = missed[0][0]
+        detail = "; ".join(f"{n} {v:.3f} % < target {t} %" for n, v, t in missed)
+        return False, f"{name}Missed", detail
+    detail = ", ".join(f"{n} {v:.3f} % >= {t} %" for n, v, t in measured)
+    return True, "ObjectivesMet", detail
+
+
+def settlement_status(settlement: Settlement) -> dict[str, Any]:
+    """`status.lastSettlement` from a ledger settlement."""
+    return SettlementStatus(
+        period_start=settlement.period.start_iso,
+        period_end=settlement.period.end_iso,
+        state=str(settlement.state),
+        charges=settlement.charges_micros / 1_000_000,
+        credits=settlement.credit_micros / 1_000_000,
+        transfer_ids=list(settlement.transfer_ids),
+    ).to_k8s()
+
+
+class FleetEvaluator:
+    """Runs evaluation passes over the whole fleet; `run_once` is one pass."""
+
+    def __init__(
+        self,
+        *,
+        kube: KubeApi,
+        source: PrometheusSource,
+        ledger: Ledger,
+        settings: OperatorSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.source = source
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+        self._funded: set[tuple[str, datetime]] = set()
+
+    async def run_once(self) -> PassReport:
+        """List, measure, write status and Events, fund allowances, settle closed periods."""
+        slas = await self.list_slas()
+        report = PassReport(slas=len(slas))
+        now = self.clock()
+        groups: dict[Window, list[SLARef]] = {}
+        for sla in slas:
+            groups.setdefault(sla.spec.objectives.window, []).append(sla)
+        for window, members in groups.items():
+            await self._evaluate_group(window, members, now, report)
+            if window.calendar_aligned:
+                await self._settle_group(window, members, now, report)
+        return report
+
+    async def list_slas(self) -> list[SLARef]:
+        """Every AIInferenceSLA served: one list call (one per namespace when restricted)."""
+        kind = KINDS[SLA_KIND]
+        paths = (
+            [kind.path(ns) for ns in self.settings.namespaces]
+            if self.settings.namespaces
+            else [f"/apis/{kind.api_version}/{kind.plural}"]
+        )
+        slas: list[SLARef] = []
+        for path in paths:
+            for body in (await self.kube.call("GET", path)).get("items", []):
+                if body["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    slas.append(SLARef.from_body(body))
+                except (ValidationError, KeyError, ValueError) as err:
+                    meta = body.get("metadata", {})
+                    log.warning(
+                        "SLA %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), err
+                    )
+        return slas
+
+    async def _evaluate_group(
+        self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
+    ) -> None:
+        period = current_period(window, now)
+        # Only complete minutes are judged; in the period's first minute there is nothing yet.
+        measured_until = min(floor_minute(now), period.end)
+        if measured_until <= period.start:
+            return
+        so_far = Period(start=period.start, end=measured_until)
+        try:
+            fleet = await asyncio.to_thread(measure, self.source, slas, so_far)
+        except SourceUnavailable as err:
+            log.warning("SLA measurement unavailable for %d SLA(s): %s", len(slas), err)
+            report.unavailable += len(slas)
+            await self._gather(self._mark_unavailable(sla, str(err)) for sla in slas)
+            return
+        at = now_iso()
+        report.evaluated += len(slas)
+        await self._gather(
+            self._write_period(sla, period, fleet.sla(i), at) for i, sla in enumerate(slas)
+        )
+        if window.calendar_aligned:
+            await asyncio.to_thread(self._fund, slas, period)
+
+    async def _write_period(
+        self, sla: SLARef, period: Period, result: SLAEvaluation, at: str
+    ) -> None:
+        ok, reason, message = compliance(sla.spec, result)
+        new_period = period_status(period, result, at=at)
+        previous = sla.status.get("period") or {}
+        await self.kube.patch_status(
+            SLA_KIND,
+            sla.name,
+            sla.namespace,
+            {"period": new_period, "conditions": self._conditions(sla, ok, reason, message)},
+        )
+        for type_, event_reason, text in _period_events(previous, new_period):
+            await self.post_event(sla, type_=type_, reason=event_reason, message=text)
+
+    async def _mark_unavailable(self, sla: SLARef, error: str) -> None:
+        message = f"Prometheus did not answer; previous measurements kept: {error}"[:1024]
+        await self.kube.patch_status(
+            SLA_KIND,
+            sla.name,
+            sla.namespace,
+            {"conditions": self._conditions(sla, None, "MeasurementUnavailable", message)},
+        )
+
+    def _conditions(
+        self, sla: SLARef, ok: bool | None, reason: str, message: str
+    ) -> list[dict[str, Any]]:
+        generation = sla.status.get("observedGeneration")
+        return merge(
+            sla.status.get("conditions", []),
+            [condition(COMPLIANT, ok, reason, message, generation=generation)],
+        )
+
+    def _fund(self, slas: Sequence[SLARef], period: Period) -> None:
+        for sla in slas:
+            key = (sla.uid, period.start)
+            if key in self._funded:
+                continue
+            fund_allowance(
+                self.ledger,
+                sla_uid=sla.uid,
+                namespace=sla.namespace,
+                name=sla.name,
+                tenant=sla.tenant,
+                period=period,
+                tokens=sla.spec.tokens.monthly_commitment,
+            )
+            self._funded.add(key)
+
+    async def _settle_group(
+        self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
+    ) -> None:
+        closed = previous_period(window, now)
+        if now - closed.end < timedelta(seconds=self.settings.settlement_grace_seconds):
+            return
+        due = [
+            sla
+            for sla in slas
+            # A period that ended before the SLA existed was never promised.
+            if closed.end > sla.created
+            and (sla.status.get("lastSettlement") or {}).get("periodStart") != closed.start_iso
+        ]
+        if not due:
+            return
+        stored = await asyncio.to_thread(
+            lambda: {sla.uid: self.ledger.settlement(sla.uid, closed) for sla in due}
+        )
+        unsettled = [sla for sla in due if stored[sla.uid] is None]
+        if unsettled:
+            try:
+                fleet = await asyncio.to_thread(
+                    measure, self.source, unsettled, closed, lookback_minutes=0
+                )
+            except SourceUnavailable as err:
+                log.warning("settlement of %s postponed: %s", closed.start_iso, err)
+                unsettled = []
+            else:
+                for i, sla in enumerate(unsettled):
+                    settlement = await asyncio.to_thread(
+                        settle_period,
+                        self.ledger,
+                        sla_uid=sla.uid,
+                        namespace=sla.namespace,
+                        name=sla.name,
+                        tenant=sla.tenant,
+                        period=closed,
+                        result=fleet.sla(i),
+                        coverage_floor_percent=self.settings.coverage_floor_percent,
+                        currency=sla.spec.tokens.currency,
+                    )
+                    stored[sla.uid] = settlement
+                    report.settled.append(settlement)
+                    held = settlement.state != SettlementState.SETTLED
+                    await self.post_event(
+                        sla,
+                        type_="Warning" if held else "Normal",
+                        reason=str(settlement.state),
+                        message=_settlement_message(settlement),
+                    )
+        for sla in due:
+            done = stored[sla.uid]
+            if done is not None:
+                await self.kube.patch_status(
+                    SLA_KIND, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
+                )
+
+    async def post_event(self, sla: SLARef, *, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the SLA; failing to post one never fails the pass."""
+        stamp = now_iso()
+        body = {
+            "metadata": {"generateName": f"{sla.name}.", "namespace": sla.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": SLA_KIND,
+                "name": sla.name,
+                "namespace": sla.namespace,
+                "uid": sla.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+        }
+        try:
+            await self.kube.call("POST", f"/api/v1/namespaces/{sla.namespace}/events", body=body)
+        except ApiException as err:
+            log.warning("Event %s on %s/%s not posted: %s", reason, sla.namespace, sla.name, err)
+
+    @staticmethod
+    async def _gather(calls: Iterable[Any]) -> None:
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            # A deleted SLA or a refused patch must not hold back the rest of the fleet.
+            if isinstance(result, ApiException):
+                log.warning("SLA status not written: %s", result)
+            elif isinstance(result, BaseException):
+                raise result
+
+
+def _period_events(
+    previous: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """Events for alerts that started or stopped and for a budget newly exhausted."""
+    events: list[tuple[str, str, str]] = []
+    before, now = set(previous.get("alerts") or []), set(current.get("alerts") or [])
+    rates = current.get("burnRates") or {}
+    for alert in sorted(now - before):
+        events.append(
+            ("Warning", "BurnRateAlertStarted", f"burn-rate alert {alert} started; rates {rates}")
+        )
+    for alert in sorted(before - now):
+        events.append(("Normal", "BurnRateAlertStopped", f"burn-rate alert {alert} stopped"))
+    remaining = current.get("budgetRemainingPercent")
+    same_period = previous.get("start") == current.get("start")
+    was = previous.get("budgetRemainingPercent") if same_period else None
+    if remaining is not None and remaining <= 0 and (was is None or was > 0):
+        events.append(
+            (
+                "Warning",
+                "ErrorBudgetExhausted",
+                f"availability error budget of the period from {current.get('start')} is spent"
+                f" ({remaining:.1f} % remaining)",
+            )
+        )
+    return events
+
+
+def _settlement_message(settlement: Settlement) -> str:
+    coverage = settlement.coverage_percent
+    shown = "none" if coverage is None else f"{coverage:.1f} %"
+    return (
+        f"period {settlement.period.start_iso} to {settlement.period.end_iso}:"
+        f" {settlement.state}, data coverage {shown},"
+        f" charges {settlement.charges_micros / 1_000_000:.6f} {settlement.currency},"
+        f" credit {settlement.credit_micros / 1_000_000:.6f} {settlement.currency}"
+        f" ({settlement.credit_tokens} tokens)"
+    )
