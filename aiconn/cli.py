@@ -54,6 +54,44 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from aiconn.devstack import demo, stack
+
+    state = Path(args.state_dir) if args.state_dir else None
+    if args.action == "down":
+        stopped = stack.down(state)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    if args.demo:
+        demo.run(state_dir=state)
+    else:
+        endpoints = stack.up(demo.SAMPLE, state_dir=state)
+        stack.apply_sla(endpoints.kubeconfig, demo.demo_sla())
+        print(f"stack up; endpoints in {(state or stack.default_state_dir()) / 'endpoints.json'}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from aiconn import planning
+    from aiconn.inference.placement import default_tiers
+
+    try:
+        tiers = planning.load_tiers(Path(args.tiers)) if args.tiers else default_tiers()
+        name, spec = planning.load_sla(Path(args.file))
+    except planning.ManifestError as err:
+        for field, reason in err.problems:
+            print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
+        return 2
+    report = planning.plan_sla(name, spec, tiers)
+    if args.output == "json":
+        print(json.dumps(planning.to_json(report), indent=2))
+    else:
+        print(planning.render_text(report), end="")
+    return 0 if report.decision.placed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("-v", "--verbose", action="store_true")
     operator.set_defaults(func=_operator)
 
+    plan = sub.add_parser(
+        "plan",
+        help="placement, GPUs, latency split, charges and credit exposure of an SLA manifest,"
+        " without a cluster (exit 1: no tier fits; 2: bad manifest)",
+    )
+    plan.add_argument("file", help="an AIInferenceSLA manifest")
+    plan.add_argument("--tiers", help="InferenceTier manifests to plan on (default: shipped)")
+    plan.add_argument("--output", choices=["text", "json"], default="text")
+    plan.set_defaults(func=_plan)
+
     gateway = sub.add_parser(
         "gateway", help="run the token gateway sidecar (settings: AICONN_* env)"
     )
@@ -76,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = sub.add_parser("api", help="run the reporting API and NOC page (AICONN_API_* env)")
     api.set_defaults(func=_api)
+
+    dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
+    dev.add_argument("action", choices=["up", "down"])
+    dev.add_argument("--demo", action="store_true", help="run the demo scenario after `up`")
+    dev.add_argument("--state-dir", help="where PIDs, logs and data go (default .aiconn/dev)")
+    dev.set_defaults(func=_dev)
     return parser
 
 

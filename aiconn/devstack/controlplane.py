@@ -112,7 +112,8 @@ class ControlPlane:
                 "`bash tools/k8s/build.sh` (or set KUBEBUILDER_ASSETS to envtest binaries)"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.group = ProcessGroup(self.state_dir)
+        if self.group is None:
+            self.group = ProcessGroup(self.state_dir)
         pki = write_pki(self.state_dir / "pki")
         self.tokens = {user: secrets.token_urlsafe(24) for user in self.users}
         token_file = self.state_dir / "tokens.csv"

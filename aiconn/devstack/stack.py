@@ -1,0 +1,242 @@
+"""The whole of aiconn on one machine: `aiconn dev up` starts it, `aiconn dev down` stops it.
+
+A real control plane with the CRDs, tiers and RBAC; the operator (under its ServiceAccount's
+token, so the demo runs with the manifests' RBAC) and the reporting API as processes; Prometheus;
+a real vLLM on the CPU with the token gateway in front of it and a fault injector between them.
+The gateway + vLLM pair stands in for the edge tier's pod: Prometheus scrapes it with the labels
+the in-cluster ServiceMonitor would give that pod. Every process is recorded by PID under the
+state directory, so `dev down` stops everything even after the starting process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiconn.devstack.controlplane import ControlPlane
+from aiconn.devstack.gateway import write_keys
+from aiconn.devstack.kube import apply_manifests, apply_objects
+from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wait_until
+from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
+from aiconn.devstack.vllm import VllmServer, make_tiny_model
+from aiconn.sla.spec import AIInferenceSLASpec
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_NAMESPACE = "demo"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("AICONN_DEV_DIR", Path.cwd() / ".aiconn" / "dev"))
+
+
+@dataclass
+class Endpoints:
+    """Where the running stack answers; written to `endpoints.json` in the state directory."""
+
+    kubeconfig: str
+    api: str
+    noc: str
+    prometheus: str
+    gateway: str
+    vllm: str
+    injector_control: str
+    ledger_url: str
+    api_token: str
+    gateway_key: str
+    sla_name: str
+    namespace: str
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+        path.chmod(0o600)
+
+
+def say(message: str) -> None:
+    print(f"[aiconn] {message}", flush=True)
+
+
+def _aiconn(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aiconn.cli", *args]
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return int(resp.status) == 200
+
+
+def operator_token(api: Any) -> str:
+    from kubernetes import client
+
+    return str(
+        client.CoreV1Api(api)
+        .create_namespaced_service_account_token(
+            "aiconn-operator", "aiconn-system", {"spec": {"expirationSeconds": 86400}}
+        )
+        .status.token
+    )
+
+
+def up(
+    sla_file: Path,
+    *,
+    state_dir: Path | None = None,
+    evaluation_interval: float = 5.0,
+    settlement_grace: float = 20.0,
+) -> Endpoints:
+    """Start everything for `sla_file`'s SLA (not yet applied); idempotent: a running stack
+    under the same state directory is stopped first."""
+    state = state_dir or default_state_dir()
+    if stop_recorded(state):
+        say("stopped the previous stack")
+    state.mkdir(parents=True, exist_ok=True)
+    group = ProcessGroup(state)
+    sla = yaml.safe_load(sla_file.read_text())
+    spec = AIInferenceSLASpec.model_validate(sla["spec"])
+    name = sla["metadata"]["name"]
+
+    say("starting the control plane (etcd, kube-apiserver, kube-controller-manager)")
+    cp = ControlPlane(state_dir=state / "controlplane")
+    cp.group = group
+    cp.start(crds=sorted((ROOT / "crds").glob("*.yaml")))
+    api = cp.api_client()
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    for ns in ("aiconn-system", DEMO_NAMESPACE, "monitoring"):
+        core.create_namespace({"metadata": {"name": ns}})
+    apply_manifests(api, [ROOT / "manifests" / "samples" / "tiers.yaml"])
+    apply_manifests(api, [ROOT / "manifests" / "rbac" / "operator.yaml"])
+    say(f"control plane ready at {cp.url}; CRDs, default tiers and operator RBAC installed")
+
+    say("starting vLLM (CPU build, tiny model made on the spot; about a minute)")
+    model_dir = make_tiny_model(state / "tiny-model")
+    vllm = VllmServer(group=group, model_dir=model_dir, model=spec.model.name).start()
+    say(f"vLLM serving {spec.model.name!r} at {vllm.url}")
+
+    injector_port, control_port = free_port(), free_port()
+    injector = group.start(
+        "injector",
+        [
+            sys.executable,
+            "-m",
+            "aiconn.devstack.faultd",
+            "--upstream",
+            vllm.url,
+            "--port",
+            str(injector_port),
+            "--control-port",
+            str(control_port),
+        ],
+    )
+    control = f"http://127.0.0.1:{control_port}/fault"
+    wait_until(lambda: _http_ok(control), timeout=30, what="fault injector", proc=injector)
+
+    key = "aic_" + secrets.token_urlsafe(24)
+    keys_dir = write_keys(state / "gateway-keys", key)
+    gateway_port = free_port()
+    gateway_env = {
+        "AICONN_SLA": name,
+        "AICONN_NAMESPACE": DEMO_NAMESPACE,
+        "AICONN_MODEL": spec.model.name,
+        "AICONN_UPSTREAM": f"http://127.0.0.1:{injector_port}",
+        "AICONN_LISTEN_HOST": "127.0.0.1",
+        "AICONN_LISTEN_PORT": str(gateway_port),
+        "AICONN_KEYS_DIR": str(keys_dir),
+        "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
+        "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
+        "AICONN_RATE_RPS": str(spec.tokens.rate_limit.requests_per_second),
+        "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
+        "AICONN_ALLOWANCE_TOKENS": str(spec.tokens.monthly_commitment),
+    }
+    gateway = group.start("gateway", _aiconn("gateway"), env=gateway_env)
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    wait_until(lambda: _http_ok(f"{gateway_url}/metrics"), timeout=60, what="gateway", proc=gateway)
+    say(f"token gateway at {gateway_url} -> injector :{injector_port} -> vLLM")
+
+    pod_labels = {"namespace": DEMO_NAMESPACE, "sla": name, "pod": f"{name}-vllm-0", "tier": "edge"}
+    api_port = free_port()
+    prometheus = PrometheusServer(
+        group=group,
+        data_dir=state / "prometheus",
+        scrape_interval="2s",
+        targets=[
+            ScrapeTarget("aiconn-gateway", f"127.0.0.1:{gateway_port}", pod_labels),
+            ScrapeTarget("vllm", vllm.url.removeprefix("http://"), pod_labels),
+            ScrapeTarget("aiconn-api", f"127.0.0.1:{api_port}"),
+        ],
+    ).start()
+    say(f"Prometheus at {prometheus.url}, scraping the gateway and vLLM as the edge pod")
+
+    ledger_url = f"sqlite:///{state / 'ledger.db'}"
+    token_kubeconfig = cp.kubeconfig_with_token("aiconn-operator", operator_token(api))
+    operator = group.start(
+        "operator",
+        _aiconn("operator"),
+        env={
+            "KUBECONFIG": str(token_kubeconfig),
+            "AICONN_PROMETHEUS_URL": prometheus.url,
+            "AICONN_LEDGER_URL": ledger_url,
+            "AICONN_EVALUATION_INTERVAL_SECONDS": str(evaluation_interval),
+            "AICONN_SETTLEMENT_GRACE_SECONDS": str(settlement_grace),
+        },
+    )
+    api_token = secrets.token_urlsafe(24)
+    tokens = state / "api-tokens.csv"
+    tokens.write_text(f"{api_token},demo-admin,*\n")
+    tokens.chmod(0o600)
+    api_proc = group.start(
+        "api",
+        _aiconn("api"),
+        env={
+            "AICONN_API_LEDGER_URL": ledger_url,
+            "AICONN_API_AUTH_MODE": "static",
+            "AICONN_API_STATIC_TOKENS_FILE": str(tokens),
+            "AICONN_API_KUBECONFIG": str(cp.kubeconfig),
+            "AICONN_API_PORT": str(api_port),
+        },
+    )
+    api_url = f"http://127.0.0.1:{api_port}"
+    wait_until(
+        lambda: _http_ok(f"{api_url}/healthz"), timeout=60, what="reporting API", proc=api_proc
+    )
+    operator.ensure_alive()
+    say(f"operator running (ServiceAccount aiconn-operator); reporting API at {api_url}")
+    api.close()
+    endpoints = Endpoints(
+        kubeconfig=str(cp.kubeconfig),
+        api=api_url,
+        noc=f"{api_url}/noc?token={api_token}",
+        prometheus=prometheus.url,
+        gateway=gateway_url,
+        vllm=vllm.url,
+        injector_control=control,
+        ledger_url=ledger_url,
+        api_token=api_token,
+        gateway_key=key,
+        sla_name=name,
+        namespace=DEMO_NAMESPACE,
+    )
+    endpoints.save(state / "endpoints.json")
+    return endpoints
+
+
+def apply_sla(kubeconfig: str, sla: dict[str, Any]) -> None:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        apply_objects(api, [sla], namespace=DEMO_NAMESPACE)
+
+
+def down(state_dir: Path | None = None) -> list[str]:
+    """Stop every process the stack recorded, newest first."""
+    return stop_recorded(state_dir or default_state_dir())
