@@ -1,0 +1,240 @@
+"""`aiconn plan`: what an SLA manifest would get, worked out before any cluster sees it.
+
+A sales engineer sizing an offer needs the operator's own answer, not an approximation of it, so
+this runs the same placement (`aiconn.inference.placement.plan`) on the same spec model and tiers,
+and prices it with the same money rules as settlement (`aiconn.sla.credits`). It is pure: a file
+in, a report out.
+
+The manifest is checked against the spec models, i.e. the CRD's types and bounds. The CRD's CEL
+rules (credit tiers in order, maxReplicas >= replicas) are evaluated by the API server only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from aiconn.crd import API_VERSION
+from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.sla.credits import money, usage_charge
+from aiconn.sla.spec import AIInferenceSLASpec
+
+KIND = "AIInferenceSLA"
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be planned: each problem is (field path, reason)."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {reason}" for field, reason in problems))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The placement of one SLA and what it is worth."""
+
+    name: str
+    spec: AIInferenceSLASpec
+    decision: PlacementDecision
+    monthly_charge: Decimal
+    """monthlyCommitment tokens at the SLA's price, in its currency."""
+    max_credit_percent: Decimal
+    """The most a month's credits can be, in percent of its charges: both schedules' largest
+    credits added, capped at capPercent."""
+    monthly_cost: Decimal | None
+    """monthlyCommitment tokens at the chosen tier's price; None when unplaced or in another
+    currency."""
+
+    @property
+    def max_credit(self) -> Decimal:
+        """The most a month's credits can pay back, in the SLA's currency."""
+        return money(self.monthly_charge * self.max_credit_percent / 100)
+
+
+def load_sla(path: Path) -> tuple[str, AIInferenceSLASpec]:
+    """The name and validated spec of the single AIInferenceSLA in `path`."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as err:
+        raise ManifestError(path, [("file", err.strerror or str(err))]) from err
+    except yaml.YAMLError as err:
+        raise ManifestError(path, [("yaml", _yaml_reason(err))]) from err
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        reason = f"expected one {KIND} object, found {len(docs)} YAML documents"
+        raise ManifestError(path, [("document", reason)])
+    doc: dict[str, Any] = docs[0]
+    problems: list[tuple[str, str]] = []
+    if doc.get("kind") != KIND:
+        problems.append(("kind", f"expected {KIND}, got {doc.get('kind')!r}"))
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(("apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}"))
+    metadata = doc.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        problems.append(("metadata.name", "required"))
+    if not isinstance(doc.get("spec"), dict):
+        problems.append(("spec", "required, a mapping"))
+    if problems:
+        raise ManifestError(path, problems)
+    try:
+        spec = AIInferenceSLASpec.model_validate(doc["spec"])
+    except ValidationError as err:
+        raise ManifestError(path, _validation_problems("spec", err)) from err
+    return str(name), spec
+
+
+def load_tiers(path: Path) -> dict[str, InferenceTierSpec]:
+    """InferenceTiers from a YAML file, as `aiconn.inference.placement.parse_tiers` reads them."""
+    try:
+        return parse_tiers(path.read_text())
+    except OSError as err:
+        raise ManifestError(path, [("file", err.strerror or str(err))]) from err
+    except yaml.YAMLError as err:
+        raise ManifestError(path, [("yaml", _yaml_reason(err))]) from err
+    except ValidationError as err:
+        raise ManifestError(path, _validation_problems("spec", err)) from err
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ManifestError(path, [("document", f"not an InferenceTier list: {err}")]) from err
+
+
+def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Plan:
+    """Place the SLA on `tiers` and price the month."""
+    decision = plan(spec, tiers)
+    tokens = spec.tokens
+    credits = spec.credits
+    largest = sum(
+        (
+            max((Decimal(repr(t.credit_percent)) for t in schedule), default=Decimal(0))
+            for schedule in (credits.availability, credits.latency)
+        ),
+        Decimal(0),
+    )
+    credit_percent = min(largest, Decimal(repr(credits.cap_percent)))
+    cost = None
+    if decision.price_per_million_tokens is not None and decision.currency == tokens.currency:
+        cost = usage_charge(tokens.monthly_commitment, decision.price_per_million_tokens)
+    return Plan(
+        name=name,
+        spec=spec,
+        decision=decision,
+        monthly_charge=usage_charge(tokens.monthly_commitment, tokens.price_per_million_tokens),
+        max_credit_percent=credit_percent,
+        monthly_cost=cost,
+    )
+
+
+def _percent(value: Decimal) -> str:
+    # normalize() drops trailing zeros (50.0 -> 50); the f format keeps 1E+2 from showing.
+    return f"{value.normalize():f}"
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def _validation_problems(root: str, err: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for error in err.errors():
+        field = root
+        for part in error["loc"]:
+            field += f"[{part}]" if isinstance(part, int) else f".{part}"
+        reason = error["msg"]
+        if error["type"] not in ("missing", "extra_forbidden"):
+            reason += f" (got {error['input']!r})"
+        problems.append((field, reason))
+    return problems
+
+
+def render_text(report: Plan) -> str:
+    """The plan as a sales engineer reads it."""
+    spec, decision = report.spec, report.decision
+    tokens = spec.tokens
+    cur = tokens.currency
+    lines = [
+        f"SLA {report.name}: {spec.model.name} ({spec.model.parameters_billions:g}B "
+        f"{spec.model.dtype}, max {spec.model.max_model_len} tokens)"
+    ]
+    if decision.placed:
+        ttft, tpot = spec.objectives.ttft.threshold_ms, spec.objectives.tpot.threshold_ms
+        tp = decision.tensor_parallel_size or 0
+        capacity = spec.capacity
+        site = f" at {decision.site}" if decision.site else ""
+        lines += [
+            f"  tier:            {decision.tier}{site}",
+            f"  GPUs:            {tp} x {decision.gpu_type} per replica (tensor-parallel {tp});"
+            f" {tp * capacity.replicas} at {capacity.replicas} replica(s),"
+            f" {tp * capacity.max_replicas} at maxReplicas {capacity.max_replicas}",
+            f"  TTFT estimate:   {decision.estimated_ttft_ms:g} ms ="
+            f" {decision.network_rtt_ms:g} ms network + {decision.inference_ttft_ms:g} ms"
+            f" inference (objective {ttft} ms, rttBudgetMs {spec.network.rtt_budget_ms})",
+            f"  TPOT estimate:   {decision.estimated_tpot_ms:g} ms (objective {tpot} ms)",
+        ]
+    else:
+        lines.append("  tier:            none: no tier can serve this SLA")
+    lines += [
+        f"  monthly charge:  {report.monthly_charge:,.2f} {cur} "
+        f"({tokens.monthly_commitment:,} tokens at {tokens.price_per_million_tokens:g} {cur}/1M)",
+    ]
+    if report.monthly_cost is not None:
+        lines.append(
+            f"  tier cost:       {report.monthly_cost:,.2f} {cur} "
+            f"(at {decision.price_per_million_tokens:g} {cur}/1M), "
+            f"margin {report.monthly_charge - report.monthly_cost:,.2f} {cur}"
+        )
+    lines.append(
+        f"  credit exposure: at most {report.max_credit:,.2f} {cur} a month"
+        f" ({_percent(report.max_credit_percent)} % of charges,"
+        f" capPercent {spec.credits.cap_percent:g})"
+    )
+    lines.append("  rejected:" if decision.rejected else "  rejected:        none")
+    lines += [f"    {reason}" for _, reason in decision.rejected]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(report: Plan) -> dict[str, Any]:
+    """The plan as data; money as decimal strings, exact like the ledger."""
+    decision = report.decision
+    capacity = report.spec.capacity
+    tp = decision.tensor_parallel_size
+    return {
+        "name": report.name,
+        "model": report.spec.model.name,
+        "placed": decision.placed,
+        "message": decision.message,
+        "tier": decision.tier,
+        "site": decision.site,
+        "gpu": decision.gpu_type,
+        "tensorParallelSize": tp,
+        "gpusPerReplica": decision.gpus_per_replica,
+        "gpus": {"replicas": tp * capacity.replicas, "maxReplicas": tp * capacity.max_replicas}
+        if tp is not None
+        else None,
+        "latency": {
+            "ttftMs": decision.estimated_ttft_ms,
+            "networkMs": decision.network_rtt_ms,
+            "inferenceTtftMs": decision.inference_ttft_ms,
+            "tpotMs": decision.estimated_tpot_ms,
+            "ttftObjectiveMs": report.spec.objectives.ttft.threshold_ms,
+            "tpotObjectiveMs": report.spec.objectives.tpot.threshold_ms,
+            "rttBudgetMs": report.spec.network.rtt_budget_ms,
+        },
+        "currency": report.spec.tokens.currency,
+        "monthlyTokens": report.spec.tokens.monthly_commitment,
+        "monthlyCharge": str(report.monthly_charge),
+        "monthlyTierCost": None if report.monthly_cost is None else str(report.monthly_cost),
+        "maxCreditPercent": _percent(report.max_credit_percent),
+        "maxMonthlyCredit": str(report.max_credit),
+        "rejected": [{"tier": tier, "reason": reason} for tier, reason in decision.rejected],
+    }
