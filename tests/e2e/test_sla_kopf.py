@@ -1,0 +1,225 @@
+"""The operator's SLA loop end to end: Kopf, the real API server, Prometheus, the gateway, vLLM.
+
+One SLA with a 5-minute period (set in its spec, nothing else is special) is served by a gateway
+in front of the real vLLM, through the fault injector, under steady load. The operator runs as
+`kopf run` with its ServiceAccount's rights, evaluating every 5 s. The test breaks the path to
+vLLM for about a minute and mends it, and watches `status.period`, the `Compliant` condition, the
+burn-rate Events and the settlement of the closed period in the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from aiconn.devstack.gateway import GatewayThread, write_keys
+from aiconn.devstack.injector import FaultInjector
+from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.devstack.loadgen import LoadGenerator
+from aiconn.devstack.prometheus import ScrapeTarget
+from aiconn.gateway.settings import GatewaySettings
+from aiconn.sla import metricnames as mn
+from aiconn.sla.ledger import Ledger
+from tests.helpers import eventually, operator_kubeconfig
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "manifests" / "samples"
+G, V = "aiconn.io", "v1alpha1"
+KEY = "sk-e2e-sla-3b9e"
+NAME = "gold"
+
+
+def sla_body() -> dict[str, Any]:
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "AIInferenceSLA",
+        "metadata": {"name": NAME},
+        "spec": {
+            "tenant": "acme",
+            "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
+            "objectives": {
+                "availability": {"targetPercent": 99.9},
+                # Generous latency objectives: this test moves availability only.
+                "ttft": {"thresholdMs": 5000, "targetPercent": 90},
+                "tpot": {"thresholdMs": 1000, "targetPercent": 90},
+                "window": {"duration": "5m"},
+            },
+            "network": {"rttBudgetMs": 50},
+            "tokens": {"pricePerMillionTokens": 1000, "monthlyCommitment": 1000000},
+        },
+    }
+
+
+@dataclass
+class Served:
+    injector: FaultInjector
+    prometheus_url: str
+
+
+@pytest.fixture
+def served(
+    vllm_server: Any, namespace: str, prometheus_factory: Any, tmp_path: Path
+) -> Iterator[Served]:
+    """Injector, gateway (labelled as the SLA), Prometheus scraping both, and steady load."""
+    keys = write_keys(tmp_path / "keys", KEY)
+    with FaultInjector(vllm_server.url) as injector:
+        settings = GatewaySettings(
+            sla=NAME,
+            namespace=namespace,
+            model=vllm_server.model,
+            upstream=injector.url,
+            listen_port=0,
+            keys_dir=keys,
+            ttft_threshold_ms=5000,
+            tpot_threshold_ms=1000,
+            rate_rps=100,
+        )
+        with GatewayThread(settings) as gateway:
+            pod = {"namespace": namespace, "sla": NAME, "pod": f"{NAME}-0"}
+            prometheus = prometheus_factory(
+                [
+                    ScrapeTarget("aiconn-gateway", gateway.url.removeprefix("http://"), pod),
+                    ScrapeTarget("vllm", vllm_server.url.removeprefix("http://"), pod),
+                ],
+                scrape_interval="1s",
+            )
+            prometheus.wait_for_series(f'{mn.GATEWAY_UPSTREAM_UP}{{namespace="{namespace}"}}')
+            load = LoadGenerator(
+                gateway.url, model=vllm_server.model, api_key=KEY, rate_rps=2, timeout_s=10
+            )
+            with load:
+                yield Served(injector, prometheus.url)
+
+
+@pytest.fixture
+def operator(
+    control_plane: Any, k8s: Any, served: Served, tmp_path: Path
+) -> Iterator[tuple[KopfRunner, str]]:
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    environment = {
+        "KUBECONFIG": str(operator_kubeconfig(control_plane, k8s)),
+        "AICONN_PROMETHEUS_URL": served.prometheus_url,
+        "AICONN_LEDGER_URL": ledger_url,
+        "AICONN_EVALUATION_INTERVAL_SECONDS": "5",
+        "AICONN_SETTLEMENT_GRACE_SECONDS": "10",
+    }
+    previous = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
+    try:
+        with KopfRunner(args, timeout=120) as runner:
+            yield runner, ledger_url
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert runner.exception is None, runner.output[-4000:]
+    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+
+
+def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
+    k8s: Any, namespace: str, served: Served, operator: tuple[KopfRunner, str]
+) -> None:
+    runner, ledger_url = operator
+    custom = client.CustomObjectsApi(k8s)
+    core = client.CoreV1Api(k8s)
+    created = custom.create_namespaced_custom_object(G, V, namespace, "aiinferenceslas", sla_body())
+    uid = created["metadata"]["uid"]
+
+    def status() -> dict[str, Any]:
+        body = custom.get_namespaced_custom_object(G, V, namespace, "aiinferenceslas", NAME)
+        return dict(body.get("status") or {})
+
+    def compliant(expected: str) -> dict[str, Any] | None:
+        current = status()
+        conditions = {c["type"]: c for c in current.get("conditions", [])}
+        cond = conditions.get("Compliant")
+        return current if cond and cond["status"] == expected and current.get("period") else None
+
+    def events(reason: str) -> list[Any]:
+        found = core.list_namespaced_event(namespace).items
+        return [e for e in found if e.reason == reason and e.involved_object.name == NAME]
+
+    healthy = eventually(
+        lambda: compliant("True"), timeout=180, interval=2, what="Compliant True with a period"
+    )
+    assert healthy["period"]["availabilityPercent"] == 100.0
+
+    served.injector.refuse = True
+    try:
+        broken = eventually(
+            lambda: compliant("False"), timeout=180, interval=2, what="Compliant False"
+        )
+        cond = next(c for c in broken["conditions"] if c["type"] == "Compliant")
+        assert cond["reason"] == "AvailabilityMissed", cond
+        assert broken["period"]["availabilityPercent"] < 99.9
+        assert broken["period"]["evaluatedAt"] >= healthy["period"]["evaluatedAt"]
+        started = eventually(
+            lambda: events("BurnRateAlertStarted"), timeout=60, interval=2, what="alert Event"
+        )
+        assert "page-1h" in started[0].message
+        assert "page-1h" in status()["period"]["alerts"]
+    finally:
+        served.injector.refuse = False
+    faulty_period = broken["period"]["start"]
+
+    # The fault leaves the 5-minute burn window about five minutes after it stopped; by then a
+    # new period has started, measured clean.
+    eventually(
+        lambda: events("BurnRateAlertStopped"), timeout=480, interval=5, what="alert stopped"
+    )
+    recovered = eventually(
+        lambda: (s := compliant("True")) and s["period"]["start"] > faulty_period and s,
+        timeout=420,
+        interval=5,
+        what="Compliant True in a later period",
+    )
+    assert recovered["period"]["alerts"] == []
+
+    settled = eventually(
+        lambda: (s := status().get("lastSettlement")) and s["periodStart"] >= faulty_period and s,
+        timeout=420,
+        interval=5,
+        what="the faulty period settled",
+    )
+    assert settled["state"] in ("Settled", "HeldForReview")
+    assert eventually(lambda: events(settled["state"]), timeout=30, what="settlement Event")
+    time.sleep(15)  # three more passes: none may settle again
+
+    ledger = Ledger.open(ledger_url)
+    try:
+        settlements = ledger.settlements(sla_uid=uid)
+        per_period = Counter(s.period.start_iso for s in settlements)
+        assert all(count == 1 for count in per_period.values()), per_period
+        assert per_period[faulty_period] == 1
+        transfers = ledger.transfers(sla_uid=uid)
+        per_key = Counter((t.period.start_iso, t.kind) for t in transfers)
+        assert all(count == 1 for count in per_key.values()), per_key
+        settlement = next(s for s in settlements if s.period.start_iso == faulty_period)
+        assert list(settlement.transfer_ids) == settled["transferIds"]
+        if settlement.state == "Settled":
+            assert settlement.credit_micros > 0, "a missed availability objective earns a credit"
+        ledger.check_invariant()
+        print(
+            f"settled {faulty_period}: {settlement.state}, coverage"
+            f" {settlement.coverage_percent}, availability {settlement.availability_percent},"
+            f" credit {settlement.credit_micros} micros; transfers {dict(per_key)}"
+        )
+    finally:
+        ledger.close()
+    assert runner.exception is None
