@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from aiconn.gateway.allowance import AllowanceSource, StaticAllowance
+from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.health import HealthProbe
 from aiconn.gateway.keys import KeyStore
 from aiconn.gateway.metrics import GatewayMetrics
@@ -43,6 +43,8 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
     """The gateway for one SLA; `allowance` defaults to `AICONN_ALLOWANCE_TOKENS` when set."""
     if allowance is None and settings.allowance_tokens is not None:
         allowance = StaticAllowance(settings.allowance_tokens)
+    elif allowance is None and settings.ledger_url:
+        allowance = _ledger_allowance(settings, settings.ledger_url)
     client = httpx.AsyncClient(
         base_url=settings.upstream,
         limits=POOL_LIMITS,
@@ -74,6 +76,19 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": state.reason}, status_code=503)
 
+    async def vllm_metrics(_: Request) -> Response:
+        # vLLM listens on the pod's loopback only; its own metrics (the inference part of the
+        # latency split) reach Prometheus through here.
+        try:
+            upstream = await client.get("/metrics", timeout=5)
+        except httpx.HTTPError as err:
+            return JSONResponse({"status": "unavailable", "reason": str(err)}, status_code=503)
+        return Response(
+            upstream.content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", CONTENT_TYPE_LATEST),
+        )
+
     async def prometheus(_: Request) -> Response:
         # A scrape refreshes the upstream gauge, so it is never older than the scrape interval.
         await probe.check()
@@ -92,8 +107,28 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
             Route("/v1/models", _Raw(gateway.models), methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            Route("/metrics/vllm", vllm_metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
+    )
+
+
+def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
+    from aiconn.sla.ledger import Ledger
+
+    ledger: list[Ledger] = []
+
+    def read_balance() -> int:
+        # Opened on first use, in the allowance's worker thread, so a ledger that is down at
+        # start-up is handled by the fail-mode policy like any later outage.
+        if not ledger:
+            ledger.append(Ledger.open(url))
+        return ledger[0].wallet_balance(settings.tenant)
+
+    return LedgerAllowance(
+        read_balance,
+        fail_mode=settings.allowance_fail_mode,
+        grace_seconds=settings.allowance_grace_seconds,
     )
 
 

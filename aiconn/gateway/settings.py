@@ -47,6 +47,10 @@ class GatewaySettings(BaseSettings):
     """Contracted prompt plus completion tokens per minute (per gateway)."""
     allowance_tokens: int | None = None
     """A static token allowance for this process; unset means the allowance comes from elsewhere."""
+    ledger_url: str | None = None
+    """Ledger (SQLAlchemy URL) whose tenant wallet is the token allowance, when no static one."""
+    tenant: str = ""
+    """Tenant whose wallet the allowance is read from (the SLA's tenant)."""
     allowance_fail_mode: FailMode = "open"
     """When the ledger cannot be read: serve within the grace (open) or refuse (closed)."""
     allowance_grace_seconds: float = Field(default=300.0, ge=0)
