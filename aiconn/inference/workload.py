@@ -41,6 +41,7 @@ KEYS_MOUNT_PATH = "/etc/aiconn/keys"
 HF_HOME = "/cache/huggingface"
 MODELS_PATH = "/models"
 HF_TOKEN_SECRET = "aiconn-hf-token"
+LEDGER_READER_SECRET = "aiconn-ledger-reader"
 """Optional Secret (key `token`) in the SLA's namespace, for gated Hugging Face models."""
 
 
@@ -311,13 +312,22 @@ def gateway_container(
         "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
         "AICONN_RATE_RPS": f"{spec.tokens.rate_limit.requests_per_second:g}",
         "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
+        "AICONN_TENANT": spec.tenant or namespace,
+    }
+    ledger_url = {
+        "name": "AICONN_LEDGER_URL",
+        # A read-only ledger credential the platform team places in the tenant namespace; without
+        # it the gateway meters and measures but cannot answer 402 for a spent allowance.
+        "valueFrom": {
+            "secretKeyRef": {"name": LEDGER_READER_SECRET, "key": "url", "optional": True}
+        },
     }
     return {
         "name": "gateway",
         "image": image,
         "command": ["aiconn", "gateway"],
         "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": [*({"name": k, "value": v} for k, v in env.items()), ledger_url],
         # No CPU limit: throttling would add latency to exactly the requests the SLA measures.
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},

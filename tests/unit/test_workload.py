@@ -212,7 +212,11 @@ def test_probes_reach_vllm_from_inside_and_the_gateway_from_the_kubelet() -> Non
 def test_gateway_env_is_what_the_gateway_settings_read() -> None:
     gateway = container(build(), "gateway")
     settings = GatewaySettings.model_validate(
-        {e["name"].removeprefix("AICONN_").lower(): e["value"] for e in gateway["env"]}
+        {
+            e["name"].removeprefix("AICONN_").lower(): e["value"]
+            for e in gateway["env"]
+            if "value" in e
+        }
     )
     assert settings.sla == "factory"
     assert settings.listen_port == 8000
@@ -225,7 +229,7 @@ def test_gateway_sidecar_fronts_vllm_with_the_sla_s_contract() -> None:
     gateway = container(build(spec), "gateway")
     assert gateway["command"] == ["aiconn", "gateway"]
     assert gateway["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    env = {e["name"]: e["value"] for e in gateway["env"]}
+    env = {e["name"]: e["value"] for e in gateway["env"] if "value" in e}
     assert env["AICONN_SLA"] == "factory"
     assert env["AICONN_NAMESPACE"] == "acme"
     assert env["AICONN_MODEL"] == "llama-3-8b"
@@ -366,3 +370,11 @@ def test_names_that_had_to_change_do_not_collide() -> None:
 def test_label_values_fit_63_characters() -> None:
     assert label_value("factory") == "factory"
     assert len(label_value("m." * 100 + "x")) <= 63
+
+
+def test_gateway_reads_its_allowance_from_an_optional_ledger_reader_secret() -> None:
+    gateway = container(build(), "gateway")
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["AICONN_TENANT"]["value"]
+    ref = env["AICONN_LEDGER_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "aiconn-ledger-reader", "key": "url", "optional": True}
