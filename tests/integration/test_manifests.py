@@ -10,6 +10,7 @@ a tenant and Prometheus' scraper.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -159,7 +160,7 @@ def test_pods_pass_restricted_pod_security(k8s: Any, installed: Objects) -> None
     for component in ("operator", "api"):
         selector = f"app.kubernetes.io/name=aiconn,app.kubernetes.io/component={component}"
         eventually(
-            lambda s=selector: admitted(s),
+            functools.partial(admitted, selector),
             timeout=30,
             what=f"the {component} pod admitted by restricted Pod Security",
         )
