@@ -240,11 +240,16 @@ def test_the_inference_servicemonitor_labels_series_by_sla_and_namespace(
     monitor = one(installed, "ServiceMonitor", "aiconn-inference")["spec"]
     assert monitor["namespaceSelector"] == {"any": True}
     assert {"key": "aiconn.io/sla", "operator": "Exists"} in monitor["selector"]["matchExpressions"]
-    (endpoint,) = monitor["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    relabel = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
-    assert relabel["sla"] == ["__meta_kubernetes_pod_label_aiconn_io_sla"]
-    assert relabel["namespace"] == ["__meta_kubernetes_namespace"]
+    endpoints = {e["path"]: e for e in monitor["endpoints"]}
+    assert set(endpoints) == {"/metrics", "/metrics/vllm"}  # the gateway's, and vLLM's through it
+    jobs = set()
+    for endpoint in endpoints.values():
+        assert endpoint["port"] == "http"
+        relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+        assert relabel["sla"]["sourceLabels"] == ["__meta_kubernetes_pod_label_aiconn_io_sla"]
+        assert relabel["namespace"]["sourceLabels"] == ["__meta_kubernetes_namespace"]
+        jobs.add(relabel["job"]["replacement"])
+    assert jobs == {"aiconn-gateway", "vllm"}
 
 
 def test_rbac_has_no_wildcards_and_the_operator_role_is_the_tested_one(
