@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint deps system-deps controlplane vllm crds down clean
+.PHONY: demo test test-fast lint deps system-deps controlplane kustomize vllm crds down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ system-deps:
 controlplane:
 	bash tools/k8s/build.sh >/dev/null
 
+kustomize:
+	bash tools/kustomize/build.sh >/dev/null
+
 vllm:
 	bash tools/vllm/install.sh >/dev/null
 
@@ -41,9 +44,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check aiconn tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/aiconn crds --check
 
 # pytest's exit code 5 (no tests collected) is a failure, not a green run.
-test: $(STAMP) system-deps controlplane vllm lint
+test: $(STAMP) system-deps controlplane kustomize vllm lint
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)
