@@ -18,7 +18,7 @@ from aiconn.sla.credits import money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec, Window
+from aiconn.sla.spec import AIInferenceSLASpec, Window, wallet_owner
 
 PLURAL = "aiinferenceslas"
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))
@@ -205,7 +205,7 @@ def settle_history(
                 sla_uid=sla_uid,
                 namespace=namespace,
                 name=name,
-                tenant=tenant,
+                tenant=wallet_owner(namespace, tenant),
                 period=period,
                 result=result,
                 coverage_floor_percent=98.0,

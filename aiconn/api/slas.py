@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from aiconn.crd import GROUP, VERSION
-from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus, wallet_owner
 
 PLURAL = "aiinferenceslas"
 LIST_PAGE = 500
@@ -45,8 +45,9 @@ class SLA:
 
     @property
     def tenant(self) -> str:
-        """The tenant whose wallet the SLA's transfers touch (the namespace unless set)."""
-        return self.spec.tenant or self.namespace
+        """The wallet the SLA's transfers touch (see `wallet_owner`: namespaced, never shared
+        with another namespace that claims the same tenant name)."""
+        return wallet_owner(self.namespace, self.spec.tenant)
 
     def condition(self, kind: str) -> str:
         """`True`, `False` or `Unknown` for a status condition."""

@@ -22,7 +22,7 @@ from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
 from aiconn.sla.metricnames import with_threshold
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 
 SLA_LABEL = "aiconn.io/sla"
 SITE_LABEL = "topology.aiconn.io/site"
@@ -312,7 +312,7 @@ def gateway_container(
         "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
         "AICONN_RATE_RPS": f"{spec.tokens.rate_limit.requests_per_second:g}",
         "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
-        "AICONN_TENANT": spec.tenant or namespace,
+        "AICONN_TENANT": wallet_owner(namespace, spec.tenant),
     }
     ledger_url = {
         "name": "AICONN_LEDGER_URL",
