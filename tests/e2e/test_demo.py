@@ -1,0 +1,69 @@
+"""`make demo`'s code path end to end: the SLA is placed, measured, breached during the injected
+faults, and credited exactly once; `dev down` leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aiconn.devstack import demo, stack
+from aiconn.sla.ledger import Ledger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
+    state = tmp_path / "dev"
+    try:
+        result = demo.run(state_dir=state)
+    finally:
+        stopped = stack.down(state)
+    assert "operator" in stopped and "vllm" in stopped and "kube-apiserver" in stopped
+    for pidfile in (state / "pids").glob("*.pid"):
+        raise AssertionError(f"{pidfile} left behind")
+
+    placed = [s for s in result.statuses if (s.get("placement") or {}).get("tier")]
+    assert placed and placed[-1]["placement"]["tier"] == "edge"
+
+    measured = [
+        s["period"]
+        for s in result.statuses
+        if (s.get("period") or {}).get("availabilityPercent") is not None
+    ]
+    assert measured, "the SLA engine never wrote status.period"
+    target = demo.demo_sla()["spec"]["objectives"]["availability"]["targetPercent"]
+    breached = [
+        s
+        for s in result.statuses
+        if any(c["type"] == "Compliant" and c["status"] == "False" for c in s.get("conditions", []))
+    ]
+    assert breached, "the faults never made the SLA non-compliant"
+    assert min(p["availabilityPercent"] for p in measured) < target
+
+    settlement = result.settlement
+    assert settlement["state"] == "Settled"
+    assert float(settlement["credits"]) > 0
+
+    ledger = Ledger.open(result.endpoints.ledger_url)
+    credits = [
+        t
+        for t in ledger.transfers(kind="credit")
+        if t.sla_name == result.endpoints.sla_name and t.period.start_iso == result.period_start
+    ]
+    assert len(credits) == 1, credits
+    ledger.check_invariant()
+
+    report = result.report
+    assert report["state"] == "Settled" and report["source"] == "ledger"
+    assert report["availabilityPercent"] < target
+    assert {t["id"] for t in report["transfers"]} >= {credits[0].id}
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(p, state)]
+
+
+def _is_ours(pid: str, state: Path) -> bool:
+    try:
+        return str(state) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
