@@ -32,13 +32,18 @@ def write_keys(directory: Path, *keys: str) -> Path:
 class GatewayThread:
     """One gateway on 127.0.0.1 in a daemon thread; use it as a context manager.
 
-    `settings.listen_port` 0 picks a free port; `url` is where it listens once started.
+    It listens on `port`, or on a free port when None (the settings' listen address is not
+    used); `url` is where.
     """
 
     def __init__(
-        self, settings: GatewaySettings, *, allowance: AllowanceSource | None = None
+        self,
+        settings: GatewaySettings,
+        *,
+        port: int | None = None,
+        allowance: AllowanceSource | None = None,
     ) -> None:
-        port = settings.listen_port if settings.listen_port else free_port()
+        port = port or free_port()
         self.settings = settings.model_copy(
             update={"listen_host": "127.0.0.1", "listen_port": port}
         )

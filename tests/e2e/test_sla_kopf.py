@@ -80,7 +80,6 @@ def served(
             namespace=namespace,
             model=vllm_server.model,
             upstream=injector.url,
-            listen_port=0,
             keys_dir=keys,
             ttft_threshold_ms=5000,
             tpot_threshold_ms=1000,
@@ -189,7 +188,8 @@ def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
         interval=5,
         what="Compliant True in a later period",
     )
-    assert recovered["period"]["alerts"] == []
+    # page-1h stops with its 5-minute window; the slower alerts keep the fault for hours.
+    assert "page-1h" not in recovered["period"]["alerts"]
 
     settled = eventually(
         lambda: (s := status().get("lastSettlement")) and s["periodStart"] >= faulty_period and s,

@@ -137,7 +137,6 @@ def stack(
             namespace=sla_namespace,
             model=vllm_server.model,
             upstream=injector.url,
-            listen_port=0,
             keys_dir=keys,
             ttft_threshold_ms=TTFT_THRESHOLD_MS,
             tpot_threshold_ms=1000,
