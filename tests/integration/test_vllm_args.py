@@ -42,7 +42,9 @@ def rendered() -> list[tuple[str, AIInferenceSLASpec, list[str]]]:
         doc = yaml.safe_load(path.read_text())
         spec = AIInferenceSLASpec.model_validate(doc["spec"])
         for dtype in ("bfloat16", "float16", "fp8", "int8", "int4"):
-            variant = spec.model_copy(update={"model": spec.model.model_copy(update={"dtype": dtype})})
+            variant = spec.model_copy(
+                update={"model": spec.model.model_copy(update={"dtype": dtype})}
+            )
             decision = plan(variant, tiers)
             if decision.placed:
                 cases.append((f"{path.stem}/{dtype}", variant, vllm_args(variant, decision)))
@@ -55,7 +57,10 @@ def test_rendered_arguments_parse_with_vllms_own_parser() -> None:
     result = subprocess.run(
         [str(vllm_python()), "-c", PARSE],
         input=json.dumps([argv for _, _, argv in cases]),
-        capture_output=True, text=True, check=False, timeout=300,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
