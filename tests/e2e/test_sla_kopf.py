@@ -169,9 +169,12 @@ def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
         assert broken["period"]["availabilityPercent"] < 99.9
         assert broken["period"]["evaluatedAt"] >= healthy["period"]["evaluatedAt"]
         started = eventually(
-            lambda: events("BurnRateAlertStarted"), timeout=60, interval=2, what="alert Event"
+            lambda: [e for e in events("BurnRateAlertStarted") if "page-1h" in e.message],
+            timeout=60,
+            interval=2,
+            what="page-1h alert Event",
         )
-        assert "page-1h" in started[0].message
+        assert started[0].type == "Warning"
         assert "page-1h" in status()["period"]["alerts"]
     finally:
         served.injector.refuse = False
