@@ -202,9 +202,11 @@ def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -
         f" {client_side:.2f} %, difference {difference:.2f} points over {len(records)} requests;"
         f" inference (vLLM) {result.inference_ttft_attainment_percent}"
     )
-    # Measured: the engine and the client disagree only on requests whose TTFT lies within the
-    # client's own overhead (1-5 ms of loopback and parsing) of the threshold; none did in 5
-    # runs. Tolerance: 2.5 points, two requests of 80.
+    # The engine and the client can disagree only on requests whose TTFT lies within the
+    # client's own overhead (1-5 ms of loopback and parsing) of the threshold; the delays keep
+    # requests 50 ms or more from it while vLLM's own TTFT stays under 100 ms. Measured: 0.00
+    # points apart (50.00 % both, 80 requests, load average 3-11). Tolerance: 2.5 points, two
+    # requests of 80.
     assert difference <= 2.5
     assert 25 <= client_side <= 75, "the injected delays put about half over the threshold"
     # The overhead split: vLLM's own TTFT did not see the delay the path added.
