@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,12 +50,11 @@ def peak_rss_mib(pid: int) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_operator(api: Any, n: int, base: dict[str, Any]) -> dict[str, float]:
     ns = f"bench-op-{n}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
     custom = client.CustomObjectsApi(api)
     created: dict[str, float] = {}
     placed: dict[str, float] = {}
@@ -62,11 +62,14 @@ def run_operator(api: Any, n: int, base: dict[str, Any]) -> dict[str, float]:
 
     def watcher() -> None:
         w = watch.Watch()
-        for event in w.stream(custom.list_namespaced_custom_object, G, V, ns, "aiinferenceslas",
-                              timeout_seconds=600):
+        for event in w.stream(
+            custom.list_namespaced_custom_object, G, V, ns, "aiinferenceslas", timeout_seconds=600
+        ):
             obj = event["object"]
             status = obj.get("status") or {}
-            if status.get("children", {}).get("service") and status.get("placement", {}).get("tier"):
+            if status.get("children", {}).get("service") and status.get("placement", {}).get(
+                "tier"
+            ):
                 placed.setdefault(obj["metadata"]["name"], time.monotonic())
             if len(placed) >= n:
                 w.stop()
@@ -112,30 +115,70 @@ def run_plain_client(api: Any, n: int, base: dict[str, Any]) -> float:
         body = copy.deepcopy(base)
         body["metadata"] = {"name": name}
         sla = custom.create_namespaced_custom_object(G, V, ns, "aiinferenceslas", body)
-        owner = {"apiVersion": f"{G}/{V}", "kind": "AIInferenceSLA", "name": name,
-                 "uid": sla["metadata"]["uid"]}
+        owner = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "AIInferenceSLA",
+            "name": name,
+            "uid": sla["metadata"]["uid"],
+        }
         names = workload.child_names(name)
-        core.create_namespaced_secret(ns, workload.api_key_secret(
-            sla_name=name, namespace=ns, keys=["k"], owner=owner))
+        core.create_namespaced_secret(
+            ns, workload.api_key_secret(sla_name=name, namespace=ns, keys=["k"], owner=owner)
+        )
         slice_spec = slice_for(name, spec, decision)
-        nslice = custom.create_namespaced_custom_object(G, V, ns, "networkslices", {
-            "apiVersion": f"{G}/{V}", "kind": "NetworkSlice",
-            "metadata": {"name": names.network_slice, "ownerReferences": [workload.owner_reference(owner)]},
-            "spec": slice_spec.to_k8s()})
-        slice_owner = {"apiVersion": f"{G}/{V}", "kind": "NetworkSlice",
-                       "name": names.network_slice, "uid": nslice["metadata"]["uid"]}
-        net.create_namespaced_network_policy(ns, network_policy(names.network_slice, ns, slice_spec, slice_owner))
-        apps.create_namespaced_deployment(ns, workload.deployment(
-            sla_name=name, namespace=ns, spec=spec, decision=decision,
-            attachment=pod_attachment(slice_spec), owner=owner, api_key_secret=names.api_key_secret))
-        core.create_namespaced_service(ns, workload.service(sla_name=name, namespace=ns, owner=owner))
+        nslice = custom.create_namespaced_custom_object(
+            G,
+            V,
+            ns,
+            "networkslices",
+            {
+                "apiVersion": f"{G}/{V}",
+                "kind": "NetworkSlice",
+                "metadata": {
+                    "name": names.network_slice,
+                    "ownerReferences": [workload.owner_reference(owner)],
+                },
+                "spec": slice_spec.to_k8s(),
+            },
+        )
+        slice_owner = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "NetworkSlice",
+            "name": names.network_slice,
+            "uid": nslice["metadata"]["uid"],
+        }
+        net.create_namespaced_network_policy(
+            ns, network_policy(names.network_slice, ns, slice_spec, slice_owner)
+        )
+        apps.create_namespaced_deployment(
+            ns,
+            workload.deployment(
+                sla_name=name,
+                namespace=ns,
+                spec=spec,
+                decision=decision,
+                attachment=pod_attachment(slice_spec),
+                owner=owner,
+                api_key_secret=names.api_key_secret,
+            ),
+        )
+        core.create_namespaced_service(
+            ns, workload.service(sla_name=name, namespace=ns, owner=owner)
+        )
         pdb = workload.pod_disruption_budget(sla_name=name, namespace=ns, spec=spec, owner=owner)
         if pdb:
             policy_api.create_namespaced_pod_disruption_budget(ns, pdb)
-        custom.patch_namespaced_custom_object_status(G, V, ns, "aiinferenceslas", name, {
-            "status": {"phase": "Provisioning", "placement": decision.to_status().to_k8s()}})
-        custom.patch_namespaced_custom_object_status(G, V, ns, "networkslices", names.network_slice, {
-            "status": {"phase": "Ready"}})
+        custom.patch_namespaced_custom_object_status(
+            G,
+            V,
+            ns,
+            "aiinferenceslas",
+            name,
+            {"status": {"phase": "Provisioning", "placement": decision.to_status().to_k8s()}},
+        )
+        custom.patch_namespaced_custom_object_status(
+            G, V, ns, "networkslices", names.network_slice, {"status": {"phase": "Ready"}}
+        )
 
     start = time.monotonic()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
@@ -147,34 +190,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000])
     args = parser.parse_args()
+    # A terminated benchmark still stops the control plane it started (the `finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = yaml.safe_load((SAMPLES / "sla-edge-urllc.yaml").read_text())
     state = Path(tempfile.mkdtemp(prefix="aiconn-bench-"))
     cp = ControlPlane(state_dir=state / "cp").start(crds=sorted((ROOT / "crds").glob("*.yaml")))
     api = cp.api_client()
     api.configuration.connection_pool_maxsize = CLIENT_THREADS * 2
     apply_objects(api, load_documents([SAMPLES / "tiers.yaml"]))
+    # The plain client runs first, with no operator around to race it for the same objects.
+    plain_times = {n: run_plain_client(api, n, base) for n in args.sizes}
+    for n in args.sizes:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": f"bench-op-{n}"}})
+    namespaces = json.dumps([f"bench-op-{n}" for n in args.sizes])
     log = (state / "operator.log").open("wb")
-    op = subprocess.Popen([sys.executable, "-m", "aiconn.cli", "operator"],
-                          env={**os.environ, "KUBECONFIG": str(cp.kubeconfig)},
-                          stdout=log, stderr=subprocess.STDOUT)
+    op = subprocess.Popen(
+        [sys.executable, "-m", "aiconn.cli", "operator"],
+        env={**os.environ, "KUBECONFIG": str(cp.kubeconfig), "AICONN_NAMESPACES": namespaces},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     rows = []
     try:
         time.sleep(3)
         for n in args.sizes:
-            plain = run_plain_client(api, n, base)
+            plain = plain_times[n]
             result = run_operator(api, n, base)
             rows.append((n, result, plain, peak_rss_mib(op.pid)))
-            print(f"n={n}: operator {result['total_s']:.1f} s (p50 {result['p50_s']:.2f} s, "
-                  f"p99 {result['p99_s']:.2f} s), plain client {plain:.1f} s", file=sys.stderr)
+            print(
+                f"n={n}: operator {result['total_s']:.1f} s (p50 {result['p50_s']:.2f} s, "
+                f"p99 {result['p99_s']:.2f} s), plain client {plain:.1f} s",
+                file=sys.stderr,
+            )
     finally:
         op.terminate()
         op.wait(timeout=30)
         cp.stop()
-    print("| SLAs | operator: all placed (s) | per-SLA p50 (s) | per-SLA p99 (s) | plain client (s) | ratio | operator peak RSS (MiB) |")
+    print(
+        "| SLAs | operator: all placed (s) | per-SLA p50 (s) | per-SLA p99 (s) "
+        "| plain client (s) | ratio | operator peak RSS (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, r, plain, rss in rows:
-        print(f"| {n} | {r['total_s']:.1f} | {r['p50_s']:.2f} | {r['p99_s']:.2f} | {plain:.1f} | "
-              f"{r['total_s'] / plain:.2f} | {rss:.0f} |")
+        print(
+            f"| {n} | {r['total_s']:.1f} | {r['p50_s']:.2f} | {r['p99_s']:.2f} | {plain:.1f} | "
+            f"{r['total_s'] / plain:.2f} | {rss:.0f} |"
+        )
 
 
 if __name__ == "__main__":
