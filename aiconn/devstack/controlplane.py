@@ -160,7 +160,8 @@ class ControlPlane:
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
                 f"--client-ca-file={pki['ca.crt']}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                # Room for the benchmarks: every SLA has a ClusterIP Service.
+                "--service-cluster-ip-range=10.96.0.0/16",
                 "--authorization-mode=RBAC",
                 f"--service-account-issuer=https://127.0.0.1:{self.port}",
                 f"--service-account-key-file={pki['sa.pub']}",
