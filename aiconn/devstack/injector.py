@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 
 
 class FaultInjector:
-    """A proxy on 127.0.0.1 in front of `upstream_url`; use it as a context manager."""
+    """A proxy on 127.0.0.1 (`port`, 0 for any free one) in front of `upstream_url`; use it as
+    a context manager."""
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, *, port: int = 0) -> None:
         parts = urlsplit(upstream_url)
+        self._port = port
         self._target = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.delay = 0.0
         """Seconds every byte from the upstream is held back."""
@@ -59,7 +61,7 @@ class FaultInjector:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         server = self._loop.run_until_complete(
-            asyncio.start_server(self._connection, "127.0.0.1", 0)
+            asyncio.start_server(self._connection, "127.0.0.1", self._port)
         )
         self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         self._ready.set()
