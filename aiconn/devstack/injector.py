@@ -67,6 +67,12 @@ class FaultInjector:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        # Connections still open end here, not later in a garbage-collected, closed loop.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     async def _connection(
         self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
