@@ -238,7 +238,7 @@ def _wait_placed(watcher: Watcher, timeout: float = 120) -> None:
                 f"placed on tier {placement['tier']} (site {placement.get('site')}, "
                 f"{placement.get('gpusPerReplica')} x {placement.get('gpu')}, TP "
                 f"{placement.get('tensorParallelSize')}); rejected: "
-                + "; ".join(f"{r['tier']}: {r['reason']}" for r in placement["rejected"])
+                + "; ".join(r["reason"] for r in placement["rejected"])
             )
             return
         time.sleep(1)
