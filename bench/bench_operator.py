@@ -49,6 +49,8 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -206,7 +208,12 @@ def main() -> None:
     log = (state / "operator.log").open("wb")
     op = subprocess.Popen(
         [sys.executable, "-m", "aiconn.cli", "operator"],
-        env={**os.environ, "KUBECONFIG": str(cp.kubeconfig), "AICONN_NAMESPACES": namespaces},
+        env={
+            **os.environ,
+            "KUBECONFIG": str(cp.kubeconfig),
+            "AICONN_NAMESPACES": namespaces,
+            "AICONN_HEALTH_PORT": "0",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -186,6 +186,7 @@ def up(
             "AICONN_LEDGER_URL": ledger_url,
             "AICONN_EVALUATION_INTERVAL_SECONDS": str(evaluation_interval),
             "AICONN_SETTLEMENT_GRACE_SECONDS": str(settlement_grace),
+            "AICONN_HEALTH_PORT": str(free_port()),
         },
     )
     api_token = secrets.token_urlsafe(24)

@@ -24,6 +24,8 @@ def run(*, verbose: bool = False) -> None:
             clusterwide=namespaces is None,
             namespaces=namespaces or [],
             standalone=True,
-            liveness_endpoint="http://0.0.0.0:8080/healthz",
+            liveness_endpoint=(
+                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+            ),
         )
     )

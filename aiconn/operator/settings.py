@@ -31,6 +31,8 @@ class OperatorSettings(BaseSettings):
     """Wait after a period closes before settling it (late scrapes)."""
     coverage_floor_percent: float = 90.0
     """Periods with less data coverage are held for review, not paid."""
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the liveness endpoint (/healthz) on all interfaces; 0 turns it off."""
     nsmf_plmn_mcc: str = "001"
     """Mobile country code of the operator's PLMN (for NSMF slice profiles)."""
     nsmf_plmn_mnc: str = "01"

@@ -33,7 +33,7 @@ def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "aiconn.cli", "operator"],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), "AICONN_HEALTH_PORT": "0"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
