@@ -25,11 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
@@ -119,10 +118,6 @@ def measure(
     Raises SourceUnavailable when Prometheus cannot answer.
     """
     series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
-    if series.tokens.shape != (len(slas),):
-        # With no token increase for any SLA yet (a fresh Prometheus, no traffic), the source
-        # returns an empty token array rather than one zero per SLA: no tokens were metered.
-        series = replace(series, tokens=np.zeros(len(slas), dtype=np.int64))
     return evaluate_fleet(terms=FleetTerms.from_specs([s.spec for s in slas]), series=series)
 
 

@@ -75,12 +75,14 @@ class TokenCounts:
     """Tokens metered per SLA over the period, by type (prompt, completion)."""
 
     by_type: dict[str, NDArray[np.int64]]
+    slas: int
+    """Fleet size: with no tokens metered yet, the total is still one zero per SLA."""
 
     @property
     def total(self) -> NDArray[np.int64]:
         """All token types together."""
         arrays = list(self.by_type.values())
-        return np.sum(arrays, axis=0, dtype=np.int64) if arrays else np.zeros(0, np.int64)
+        return np.sum(arrays, axis=0, dtype=np.int64) if arrays else np.zeros(self.slas, np.int64)
 
 
 class PrometheusSource:
@@ -196,7 +198,7 @@ class PrometheusSource:
             kind = series["metric"].get(mn.TOKEN_TYPE_LABEL, "")
             counts = by_type.setdefault(kind, np.zeros(len(index), dtype=np.int64))
             counts[row] += round(_value(series["value"]))
-        return TokenCounts(by_type=by_type)
+        return TokenCounts(by_type=by_type, slas=len(index))
 
     def _minute_matrix(
         self, query: str, index: Mapping[tuple[str, str], int], start: datetime, minutes: int

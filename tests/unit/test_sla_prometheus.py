@@ -116,3 +116,9 @@ def test_per_sla_query_asks_once_per_sla() -> None:
     client = FakeClient()
     per_sla_query(PrometheusSource(client), TARGETS, PERIOD)
     assert len(client.queries) == len(TARGETS)
+
+
+def test_no_tokens_metered_yet_is_one_zero_per_sla() -> None:
+    from aiconn.sla.prometheus import TokenCounts
+
+    assert TokenCounts(by_type={}, slas=3).total.tolist() == [0, 0, 0]
