@@ -19,9 +19,10 @@ deps: $(STAMP)
 # Debian packages: Prometheus, PostgreSQL and Chromium (for the NOC page test).
 system-deps:
 	@need=""; \
-	for p in prometheus:/usr/bin/prometheus postgresql:/usr/lib/postgresql/15/bin/postgres \
-	         chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver; do \
+	for p in prometheus:/usr/bin/prometheus chromium:/usr/bin/chromium \
+	         chromium-driver:/usr/bin/chromedriver; do \
 	  [ -x "$${p#*:}" ] || need="$$need $${p%%:*}"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

@@ -32,12 +32,17 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(state_dir=tmp_path_factory.mktemp("controlplane"))
+    previous = os.environ.get("KUBECONFIG")
     try:
         cp.start(crds=CRDS)
         os.environ["KUBECONFIG"] = str(cp.kubeconfig)
         yield cp
     finally:
         cp.stop()
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -42,12 +42,29 @@ from aiconn.sla.ledger import (
     Ledger,
     Settlement,
     SettlementState,
+    TransferConflict,
     fund_allowance,
     settle_period,
 )
-from aiconn.sla.periods import Period, current_period, floor_minute, previous_period
+from aiconn.sla.periods import (
+    Period,
+    current_period,
+    floor_minute,
+    period_containing,
+    previous_period,
+)
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
-from aiconn.sla.spec import AIInferenceSLASpec, BurnRates, PeriodStatus, SettlementStatus, Window
+from aiconn.sla.spec import (
+    AIInferenceSLASpec,
+    BurnRates,
+    PeriodStatus,
+    SettlementStatus,
+    Window,
+    wallet_owner,
+)
+
+# Rolling windows never close a period; their allowance is funded per calendar month.
+MONTH = Window(duration="1M", calendar_aligned=True)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +88,8 @@ class SLARef:
 
     @property
     def tenant(self) -> str:
-        return self.spec.tenant or self.namespace
+        """The wallet this SLA's tokens move through; the same name the gateway and the API use."""
+        return wallet_owner(self.namespace, self.spec.tenant)
 
     @property
     def target(self) -> SLATarget:
@@ -233,6 +251,9 @@ class FleetEvaluator:
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
     ) -> None:
         period = current_period(window, now)
+        # The allowance does not wait for measurements: a Prometheus outage at a period's start
+        # must not leave tenants without tokens (402 at the gateway).
+        await asyncio.to_thread(self._fund, slas, now)
         # Only complete minutes are judged; in the period's first minute there is nothing yet.
         measured_until = min(floor_minute(now), period.end)
         if measured_until <= period.start:
@@ -250,8 +271,6 @@ class FleetEvaluator:
         await self._gather(
             self._write_period(sla, period, fleet.sla(i), at) for i, sla in enumerate(slas)
         )
-        if window.calendar_aligned:
-            await asyncio.to_thread(self._fund, slas, period)
 
     async def _write_period(
         self, sla: SLARef, period: Period, result: SLAEvaluation, at: str
@@ -286,20 +305,30 @@ class FleetEvaluator:
             [condition(COMPLIANT, ok, reason, message, generation=generation)],
         )
 
-    def _fund(self, slas: Sequence[SLARef], period: Period) -> None:
+    def _fund(self, slas: Sequence[SLARef], now: datetime) -> None:
+        """Fund each SLA's allowance once per funding period: its own calendar period, or the
+        calendar month for rolling windows (whose periods never close to be settled)."""
         for sla in slas:
+            window = sla.spec.objectives.window
+            period = period_containing(window if window.calendar_aligned else MONTH, now)
             key = (sla.uid, period.start)
             if key in self._funded:
                 continue
-            fund_allowance(
-                self.ledger,
-                sla_uid=sla.uid,
-                namespace=sla.namespace,
-                name=sla.name,
-                tenant=sla.tenant,
-                period=period,
-                tokens=sla.spec.tokens.monthly_commitment,
-            )
+            try:
+                fund_allowance(
+                    self.ledger,
+                    sla_uid=sla.uid,
+                    namespace=sla.namespace,
+                    name=sla.name,
+                    tenant=sla.tenant,
+                    period=period,
+                    tokens=sla.spec.tokens.monthly_commitment,
+                )
+            except TransferConflict as err:
+                # The commitment changed after this period was funded: the funded amount stands
+                # (transfers are immutable); one SLA's conflict must not stop the fleet's pass.
+                log.warning("allowance of %s/%s not re-funded: %s", sla.namespace, sla.name, err)
+            self._funded = {k for k in self._funded if k[0] != sla.uid or k[1] >= period.start}
             self._funded.add(key)
 
     async def _settle_group(

@@ -77,6 +77,13 @@ def slice_ready(slice_obj: Mapping[str, Any] | None) -> tuple[bool | None, str, 
 
 def inference_ready(deployment: Mapping[str, Any] | None, replicas: int) -> tuple[bool, str, str]:
     status = (deployment or {}).get("status") or {}
+    generation = ((deployment or {}).get("metadata") or {}).get("generation", 0)
+    if (
+        int(status.get("observedGeneration") or 0) < generation
+        or int(status.get("updatedReplicas") or 0) < replicas
+    ):
+        # Old pods stay Ready while a new spec's pods still load the model: not ready yet.
+        return False, "RollingOut", "the vLLM Deployment is rolling out the current spec"
     available = int(status.get("availableReplicas") or 0)
     if available >= replicas:
         return True, "ReplicasAvailable", f"{available}/{replicas} vLLM replicas available"
