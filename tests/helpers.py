@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
 
 
@@ -22,7 +24,8 @@ def eventually(
     while time.monotonic() < deadline:
         try:
             last = check()
-        except AssertionError as err:
+        # A server still starting refuses connections: that is "not yet", not a failure.
+        except (AssertionError, OSError, httpx.TransportError) as err:
             last = err
         else:
             if last:
