@@ -214,7 +214,7 @@ def up(
     endpoints = Endpoints(
         kubeconfig=str(cp.kubeconfig),
         api=api_url,
-        noc=f"{api_url}/noc?token={api_token}",
+        noc=f"{api_url}/noc#token={api_token}",
         prometheus=prometheus.url,
         gateway=gateway_url,
         vllm=vllm.url,
