@@ -16,8 +16,9 @@ and period is what makes that exactly once; `status.lastSettlement` and the in-m
 only avoid asking again. Rolling windows are reported, never settled.
 
 `status.conditions` is merge-patched as a whole list (Kubernetes has no patch by condition type
-for custom resources); a handler writing other conditions at the same moment can drop Compliant
-until the next pass writes it again.
+for custom resources), so each write carries the resourceVersion its list was merged into and a
+conflict with the reconcile (which owns Placed, SliceReady, InferenceReady and Ready) re-reads
+and merges again: neither writer drops the other's conditions.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
-from aiconn.operator.conditions import condition, merge, now_iso
+from aiconn.operator.conditions import condition, now_iso
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
@@ -48,6 +49,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.periods import (
     Period,
+    ceil_minute,
     current_period,
     floor_minute,
     period_containing,
@@ -85,6 +87,13 @@ class SLARef:
     created: datetime
     spec: AIInferenceSLASpec
     status: Mapping[str, Any]
+    resource_version: str | None = None
+    """The version `status` was read at; status writes merge conditions into it."""
+
+    @property
+    def in_force(self) -> datetime:
+        """The SLA's first whole minute: nothing before it was promised, measured or owed."""
+        return ceil_minute(self.created)
 
     @property
     def tenant(self) -> str:
@@ -111,6 +120,7 @@ class SLARef:
             created=datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")),
             spec=AIInferenceSLASpec.model_validate(body.get("spec") or {}),
             status=body.get("status") or {},
+            resource_version=meta.get("resourceVersion"),
         )
 
 
@@ -136,7 +146,13 @@ def measure(
     Raises SourceUnavailable when Prometheus cannot answer.
     """
     series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
-    return evaluate_fleet(terms=FleetTerms.from_specs([s.spec for s in slas]), series=series)
+    return evaluate_fleet(
+        terms=FleetTerms.from_specs([s.spec for s in slas]),
+        series=series,
+        in_force_from=[
+            max(0, int((s.in_force - period.start).total_seconds()) // 60) for s in slas
+        ],
+    )
 
 
 def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:
@@ -278,31 +294,29 @@ class FleetEvaluator:
         ok, reason, message = compliance(sla.spec, result)
         new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
-        await self.kube.patch_status(
-            SLA_KIND,
-            sla.name,
-            sla.namespace,
-            {"period": new_period, "conditions": self._conditions(sla, ok, reason, message)},
-        )
+        await self._write_status(sla, {"period": new_period}, ok, reason, message)
         for type_, event_reason, text in _period_events(previous, new_period):
             await self.post_event(sla, type_=type_, reason=event_reason, message=text)
 
     async def _mark_unavailable(self, sla: SLARef, error: str) -> None:
         message = f"Prometheus did not answer; previous measurements kept: {error}"[:1024]
-        await self.kube.patch_status(
+        await self._write_status(sla, {}, None, "MeasurementUnavailable", message)
+
+    async def _write_status(
+        self, sla: SLARef, fields: dict[str, Any], ok: bool | None, reason: str, message: str
+    ) -> None:
+        """Status `fields` and the Compliant condition; the reconcile's conditions are kept."""
+        generation = sla.status.get("observedGeneration")
+        await self.kube.update_status(
             SLA_KIND,
             sla.name,
             sla.namespace,
-            {"conditions": self._conditions(sla, None, "MeasurementUnavailable", message)},
-        )
-
-    def _conditions(
-        self, sla: SLARef, ok: bool | None, reason: str, message: str
-    ) -> list[dict[str, Any]]:
-        generation = sla.status.get("observedGeneration")
-        return merge(
-            sla.status.get("conditions", []),
-            [condition(COMPLIANT, ok, reason, message, generation=generation)],
+            fields=fields,
+            conditions=[condition(COMPLIANT, ok, reason, message, generation=generation)],
+            current={
+                "metadata": {"resourceVersion": sla.resource_version},
+                "status": {"conditions": list(sla.status.get("conditions") or [])},
+            },
         )
 
     def _fund(self, slas: Sequence[SLARef], now: datetime) -> None:
@@ -340,8 +354,8 @@ class FleetEvaluator:
         due = [
             sla
             for sla in slas
-            # A period that ended before the SLA existed was never promised.
-            if closed.end > sla.created
+            # A period that ended before the SLA's first whole minute was never promised.
+            if closed.end > sla.in_force
             and (sla.status.get("lastSettlement") or {}).get("periodStart") != closed.start_iso
         ]
         if not due:

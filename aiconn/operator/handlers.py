@@ -74,39 +74,45 @@ def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, Inferenc
     return {name: next(iter(store)) for name, store in tier_index.items()}
 
 
-async def _write(outcome: Outcome, body: Any, patch: kopf.Patch | None) -> None:
+async def _write(outcome: Outcome, body: Any) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    if patch is not None:
-        patch.status.update(outcome.status)
-    else:
-        meta = body["metadata"]
-        await state.kube().patch_status(
-            "AIInferenceSLA", meta["name"], meta["namespace"], outcome.status
-        )
+    meta, status = body["metadata"], body.get("status") or {}
+    # Written here rather than through Kopf's patch: the SLA loop owns Compliant in the same
+    # list, so the conditions are merged into the version this reconcile saw (see update_status).
+    seen = {
+        "metadata": {"resourceVersion": meta.get("resourceVersion")},
+        "status": {"conditions": list(status.get("conditions") or [])},
+    }
+    await state.kube().update_status(
+        "AIInferenceSLA",
+        meta["name"],
+        meta["namespace"],
+        fields=outcome.status,
+        conditions=outcome.conditions,
+        current=seen,
+    )
 
 
-async def _reconcile(
-    body: Any, patch: kopf.Patch | None, tier_index: kopf.Index[str, InferenceTierSpec]
-) -> None:
+async def _reconcile(body: Any, tier_index: kopf.Index[str, InferenceTierSpec]) -> None:
     try:
         outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
+        await _write(outcome, body)
     except ApiException as err:
         if err.status in (409, 429) or err.status >= 500:
             raise kopf.TemporaryError(
                 f"API server said {err.status}: {err.reason}", delay=5
             ) from err
         raise
-    await _write(outcome, body, patch)
 
 
 @kopf.on.resume(GROUP, VERSION, "aiinferenceslas")
 @kopf.on.create(GROUP, VERSION, "aiinferenceslas")
 @kopf.on.update(GROUP, VERSION, "aiinferenceslas", field="spec")
 async def sla_changed(
-    body: kopf.Body, patch: kopf.Patch, tier_index: kopf.Index[str, InferenceTierSpec], **_: Any
+    body: kopf.Body, tier_index: kopf.Index[str, InferenceTierSpec], **_: Any
 ) -> None:
-    await _reconcile(body, patch, tier_index)
+    await _reconcile(body, tier_index)
 
 
 @kopf.on.create(GROUP, VERSION, "inferencetiers")
@@ -128,7 +134,7 @@ async def tier_changed(
         if body is None or body["metadata"].get("deletionTimestamp"):
             continue
         try:
-            await _reconcile(body, None, tier_index)
+            await _reconcile(body, tier_index)
         except (ApiException, kopf.TemporaryError) as err:
             if isinstance(err, ApiException) and _namespace_terminating(err):
                 continue

@@ -1,5 +1,5 @@
 """The operator's few verbs on the Kubernetes API: server-side apply, create-if-absent, read,
-delete and status patches, for the kinds it owns.
+delete and status patches (conditions with optimistic concurrency), for the kinds it owns.
 
 Server-side apply with deterministic names is what makes reconciliation idempotent: replaying
 a reconcile after a crash at any point converges on one child of each kind, never a duplicate.
@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from aiconn.operator.conditions import merge
 
 FIELD_MANAGER = "aiconn-operator"
 
@@ -136,6 +139,49 @@ class KubeApi:
             KINDS[kind].path(namespace, name) + "/status",
             body={"status": status},
             content_type="application/merge-patch+json",
+        )
+
+    async def update_status(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        *,
+        fields: Mapping[str, Any],
+        conditions: Sequence[dict[str, Any]],
+        current: Mapping[str, Any] | None = None,
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Merge-patch status `fields` and set `conditions` by type, keeping the other writers'.
+
+        A merge patch replaces a list whole, and the operator's reconcile and its SLA loop each
+        own some of the conditions: the patch therefore carries the resourceVersion its list was
+        merged into, and a conflict (someone wrote in between) re-reads and merges again.
+        `current` is the object as the caller last saw it; None reads it first.
+        """
+        for _ in range(max(attempts, 1)):
+            if current is None or not current.get("metadata", {}).get("resourceVersion"):
+                current = await self.get(kind, name, namespace)
+                if current is None:
+                    raise ApiException(status=404, reason=f"{kind} {namespace}/{name} not found")
+            previous = (current.get("status") or {}).get("conditions") or []
+            body = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "status": {**fields, "conditions": merge(previous, conditions)},
+            }
+            try:
+                return await self.call(
+                    "PATCH",
+                    KINDS[kind].path(namespace, name) + "/status",
+                    body=body,
+                    content_type="application/merge-patch+json",
+                )
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                current = None
+        raise ApiException(
+            status=409, reason=f"{kind} {namespace}/{name} kept changing; status not written"
         )
 
 

@@ -40,9 +40,11 @@ class Event:
 
 @dataclass
 class Outcome:
-    """What a reconcile wants written back: the status patch and the Events to post."""
+    """What a reconcile wants written back: status fields, the conditions it owns (set by type,
+    others' left alone) and the Events to post."""
 
     status: dict[str, Any]
+    conditions: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
@@ -124,7 +126,6 @@ async def reconcile_sla(
     name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     previous = body.get("status") or {}
-    old_conditions = previous.get("conditions", [])
     try:
         spec = AIInferenceSLASpec.model_validate(body["spec"])
     except ValidationError as err:
@@ -135,11 +136,8 @@ async def reconcile_sla(
             status={
                 "observedGeneration": generation,
                 "phase": "Invalid",
-                "conditions": merge(
-                    old_conditions,
-                    [condition("Ready", False, "InvalidSpec", message, generation=generation)],
-                ),
             },
+            conditions=[condition("Ready", False, "InvalidSpec", message, generation=generation)],
             events=[Event("Warning", "InvalidSpec", message)],
         )
 
@@ -152,22 +150,13 @@ async def reconcile_sla(
                 "observedGeneration": generation,
                 "phase": "Unplaceable",
                 "placement": placement,
-                "conditions": merge(
-                    old_conditions,
-                    [
-                        condition(
-                            "Placed",
-                            False,
-                            "NoFeasibleTier",
-                            decision.message,
-                            generation=generation,
-                        ),
-                        condition(
-                            "Ready", False, "Unplaceable", decision.message, generation=generation
-                        ),
-                    ],
-                ),
             },
+            conditions=[
+                condition(
+                    "Placed", False, "NoFeasibleTier", decision.message, generation=generation
+                ),
+                condition("Ready", False, "Unplaceable", decision.message, generation=generation),
+            ],
             events=events,
         )
 
@@ -236,16 +225,11 @@ async def reconcile_sla(
             "placement": placement,
             "children": children,
             "endpoint": f"http://{names.service}.{namespace}.svc:{workload.GATEWAY_PORT}/v1",
-            "conditions": merge(
-                old_conditions,
-                [
-                    condition(
-                        "Placed", True, "TierChosen", decision.message, generation=generation
-                    ),
-                    *ready_conditions,
-                ],
-            ),
         },
+        conditions=[
+            condition("Placed", True, "TierChosen", decision.message, generation=generation),
+            *ready_conditions,
+        ],
         events=events,
     )
 
@@ -267,9 +251,8 @@ async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dic
         generation=status.get("observedGeneration"),
     )
     old = status.get("conditions", [])
-    merged = merge(old, conds)
-    if phase == status.get("phase") and merged == old:
+    if phase == status.get("phase") and merge(old, conds) == old:
         return None
-    return await kube.patch_status(
-        SLA_KIND, sla_name, namespace, {"phase": phase, "conditions": merged}
+    return await kube.update_status(
+        SLA_KIND, sla_name, namespace, fields={"phase": phase}, conditions=conds, current=sla
     )

@@ -168,9 +168,19 @@ class FleetEvaluation:
 
 
 def evaluate_fleet(
-    *, terms: FleetTerms, series: FleetSeries, chunk_slas: int = DEFAULT_CHUNK_SLAS
+    *,
+    terms: FleetTerms,
+    series: FleetSeries,
+    in_force_from: Sequence[int] | NDArray[np.integer] | None = None,
+    chunk_slas: int = DEFAULT_CHUNK_SLAS,
 ) -> FleetEvaluation:
-    """Evaluate every SLA over the period the series cover (minutes elapsed so far, or all)."""
+    """Evaluate every SLA over the period the series cover (minutes elapsed so far, or all).
+
+    `in_force_from` gives, per SLA, the first minute of the period (0-based) the SLA was in
+    force: an SLA created mid-period is judged, and its data coverage counted, only from then on,
+    so its first period is neither held for review for minutes nobody promised nor credited for
+    them. None means every SLA was in force for the whole period.
+    """
     n = len(terms)
     shape = series.in_contract.shape
     if len(shape) != 2 or shape[0] != n or series.failed.shape != shape or series.up.shape != shape:
@@ -184,6 +194,14 @@ def evaluate_fleet(
         )
     period = slice(series.lookback_minutes, None)
     minutes = shape[1] - series.lookback_minutes
+    offsets = np.zeros(n, dtype=np.int64)
+    if in_force_from is not None:
+        offsets = np.clip(np.asarray(in_force_from, dtype=np.int64), 0, minutes)
+        if offsets.shape != (n,):
+            raise ValueError(
+                f"in_force_from must have one entry per SLA ({n}), got shape {offsets.shape}"
+            )
+    judged = minutes - offsets
     budget = error_budget(terms.availability_target)
 
     good = np.empty(n, dtype=np.int64)
@@ -193,8 +211,12 @@ def evaluate_fleet(
     for lo in range(0, n, max(chunk_slas, 1)):
         rows = slice(lo, min(lo + chunk_slas, n))
         slices = classify_minutes(series.in_contract[rows], series.failed[rows], series.up[rows])
-        bad_chunk = np.count_nonzero(slices.bad[:, period], axis=1)
-        known_chunk = np.count_nonzero(slices.known[:, period], axis=1)
+        bad_minutes, known_minutes = slices.bad[:, period], slices.known[:, period]
+        if offsets[rows].any():
+            in_force = np.arange(minutes)[None, :] >= offsets[rows, None]
+            bad_minutes, known_minutes = bad_minutes & in_force, known_minutes & in_force
+        bad_chunk = np.count_nonzero(bad_minutes, axis=1)
+        known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk
         bad[rows] = bad_chunk
         chunk_rates = window_burn_rates(slices, budget_fraction=budget[rows])
@@ -206,7 +228,7 @@ def evaluate_fleet(
     remaining = budget_remaining_percent(bad=bad, known=known, budget_fraction=budget)
     with np.errstate(invalid="ignore", divide="ignore"):
         availability = np.where(known > 0, 100.0 * good / np.maximum(known, 1), np.nan)
-        coverage = np.full(n, np.nan) if minutes == 0 else 100.0 * known / minutes
+        coverage = np.where(judged > 0, 100.0 * known / np.maximum(judged, 1), np.nan)
 
     tokens = np.asarray(series.tokens, dtype=np.int64)
     inference = series.inference_ttft

@@ -145,6 +145,12 @@ def floor_minute(t: datetime) -> datetime:
     return t.replace(second=0, microsecond=0)
 
 
+def ceil_minute(t: datetime) -> datetime:
+    """The first whole minute that starts at or after `t`."""
+    floor = floor_minute(t)
+    return floor if floor == t else floor + timedelta(minutes=1)
+
+
 def _month_start(index: int) -> datetime:
     year, month = divmod(index, 12)
     return datetime(1970 + year, month + 1, 1, tzinfo=UTC)

@@ -126,6 +126,51 @@ def test_half_covered_period_reports_coverage() -> None:
     assert result.availability_percent == 100.0
 
 
+def test_an_sla_created_mid_period_is_judged_from_its_first_minute() -> None:
+    # Two SLAs see the same minutes: no data for the first 400 (nobody served them yet), then
+    # 600 minutes up with 10 of them down. The second SLA came into force at minute 400.
+    up = np.ones((2, 1000), dtype=np.float32)
+    up[:, :400] = np.nan
+    up[:, 500:510] = 0
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([SPEC, SPEC]), series=series(up), in_force_from=[0, 400]
+    )
+    whole, late = result.sla(0), result.sla(1)
+    assert whole.coverage_percent == 60.0
+    assert late.coverage_percent == 100.0
+    assert late.good_minutes == 590 and late.bad_minutes == 10
+    assert late.availability_percent == whole.availability_percent
+
+
+def test_minutes_before_an_sla_existed_are_neither_good_nor_bad() -> None:
+    up = np.zeros((1, 100), dtype=np.float32)  # down before the SLA existed
+    up[0, 30:] = 1
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([SPEC]), series=series(up), in_force_from=[30]
+    ).sla(0)
+    assert (result.good_minutes, result.bad_minutes) == (70, 0)
+    assert result.availability_percent == 100.0
+    assert result.credit.amount == 0
+
+
+def test_an_sla_in_force_after_the_measured_minutes_has_no_coverage() -> None:
+    up = np.ones((1, 10), dtype=np.float32)
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([SPEC]), series=series(up), in_force_from=[25]
+    ).sla(0)
+    assert result.coverage_percent is None
+    assert result.availability_percent is None
+
+
+def test_in_force_needs_one_entry_per_sla() -> None:
+    with pytest.raises(ValueError, match="one entry per SLA"):
+        evaluate_fleet(
+            terms=FleetTerms.from_specs([SPEC]),
+            series=series(np.ones((1, 10), dtype=np.float32)),
+            in_force_from=[0, 0],
+        )
+
+
 def test_lookback_feeds_burn_rates_but_not_the_period() -> None:
     up = np.ones((1, 4320 + 60), dtype=np.float32)
     up[0, 60:160] = 0  # bad minutes in the look-back only
