@@ -2,9 +2,10 @@
 
 It applies the edge sample SLA with a short period (minutes instead of a month, through the
 SLA's own `objectives.window`, not a special code path), drives steady traffic through the token
-gateway, waits for a fresh period so the whole of it is measured, injects a latency spike and then
-an outage at the injector between the gateway and vLLM, and waits for the period to close and be
-settled. It prints live compliance on the way and ends with the SLA report and the credits.
+gateway, injects a latency spike and then an outage at the injector between the gateway and vLLM
+(in the current period when enough of it is left after the SLA's first whole minute, from which
+it is judged; otherwise in the next), and waits for the period to close and be settled. It
+prints live compliance on the way and ends with the SLA report and the credits.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import yaml
 
 from aiconn.devstack import stack
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
-from aiconn.sla.periods import period_containing
+from aiconn.sla.periods import ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
 
 SAMPLE = stack.ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
@@ -177,6 +178,8 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
         f"{spec.objectives.availability.target_percent} %)"
     )
     stack.apply_sla(endpoints.kubeconfig, sla)
+    # The SLA is judged from its first whole minute after creation; it was created before now.
+    in_force = ceil_minute(dt.datetime.now(dt.UTC))
     watcher = Watcher(endpoints)
     try:
         _wait_placed(watcher)
@@ -193,13 +196,17 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
         try:
             now = dt.datetime.now(dt.UTC)
             current = period_containing(spec.objectives.window, now)
-            # The faulted period must be measured whole: start in the next one.
-            target = period_containing(spec.objectives.window, current.end)
+            # The faults go where the SLA is judged: the current period if the whole scenario
+            # fits after the SLA's first whole minute, else the next one.
+            scenario = dt.timedelta(seconds=BASELINE_SECONDS + SPIKE_SECONDS + OUTAGE_SECONDS + 20)
+            fits = max(now, in_force) + scenario <= current.end
+            target = current if fits else period_containing(spec.objectives.window, current.end)
             result.period_start, result.period_end = target.start_iso, target.end_iso
-            wait = (target.start - now).total_seconds()
+            wait = max(0.0, (max(target.start, in_force) - now).total_seconds())
             stack.say(
                 f"driving traffic; faults go into the period {target.start_iso} .. "
-                f"{target.end_iso} (starts in {wait:.0f} s)"
+                f"{target.end_iso} (judged from {max(target.start, in_force):%H:%M:%S},"
+                f" in {wait:.0f} s)"
             )
             _run_for(watcher, "steady traffic", wait + BASELINE_SECONDS)
             stack.say(
