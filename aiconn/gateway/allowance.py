@@ -4,9 +4,10 @@ The balance lives in the ledger (`aiconn.sla.ledger`), which the gateway does no
 lead wires a plain `Callable[[], int]` that reads the tenant's wallet into `LedgerAllowance`, so
 the gateway stays an adapter that can run, and be tested, without a database.
 
-Remaining = the last balance read from the ledger minus the tokens this gateway metered since
-that read. The ledger is read in a thread (it is a blocking database call) at most every
-`cache_seconds`; between reads the local count keeps the estimate current.
+Remaining = the tenant's available tokens as last read from the ledger (wallet balance minus the
+usage the operator's SLA loop has recorded for periods not yet settled) minus the tokens this
+gateway metered since that read. The ledger is read in a thread (it is a blocking database call)
+at most every `cache_seconds`; between reads the local count keeps the estimate current.
 
 Policy when the ledger cannot be read (a stated choice, because it moves money either way):
 

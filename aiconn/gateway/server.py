@@ -123,7 +123,7 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
         # start-up is handled by the fail-mode policy like any later outage.
         if not ledger:
             ledger.append(Ledger.open(url))
-        return ledger[0].wallet_balance(settings.tenant)
+        return ledger[0].available_tokens(settings.tenant)
 
     return LedgerAllowance(
         read_balance,

@@ -9,6 +9,11 @@ Prometheus being unreachable is not the service being down: the pass then leaves
 measured period as it was, sets `Compliant` to Unknown (MeasurementUnavailable) and settles
 nothing; the minutes it could not see stay unknown and show up later as lower coverage.
 
+Each pass also records every calendar SLA's tokens so far in the ledger (`record_usage`), so the
+gateway's allowance (wallet balance minus usage not yet settled) drops within the period; the
+gateway subtracts what it metered since its last read, so the gap is at most the traffic since
+the last pass plus the scrape delay.
+
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
 the ledger (held for review when coverage is below the floor). The ledger's unique key per SLA
@@ -44,6 +49,7 @@ from aiconn.sla.ledger import (
     Settlement,
     SettlementState,
     TransferConflict,
+    UsageReading,
     fund_allowance,
     settle_period,
 )
@@ -284,6 +290,20 @@ class FleetEvaluator:
             return
         at = now_iso()
         report.evaluated += len(slas)
+        if window.calendar_aligned:
+            # Usage so far counts against the wallet before the period settles (the gateway's
+            # 402); rolling windows never settle, so their usage is never pending.
+            readings = [
+                UsageReading(
+                    sla_uid=sla.uid,
+                    tenant=sla.tenant,
+                    period=period,
+                    tokens=fleet.sla(i).tokens_used,
+                    measured_at=measured_until,
+                )
+                for i, sla in enumerate(slas)
+            ]
+            await asyncio.to_thread(self.ledger.record_usage, readings)
         await self._gather(
             self._write_period(sla, period, fleet.sla(i), at) for i, sla in enumerate(slas)
         )

@@ -25,6 +25,13 @@ Accounts and units (the scheme every settlement follows):
 Money is integer micro-units of the currency (see `aiconn.sla.credits`); tokens are integers.
 Wallets may go negative: metering records what was served, even past the allowance.
 
+Within an open period the wallet's transfers do not yet show what the tenant used: usage is posted
+when the period settles. The SLA loop therefore records each SLA's tokens metered so far in the
+period (`record_usage`, one row per SLA and period, overwritten each pass, not a transfer), and
+`available_tokens` is the wallet balance minus the usage recorded for periods not yet settled:
+what the gateway enforces (402 when spent). A held-for-review period's usage stays pending, so it
+keeps counting against the wallet until it is settled.
+
 Settling a period writes the settlement row (unique per SLA and period) and its transfers in one
 database transaction, so a crash between computing and committing leaves nothing, and a retry
 settles exactly once.
@@ -33,7 +40,7 @@ settles exactly once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -157,6 +164,35 @@ class SettlementRow(SQLModel, table=True):
         default_factory=list, sa_column=Column("transfer_ids", JSON, nullable=False)
     )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class UsageRow(SQLModel, table=True):
+    """Tokens metered so far in one SLA's open period (table created by migration 2)."""
+
+    __tablename__ = "period_usage"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    sla_uid: str
+    tenant: str = Field(index=True)
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+    tokens: int = Field(sa_type=BigInteger)
+    measured_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class UsageReading:
+    """One SLA's tokens metered from its period's start until `measured_at`."""
+
+    sla_uid: str
+    tenant: str
+    period: Period
+    tokens: int
+    measured_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            raise ValueError(f"tokens must not be negative, got {self.tokens}")
 
 
 @dataclass(frozen=True)
@@ -368,6 +404,73 @@ class Ledger:
     def wallet_balance(self, tenant: str) -> int:
         """Tokens left in the tenant's wallet (negative when usage ran past the allowance)."""
         return self.balance(wallet_account(tenant), TOKENS).net
+
+    def record_usage(self, readings: Sequence[UsageReading]) -> None:
+        """Store each SLA's usage so far in its period (one transaction; newer readings win)."""
+        if not readings:
+            return
+        for attempt in (1, 2):
+            try:
+                with Session(self.engine) as session, session.begin():
+                    self._upsert_usage(session, readings)
+                return
+            except IntegrityError:
+                # Another writer inserted the same (SLA, period) first: the retry updates it.
+                if attempt == 2:
+                    raise
+
+    @staticmethod
+    def _upsert_usage(session: Session, readings: Sequence[UsageReading]) -> None:
+        starts = {r.period.start for r in readings}
+        uids = [r.sla_uid for r in readings]
+        existing: dict[tuple[str, datetime], UsageRow] = {}
+        for start in starts:
+            for stored in session.exec(
+                select(UsageRow).where(
+                    UsageRow.period_start == start, col(UsageRow.sla_uid).in_(uids)
+                )
+            ):
+                existing[(stored.sla_uid, start)] = stored
+        for reading in readings:
+            row = existing.get((reading.sla_uid, reading.period.start))
+            if row is None:
+                session.add(
+                    UsageRow(
+                        sla_uid=reading.sla_uid,
+                        tenant=reading.tenant,
+                        period_start=reading.period.start,
+                        period_end=reading.period.end,
+                        tokens=reading.tokens,
+                        measured_at=reading.measured_at,
+                    )
+                )
+            elif _utc(row.measured_at) <= reading.measured_at:
+                row.tokens = reading.tokens
+                row.measured_at = reading.measured_at
+                session.add(row)
+
+    def pending_usage(self, tenant: str) -> int:
+        """Tokens the tenant used in periods not yet settled (usage not yet posted)."""
+        settled = (
+            select(SettlementRow.seq)
+            .where(
+                SettlementRow.sla_uid == UsageRow.sla_uid,
+                SettlementRow.period_start == UsageRow.period_start,
+                SettlementRow.state == SettlementState.SETTLED.value,
+            )
+            .exists()
+        )
+        with Session(self.engine) as session:
+            total = session.exec(
+                select(func.coalesce(func.sum(UsageRow.tokens), 0)).where(
+                    UsageRow.tenant == tenant, ~settled
+                )
+            ).one()
+        return int(total)
+
+    def available_tokens(self, tenant: str) -> int:
+        """What the tenant may still spend: the wallet balance minus usage not yet settled."""
+        return self.wallet_balance(tenant) - self.pending_usage(tenant)
 
     def statement(
         self, account: str, *, unit: str | None = None, after: int | None = None, limit: int = 100

@@ -108,8 +108,32 @@ def _v1_transfers_and_settlements(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
+    metadata = MetaData()
+    Table(
+        "period_usage",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("sla_uid", String(64), nullable=False),
+        Column("tenant", String(128), nullable=False, index=True),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("tokens", BigInteger, nullable=False),
+        Column("measured_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("sla_uid", "period_start", name="uq_period_usage_sla_period"),
+    )
+    metadata.create_all(conn)
+    # A wallet owner is `<namespace>/<tenant>`, up to 63 + 1 + 63 characters, and its account
+    # `wallet:<owner>`: version 1's widths were too narrow for long names (SQLite ignores widths).
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE settlements ALTER COLUMN tenant TYPE VARCHAR(128)"))
+        for column in ("debit_account", "credit_account"):
+            conn.execute(text(f"ALTER TABLE transfers ALTER COLUMN {column} TYPE VARCHAR(160)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
+    Migration(2, "period usage; wider wallet owners", _v2_period_usage_and_wider_owners),
 )
 
 

@@ -1,4 +1,5 @@
-"""The ledger on a real PostgreSQL: racing settlers never double-pay."""
+"""The ledger on a real PostgreSQL: racing settlers never double-pay; long wallet owners fit;
+usage of open periods counts against the wallet."""
 
 from __future__ import annotations
 
@@ -13,8 +14,17 @@ from sqlalchemy import text
 
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, TransferConflict, TransferSpec, settle_period
+from aiconn.sla.ledger import (
+    Ledger,
+    SettlementState,
+    TransferConflict,
+    TransferSpec,
+    UsageReading,
+    fund_allowance,
+    settle_period,
+)
 from aiconn.sla.periods import Period
+from aiconn.sla.spec import wallet_owner
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +36,7 @@ KINDS = ("usage", "charge", "credit", "penalty")
 def ledger(postgres_url: str) -> Iterator[Ledger]:
     opened = Ledger.open(postgres_url)
     with opened.engine.begin() as conn:
-        conn.execute(text("TRUNCATE transfers, settlements"))
+        conn.execute(text("TRUNCATE transfers, settlements, period_usage"))
     yield opened
     opened.close()
 
@@ -112,3 +122,44 @@ def test_differing_replay_is_refused_on_postgres(ledger: Ledger) -> None:
     assert ledger.post_transfer(spec(5)) == first
     with pytest.raises(TransferConflict):
         ledger.post_transfer(spec(6))
+
+
+def test_the_longest_wallet_owner_settles_and_its_usage_counts(ledger: Ledger) -> None:
+    # A 63-character namespace and a 63-character tenant: the widest owner an SLA can name.
+    owner = wallet_owner("n" * 63, "t" * 63)
+    assert len(owner) == 127
+    period = _period(0)
+    fund_allowance(
+        ledger,
+        sla_uid="uid-long",
+        namespace="n" * 63,
+        name="chat",
+        tenant=owner,
+        period=period,
+        tokens=10_000_000,
+    )
+    reading = UsageReading(
+        sla_uid="uid-long",
+        tenant=owner,
+        period=period,
+        tokens=3_000_000,
+        measured_at=period.start + timedelta(hours=1),
+    )
+    ledger.record_usage([reading])
+    ledger.record_usage([reading])
+    assert ledger.available_tokens(owner) == 7_000_000
+    settlement = settle_period(
+        ledger,
+        sla_uid="uid-long",
+        namespace="n" * 63,
+        name="chat",
+        tenant=owner,
+        period=period,
+        result=_evaluation(),
+        coverage_floor_percent=95.0,
+    )
+    assert settlement.state == SettlementState.SETTLED
+    # Settled: the 4M tokens of posted usage replace the 3M pending, and the credit comes back.
+    assert ledger.pending_usage(owner) == 0
+    assert ledger.available_tokens(owner) == 10_000_000 - 4_000_000 + 400_000
+    ledger.check_invariant()

@@ -36,7 +36,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState, settle_period
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -284,6 +284,14 @@ def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
         assert report.evaluated == 1 and report.unavailable == 0
         measured = sla_status()["period"]
         assert compliant()["reason"] != "MeasurementUnavailable"
+        # The pass recorded the period's usage so far: it counts against the wallet (the
+        # gateway's allowance) before the period settles.
+        owner = wallet_owner(stack.namespace, body["spec"]["tenant"])
+        assert measured["tokensUsed"] > 0
+        assert ledger.pending_usage(owner) == measured["tokensUsed"]
+        assert (
+            ledger.available_tokens(owner) == ledger.wallet_balance(owner) - measured["tokensUsed"]
+        )
 
         stack.prometheus.stop()
         down_at = datetime.now(UTC)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAll
 from aiconn.gateway.keys import hash_key
 from aiconn.gateway.server import create_app
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
+from aiconn.sla.periods import Period
 
 KEY = "sk-tenant-7c1d0e"
 PROMPT = "the secret prompt 93be"
@@ -356,6 +359,38 @@ def test_static_allowance_comes_from_the_settings(gateway: Gateway) -> None:
             f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
         )
     assert response.status_code == 402
+
+
+def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """A real SQLite ledger: the wallet was funded, and the SLA loop recorded usage that the
+    period has not settled yet; the gateway refuses once that usage spends the allowance."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    period = Period(start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 12, 1, tzinfo=UTC))
+    ledger = Ledger.open(url)
+    fund_allowance(
+        ledger,
+        sla_uid="u1",
+        namespace="acme",
+        name="gold",
+        tenant="acme",
+        period=period,
+        tokens=1_000,
+    )
+    ledger.record_usage(
+        [
+            UsageReading(
+                sla_uid="u1", tenant="acme", period=period, tokens=999, measured_at=period.start
+            )
+        ]
+    )
+    ledger.close()
+    with gateway(ledger_url=url, tenant="acme") as gw:
+        first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+    assert first.status_code == 200, "1 token left: this request may overdraw"
+    assert second.status_code == 402
 
 
 def test_an_unreadable_ledger_in_closed_mode_is_a_503(gateway: Gateway) -> None:

@@ -25,6 +25,7 @@ from aiconn.sla.ledger import (
     SettlementState,
     TransferConflict,
     TransferSpec,
+    UsageReading,
     fund_allowance,
     settle_period,
     wallet_account,
@@ -83,15 +84,7 @@ def settle(
 
 
 def test_settlement_moves_usage_charge_credit_and_penalty(ledger: Ledger) -> None:
-    fund_allowance(
-        ledger,
-        sla_uid="uid-1",
-        namespace="acme",
-        name="chat",
-        tenant="acme",
-        period=JAN,
-        tokens=100_000_000,
-    )
+    fund(ledger)
     settlement = settle(ledger)
     assert settlement.state is SettlementState.SETTLED
     balances = ledger.balances()
@@ -102,6 +95,74 @@ def test_settlement_moves_usage_charge_credit_and_penalty(ledger: Ledger) -> Non
     assert balances[(SLA_PENALTY, "EUR-micro")].net == 500_000
     assert ledger.wallet_balance("acme") == 91_000_000
     assert ledger.check_invariant() == {"tokens": 111_000_000, "EUR-micro": 5_500_000}
+
+
+def usage(
+    tokens: int, *, uid: str = "uid-1", period: Period = JAN, minute: int = 0
+) -> UsageReading:
+    return UsageReading(
+        sla_uid=uid,
+        tenant="acme",
+        period=period,
+        tokens=tokens,
+        measured_at=period.start.replace(hour=1, minute=minute),
+    )
+
+
+def fund(ledger: Ledger, period: Period = JAN, tokens: int = 100_000_000) -> None:
+    fund_allowance(
+        ledger,
+        sla_uid="uid-1",
+        namespace="acme",
+        name="chat",
+        tenant="acme",
+        period=period,
+        tokens=tokens,
+    )
+
+
+def test_usage_in_an_open_period_counts_against_the_wallet(ledger: Ledger) -> None:
+    fund(ledger)
+    ledger.record_usage([usage(3_000_000, minute=1)])
+    ledger.record_usage([usage(7_000_000, minute=2)])  # the same period, measured later
+    assert ledger.wallet_balance("acme") == 100_000_000  # nothing posted yet
+    assert ledger.pending_usage("acme") == 7_000_000
+    assert ledger.available_tokens("acme") == 93_000_000
+    ledger.record_usage([usage(5_000_000, minute=1)])  # an older reading never wins
+    assert ledger.pending_usage("acme") == 7_000_000
+
+
+def test_settling_a_period_turns_its_pending_usage_into_the_posted_one(ledger: Ledger) -> None:
+    fund(ledger)
+    ledger.record_usage([usage(9_000_000)])
+    settle(ledger)  # posts 10M tokens of usage and a 1M token credit
+    assert ledger.pending_usage("acme") == 0
+    assert ledger.available_tokens("acme") == ledger.wallet_balance("acme") == 91_000_000
+
+
+def test_a_held_period_keeps_its_usage_pending(ledger: Ledger) -> None:
+    fund(ledger)
+    ledger.record_usage([usage(9_000_000)])
+    settle(ledger, coverage=50.0)
+    assert ledger.pending_usage("acme") == 9_000_000
+    assert ledger.available_tokens("acme") == 91_000_000
+
+
+def test_usage_is_per_tenant_sla_and_period(ledger: Ledger) -> None:
+    other = UsageReading(
+        sla_uid="uid-9", tenant="other", period=JAN, tokens=50, measured_at=JAN.start
+    )
+    ledger.record_usage(
+        [usage(1_000, uid="uid-1"), usage(2_000, uid="uid-2"), usage(4_000, period=FEB), other]
+    )
+    assert ledger.pending_usage("acme") == 7_000
+    assert ledger.pending_usage("other") == 50
+    assert ledger.available_tokens("nobody") == 0
+
+
+def test_negative_usage_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        usage(-1)
 
 
 def test_settlement_is_idempotent_across_1000_replays(ledger: Ledger) -> None:
