@@ -192,7 +192,11 @@ class Wallet(ApiModel):
     tenant: str
     account: str
     tokens: int
-    """Tokens left (negative when usage ran past the allowance)."""
+    """Tokens in the wallet by its posted transfers (negative when usage ran past the allowance)."""
+    pending_usage_tokens: int
+    """Tokens used in periods not yet settled, as of the SLA engine's last pass."""
+    available_tokens: int
+    """What the gateway lets the tenant spend: `tokens` minus `pendingUsageTokens`."""
     money_micros: dict[str, int]
     """Net micro-units per currency unit, e.g. EUR-micro (charges out, nothing in)."""
 

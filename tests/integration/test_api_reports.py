@@ -24,7 +24,9 @@ from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
 from aiconn.api.settings import ApiSettings
 from aiconn.sla.credits import money, to_micros
-from aiconn.sla.ledger import Kind, Ledger, Settlement, wallet_account
+from aiconn.sla.ledger import Kind, Ledger, Settlement, UsageReading, wallet_account
+from aiconn.sla.periods import period_containing
+from aiconn.sla.spec import Window
 
 pytestmark = pytest.mark.integration
 TOKEN = "reports-token"
@@ -181,10 +183,22 @@ def test_statement_pages_through_the_tenants_wallet(seeded: Seeded) -> None:
     assert [int(r["signedAmount"]) for r in rows] == [e.signed_amount for e in expected]
     tokens_only = seeded.get("/statement", unit="tokens").json()["entries"]
     assert {e["unit"] for e in tokens_only} == {"tokens"}
+    # The open period's usage so far, as the SLA loop records it.
+    now = datetime.now(UTC)
+    current = period_containing(Window(duration="1M", calendar_aligned=True), now)
+    seeded.ledger.record_usage(
+        [
+            UsageReading(
+                sla_uid=seeded.uid, tenant=tenant, period=current, tokens=1234, measured_at=now
+            )
+        ]
+    )
     wallet = seeded.api.get(
         f"/v1/namespaces/{seeded.namespace}/wallet", headers={"Authorization": f"Bearer {TOKEN}"}
-    ).json()
-    assert wallet["wallets"][0]["tokens"] == seeded.ledger.wallet_balance(tenant)
+    ).json()["wallets"][0]
+    assert wallet["tokens"] == seeded.ledger.wallet_balance(tenant)
+    assert wallet["pendingUsageTokens"] == 1234
+    assert wallet["availableTokens"] == wallet["tokens"] - 1234
 
 
 @pytest.mark.parametrize(

@@ -195,7 +195,9 @@ def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
             Wallet(
                 tenant=tenant,
                 account=account,
-                tokens=parts.ledger.balance(account, TOKENS).net,
+                tokens=(tokens := parts.ledger.balance(account, TOKENS).net),
+                pending_usage_tokens=(pending := parts.ledger.pending_usage(tenant)),
+                available_tokens=tokens - pending,
                 money_micros={
                     currency_unit(c): parts.ledger.balance(account, currency_unit(c)).net
                     for c in sorted(held)
