@@ -25,6 +25,7 @@ from aiconn.gateway.keys import KeyStore
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.gateway.proxy import Gateway
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.gateway.wallet import WalletApiReader
 
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
 
@@ -43,6 +44,17 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
     """The gateway for one SLA; `allowance` defaults to `AICONN_ALLOWANCE_TOKENS` when set."""
     if allowance is None and settings.allowance_tokens is not None:
         allowance = StaticAllowance(settings.allowance_tokens)
+    elif allowance is None and settings.wallet_api_url:
+        allowance = LedgerAllowance(
+            WalletApiReader(
+                settings.wallet_api_url,
+                namespace=settings.namespace,
+                tenant=settings.tenant,
+                token_file=settings.wallet_token_file,
+            ),
+            fail_mode=settings.allowance_fail_mode,
+            grace_seconds=settings.allowance_grace_seconds,
+        )
     elif allowance is None and settings.ledger_url:
         allowance = _ledger_allowance(settings, settings.ledger_url)
     client = httpx.AsyncClient(

@@ -47,8 +47,14 @@ class GatewaySettings(BaseSettings):
     """Contracted prompt plus completion tokens per minute (per gateway)."""
     allowance_tokens: int | None = None
     """A static token allowance for this process; unset means the allowance comes from elsewhere."""
+    wallet_api_url: str | None = None
+    """Reporting API whose wallet view gives the tenant's available tokens (the allowance in a
+    cluster), asked with the ServiceAccount token in `wallet_token_file`."""
+    wallet_token_file: Path = Path("/var/run/secrets/aiconn/token")
+    """Projected ServiceAccount token presented to the wallet API (re-read: it rotates)."""
     ledger_url: str | None = None
-    """Ledger (SQLAlchemy URL) whose tenant wallet is the token allowance, when no static one."""
+    """Ledger (SQLAlchemy URL) read directly for the allowance: single-host setups only, since
+    the credential reads every wallet; clusters use `wallet_api_url`."""
     tenant: str = ""
     """Tenant whose wallet the allowance is read from (the SLA's tenant)."""
     allowance_fail_mode: FailMode = "open"

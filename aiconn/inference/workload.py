@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiconn.crd import GROUP
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
@@ -41,7 +42,10 @@ KEYS_MOUNT_PATH = "/etc/aiconn/keys"
 HF_HOME = "/cache/huggingface"
 MODELS_PATH = "/models"
 HF_TOKEN_SECRET = "aiconn-hf-token"
-LEDGER_READER_SECRET = "aiconn-ledger-reader"
+WALLET_TOKEN_DIR = "/var/run/secrets/aiconn"
+WALLET_TOKEN_FILE = f"{WALLET_TOKEN_DIR}/token"
+WALLET_TOKEN_SECONDS = 3600
+"""Lifetime of the gateway's projected ServiceAccount token; the kubelet renews it at 80 %."""
 """Optional Secret (key `token`) in the SLA's namespace, for gated Hugging Face models."""
 
 
@@ -73,6 +77,8 @@ class ChildNames:
     pod_disruption_budget: str
     api_key_secret: str
     network_slice: str
+    gateway_identity: str
+    """The gateway's ServiceAccount and its Role and RoleBinding (one name for the three)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ def child_names(sla_name: str) -> ChildNames:
         pod_disruption_budget=workload,
         api_key_secret=child_name(sla_name, "keys"),
         network_slice=child_name(sla_name, "slice"),
+        gateway_identity=child_name(sla_name, "gateway"),
     )
 
 
@@ -298,8 +305,14 @@ def gateway_container(
     namespace: str,
     spec: AIInferenceSLASpec,
     image: str = AICONN_IMAGE,
+    wallet_api_url: str | None = None,
 ) -> dict[str, Any]:
-    """The token gateway sidecar: the only way into the pod, and where the SLA is measured."""
+    """The token gateway sidecar: the only way into the pod, and where the SLA is measured.
+
+    With `wallet_api_url` (the reporting API) the gateway reads its tenant's available tokens
+    there, authenticated by its own ServiceAccount token (see `gateway_role`): the API server
+    decides what it may read, and the pod holds no ledger credential.
+    """
     # Names follow aiconn.gateway.settings.GatewaySettings (prefix AICONN_).
     env = {
         "AICONN_SLA": sla_name,
@@ -314,29 +327,26 @@ def gateway_container(
         "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
         "AICONN_TENANT": wallet_owner(namespace, spec.tenant),
     }
-    ledger_url = {
-        "name": "AICONN_LEDGER_URL",
-        # A read-only ledger credential the platform team places in the tenant namespace; without
-        # it the gateway meters and measures but cannot answer 402 for a spent allowance.
-        "valueFrom": {
-            "secretKeyRef": {"name": LEDGER_READER_SECRET, "key": "url", "optional": True}
-        },
-    }
+    mounts = [
+        {"name": "api-keys", "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if wallet_api_url:
+        env["AICONN_WALLET_API_URL"] = wallet_api_url
+        env["AICONN_WALLET_TOKEN_FILE"] = WALLET_TOKEN_FILE
+        mounts.append({"name": "wallet-token", "mountPath": WALLET_TOKEN_DIR, "readOnly": True})
     return {
         "name": "gateway",
         "image": image,
         "command": ["aiconn", "gateway"],
         "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
-        "env": [*({"name": k, "value": v} for k, v in env.items()), ledger_url],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
         # No CPU limit: throttling would add latency to exactly the requests the SLA measures.
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
         },
-        "volumeMounts": [
-            {"name": "api-keys", "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
         "readinessProbe": {
             "httpGet": {"path": "/health", "port": GATEWAY_PORT_NAME},
             "periodSeconds": 5,
@@ -371,8 +381,13 @@ def deployment(
     api_key_secret: str,
     vllm_image: str = VLLM_IMAGE,
     gateway_image: str = AICONN_IMAGE,
+    wallet_api_url: str | None = None,
 ) -> dict[str, Any]:
-    """The apps/v1 Deployment running vLLM and the gateway on the placed tier and site."""
+    """The apps/v1 Deployment running vLLM and the gateway on the placed tier and site.
+
+    The pods run as the SLA's gateway ServiceAccount with no token mounted by default; with
+    `wallet_api_url` a projected token reaches the gateway container alone, never vLLM.
+    """
     _require_placed(decision)
     names = child_names(sla_name)
     node_selector = dict(decision.node_selector)
@@ -394,6 +409,23 @@ def deployment(
             },
         },
     ]
+    if wallet_api_url:
+        volumes.append(
+            {
+                "name": "wallet-token",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "path": "token",
+                                "expirationSeconds": WALLET_TOKEN_SECONDS,
+                            }
+                        }
+                    ],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     if spec.model.source.startswith("pvc://"):
         claim = spec.model.source.removeprefix("pvc://").split("/", 1)[0]
         volumes.append(
@@ -410,7 +442,11 @@ def deployment(
         "containers": [
             _vllm_container(spec, decision, vllm_image),
             gateway_container(
-                sla_name=sla_name, namespace=namespace, spec=spec, image=gateway_image
+                sla_name=sla_name,
+                namespace=namespace,
+                spec=spec,
+                image=gateway_image,
+                wallet_api_url=wallet_api_url,
             ),
         ],
         "volumes": volumes,
@@ -424,6 +460,7 @@ def deployment(
                 "labelSelector": {"matchLabels": pod_selector(sla_name)},
             }
         ],
+        "serviceAccountName": names.gateway_identity,
         "automountServiceAccountToken": False,
         # Service links inject *_PORT variables; vLLM reads VLLM_* variables as configuration.
         "enableServiceLinks": False,
@@ -453,6 +490,43 @@ def deployment(
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def gateway_service_account(
+    *, sla_name: str, namespace: str, owner: Mapping[str, str]
+) -> dict[str, Any]:
+    """The inference pods' identity: a ServiceAccount of their own, no token mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(child_names(sla_name).gateway_identity, namespace, sla_name, owner),
+        "automountServiceAccountToken": False,
+    }
+
+
+def gateway_role(*, sla_name: str, namespace: str, owner: Mapping[str, str]) -> dict[str, Any]:
+    """What the gateway may read: the SLAs of its own namespace, which is what the reporting
+    API's SubjectAccessReview asks before it answers with the namespace's wallet."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(child_names(sla_name).gateway_identity, namespace, sla_name, owner),
+        "rules": [{"apiGroups": [GROUP], "resources": ["aiinferenceslas"], "verbs": ["get"]}],
+    }
+
+
+def gateway_role_binding(
+    *, sla_name: str, namespace: str, owner: Mapping[str, str]
+) -> dict[str, Any]:
+    """Binds the gateway Role to the gateway ServiceAccount, in the SLA's namespace only."""
+    name = child_names(sla_name).gateway_identity
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(name, namespace, sla_name, owner),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
     }
 
 

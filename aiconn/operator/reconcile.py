@@ -184,6 +184,13 @@ async def reconcile_sla(
             "spec": slice_spec.to_k8s(),
         }
     )
+    # The pods' identity first: the Deployment names the ServiceAccount.
+    for build in (
+        workload.gateway_service_account,
+        workload.gateway_role,
+        workload.gateway_role_binding,
+    ):
+        await kube.apply(build(sla_name=name, namespace=namespace, owner=owner))
     deployment = await kube.apply(
         workload.deployment(
             sla_name=name,
@@ -195,6 +202,7 @@ async def reconcile_sla(
             api_key_secret=names.api_key_secret,
             vllm_image=settings.vllm_image,
             gateway_image=settings.gateway_image,
+            wallet_api_url=settings.wallet_api_url,
         )
     )
     await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))
@@ -215,6 +223,7 @@ async def reconcile_sla(
         "deployment": names.deployment,
         "service": names.service,
         "apiKeySecret": names.api_key_secret,
+        "serviceAccount": names.gateway_identity,
     }
     if pdb is not None:
         children["podDisruptionBudget"] = names.pod_disruption_budget

@@ -17,6 +17,9 @@ class OperatorSettings(BaseSettings):
     """vLLM container image of the inference pods."""
     gateway_image: str = AICONN_IMAGE
     """Image of the token-gateway sidecar (the operator's own image)."""
+    wallet_api_url: str | None = None
+    """Reporting API the inference pods' gateways read their tenant's available tokens from
+    (with their own ServiceAccount token); None leaves the gateways without an allowance."""
     monitoring_namespace: str = "monitoring"
     """Namespace whose Prometheus may always scrape the inference pods."""
     namespaces: list[str] = Field(default_factory=list)

@@ -295,6 +295,8 @@ class ChildRefs(CamelModel):
     """PodDisruptionBudget name, when replicas >= 2."""
     api_key_secret: str | None = None
     """Secret holding the tenant's API keys."""
+    service_account: str | None = None
+    """ServiceAccount the inference pods run as; a Role and RoleBinding of the same name let it read the namespace's SLAs, which is what the reporting API's wallet check asks."""
 
 
 class BurnRates(CamelModel):

@@ -22,7 +22,13 @@ from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
-from aiconn.sla.ledger import Ledger
+from aiconn.devstack.kube import apply_objects
+from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
+from aiconn.inference import workload
+from aiconn.sla.ledger import Ledger, UsageReading
+from aiconn.sla.periods import period_containing
+from aiconn.sla.spec import Window, wallet_owner
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +249,76 @@ def test_probes_need_no_token_and_see_the_api_server(world: World) -> None:
     ready = world.api.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"ledger": "ok", "kubernetes": "ok"}
+
+
+def test_a_gateway_identity_reads_its_own_wallet_and_nothing_else(
+    world: World, k8s: Any, tmp_path: Path
+) -> None:
+    """The inference pod's ServiceAccount, Role and RoleBinding as the operator builds them, and
+    a token the API server issues for it (as the kubelet's projected volume would): the gateway's
+    wallet reader gets its namespace's available tokens, including usage not yet settled."""
+    sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
+        "aiconn.io", "v1alpha1", world.ns_a, "aiinferenceslas", "chat"
+    )
+    owner = {"apiVersion": sla["apiVersion"], "kind": sla["kind"], "name": "chat"}
+    owner["uid"] = sla["metadata"]["uid"]
+    identity = workload.child_names("chat").gateway_identity
+    token_file = tmp_path / "token"
+
+    def reader(namespace: str, tenant: str) -> WalletApiReader:
+        return WalletApiReader(
+            "http://testserver",
+            namespace=namespace,
+            tenant=tenant,
+            token_file=token_file,
+            client=world.api,
+        )
+
+    apply_objects(
+        k8s, [workload.gateway_service_account(sla_name="chat", namespace=world.ns_a, owner=owner)]
+    )
+    token_file.write_text(_token_for(k8s, identity, world.ns_a))
+    tenant_a = wallet_owner(world.ns_a, "tenant-a")
+    # Without its Role and RoleBinding the identity is authenticated but may read nothing.
+    with pytest.raises(WalletUnavailable, match="404"):
+        reader(world.ns_a, tenant_a)()
+
+    for build in (workload.gateway_role, workload.gateway_role_binding):
+        apply_objects(k8s, [build(sla_name="chat", namespace=world.ns_a, owner=owner)])
+    now = datetime.now(UTC)
+    month = period_containing(Window(duration="1M", calendar_aligned=True), now)
+    usage = UsageReading(
+        sla_uid=owner["uid"], tenant=tenant_a, period=month, tokens=4321, measured_at=now
+    )
+    world.ledger.record_usage([usage])
+    # The API reuses an authorization answer for 5 s (auth_cache_seconds): the refusal above
+    # stands until then.
+    (available,) = eventually(
+        lambda: None if (read := _read_or_none(reader(world.ns_a, tenant_a))) is None else (read,),
+        timeout=30,
+        what="the RoleBinding to take effect",
+    )
+    assert available == world.ledger.wallet_balance(tenant_a) - 4321
+    assert available == world.ledger.available_tokens(tenant_a)
+    # Tenant B's wallet is a 404 to it, as to anyone who may not read that namespace.
+    with pytest.raises(WalletUnavailable, match="404"):
+        reader(world.ns_b, wallet_owner(world.ns_b, "tenant-b"))()
+    headers = {"Authorization": f"Bearer {token_file.read_text()}"}
+    assert world.api.get("/v1/fleet", headers=headers).status_code == 403
+
+
+def _read_or_none(read: WalletApiReader) -> int | None:
+    try:
+        return read()
+    except WalletUnavailable:
+        return None
+
+
+def _token_for(k8s: Any, account: str, namespace: str) -> str:
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    response = client.CoreV1Api(k8s).create_namespaced_service_account_token(
+        account, namespace, request
+    )
+    return str(response.status.token)

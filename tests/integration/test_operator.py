@@ -156,6 +156,18 @@ def test_each_sample_lands_on_its_tier_with_children(
     assert svc.spec.selector == dep.spec.selector.match_labels
     assert [p.port for p in svc.spec.ports] == [8000]
     client.CoreV1Api(k8s).read_namespaced_secret(f"{name}-keys", namespace)
+    # The pods' own identity, allowed to read its namespace's SLAs (the wallet API's check).
+    identity = status["children"]["serviceAccount"]
+    assert template.spec.service_account_name == identity == f"{name}-gateway"
+    account = client.CoreV1Api(k8s).read_namespaced_service_account(identity, namespace)
+    assert account.automount_service_account_token is False
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    role = rbac.read_namespaced_role(identity, namespace)
+    assert [(r.resources, r.verbs) for r in role.rules] == [(["aiinferenceslas"], ["get"])]
+    binding = rbac.read_namespaced_role_binding(identity, namespace)
+    assert [(s.kind, s.name) for s in binding.subjects] == [("ServiceAccount", identity)]
+    for obj in (account, role, binding):
+        assert [ref.name for ref in obj.metadata.owner_references] == [name]
     replicas = body["spec"].get("capacity", {}).get("replicas", 1)
     pdbs = client.PolicyV1Api(k8s).list_namespaced_pod_disruption_budget(namespace).items
     assert len(pdbs) == (1 if replicas >= 2 else 0)

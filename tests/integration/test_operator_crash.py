@@ -93,6 +93,11 @@ def test_crashes_during_rollout_leave_exactly_one_child_each(
         "PodDisruptionBudget": owners(
             client.PolicyV1Api(k8s).list_namespaced_pod_disruption_budget(namespace).items
         ),
+        "ServiceAccount": owners(core.list_namespaced_service_account(namespace).items),
+        "Role": owners(client.RbacAuthorizationV1Api(k8s).list_namespaced_role(namespace).items),
+        "RoleBinding": owners(
+            client.RbacAuthorizationV1Api(k8s).list_namespaced_role_binding(namespace).items
+        ),
     }
     slices = custom.list_namespaced_custom_object(
         "aiconn.io", "v1alpha1", namespace, "networkslices"

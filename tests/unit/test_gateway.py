@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aiconn.gateway.allowance import AllowanceUnavailable, LedgerAllowance, StaticAllowance
@@ -15,6 +16,7 @@ from aiconn.gateway.metrics import tpot_buckets, ttft_buckets
 from aiconn.gateway.proxy import downstream_headers, upstream_headers
 from aiconn.gateway.ratelimit import MinuteWindow, TokenBucket, retry_after_header
 from aiconn.gateway.usage import StreamMeter, Usage, ask_for_usage, usage_from_body
+from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.sla import metricnames as mn
 
 
@@ -389,3 +391,51 @@ def test_ledger_outage_in_closed_mode_refuses_at_once() -> None:
             await allowance.remaining()
 
     asyncio.run(scenario())
+
+
+def test_the_wallet_reader_re_reads_its_rotating_token_and_never_reports_it(
+    tmp_path: Path,
+) -> None:
+    presented: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        presented.append(request.headers["authorization"])
+        assert request.url.path == "/v1/namespaces/team-a/wallet"
+        if request.headers["authorization"] == "Bearer secret-2":
+            return httpx.Response(404, json={"detail": "not found"})
+        wallets = [
+            {"tenant": "team-a", "availableTokens": 7},
+            {"tenant": "team-a/other", "availableTokens": 99},
+        ]
+        return httpx.Response(200, json={"namespace": "team-a", "wallets": wallets})
+
+    token = tmp_path / "token"
+    token.write_text("secret-1\n")
+    reader = WalletApiReader(
+        "http://api.example/",
+        namespace="team-a",
+        tenant="team-a",
+        token_file=token,
+        client=httpx.Client(transport=httpx.MockTransport(api)),
+    )
+    assert reader() == 7
+    token.write_text("secret-2")  # the kubelet rotated it
+    with pytest.raises(WalletUnavailable) as refused:
+        reader()
+    assert "404" in str(refused.value) and "secret" not in str(refused.value)
+    assert presented == ["Bearer secret-1", "Bearer secret-2"]
+
+
+def test_the_wallet_reader_refuses_an_answer_without_its_tenant(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    empty = httpx.MockTransport(lambda _: httpx.Response(200, json={"wallets": []}))
+    reader = WalletApiReader(
+        "http://api",
+        namespace="a",
+        tenant="a",
+        token_file=token,
+        client=httpx.Client(transport=empty),
+    )
+    with pytest.raises(WalletUnavailable, match="no wallet of tenant a"):
+        reader()

@@ -22,6 +22,9 @@ from aiconn.inference.workload import (
     child_name,
     child_names,
     deployment,
+    gateway_role,
+    gateway_role_binding,
+    gateway_service_account,
     histogram_buckets,
     label_value,
     owner_reference,
@@ -80,7 +83,7 @@ def options(args: list[str]) -> dict[str, str]:
     return dict(zip(flags, values, strict=True))
 
 
-def build(spec: AIInferenceSLASpec | None = None) -> dict[str, Any]:
+def build(spec: AIInferenceSLASpec | None = None, **extra: Any) -> dict[str, Any]:
     spec = spec or sla()
     return deployment(
         sla_name="factory",
@@ -90,6 +93,7 @@ def build(spec: AIInferenceSLASpec | None = None) -> dict[str, Any]:
         attachment=ATTACHMENT,
         owner=OWNER,
         api_key_secret="factory-keys",
+        **extra,
     )
 
 
@@ -372,9 +376,50 @@ def test_label_values_fit_63_characters() -> None:
     assert len(label_value("m." * 100 + "x")) <= 63
 
 
-def test_gateway_reads_its_allowance_from_an_optional_ledger_reader_secret() -> None:
-    gateway = container(build(), "gateway")
-    env = {e["name"]: e for e in gateway["env"]}
-    assert env["AICONN_TENANT"]["value"]
-    ref = env["AICONN_LEDGER_URL"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "aiconn-ledger-reader", "key": "url", "optional": True}
+def test_the_gateway_reads_its_wallet_from_the_api_with_its_own_projected_token() -> None:
+    dep = build(wallet_api_url="http://aiconn-api.aiconn-system.svc:8080")
+    pod = dep["spec"]["template"]["spec"]
+    gateway, vllm = container(dep, "gateway"), container(dep, "vllm")
+    env = {e["name"]: e["value"] for e in gateway["env"]}
+    assert env["AICONN_WALLET_API_URL"] == "http://aiconn-api.aiconn-system.svc:8080"
+    assert env["AICONN_TENANT"] == "acme"
+    assert "AICONN_LEDGER_URL" not in env, "no ledger credential in tenant pods"
+    # The token is projected into the gateway only: vLLM and the pod default get none.
+    assert pod["serviceAccountName"] == "factory-gateway"
+    assert pod["automountServiceAccountToken"] is False
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "wallet-token"]
+    token = volume["projected"]["sources"][0]["serviceAccountToken"]
+    assert token == {"path": "token", "expirationSeconds": 3600}
+    (mount,) = [m for m in gateway["volumeMounts"] if m["name"] == "wallet-token"]
+    assert f"{mount['mountPath']}/token" == env["AICONN_WALLET_TOKEN_FILE"]
+    assert mount["readOnly"] is True
+    assert not [m for m in vllm["volumeMounts"] if m["name"] == "wallet-token"]
+    settings = GatewaySettings.model_validate(
+        {k.removeprefix("AICONN_").lower(): v for k, v in env.items()}
+    )
+    assert str(settings.wallet_token_file) == env["AICONN_WALLET_TOKEN_FILE"]
+
+
+def test_without_a_wallet_api_no_token_is_projected() -> None:
+    dep = build()
+    names = {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert "wallet-token" not in names
+    env = {e["name"] for e in container(dep, "gateway")["env"]}
+    assert "AICONN_WALLET_API_URL" not in env
+
+
+def test_the_gateway_identity_may_read_only_its_namespace_s_slas() -> None:
+    account = gateway_service_account(sla_name="factory", namespace="acme", owner=OWNER)
+    role = gateway_role(sla_name="factory", namespace="acme", owner=OWNER)
+    binding = gateway_role_binding(sla_name="factory", namespace="acme", owner=OWNER)
+    assert account["automountServiceAccountToken"] is False
+    assert role["rules"] == [
+        {"apiGroups": ["aiconn.io"], "resources": ["aiinferenceslas"], "verbs": ["get"]}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == "factory-gateway"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "factory-gateway", "namespace": "acme"}
+    ]
+    for obj in (account, role, binding):
+        assert obj["metadata"]["namespace"] == "acme"
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == OWNER["uid"]
