@@ -111,6 +111,7 @@ def run_plain_client(api: Any, n: int, base: dict[str, Any]) -> float:
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     policy_api = client.PolicyV1Api(api)
     net = client.NetworkingV1Api(api)
+    rbac = client.RbacAuthorizationV1Api(api)
 
     def create(i: int) -> None:
         name = f"sla-{i:04d}"
@@ -151,6 +152,15 @@ def run_plain_client(api: Any, n: int, base: dict[str, Any]) -> float:
         }
         net.create_namespaced_network_policy(
             ns, network_policy(names.network_slice, ns, slice_spec, slice_owner)
+        )
+        core.create_namespaced_service_account(
+            ns, workload.gateway_service_account(sla_name=name, namespace=ns, owner=owner)
+        )
+        rbac.create_namespaced_role(
+            ns, workload.gateway_role(sla_name=name, namespace=ns, owner=owner)
+        )
+        rbac.create_namespaced_role_binding(
+            ns, workload.gateway_role_binding(sla_name=name, namespace=ns, owner=owner)
         )
         apps.create_namespaced_deployment(
             ns,
