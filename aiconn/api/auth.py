@@ -1,7 +1,8 @@
 """Who is calling and what they may read: the interface the routes depend on.
 
 Tenant isolation is Kubernetes RBAC: a caller may read an SLA's reports exactly when it may `get`
-`aiinferenceslas` in that SLA's namespace, and the NOC views need `list` on them cluster-wide.
+`aiinferenceslas` in that SLA's namespace, the NOC views need `list` on them cluster-wide, and
+releasing a held settlement needs `approve` on `settlements` in the SLA's namespace.
 Two implementations exist: `kubeauth` (TokenReview + SubjectAccessReview, the production one) and
 `staticauth` (a token file for local use). The routes only ever see this protocol.
 """
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 RESOURCE = "aiinferenceslas"
+SETTLEMENTS = "settlements"
+APPROVE = "approve"
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,8 @@ class Authorizer(Protocol):
 
     def may_read_fleet(self, caller: Caller) -> bool:
         """Whether the caller may `list` AIInferenceSLAs in every namespace (the NOC views)."""
+
+    def may_review_settlements(self, caller: Caller, namespace: str) -> bool:
+        """Whether the caller may `approve` `settlements` (aiconn.io) in `namespace`: release a
+        period held for review, which moves money. No such resource is served; RBAC rules name
+        it all the same, and the platform team binds it to whoever reviews held periods."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from aiconn.api.auth import RESOURCE, AuthUnavailable, Caller
+from aiconn.api.auth import APPROVE, RESOURCE, SETTLEMENTS, AuthUnavailable, Caller
 from aiconn.api.ttlcache import TTLCache
 from aiconn.crd import GROUP
 
@@ -48,6 +48,9 @@ class KubernetesAuthorizer:
     def may_read_fleet(self, caller: Caller) -> bool:
         return self._allowed(caller, "list", None)
 
+    def may_review_settlements(self, caller: Caller, namespace: str) -> bool:
+        return self._allowed(caller, APPROVE, namespace, resource=SETTLEMENTS)
+
     def _review_token(self, token: str) -> Caller | None:
         from kubernetes import client
 
@@ -65,8 +68,10 @@ class KubernetesAuthorizer:
             extra=extra,
         )
 
-    def _allowed(self, caller: Caller, verb: str, namespace: str | None) -> bool:
-        key = (caller, verb, namespace)
+    def _allowed(
+        self, caller: Caller, verb: str, namespace: str | None, *, resource: str = RESOURCE
+    ) -> bool:
+        key = (caller, f"{verb} {resource}", namespace)
         cached = self._decisions.get(key)
         if cached is not None:
             return cached
@@ -79,7 +84,7 @@ class KubernetesAuthorizer:
                 uid=caller.uid or None,
                 extra={k: list(v) for k, v in caller.extra} or None,
                 resource_attributes=client.V1ResourceAttributes(
-                    group=GROUP, resource=RESOURCE, verb=verb, namespace=namespace
+                    group=GROUP, resource=resource, verb=verb, namespace=namespace
                 ),
             )
         )

@@ -1,8 +1,8 @@
 """Static bearer tokens for local use, from a CSV file named explicitly in the settings.
 
 Each line is `token,user,namespace[,namespace...]`; the namespace `*` stands for every namespace
-and grants the fleet (NOC) views. Blank lines and lines starting with `#` are ignored. Tokens are
-compared in constant time and never appear in errors.
+and grants the fleet (NOC) views and the release of held settlements. Blank lines and lines
+starting with `#` are ignored. Tokens are compared in constant time and never appear in errors.
 """
 
 from __future__ import annotations
@@ -79,3 +79,7 @@ class StaticAuthorizer:
 
     def may_read_fleet(self, caller: Caller) -> bool:
         return ALL_NAMESPACES in self._namespaces.get(caller, frozenset())
+
+    def may_review_settlements(self, caller: Caller, namespace: str) -> bool:
+        # Local use only: the NOC (every namespace) reviews.
+        return self.may_read_fleet(caller)

@@ -375,8 +375,7 @@ class FleetEvaluator:
             sla
             for sla in slas
             # A period that ended before the SLA's first whole minute was never promised.
-            if closed.end > sla.in_force
-            and (sla.status.get("lastSettlement") or {}).get("periodStart") != closed.start_iso
+            if closed.end > sla.in_force and _unsettled_in_status(sla, closed)
         ]
         if not due:
             return
@@ -417,7 +416,7 @@ class FleetEvaluator:
                     )
         for sla in due:
             done = stored[sla.uid]
-            if done is not None:
+            if done is not None and settlement_status(done) != sla.status.get("lastSettlement"):
                 await self.kube.patch_status(
                     SLA_KIND, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
                 )
@@ -457,6 +456,16 @@ class FleetEvaluator:
                 log.warning("SLA status not written: %s", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:
+    """Whether `status.lastSettlement` does not yet show `closed` settled: not there at all, or
+    held for review (a reviewer may have released it through the API since)."""
+    last = sla.status.get("lastSettlement") or {}
+    return (
+        last.get("periodStart") != closed.start_iso
+        or last.get("state") == SettlementState.HELD_FOR_REVIEW.value
+    )
 
 
 def _period_events(

@@ -164,6 +164,12 @@ class SettlementRow(SQLModel, table=True):
         default_factory=list, sa_column=Column("transfer_ids", JSON, nullable=False)
     )
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    # Migration 2: what a held period would credit, and the review that released it.
+    held_credit_micros: int | None = Field(default=None, sa_type=BigInteger)
+    held_credit_tokens: int | None = Field(default=None, sa_type=BigInteger)
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    review_note: str | None = None
 
 
 class UsageRow(SQLModel, table=True):
@@ -279,6 +285,10 @@ class Settlement:
     tpot_attainment_percent: float | None
     transfer_ids: tuple[str, ...]
     created_at: datetime
+    reviewed_by: str | None = None
+    """Who released this period from review (None: settled when it closed, or still held)."""
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -605,33 +615,23 @@ def settle_period(
     charges = to_micros(result.charges)
     credit = to_micros(result.credit.amount)
     credit_tokens = tokens_for_amount(result.credit.amount, result.price_per_million_tokens)
-    unit = currency_unit(currency)
-    wallet = wallet_account(tenant)
-    specs: list[TransferSpec] = []
-    if not held:
-        planned: list[tuple[str, str, int, str, Kind]] = [
-            (wallet, REVENUE, result.tokens_used, TOKENS, Kind.USAGE),
-            (wallet, REVENUE, charges, unit, Kind.CHARGE),
-            (SLA_PENALTY, wallet, credit_tokens, TOKENS, Kind.CREDIT),
-            (REVENUE, SLA_PENALTY, credit, unit, Kind.PENALTY),
-        ]
-        specs = [
-            TransferSpec(
-                debit_account=debit,
-                credit_account=credit_account,
-                amount=amount,
-                unit=amount_unit,
-                kind=kind,
-                sla_uid=sla_uid,
-                sla_namespace=namespace,
-                sla_name=name,
-                period=period,
-                metadata={"creditPercent": str(result.credit.total_percent)},
-            )
-            for debit, credit_account, amount, amount_unit, kind in planned
-            # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
-            if amount > 0
-        ]
+    specs = (
+        []
+        if held
+        else _settlement_transfers(
+            sla_uid=sla_uid,
+            namespace=namespace,
+            name=name,
+            wallet=wallet_account(tenant),
+            period=period,
+            tokens_used=result.tokens_used,
+            charges=charges,
+            credit=credit,
+            credit_tokens=credit_tokens,
+            unit=currency_unit(currency),
+            credit_percent=str(result.credit.total_percent),
+        )
+    )
     now = datetime.now(UTC)
     try:
         with Session(ledger.engine) as session, session.begin():
@@ -650,6 +650,8 @@ def settle_period(
                 charges_micros=charges,
                 credit_micros=0 if held else credit,
                 credit_tokens=0 if held else credit_tokens,
+                held_credit_micros=credit if held else None,
+                held_credit_tokens=credit_tokens if held else None,
                 credit_percent=str(result.credit.total_percent),
                 coverage_percent=coverage,
                 availability_percent=result.availability_percent,
@@ -740,6 +742,115 @@ def _transfer(row: TransferRow) -> Transfer:
     )
 
 
+class NotHeld(Exception):
+    """The period was settled when it closed: there is nothing to release."""
+
+
+def release_held(
+    ledger: Ledger, *, sla_uid: str, period_start: datetime, reviewer: str, note: str
+) -> Settlement | None:
+    """Release a period held for review: post the usage, charge, credit and penalty it was held
+    with, mark it Settled and record who released it and why. None when no such settlement.
+
+    One transaction, like settling: releasing twice, or two reviewers at once, pays once (the
+    second finds it released, or loses on the transfers' unique keys and reads the winner's).
+    Raises NotHeld for a period that was settled when it closed.
+    """
+    if not reviewer or not note.strip():
+        raise ValueError("a release needs the reviewer and a note saying why")
+    for attempt in (1, 2):
+        try:
+            with Session(ledger.engine) as session, session.begin():
+                row = session.exec(
+                    select(SettlementRow)
+                    .where(
+                        SettlementRow.sla_uid == sla_uid,
+                        SettlementRow.period_start == period_start,
+                    )
+                    .with_for_update()
+                ).first()
+                if row is None:
+                    return None
+                if row.state == SettlementState.SETTLED.value:
+                    if row.reviewed_by is None:
+                        raise NotHeld(
+                            f"the period from {_utc(row.period_start).isoformat()} was settled"
+                            " when it closed; only held periods are released"
+                        )
+                    return _settlement(row)
+                period = Period(start=_utc(row.period_start), end=_utc(row.period_end))
+                credit = row.held_credit_micros or 0
+                credit_tokens = row.held_credit_tokens or 0
+                specs = _settlement_transfers(
+                    sla_uid=row.sla_uid,
+                    namespace=row.sla_namespace,
+                    name=row.sla_name,
+                    wallet=wallet_account(row.tenant),
+                    period=period,
+                    tokens_used=row.tokens_used,
+                    charges=row.charges_micros,
+                    credit=credit,
+                    credit_tokens=credit_tokens,
+                    unit=currency_unit(row.currency),
+                    credit_percent=row.credit_percent,
+                )
+                now = datetime.now(UTC)
+                for spec in specs:
+                    _insert_transfer(session, spec, now=now)
+                row.state = SettlementState.SETTLED.value
+                row.credit_micros, row.credit_tokens = credit, credit_tokens
+                row.transfer_ids = [_transfer_id(spec.key) for spec in specs]
+                row.reviewed_by, row.reviewed_at, row.review_note = reviewer, now, note[:1024]
+                session.add(row)
+                session.flush()
+                return _settlement(row)
+        except IntegrityError:
+            # A racing reviewer posted the same transfers first; read what they stored.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _settlement_transfers(
+    *,
+    sla_uid: str,
+    namespace: str,
+    name: str,
+    wallet: str,
+    period: Period,
+    tokens_used: int,
+    charges: int,
+    credit: int,
+    credit_tokens: int,
+    unit: str,
+    credit_percent: str,
+) -> list[TransferSpec]:
+    """The transfers that settle a period (zero amounts are not recorded)."""
+    planned: list[tuple[str, str, int, str, Kind]] = [
+        (wallet, REVENUE, tokens_used, TOKENS, Kind.USAGE),
+        (wallet, REVENUE, charges, unit, Kind.CHARGE),
+        (SLA_PENALTY, wallet, credit_tokens, TOKENS, Kind.CREDIT),
+        (REVENUE, SLA_PENALTY, credit, unit, Kind.PENALTY),
+    ]
+    return [
+        TransferSpec(
+            debit_account=debit,
+            credit_account=credit_account,
+            amount=amount,
+            unit=amount_unit,
+            kind=kind,
+            sla_uid=sla_uid,
+            sla_namespace=namespace,
+            sla_name=name,
+            period=period,
+            metadata={"creditPercent": credit_percent},
+        )
+        for debit, credit_account, amount, amount_unit, kind in planned
+        # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
+        if amount > 0
+    ]
+
+
 def _settlement(row: SettlementRow) -> Settlement:
     return Settlement(
         sla_uid=row.sla_uid,
@@ -760,6 +871,9 @@ def _settlement(row: SettlementRow) -> Settlement:
         tpot_attainment_percent=row.tpot_attainment_percent,
         transfer_ids=tuple(row.transfer_ids),
         created_at=_utc(row.created_at),
+        reviewed_by=row.reviewed_by,
+        reviewed_at=None if row.reviewed_at is None else _utc(row.reviewed_at),
+        review_note=row.review_note,
     )
 
 

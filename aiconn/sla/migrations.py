@@ -123,6 +123,15 @@ def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
         UniqueConstraint("sla_uid", "period_start", name="uq_period_usage_sla_period"),
     )
     metadata.create_all(conn)
+    # A held period keeps what it would have credited, for a reviewer who releases it.
+    for column, kind in (
+        ("held_credit_micros", "BIGINT"),
+        ("held_credit_tokens", "BIGINT"),
+        ("reviewed_by", "VARCHAR(253)"),
+        ("reviewed_at", "TIMESTAMP WITH TIME ZONE"),
+        ("review_note", "VARCHAR(1024)"),
+    ):
+        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} {kind}"))
     # A wallet owner is `<namespace>/<tenant>`, up to 63 + 1 + 63 characters, and its account
     # `wallet:<owner>`: version 1's widths were too narrow for long names (SQLite ignores widths).
     if conn.dialect.name == "postgresql":
@@ -133,7 +142,11 @@ def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
-    Migration(2, "period usage; wider wallet owners", _v2_period_usage_and_wider_owners),
+    Migration(
+        2,
+        "period usage; wider wallet owners; reviews of held settlements",
+        _v2_period_usage_and_wider_owners,
+    ),
 )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,19 @@ from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
-from aiconn.devstack.kube import apply_objects
+from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
-from aiconn.sla.ledger import Ledger, UsageReading
-from aiconn.sla.periods import period_containing
+from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.ledger import Ledger, SettlementState, UsageReading, settle_period
+from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.spec import Window, wallet_owner
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 SLA_RULE = {"apiGroups": ["aiconn.io"], "resources": ["aiinferenceslas"]}
 
 
@@ -322,3 +326,101 @@ def _token_for(k8s: Any, account: str, namespace: str) -> str:
         account, namespace, request
     )
     return str(response.status.token)
+
+
+def test_releasing_a_held_period_needs_approve_on_settlements(world: World, k8s: Any) -> None:
+    """The reviewer role from the manifests, bound in one namespace: a held period is released
+    once, by name of the reviewer, and nobody else (tenant or NOC) may do it."""
+    sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
+        "aiconn.io", "v1alpha1", world.ns_a, "aiinferenceslas", "chat"
+    )
+    uid = sla["metadata"]["uid"]
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    held_period = Period(start=start, end=start + timedelta(days=1))
+    settled_period = Period(start=held_period.end, end=held_period.end + timedelta(days=1))
+    for period, coverage in ((held_period, 40.0), (settled_period, 100.0)):
+        settle_period(
+            world.ledger,
+            sla_uid=uid,
+            namespace=world.ns_a,
+            name="chat",
+            tenant=wallet_owner(world.ns_a, "tenant-a"),
+            period=period,
+            result=_review_evaluation(coverage),
+            coverage_floor_percent=90.0,
+        )
+    path = f"/v1/namespaces/{world.ns_a}/slas/chat/settlement-releases"
+    body = {"periodStart": "2020-01-01T00:00:00Z", "note": "scrape gap; gateway logs agree"}
+
+    def release(user: str, url: str = path, **changes: Any) -> Any:
+        headers = {"Authorization": f"Bearer {world.tokens[user]}"}
+        return world.api.post(url, json={**body, **changes}, headers=headers)
+
+    for user in ("tenant-a", "noc", "nobody"):
+        refused = release(user)
+        assert refused.status_code == 403, (user, refused.text)
+        assert "approve settlements.aiconn.io" in refused.json()["detail"]
+    assert world.ledger.settlement(uid, held_period).state == SettlementState.HELD_FOR_REVIEW
+
+    reviewer = next(
+        d
+        for d in load_documents([MANIFESTS / "rbac" / "api.yaml"])
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "aiconn-settlement-reviewer"
+    )
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    rbac.create_namespaced_role_binding(
+        world.ns_a,
+        {
+            "metadata": {"name": "noc-reviews"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": reviewer["metadata"]["name"],
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "noc"}],
+        },
+    )
+    apply_objects(k8s, [reviewer])
+    # Authorization answers are reused for 5 s: the refusal above stands until then.
+    released = eventually(
+        lambda: (r := release("noc")).status_code == 200 and r.json(),
+        timeout=30,
+        what="the reviewer binding to take effect",
+    )
+    assert released["state"] == "Settled" and released["reviewedBy"] == "noc"
+    assert released["reviewNote"] == body["note"]
+    assert released["creditMicros"] > 0 and len(released["transferIds"]) == 4
+    assert release("noc").json() == released, "a second release answers the first"
+    stored = world.ledger.settlement(uid, held_period)
+    assert list(stored.transfer_ids) == released["transferIds"]
+    assert release("noc", periodStart="2020-01-02T00:00:00Z").status_code == 409
+    assert release("noc", periodStart="2019-06-01T00:00:00Z").status_code == 404
+    missing = f"/v1/namespaces/{world.ns_a}/slas/absent/settlement-releases"
+    assert release("noc", url=missing).status_code == 404
+    assert release("noc", note=" ").status_code == 422
+    # Bound in ns_a only: ns_b's settlements stay out of reach.
+    other = f"/v1/namespaces/{world.ns_b}/slas/chat/settlement-releases"
+    assert release("noc", url=other).status_code == 403
+    world.ledger.check_invariant()
+
+
+def _review_evaluation(coverage: float) -> SLAEvaluation:
+    return SLAEvaluation(
+        minutes=1440,
+        good_minutes=500,
+        bad_minutes=76,
+        availability_percent=86.8,
+        coverage_percent=coverage,
+        ttft_attainment_percent=None,
+        ttft_exact=True,
+        tpot_attainment_percent=None,
+        tpot_exact=True,
+        inference_ttft_attainment_percent=None,
+        budget_remaining_percent=None,
+        burn_rates={},
+        alerts=(),
+        tokens_used=2_000_000,
+        price_per_million_tokens=Decimal("1"),
+        charges=Decimal("2"),
+        credit=CreditBreakdown(Decimal(100), Decimal(0), Decimal(100), Decimal("2")),
+    )

@@ -4,8 +4,10 @@ usage of open periods counts against the wallet."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -21,6 +23,7 @@ from aiconn.sla.ledger import (
     TransferSpec,
     UsageReading,
     fund_allowance,
+    release_held,
     settle_period,
 )
 from aiconn.sla.periods import Period
@@ -162,4 +165,46 @@ def test_the_longest_wallet_owner_settles_and_its_usage_counts(ledger: Ledger) -
     # Settled: the 4M tokens of posted usage replace the 3M pending, and the credit comes back.
     assert ledger.pending_usage(owner) == 0
     assert ledger.available_tokens(owner) == 10_000_000 - 4_000_000 + 400_000
+    ledger.check_invariant()
+
+
+def test_two_reviewers_releasing_at_once_pay_once(ledger: Ledger, postgres_url: str) -> None:
+    run = str(uuid.uuid4())
+    periods = [_period(100 + i) for i in range(20)]
+    for period in periods:
+        held = settle_period(
+            ledger,
+            sla_uid=run,
+            namespace="acme",
+            name="chat",
+            tenant="acme",
+            period=period,
+            result=_evaluation(),
+            coverage_floor_percent=101.0,  # nothing is covered enough: every period is held
+        )
+        assert held.state == SettlementState.HELD_FOR_REVIEW
+    barrier = threading.Barrier(2)
+
+    def reviewer(who: str) -> list[str]:
+        own = Ledger.open(postgres_url)
+        try:
+            reviewed = []
+            for period in periods:
+                barrier.wait()
+                done = release_held(
+                    own, sla_uid=run, period_start=period.start, reviewer=who, note="ok"
+                )
+                assert done is not None
+                reviewed.append(str(done.reviewed_by))
+            return reviewed
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(reviewer, ["alice", "bob"]))
+    # Both saw the same winner for each period, and it paid once.
+    assert answers[0] == answers[1]
+    transfers = ledger.transfers(sla_uid=run)
+    assert len(transfers) == len(periods) * len(KINDS)
+    assert len({t.idempotency_key for t in transfers}) == len(transfers)
     ledger.check_invariant()

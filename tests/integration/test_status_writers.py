@@ -1,4 +1,5 @@
-"""Two writers of one SLA's conditions against the real API server.
+"""The operator's status writes against the real API server: two writers of one SLA's
+conditions, and a held settlement that a reviewer released.
 
 The reconcile owns Placed / SliceReady / InferenceReady / Ready and the SLA loop owns Compliant,
 in the same `status.conditions` list that a merge patch replaces whole. `update_status` merges
@@ -8,8 +9,10 @@ into the version the writer read and, when someone wrote in between, re-reads an
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -17,7 +20,14 @@ from kubernetes.client.rest import ApiException
 
 from aiconn.devstack.kube import load_documents
 from aiconn.operator.conditions import condition, merge
+from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.ledger import Ledger, SettlementState, release_held, settle_period
+from aiconn.sla.periods import previous_period
+from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +110,87 @@ def test_status_of_a_missing_sla_is_a_404(k8s: Any, namespace: str) -> None:
             kube.update_status(KIND, "absent", namespace, fields={}, conditions=[], current=None)
         )
     assert raised.value.status == 404
+
+
+class _PrometheusDown:
+    """Stands in for Prometheus being unreachable: this test is about settlement status."""
+
+    def fetch_fleet(self, *_: Any, **__: Any) -> Any:
+        raise SourceUnavailable("connection refused")
+
+
+def test_a_released_held_period_shows_settled_in_status(
+    k8s: Any, namespace: str, tmp_path: Path
+) -> None:
+    body = next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+    body["metadata"] = {"name": "held"}
+    body["spec"]["objectives"]["window"] = {"duration": "5m"}
+    created = client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", body
+    )
+    sla = SLARef.from_body(created)
+    # Ten minutes on: the previous 5-minute period closed after the SLA came into force.
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    closed = previous_period(sla.spec.objectives.window, later)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    held = settle_period(
+        ledger,
+        sla_uid=sla.uid,
+        namespace=namespace,
+        name="held",
+        tenant=sla.tenant,
+        period=closed,
+        result=_evaluation(coverage=50.0),
+        coverage_floor_percent=90.0,
+    )
+    assert held.state == SettlementState.HELD_FOR_REVIEW
+    evaluator = FleetEvaluator(
+        kube=KubeApi(k8s),
+        source=cast(PrometheusSource, _PrometheusDown()),
+        ledger=ledger,
+        settings=OperatorSettings(settlement_grace_seconds=0),
+        clock=lambda: later,
+    )
+
+    def last_settlement() -> dict[str, Any]:
+        found = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
+            G, V, namespace, "aiinferenceslas", "held"
+        )
+        return dict(found["status"]["lastSettlement"])
+
+    try:
+        asyncio.run(evaluator.run_once())
+        assert last_settlement()["state"] == "HeldForReview"
+        released = release_held(
+            ledger, sla_uid=sla.uid, period_start=closed.start, reviewer="noc", note="checked"
+        )
+        assert released is not None
+        asyncio.run(evaluator.run_once())
+        shown = last_settlement()
+        assert shown["state"] == "Settled"
+        assert shown["transferIds"] == list(released.transfer_ids) != []
+        assert shown["periodStart"] == closed.start_iso
+    finally:
+        ledger.close()
+
+
+def _evaluation(*, coverage: float) -> SLAEvaluation:
+    return SLAEvaluation(
+        minutes=5,
+        good_minutes=2,
+        bad_minutes=0,
+        availability_percent=100.0,
+        coverage_percent=coverage,
+        ttft_attainment_percent=None,
+        ttft_exact=True,
+        tpot_attainment_percent=None,
+        tpot_exact=True,
+        inference_ttft_attainment_percent=None,
+        budget_remaining_percent=100.0,
+        burn_rates={},
+        alerts=(),
+        tokens_used=1000,
+        price_per_million_tokens=Decimal("2"),
+        charges=Decimal("0.002"),
+        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
+    )

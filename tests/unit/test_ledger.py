@@ -21,12 +21,14 @@ from aiconn.sla.ledger import (
     SLA_PENALTY,
     TOKENS,
     Ledger,
+    NotHeld,
     Settlement,
     SettlementState,
     TransferConflict,
     TransferSpec,
     UsageReading,
     fund_allowance,
+    release_held,
     settle_period,
     wallet_account,
 )
@@ -163,6 +165,55 @@ def test_usage_is_per_tenant_sla_and_period(ledger: Ledger) -> None:
 def test_negative_usage_is_refused() -> None:
     with pytest.raises(ValueError, match="must not be negative"):
         usage(-1)
+
+
+def test_a_released_held_period_pays_what_it_was_held_with_once(ledger: Ledger) -> None:
+    fund(ledger)
+    ledger.record_usage([usage(9_000_000)])
+    held = settle(ledger, coverage=80.0)
+    assert (held.state, held.credit_micros, held.transfer_ids) == (
+        SettlementState.HELD_FOR_REVIEW,
+        0,
+        (),
+    )
+    released = release_held(
+        ledger,
+        sla_uid="uid-1",
+        period_start=JAN.start,
+        reviewer="noc-alice",
+        note="Prometheus outage; gateway logs confirm the figures",
+    )
+    assert released is not None
+    assert released.state is SettlementState.SETTLED
+    assert (released.credit_micros, released.credit_tokens) == (500_000, 1_000_000)
+    assert released.reviewed_by == "noc-alice" and released.reviewed_at is not None
+    kinds = sorted(t.kind for t in ledger.transfers(sla_uid="uid-1") if t.kind != "allowance")
+    assert kinds == ["charge", "credit", "penalty", "usage"]
+    assert sorted(released.transfer_ids) == sorted(
+        t.id for t in ledger.transfers(sla_uid="uid-1") if t.kind != "allowance"
+    )
+    # The same balances as a period settled when it closed, and its usage is no longer pending.
+    assert ledger.wallet_balance("acme") == 91_000_000
+    assert ledger.pending_usage("acme") == 0
+    again = release_held(
+        ledger, sla_uid="uid-1", period_start=JAN.start, reviewer="noc-bob", note="again"
+    )
+    assert again == released
+    assert len(ledger.transfers(sla_uid="uid-1")) == 5
+    assert ledger.settlement("uid-1", JAN) == released
+    ledger.check_invariant()
+
+
+def test_only_held_periods_are_released(ledger: Ledger) -> None:
+    settle(ledger)
+    with pytest.raises(NotHeld, match="settled when it closed"):
+        release_held(ledger, sla_uid="uid-1", period_start=JAN.start, reviewer="r", note="n")
+    assert (
+        release_held(ledger, sla_uid="uid-1", period_start=FEB.start, reviewer="r", note="n")
+        is None
+    )
+    with pytest.raises(ValueError, match="reviewer and a note"):
+        release_held(ledger, sla_uid="uid-1", period_start=JAN.start, reviewer="r", note=" ")
 
 
 def test_settlement_is_idempotent_across_1000_replays(ledger: Ledger) -> None:
