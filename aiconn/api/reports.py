@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from aiconn.api.models import (
     CreditBasis,
@@ -25,7 +25,7 @@ from aiconn.api.models import (
 from aiconn.api.slas import SLA
 from aiconn.sla.budget import budget_remaining_percent, error_budget
 from aiconn.sla.credits import from_micros, money, period_credit, to_micros, tokens_for_amount
-from aiconn.sla.ledger import Kind, Ledger, Settlement, TransferRow
+from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
 
@@ -217,11 +217,7 @@ def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[Trans
 
     The ledger's own `transfers()` returns an SLA's whole history; a report needs one period.
     """
-    query = (
-        select(TransferRow)
-        .where(TransferRow.sla_uid == sla_uid, TransferRow.period_start == period.start)
-        .order_by(col(TransferRow.seq))
-    )
+    params = {"sla_uid": sla_uid, "period_start": period.start}
     with Session(ledger.engine) as session:
         return [
             TransferOut(
@@ -234,7 +230,7 @@ def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[Trans
                 unit=row.unit,
                 created_at=_utc(row.created_at),
             )
-            for row in session.exec(query)
+            for row in session.exec(TRANSFERS_OF_PERIOD, params=params)
         ]
 
 

@@ -47,7 +47,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Engine, create_engine, event, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -184,6 +194,21 @@ class UsageRow(SQLModel, table=True):
     period_end: datetime = Field(sa_type=DateTime(timezone=True))
     tokens: int = Field(sa_type=BigInteger)
     measured_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+_SETTLEMENT_OF_PERIOD = select(SettlementRow).where(
+    SettlementRow.sla_uid == bindparam("sla_uid"),
+    SettlementRow.period_start == bindparam("period_start"),
+)
+TRANSFERS_OF_PERIOD = (
+    select(TransferRow)
+    .where(
+        TransferRow.sla_uid == bindparam("sla_uid"),
+        TransferRow.period_start == bindparam("period_start"),
+    )
+    .order_by(col(TransferRow.seq))
+)
+"""One SLA's transfers of one period, in posting order (params `sla_uid`, `period_start`)."""
 
 
 @dataclass(frozen=True)
@@ -539,13 +564,11 @@ class Ledger:
         return debits
 
     def settlement(self, sla_uid: str, period: Period) -> Settlement | None:
-        """The settlement of one SLA's period, if any."""
+        """The settlement of one SLA's period, if any (a hot path of the reporting API: the
+        statement is built once, so a call costs the query, not SQLAlchemy's construction)."""
         with Session(self.engine) as session:
             row = session.exec(
-                select(SettlementRow).where(
-                    SettlementRow.sla_uid == sla_uid,
-                    SettlementRow.period_start == period.start,
-                )
+                _SETTLEMENT_OF_PERIOD, params={"sla_uid": sla_uid, "period_start": period.start}
             ).first()
             return None if row is None else _settlement(row)
 
