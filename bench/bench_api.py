@@ -124,7 +124,9 @@ def _seed_ledger(url: str, slas: list[tuple[str, str, str, int]], months: int) -
     return time.perf_counter() - began
 
 
-def _serve(state: Path, cp: ControlPlane, ledger_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(
+    state: Path, cp: ControlPlane, ledger_url: str, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     tokens = state / "tokens.csv"
     tokens.write_text(f"{TOKEN},bench,*\n")
     port = free_port()
@@ -136,6 +138,7 @@ def _serve(state: Path, cp: ControlPlane, ledger_url: str) -> tuple[subprocess.P
         "AICONN_API_KUBECONFIG": str(cp.kubeconfig),
         "AICONN_API_PORT": str(port),
         "AICONN_API_SLA_CACHE_SECONDS": "30",
+        "AICONN_API_WORKERS": str(workers),
     }
     code = (
         "from aiconn.api.server import run; from aiconn.api.settings import ApiSettings;"
@@ -155,6 +158,37 @@ def _serve(state: Path, cp: ControlPlane, ledger_url: str) -> tuple[subprocess.P
     raise RuntimeError("API did not become ready")
 
 
+def _measure(
+    state: Path,
+    cp: ControlPlane,
+    ledger_url: str,
+    paths: list[str],
+    rate: float,
+    seconds: float,
+    workers: int,
+) -> dict[str, Any]:
+    proc, api_url = _serve(state, cp, ledger_url, workers)
+    try:
+        first = httpx.get(api_url + paths[0], headers={"Authorization": f"Bearer {TOKEN}"})
+        assert first.json()["source"] == "ledger"
+        run = _in_process(_open_loop, api_url, paths, rate, seconds)
+        lat = [x * 1000 for x in run["latencies"]]
+        saturation = _in_process(_closed_loop, api_url, paths, 16, 10.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return {
+        "requests": run["requests"],
+        "errors": len(run["errors"]),
+        "achieved_rps": round(run["requests"] / run["wall"], 1),
+        "p50_ms": round(_percentile(lat, 0.50), 2),
+        "p90_ms": round(_percentile(lat, 0.90), 2),
+        "p99_ms": round(_percentile(lat, 0.99), 2),
+        "max_ms": round(max(lat), 2),
+        "max_rps_16_clients": round(saturation["requests"] / saturation["wall"], 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slas", type=int, default=1000)
@@ -162,6 +196,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="uvicorn worker counts to compare"
+    )
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="aiconn-bench-api-"))
@@ -202,32 +239,13 @@ def main() -> None:
                 pg = PostgresServer(group=pg_group, data_dir=state / "postgres" / "data").start()
                 url = pg.url
             seed_seconds = _seed_ledger(url, slas, args.months)
-            proc, api_url = _serve(state, cp, url)
-            try:
-                assert (
-                    httpx.get(
-                        api_url + paths[0], headers={"Authorization": f"Bearer {TOKEN}"}
-                    ).json()["source"]
-                    == "ledger"
-                )
-                run = _in_process(_open_loop, api_url, paths, args.rate, args.seconds)
-                lat = [x * 1000 for x in run["latencies"]]
-                saturation = _in_process(_closed_loop, api_url, paths, 16, 10.0)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=10)
-            results[backend] = {
-                "seed_ledger_seconds": round(seed_seconds, 1),
-                "requests": run["requests"],
-                "errors": len(run["errors"]),
-                "achieved_rps": round(run["requests"] / run["wall"], 1),
-                "p50_ms": round(_percentile(lat, 0.50), 2),
-                "p90_ms": round(_percentile(lat, 0.90), 2),
-                "p99_ms": round(_percentile(lat, 0.99), 2),
-                "max_ms": round(max(lat), 2),
-                "max_rps_16_clients": round(saturation["requests"] / saturation["wall"], 1),
-            }
-            print(json.dumps({backend: results[backend]}), flush=True)
+            for workers in args.workers:
+                key = backend if workers == 1 else f"{backend}, {workers} workers"
+                results[key] = {
+                    "seed_ledger_seconds": round(seed_seconds, 1),
+                    **_measure(state, cp, url, paths, args.rate, args.seconds, workers),
+                }
+                print(json.dumps({key: results[key]}), flush=True)
         api.close()
     finally:
         pg_group.stop_all()

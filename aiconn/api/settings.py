@@ -31,6 +31,8 @@ class ApiSettings(BaseSettings):
     """Listen address."""
     port: int = Field(default=8080, ge=1, le=65535)
     """Listen port."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes; each builds its app from the environment (its own SLA cache)."""
     default_page_size: int = Field(default=100, ge=1, le=500)
     """Statement entries per page when the caller gives no `limit`."""
     max_page_size: int = Field(default=500, ge=1, le=10_000)
