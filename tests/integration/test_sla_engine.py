@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = "sk-sla-engine-7c1d"
 SLA_NAME = "gold"
-TTFT_THRESHOLD_MS = 200
+TTFT_THRESHOLD_MS = 1000
 G, V = "aiconn.io", "v1alpha1"
 
 
@@ -171,9 +171,9 @@ def wait_scraped(stack: Stack, records: list[RequestRecord]) -> None:
 
 
 def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -> None:
-    # Requests cycle through four injected delays around the 200 ms threshold, one at a time, so
-    # about half miss it; vLLM itself never sees the delay.
-    delays = (0.0, 0.3, 0.05, 0.45)
+    # Requests alternate between no delay and 2 s injected between the gateway and vLLM, one at
+    # a time (one worker), so half miss the 1 s threshold; vLLM itself never sees the delay.
+    delays = (0.0, 2.0)
 
     def inject(i: int) -> None:
         stack.injector.delay = delays[i % len(delays)]
@@ -182,7 +182,7 @@ def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -
     generator = stack.load(rate_rps=3, max_requests=80, before_request=inject)
     with generator:
         eventually(
-            lambda: len(generator.records()) >= 80, timeout=180, interval=1, what="80 requests"
+            lambda: len(generator.records()) >= 80, timeout=300, interval=1, what="80 requests"
         )
     records = generator.stop()
     stack.injector.delay = 0.0
@@ -203,9 +203,11 @@ def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -
         f" inference (vLLM) {result.inference_ttft_attainment_percent}"
     )
     # The engine and the client can disagree only on requests whose TTFT lies within the
-    # client's own overhead (1-5 ms of loopback and parsing) of the threshold; the delays keep
-    # requests 50 ms or more from it while vLLM's own TTFT stays under 100 ms. Measured: 0.00
-    # points apart in 2 runs (50.00 % and 48.75 %, 80 requests each, load average 3-11).
+    # client's own overhead of the threshold (loopback, parsing, and the GIL it shares with the
+    # in-process gateway). A first version put delays of 0, 50, 300 and 450 ms around a 200 ms
+    # threshold: 0.00 points apart on a quiet machine, but 10 points (8 requests of 80) in a full
+    # CI run, where vLLM's own TTFT rose to 150-200 ms and the client's overhead to tens of ms.
+    # Now the two groups sit at vLLM's TTFT (well under 1 s even then) and over 2 s.
     # Tolerance: 2.5 points, two requests of 80.
     assert difference <= 2.5
     assert 25 <= client_side <= 75, "the injected delays put about half over the threshold"
