@@ -11,7 +11,11 @@ A tier is feasible when, checked in this order:
 3. it has one of the SLA's `sites`, when the SLA names any;
 4. the model fits its GPUs (`aiconn.inference.sizing`) and is within its `maxModelBillions`;
 5. its worst network RTT is within `network.rttBudgetMs`;
-6. the estimated time to first token and time per output token meet the objectives' thresholds.
+6. the estimated time to first token and time per output token meet the objectives' thresholds;
+7. when the tier's capacity is observed (`aiconn.inference.capacity`), one of its candidate sites
+   (the SLA's `sites` in their order, else the tier's) has room for `capacity.replicas` replicas
+   of the tensor-parallel size; the first such site is chosen, and a tier where none has room is
+   rejected with each site's free GPUs ("edge de-fra-edge-01: 0 of 16 L40S free, ...").
 
 Latency estimates scale the tier's 8B reference figures linearly with model size and divide by the
 tensor-parallel size:
@@ -25,6 +29,11 @@ streamed tokens arrive back to back, so the round trip is paid once, on the firs
 scaling is deliberately pessimistic about tensor parallelism (communication is not free), which
 keeps estimates on the safe side of a contract.
 
+Each feasible tier is also sized for the contracted rate (`aiconn.inference.throughput`): the
+replicas `tokens.rateLimit` needs at the TPOT objective. That number informs (the plan and the
+Placed message say when `capacity.maxReplicas` falls short of it); it does not reject a tier,
+because the gateway holds the tenant to the rate the replicas were given.
+
 Among feasible tiers the cheapest `pricePerMillionTokens` wins, then the lowest worst-case RTT,
 then the name, so the choice is deterministic.
 """
@@ -32,13 +41,15 @@ then the name, so the choice is deterministic.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from aiconn.inference.capacity import Capacity, SiteCapacity
 from aiconn.inference.sizing import size
+from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.sla.spec import AIInferenceSLASpec, PlacementStatus, RejectedTier
 
@@ -82,6 +93,10 @@ class PlacementDecision:
     """The chosen tier's tolerations, for the inference pods."""
     rejected: tuple[tuple[str, str], ...] = ()
     """(tier, one-line reason) for every tier not chosen, in tier-name order."""
+    site_capacity: SiteCapacity | None = None
+    """GPUs at the chosen site before this SLA's replicas; None when not observed."""
+    throughput: ReplicaThroughput | str | None = None
+    """Replicas the contracted rate needs on the chosen tier, or why they were not sized."""
 
     def to_status(self) -> PlacementStatus:
         """The decision as the SLA's `status.placement`."""
@@ -104,6 +119,7 @@ class _Candidate:
     tensor_parallel_size: int
     inference_ttft_ms: float
     tpot_ms: float
+    site_capacity: SiteCapacity | None = None
 
     @property
     def ttft_ms(self) -> float:
@@ -113,12 +129,20 @@ class _Candidate:
         return (self.tier.price_per_million_tokens, self.tier.network_rtt.max_ms, self.name)
 
 
-def plan(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> PlacementDecision:
-    """Choose the cheapest tier that meets the SLA; explain every tier not chosen."""
+def plan(
+    spec: AIInferenceSLASpec,
+    tiers: Mapping[str, InferenceTierSpec],
+    *,
+    capacity: Capacity | None = None,
+) -> PlacementDecision:
+    """Choose the cheapest tier that meets the SLA and has room; explain every tier not chosen.
+
+    `capacity` holds the observed tiers' free GPUs; None (planning offline) or a tier absent
+    from it means that tier's capacity is not limited."""
     candidates: list[_Candidate] = []
     reasons: dict[str, str] = {}
     for name in sorted(tiers):
-        outcome = _evaluate(spec, name, tiers[name])
+        outcome = _evaluate(spec, name, tiers[name], (capacity or {}).get(name))
         if isinstance(outcome, str):
             reasons[name] = outcome
         else:
@@ -141,6 +165,13 @@ def plan(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Pl
     best, *others = candidates
     for other in others:
         reasons[other.name] = _why_not_chosen(other, best)
+    throughput = replica_throughput(
+        model=spec.model,
+        gpu=best.tier.gpu,
+        tensor_parallel_size=best.tensor_parallel_size,
+        rate=spec.tokens.rate_limit,
+        tpot_ms=spec.objectives.tpot.threshold_ms,
+    )
     return PlacementDecision(
         placed=True,
         message=(
@@ -149,6 +180,8 @@ def plan(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Pl
             + f": {best.tensor_parallel_size} x {best.tier.gpu.type}, estimated TTFT "
             f"{best.ttft_ms:.0f} ms ({best.tier.network_rtt.max_ms:g} ms network + "
             f"{best.inference_ttft_ms:.0f} ms inference), TPOT {best.tpot_ms:.0f} ms"
+            + _capacity_note(best)
+            + _rate_note(throughput, spec)
         ),
         tier=best.name,
         site=best.site,
@@ -164,10 +197,41 @@ def plan(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Pl
         node_selector=dict(best.tier.node_selector),
         tolerations=tuple(dict(t) for t in best.tier.tolerations),
         rejected=tuple(sorted(reasons.items())),
+        site_capacity=best.site_capacity,
+        throughput=throughput,
     )
 
 
-def _evaluate(spec: AIInferenceSLASpec, name: str, tier: InferenceTierSpec) -> _Candidate | str:
+def _capacity_note(best: _Candidate) -> str:
+    room = best.site_capacity
+    if room is None:
+        return ""
+    return f"; {room.free} of {room.allocatable} {best.tier.gpu.type} free at the site"
+
+
+def _rate_note(throughput: ReplicaThroughput | str, spec: AIInferenceSLASpec) -> str:
+    if isinstance(throughput, str):
+        return ""
+    replicas, most = spec.capacity.replicas, spec.capacity.max_replicas
+    if throughput.replicas <= replicas:
+        return ""
+    if throughput.replicas <= most:
+        return (
+            f"; the contracted rate needs {throughput.replicas} replicas, replicas {replicas} "
+            f"serve about {throughput.share_served(replicas):.0%} of it (maxReplicas {most})"
+        )
+    return (
+        f"; the contracted rate needs {throughput.replicas} replicas, maxReplicas {most} "
+        f"serve about {throughput.share_served(most):.0%} of it"
+    )
+
+
+def _evaluate(
+    spec: AIInferenceSLASpec,
+    name: str,
+    tier: InferenceTierSpec,
+    room: Mapping[str | None, SiteCapacity] | None,
+) -> _Candidate | str:
     """A feasible candidate, or the one-line reason the tier cannot serve the SLA."""
     model = spec.model
     wanted = spec.placement.tier
@@ -179,10 +243,10 @@ def _evaluate(spec: AIInferenceSLASpec, name: str, tier: InferenceTierSpec) -> _
         regions = ", ".join(tier.regions) or "none"
         return f"{name}: data must stay in {residency}, tier serves {regions}"
 
-    site: str | None = tier.sites[0] if tier.sites else None
+    sites: list[str | None] = list(tier.sites) or [None]
     if spec.placement.sites:
-        site = next((s for s in spec.placement.sites if s in tier.sites), None)
-        if site is None:
+        sites = [s for s in spec.placement.sites if s in tier.sites]
+        if not sites:
             return f"{name}: none of the sites {', '.join(spec.placement.sites)} is in this tier"
 
     sizing = size(model, tier.gpu)
@@ -205,7 +269,7 @@ def _evaluate(spec: AIInferenceSLASpec, name: str, tier: InferenceTierSpec) -> _
     candidate = _Candidate(
         name=name,
         tier=tier,
-        site=site,
+        site=sites[0],
         tensor_parallel_size=tp,
         inference_ttft_ms=tier.performance.ttft_ms * scale,
         tpot_ms=tier.performance.tpot_ms * scale,
@@ -223,7 +287,35 @@ def _evaluate(spec: AIInferenceSLASpec, name: str, tier: InferenceTierSpec) -> _
             f"{name}: estimated TPOT {candidate.tpot_ms:.0f} ms exceeds the "
             f"{tpot_threshold} ms objective"
         )
-    return candidate
+    if room is None:
+        return candidate
+    return _with_room(candidate, sites, room, replicas=spec.capacity.replicas)
+
+
+def _with_room(
+    candidate: _Candidate,
+    sites: list[str | None],
+    room: Mapping[str | None, SiteCapacity],
+    *,
+    replicas: int,
+) -> _Candidate | str:
+    """The candidate at the first site with room for `replicas`, or each site's shortfall."""
+    tp = candidate.tensor_parallel_size
+    gpu = candidate.tier.gpu.type
+    shortfalls = []
+    for site in sites:
+        here = room.get(site, SiteCapacity(allocatable=0, free_per_node=()))
+        fit = here.replicas_that_fit(tp)
+        if fit >= replicas:
+            return replace(candidate, site=site, site_capacity=here)
+        where = site if site is not None else "(no site)"
+        shortfall = f"{where}: {here.free} of {here.allocatable} {gpu} free"
+        if here.free >= replicas * tp:
+            shortfall += f", room on its nodes for {fit} of {replicas} replica(s) of {tp} GPU(s)"
+        else:
+            shortfall += f", {replicas * tp} needed ({replicas} replica(s) x {tp})"
+        shortfalls.append(shortfall)
+    return f"{candidate.name} " + "; ".join(shortfalls)
 
 
 def _why_not_chosen(other: _Candidate, best: _Candidate) -> str:

@@ -2,6 +2,11 @@
 
 Shipped defaults follow the article's table: edge L40S 48 GB for models up to 13B at 5-15 ms,
 regional H100 80 GB up to 70B at 20-50 ms, cloud A100 80 GB for 70B and more at 150-300 ms.
+
+A tier states its GPU's published peak figures (memory bandwidth, dense tensor FLOPs) so that
+`aiconn.inference.throughput` can size replicas for a contracted rate from physics; derating to
+what serving achieves is that module's business, not the tier's. Nodes belong to a tier when
+they carry all of its `nodeSelector` labels, and to a site by the `SITE_LABEL` label.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from typing import Any
 from pydantic import Field
 
 from aiconn.crd import CamelModel, cel, validations
+
+SITE_LABEL = "topology.aiconn.io/site"
+"""Node label naming the site a node stands at; the inference pods are pinned to it."""
 
 
 class Gpu(CamelModel):
@@ -22,6 +30,16 @@ class Gpu(CamelModel):
     """Memory of one GPU in GiB."""
     count_per_node: int = Field(ge=1, le=16)
     """GPUs per node: the largest tensor-parallel size a replica can use."""
+    memory_bandwidth_g_bps: float | None = Field(
+        default=None, alias="memoryBandwidthGBps", gt=0, le=100_000
+    )
+    """Peak memory bandwidth of one GPU in GB/s (10^9 bytes) as published; bounds decode.
+    Without it (or bf16Tflops) replicas are not sized for the contracted rate."""
+    bf16_tflops: float | None = Field(default=None, alias="bf16Tflops", gt=0, le=100_000)
+    """Peak dense (no sparsity) BF16 tensor TFLOPS of one GPU as published; bounds prefill."""
+    fp8_tflops: float | None = Field(default=None, alias="fp8Tflops", gt=0, le=100_000)
+    """Peak dense FP8 tensor TFLOPS; absent on GPUs without FP8 tensor cores (A100), where fp8
+    weights are computed at the BF16 rate."""
 
 
 class RttRange(CamelModel):

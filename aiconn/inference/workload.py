@@ -22,11 +22,11 @@ from aiconn.crd import GROUP
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
+from aiconn.inference.tier import SITE_LABEL
 from aiconn.sla.metricnames import with_threshold
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 
 SLA_LABEL = "aiconn.io/sla"
-SITE_LABEL = "topology.aiconn.io/site"
 COMPONENT = "inference"
 
 GATEWAY_PORT = 8000

@@ -1,0 +1,166 @@
+"""Free GPUs per tier and site, worked out from Nodes and Pods as the scheduler would see them.
+
+Placement must not treat a tier as infinite: an SLA placed on a full site gets pods that wait
+forever. This module turns the cluster's Nodes and Pods (plain dicts, as the API returns them)
+into what placement needs, and nothing here talks to the API, so the rules are table-tested.
+
+- A node belongs to a tier when it carries every label of the tier's `nodeSelector`, and to a
+  site by its `SITE_LABEL` label (a tier without sites takes its nodes under the site None).
+- It offers its `status.allocatable` `nvidia.com/gpu` only while it is Ready and not cordoned
+  (`spec.unschedulable`): the scheduler places nothing else there.
+- A pod bound to a node (`spec.nodeName`) takes its GPU request from that node until it has
+  Succeeded or Failed (a terminating pod still holds its GPUs). A pod not yet bound takes its
+  request from the site its `nodeSelector` pins it to, placed best-fit on that site's nodes: an
+  SLA placed a moment ago reserves its GPUs before the scheduler has bound its pods. A pending
+  pod that fits no node reserves nothing (it stays Pending, and the scheduler says why).
+- A pod's request is its containers' requests added up, or its largest init container's when
+  that is larger; an extended resource given only as a limit is requested at the limit.
+- A replica is one pod of `tensor_parallel_size` GPUs and cannot span nodes, so the replicas a
+  site can host are the sum over nodes of free GPUs // GPUs per replica, not free // GPUs.
+
+A tier none of whose nodes exist is absent from the result: its capacity is not observed (for
+instance a cloud tier whose nodes a cluster autoscaler adds on demand) and placement does not
+limit it. A tier with nodes at some sites has 0 GPUs at the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
+
+GPU_RESOURCE = "nvidia.com/gpu"
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+@dataclass(frozen=True)
+class SiteCapacity:
+    """GPUs at one site of one tier."""
+
+    allocatable: int
+    """GPUs of the site's Ready, schedulable nodes."""
+    free_per_node: tuple[int, ...]
+    """Free GPUs of each of those nodes, after bound and pending pods, largest first."""
+
+    @property
+    def free(self) -> int:
+        """Free GPUs at the site, however they are spread."""
+        return sum(self.free_per_node)
+
+    def replicas_that_fit(self, gpus_per_replica: int) -> int:
+        """Replicas of `gpus_per_replica` GPUs each (one node per replica) the site can host."""
+        return sum(free // gpus_per_replica for free in self.free_per_node)
+
+
+Capacity = Mapping[str, Mapping[str | None, SiteCapacity]]
+"""Tier name -> site -> capacity. A tier that is absent is not observed and not limited."""
+
+
+@dataclass
+class _Node:
+    name: str
+    labels: Mapping[str, str]
+    tier: str
+    site: str | None
+    allocatable: int
+    free: int
+
+
+def observe(
+    *,
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    tiers: Mapping[str, InferenceTierSpec],
+) -> dict[str, dict[str | None, SiteCapacity]]:
+    """Free GPUs per tier and site from the cluster's Nodes and the Pods that request GPUs."""
+    observed: list[_Node] = []
+    for node in nodes:
+        labels = _labels(node)
+        for tier_name, tier in sorted(tiers.items()):
+            if not _matches(labels, tier.node_selector):
+                continue
+            site = labels.get(SITE_LABEL)
+            if tier.sites and site not in tier.sites:
+                continue
+            gpus = _allocatable(node) if _schedulable(node) else 0
+            observed.append(_Node(node["metadata"]["name"], labels, tier_name, site, gpus, gpus))
+
+    by_name: dict[str, list[_Node]] = {}
+    for n in observed:
+        by_name.setdefault(n.name, []).append(n)
+    pending: list[tuple[int, Mapping[str, str]]] = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
+            continue
+        gpus = pod_gpu_request(pod)
+        if gpus == 0:
+            continue
+        spec = pod.get("spec") or {}
+        bound = spec.get("nodeName")
+        if bound:
+            for n in by_name.get(bound, []):
+                n.free -= gpus
+        else:
+            pending.append((gpus, spec.get("nodeSelector") or {}))
+
+    # Largest pending requests first, each on the fullest node that still takes it: the
+    # scheduler packs GPU pods similarly, and this never frees room the scheduler would not.
+    for gpus, selector in sorted(pending, key=lambda p: -p[0]):
+        fitting = [n for n in observed if n.free >= gpus and _matches(n.labels, selector)]
+        if fitting:
+            min(fitting, key=lambda n: (n.free, n.name)).free -= gpus
+
+    result: dict[str, dict[str | None, SiteCapacity]] = {}
+    grouped: dict[tuple[str, str | None], list[_Node]] = {}
+    for n in observed:
+        grouped.setdefault((n.tier, n.site), []).append(n)
+    for (tier_name, site), members in sorted(grouped.items(), key=lambda kv: str(kv[0])):
+        result.setdefault(tier_name, {})[site] = SiteCapacity(
+            allocatable=sum(n.allocatable for n in members),
+            free_per_node=tuple(sorted((max(n.free, 0) for n in members), reverse=True)),
+        )
+    for tier_name in result:
+        for site in tiers[tier_name].sites:
+            result[tier_name].setdefault(site, SiteCapacity(allocatable=0, free_per_node=()))
+    return result
+
+
+def pod_gpu_request(pod: Mapping[str, Any]) -> int:
+    """GPUs the scheduler reserves for `pod`."""
+    spec = pod.get("spec") or {}
+    containers = sum(_container_gpus(c) for c in spec.get("containers") or [])
+    init = max((_container_gpus(c) for c in spec.get("initContainers") or []), default=0)
+    return max(containers, init)
+
+
+def _container_gpus(container: Mapping[str, Any]) -> int:
+    resources = container.get("resources") or {}
+    value = (resources.get("requests") or {}).get(GPU_RESOURCE)
+    if value is None:
+        value = (resources.get("limits") or {}).get(GPU_RESOURCE)
+    return 0 if value is None else int(parse_quantity(value))
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _schedulable(node: Mapping[str, Any]) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _allocatable(node: Mapping[str, Any]) -> int:
+    value = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
+    return 0 if value is None else int(parse_quantity(value))
