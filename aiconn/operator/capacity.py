@@ -1,0 +1,54 @@
+"""The cluster's free GPUs, read for one placement: Nodes and the Pods that request GPUs.
+
+Read at each reconcile rather than kept in an informer: placement happens when an SLA is
+created or changed, not on a hot path, and a fresh list cannot be stale by an event the
+operator has not yet seen. A cluster without any node of a tier costs one list of Nodes (no
+Pods are read), which is the case of the tests and the demo without simulated nodes.
+
+The SLA's own inference pods are left out, so re-planning an SLA that already runs counts the
+GPUs it holds as its own, not as taken: it stays where it is while its site still fits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiconn.inference import workload
+from aiconn.inference.capacity import Capacity, observe
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.operator.kubeapi import Kind, KubeApi
+
+NODES = Kind("v1", "nodes", namespaced=False)
+PODS = Kind("v1", "pods")
+LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+async def observe_capacity(
+    kube: KubeApi,
+    tiers: Mapping[str, InferenceTierSpec],
+    *,
+    namespace: str,
+    sla_name: str,
+) -> Capacity:
+    """Free GPUs per observed tier and site, not counting the pods of `namespace/sla_name`."""
+    nodes: list[dict[str, Any]] = (await kube.call("GET", NODES.path(None))).get("items", [])
+    if not observe(nodes=nodes, pods=[], tiers=tiers):
+        return {}
+    pods: list[dict[str, Any]] = (
+        await kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
+    ).get("items", [])
+    own = workload.pod_selector(sla_name)
+    return observe(
+        nodes=nodes,
+        pods=[p for p in pods if not _owned(p, namespace=namespace, selector=own)],
+        tiers=tiers,
+    )
+
+
+def _owned(pod: Mapping[str, Any], *, namespace: str, selector: Mapping[str, str]) -> bool:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return meta.get("namespace") == namespace and all(
+        labels.get(key) == value for key, value in selector.items()
+    )
