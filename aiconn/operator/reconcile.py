@@ -20,6 +20,7 @@ from aiconn.crd import API_VERSION
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
+from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
@@ -141,7 +142,11 @@ async def reconcile_sla(
             events=[Event("Warning", "InvalidSpec", message)],
         )
 
-    decision = plan(spec, tiers)
+    decision = plan(
+        spec,
+        tiers,
+        capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
+    )
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
     if not decision.placed:
