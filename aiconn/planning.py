@@ -21,7 +21,9 @@ import yaml
 from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
+from aiconn.inference import throughput as physics
 from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
+from aiconn.inference.throughput import ReplicaThroughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.sla.credits import money, usage_charge
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -181,6 +183,7 @@ def render_text(report: Plan) -> str:
             f" inference (objective {ttft} ms, rttBudgetMs {spec.network.rtt_budget_ms})",
             f"  TPOT estimate:   {decision.estimated_tpot_ms:g} ms (objective {tpot} ms)",
         ]
+        lines += _sizing_lines(report)
     else:
         lines.append("  tier:            none: no tier can serve this SLA")
     lines += [
@@ -201,6 +204,77 @@ def render_text(report: Plan) -> str:
     lines.append("  rejected:" if decision.rejected else "  rejected:        none")
     lines += [f"    {reason}" for _, reason in decision.rejected]
     return "\n".join(lines) + "\n"
+
+
+def _sizing_lines(report: Plan) -> list[str]:
+    """The derivation of the replicas the contracted rate needs (`aiconn.inference.throughput`)."""
+    sized = report.decision.throughput
+    if not isinstance(sized, ReplicaThroughput):
+        return [f"  rate sizing:     {sized}"] if sized else []
+    spec = report.spec
+    rate = spec.tokens.rate_limit
+    capacity = spec.capacity
+    gpus = f"{sized.tensor_parallel_size} x {report.decision.gpu_type}"
+    derate = (
+        f" x {physics.TENSOR_PARALLEL_EFFICIENCY:g} tensor-parallel"
+        if sized.tensor_parallel_size > 1
+        else ""
+    )
+    verdict = f"{sized.replicas} for {sized.contracted_tokens_per_second:,.0f} tokens/s"
+    verdict += f" (spec: replicas {capacity.replicas}, maxReplicas {capacity.max_replicas})"
+    lines = [
+        f"  rate sizing:     contracted {rate.requests_per_second:g} req/s and"
+        f" {rate.tokens_per_minute:,} tokens/min = {sized.contracted_tokens_per_second:,.0f}"
+        f" tokens/s, {sized.tokens_per_request:,.0f} tokens a request",
+        f"    one replica:   {gpus}: {sized.bandwidth_gb_per_s:,.0f} GB/s and"
+        f" {sized.tflops:,.0f} TFLOPS counted on ({sized.peak_bandwidth_gb_per_s:,.0f} GB/s"
+        f" x {physics.BANDWIDTH_EFFICIENCY:g}, {sized.peak_tflops:,.0f} TFLOPS"
+        f" x {physics.COMPUTE_EFFICIENCY:g} peak{derate})",
+        f"    KV cache:      {sized.kv_cache_gib:.1f} GiB beside weights and workspace ="
+        f" {sized.batch_by_kv_cache:,} sequences of {sized.kv_per_sequence_mb:.1f} MB",
+        f"    batch:         {sized.batch} sequences, limited by {sized.limited_by}"
+        f" (KV cache holds {sized.batch_by_kv_cache:,}, TPOT {spec.objectives.tpot.threshold_ms}"
+        f" ms allows {sized.batch_by_tpot:,}, max-num-seqs {physics.MAX_NUM_SEQS})",
+        f"    decode step:   {sized.step_ms:.1f} ms = max({sized.step_memory_ms:.1f} ms reading"
+        f" {sized.weights_gb:.1f} GB weights + {sized.batch} x {sized.kv_per_sequence_mb:.1f} MB"
+        f" KV, {sized.step_compute_ms:.1f} ms computing) -> "
+        f"{sized.decode_tokens_per_second:,.0f} tokens/s",
+        f"    prefill:       {sized.prefill_tokens_per_second:,.0f} tokens/s"
+        f" (2 x {spec.model.parameters_billions:g}B FLOPs a token)",
+        f"    per replica:   {sized.replica_tokens_per_second:,.0f} tokens/s (the slower of"
+        f" decode and prefill x {physics.TARGET_UTILIZATION:g} utilization)",
+        f"    replicas:      {verdict}",
+    ]
+    if sized.replicas > capacity.max_replicas:
+        lines.append(
+            f"    shortfall:     maxReplicas {capacity.max_replicas} serve about"
+            f" {sized.share_served(capacity.max_replicas) * 100:.0f} % of the contracted rate"
+        )
+    return lines
+
+
+def _sizing_json(sized: ReplicaThroughput | str | None) -> dict[str, Any] | None:
+    if sized is None:
+        return None
+    if isinstance(sized, str):
+        return {"sized": False, "reason": sized}
+    return {
+        "sized": True,
+        "contractedTokensPerSecond": round(sized.contracted_tokens_per_second, 1),
+        "tokensPerRequest": round(sized.tokens_per_request, 1),
+        "bandwidthGBps": round(sized.bandwidth_gb_per_s, 1),
+        "tflops": round(sized.tflops, 1),
+        "kvCacheGiB": round(sized.kv_cache_gib, 2),
+        "batch": sized.batch,
+        "batchByKvCache": sized.batch_by_kv_cache,
+        "batchByTpot": sized.batch_by_tpot,
+        "limitedBy": sized.limited_by,
+        "decodeStepMs": round(sized.step_ms, 2),
+        "decodeTokensPerSecond": round(sized.decode_tokens_per_second, 1),
+        "prefillTokensPerSecond": round(sized.prefill_tokens_per_second, 1),
+        "replicaTokensPerSecond": round(sized.replica_tokens_per_second, 1),
+        "replicas": sized.replicas,
+    }
 
 
 def to_json(report: Plan) -> dict[str, Any]:
@@ -230,6 +304,7 @@ def to_json(report: Plan) -> dict[str, Any]:
             "tpotObjectiveMs": report.spec.objectives.tpot.threshold_ms,
             "rttBudgetMs": report.spec.network.rtt_budget_ms,
         },
+        "rateSizing": _sizing_json(decision.throughput),
         "currency": report.spec.tokens.currency,
         "monthlyTokens": report.spec.tokens.monthly_commitment,
         "monthlyCharge": str(report.monthly_charge),

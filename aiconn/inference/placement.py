@@ -218,11 +218,11 @@ def _rate_note(throughput: ReplicaThroughput | str, spec: AIInferenceSLASpec) ->
     if throughput.replicas <= most:
         return (
             f"; the contracted rate needs {throughput.replicas} replicas, replicas {replicas} "
-            f"serve about {throughput.share_served(replicas):.0%} of it (maxReplicas {most})"
+            f"serve about {throughput.share_served(replicas) * 100:.0f} % of it (maxReplicas {most})"
         )
     return (
         f"; the contracted rate needs {throughput.replicas} replicas, maxReplicas {most} "
-        f"serve about {throughput.share_served(most):.0%} of it"
+        f"serve about {throughput.share_served(most) * 100:.0f} % of it"
     )
 
 

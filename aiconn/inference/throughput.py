@@ -68,10 +68,18 @@ class ReplicaThroughput:
     tokens_per_request: float
     """Context each sequence is sized with: tokensPerMinute / 60 / requestsPerSecond, capped at
     maxModelLen."""
+    peak_bandwidth_gb_per_s: float
+    """Published memory bandwidth of the replica's GPUs together."""
+    peak_tflops: float
+    """Published dense tensor TFLOPS of the replica's GPUs together, at the dtype's rate."""
     bandwidth_gb_per_s: float
     """Memory bandwidth the replica is credited with, after the efficiency factors."""
     tflops: float
     """Tensor TFLOPS the replica is credited with, after the efficiency factors."""
+    weights_gb: float
+    """Weights read by every decode step, in GB (10^9 bytes)."""
+    kv_per_sequence_mb: float
+    """KV cache of one sequence of tokens_per_request, in MB (10^6 bytes)."""
     kv_cache_gib: float
     """KV-cache room beside weights, activations and per-GPU overhead."""
     batch_by_kv_cache: int
@@ -80,8 +88,12 @@ class ReplicaThroughput:
     """Largest batch whose decode step meets the TPOT objective."""
     batch: int
     """The batch the replica runs: the smallest of the two and MAX_NUM_SEQS."""
+    step_memory_ms: float
+    """Reading the weights and the batch's KV cache at the credited bandwidth."""
+    step_compute_ms: float
+    """2 x params FLOPs for each sequence of the batch at the credited compute."""
     step_ms: float
-    """Decode step at that batch: the TPOT the replica delivers at full load."""
+    """Decode step at that batch, the larger of the two: the TPOT at full load."""
     decode_tokens_per_second: float
     """batch / step."""
     prefill_tokens_per_second: float
@@ -141,8 +153,14 @@ def replica_throughput(
         - tp * PER_GPU_OVERHEAD_GIB * GIB
     )
 
+    def memory_seconds(batch: int) -> float:
+        return (weights + batch * kv_per_sequence) / bandwidth
+
+    def compute_seconds(batch: int) -> float:
+        return 2 * params * batch / flops
+
     def step_seconds(batch: int) -> float:
-        return max((weights + batch * kv_per_sequence) / bandwidth, 2 * params * batch / flops)
+        return max(memory_seconds(batch), compute_seconds(batch))
 
     tpot = tpot_ms / 1000
     by_kv = max(math.floor(kv_room / kv_per_sequence), 0)
@@ -170,12 +188,18 @@ def replica_throughput(
         tensor_parallel_size=tp,
         contracted_tokens_per_second=tokens_per_second,
         tokens_per_request=ctx,
+        peak_bandwidth_gb_per_s=tp * gpu.memory_bandwidth_g_bps,
+        peak_tflops=tp * peak_tflops,
         bandwidth_gb_per_s=bandwidth / 1e9,
         tflops=flops / 1e12,
+        weights_gb=weights / 1e9,
+        kv_per_sequence_mb=kv_per_sequence / 1e6,
         kv_cache_gib=max(kv_room, 0.0) / GIB,
         batch_by_kv_cache=by_kv,
         batch_by_tpot=by_tpot,
         batch=batch,
+        step_memory_ms=memory_seconds(batch) * 1000,
+        step_compute_ms=compute_seconds(batch) * 1000,
         step_ms=step * 1000,
         decode_tokens_per_second=decode,
         prefill_tokens_per_second=prefill,
