@@ -216,9 +216,10 @@ def _rate_note(throughput: ReplicaThroughput | str, spec: AIInferenceSLASpec) ->
     if throughput.replicas <= replicas:
         return ""
     if throughput.replicas <= most:
+        share = throughput.share_served(replicas) * 100
         return (
             f"; the contracted rate needs {throughput.replicas} replicas, replicas {replicas} "
-            f"serve about {throughput.share_served(replicas) * 100:.0f} % of it (maxReplicas {most})"
+            f"serve about {share:.0f} % of it (maxReplicas {most})"
         )
     return (
         f"; the contracted rate needs {throughput.replicas} replicas, maxReplicas {most} "
