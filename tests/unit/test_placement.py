@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from aiconn.inference.capacity import SiteCapacity
 from aiconn.inference.placement import default_tiers, parse_tiers, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -286,3 +287,89 @@ def test_manifest_sample_is_the_packaged_default() -> None:
 def test_parse_tiers_refuses_other_kinds() -> None:
     with pytest.raises(ValueError, match="expected kind InferenceTier, got 'ConfigMap'"):
         parse_tiers("kind: ConfigMap\nmetadata: {name: x}\n")
+
+
+def room(*free_per_node: int, allocatable: int | None = None) -> SiteCapacity:
+    total = sum(free_per_node) if allocatable is None else allocatable
+    return SiteCapacity(allocatable=total, free_per_node=tuple(free_per_node))
+
+
+FULL_EDGE = {
+    "de-fra-edge-01": room(0, 0, 0, 0, 0, 0, 0, 0, allocatable=16),
+    "de-muc-edge-01": room(0, 0, allocatable=4),
+    "de-ber-edge-01": room(),
+}
+EU_8B = {"ttft_ms": 1000, "rtt_ms": 60, "dataResidency": "EU"}
+
+
+def test_a_full_tier_is_rejected_with_each_sites_free_gpus_and_the_next_tier_wins() -> None:
+    assert plan(sla(8, **EU_8B), TIERS).tier == "edge"
+    decision = plan(sla(8, **EU_8B), TIERS, capacity={"edge": FULL_EDGE})
+    assert (decision.tier, decision.site) == ("regional", "de-fra-dc-01")
+    assert dict(decision.rejected)["edge"] == (
+        "edge de-fra-edge-01: 0 of 16 L40S free, 1 needed (1 replica(s) x 1); "
+        "de-muc-edge-01: 0 of 4 L40S free, 1 needed (1 replica(s) x 1); "
+        "de-ber-edge-01: 0 of 0 L40S free, 1 needed (1 replica(s) x 1)"
+    )
+    assert decision.site_capacity is None, "regional is not observed: not limited"
+
+
+def test_the_first_site_with_room_is_chosen_and_its_free_gpus_reported() -> None:
+    capacity = {"edge": {**FULL_EDGE, "de-ber-edge-01": room(2, 1)}}
+    decision = plan(sla(8, **EU_8B), TIERS, capacity=capacity)
+    assert (decision.tier, decision.site) == ("edge", "de-ber-edge-01")
+    assert decision.site_capacity == room(2, 1)
+    assert "3 of 3 L40S free at the site" in decision.message
+
+
+def test_the_slas_own_site_order_is_kept_when_both_have_room() -> None:
+    capacity = {"edge": {"de-fra-edge-01": room(2), "de-muc-edge-01": room(2)}}
+    spec = sla(8, **EU_8B, sites=["de-muc-edge-01", "de-fra-edge-01"])
+    assert plan(spec, TIERS, capacity=capacity).site == "de-muc-edge-01"
+    capacity["edge"]["de-muc-edge-01"] = room(0, allocatable=2)
+    assert plan(spec, TIERS, capacity=capacity).site == "de-fra-edge-01"
+
+
+def test_every_replica_needs_room_on_one_node() -> None:
+    spec = AIInferenceSLASpec.model_validate(
+        {**sla(8, **EU_8B).to_k8s(), "capacity": {"replicas": 2, "maxReplicas": 2}}
+    )
+    one_node_each = {"de-fra-edge-01": room(1, 1)}
+    assert plan(spec, TIERS, capacity={"edge": one_node_each}).site == "de-fra-edge-01"
+    scattered = {"edge": {"de-fra-edge-01": room(1, allocatable=2)}}
+    reason = dict(plan(spec, TIERS, capacity=scattered).rejected)["edge"]
+    assert reason.startswith("edge de-fra-edge-01: 1 of 2 L40S free, 2 needed (2 replica(s) x 1)")
+
+
+def test_free_gpus_spread_too_thin_for_a_tensor_parallel_replica_are_named() -> None:
+    tiers = {"big": tier(0.5, 10, sites=["s1"])}
+    spec = sla(70, ttft_ms=5000, tpot_ms=500, rtt_ms=100)
+    assert plan(spec, tiers).tensor_parallel_size == 4
+    decision = plan(spec, tiers, capacity={"big": {"s1": room(2, 2, 2, allocatable=24)}})
+    assert not decision.placed
+    assert dict(decision.rejected)["big"] == (
+        "big s1: 6 of 24 H100 free, room on its nodes for 0 of 1 replica(s) of 4 GPU(s)"
+    )
+
+
+def test_capacity_is_checked_after_the_tiers_static_reasons() -> None:
+    decision = plan(sla(8, ttft_ms=300, rtt_ms=20), TIERS, capacity={"regional": {}})
+    assert dict(decision.rejected)["regional"] == (
+        "regional: network RTT up to 50 ms exceeds rttBudgetMs 20"
+    )
+
+
+def test_the_placed_message_says_when_the_contracted_rate_needs_more_replicas() -> None:
+    doc = yaml.safe_load((SAMPLES / "sla-regional-eu-70b.yaml").read_text())["spec"]
+
+    def message(replicas: int, max_replicas: int) -> str:
+        capacity = {"replicas": replicas, "maxReplicas": max_replicas}
+        return plan(AIInferenceSLASpec.model_validate({**doc, "capacity": capacity}), TIERS).message
+
+    assert message(1, 2).endswith(
+        "; the contracted rate needs 3 replicas, maxReplicas 2 serve about 92 % of it"
+    )
+    assert message(1, 3).endswith(
+        "; the contracted rate needs 3 replicas, replicas 1 serve about 46 % of it (maxReplicas 3)"
+    )
+    assert "contracted rate" not in message(3, 3)

@@ -180,3 +180,45 @@ def test_the_installed_command_prints_the_plan_and_fails_on_a_bad_manifest(
     )
     assert refused.returncode == 2
     assert "kind: expected AIInferenceSLA, got 'Pod'" in refused.stderr
+
+
+# sample -> (replicas the contracted rate needs, line that says whether maxReplicas fall short)
+RATE_SIZING = {
+    "sla-edge-urllc.yaml": (3, None),
+    "sla-regional-eu-70b.yaml": (3, "shortfall:     maxReplicas 2 serve about 92 %"),
+    "sla-cloud-405b.yaml": (20, "shortfall:     maxReplicas 1 serve about 5 %"),
+}
+
+
+@pytest.mark.parametrize("sample", sorted(RATE_SIZING))
+def test_each_sample_shows_how_its_replicas_follow_from_the_rate(
+    sample: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replicas, shortfall = RATE_SIZING[sample]
+    assert main(["plan", str(SAMPLES / sample)]) == 0
+    out = capsys.readouterr().out
+    for step in ("rate sizing:", "one replica:", "KV cache:", "batch:", "decode step:", "prefill:"):
+        assert f"  {step}" in out
+    assert f"    replicas:      {replicas} for " in out
+    assert (shortfall in out) if shortfall else ("shortfall:" not in out)
+    report = plan_json(capsys, str(SAMPLES / sample))
+    assert report["rateSizing"]["sized"] is True
+    assert report["rateSizing"]["replicas"] == replicas
+
+
+def test_tiers_without_gpu_figures_say_the_rate_was_not_sized(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = list(yaml.safe_load_all((SAMPLES / "tiers.yaml").read_text()))
+    for doc in docs:
+        for figure in ("memoryBandwidthGBps", "bf16Tflops", "fp8Tflops"):
+            doc["spec"]["gpu"].pop(figure, None)
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(yaml.safe_dump_all(docs))
+    sample = str(SAMPLES / "sla-edge-urllc.yaml")
+    assert main(["plan", "--tiers", str(tiers), sample]) == 0
+    assert "rate sizing:     not sized for the contracted rate: the tier's L40S" in (
+        capsys.readouterr().out
+    )
+    report = plan_json(capsys, "--tiers", str(tiers), sample)
+    assert report["rateSizing"]["sized"] is False
