@@ -109,8 +109,12 @@ def observe(
 
     # Largest pending requests first, each on the fullest node that still takes it: the
     # scheduler packs GPU pods similarly, and this never frees room the scheduler would not.
+    eligible: dict[frozenset[tuple[str, str]], list[_Node]] = {}
     for gpus, selector in sorted(pending, key=lambda p: -p[0]):
-        fitting = [n for n in observed if n.free >= gpus and _matches(n.labels, selector)]
+        key = frozenset(selector.items())
+        if key not in eligible:
+            eligible[key] = [n for n in observed if _matches(n.labels, selector)]
+        fitting = [n for n in eligible[key] if n.free >= gpus]
         if fitting:
             min(fitting, key=lambda n: (n.free, n.name)).free -= gpus
 
