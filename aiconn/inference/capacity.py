@@ -5,7 +5,8 @@ forever. This module turns the cluster's Nodes and Pods (plain dicts, as the API
 into what placement needs, and nothing here talks to the API, so the rules are table-tested.
 
 - A node belongs to a tier when it carries every label of the tier's `nodeSelector`, and to a
-  site by its `SITE_LABEL` label (a tier without sites takes its nodes under the site None).
+  site by its `SITE_LABEL` label, when the tier lists that site (a tier without sites pins no
+  site on its pods, so all its nodes are one pool, under the site None).
 - It offers its `status.allocatable` `nvidia.com/gpu` only while it is Ready and not cordoned
   (`spec.unschedulable`): the scheduler places nothing else there.
 - A pod bound to a node (`spec.nodeName`) takes its GPU request from that node until it has
@@ -83,7 +84,8 @@ def observe(
         for tier_name, tier in sorted(tiers.items()):
             if not _matches(labels, tier.node_selector):
                 continue
-            site = labels.get(SITE_LABEL)
+            # A tier without sites pins no site on its pods: all its nodes are one pool.
+            site = labels.get(SITE_LABEL) if tier.sites else None
             if tier.sites and site not in tier.sites:
                 continue
             gpus = _allocatable(node) if _schedulable(node) else 0

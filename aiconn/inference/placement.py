@@ -29,10 +29,10 @@ streamed tokens arrive back to back, so the round trip is paid once, on the firs
 scaling is deliberately pessimistic about tensor parallelism (communication is not free), which
 keeps estimates on the safe side of a contract.
 
-Each feasible tier is also sized for the contracted rate (`aiconn.inference.throughput`): the
+The chosen tier is also sized for the contracted rate (`aiconn.inference.throughput`): the
 replicas `tokens.rateLimit` needs at the TPOT objective. That number informs (the plan and the
-Placed message say when `capacity.maxReplicas` falls short of it); it does not reject a tier,
-because the gateway holds the tenant to the rate the replicas were given.
+Placed message say when `capacity.replicas` or `maxReplicas` fall short of it); it does not
+reject a tier, because the gateway holds the tenant to the rate the replicas were given.
 
 Among feasible tiers the cheapest `pricePerMillionTokens` wins, then the lowest worst-case RTT,
 then the name, so the choice is deterministic.

@@ -149,11 +149,10 @@ def test_a_tier_without_nodes_is_not_observed() -> None:
     assert observe(nodes=[], pods=[pod(1, on="a")], tiers=TIERS) == {}
 
 
-def test_a_tier_without_sites_counts_its_nodes_under_no_site() -> None:
+def test_a_tier_without_sites_pools_all_its_nodes_under_no_site() -> None:
     tiers = {"lab": TIERS["edge"].model_copy(update={"sites": []})}
     observed = observe(nodes=[node("a", None), node("b", "anywhere")], pods=[], tiers=tiers)
-    assert observed["lab"][None].allocatable == 2
-    assert observed["lab"]["anywhere"].allocatable == 2
+    assert observed == {"lab": {None: SiteCapacity(allocatable=4, free_per_node=(2, 2))}}
 
 
 @pytest.mark.parametrize(
