@@ -20,7 +20,7 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import Kind, KubeApi
 
 NODES = Kind("v1", "nodes", namespaced=False)
-PODS = Kind("v1", "pods")
+PODS = Kind("v1", "pods", namespaced=False)  # listed across all namespaces
 LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
