@@ -24,7 +24,10 @@ Where the model is uncertain, it leans to the safe side of a contract:
 - every sequence holds the KV cache of a whole request (ctx = tokensPerMinute / 60 /
   requestsPerSecond, at most maxModelLen) for its whole life, where it grows from the prompt;
 - peak figures are derated: `BANDWIDTH_EFFICIENCY` (decode kernels reach 70-85 % of peak HBM
-  bandwidth), `COMPUTE_EFFICIENCY` (prefill reaches 40-60 % of dense peak), and
+  bandwidth: one public vLLM measurement, Llama-3.1-8B bf16 on one A100 40GB, one request at a
+  time, decodes about 75 tokens/s, 77 % of the 1555 GB/s ceiling; johnmusgrave.com/p/
+  vllm-throughput-latency-sweep-on), `COMPUTE_EFFICIENCY` (prefill reaches 40-60 % of dense
+  peak), and
   `TENSOR_PARALLEL_EFFICIENCY` once more when a replica spans GPUs (all-reduce per layer);
 - replicas run at `TARGET_UTILIZATION`, leaving room for the gateway's one-second burst;
 - fp8 weights use FP8 tensor cores only where the GPU has them; int8/int4 weights are taken as
