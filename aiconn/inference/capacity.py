@@ -109,8 +109,10 @@ def observe(
         else:
             pending.append((gpus, spec.get("nodeSelector") or {}))
 
-    # Largest pending requests first, each on the fullest node that still takes it: the
-    # scheduler packs GPU pods similarly, and this never frees room the scheduler would not.
+    # Largest pending requests first, each on the fullest node that still takes it (best fit,
+    # what the scheduler's MostAllocated scoring does). A site's total of free GPUs is exact;
+    # their spread over nodes is an estimate until the pods are bound, since the default
+    # LeastAllocated scoring spreads pods and can leave less room for multi-GPU replicas.
     eligible: dict[frozenset[tuple[str, str]], list[_Node]] = {}
     for gpus, selector in sorted(pending, key=lambda p: -p[0]):
         key = frozenset(selector.items())
