@@ -83,6 +83,8 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         "maxLength",
         "minItems",
         "maxItems",
+        "minProperties",
+        "maxProperties",
         "minimum",
         "maximum",
         "x-kubernetes-validations",
