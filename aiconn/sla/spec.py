@@ -383,13 +383,37 @@ class SettlementStatus(CamelModel):
     """Ledger transfers of this settlement."""
 
 
+class SummaryStatus(CamelModel):
+    """The current period's figures as people read them (what `kubectl get aisla` prints)."""
+
+    availability: str | None = None
+    """Availability this period, rounded, e.g. 99.95%."""
+    budget: str | None = None
+    """Error budget remaining, rounded, e.g. -12.5%."""
+    credits: str | None = None
+    """Credits accrued this period with the currency, e.g. 12.35 EUR."""
+    compliant: str | None = None
+    """Yes, No or Unknown: the Compliant condition in a word."""
+
+
+class PendingStatus(CamelModel):
+    """A spec edit that could not be carried out; the previous generation stays in force."""
+
+    generation: int | None = None
+    """The spec generation waiting to be placed."""
+    reason: str | None = None
+    """One CamelCase word: why it waits."""
+    message: str | None = None
+    """A sentence: why it waits."""
+
+
 class AIInferenceSLAStatus(CamelModel):
     """What aiconn did with the SLA and how the SLA is doing."""
 
     observed_generation: int | None = None
     """The spec generation last reconciled."""
     phase: str | None = None
-    """Pending, Placing, Provisioning, Ready, Degraded or Unplaceable."""
+    """Provisioning, Ready, AtRisk, Breached, Degraded, Unplaceable, Failed or Invalid."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Placed, SliceReady, InferenceReady, Compliant."""
     placement: PlacementStatus | None = None
@@ -402,6 +426,12 @@ class AIInferenceSLAStatus(CamelModel):
     """The current period's measurements."""
     last_settlement: SettlementStatus | None = None
     """The last settled period."""
+    summary: SummaryStatus | None = None
+    """Rounded figures and compliance in words, for the printed table."""
+    in_force_generation: int | None = None
+    """The spec generation the running children carry out."""
+    pending: PendingStatus | None = None
+    """An edit not carried out yet (absent when the spec in force is the latest)."""
 
 
 def wallet_owner(namespace: str, tenant: str | None) -> str:

@@ -90,7 +90,9 @@ def test_table_output_has_the_declared_columns(k8s: Any, namespace: str) -> None
     table = json.loads(response[0].data)
     assert table["kind"] == "Table"
     columns = [c["name"] for c in table["columnDefinitions"]]
-    assert columns == ["Name", "Tier", "Model", "Avail%", "Budget%", "Credits", "Phase", "Age"]
+    assert columns == [
+        "Name", "Tier", "Model", "Avail", "Budget", "Credits", "Compliant", "Phase", "Age",
+    ]  # fmt: skip
     assert table["rows"][0]["cells"][0] == "probe"
     assert table["rows"][0]["cells"][2] == "llama-3-8b"
 
