@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiconn.api.auth import Caller
 from aiconn.api.fleetview import risk
@@ -53,6 +55,20 @@ def test_the_running_period_is_current(text: str) -> None:
         ("2025-02", Window(duration="30d", calendar_aligned=False), "rolling"),
         ("1900-01", Window(), "before 1970"),
         ("9999-12", Window(), "out of range"),
+        # Calendar edges: an offset that moves the start past year 1 or year 9999 in UTC.
+        ("0001-01-01T00:00:00+23:59", Window(), "out of range"),
+        ("0001-01-01T00:00:00+00:01", Window(), "out of range"),
+        ("9999-12-31T23:59:59-23:59", Window(), "out of range"),
+        ("9999-12-31T23:59:59.999999-00:01", Window(), "out of range"),
+        ("9999-12-31T23:59:59Z", Window(), "out of range"),
+        ("9999-12-01T00:00:00Z", Window(), "out of range"),
+        ("0001-01-01T00:00:00Z", Window(), "before 1970"),
+        ("1969-12-31T23:59:59Z", Window(), "before 1970"),
+        ("9999-12", Window(duration="1d"), "has not started yet"),
+        ("9999-12-31T00:00:00Z", Window(duration="1d"), "out of range"),
+        ("9999-12-31T23:00:00Z", Window(duration="1h"), "out of range"),
+        ("9999-12-31T23:59:00Z", Window(duration="1m"), "out of range"),
+        ("2024-02-30T00:00:00Z", Window(), "is not 'current'"),
     ],
 )
 def test_bad_periods_say_what_would_be_accepted(text: str, window: Window, says: str) -> None:
@@ -116,3 +132,44 @@ def test_cache_entries_expire_and_the_least_recently_used_goes_first() -> None:
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     now[0] = 5.0
     assert cache.get("a") is None and len(cache) == 1
+
+
+_OFFSETS = st.builds(
+    timezone,
+    st.timedeltas(
+        min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)
+    ),
+)
+_WINDOWS = st.sampled_from(
+    [
+        Window(),
+        Window(duration="1d"),
+        Window(duration="1h"),
+        Window(duration="1m"),
+        Window(duration="1w"),
+    ]
+)
+
+
+@given(
+    start=st.datetimes(timezones=_OFFSETS) | st.datetimes(),
+    window=_WINDOWS,
+    spec=st.sampled_from(["seconds", "microseconds", "minutes"]),
+)
+@settings(max_examples=400, deadline=None, database=None)
+def test_any_period_start_is_resolved_or_refused_with_a_reason(
+    start: datetime, window: Window, spec: str
+) -> None:
+    """Hypothesis reaches the calendar's edges (year 1, year 9999, +-23:59 offsets) on its own."""
+    text = start.isoformat(timespec=spec)
+    try:
+        resolve_period(text, window, NOW)
+    except PeriodError as err:
+        assert str(err).startswith(f"period {text!r}")
+
+
+@pytest.mark.parametrize("offset", ["+23:59", "-23:59", "+00:01", "-00:01", "Z"])
+@pytest.mark.parametrize("day", ["0001-01-01T00:00:00", "9999-12-31T23:59:59"])
+def test_calendar_edges_are_refused_not_crashed(day: str, offset: str) -> None:
+    with pytest.raises(PeriodError):
+        resolve_period(day + offset, Window(), NOW)
