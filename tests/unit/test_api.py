@@ -76,9 +76,11 @@ def test_bad_periods_say_what_would_be_accepted(text: str, window: Window, says:
         resolve_period(text, window, NOW)
 
 
-def _item(compliant: str, budget: float | None, alerts: list[str]) -> FleetItem:
+def _item(
+    compliant: str, budget: float | None, alerts: list[str], phase: str | None = None
+) -> FleetItem:
     return FleetItem(
-        namespace="n", name="s", tenant="t", model="m", tier=None, site=None, phase=None,
+        namespace="n", name="s", tenant="t", model="m", tier=None, site=None, phase=phase,
         compliant=compliant, availability_percent=None, ttft_attainment_percent=None,
         tpot_attainment_percent=None, budget_remaining_percent=budget, coverage_percent=None,
         alerts=alerts, credits_accrued=None, currency="EUR", evaluated_at=None, risk=0,
@@ -87,16 +89,35 @@ def _item(compliant: str, budget: float | None, alerts: list[str]) -> FleetItem:
 
 
 def test_risk_puts_non_compliance_then_pages_then_spent_budget_first() -> None:
+    # Issue 15 changed one rank: an SLA not measured yet no longer outranks alerts and spent
+    # budget (it scored 500, so a fleet of new SLAs was all 500); it ranks just above healthy.
     ranked = [
         _item("False", 90, []),
-        _item("Unknown", None, []),
         _item("True", 50, ["page-1h"]),
         _item("True", 20, ["ticket-1d"]),
         _item("True", 10, []),
+        _item("Unknown", None, []),
         _item("True", 95, []),
     ]
     scores = [risk(i) for i in ranked]
     assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) == len(scores)
+
+
+def test_risk_puts_failing_and_unplaceable_slas_above_alerts_and_below_a_breach() -> None:
+    ranked = [
+        _item("False", -50, ["page-1h"], phase="Breached"),
+        _item("Unknown", None, [], phase="Failed"),
+        _item("Unknown", None, [], phase="Unplaceable"),
+        _item("Unknown", None, [], phase="Degraded"),
+        _item("True", 40, ["page-1h", "page-6h"], phase="AtRisk"),
+        _item("True", 70, [], phase="Ready"),
+        _item("Unknown", None, [], phase="Provisioning"),
+        _item("True", 100, [], phase="Ready"),
+    ]
+    scores = [risk(i) for i in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) == len(scores)
 
 
 def test_static_tokens_grant_namespaces_and_star_grants_the_fleet(tmp_path: Path) -> None:
