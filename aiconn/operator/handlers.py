@@ -115,7 +115,8 @@ async def _reconcile(
         await refresh_readiness(state.kube(), meta["namespace"], meta["name"])
     except Exception as err:
         message = describe(err)
-        if not transient(err) or retry >= 2:
+        terminating = isinstance(err, ApiException) and _namespace_terminating(err)
+        if not terminating and (not transient(err) or retry >= 2):
             await _report_failure(body, message)
         raise kopf.TemporaryError(message, delay=backoff(retry)) from err
 
@@ -185,8 +186,9 @@ async def tier_changed(
             continue
         try:
             await _reconcile(body, tier_index)
-        except (ApiException, kopf.TemporaryError) as err:
-            if isinstance(err, ApiException) and _namespace_terminating(err):
+        except kopf.TemporaryError as err:
+            cause = err.__cause__
+            if isinstance(cause, ApiException) and _namespace_terminating(cause):
                 continue
             failed.append(f"{namespace}/{sla_name}: {err}")
     if failed:
