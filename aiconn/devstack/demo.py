@@ -177,7 +177,7 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
         f"{spec.objectives.ttft.target_percent} %, availability "
         f"{spec.objectives.availability.target_percent} %)"
     )
-    stack.apply_sla(endpoints.kubeconfig, sla)
+    stack.apply_sla(endpoints.kubeconfig, sla, keys_dir=endpoints.gateway_keys_dir)
     # The SLA is judged from its first whole minute after creation; it was created before now.
     in_force = ceil_minute(dt.datetime.now(dt.UTC))
     watcher = Watcher(endpoints)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -641,3 +642,26 @@ def test_the_printed_table_is_rounded_and_says_breached(
     assert row["Budget"] == "-66566.7%"
     assert row["Credits"] == f"12.35 {currency}"
     assert row["Compliant"] == "No"
+
+
+def test_the_dev_gateway_accepts_the_key_in_the_slas_secret(
+    k8s: Any, namespace: str, operator: KopfRunner, tmp_path: Path
+) -> None:
+    """The dev stack's gateway reads a keys directory, not the Secret: the key the README tells
+    tenants to use (the Secret's) is added to it once the operator has written the Secret."""
+    from aiconn.devstack.gateway import write_keys
+    from aiconn.devstack.stack import trust_secret_keys
+    from aiconn.gateway.keys import KeyStore
+
+    keys_dir = write_keys(tmp_path / "keys", "aic_dev-stack-own-key")
+    body = sample("sla-edge-urllc.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    key = trust_secret_keys(k8s, name, keys_dir, namespace=namespace)
+    secret = client.CoreV1Api(k8s).read_namespaced_secret(f"{name}-keys", namespace)
+    assert key.startswith("aic_") and key != "aic_dev-stack-own-key"
+    assert base64.b64decode(secret.data["api-key"]).decode() == key
+    store = KeyStore(keys_dir, check_seconds=0)
+    assert store.accepts(key)
+    assert store.accepts("aic_dev-stack-own-key")
+    assert not store.accepts("aic_someone-else")
