@@ -22,7 +22,7 @@ from aiconn.operator.conditions import condition
 from aiconn.operator.failures import already_said, backoff, describe, short, transient
 from aiconn.operator.health import display_update
 from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
-from aiconn.operator.slicing import realize_slice, release_slice
+from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,12 @@ async def deployment_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> N
 @kopf.on.update(GROUP, VERSION, "networkslices", field="spec")
 async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
     previous = (body.get("status") or {}).get("conditions") or []
-    status = await realize_slice(state.kube(), body, state.settings())
+    try:
+        status = await realize_slice(state.kube(), body, state.settings())
+    except Exception as err:
+        if transient(err) and retry < 2:
+            raise kopf.TemporaryError(describe(err), delay=backoff(retry)) from err
+        status = failed_status(body, describe(err))
     ready = next(c for c in status["conditions"] if c["type"] == "SliceReady")
     ok = ready["status"] == "True"
     if not already_said(previous, reason=ready["reason"], message=ready["message"]):

@@ -144,3 +144,14 @@ def test_a_failure_already_on_a_condition_is_not_said_again() -> None:
     conds = [condition("Ready", False, "ReconcileFailed", "boom", generation=3)]
     assert failures.already_said(conds, reason="ReconcileFailed", message="boom")
     assert not failures.already_said(conds, reason="ReconcileFailed", message="other")
+
+
+def test_a_slice_that_cannot_be_realized_says_so_in_its_condition() -> None:
+    from aiconn.operator.slicing import failed_status
+
+    body = {"metadata": {"generation": 4}, "status": {"conditions": []}}
+    status = failed_status(body, "the API server answered 422: NetworkPolicy is invalid")
+    assert status["phase"] == "Failed"
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("SliceReady", "False", "RealizeFailed")
+    assert cond["observedGeneration"] == 4 and "422" in cond["message"]
