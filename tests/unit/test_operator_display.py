@@ -153,5 +153,6 @@ def test_a_slice_that_cannot_be_realized_says_so_in_its_condition() -> None:
     status = failed_status(body, "the API server answered 422: NetworkPolicy is invalid")
     assert status["phase"] == "Failed"
     (cond,) = status["conditions"]
-    assert (cond["type"], cond["status"], cond["reason"]) == ("SliceReady", "False", "RealizeFailed")
+    assert cond["type"] == "SliceReady" and cond["status"] == "False"
+    assert cond["reason"] == "RealizeFailed"
     assert cond["observedGeneration"] == 4 and "422" in cond["message"]
