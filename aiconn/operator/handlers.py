@@ -19,7 +19,15 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import SLA_LABEL
 from aiconn.operator import state
 from aiconn.operator.conditions import condition
-from aiconn.operator.failures import already_said, backoff, describe, short, transient
+from aiconn.operator.failures import (
+    NORMAL_REPEAT_AFTER_S,
+    EventLimiter,
+    already_said,
+    backoff,
+    describe,
+    short,
+    transient,
+)
 from aiconn.operator.health import display_update
 from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
@@ -79,12 +87,25 @@ def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, Inferenc
     return {name: next(iter(store)) for name, store in tier_index.items()}
 
 
+_events = EventLimiter()
+
+
+def _post(body: Any, event: Event, said: list[Any]) -> None:
+    """Post `event` unless a condition already says it or it was posted within the hour."""
+    meta = body["metadata"]
+    key = (meta.get("uid", ""), event.reason, event.message)
+    window = NORMAL_REPEAT_AFTER_S if event.type == "Normal" else None
+    if already_said(said, reason=event.reason, message=event.message):
+        return
+    if _events.allow(*key, repeat_after_s=window):
+        kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
+
+
 async def _write(outcome: Outcome, body: Any) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     said = list(status.get("conditions") or [])
     for event in outcome.events:
-        if not already_said(said, reason=event.reason, message=event.message):
-            kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
+        _post(body, event, said)
     # Written here rather than through Kopf's patch: the SLA loop owns Compliant in the same
     # list, so the conditions are merged into the version this reconcile saw (see update_status).
     seen = {
@@ -171,6 +192,7 @@ async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, "inferencetiers", optional=True)
 async def tier_changed(
     name: str,
+    retry: int,
     tier_index: kopf.Index[str, InferenceTierSpec],
     sla_tier_index: kopf.Index[str | None, tuple[str, str]],
     **_: Any,
@@ -193,7 +215,7 @@ async def tier_changed(
             failed.append(f"{namespace}/{sla_name}: {err}")
     if failed:
         raise kopf.TemporaryError(
-            f"re-planning failed for {len(failed)} SLA(s): {failed[0]}", delay=10
+            f"re-planning failed for {len(failed)} SLA(s): {failed[0]}", delay=backoff(retry)
         )
 
 
@@ -231,13 +253,11 @@ async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any
         status = failed_status(body, describe(err))
     ready = next(c for c in status["conditions"] if c["type"] == "SliceReady")
     ok = ready["status"] == "True"
-    if not already_said(previous, reason=ready["reason"], message=ready["message"]):
-        kopf.event(
-            body,
-            type="Normal" if ok else "Warning",
-            reason=ready["reason"],
-            message=ready["message"],
-        )
+    _post(
+        body,
+        Event("Normal" if ok else "Warning", ready["reason"], ready["message"]),
+        list(previous),
+    )
     if ok:
         patch.status.update(status)
         return

@@ -497,50 +497,104 @@ def test_slice_ready_follows_the_child_without_touching_the_sla(
     assert get_sla(k8s, namespace, name)["metadata"]["generation"] == 1
 
 
+def _deny_services(k8s: Any, namespace: str) -> str:
+    """A ValidatingAdmissionPolicy that refuses every new Service in `namespace`; returns its
+    name once the API server enforces it (probed with a dry-run create)."""
+    from kubernetes.client.rest import ApiException
+
+    name = f"no-services-{namespace}"
+    admission = client.AdmissionregistrationV1Api(k8s)
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {"expression": "false", "message": "services are not allowed in this namespace"}
+                ],
+            },
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    probe = {"metadata": {"name": "probe"}, "spec": {"ports": [{"port": 80}]}}
+
+    def refused() -> bool:
+        try:
+            client.CoreV1Api(k8s).create_namespaced_service(namespace, probe, dry_run="All")
+        except ApiException as err:
+            return "not allowed" in str(err.body)
+        return False
+
+    eventually(refused, what="the admission policy in force")
+    return name
+
+
 def test_a_reconcile_failure_is_a_condition_and_one_event(
     k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    """A quota forbids the SLA's Service: the API server refuses a child, which only the
-    operator can see. It becomes Ready=False/ReconcileFailed and one Warning, however often
-    the operator retries, and the SLA recovers by itself once the quota is gone."""
-    core = client.CoreV1Api(k8s)
-    core.create_namespaced_resource_quota(
-        namespace, {"metadata": {"name": "no-services"}, "spec": {"hard": {"services": "0"}}}
-    )
-    body = sample("sla-regional-eu-70b.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
-    ready = eventually(
-        lambda: (
-            (c := _conditions(k8s, namespace, name).get("Ready"))
-            and c["reason"] == "ReconcileFailed"
-            and c
-        ),
-        what="Ready=False/ReconcileFailed",
-    )
-    assert ready["status"] == "False"
-    assert "403" in ready["message"] and "services" in ready["message"], ready
-    assert len(ready["message"]) <= 1024
-    assert get_sla(k8s, namespace, name)["status"]["phase"] == "Failed"
+    """An admission policy refuses the SLA's Service: the API server refuses a child, which only
+    the operator sees. It becomes Ready=False/ReconcileFailed and one Warning, however often the
+    operator retries, and the SLA recovers by itself once the policy is gone."""
+    policy = _deny_services(k8s, namespace)
+    admission = client.AdmissionregistrationV1Api(k8s)
+    try:
+        body = sample("sla-regional-eu-70b.yaml")
+        name = body["metadata"]["name"]
+        create(k8s, namespace, body)
+        ready = eventually(
+            lambda: (
+                (c := _conditions(k8s, namespace, name).get("Ready"))
+                and c["reason"] == "ReconcileFailed"
+                and c
+            ),
+            what="Ready=False/ReconcileFailed",
+        )
+        assert ready["status"] == "False"
+        assert "services are not allowed in this namespace" in ready["message"], ready
+        assert len(ready["message"]) <= 1024
+        assert get_sla(k8s, namespace, name)["status"]["phase"] == "Failed"
 
-    def retries() -> int:
-        meta = get_sla(k8s, namespace, name)["metadata"]
-        progress = json.loads((meta.get("annotations") or {}).get("aiconn.io/sla_changed", "{}"))
-        return int(progress.get("retries") or 0)
+        def retries() -> int:
+            meta = get_sla(k8s, namespace, name)["metadata"]
+            annotations = meta.get("annotations") or {}
+            progress = json.loads(annotations.get("aiconn.io/sla_changed", "{}"))
+            return int(progress.get("retries") or 0)
 
-    eventually(lambda: retries() >= 2, timeout=120, what="a retry after the first failure")
-    eventually(lambda: _events(k8s, namespace, name, "ReconcileFailed"), what="the Event")
-    failures = _events(k8s, namespace, name, "ReconcileFailed")
-    assert len(failures) == 1 and (failures[0].count or 1) == 1, failures
-    assert failures[0].type == "Warning"
-    # No Kopf log lines turned into Events (a "Handler failed" per retry).
-    assert all(e.reason in _OPERATOR_REASONS for e in _all_events(k8s, namespace, name))
-
-    core.delete_namespaced_resource_quota("no-services", namespace)
+        eventually(lambda: retries() >= 2, timeout=120, what="a retry after the first failure")
+        eventually(lambda: _events(k8s, namespace, name, "ReconcileFailed"), what="the Event")
+        failures = _events(k8s, namespace, name, "ReconcileFailed")
+        assert len(failures) == 1 and (failures[0].count or 1) == 1, failures
+        assert failures[0].type == "Warning"
+        # No Kopf log lines turned into Events (a "Handler failed" per retry).
+        assert all(e.reason in _OPERATOR_REASONS for e in _all_events(k8s, namespace, name))
+    finally:
+        admission.delete_validating_admission_policy_binding(policy)
+        admission.delete_validating_admission_policy(policy)
     eventually(
         lambda: get_sla(k8s, namespace, name)["status"]["phase"] != "Failed",
         timeout=120,
-        what="recovery once the quota is gone",
+        what="recovery once the policy is gone",
     )
     assert _conditions(k8s, namespace, name)["Ready"]["reason"] != "ReconcileFailed"
 

@@ -156,3 +156,23 @@ def test_a_slice_that_cannot_be_realized_says_so_in_its_condition() -> None:
     assert cond["type"] == "SliceReady" and cond["status"] == "False"
     assert cond["reason"] == "RealizeFailed"
     assert cond["observedGeneration"] == 4 and "422" in cond["message"]
+
+
+def test_the_event_limiter_says_a_thing_once_per_window() -> None:
+    now = [0.0]
+    limiter = failures.EventLimiter(repeat_after_s=3600, size=2, clock=lambda: now[0])
+    assert limiter.allow("uid", "ReconcileFailed", "boom")
+    assert not limiter.allow("uid", "ReconcileFailed", "boom")
+    now[0] = 3601.0
+    assert limiter.allow("uid", "ReconcileFailed", "boom")
+    assert limiter.allow("uid", "Placed", "x", repeat_after_s=60)
+    now[0] = 3662.0
+    assert limiter.allow("uid", "Placed", "x", repeat_after_s=60)
+
+
+def test_the_event_limiter_is_bounded() -> None:
+    limiter = failures.EventLimiter(repeat_after_s=3600, size=2, clock=lambda: 0.0)
+    for key in ("a", "b", "c"):
+        assert limiter.allow(key)
+    assert not limiter.allow("c")
+    assert limiter.allow("a")  # forgotten: the oldest went when "c" came in
