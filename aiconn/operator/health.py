@@ -78,3 +78,29 @@ def display_update(body: Mapping[str, Any]) -> dict[str, Any] | None:
         if new_phase != phase:
             patch["phase"] = new_phase
     return patch or None
+
+
+_WINDOW_WORDS = {
+    "w5m": "5 min",
+    "w30m": "30 min",
+    "w1h": "1 h",
+    "w2h": "2 h",
+    "w6h": "6 h",
+    "w1d": "1 day",
+    "w3d": "3 days",
+}
+
+
+def burn_rates_sentence(rates: Mapping[str, float | None]) -> str:
+    """Burn rates as people read them, e.g. `burn rate 200x over 5 min, 14.4x over 1 h` (1x spends
+    the budget exactly by the period's end); an Event's text, not a dict's repr."""
+    parts = [
+        f"{_rate(value)}x over {_WINDOW_WORDS.get(key, key)}"
+        for key, value in rates.items()
+        if value is not None
+    ]
+    return "burn rate " + ", ".join(parts) if parts else "no burn rate yet"
+
+
+def _rate(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

@@ -176,3 +176,10 @@ def test_the_event_limiter_is_bounded() -> None:
         assert limiter.allow(key)
     assert not limiter.allow("c")
     assert limiter.allow("a")  # forgotten: the oldest went when "c" came in
+
+
+def test_burn_rates_read_as_a_sentence_not_a_dict() -> None:
+    text = health.burn_rates_sentence({"w5m": 200.00000000001137, "w1h": 14.4, "w6h": None})
+    assert text == "burn rate 200x over 5 min, 14.4x over 1 h"
+    assert "{" not in text and "None" not in text
+    assert health.burn_rates_sentence({}) == "no burn rate yet"
