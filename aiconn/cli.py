@@ -66,7 +66,7 @@ def _dev(args: argparse.Namespace) -> int:
         demo.run(state_dir=state)
     else:
         endpoints = stack.up(demo.SAMPLE, state_dir=state)
-        stack.apply_sla(endpoints.kubeconfig, demo.demo_sla())
+        stack.apply_sla(endpoints.kubeconfig, demo.demo_sla(), keys_dir=endpoints.gateway_keys_dir)
         print(f"stack up; endpoints in {(state or stack.default_state_dir()) / 'endpoints.json'}")
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "aiconn.io"
@@ -47,16 +47,16 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
 
 
 class Condition(CamelModel):
-    """A standard Kubernetes condition (metav1.Condition shape)."""
+    """A standard Kubernetes condition (metav1.Condition shape and bounds)."""
 
-    type: str
+    type: str = Field(max_length=316)
     """Condition type: Ready, Placed, SliceReady, InferenceReady or Compliant."""
-    status: str
+    status: str = Field(max_length=16)
     """True, False or Unknown."""
-    reason: str
+    reason: str = Field(max_length=1024)
     """One CamelCase word that says why, for machines."""
-    message: str = ""
-    """A sentence that says why, for people."""
+    message: str = Field(default="", max_length=32768)
+    """A sentence that says why, for people (the operator keeps it under 1024 characters)."""
     last_transition_time: str | None = None
     """When the status last changed (RFC 3339)."""
     observed_generation: int | None = None

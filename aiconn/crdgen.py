@@ -83,6 +83,8 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         "maxLength",
         "minItems",
         "maxItems",
+        "minProperties",
+        "maxProperties",
         "minimum",
         "maximum",
         "x-kubernetes-validations",
@@ -194,18 +196,11 @@ RESOURCES: tuple[CrdInfo, ...] = (
         printer_columns=(
             _col("Tier", "string", ".status.placement.tier", "Chosen inference tier"),
             _col("Model", "string", ".spec.model.name", "Served model"),
-            _col(
-                "Avail%", "number", ".status.period.availabilityPercent", "Availability this period"
-            ),
-            _col(
-                "Budget%",
-                "number",
-                ".status.period.budgetRemainingPercent",
-                "Error budget remaining",
-            ),
-            _col(
-                "Credits", "number", ".status.period.creditsAccrued", "Credits accrued this period"
-            ),
+            # Strings written rounded by the operator: a number column prints Go's %v of a float.
+            _col("Avail", "string", ".status.summary.availability", "Availability this period"),
+            _col("Budget", "string", ".status.summary.budget", "Error budget remaining"),
+            _col("Credits", "string", ".status.summary.credits", "Credits accrued this period"),
+            _col("Compliant", "string", ".status.summary.compliant", "Objectives met so far"),
             _col("Phase", "string", ".status.phase", "Lifecycle phase"),
             _col("Age", "date", ".metadata.creationTimestamp", "Age"),
         ),

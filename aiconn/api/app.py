@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from aiconn.api import errors
+from aiconn.api import docs, errors
 from aiconn.api.auth import Authorizer
 from aiconn.api.deps import AppParts
 from aiconn.api.kubeauth import KubernetesAuthorizer
@@ -87,6 +87,8 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
         version="1",
         summary="SLA reports, credits and wallet statements for tenants; the fleet for the NOC.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.parts = AppParts(
         settings=settings,
@@ -96,6 +98,7 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
         registry=fleet_registry(reader),
     )
     errors.install(app)
+    docs.install(app)
     for router in (tenant.router, review.router, fleet.router, health.router, noc.router):
         app.include_router(router)
     app.mount("/noc/static", StaticFiles(directory=STATIC_DIR), name="noc-static")

@@ -1,8 +1,20 @@
 """The NOC's view of the fleet: every SLA ranked by risk, and totals per tier and per site.
 
-Risk orders the table so the SLA that needs a human comes first: a non-compliant SLA outranks any
-compliant one, a paging burn-rate alert outranks a ticket, and within those the SLA that has spent
-more of its error budget comes first. An SLA never evaluated ranks as unknown, between the two.
+Risk orders the table so the SLA that needs a human comes first. It is a sum of documented parts:
+
+| part                                                        | points   |
+|-------------------------------------------------------------|----------|
+| breach: Compliant=False (an objective missed, credits owed) | 1000     |
+| failing reconcile: phase Failed or Invalid                  | 800      |
+| unplaceable: phase Unplaceable or EditUnplaceable           | 700      |
+| degraded: the network slice failed (phase Degraded)         | 500      |
+| each paging burn-rate alert (page-*) / other alert          | 200 / 50 |
+| error budget spent: 100 - remaining %, capped               | 0 to 200 |
+| not measured yet: Compliant=Unknown                         | 25       |
+
+So a breach outranks anything that is not one, an SLA the operator cannot run outranks an alert,
+and among healthy SLAs the one that has burnt more of its budget comes first. An SLA merely not
+measured yet ranks just above a healthy one, not above every SLA with a problem.
 """
 
 from __future__ import annotations
@@ -15,17 +27,28 @@ from aiconn.api.models import FleetItem, GroupSummary
 from aiconn.api.reports import summary
 from aiconn.api.slas import SLA
 
-NON_COMPLIANT_RISK = 1000.0
-UNKNOWN_RISK = 500.0
+BREACH_RISK = 1000.0
+FAILING_RISK = 800.0
+UNPLACEABLE_RISK = 700.0
+DEGRADED_RISK = 500.0
 PAGE_ALERT_RISK = 200.0
 TICKET_ALERT_RISK = 50.0
+UNMEASURED_RISK = 25.0
 # Budget spent counts up to twice over (an overspent budget is -100 % remaining).
 MAX_BUDGET_RISK = 200.0
+PHASE_RISK = {
+    "Failed": FAILING_RISK,
+    "Invalid": FAILING_RISK,
+    "Unplaceable": UNPLACEABLE_RISK,
+    "EditUnplaceable": UNPLACEABLE_RISK,
+    "Degraded": DEGRADED_RISK,
+}
 
 
 def risk(item: FleetItem) -> float:
-    """A score where higher needs attention sooner."""
-    score = {"False": NON_COMPLIANT_RISK, "Unknown": UNKNOWN_RISK}.get(item.compliant, 0.0)
+    """A score where higher needs a human sooner (the table in the module doc)."""
+    score = {"False": BREACH_RISK, "Unknown": UNMEASURED_RISK}.get(item.compliant, 0.0)
+    score += PHASE_RISK.get(item.phase or "", 0.0)
     for alert in item.alerts:
         score += PAGE_ALERT_RISK if alert.startswith("page") else TICKET_ALERT_RISK
     if item.budget_remaining_percent is not None:

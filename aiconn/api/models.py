@@ -212,7 +212,8 @@ class FleetItem(SLASummary):
     """An SLA as the NOC sees it."""
 
     risk: float
-    """Higher is worse: non-compliance, paging alerts, then error budget spent."""
+    """Higher needs a human sooner: a breach, a failing or unplaceable SLA, a degraded slice,
+    burn-rate alerts, error budget spent, last an SLA not measured yet (aiconn.api.fleetview)."""
     evaluation_age_seconds: float | None
 
 

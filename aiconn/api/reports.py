@@ -115,8 +115,12 @@ def _parse_start(text: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError as err:
         raise PeriodError(f"period {text!r} is not {_ACCEPTED}") from err
-    # A start without an offset means UTC, the time zone every period is defined in.
-    start = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    # A start without an offset means UTC, the time zone every period is defined in. An offset
+    # can carry a start at the calendar's edge past it (0001-01-01T00:00+23:59 is year 0 in UTC).
+    try:
+        start = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError as err:
+        raise PeriodError(f"period {text!r} is out of range in UTC; use {_ACCEPTED}") from err
     if start.year < 1970:
         raise PeriodError(f"period {text!r} is before 1970; use {_ACCEPTED}")
     return start

@@ -177,7 +177,7 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
         f"{spec.objectives.ttft.target_percent} %, availability "
         f"{spec.objectives.availability.target_percent} %)"
     )
-    stack.apply_sla(endpoints.kubeconfig, sla)
+    stack.apply_sla(endpoints.kubeconfig, sla, keys_dir=endpoints.gateway_keys_dir)
     # The SLA is judged from its first whole minute after creation; it was created before now.
     in_force = ceil_minute(dt.datetime.now(dt.UTC))
     watcher = Watcher(endpoints)
@@ -275,7 +275,11 @@ def _print_summary(result: DemoResult) -> None:
     print(json.dumps(report, indent=2)[:4000])
     print("\n=== where to look ===")
     print(f"  reporting API : {e.api}/docs")
-    print(f"  NOC page      : {e.noc}")
+    # The admin token stays out of the output (logs and terminals get shared): say where it is.
+    print(
+        f"  NOC page      : {e.api}/noc  (token: api_token in .aiconn/dev/endpoints.json,"
+        " or open the `noc` URL there)"
+    )
     print(f"  Prometheus    : {e.prometheus}")
     print(
         f"  gateway       : {e.gateway}  (Authorization: Bearer <key in "

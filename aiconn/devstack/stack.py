@@ -10,6 +10,7 @@ state directory, so `dev down` stops everything even after the starting process 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from aiconn.devstack.kube import apply_manifests, apply_objects
 from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wait_until
 from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
 from aiconn.devstack.vllm import VllmServer, make_tiny_model
+from aiconn.inference.workload import KEYS_SECRET_KEY, PLAINTEXT_SECRET_KEY, child_names
 from aiconn.sla.spec import AIInferenceSLASpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +55,8 @@ class Endpoints:
     gateway_key: str
     sla_name: str
     namespace: str
+    gateway_keys_dir: str = ""
+    """The local gateway's keys directory (a cluster mounts the SLA's Secret there)."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -222,6 +226,7 @@ def up(
         ledger_url=ledger_url,
         api_token=api_token,
         gateway_key=key,
+        gateway_keys_dir=str(keys_dir),
         sla_name=name,
         namespace=DEMO_NAMESPACE,
     )
@@ -229,13 +234,45 @@ def up(
     return endpoints
 
 
-def apply_sla(kubeconfig: str, sla: dict[str, Any]) -> None:
+def apply_sla(kubeconfig: str, sla: dict[str, Any], *, keys_dir: str = "") -> str | None:
+    """Apply the SLA. With `keys_dir`, the local gateway then also accepts the key in the SLA's
+    Secret, the key the README tells tenants to use: in a cluster the gateway reads that Secret;
+    here it reads `keys_dir`, so the Secret's digests are added there. Returns that key."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     with client.ApiClient(configuration) as api:
         apply_objects(api, [sla], namespace=DEMO_NAMESPACE)
+        if not keys_dir:
+            return None
+        return trust_secret_keys(api, sla["metadata"]["name"], Path(keys_dir))
+
+
+def trust_secret_keys(
+    api: Any, sla_name: str, keys_dir: Path, *, namespace: str = DEMO_NAMESPACE
+) -> str:
+    """Add the digests of the SLA's Secret (written by the operator) to the gateway's keys file;
+    the gateway re-reads the file when it changes. Returns the Secret's key."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    secret_name = child_names(sla_name).api_key_secret
+    found: dict[str, dict[str, str]] = {}
+
+    def secret_written() -> bool:
+        found["data"] = core.read_namespaced_secret(secret_name, namespace).data or {}
+        return KEYS_SECRET_KEY in found["data"]
+
+    wait_until(secret_written, timeout=120, what=f"the operator's Secret {secret_name}")
+    data = found["data"]
+    path = keys_dir / "keys"
+    known = path.read_text().split() if path.exists() else []
+    added = base64.b64decode(data[KEYS_SECRET_KEY]).decode().split()
+    staged = keys_dir / ".keys.new"
+    staged.write_text("".join(f"{d}\n" for d in dict.fromkeys(known + added)))
+    staged.replace(path)
+    return base64.b64decode(data[PLAINTEXT_SECRET_KEY]).decode()
 
 
 def down(state_dir: Path | None = None) -> list[str]:

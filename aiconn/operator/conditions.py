@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from aiconn.operator.failures import short
+
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -15,7 +17,12 @@ def condition(
     type_: str, ok: bool | None, reason: str, message: str, *, generation: int | None
 ) -> dict[str, Any]:
     status = "Unknown" if ok is None else ("True" if ok else "False")
-    cond: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message}
+    cond: dict[str, Any] = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": short(message),
+    }
     if generation is not None:
         cond["observedGeneration"] = generation
     return cond

@@ -18,8 +18,19 @@ from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import SLA_LABEL
 from aiconn.operator import state
-from aiconn.operator.reconcile import Outcome, reconcile_sla, refresh_readiness
-from aiconn.operator.slicing import realize_slice, release_slice
+from aiconn.operator.conditions import condition
+from aiconn.operator.failures import (
+    NORMAL_REPEAT_AFTER_S,
+    EventLimiter,
+    already_said,
+    backoff,
+    describe,
+    short,
+    transient,
+)
+from aiconn.operator.health import display_update
+from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
+from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +44,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Only the operator's own Events are posted (kopf.event): Kopf's log lines would add a
+    # "Handler failed" Warning per retry and two "succeeded" Events per change.
+    settings.posting.level = logging.CRITICAL + 1
     settings.watching.server_timeout = 300
     settings.queueing.worker_limit = 64
     settings.execution.max_workers = 16
@@ -74,10 +87,25 @@ def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, Inferenc
     return {name: next(iter(store)) for name, store in tier_index.items()}
 
 
+_events = EventLimiter()
+
+
+def _post(body: Any, event: Event, said: list[Any]) -> None:
+    """Post `event` unless a condition already says it or it was posted within the hour."""
+    meta = body["metadata"]
+    key = (meta.get("uid", ""), event.reason, event.message)
+    window = NORMAL_REPEAT_AFTER_S if event.type == "Normal" else None
+    if already_said(said, reason=event.reason, message=event.message):
+        return
+    if _events.allow(*key, repeat_after_s=window):
+        kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
+
+
 async def _write(outcome: Outcome, body: Any) -> None:
-    for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     meta, status = body["metadata"], body.get("status") or {}
+    said = list(status.get("conditions") or [])
+    for event in outcome.events:
+        _post(body, event, said)
     # Written here rather than through Kopf's patch: the SLA loop owns Compliant in the same
     # list, so the conditions are merged into the version this reconcile saw (see update_status).
     seen = {
@@ -94,25 +122,69 @@ async def _write(outcome: Outcome, body: Any) -> None:
     )
 
 
-async def _reconcile(body: Any, tier_index: kopf.Index[str, InferenceTierSpec]) -> None:
+async def _reconcile(
+    body: Any, tier_index: kopf.Index[str, InferenceTierSpec], *, retry: int = 0
+) -> None:
+    """Reconcile and write back; any failure becomes Ready=False/ReconcileFailed and one Event
+    (a conflict or a throttled call gets two quiet retries first), retried with a backoff."""
+    meta = body["metadata"]
     try:
         outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
         await _write(outcome, body)
+        # A child may have become ready between its apply and the status write, and its watch
+        # event found no status to refresh: look once more now that the status is there.
+        await refresh_readiness(state.kube(), meta["namespace"], meta["name"])
+    except Exception as err:
+        message = describe(err)
+        terminating = isinstance(err, ApiException) and _namespace_terminating(err)
+        if not terminating and (not transient(err) or retry >= 2):
+            await _report_failure(body, message)
+        raise kopf.TemporaryError(message, delay=backoff(retry)) from err
+
+
+async def _report_failure(body: Any, message: str) -> None:
+    meta = body["metadata"]
+    text = short(f"reconcile failed, retrying with a backoff: {message}")
+    outcome = Outcome(
+        status={"observedGeneration": meta.get("generation"), "phase": "Failed"},
+        conditions=[
+            condition("Ready", False, "ReconcileFailed", text, generation=meta.get("generation"))
+        ],
+        events=[Event("Warning", "ReconcileFailed", text)],
+    )
+    try:
+        await _write(outcome, body)
     except ApiException as err:
-        if err.status in (409, 429) or err.status >= 500:
-            raise kopf.TemporaryError(
-                f"API server said {err.status}: {err.reason}", delay=5
-            ) from err
-        raise
+        log.warning("status of %s/%s not written: %s", meta["namespace"], meta["name"], err)
 
 
 @kopf.on.resume(GROUP, VERSION, "aiinferenceslas")
 @kopf.on.create(GROUP, VERSION, "aiinferenceslas")
 @kopf.on.update(GROUP, VERSION, "aiinferenceslas", field="spec")
 async def sla_changed(
-    body: kopf.Body, tier_index: kopf.Index[str, InferenceTierSpec], **_: Any
+    body: kopf.Body, tier_index: kopf.Index[str, InferenceTierSpec], retry: int, **_: Any
 ) -> None:
-    await _reconcile(body, tier_index)
+    await _reconcile(body, tier_index, retry=retry)
+
+
+@kopf.on.event(GROUP, VERSION, "aiinferenceslas")
+async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Keep the phase (Ready, AtRisk, Breached) and the printed figures in step with whatever
+    wrote the status last, the SLA loop included."""
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        return
+    patch = display_update(body)
+    if patch is not None:
+        meta = body["metadata"]
+        try:
+            await state.kube().patch_status(
+                "AIInferenceSLA", meta["name"], meta["namespace"], patch
+            )
+        except ApiException as err:
+            if err.status != 404:
+                log.warning(
+                    "summary of %s/%s not written: %s", meta["namespace"], meta["name"], err
+                )
 
 
 @kopf.on.create(GROUP, VERSION, "inferencetiers")
@@ -120,6 +192,7 @@ async def sla_changed(
 @kopf.on.delete(GROUP, VERSION, "inferencetiers", optional=True)
 async def tier_changed(
     name: str,
+    retry: int,
     tier_index: kopf.Index[str, InferenceTierSpec],
     sla_tier_index: kopf.Index[str | None, tuple[str, str]],
     **_: Any,
@@ -135,13 +208,14 @@ async def tier_changed(
             continue
         try:
             await _reconcile(body, tier_index)
-        except (ApiException, kopf.TemporaryError) as err:
-            if isinstance(err, ApiException) and _namespace_terminating(err):
+        except kopf.TemporaryError as err:
+            cause = err.__cause__
+            if isinstance(cause, ApiException) and _namespace_terminating(cause):
                 continue
             failed.append(f"{namespace}/{sla_name}: {err}")
     if failed:
         raise kopf.TemporaryError(
-            f"re-planning failed for {len(failed)} SLA(s): {failed[0]}", delay=10
+            f"re-planning failed for {len(failed)} SLA(s): {failed[0]}", delay=backoff(retry)
         )
 
 
@@ -149,29 +223,40 @@ def _namespace_terminating(err: ApiException) -> bool:
     return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
-@kopf.on.field(
-    "apps", "v1", "deployments", field="status.availableReplicas", labels={SLA_LABEL: kopf.PRESENT}
-)
-async def deployment_availability_changed(
-    namespace: str, labels: kopf.Labels, meta: kopf.Meta, **_: Any
-) -> None:
+async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
     for ref in meta.get("ownerReferences", []):
-        if ref.get("kind") == "AIInferenceSLA":
-            await refresh_readiness(state.kube(), namespace, ref["name"])
+        if ref.get("kind") == "AIInferenceSLA" and namespace:
+            try:
+                await refresh_readiness(state.kube(), namespace, ref["name"])
+            except ApiException as err:
+                if err.status != 404 and not _namespace_terminating(err):
+                    raise
+
+
+# Watch events, not field handlers: Kopf's diff-base leaves status out, so a handler on a status
+# field never fires. Each event re-reads the owner and writes only when something changed.
+@kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})
+async def deployment_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+    await _refresh_owner(namespace, meta)
 
 
 @kopf.on.resume(GROUP, VERSION, "networkslices")
 @kopf.on.create(GROUP, VERSION, "networkslices")
 @kopf.on.update(GROUP, VERSION, "networkslices", field="spec")
-async def slice_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    status = await realize_slice(state.kube(), body, state.settings())
+async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    previous = (body.get("status") or {}).get("conditions") or []
+    try:
+        status = await realize_slice(state.kube(), body, state.settings())
+    except Exception as err:
+        if transient(err) and retry < 2:
+            raise kopf.TemporaryError(describe(err), delay=backoff(retry)) from err
+        status = failed_status(body, describe(err))
     ready = next(c for c in status["conditions"] if c["type"] == "SliceReady")
     ok = ready["status"] == "True"
-    kopf.event(
+    _post(
         body,
-        type="Normal" if ok else "Warning",
-        reason="SliceReady" if ok else "SliceFailed",
-        message=ready["message"],
+        Event("Normal" if ok else "Warning", ready["reason"], ready["message"]),
+        list(previous),
     )
     if ok:
         patch.status.update(status)
@@ -179,14 +264,12 @@ async def slice_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     # Written now, not through `patch`, so the failure is visible while Kopf retries later.
     meta = body["metadata"]
     await state.kube().patch_status("NetworkSlice", meta["name"], meta["namespace"], status)
-    raise kopf.TemporaryError(ready["message"], delay=30)
+    raise kopf.TemporaryError(ready["message"], delay=backoff(retry))
 
 
-@kopf.on.field(GROUP, VERSION, "networkslices", field="status.phase")
-async def slice_phase_changed(namespace: str, meta: kopf.Meta, **_: Any) -> None:
-    for ref in meta.get("ownerReferences", []):
-        if ref.get("kind") == "AIInferenceSLA":
-            await refresh_readiness(state.kube(), namespace, ref["name"])
+@kopf.on.event(GROUP, VERSION, "networkslices")
+async def slice_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+    await _refresh_owner(namespace, meta)
 
 
 @kopf.on.delete(

@@ -22,6 +22,8 @@ from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
+from aiconn.operator.failures import short
+from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -29,6 +31,8 @@ from aiconn.slices.kubernetes import pod_attachment
 from aiconn.slices.realize import slice_for
 
 SLA_KIND = "AIInferenceSLA"
+# Phases without children to follow: nothing placed, or the last reconcile failed.
+UNSERVED_PHASES = (None, "Unplaceable", "Invalid", "Failed")
 API_KEY_PREFIX = "aic_"
 
 
@@ -54,17 +58,26 @@ def owner_of(body: Mapping[str, Any]) -> dict[str, str]:
     return {"apiVersion": API_VERSION, "kind": SLA_KIND, "name": meta["name"], "uid": meta["uid"]}
 
 
+def _not_chosen(tier: str, reason: str) -> str:
+    """`Tier edge not chosen: ...` (the placement reasons already start with the tier's name)."""
+    prefix = f"{tier}: "
+    why = reason[len(prefix) :] if reason.startswith(prefix) else reason
+    return short(f"Tier {tier} not chosen: {why}")
+
+
 def _placement_events(decision: PlacementDecision, previous: Mapping[str, Any]) -> list[Event]:
-    """Events only when the decision changes, so a resync does not flood the namespace."""
+    """Events only when the decision changes, so a resync does not flood the namespace.
+
+    A tier not chosen is Normal (placement worked; it says why not there); Warning is for an SLA
+    that no tier can serve."""
     before = previous.get("placement") or {}
     before_rejected = [(r.get("tier"), r.get("reason")) for r in before.get("rejected", [])]
     if before.get("tier") == decision.tier and before_rejected == list(decision.rejected):
         return []
-    events = [Event("Warning", "TierRejected", f"{t}: {r}") for t, r in decision.rejected]
-    if decision.placed:
-        events.append(Event("Normal", "Placed", decision.message))
-    else:
-        events.append(Event("Warning", "Unplaceable", decision.message))
+    if not decision.placed:
+        return [Event("Warning", "Unplaceable", short(decision.message))]
+    events = [Event("Normal", "TierNotChosen", _not_chosen(t, r)) for t, r in decision.rejected]
+    events.append(Event("Normal", "Placed", short(decision.message)))
     return events
 
 
@@ -99,13 +112,19 @@ def readiness(
     deployment: Mapping[str, Any] | None,
     replicas: int,
     generation: int | None,
+    health: Mapping[str, Any] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Phase and the SliceReady / InferenceReady / Ready conditions from the children."""
+    """Phase and the SliceReady / InferenceReady / Ready conditions from the children; `health`
+    (the SLA's status) turns a serving phase into AtRisk or Breached (see `health`)."""
     s_ok, s_reason, s_msg = slice_ready(slice_obj)
     i_ok, i_reason, i_msg = inference_ready(deployment, replicas)
     ready = bool(s_ok) and i_ok
     if ready:
-        phase, r_reason, r_msg = "Ready", "Serving", "placed, sliced and serving"
+        phase, r_reason, r_msg = (
+            serving_phase(health or {}),
+            "Serving",
+            "placed, sliced and serving",
+        )
     elif s_ok is False:
         phase, r_reason, r_msg = "Degraded", "SliceNotReady", s_msg
     else:
@@ -130,8 +149,10 @@ async def reconcile_sla(
     try:
         spec = AIInferenceSLASpec.model_validate(body["spec"])
     except ValidationError as err:
-        message = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        message = short(
+            "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+            )
         )
         return Outcome(
             status={
@@ -149,6 +170,8 @@ async def reconcile_sla(
     )
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
+    if not decision.placed and previous.get("inForceGeneration") is not None:
+        return _edit_unplaceable(decision, previous, generation)
     if not decision.placed:
         return Outcome(
             status={
@@ -222,6 +245,7 @@ async def reconcile_sla(
         deployment=deployment,
         replicas=spec.capacity.replicas,
         generation=generation,
+        health=previous,
     )
     children = {
         "networkSlice": names.network_slice,
@@ -239,6 +263,8 @@ async def reconcile_sla(
             "placement": placement,
             "children": children,
             "endpoint": f"http://{names.service}.{namespace}.svc:{workload.GATEWAY_PORT}/v1",
+            "inForceGeneration": generation,
+            "pending": None,
         },
         conditions=[
             condition("Placed", True, "TierChosen", decision.message, generation=generation),
@@ -248,10 +274,37 @@ async def reconcile_sla(
     )
 
 
+def _edit_unplaceable(
+    decision: PlacementDecision,
+    previous: Mapping[str, Any],
+    generation: int | None,
+) -> Outcome:
+    """An edit no tier can serve: the children of the generation in force keep running, and the
+    status says which generation that is, where it runs and what waits (the placement and the
+    TIER column stay those of the running children)."""
+    in_force = previous.get("inForceGeneration")
+    where = (previous.get("placement") or {}).get("tier") or "its tier"
+    message = short(
+        f"generation {generation} cannot be placed ({decision.message}); generation {in_force}"
+        f" stays in force on {where}"
+    )
+    return Outcome(
+        status={
+            "observedGeneration": generation,
+            "phase": "EditUnplaceable",
+            "pending": {"generation": generation, "reason": "NoFeasibleTier", "message": message},
+        },
+        conditions=[
+            condition("Placed", False, "EditUnplaceable", message, generation=generation),
+        ],
+        events=[Event("Warning", "EditUnplaceable", message)],
+    )
+
+
 async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dict[str, Any] | None:
     """Recompute the readiness conditions after a child changed; None when nothing changed."""
     sla = await kube.get(SLA_KIND, sla_name, namespace)
-    if sla is None or (sla.get("status") or {}).get("phase") in (None, "Unplaceable", "Invalid"):
+    if sla is None or (sla.get("status") or {}).get("phase") in UNSERVED_PHASES:
         return None
     names = workload.child_names(sla_name)
     slice_obj = await kube.get("NetworkSlice", names.network_slice, namespace)
@@ -263,7 +316,10 @@ async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dic
         deployment=deployment,
         replicas=replicas,
         generation=status.get("observedGeneration"),
+        health=status,
     )
+    if status.get("pending"):
+        phase = status.get("phase") or phase
     old = status.get("conditions", [])
     if phase == status.get("phase") and merge(old, conds) == old:
         return None

@@ -80,6 +80,20 @@ async def realize_slice(
     }
 
 
+def failed_status(body: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """The status patch of a slice whose realization raised (a refused object, a bad spec)."""
+    generation = body["metadata"].get("generation")
+    old = (body.get("status") or {}).get("conditions", [])
+    return {
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "conditions": merge(
+            old,
+            [condition("SliceReady", False, "RealizeFailed", message, generation=generation)],
+        ),
+    }
+
+
 async def release_slice(body: Mapping[str, Any], settings: OperatorSettings) -> str:
     """Remove the SliceProfile of an nsmf slice being deleted; raise to retry on failure."""
     meta = body["metadata"]

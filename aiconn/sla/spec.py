@@ -8,7 +8,7 @@ CEL rules attached here, so the API server itself refuses bad input and names th
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,16 @@ Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}(m|h|d|w|M)$"
 _DURATION = re.compile(DURATION_PATTERN)
+
+Site = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="A site name; it becomes a node-selector label value, hence its bounds.",
+    ),
+]
 
 
 class Architecture(CamelModel):
@@ -75,7 +85,7 @@ class LatencyObjective(CamelModel):
 class Window(CamelModel):
     """The SLA period: calendar-aligned (a month in UTC by default) or rolling."""
 
-    duration: str = Field(default="1M", pattern=DURATION_PATTERN)
+    duration: str = Field(default="1M", pattern=DURATION_PATTERN, max_length=5)
     """Period length in OpenSLO shorthand: m minutes, h hours, d days, w weeks, M calendar months."""
     calendar_aligned: bool = True
     """True: periods start at calendar boundaries in UTC and are settled when they close. False: rolling, reported only."""
@@ -103,14 +113,19 @@ class NetworkSpec(CamelModel):
                 "self.maxMbps >= self.guaranteedMbps",
                 "maxMbps must be >= guaranteedMbps",
                 ".maxMbps",
-            )
+            ),
+            cel(
+                "self.backend != 'nsmf' || has(self.nsmfUrl)",
+                "backend nsmf needs nsmfUrl, the slice manager's MnS root",
+                ".nsmfUrl",
+            ),
         )
     }
     rtt_budget_ms: int = Field(ge=1, le=10000)
     """Largest network round trip the tenant accepts, in milliseconds."""
     sst: int = Field(default=1, ge=0, le=255)
     """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
+    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)
     """S-NSSAI Slice Differentiator, 6 hex digits."""
     five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
@@ -133,9 +148,9 @@ class PlacementSpec(CamelModel):
 
     tier: Literal["auto", "edge", "regional", "cloud"] = "auto"
     """auto lets aiconn pick the cheapest tier that meets the objectives; otherwise that tier only."""
-    sites: list[str] = Field(default_factory=list, max_length=64)
+    sites: list[Site] = Field(default_factory=list, max_length=64)
     """Acceptable sites; empty means any site of the tier."""
-    data_residency: str | None = Field(default=None, pattern=r"^([A-Z]{2}|EU)$")
+    data_residency: str | None = Field(default=None, pattern=r"^([A-Z]{2}|EU)$", max_length=2)
     """Jurisdiction the data must stay in (ISO 3166 alpha-2, or EU); the tier must list it in regions."""
 
 
@@ -173,7 +188,7 @@ class TokensSpec(CamelModel):
     """Tokens bought per period; the gateway answers 402 once they are spent."""
     price_per_million_tokens: float = Field(default=0.5, ge=0, le=1_000_000)
     """Price of one million tokens in the currency below."""
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", max_length=3)
     """ISO 4217 currency code."""
     rate_limit: RateLimit = RateLimit()
     """Contracted request and token rates."""
@@ -368,13 +383,37 @@ class SettlementStatus(CamelModel):
     """Ledger transfers of this settlement."""
 
 
+class SummaryStatus(CamelModel):
+    """The current period's figures as people read them (what `kubectl get aisla` prints)."""
+
+    availability: str | None = None
+    """Availability this period, rounded, e.g. 99.95%."""
+    budget: str | None = None
+    """Error budget remaining, rounded, e.g. -12.5%."""
+    credits: str | None = None
+    """Credits accrued this period with the currency, e.g. 12.35 EUR."""
+    compliant: str | None = None
+    """Yes, No or Unknown: the Compliant condition in a word."""
+
+
+class PendingStatus(CamelModel):
+    """A spec edit that could not be carried out; the previous generation stays in force."""
+
+    generation: int | None = None
+    """The spec generation waiting to be placed."""
+    reason: str | None = None
+    """One CamelCase word: why it waits."""
+    message: str | None = None
+    """A sentence: why it waits."""
+
+
 class AIInferenceSLAStatus(CamelModel):
     """What aiconn did with the SLA and how the SLA is doing."""
 
     observed_generation: int | None = None
     """The spec generation last reconciled."""
     phase: str | None = None
-    """Pending, Placing, Provisioning, Ready, Degraded or Unplaceable."""
+    """Provisioning, Ready, AtRisk, Breached, Degraded, Unplaceable, Failed or Invalid."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Placed, SliceReady, InferenceReady, Compliant."""
     placement: PlacementStatus | None = None
@@ -387,6 +426,12 @@ class AIInferenceSLAStatus(CamelModel):
     """The current period's measurements."""
     last_settlement: SettlementStatus | None = None
     """The last settled period."""
+    summary: SummaryStatus | None = None
+    """Rounded figures and compliance in words, for the printed table."""
+    in_force_generation: int | None = None
+    """The spec generation the running children carry out."""
+    pending: PendingStatus | None = None
+    """An edit not carried out yet (absent when the spec in force is the latest)."""
 
 
 def wallet_owner(namespace: str, tenant: str | None) -> str:

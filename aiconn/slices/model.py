@@ -8,7 +8,7 @@ can hand them to a 5G core's slice manager without renaming, and a telco reader 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -54,7 +54,17 @@ class AllowedSource(CamelModel):
         default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
     )
     """A namespace whose pods may connect."""
-    cidr: str | None = Field(default=None, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$", max_length=64)
+    cidr: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$",
+        max_length=64,
+        json_schema_extra=validations(
+            cel(
+                "isCIDR(self) && cidr(self) == cidr(self).masked()",
+                "cidr must be a network address in CIDR notation (no host bits), e.g. 10.45.0.0/16",
+            )
+        ),
+    )
     """An IP block (CIDR) that may connect, for example the UPF's N6 subnet."""
 
 
@@ -83,7 +93,7 @@ class NetworkSliceSpec(CamelModel):
     }
     sst: int = Field(ge=0, le=255)
     """Slice/Service Type of the S-NSSAI: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
+    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)
     """Slice Differentiator of the S-NSSAI: 6 hex digits (FFFFFF means none)."""
     five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1): 9 best effort, 80 low-latency eMBB, 82-85 delay-critical."""
@@ -101,7 +111,9 @@ class NetworkSliceSpec(CamelModel):
     """NON_SHARED isolates the inference pods from everything but the allowed sources."""
     site: str | None = Field(default=None, max_length=253)
     """The site the slice serves, when the SLA was placed on one."""
-    pod_selector: dict[str, str] = Field(min_length=1)
+    pod_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        min_length=1, max_length=16
+    )
     """Labels of the inference pods the slice carries traffic to."""
     allowed_sources: list[AllowedSource] = Field(default_factory=list, max_length=64)
     """Who may connect; the monitoring namespace is always admitted for scraping."""

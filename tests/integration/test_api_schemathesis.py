@@ -100,3 +100,25 @@ def _report_case_count(artifacts_dir: Path) -> Iterator[None]:
     line = f"schemathesis cases run: {CASES['count']}"
     print(line)
     (artifacts_dir / "schemathesis-cases.txt").write_text(line + "\n")
+
+
+EDGE_PERIODS = [
+    f"{day}{offset}"
+    for day in ("0001-01-01T00:00:00", "9999-12-31T23:59:59", "9999-12-31T23:59:59.999999")
+    for offset in ("+23:59", "-23:59", "+00:01", "-00:01", "Z", "")
+] + ["0001-01", "9999-12", "1969-12", "1970-01", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z"]
+
+
+@pytest.mark.parametrize("period", EDGE_PERIODS)
+def test_periods_at_the_calendars_edges_get_a_4xx_with_a_reason(app: FastAPI, period: str) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as http:
+        response = http.get(
+            "/v1/namespaces/schemathesis/slas/chat/report",
+            params={"period": period},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert 400 <= response.status_code < 500 or response.status_code == 200, response.text
+    if response.status_code != 200:
+        assert period in response.json()["detail"]

@@ -90,7 +90,9 @@ def test_table_output_has_the_declared_columns(k8s: Any, namespace: str) -> None
     table = json.loads(response[0].data)
     assert table["kind"] == "Table"
     columns = [c["name"] for c in table["columnDefinitions"]]
-    assert columns == ["Name", "Tier", "Model", "Avail%", "Budget%", "Credits", "Phase", "Age"]
+    assert columns == [
+        "Name", "Tier", "Model", "Avail", "Budget", "Credits", "Compliant", "Phase", "Age",
+    ]  # fmt: skip
     assert table["rows"][0]["cells"][0] == "probe"
     assert table["rows"][0]["cells"][2] == "llama-3-8b"
 
@@ -176,6 +178,45 @@ INVALID: list[tuple[str, Any, str]] = [
     ),
     ("credits.capPercent", 150, "spec.credits.capPercent"),
     ("tenant", "Tenant_A", "spec.tenant"),
+    # What the operator used to fail on, or would: each is refused before it gets there.
+    ("network.allowedSources", [{"cidr": "999.1.1.1/99"}], "spec.network.allowedSources[0].cidr"),
+    ("network.allowedSources", [{"cidr": "10.45.0.1/16"}], "spec.network.allowedSources[0].cidr"),
+    ("network.allowedSources", [{"cidr": "10.0.0.0/33"}], "spec.network.allowedSources[0].cidr"),
+    ("network.allowedSources", [{"cidr": "fd00::1::/64"}], "spec.network.allowedSources[0].cidr"),
+    ("network.allowedSources", [{"namespace": "Bad_NS"}], "spec.network.allowedSources[0]"),
+    (
+        "network.allowedSources",
+        [{"namespace": f"ns-{i}"} for i in range(65)],
+        "spec.network.allowedSources",
+    ),
+    ("network.backend", "nsmf", "spec.network.nsmfUrl"),
+    ("network.nsmfUrl", "ftp://core.example/ProvMnS", "spec.network.nsmfUrl"),
+    ("network.nsmfUrl", "https://" + "a" * 2100, "spec.network.nsmfUrl"),
+    ("network.sd", "", "spec.network.sd"),
+    ("network.maxMbps", 0, "spec.network.maxMbps"),
+    ("placement.sites", ["s" * 200_000], "spec.placement.sites[0]"),
+    ("placement.sites", ["bad site!"], "spec.placement.sites[0]"),
+    ("placement.sites", [""], "spec.placement.sites[0]"),
+    ("placement.sites", [f"site-{i}" for i in range(65)], "spec.placement.sites"),
+    ("placement.dataResidency", "EUR", "spec.placement.dataResidency"),
+    ("model.name", "m" * 129, "spec.model.name"),
+    ("model.source", "hf://" + "o" * 1100, "spec.model.source"),
+    (
+        "model.architecture",
+        {"numLayers": 32, "numKvHeads": 8, "headDim": 5000},
+        "spec.model.architecture.headDim",
+    ),
+    ("tenant", "t" * 64, "spec.tenant"),
+    ("tokens.currency", "EURO", "spec.tokens.currency"),
+    ("tokens.monthlyCommitment", -1, "spec.tokens.monthlyCommitment"),
+    ("tokens.rateLimit", {"tokensPerMinute": 0}, "spec.tokens.rateLimit.tokensPerMinute"),
+    ("objectives.window", {"duration": "12345h"}, "spec.objectives.window.duration"),
+    ("capacity.maxReplicas", 257, "spec.capacity.maxReplicas"),
+    (
+        "credits.availability",
+        [{"belowPercent": 100 - i, "creditPercent": i + 1} for i in range(11)],
+        "spec.credits.availability",
+    ),
 ]
 
 

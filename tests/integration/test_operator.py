@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -439,3 +440,282 @@ def test_nsmf_backend_reports_what_the_slice_manager_did(
             assert sla_status["phase"] == "Degraded"
     finally:
         nsmf.close()
+
+
+# What a tenant sees without reading the operator's log: children followed by watches, failures
+# as conditions with one Event, an unplaceable edit that says what is in force, a readable table.
+
+
+def _conditions(k8s: Any, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    status = get_sla(k8s, namespace, name).get("status") or {}
+    return {c["type"]: c for c in status.get("conditions", [])}
+
+
+def _events(k8s: Any, namespace: str, name: str, reason: str) -> list[Any]:
+    return [
+        e
+        for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+        if e.involved_object.name == name and e.reason == reason
+    ]
+
+
+def _table_row(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
+    response = k8s.call_api(
+        f"/apis/{G}/{V}/namespaces/{namespace}/aiinferenceslas/{name}",
+        "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        _preload_content=False,
+        auth_settings=["BearerToken"],
+    )
+    table = json.loads(response[0].data)
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    return dict(zip(columns, table["rows"][0]["cells"], strict=True))
+
+
+def test_slice_ready_follows_the_child_without_touching_the_sla(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-regional-eu-70b.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    cond = eventually(
+        lambda: (
+            (c := _conditions(k8s, namespace, name).get("SliceReady"))
+            and c["status"] == "True"
+            and c
+        ),
+        what="SliceReady=True on the SLA",
+    )
+    assert cond["reason"] == "Realized"
+    assert get_sla(k8s, namespace, name)["metadata"]["generation"] == 1
+    # The Deployment's readiness is followed the same way: pods turn Ready, the SLA follows.
+    play_kubelet(k8s, namespace, f"aiconn.io/sla={name}")
+    eventually(
+        lambda: _conditions(k8s, namespace, name)["InferenceReady"]["status"] == "True",
+        what="InferenceReady=True",
+    )
+    assert get_sla(k8s, namespace, name)["metadata"]["generation"] == 1
+
+
+def _deny_services(k8s: Any, namespace: str) -> str:
+    """A ValidatingAdmissionPolicy that refuses every new Service in `namespace`; returns its
+    name once the API server enforces it (probed with a dry-run create)."""
+    from kubernetes.client.rest import ApiException
+
+    name = f"no-services-{namespace}"
+    admission = client.AdmissionregistrationV1Api(k8s)
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {"expression": "false", "message": "services are not allowed in this namespace"}
+                ],
+            },
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    probe = {"metadata": {"name": "probe"}, "spec": {"ports": [{"port": 80}]}}
+
+    def refused() -> bool:
+        try:
+            client.CoreV1Api(k8s).create_namespaced_service(namespace, probe, dry_run="All")
+        except ApiException as err:
+            return "not allowed" in str(err.body)
+        return False
+
+    eventually(refused, what="the admission policy in force")
+    return name
+
+
+def test_a_reconcile_failure_is_a_condition_and_one_event(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    """An admission policy refuses the SLA's Service: the API server refuses a child, which only
+    the operator sees. It becomes Ready=False/ReconcileFailed and one Warning, however often the
+    operator retries, and the SLA recovers by itself once the policy is gone."""
+    policy = _deny_services(k8s, namespace)
+    admission = client.AdmissionregistrationV1Api(k8s)
+    try:
+        body = sample("sla-regional-eu-70b.yaml")
+        name = body["metadata"]["name"]
+        create(k8s, namespace, body)
+        ready = eventually(
+            lambda: (
+                (c := _conditions(k8s, namespace, name).get("Ready"))
+                and c["reason"] == "ReconcileFailed"
+                and c
+            ),
+            what="Ready=False/ReconcileFailed",
+        )
+        assert ready["status"] == "False"
+        assert "services are not allowed in this namespace" in ready["message"], ready
+        assert len(ready["message"]) <= 1024
+        assert get_sla(k8s, namespace, name)["status"]["phase"] == "Failed"
+
+        def retries() -> int:
+            meta = get_sla(k8s, namespace, name)["metadata"]
+            annotations = meta.get("annotations") or {}
+            progress = json.loads(annotations.get("aiconn.io/sla_changed", "{}"))
+            return int(progress.get("retries") or 0)
+
+        eventually(lambda: retries() >= 2, timeout=120, what="a retry after the first failure")
+        eventually(lambda: _events(k8s, namespace, name, "ReconcileFailed"), what="the Event")
+        failures = _events(k8s, namespace, name, "ReconcileFailed")
+        assert len(failures) == 1 and (failures[0].count or 1) == 1, failures
+        assert failures[0].type == "Warning"
+        # No Kopf log lines turned into Events (a "Handler failed" per retry).
+        assert all(e.reason in _OPERATOR_REASONS for e in _all_events(k8s, namespace, name))
+    finally:
+        admission.delete_validating_admission_policy_binding(policy)
+        admission.delete_validating_admission_policy(policy)
+    eventually(
+        lambda: get_sla(k8s, namespace, name)["status"]["phase"] != "Failed",
+        timeout=120,
+        what="recovery once the policy is gone",
+    )
+    assert _conditions(k8s, namespace, name)["Ready"]["reason"] != "ReconcileFailed"
+
+
+_OPERATOR_REASONS = {"Placed", "TierNotChosen", "ReconcileFailed", "Unplaceable"}
+
+
+def _all_events(k8s: Any, namespace: str, name: str) -> list[Any]:
+    return [
+        e
+        for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+        if e.involved_object.name == name
+    ]
+
+
+def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-edge-urllc.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    eventually(
+        lambda: (get_sla(k8s, namespace, name).get("status") or {}).get("inForceGeneration") == 1,
+        what="generation 1 in force",
+    )
+    api = custom(k8s)
+    api.patch_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 1}}}
+    )
+    status = eventually(
+        lambda: (s := get_sla(k8s, namespace, name)["status"]).get("observedGeneration") == 2 and s,
+        what="generation 2 reconciled",
+    )
+    assert status["phase"] == "EditUnplaceable"
+    assert status["inForceGeneration"] == 1
+    assert status["placement"]["tier"] == "edge"
+    assert status["pending"]["generation"] == 2
+    placed = condition(status, "Placed")
+    assert (placed["status"], placed["reason"]) == ("False", "EditUnplaceable")
+    assert "generation 1 stays in force on edge" in placed["message"]
+    assert _table_row(k8s, namespace, name)["Phase"] == "EditUnplaceable"
+    assert client.AppsV1Api(k8s).read_namespaced_deployment(f"{name}-vllm", namespace)
+    assert len(_events(k8s, namespace, name, "EditUnplaceable")) == 1
+
+    api.patch_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 20}}}
+    )
+    status = eventually(
+        lambda: (s := get_sla(k8s, namespace, name)["status"]).get("inForceGeneration") == 3 and s,
+        what="generation 3 in force",
+    )
+    assert "pending" not in status
+    assert condition(status, "Placed")["status"] == "True"
+
+
+def test_the_printed_table_is_rounded_and_says_breached(
+    k8s: Any, namespace: str, operator: KopfRunner
+) -> None:
+    body = sample("sla-regional-eu-70b.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    eventually(lambda: (get_sla(k8s, namespace, name).get("status") or {}).get("children"))
+    play_kubelet(k8s, namespace, f"aiconn.io/sla={name}")
+    eventually(lambda: get_sla(k8s, namespace, name)["status"]["phase"] == "Ready", what="Ready")
+    assert _table_row(k8s, namespace, name)["Compliant"] == "Unknown"
+
+    # What the SLA loop writes after a bad hour, with the figures it computes.
+    sla = get_sla(k8s, namespace, name)
+    conditions = [c for c in sla["status"]["conditions"] if c["type"] != "Compliant"]
+    conditions.append(
+        {
+            "type": "Compliant",
+            "status": "False",
+            "reason": "AvailabilityMissed",
+            "message": "availability 33.33% is below the 99.9% objective",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+    )
+    period = {
+        "availabilityPercent": 33.333333333333336,
+        "budgetRemainingPercent": -66566.66666667046,
+        "creditsAccrued": 12.345678,
+        "alerts": ["page-1h"],
+    }
+    custom(k8s).patch_namespaced_custom_object_status(
+        G,
+        V,
+        namespace,
+        "aiinferenceslas",
+        name,
+        {"status": {"period": period, "conditions": conditions}},
+    )
+    row = eventually(
+        lambda: (r := _table_row(k8s, namespace, name))["Phase"] == "Breached" and r,
+        what="Breached in the table",
+    )
+    currency = body["spec"].get("tokens", {}).get("currency", "EUR")
+    assert row["Avail"] == "33.33%"
+    assert row["Budget"] == "-66566.7%"
+    assert row["Credits"] == f"12.35 {currency}"
+    assert row["Compliant"] == "No"
+
+
+def test_the_dev_gateway_accepts_the_key_in_the_slas_secret(
+    k8s: Any, namespace: str, operator: KopfRunner, tmp_path: Path
+) -> None:
+    """The dev stack's gateway reads a keys directory, not the Secret: the key the README tells
+    tenants to use (the Secret's) is added to it once the operator has written the Secret."""
+    from aiconn.devstack.gateway import write_keys
+    from aiconn.devstack.stack import trust_secret_keys
+    from aiconn.gateway.keys import KeyStore
+
+    keys_dir = write_keys(tmp_path / "keys", "aic_dev-stack-own-key")
+    body = sample("sla-edge-urllc.yaml")
+    name = body["metadata"]["name"]
+    create(k8s, namespace, body)
+    key = trust_secret_keys(k8s, name, keys_dir, namespace=namespace)
+    secret = client.CoreV1Api(k8s).read_namespaced_secret(f"{name}-keys", namespace)
+    assert key.startswith("aic_") and key != "aic_dev-stack-own-key"
+    assert base64.b64decode(secret.data["api-key"]).decode() == key
+    store = KeyStore(keys_dir, check_seconds=0)
+    assert store.accepts(key)
+    assert store.accepts("aic_dev-stack-own-key")
+    assert not store.accepts("aic_someone-else")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiconn.api.auth import Caller
 from aiconn.api.fleetview import risk
@@ -53,6 +55,20 @@ def test_the_running_period_is_current(text: str) -> None:
         ("2025-02", Window(duration="30d", calendar_aligned=False), "rolling"),
         ("1900-01", Window(), "before 1970"),
         ("9999-12", Window(), "out of range"),
+        # Calendar edges: an offset that moves the start past year 1 or year 9999 in UTC.
+        ("0001-01-01T00:00:00+23:59", Window(), "out of range"),
+        ("0001-01-01T00:00:00+00:01", Window(), "out of range"),
+        ("9999-12-31T23:59:59-23:59", Window(), "out of range"),
+        ("9999-12-31T23:59:59.999999-00:01", Window(), "out of range"),
+        ("9999-12-31T23:59:59Z", Window(), "out of range"),
+        ("9999-12-01T00:00:00Z", Window(), "out of range"),
+        ("0001-01-01T00:00:00Z", Window(), "before 1970"),
+        ("1969-12-31T23:59:59Z", Window(), "before 1970"),
+        ("9999-12", Window(duration="1d"), "has not started yet"),
+        ("9999-12-31T00:00:00Z", Window(duration="1d"), "out of range"),
+        ("9999-12-31T23:00:00Z", Window(duration="1h"), "out of range"),
+        ("9999-12-31T23:59:00Z", Window(duration="1m"), "out of range"),
+        ("2024-02-30T00:00:00Z", Window(), "is not 'current'"),
     ],
 )
 def test_bad_periods_say_what_would_be_accepted(text: str, window: Window, says: str) -> None:
@@ -60,9 +76,11 @@ def test_bad_periods_say_what_would_be_accepted(text: str, window: Window, says:
         resolve_period(text, window, NOW)
 
 
-def _item(compliant: str, budget: float | None, alerts: list[str]) -> FleetItem:
+def _item(
+    compliant: str, budget: float | None, alerts: list[str], phase: str | None = None
+) -> FleetItem:
     return FleetItem(
-        namespace="n", name="s", tenant="t", model="m", tier=None, site=None, phase=None,
+        namespace="n", name="s", tenant="t", model="m", tier=None, site=None, phase=phase,
         compliant=compliant, availability_percent=None, ttft_attainment_percent=None,
         tpot_attainment_percent=None, budget_remaining_percent=budget, coverage_percent=None,
         alerts=alerts, credits_accrued=None, currency="EUR", evaluated_at=None, risk=0,
@@ -71,16 +89,35 @@ def _item(compliant: str, budget: float | None, alerts: list[str]) -> FleetItem:
 
 
 def test_risk_puts_non_compliance_then_pages_then_spent_budget_first() -> None:
+    # Issue 15 changed one rank: an SLA not measured yet no longer outranks alerts and spent
+    # budget (it scored 500, so a fleet of new SLAs was all 500); it ranks just above healthy.
     ranked = [
         _item("False", 90, []),
-        _item("Unknown", None, []),
         _item("True", 50, ["page-1h"]),
         _item("True", 20, ["ticket-1d"]),
         _item("True", 10, []),
+        _item("Unknown", None, []),
         _item("True", 95, []),
     ]
     scores = [risk(i) for i in ranked]
     assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) == len(scores)
+
+
+def test_risk_puts_failing_and_unplaceable_slas_above_alerts_and_below_a_breach() -> None:
+    ranked = [
+        _item("False", -50, ["page-1h"], phase="Breached"),
+        _item("Unknown", None, [], phase="Failed"),
+        _item("Unknown", None, [], phase="Unplaceable"),
+        _item("Unknown", None, [], phase="Degraded"),
+        _item("True", 40, ["page-1h", "page-6h"], phase="AtRisk"),
+        _item("True", 70, [], phase="Ready"),
+        _item("Unknown", None, [], phase="Provisioning"),
+        _item("True", 100, [], phase="Ready"),
+    ]
+    scores = [risk(i) for i in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) == len(scores)
 
 
 def test_static_tokens_grant_namespaces_and_star_grants_the_fleet(tmp_path: Path) -> None:
@@ -116,3 +153,44 @@ def test_cache_entries_expire_and_the_least_recently_used_goes_first() -> None:
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     now[0] = 5.0
     assert cache.get("a") is None and len(cache) == 1
+
+
+_OFFSETS = st.builds(
+    timezone,
+    st.timedeltas(
+        min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)
+    ),
+)
+_WINDOWS = st.sampled_from(
+    [
+        Window(),
+        Window(duration="1d"),
+        Window(duration="1h"),
+        Window(duration="1m"),
+        Window(duration="1w"),
+    ]
+)
+
+
+@given(
+    start=st.datetimes(timezones=_OFFSETS) | st.datetimes(),
+    window=_WINDOWS,
+    spec=st.sampled_from(["seconds", "microseconds", "minutes"]),
+)
+@settings(max_examples=400, deadline=None, database=None)
+def test_any_period_start_is_resolved_or_refused_with_a_reason(
+    start: datetime, window: Window, spec: str
+) -> None:
+    """Hypothesis reaches the calendar's edges (year 1, year 9999, +-23:59 offsets) on its own."""
+    text = start.isoformat(timespec=spec)
+    try:
+        resolve_period(text, window, NOW)
+    except PeriodError as err:
+        assert str(err).startswith(f"period {text!r}")
+
+
+@pytest.mark.parametrize("offset", ["+23:59", "-23:59", "+00:01", "-00:01", "Z"])
+@pytest.mark.parametrize("day", ["0001-01-01T00:00:00", "9999-12-31T23:59:59"])
+def test_calendar_edges_are_refused_not_crashed(day: str, offset: str) -> None:
+    with pytest.raises(PeriodError):
+        resolve_period(day + offset, Window(), NOW)
