@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.sla.assurance import AssuranceStatus
 from aiconn.slices.model import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
@@ -387,6 +388,8 @@ class AIInferenceSLAStatus(CamelModel):
     """The current period's measurements."""
     last_settlement: SettlementStatus | None = None
     """The last settled period."""
+    assurance: AssuranceStatus | None = None
+    """The closed assurance loop: goals, fulfilment, placement history and actions."""
 
 
 def wallet_owner(namespace: str, tenant: str | None) -> str:
