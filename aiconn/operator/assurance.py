@@ -1,0 +1,297 @@
+"""The assurance loop: one pass over the fleet every `assurance_interval_seconds`.
+
+Each pass lists the tiers, the Nodes and the Pods that request GPUs once, then for each SLA works
+out the capacity without its own pods and asks `aiconn.inference.assurance.placement_step` what
+to do: retry an unplaced SLA once room frees, fail over from a site that can no longer host it,
+come back once the site has been stable. A move writes `status.assurance` first (the failover
+state the reconcile honours), then runs the same reconcile a spec edit would, so a crash between
+the two is finished by the next pass. Every move is an Event and a line of the placement history.
+
+A fleet loop rather than a Kopf timer per SLA: the Nodes and Pods are read once per pass, not
+once per SLA. It needs no Prometheus, so unlike the evaluation loop it is always on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from aiconn.crd import API_VERSION
+from aiconn.inference.assurance import PlacementStep, Step, placement_step
+from aiconn.inference.capacity import observe
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.operator import state
+from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
+from aiconn.operator.conditions import now_iso
+from aiconn.operator.kubeapi import Kind, KubeApi
+from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
+from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.assurance import HISTORY_LENGTH
+from aiconn.sla.spec import AIInferenceSLASpec
+
+log = logging.getLogger(__name__)
+
+SLAS = Kind(API_VERSION, "aiinferenceslas", namespaced=False)  # across all namespaces
+TIERS = Kind(API_VERSION, "inferencetiers", namespaced=False)
+COMPONENT = "aiconn-operator"
+MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
+
+_task: asyncio.Task[None] | None = None
+
+
+class AssuranceLoop:
+    """One pass at a time over every AIInferenceSLA."""
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        settings: OperatorSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock
+
+    async def run_once(self) -> dict[Step, int]:
+        """One pass; returns how many SLAs took each step."""
+        tiers = await self._tiers()
+        nodes: list[dict[str, Any]] = (await self.kube.call("GET", NODES.path(None))).get(
+            "items", []
+        )
+        pods: list[dict[str, Any]] = []
+        if observe(nodes=nodes, pods=[], tiers=tiers):
+            pods = (
+                await self.kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
+            ).get("items", [])
+        slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
+        counts: dict[Step, int] = {}
+        for sla in slas:
+            try:
+                step = await self._assure(sla, tiers=tiers, nodes=nodes, pods=pods)
+            except ApiException as err:
+                # One SLA's refused write must not hold back the rest of the fleet.
+                meta = sla["metadata"]
+                log.warning("assurance of %s/%s failed: %s", meta["namespace"], meta["name"], err)
+                continue
+            counts[step] = counts.get(step, 0) + 1
+        return counts
+
+    async def _tiers(self) -> dict[str, InferenceTierSpec]:
+        tiers = {}
+        for item in (await self.kube.call("GET", TIERS.path(None))).get("items", []):
+            with contextlib.suppress(ValidationError):
+                tiers[item["metadata"]["name"]] = InferenceTierSpec.model_validate(item["spec"])
+        return tiers
+
+    async def _assure(
+        self,
+        sla: dict[str, Any],
+        *,
+        tiers: Mapping[str, InferenceTierSpec],
+        nodes: Sequence[Mapping[str, Any]],
+        pods: Sequence[Mapping[str, Any]],
+    ) -> Step:
+        meta = sla["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        if meta.get("deletionTimestamp"):
+            return Step.NONE
+        try:
+            spec = AIInferenceSLASpec.model_validate(sla["spec"])
+        except ValidationError:
+            return Step.NONE
+        status = sla.get("status") or {}
+        own = [p for p in pods if owned(p, namespace=namespace, sla_name=name)]
+        capacity = observe(
+            nodes=nodes,
+            pods=[p for p in pods if not owned(p, namespace=namespace, sla_name=name)],
+            tiers=tiers,
+        )
+        now = self.clock()
+        step = placement_step(
+            spec=spec,
+            status=status,
+            tiers=tiers,
+            capacity=capacity,
+            now=now,
+            stabilisation=timedelta(seconds=self.settings.failback_stabilisation_seconds),
+            unschedulable_since=unschedulable_since(own),
+            unschedulable_grace=timedelta(seconds=self.settings.unschedulable_grace_seconds),
+        )
+        if step.step in MOVES:
+            await self._move(sla, step, tiers=tiers, now=now)
+        elif step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY):
+            await self.kube.patch_status(
+                SLA_KIND, name, namespace, {"assurance": {"failover": step.failover}}
+            )
+            await self._event(sla, "Normal", step.step.value, step.reason)
+        else:
+            await self._record_placement(sla, now=now)
+        return step.step
+
+    async def _move(
+        self,
+        sla: dict[str, Any],
+        step: PlacementStep,
+        *,
+        tiers: Mapping[str, InferenceTierSpec],
+        now: datetime,
+    ) -> None:
+        """Write the failover state, then reconcile as a spec edit would, then record the move."""
+        meta = sla["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        assurance = (sla.get("status") or {}).get("assurance") or {}
+        action = {
+            "at": _iso(now),
+            "action": step.step.value,
+            "decision": "Act",
+            "reason": step.reason[:1024],
+        }
+        actions = [*(assurance.get("actions") or []), action][-HISTORY_LENGTH:]
+        await self.kube.patch_status(
+            SLA_KIND,
+            name,
+            namespace,
+            {"assurance": {"failover": step.failover, "actions": actions}},
+        )
+        body = await self.kube.get(SLA_KIND, name, namespace)
+        if body is None:
+            return
+        outcome = await reconcile_sla(self.kube, body, tiers, self.settings)
+        for event in outcome.events:
+            await self._event(body, event.type, event.reason, event.message)
+        written = await self.kube.update_status(
+            SLA_KIND,
+            name,
+            namespace,
+            fields=outcome.status,
+            conditions=outcome.conditions,
+            current=body,
+        )
+        await self._event(
+            body,
+            "Warning" if step.step is Step.FAIL_OVER else "Normal",
+            MOVES[step.step],
+            step.reason,
+        )
+        await self._record_placement(written, now=now, reason=f"{MOVES[step.step]}: {step.reason}")
+
+    async def _record_placement(
+        self, sla: Mapping[str, Any], *, now: datetime, reason: str = "Placed"
+    ) -> None:
+        """Append the SLA's placement to its history when it differs from the last entry."""
+        status = sla.get("status") or {}
+        placement = status.get("placement") or {}
+        if not placement.get("tier"):
+            return
+        history = list((status.get("assurance") or {}).get("placementHistory") or [])
+        last = history[-1] if history else {}
+        if (last.get("tier"), last.get("site")) == (placement["tier"], placement.get("site")):
+            return
+        entry = {
+            "at": _iso(now),
+            "tier": placement["tier"],
+            "site": placement.get("site"),
+            "reason": reason[:1024],
+        }
+        meta = sla["metadata"]
+        await self.kube.patch_status(
+            SLA_KIND,
+            meta["name"],
+            meta["namespace"],
+            {"assurance": {"placementHistory": [*history, entry][-HISTORY_LENGTH:]}},
+        )
+
+    async def _event(self, sla: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the SLA; failing to post one never fails the pass."""
+        meta = sla["metadata"]
+        stamp = now_iso()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": SLA_KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+        }
+        try:
+            await self.kube.call(
+                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body
+            )
+        except ApiException as err:
+            log.warning("Event %s on %s not posted: %s", reason, meta["name"], err)
+
+
+def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:
+    """Since when the earliest of `pods` the scheduler could not place has been so; None when
+    all were placed (or none was tried: no scheduler has looked at them yet)."""
+    moments = []
+    for pod in pods:
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                cond.get("type") == "PodScheduled"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "Unschedulable"
+                and cond.get("lastTransitionTime")
+            ):
+                moments.append(
+                    datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
+                )
+    return min(moments, default=None)
+
+
+async def run_forever(loop_: AssuranceLoop, interval_s: float) -> None:
+    """A pass every `interval_s` (start to start); a failed pass is logged, not fatal."""
+    clock = asyncio.get_running_loop()
+    while True:
+        started = clock.time()
+        try:
+            counts = await loop_.run_once()
+            moved = {k.value: v for k, v in counts.items() if k is not Step.NONE}
+            if moved:
+                log.info("assurance pass: %s", moved)
+        except Exception:
+            log.exception("assurance pass failed; retrying in %.0f s", interval_s)
+        await asyncio.sleep(max(0.0, interval_s - (clock.time() - started)))
+
+
+@kopf.on.startup()
+async def start_assurance_loop(**_: Any) -> None:
+    global _task
+    runtime = state.open_runtime()
+    loop_ = AssuranceLoop(runtime.kube, runtime.settings)
+    _task = asyncio.create_task(
+        run_forever(loop_, runtime.settings.assurance_interval_seconds), name="assurance"
+    )
+
+
+@kopf.on.cleanup()
+async def stop_assurance_loop(**_: Any) -> None:
+    global _task
+    if _task is not None:
+        _task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _task
+        _task = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
