@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
+from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
@@ -146,6 +147,7 @@ async def reconcile_sla(
         spec,
         tiers,
         capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
+        avoid=held_off(previous),
     )
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
