@@ -27,6 +27,9 @@ from pydantic import ValidationError
 from aiconn.crd import API_VERSION
 from aiconn.inference.assurance import PlacementStep, Step, placement_step
 from aiconn.inference.capacity import observe
+from aiconn.inference.fulfilment import horizon, objectives, reading
+from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
+from aiconn.inference.throughput import ReplicaThroughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
@@ -126,16 +129,50 @@ class AssuranceLoop:
             unschedulable_since=unschedulable_since(own),
             unschedulable_grace=timedelta(seconds=self.settings.unschedulable_grace_seconds),
         )
+        observed = reading(spec, status.get("period") or {}, now)
+        predicted = forecast(spec, observed)
         if step.step in MOVES:
-            await self._move(sla, step, tiers=tiers, now=now)
-        elif step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY):
-            await self.kube.patch_status(
-                SLA_KIND, name, namespace, {"assurance": {"failover": step.failover}}
+            await self._move(
+                sla, step, tiers=tiers, now=now, weighing=self._weigh(spec, step, predicted, now)
             )
+            return step.step
+        assurance: dict[str, Any] = {}
+        goals = objectives(spec, observed, predicted)
+        if goals != (status.get("assurance") or {}).get("objectives"):
+            assurance["objectives"] = goals
+        if step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY):
+            assurance["failover"] = step.failover
             await self._event(sla, "Normal", step.step.value, step.reason)
-        else:
-            await self._record_placement(sla, now=now)
+        history = _history(status, now=now, reason="Placed")
+        if history is not None:
+            assurance["placementHistory"] = history
+        if assurance:
+            assurance["evaluatedAt"] = _iso(now)
+            await self.kube.patch_status(SLA_KIND, name, namespace, {"assurance": assurance})
         return step.step
+
+    @staticmethod
+    def _weigh(
+        spec: AIInferenceSLASpec, step: PlacementStep, predicted: Forecast, now: datetime
+    ) -> Weighing | None:
+        """The move's capacity cost against the expected credit; None when the chosen tier's
+        replicas could not be sized for a rate (no cost to weigh)."""
+        decision = step.decision
+        if decision is None or not isinstance(decision.throughput, ReplicaThroughput):
+            return None
+        _, seconds = horizon(spec.objectives.window, now)
+        cost = capacity_cost(
+            replicas=spec.capacity.replicas,
+            replica_tokens_per_second=decision.throughput.replica_tokens_per_second,
+            price_per_million_tokens=decision.price_per_million_tokens or 0.0,
+            seconds=seconds,
+        )
+        return weigh(
+            cost=cost,
+            expected_credit=predicted.credit,
+            restores_service=step.step is not Step.FAIL_BACK,
+            currency=decision.currency or spec.tokens.currency,
+        )
 
     async def _move(
         self,
@@ -144,17 +181,26 @@ class AssuranceLoop:
         *,
         tiers: Mapping[str, InferenceTierSpec],
         now: datetime,
+        weighing: Weighing | None,
     ) -> None:
-        """Write the failover state, then reconcile as a spec edit would, then record the move."""
+        """Write the failover state, then reconcile as a spec edit would, then record the move.
+
+        A move is always made: it restores service, or returns to a home that is stable again;
+        the money is weighed and recorded beside it."""
         meta = sla["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         assurance = (sla.get("status") or {}).get("assurance") or {}
-        action = {
+        money = "capacity not sized for a rate" if weighing is None else weighing.reason
+        action: dict[str, Any] = {
             "at": _iso(now),
             "action": step.step.value,
             "decision": "Act",
-            "reason": step.reason[:1024],
+            "reason": f"{step.reason}; {money}"[:1024],
         }
+        if weighing is not None and step.decision is not None:
+            action["capacityCost"] = str(weighing.capacity_cost)
+            action["expectedCredit"] = str(weighing.expected_credit)
+            action["currency"] = step.decision.currency
         actions = [*(assurance.get("actions") or []), action][-HISTORY_LENGTH:]
         await self.kube.patch_status(
             SLA_KIND,
@@ -168,11 +214,20 @@ class AssuranceLoop:
         outcome = await reconcile_sla(self.kube, body, tiers, self.settings)
         for event in outcome.events:
             await self._event(body, event.type, event.reason, event.message)
-        written = await self.kube.update_status(
+        # The history goes in the same write as the placement, so neither is seen without the other.
+        history = _history(
+            {**(body.get("status") or {}), "placement": outcome.status.get("placement")},
+            now=now,
+            reason=f"{MOVES[step.step]}: {step.reason}",
+        )
+        fields = dict(outcome.status)
+        if history is not None:
+            fields["assurance"] = {"placementHistory": history}
+        await self.kube.update_status(
             SLA_KIND,
             name,
             namespace,
-            fields=outcome.status,
+            fields=fields,
             conditions=outcome.conditions,
             current=body,
         )
@@ -180,34 +235,7 @@ class AssuranceLoop:
             body,
             "Warning" if step.step is Step.FAIL_OVER else "Normal",
             MOVES[step.step],
-            step.reason,
-        )
-        await self._record_placement(written, now=now, reason=f"{MOVES[step.step]}: {step.reason}")
-
-    async def _record_placement(
-        self, sla: Mapping[str, Any], *, now: datetime, reason: str = "Placed"
-    ) -> None:
-        """Append the SLA's placement to its history when it differs from the last entry."""
-        status = sla.get("status") or {}
-        placement = status.get("placement") or {}
-        if not placement.get("tier"):
-            return
-        history = list((status.get("assurance") or {}).get("placementHistory") or [])
-        last = history[-1] if history else {}
-        if (last.get("tier"), last.get("site")) == (placement["tier"], placement.get("site")):
-            return
-        entry = {
-            "at": _iso(now),
-            "tier": placement["tier"],
-            "site": placement.get("site"),
-            "reason": reason[:1024],
-        }
-        meta = sla["metadata"]
-        await self.kube.patch_status(
-            SLA_KIND,
-            meta["name"],
-            meta["namespace"],
-            {"assurance": {"placementHistory": [*history, entry][-HISTORY_LENGTH:]}},
+            action["reason"],
         )
 
     async def _event(self, sla: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -238,6 +266,27 @@ class AssuranceLoop:
             )
         except ApiException as err:
             log.warning("Event %s on %s not posted: %s", reason, meta["name"], err)
+
+
+def _history(
+    status: Mapping[str, Any], *, now: datetime, reason: str
+) -> list[dict[str, Any]] | None:
+    """The placement history with the current placement appended; None when it is already the
+    last entry (or the SLA is not placed)."""
+    placement = status.get("placement") or {}
+    if not placement.get("tier"):
+        return None
+    history = list((status.get("assurance") or {}).get("placementHistory") or [])
+    last = history[-1] if history else {}
+    if (last.get("tier"), last.get("site")) == (placement["tier"], placement.get("site")):
+        return None
+    entry = {
+        "at": _iso(now),
+        "tier": placement["tier"],
+        "site": placement.get("site"),
+        "reason": reason[:1024],
+    }
+    return [*history, entry][-HISTORY_LENGTH:]
 
 
 def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:

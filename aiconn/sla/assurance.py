@@ -95,4 +95,4 @@ class AssuranceStatus(CamelModel):
     actions: list[AssuranceAction] = Field(default_factory=list, max_length=HISTORY_LENGTH)
     """The last closed-loop actions, oldest first."""
     evaluated_at: str | None = None
-    """When the loop last looked at the SLA (RFC 3339, UTC)."""
+    """When the loop last changed this status (RFC 3339, UTC)."""

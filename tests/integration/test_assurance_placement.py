@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -204,7 +205,7 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     failover = status_of(k8s, namespace, "moving")["assurance"]["failover"]
     assert (failover["fromTier"], failover["fromSite"]) == ("edge", "de-muc-edge-01")
     assert "has no Ready node with room" in failover["reason"]
-    assert events(k8s, namespace, "moving", "FailedOver")
+    eventually(lambda: events(k8s, namespace, "moving", "FailedOver"), what="a FailedOver event")
     rejected = {
         r["tier"]: r["reason"] for r in status_of(k8s, namespace, "moving")["placement"]["rejected"]
     }
@@ -233,12 +234,23 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     status = status_of(k8s, namespace, "moving")
     assert status["assurance"].get("failover") is None
     assert events(k8s, namespace, "moving", "HomeHealthy")
-    assert events(k8s, namespace, "moving", "FailedBack")
+    eventually(lambda: events(k8s, namespace, "moving", "FailedBack"), what="a FailedBack event")
     moves = [(h["tier"], h["site"]) for h in status["assurance"]["placementHistory"]]
     assert moves == [
         ("edge", "de-muc-edge-01"),
         ("regional", "fr-par-dc-01"),
         ("edge", "de-muc-edge-01"),
     ]
-    actions = [a["action"] for a in status["assurance"]["actions"]]
-    assert actions == ["FailOver", "FailBack"]
+    actions = status["assurance"]["actions"]
+    assert [a["action"] for a in actions] == ["FailOver", "FailBack"]
+    # Each move weighed the capacity's cost against the credit (none measured yet: 0), exactly.
+    failed_over = actions[0]
+    assert Decimal(failed_over["capacityCost"]) > 0
+    assert failed_over["expectedCredit"] == "0.000000"
+    assert failed_over["currency"] == "EUR"
+    assert "restores service (capacity " in failed_over["reason"]
+    assert any("restores service" in m for m in events(k8s, namespace, "moving", "FailedOver"))
+    goals = {o["objective"]: o for o in status["assurance"]["objectives"]}
+    assert goals["availability"]["goalPercent"] == 99.9
+    assert goals["ttft"]["goalPercent"] == 99
+    assert goals["availability"].get("observedPercent") is None  # no Prometheus in this test
