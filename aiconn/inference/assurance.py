@@ -21,15 +21,15 @@ the GPUs it holds count as its own) and the clock; the operator's assurance loop
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from aiconn.inference.capacity import Capacity, SiteCapacity
+from aiconn.inference.capacity import Capacity, SiteCapacity, schedulable
 from aiconn.inference.placement import PlacementDecision, plan
-from aiconn.inference.tier import InferenceTierSpec
+from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
 from aiconn.sla.spec import AIInferenceSLASpec
 
 Site = tuple[str, str | None]
@@ -73,6 +73,36 @@ def can_host(capacity: Capacity, site: Site, *, replicas: int, gpus_per_replica:
         return True
     room = capacity[tier].get(where, SiteCapacity(allocatable=0, free_per_node=()))
     return room.replicas_that_fit(gpus_per_replica) >= replicas
+
+
+def serving_in_place(
+    *,
+    status: Mapping[str, Any],
+    replicas: int,
+    own_pods: Iterable[Mapping[str, Any]],
+    nodes: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    """Whether a placed SLA, not failed over, has `replicas` pods bound to Ready, schedulable
+    nodes of its site: then there is nothing to decide, and the pass skips the capacity it would
+    otherwise work out for it alone (the cost that dominates a pass over a large fleet)."""
+    placed = status.get("placement") or {}
+    if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
+        return False
+    if (status.get("assurance") or {}).get("failover"):
+        return False
+    site = placed.get("site")
+    serving = 0
+    for pod in own_pods:
+        node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+        if node is None or not schedulable(node):
+            return False
+        if (
+            site is not None
+            and ((node.get("metadata") or {}).get("labels") or {}).get(SITE_LABEL) != site
+        ):
+            return False
+        serving += 1
+    return serving >= replicas
 
 
 def placement_step(

@@ -25,7 +25,13 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
-from aiconn.inference.assurance import PlacementStep, Step, placement_step
+from aiconn.inference.assurance import (
+    PlacementStep,
+    Step,
+    can_host,
+    placement_step,
+    serving_in_place,
+)
 from aiconn.inference.capacity import observe
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
@@ -76,10 +82,11 @@ class AssuranceLoop:
                 await self.kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
             ).get("items", [])
         slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
+        fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers)
         counts: dict[Step, int] = {}
         for sla in slas:
             try:
-                step = await self._assure(sla, tiers=tiers, nodes=nodes, pods=pods)
+                step = await self._assure(sla, tiers=tiers, fleet=fleet)
             except ApiException as err:
                 # One SLA's refused write must not hold back the rest of the fleet.
                 meta = sla["metadata"]
@@ -100,8 +107,7 @@ class AssuranceLoop:
         sla: dict[str, Any],
         *,
         tiers: Mapping[str, InferenceTierSpec],
-        nodes: Sequence[Mapping[str, Any]],
-        pods: Sequence[Mapping[str, Any]],
+        fleet: _Fleet,
     ) -> Step:
         meta = sla["metadata"]
         name, namespace = meta["name"], meta["namespace"]
@@ -112,23 +118,29 @@ class AssuranceLoop:
         except ValidationError:
             return Step.NONE
         status = sla.get("status") or {}
-        own = [p for p in pods if owned(p, namespace=namespace, sla_name=name)]
-        capacity = observe(
-            nodes=nodes,
-            pods=[p for p in pods if not owned(p, namespace=namespace, sla_name=name)],
-            tiers=tiers,
-        )
+        own = [p for p in fleet.pods_in(namespace) if owned(p, namespace=namespace, sla_name=name)]
         now = self.clock()
-        step = placement_step(
-            spec=spec,
-            status=status,
-            tiers=tiers,
-            capacity=capacity,
-            now=now,
-            stabilisation=timedelta(seconds=self.settings.failback_stabilisation_seconds),
-            unschedulable_since=unschedulable_since(own),
-            unschedulable_grace=timedelta(seconds=self.settings.unschedulable_grace_seconds),
-        )
+        waiting = unschedulable_since(own)
+        if serving_in_place(
+            status=status, replicas=spec.capacity.replicas, own_pods=own, nodes=fleet.nodes
+        ) or (waiting is None and fleet.site_up(status, replicas=spec.capacity.replicas)):
+            step = PlacementStep(Step.NONE, "serving in place")
+        else:
+            mine = {id(p) for p in own}
+            step = placement_step(
+                spec=spec,
+                status=status,
+                tiers=tiers,
+                capacity=observe(
+                    nodes=fleet.nodes.values(),
+                    pods=[p for p in fleet.pods if id(p) not in mine],
+                    tiers=tiers,
+                ),
+                now=now,
+                stabilisation=timedelta(seconds=self.settings.failback_stabilisation_seconds),
+                unschedulable_since=waiting,
+                unschedulable_grace=timedelta(seconds=self.settings.unschedulable_grace_seconds),
+            )
         observed = reading(spec, status.get("period") or {}, now)
         predicted = forecast(spec, observed)
         if step.step in MOVES:
@@ -266,6 +278,41 @@ class AssuranceLoop:
             )
         except ApiException as err:
             log.warning("Event %s on %s not posted: %s", reason, meta["name"], err)
+
+
+class _Fleet:
+    """The Nodes by name and the GPU Pods by namespace, read once per pass."""
+
+    def __init__(
+        self,
+        *,
+        nodes: Sequence[Mapping[str, Any]],
+        pods: Sequence[Mapping[str, Any]],
+        tiers: Mapping[str, InferenceTierSpec],
+    ) -> None:
+        self.nodes = {n["metadata"]["name"]: n for n in nodes}
+        self.pods = pods
+        self.allocatable = observe(nodes=nodes, pods=[], tiers=tiers)
+        self._by_namespace: dict[str, list[Mapping[str, Any]]] = {}
+        for pod in pods:
+            self._by_namespace.setdefault(pod["metadata"].get("namespace", ""), []).append(pod)
+
+    def pods_in(self, namespace: str) -> list[Mapping[str, Any]]:
+        return self._by_namespace.get(namespace, [])
+
+    def site_up(self, status: Mapping[str, Any], *, replicas: int) -> bool:
+        """Whether a placed SLA, not failed over and with no pod the scheduler gave up on, is at
+        a site whose Ready nodes could hold its replicas were nothing else there. Its pods are
+        then the scheduler's to place: contention shows as Unschedulable pods, which the next
+        pass sees. Checked before the SLA's own capacity, which costs a pass over every pod."""
+        placed = status.get("placement") or {}
+        if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
+            return False
+        if (status.get("assurance") or {}).get("failover"):
+            return False
+        site = (placed["tier"], placed.get("site"))
+        gpus = int(placed.get("gpusPerReplica") or 1)
+        return can_host(self.allocatable, site, replicas=replicas, gpus_per_replica=gpus)
 
 
 def _history(

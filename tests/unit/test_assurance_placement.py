@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from aiconn.inference.assurance import Step, can_host, held_off, placement_step
+from aiconn.inference.assurance import (
+    Step,
+    can_host,
+    held_off,
+    placement_step,
+    serving_in_place,
+)
 from aiconn.inference.capacity import SiteCapacity
 from aiconn.inference.placement import default_tiers
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -165,3 +171,31 @@ def test_the_failed_site_is_held_off_while_away() -> None:
 def test_a_tier_whose_capacity_is_not_observed_is_taken_to_have_room() -> None:
     assert can_host({}, EDGE, replicas=64, gpus_per_replica=8)
     assert not can_host(room(1, 0), EDGE, replicas=2, gpus_per_replica=1)
+
+
+def test_an_sla_with_its_pods_on_ready_nodes_of_its_site_is_serving_in_place() -> None:
+    def node(name: str, site: str, ready: bool) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": {"topology.aiconn.io/site": site}},
+            "status": {"conditions": [{"type": "Ready", "status": str(ready)}]},
+        }
+
+    nodes = {
+        "a": node("a", EDGE[1], True),
+        "b": node("b", EDGE[1], False),
+        "c": node("c", "de-muc-edge-01", True),
+    }
+
+    def pods(*names: str | None) -> list[dict[str, Any]]:
+        return [{"spec": {"nodeName": n} if n else {}} for n in names]
+
+    def serving(state: dict[str, Any], *on: str | None) -> bool:
+        return serving_in_place(status=state, replicas=2, own_pods=pods(*on), nodes=nodes)
+
+    assert serving(status(EDGE), "a", "a")
+    assert not serving(status(EDGE), "a")  # one replica short
+    assert not serving(status(EDGE), "a", "b")  # one on a NotReady node
+    assert not serving(status(EDGE), "a", "c")  # one at another site
+    assert not serving(status(EDGE), "a", None)  # one not bound yet
+    assert not serving(status(EDGE, failover=away_from_edge()), "a", "a")
+    assert not serving(status(None, phase="Unplaceable"), "a", "a")
