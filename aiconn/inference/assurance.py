@@ -15,7 +15,9 @@ the GPUs it holds count as its own) and the clock; the operator's assurance loop
 - Failed over, and home can host the SLA again: note since when; once it has been able to for
   `stabilisation` without a break, and the plan without the avoidance would choose it, go back
   (`FailBack`). A break resets the clock, so a flapping site does not pull the SLA to and fro.
-- Otherwise: nothing. A placed SLA is never moved for a cheaper tier that freed up: moving
+- Otherwise: nothing. A step may name when a pass is `due` although nothing in the cluster
+  changes (a stabilisation time or an unschedulable grace ends), so the loop need not poll fast
+  to act on time. A placed SLA is never moved for a cheaper tier that freed up: moving
   costs a model load and the tenant's traffic a break.
 """
 
@@ -55,6 +57,9 @@ class PlacementStep:
     """`status.assurance.failover` after the step (camelCase, as written)."""
     decision: PlacementDecision | None = None
     """The plan the step acts on, when it moves the SLA."""
+    due: datetime | None = None
+    """When a pass should look again although nothing changes in the cluster: the end of a
+    stabilisation time or of the unschedulable grace."""
 
 
 def held_off(status: Mapping[str, Any]) -> tuple[Site, ...]:
@@ -155,7 +160,8 @@ def placement_step(
         return PlacementStep(Step.FAIL_OVER, f"{failure}: {decision.message}", state, decision)
 
     if not failover:
-        return PlacementStep(Step.NONE, f"serving at {_name(current)}")
+        due = None if unschedulable_since is None else unschedulable_since + unschedulable_grace
+        return PlacementStep(Step.NONE, f"serving at {_name(current)}", due=due)
     home = avoid[0]
     if home == current:
         return PlacementStep(Step.FAIL_BACK, f"back at {_name(home)}", None)
@@ -177,11 +183,14 @@ def placement_step(
             Step.HOME_HEALTHY,
             f"{_name(home)} can host it again; back after {stabilisation.total_seconds():g} s",
             {**failover, "homeHealthySince": _iso(now)},
+            due=now + stabilisation,
         )
     stable_for = now - _parse(since)
     if stable_for < stabilisation:
         return PlacementStep(
-            Step.NONE, f"{_name(home)} stable for {stable_for.total_seconds():g} s"
+            Step.NONE,
+            f"{_name(home)} stable for {stable_for.total_seconds():g} s",
+            due=_parse(since) + stabilisation,
         )
     return PlacementStep(
         Step.FAIL_BACK,

@@ -32,7 +32,7 @@ from aiconn.inference.assurance import (
     placement_step,
     serving_in_place,
 )
-from aiconn.inference.capacity import observe
+from aiconn.inference.capacity import GPU_RESOURCE, observe, schedulable
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
@@ -54,6 +54,9 @@ COMPONENT = "aiconn-operator"
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
 _task: asyncio.Task[None] | None = None
+_loop: AssuranceLoop | None = None
+_nodes: dict[str, tuple[bool, Any]] = {}
+"""Each Node's (schedulable, allocatable GPUs) as last seen, to tell a change from a heartbeat."""
 
 
 class AssuranceLoop:
@@ -69,6 +72,10 @@ class AssuranceLoop:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        self.wake = asyncio.Event()
+        """Set when a Node's readiness or GPUs change: the next pass starts at once."""
+        self.next_due: datetime | None = None
+        """The earliest time a step of the last pass asked to be looked at again."""
 
     async def run_once(self) -> dict[Step, int]:
         """One pass; returns how many SLAs took each step."""
@@ -84,15 +91,19 @@ class AssuranceLoop:
         slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers)
         counts: dict[Step, int] = {}
+        dues: list[datetime] = []
         for sla in slas:
             try:
-                step = await self._assure(sla, tiers=tiers, fleet=fleet)
+                taken = await self._assure(sla, tiers=tiers, fleet=fleet)
             except ApiException as err:
                 # One SLA's refused write must not hold back the rest of the fleet.
                 meta = sla["metadata"]
                 log.warning("assurance of %s/%s failed: %s", meta["namespace"], meta["name"], err)
                 continue
-            counts[step] = counts.get(step, 0) + 1
+            counts[taken.step] = counts.get(taken.step, 0) + 1
+            if taken.due is not None:
+                dues.append(taken.due)
+        self.next_due = min(dues, default=None)
         return counts
 
     async def _tiers(self) -> dict[str, InferenceTierSpec]:
@@ -108,15 +119,15 @@ class AssuranceLoop:
         *,
         tiers: Mapping[str, InferenceTierSpec],
         fleet: _Fleet,
-    ) -> Step:
+    ) -> PlacementStep:
         meta = sla["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         if meta.get("deletionTimestamp"):
-            return Step.NONE
+            return PlacementStep(Step.NONE, "being deleted")
         try:
             spec = AIInferenceSLASpec.model_validate(sla["spec"])
         except ValidationError:
-            return Step.NONE
+            return PlacementStep(Step.NONE, "the spec is invalid")
         status = sla.get("status") or {}
         own = [p for p in fleet.pods_in(namespace) if owned(p, namespace=namespace, sla_name=name)]
         now = self.clock()
@@ -147,7 +158,7 @@ class AssuranceLoop:
             await self._move(
                 sla, step, tiers=tiers, now=now, weighing=self._weigh(spec, step, predicted, now)
             )
-            return step.step
+            return step
         assurance: dict[str, Any] = {}
         goals = objectives(spec, observed, predicted)
         if goals != (status.get("assurance") or {}).get("objectives"):
@@ -161,7 +172,7 @@ class AssuranceLoop:
         if assurance:
             assurance["evaluatedAt"] = _iso(now)
             await self.kube.patch_status(SLA_KIND, name, namespace, {"assurance": assurance})
-        return step.step
+        return step
 
     @staticmethod
     def _weigh(
@@ -355,10 +366,13 @@ def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:
 
 
 async def run_forever(loop_: AssuranceLoop, interval_s: float) -> None:
-    """A pass every `interval_s` (start to start); a failed pass is logged, not fatal."""
+    """A pass every `interval_s` (start to start), at once when a Node changes, and when a step
+    asked for one (`next_due`); a failed pass is logged, not fatal."""
     clock = asyncio.get_running_loop()
     while True:
         started = clock.time()
+        # Cleared before the pass: a Node that changes during it wakes the next one.
+        loop_.wake.clear()
         try:
             counts = await loop_.run_once()
             moved = {k.value: v for k, v in counts.items() if k is not Step.NONE}
@@ -366,22 +380,47 @@ async def run_forever(loop_: AssuranceLoop, interval_s: float) -> None:
                 log.info("assurance pass: %s", moved)
         except Exception:
             log.exception("assurance pass failed; retrying in %.0f s", interval_s)
-        await asyncio.sleep(max(0.0, interval_s - (clock.time() - started)))
+        wait = interval_s - (clock.time() - started)
+        if loop_.next_due is not None:
+            wait = min(wait, (loop_.next_due - loop_.clock()).total_seconds())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loop_.wake.wait(), timeout=max(0.0, wait))
+
+
+@kopf.on.event("v1", "nodes")
+async def node_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Wake the loop when a Node's readiness, cordon or GPUs change (not on every heartbeat):
+    a site that loses its nodes fails over within one pass, not one interval."""
+    name = body["metadata"]["name"]
+    seen = (
+        schedulable(body),
+        ((body.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE),
+    )
+    if type == "DELETED":
+        _nodes.pop(name, None)
+    elif _nodes.get(name) == seen:
+        return
+    else:
+        _nodes[name] = seen
+    if _loop is not None:
+        _loop.wake.set()
 
 
 @kopf.on.startup()
 async def start_assurance_loop(**_: Any) -> None:
-    global _task
+    global _task, _loop
     runtime = state.open_runtime()
-    loop_ = AssuranceLoop(runtime.kube, runtime.settings)
+    _loop = AssuranceLoop(runtime.kube, runtime.settings)
     _task = asyncio.create_task(
-        run_forever(loop_, runtime.settings.assurance_interval_seconds), name="assurance"
+        run_forever(_loop, runtime.settings.assurance_interval_seconds), name="assurance"
     )
 
 
 @kopf.on.cleanup()
 async def stop_assurance_loop(**_: Any) -> None:
-    global _task
+    global _task, _loop
+    _loop = None
+    _nodes.clear()
     if _task is not None:
         _task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -133,7 +133,8 @@ def test_a_fail_over_records_the_home_it_left() -> None:
 
 def test_unschedulable_pods_past_the_grace_fail_over() -> None:
     since = NOW - timedelta(seconds=119)
-    assert step(status(EDGE), room(1, 8), unschedulable_since=since).step is Step.NONE
+    early = step(status(EDGE), room(1, 8), unschedulable_since=since)
+    assert (early.step, early.due) == (Step.NONE, since + timedelta(minutes=2))
     late = step(status(EDGE), room(1, 8), unschedulable_since=since - timedelta(seconds=1))
     assert late.step is Step.FAIL_OVER
     assert "pods unschedulable at edge de-fra-edge-01" in late.reason
@@ -146,9 +147,11 @@ def test_coming_back_waits_for_the_home_to_be_stable_and_a_break_resets_the_cloc
     started = step(status(REGIONAL, failover=away_from_edge()), room(1, 8))
     assert started.step is Step.HOME_HEALTHY
     assert started.failover is not None and started.failover["homeHealthySince"]
+    assert started.due == NOW + STABLE  # the loop looks again then, whatever its interval
     # Within the stabilisation time: stay.
     within = NOW - STABLE + timedelta(seconds=1)
-    assert step(status(REGIONAL, failover=away_from_edge(within)), room(1, 8)).step is Step.NONE
+    waiting = step(status(REGIONAL, failover=away_from_edge(within)), room(1, 8))
+    assert (waiting.step, waiting.due) == (Step.NONE, within + STABLE)
     # Home breaks again before it is stable: the clock resets.
     broke = step(status(REGIONAL, failover=away_from_edge(within)), room(0, 8))
     assert broke.step is Step.HOME_UNHEALTHY
