@@ -40,12 +40,12 @@ LOOP_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
+def run_operator(control_plane: Any, k8s: Any, settings: dict[str, str]) -> Iterator[KopfRunner]:
+    """The operator as its ServiceAccount, with `settings` in its environment."""
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
     kubeconfig = operator_kubeconfig(control_plane, k8s)
-    saved = {key: os.environ.get(key) for key in [*LOOP_SETTINGS, "KUBECONFIG"]}
-    os.environ.update({**LOOP_SETTINGS, "KUBECONFIG": str(kubeconfig)})
+    saved = {key: os.environ.get(key) for key in [*settings, "KUBECONFIG"]}
+    os.environ.update({**settings, "KUBECONFIG": str(kubeconfig)})
     args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
     try:
         with KopfRunner(args, timeout=120) as runner:
@@ -58,6 +58,13 @@ def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
                 os.environ[key] = value
     assert runner.exception is None, runner.output[-4000:]
     assert "assurance pass failed" not in runner.output, runner.output[-4000:]
+    for refused in ("cannot list resource", "cannot watch resource"):
+        assert refused not in runner.output, runner.output[-4000:]
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
+    yield from run_operator(control_plane, k8s, LOOP_SETTINGS)
 
 
 class Nodes:
