@@ -9,6 +9,7 @@ for outcomes instead of sleeping.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.integration
 LOOP_SETTINGS = {
     "AICONN_ASSURANCE_INTERVAL_SECONDS": "1",
     "AICONN_FAILBACK_STABILISATION_SECONDS": "2",
+    "AICONN_UNSCHEDULABLE_GRACE_SECONDS": "1",
 }
 
 
@@ -261,3 +263,49 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     assert goals["availability"]["goalPercent"] == 99.9
     assert goals["ttft"]["goalPercent"] == 99
     assert goals["availability"].get("observedPercent") is None  # no Prometheus in this test
+
+
+def test_pods_the_scheduler_cannot_place_fail_the_sla_over(
+    k8s: Any, namespace: str, operator: KopfRunner, nodes: Nodes
+) -> None:
+    nodes.add("edge", "de-ber-edge-01", 4)
+    nodes.add("regional", "fr-par-dc-01", 8)
+    sla = edge_or_regional("stuck", replicas=1)
+    sla["spec"]["placement"]["sites"] = ["de-ber-edge-01", "fr-par-dc-01"]
+    create(k8s, namespace, sla)
+    eventually(lambda: where(k8s, namespace, "stuck") == ("edge", "de-ber-edge-01"), what="edge")
+    [pod] = pods_of(k8s, namespace, "stuck", 1)
+
+    # What kube-scheduler writes when no node takes the pod (here: a taint the tier's
+    # tolerations do not cover); the site still shows free GPUs, so only this says it is stuck.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    client.CoreV1Api(k8s).patch_namespaced_pod_status(
+        pod.metadata.name,
+        namespace,
+        {
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 node(s) had untolerated taint",
+                        "lastTransitionTime": now,
+                    }
+                ],
+            }
+        },
+    )
+    # Read in the same status as the move: the SLA comes back once edge has been stable.
+    moved = eventually(
+        lambda: (
+            (st := status_of(k8s, namespace, "stuck")).get("placement", {}).get("tier")
+            == "regional"
+            and st
+        ),
+        what="failed over from the unschedulable site",
+    )
+    assert moved["placement"]["site"] == "fr-par-dc-01"
+    failover = moved["assurance"]["failover"]
+    assert failover["reason"].startswith("pods unschedulable at edge de-ber-edge-01 since ")
