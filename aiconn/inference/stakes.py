@@ -24,7 +24,7 @@ the added capacity serves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from aiconn.sla.credits import TOKENS_PER_PRICE_UNIT, money, period_credit
@@ -72,7 +72,16 @@ class Weighing:
     act: bool
     capacity_cost: Decimal
     expected_credit: Decimal
+    currency: str
     reason: str
+
+    @property
+    def amounts(self) -> str:
+        """Both numbers in words."""
+        return (
+            f"capacity {self.capacity_cost} {self.currency}, "
+            f"expected credit {self.expected_credit} {self.currency}"
+        )
 
 
 def forecast(spec: AIInferenceSLASpec, reading: PeriodReading) -> Forecast:
@@ -114,12 +123,14 @@ def weigh(
     *, cost: Decimal, expected_credit: Decimal, restores_service: bool, currency: str
 ) -> Weighing:
     """Act or hold, with the reason in words (see the module docstring)."""
-    amounts = f"capacity {cost} {currency}, expected credit {expected_credit} {currency}"
     if restores_service:
-        return Weighing(True, cost, expected_credit, f"restores service ({amounts})")
-    if expected_credit >= cost:
-        return Weighing(True, cost, expected_credit, f"the credit at stake covers it ({amounts})")
-    return Weighing(False, cost, expected_credit, f"paying the credit is cheaper ({amounts})")
+        act, why = True, "restores service"
+    elif expected_credit >= cost:
+        act, why = True, "the credit at stake covers it"
+    else:
+        act, why = False, "paying the credit is cheaper"
+    weighed = Weighing(act, cost, expected_credit, currency, "")
+    return replace(weighed, reason=f"{why} ({weighed.amounts})")
 
 
 def _carry(observed: float | None, current: Decimal | None, done: Decimal) -> Decimal | None:

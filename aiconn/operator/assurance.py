@@ -213,7 +213,13 @@ class AssuranceLoop:
         meta = sla["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         assurance = (sla.get("status") or {}).get("assurance") or {}
-        money = "capacity not sized for a rate" if weighing is None else weighing.reason
+        if weighing is None:
+            money = "capacity not sized for a rate"
+        elif step.step is Step.FAIL_BACK:
+            # Taken because home is stable again, not for the money; the numbers are recorded.
+            money = f"home is stable again ({weighing.amounts})"
+        else:
+            money = weighing.reason
         action: dict[str, Any] = {
             "at": _iso(now),
             "action": step.step.value,

@@ -258,6 +258,7 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     assert failed_over["expectedCredit"] == "0.000000"
     assert failed_over["currency"] == "EUR"
     assert "restores service (capacity " in failed_over["reason"]
+    assert "home is stable again (capacity " in actions[1]["reason"]
     assert any("restores service" in m for m in events(k8s, namespace, "moving", "FailedOver"))
     goals = {o["objective"]: o for o in status["assurance"]["objectives"]}
     assert goals["availability"]["goalPercent"] == 99.9
