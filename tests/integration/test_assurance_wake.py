@@ -29,7 +29,7 @@ SLOW_LOOP = {
     "AICONN_ASSURANCE_INTERVAL_SECONDS": "3600",
     "AICONN_FAILBACK_STABILISATION_SECONDS": "2",
 }
-EDGE, REGIONAL = ("edge", "de-ber-edge-01"), ("regional", "de-fra-dc-01")
+EDGE, REGIONAL = ("edge", "de-ber-edge-01"), ("regional", "fr-par-dc-01")
 
 
 @pytest.fixture(scope="module")
