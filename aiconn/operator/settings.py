@@ -40,6 +40,9 @@ class OperatorSettings(BaseSettings):
     """How long a failed site must host an SLA again without a break before it moves back."""
     unschedulable_grace_seconds: float = Field(default=120.0, ge=0)
     """How long an SLA's pods may stay unschedulable before it fails over."""
+    scaling_enabled: bool = False
+    """Let the assurance loop scale inference Deployments within [replicas, maxReplicas] on the
+    gateways' signals (needs prometheus_url); off: the replica count is the spec's."""
     health_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the liveness endpoint (/healthz) on all interfaces; 0 turns it off."""
     nsmf_plmn_mcc: str = "001"

@@ -84,6 +84,10 @@ class ObjectiveAssurance(CamelModel):
 class AssuranceStatus(CamelModel):
     """The closed loop's view of the SLA."""
 
+    replicas: int | None = Field(default=None, ge=1, le=256)
+    """Replicas the loop runs now, within [replicas, maxReplicas]; None: spec.capacity.replicas."""
+    scaled_at: str | None = None
+    """When the loop last changed `replicas` (RFC 3339, UTC); its cooldowns count from here."""
     objectives: list[ObjectiveAssurance] = Field(default_factory=list, max_length=8)
     """Per objective: goal, observed and predicted fulfilment."""
     failover: FailoverStatus | None = None
