@@ -25,11 +25,14 @@ the SLA's gateways (`in_flight_query`), so no new metric is needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from aiconn.sla.metricnames import GATEWAY_DURATION, NAMESPACE_LABEL, SLA_LABEL
+from aiconn.sla.spec import AIInferenceSLASpec
 
 
 class Direction(StrEnum):
@@ -129,6 +132,17 @@ def decide_replicas(
         Direction.IN,
         f"{per_replica_after:.1f} in flight per replica on {current - 1} <= {floor:g}",
     )
+
+
+def scaled(spec: AIInferenceSLASpec, status: Mapping[str, Any]) -> AIInferenceSLASpec:
+    """`spec` with the replica count the loop chose (`status.assurance.replicas`), kept within
+    `[replicas, maxReplicas]` so a spec edit that narrows the range wins at once."""
+    chosen = (status.get("assurance") or {}).get("replicas")
+    if chosen is None:
+        return spec
+    capacity = spec.capacity
+    count = min(max(int(chosen), capacity.replicas), capacity.max_replicas)
+    return spec.model_copy(update={"capacity": capacity.model_copy(update={"replicas": count})})
 
 
 def in_flight_query(*, namespace: str, sla: str, window: str = "1m") -> str:

@@ -13,7 +13,9 @@ from aiconn.inference.scaling import (
     ScalingSignals,
     decide_replicas,
     in_flight_query,
+    scaled,
 )
+from aiconn.sla.spec import AIInferenceSLASpec
 
 POLICY = ScalingPolicy()  # 8 in flight per replica, scale in at half of it, burn > 2
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -139,3 +141,19 @@ def test_in_flight_comes_from_the_gateway_duration_sum_by_littles_law() -> None:
     assert in_flight_query(namespace="acme", sla="chat") == (
         'sum(rate(aiconn_gateway_request_duration_seconds_sum{namespace="acme",sla="chat"}[1m]))'
     )
+
+
+def test_the_reconcile_runs_the_loops_count_within_the_spec_range() -> None:
+    spec = AIInferenceSLASpec.model_validate(
+        {
+            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
+            "network": {"rttBudgetMs": 20},
+            "capacity": {"replicas": 2, "maxReplicas": 4},
+        }
+    )
+    assert scaled(spec, {}).capacity.replicas == 2
+    assert scaled(spec, {"assurance": {"replicas": 3}}).capacity.replicas == 3
+    # A spec edit that narrows the range wins over the loop's last count.
+    assert scaled(spec, {"assurance": {"replicas": 9}}).capacity.replicas == 4
+    assert scaled(spec, {"assurance": {"replicas": 1}}).capacity.replicas == 2
+    assert spec.capacity.replicas == 2  # the spec itself is left alone
