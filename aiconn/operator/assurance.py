@@ -38,12 +38,15 @@ from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast,
 from aiconn.inference.throughput import ReplicaThroughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
+from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
 from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import Kind, KubeApi
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
+from aiconn.operator.signals import read_signals
 from aiconn.sla.assurance import HISTORY_LENGTH
+from aiconn.sla.prometheus import PrometheusSource, QueryClient
 from aiconn.sla.spec import AIInferenceSLASpec
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,9 @@ class AssuranceLoop:
         """Set when a Node's readiness or GPUs change: the next pass starts at once."""
         self.next_due: datetime | None = None
         """The earliest time a step of the last pass asked to be looked at again."""
+        self.signals: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        """This pass's scaling signals per SLA (empty while scaling is off)."""
+        self._prometheus: QueryClient | None = None
 
     async def run_once(self) -> dict[Step, int]:
         """One pass; returns how many SLAs took each step."""
@@ -90,6 +96,7 @@ class AssuranceLoop:
             ).get("items", [])
         slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers)
+        self.signals = await self._signals(slas)
         counts: dict[Step, int] = {}
         dues: list[datetime] = []
         for sla in slas:
@@ -105,6 +112,28 @@ class AssuranceLoop:
                 dues.append(taken.due)
         self.next_due = min(dues, default=None)
         return counts
+
+    async def _signals(
+        self, slas: list[dict[str, Any]]
+    ) -> dict[tuple[str, str], tuple[float | None, float | None]]:
+        """The fleet's scaling signals, when scaling is on; none when Prometheus cannot answer
+        (no signal holds the count where it is)."""
+        url = self.settings.prometheus_url
+        if not (self.settings.scaling_enabled and url):
+            return {}
+        if self._prometheus is None:
+            self._prometheus = PrometheusSource.from_url(url).client
+        thresholds = {}
+        for sla in slas:
+            ttft = ((sla.get("spec") or {}).get("objectives") or {}).get("ttft") or {}
+            key = (sla["metadata"]["namespace"], sla["metadata"]["name"])
+            thresholds[key] = int(ttft.get("thresholdMs") or 500) / 1000
+        client = self._prometheus
+        try:
+            return await asyncio.to_thread(read_signals, client, thresholds)
+        except Exception as err:  # an unreachable Prometheus is no signal, not a failed pass
+            log.warning("scaling signals not read: %s", err)
+            return {}
 
     async def _tiers(self) -> dict[str, InferenceTierSpec]:
         tiers = {}
@@ -166,6 +195,20 @@ class AssuranceLoop:
         if step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY):
             assurance["failover"] = step.failover
             await self._event(sla, "Normal", step.step.value, step.reason)
+        elif (namespace, name) in self.signals and not (status.get("assurance") or {}).get(
+            "failover"
+        ):
+            await scale(
+                kube=self.kube,
+                settings=self.settings,
+                post_event=self._event,
+                sla=sla,
+                spec=spec,
+                tiers=tiers,
+                signals=self.signals[(namespace, name)],
+                predicted=predicted,
+                now=now,
+            )
         history = _history(status, now=now, reason="Placed")
         if history is not None:
             assurance["placementHistory"] = history
