@@ -15,6 +15,7 @@ the GPUs it holds count as its own) and the clock; the operator's assurance loop
 - Failed over, and home can host the SLA again: note since when; once it has been able to for
   `stabilisation` without a break, and the plan without the avoidance would choose it, go back
   (`FailBack`). A break resets the clock, so a flapping site does not pull the SLA to and fro.
+  A home that an edit took off the SLA's places is dropped (`HomeDropped`), not waited for.
 - Otherwise: nothing. A step may name when a pass is `due` although nothing in the cluster
   changes (a stabilisation time or an unschedulable grace ends), so the loop need not poll fast
   to act on time. A placed SLA is never moved for a cheaper tier that freed up: moving
@@ -44,6 +45,7 @@ class Step(StrEnum):
     FAIL_OVER = "FailOver"
     HOME_HEALTHY = "HomeHealthy"
     HOME_UNHEALTHY = "HomeUnhealthy"
+    HOME_DROPPED = "HomeDropped"
     FAIL_BACK = "FailBack"
 
 
@@ -165,6 +167,13 @@ def placement_step(
     home = avoid[0]
     if home == current:
         return PlacementStep(Step.FAIL_BACK, f"back at {_name(home)}", None)
+    if not _allowed(spec, tiers, home):
+        # A spec or tier edit took home off the SLA's places: nothing to wait for any more.
+        return PlacementStep(
+            Step.HOME_DROPPED,
+            f"{_name(home)} is no longer a place of this SLA; it stays at {_name(current)}",
+            None,
+        )
     preferred = plan(spec, tiers, capacity=capacity)
     back = (preferred.tier, preferred.site) == home and can_host(
         capacity, home, replicas=replicas, gpus_per_replica=preferred.gpus_per_replica or 1
@@ -197,6 +206,16 @@ def placement_step(
         f"{_name(home)} stable for {stable_for.total_seconds():g} s: {preferred.message}",
         None,
         preferred,
+    )
+
+
+def _allowed(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec], site: Site) -> bool:
+    tier, where = site
+    return (
+        tier in tiers
+        and spec.placement.tier in ("auto", tier)
+        and (where is None or where in tiers[tier].sites)
+        and (not spec.placement.sites or where in spec.placement.sites)
     )
 
 

@@ -192,7 +192,7 @@ class AssuranceLoop:
         goals = objectives(spec, observed, predicted)
         if goals != (status.get("assurance") or {}).get("objectives"):
             assurance["objectives"] = goals
-        if step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY):
+        if step.step in (Step.HOME_HEALTHY, Step.HOME_UNHEALTHY, Step.HOME_DROPPED):
             assurance["failover"] = step.failover
             await self._event(sla, "Normal", step.step.value, step.reason)
         elif (namespace, name) in self.signals and not (status.get("assurance") or {}).get(

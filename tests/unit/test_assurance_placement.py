@@ -202,3 +202,14 @@ def test_an_sla_with_its_pods_on_ready_nodes_of_its_site_is_serving_in_place() -
     assert not serving(status(EDGE), "a", None)  # one not bound yet
     assert not serving(status(EDGE, failover=away_from_edge()), "a", "a")
     assert not serving(status(None, phase="Unplaceable"), "a", "a")
+
+
+def test_a_home_the_spec_no_longer_allows_is_dropped_not_waited_for() -> None:
+    base = spec()
+    regional_only = base.model_copy(
+        update={"placement": base.placement.model_copy(update={"sites": [REGIONAL[1]]})}
+    )
+    result = step(status(REGIONAL, failover=away_from_edge()), room(1, 8), sla=regional_only)
+    assert result.step is Step.HOME_DROPPED
+    assert result.failover is None
+    assert "no longer a place of this SLA" in result.reason
