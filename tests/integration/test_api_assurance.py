@@ -55,6 +55,7 @@ ASSURANCE = {
         {"at": "2026-12-02T02:00:00Z", "tier": "regional", "site": "de-fra-dc-01", "reason": "x"},
     ],
     "evaluatedAt": "2026-12-02T02:00:01Z",
+    "replicas": 3,
 }
 
 
@@ -102,3 +103,4 @@ def test_the_assurance_report_is_the_status_in_ts_28536_shape(
     assert [m["tier"] for m in report["placementHistory"]] == ["edge", "regional"]
     assert report["failedOverFrom"] == "edge/de-fra-edge-01"
     assert report["evaluatedAt"] == "2026-12-02T02:00:01Z"
+    assert report["replicas"] == 3

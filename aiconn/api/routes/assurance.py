@@ -76,6 +76,8 @@ class AssuranceReport(ApiModel):
     """The last actions, oldest first."""
     placement_history: list[PlacementMove]
     """The last placements, oldest first."""
+    replicas: int | None = None
+    """Replicas the loop runs now; None: the spec's."""
     failed_over_from: str | None = None
     """`tier/site` the SLA runs away from while failed over; None at home."""
     evaluated_at: str | None = None
@@ -119,6 +121,7 @@ def assurance_report(sla: ReadableSLA) -> AssuranceReport:
             if failover.from_site
             else failover.from_tier
         ),
+        replicas=status.replicas,
         evaluated_at=status.evaluated_at,
     )
 
