@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+import aiconn.operator.assurance
 import aiconn.operator.loop  # noqa: F401
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec

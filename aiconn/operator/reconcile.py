@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
+from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.scaling import scaled
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
@@ -167,6 +169,7 @@ async def reconcile_sla(
         spec,
         tiers,
         capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
+        avoid=held_off(previous),
     )
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
@@ -188,6 +191,7 @@ async def reconcile_sla(
             events=events,
         )
 
+    spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
     owner = owner_of(body)
     names = workload.child_names(name)
     await kube.create_if_absent(

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.sla.assurance import AssuranceStatus
 from aiconn.slices.model import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
@@ -432,6 +433,8 @@ class AIInferenceSLAStatus(CamelModel):
     """The spec generation the running children carry out."""
     pending: PendingStatus | None = None
     """An edit not carried out yet (absent when the spec in force is the latest)."""
+    assurance: AssuranceStatus | None = None
+    """The closed assurance loop: goals, fulfilment, placement history and actions."""
 
 
 def wallet_owner(namespace: str, tenant: str | None) -> str:
