@@ -16,8 +16,8 @@ from kubernetes.client.rest import ApiException
 import aiconn.operator.loop  # noqa: F401
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
-from aiconn.inference.workload import SLA_LABEL
-from aiconn.operator import state
+from aiconn.inference.workload import COMPONENT, SLA_LABEL
+from aiconn.operator import scheduling, state
 from aiconn.operator.reconcile import Outcome, reconcile_sla, refresh_readiness
 from aiconn.operator.slicing import realize_slice, release_slice
 
@@ -158,6 +158,18 @@ async def deployment_availability_changed(
     for ref in meta.get("ownerReferences", []):
         if ref.get("kind") == "AIInferenceSLA":
             await refresh_readiness(state.kube(), namespace, ref["name"])
+
+
+# A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.
+@kopf.on.event(
+    "v1", "pods", labels={SLA_LABEL: kopf.PRESENT, "app.kubernetes.io/component": COMPONENT}
+)
+async def inference_pod_event(
+    type: str, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> None:
+    if type == "DELETED":
+        return
+    await scheduling.pod_changed(state.kube(), namespace, labels[SLA_LABEL], body)
 
 
 @kopf.on.resume(GROUP, VERSION, "networkslices")
