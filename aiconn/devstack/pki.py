@@ -25,8 +25,10 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def write_pki(directory: Path) -> dict[str, Path]:
-    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present."""
+def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present. The serving
+    certificate names localhost, 127.0.0.1, the in-cluster names and `addresses` (the API
+    server's own address and the `kubernetes` Service's ClusterIP, for pods of a real node)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         name: directory / name
@@ -62,7 +64,12 @@ def write_pki(directory: Path) -> dict[str, Path]:
                 [
                     x509.DNSName("localhost"),
                     x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("kubernetes.default"),
+                    x509.DNSName("kubernetes"),
+                    *(
+                        x509.IPAddress(ipaddress.ip_address(a))
+                        for a in dict.fromkeys(("127.0.0.1", *addresses))
+                    ),
                 ]
             ),
             critical=False,
