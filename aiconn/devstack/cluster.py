@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +241,12 @@ def stop_cluster(state_dir: Path) -> list[str]:
             done += [f"container {t}" for t in leftover]
         done += stop_recorded(state_dir, only={"containerd"})
     done += stop_recorded(state_dir)
-    done += hoststate.restore(state_dir / HOST_STATE, mounts_under=state_dir)
+    undone = hoststate.restore(state_dir / HOST_STATE, mounts_under=state_dir)
+    if undone:
+        kinds = Counter(
+            entry.split()[0] if entry.split()[1] != "-t" else "rule" for entry in undone
+        )
+        done.append("host state restored (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
     (state_dir / NODE_MARKER).unlink(missing_ok=True)
     return done
 

@@ -36,6 +36,7 @@ SYSCTLS = (
     "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
 )
 IPTABLES = ("iptables", "ip6tables")
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 NETNS_DIRS = (Path("/run/netns"), Path("/var/run/netns"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Top-level cgroups kubelet makes with the cgroupfs driver (cgroupsPerQOS, cgroupRoot "/").
@@ -197,13 +198,18 @@ def _restore_iptables(before: HostState, now: HostState) -> list[str]:
             for rule in reversed([r for r in state["rules"] if r not in set(old["rules"])]):
                 argv = [binary, "-w", "-t", table, "-D", *shlex.split(rule)[1:]]
                 if subprocess.run(argv, capture_output=True, check=False).returncode == 0:
-                    done.append(f"{binary} -t {table} {rule}")
-            new_chains = [c for c in state["chains"] if c not in set(old["chains"])]
+                    done.append(f"rule {binary} -t {table} {rule}")
+            # Built-in chains appear with their table; an empty one with policy ACCEPT is inert.
+            new_chains = [
+                c
+                for c in state["chains"]
+                if c not in set(old["chains"]) and c not in BUILTIN_CHAINS
+            ]
             for chain in new_chains:
                 subprocess.run([binary, "-w", "-t", table, "-F", chain], capture_output=True)
             for chain in new_chains:
                 subprocess.run([binary, "-w", "-t", table, "-X", chain], capture_output=True)
-                done.append(f"{binary} -t {table} chain {chain}")
+                done.append(f"chain {binary} -t {table} {chain}")
     return done
 
 

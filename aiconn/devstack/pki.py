@@ -25,8 +25,15 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
+def _named_addresses(cert: Path) -> set[object]:
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(names.get_values_for_type(x509.IPAddress))
+
+
 def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present. The serving
+    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present and naming
+    the same addresses (a cluster with a real node listens on another one). The serving
     certificate names localhost, 127.0.0.1, the in-cluster names and `addresses` (the API
     server's own address and the `kubernetes` Service's ClusterIP, for pods of a real node)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -34,7 +41,10 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
         name: directory / name
         for name in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")
     }
-    if all(p.exists() for p in paths.values()):
+    wanted = {ipaddress.ip_address(a) for a in ("127.0.0.1", *addresses)}
+    if all(p.exists() for p in paths.values()) and wanted <= _named_addresses(
+        paths["apiserver.crt"]
+    ):
         return paths
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
