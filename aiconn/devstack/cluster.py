@@ -69,7 +69,7 @@ def require_cluster_binaries() -> None:
 @dataclass
 class Cluster:
     """The cluster under `state_dir`; `real_node` adds containerd + kubelet + kube-proxy,
-    registered as `node_site` of `node_tier` (labels and taints of that tier)."""
+    registered as `node_site` of `node_tier` (that tier's labels)."""
 
     state_dir: Path
     real_node: bool = False
@@ -139,7 +139,7 @@ class Cluster:
         return self
 
     def _start_node(self, images: tuple[ImageArchive, ...]) -> None:
-        from aiconn.devstack.tiernodes import tier_labels, tier_taints
+        from aiconn.devstack.tiernodes import tier_labels
         from aiconn.inference.placement import default_tiers
 
         spec = default_tiers()[self.node_tier]
@@ -151,8 +151,9 @@ class Cluster:
             assets=assets_dir(),
             kubeconfig=cp.kubeconfig,
             ca_file=cp.ca_file,
+            # The tier's labels, so its pods select this node; not its taints, because the
+            # one real node also runs aiconn's own pods (operator, API), which tolerate none.
             labels=tier_labels(self.node_tier, spec, site),
-            taints=tier_taints(spec),
         )
         began = time.monotonic()
         self.node.start_containerd()

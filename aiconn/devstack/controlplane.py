@@ -174,6 +174,10 @@ class ControlPlane:
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
                 f"--client-ca-file={pki['ca.crt']}",
+                f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+                f"--kubelet-client-key={pki['kubelet-client.key']}",
+                # Node names do not resolve here; their InternalIP is reachable.
+                "--kubelet-preferred-address-types=InternalIP",
                 # Room for the benchmarks (every SLA has a ClusterIP Service), in the
                 # benchmarking range so that nothing looks like a private network's address.
                 f"--service-cluster-ip-range={SERVICE_RANGE}",

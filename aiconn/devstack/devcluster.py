@@ -26,7 +26,7 @@ def up(*, state_dir: Path | None = None, real_node: bool = False) -> Cluster:
     say(f"starting the cluster ({what})")
     cluster = Cluster(state_dir=state, real_node=real_node)
     try:
-        images = node_images() if real_node else ()
+        images = node_images(aiconn=True) if real_node else ()
         cluster.start(crds=sorted((ROOT / "crds").glob("*.yaml")), node_images=images)
         api = cluster.api_client()
         try:

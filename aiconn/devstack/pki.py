@@ -39,7 +39,15 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         name: directory / name
-        for name in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")
+        for name in (
+            "ca.crt",
+            "apiserver.crt",
+            "apiserver.key",
+            "sa.key",
+            "sa.pub",
+            "kubelet-client.crt",
+            "kubelet-client.key",
+        )
     }
     wanted = {ipaddress.ip_address(a) for a in ("127.0.0.1", *addresses)}
     if all(p.exists() for p in paths.values()) and wanted <= _named_addresses(
@@ -86,6 +94,27 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
         )
         .sign(ca_key, hashes.SHA256())
     )
+    # What kube-apiserver presents to a kubelet (logs, exec, port-forward): an admin identity.
+    client_key = _key()
+    kubelet_client = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths["kubelet-client.crt"].write_bytes(kubelet_client.public_bytes(serialization.Encoding.PEM))
+    paths["kubelet-client.key"].write_bytes(_pem_key(client_key))
     sa_key = _key()
     paths["ca.crt"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["apiserver.crt"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -96,6 +125,6 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    for name in ("apiserver.key", "sa.key"):
+    for name in ("apiserver.key", "sa.key", "kubelet-client.key"):
         paths[name].chmod(0o600)
     return paths

@@ -81,7 +81,10 @@ def operator_pod(k8s: Any) -> Any:
         if p.status.phase == "Running"
         and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
     ]
-    return ready[0] if ready else None
+    if ready:
+        return ready[0]
+    states = [(p.status.phase, [c.state for c in p.status.container_statuses or []]) for p in pods]
+    raise AssertionError(f"operator pods: {states}")
 
 
 def process_of(cluster: Cluster, container_id: str) -> int:

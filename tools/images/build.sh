@@ -95,6 +95,14 @@ build_aiconn() {
       >"$app/usr/local/bin/aiconn"
     chmod 0755 "$app/usr/local/bin/aiconn"
     chown 65532:65532 "$app/var/lib/aiconn"
+    # The Dockerfile's `useradd nonroot`: Kopf asks getpass.getuser() who it runs as.
+    mkdir -p "$app/etc"
+    local file
+    for file in passwd group; do
+      tar -xOf "$(python_rootfs)" "./etc/$file" >"$app/etc/$file"
+    done
+    echo 'nonroot:x:65532:65532::/nonexistent:/usr/sbin/nologin' >>"$app/etc/passwd"
+    echo 'nonroot:x:65532:' >>"$app/etc/group"
     tar -C "$app" --numeric-owner -cf "$work/aiconn/layer.tar" .
     new_image "$work/aiconn/oci" "$AICONN_TAG" "$(python_rootfs)" "$work/aiconn/layer.tar"
     umoci config --image "$work/aiconn/oci:$AICONN_TAG" \
