@@ -7,7 +7,9 @@ a 5G core, whose SliceProfile must be removed there before the object goes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -45,6 +47,13 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster service account first, else the kubeconfig KUBECONFIG names at this moment
     (the client library's own default is frozen when it is imported)."""
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if info is not None and host:
+        # As client-go's in-cluster config does: the Service's address from the environment,
+        # so the operator needs no cluster DNS for `kubernetes.default.svc`.
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        address = f"[{host}]" if ":" in host else host
+        info = dataclasses.replace(info, server=f"https://{address}:{port}")
     return info or kopf.login_with_kubeconfig(**kwargs)
 
 
