@@ -13,6 +13,7 @@ machine back as it was.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from aiconn.devstack.node import (
     NODE_NAME,
     RealNode,
     add_node_address,
+    node_dir,
     require_node_binaries,
 )
 from aiconn.devstack.processes import ProcessGroup, StackError, stop_recorded, wait_until
@@ -147,7 +149,7 @@ class Cluster:
         cp = self.control_plane
         self.node = RealNode(
             group=self.group,
-            state_dir=self.state_dir / "node",
+            state_dir=node_dir(self.state_dir),
             assets=assets_dir(),
             kubeconfig=cp.kubeconfig,
             ca_file=cp.ca_file,
@@ -230,23 +232,25 @@ def stop_cluster(state_dir: Path) -> list[str]:
     if (state_dir / NODE_MARKER).exists():
         _drain_real_node(state_dir)
         done += stop_recorded(state_dir, only={"kube-proxy", "kubelet"})
-        node_dir = state_dir / "node"
-        if (node_dir / "containerd" / "containerd.sock").exists():
-            leftover = RealNode(
-                group=ProcessGroup(state_dir),
-                state_dir=node_dir,
-                assets=assets_dir(),
-                kubeconfig=state_dir / "controlplane" / "kubeconfig",
-                ca_file=state_dir / "controlplane" / "pki" / "ca.crt",
-            ).kill_leftover_tasks()
-            done += [f"container {t}" for t in leftover]
+        node = RealNode(
+            group=ProcessGroup(state_dir),
+            state_dir=node_dir(state_dir),
+            assets=assets_dir(),
+            kubeconfig=state_dir / "controlplane" / "kubeconfig",
+            ca_file=state_dir / "controlplane" / "pki" / "ca.crt",
+        )
+        if node.socket.exists():
+            done += [f"container {t}" for t in node.kill_leftover_tasks()]
         done += stop_recorded(state_dir, only={"containerd"})
     done += stop_recorded(state_dir)
-    undone = hoststate.restore(state_dir / HOST_STATE, mounts_under=state_dir)
+    undone = hoststate.restore(
+        state_dir / HOST_STATE, mounts_under=(state_dir, node_dir(state_dir))
+    )
+    # The node's containers, images and logs: a second start imports the images again.
+    if (state_dir / NODE_MARKER).exists():
+        shutil.rmtree(node_dir(state_dir), ignore_errors=True)
     if undone:
-        kinds = Counter(
-            entry.split()[0] if entry.split()[1] != "-t" else "rule" for entry in undone
-        )
+        kinds = Counter(entry.split()[0] for entry in undone)
         done.append("host state restored (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")")
     (state_dir / NODE_MARKER).unlink(missing_ok=True)
     return done

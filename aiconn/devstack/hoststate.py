@@ -139,9 +139,9 @@ def load(path: Path) -> HostState:
     return HostState(**json.loads(path.read_text()))
 
 
-def restore(path: Path, *, mounts_under: Path) -> list[str]:
+def restore(path: Path, *, mounts_under: tuple[Path, ...]) -> list[str]:
     """Undo what is new since the snapshot at `path`; return what was done, then drop the file.
-    Only mounts under `mounts_under` (the stack's state directory) and network namespaces are
+    Only mounts under `mounts_under` (the stack's state directories) and network namespaces are
     unmounted: other mounts made meanwhile are not the stack's."""
     if not path.exists():
         return []
@@ -168,9 +168,9 @@ def restore(path: Path, *, mounts_under: Path) -> list[str]:
     return done
 
 
-def _restore_mounts(before: HostState, now: HostState, under: Path) -> list[str]:
+def _restore_mounts(before: HostState, now: HostState, under: tuple[Path, ...]) -> list[str]:
     done = []
-    ours = (str(under.resolve()), *(str(d) for d in NETNS_DIRS))
+    ours = (*(str(d.resolve()) for d in under), *(str(d) for d in NETNS_DIRS))
     new = [m for m in now.mounts if m not in set(before.mounts)]
     for mount in reversed([m for m in new if m.startswith(ours)]):
         result = subprocess.run(["umount", "-l", mount], capture_output=True, check=False)

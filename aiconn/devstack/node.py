@@ -13,8 +13,10 @@ Services 198.19.0.0/16.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,14 @@ DISABLED_PLUGINS = [
     f"io.containerd.snapshotter.v1.{name}" for name in ("aufs", "btrfs", "zfs", "devmapper")
 ]
 SYSTEM_BINARIES = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ip")
+
+
+def node_dir(state_dir: Path) -> Path:
+    """Where a node's runtime state goes: a short path named by the stack's state directory,
+    because containerd and kubelet put unix sockets there, whose paths may not exceed 104 bytes
+    (test directories are deeper)."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"aiconn-node-{digest}"
 
 
 def missing_system_binaries() -> list[str]:
