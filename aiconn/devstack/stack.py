@@ -276,5 +276,10 @@ def trust_secret_keys(
 
 
 def down(state_dir: Path | None = None) -> list[str]:
-    """Stop every process the stack recorded, newest first."""
-    return stop_recorded(state_dir or default_state_dir())
+    """Stop every process the stack recorded, newest first, and the cluster `dev up --cluster`
+    started (with the host state its real node changed)."""
+    from aiconn.devstack.cluster import stop_cluster
+    from aiconn.devstack.devcluster import CLUSTER_DIR
+
+    state = state_dir or default_state_dir()
+    return stop_cluster(state / CLUSTER_DIR) + stop_recorded(state)
