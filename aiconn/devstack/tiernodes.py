@@ -14,10 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aiconn.inference.tier import InferenceTierSpec
-from aiconn.inference.workload import SITE_LABEL
+from aiconn.inference.capacity import GPU_RESOURCE
+from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
 
-GPU_RESOURCE = "nvidia.com/gpu"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 SIMULATED_LABEL = "aiconn.io/simulated"
 # The capacity of a simulated GPU server apart from its GPUs.

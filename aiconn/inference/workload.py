@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiconn.crd import GROUP
+from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
@@ -261,7 +262,7 @@ def _vllm_container(
     spec: AIInferenceSLASpec, decision: PlacementDecision, image: str
 ) -> dict[str, Any]:
     tp = _require_placed(decision)
-    gpus = {"nvidia.com/gpu": str(tp)}
+    gpus = {GPU_RESOURCE: str(tp)}
     mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": HF_HOME},
