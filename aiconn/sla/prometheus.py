@@ -5,11 +5,21 @@ grows with the number of series Prometheus scans, not with round trips per SLA (
 exists only so a benchmark can show the difference). Range queries are split into chunks because
 Prometheus refuses more than 11,000 points per series, and a month of minutes is 44,640.
 
-Two kinds of missing data are kept apart. Prometheus unreachable, timing out or answering with an
-error raises `SourceUnavailable`: the engine must not read that as the service being down, it just
-leaves those minutes unknown and tries again. A series that is absent is partial data: when the
-up-state of an SLA is missing for a minute, that minute is unknown; when only its request counters
-are missing, the minute had no requests (counters appear with the first request).
+Monitoring that failed and a service that was gone are kept apart. Prometheus unreachable, timing
+out or answering with an error raises `SourceUnavailable`: the engine must not read that as the
+service being down, it leaves those minutes unknown and tries again. Whether Prometheus was
+scraping in a minute is its own signal: a sample of any `up` series in that minute (Prometheus
+writes `up` for every scrape it attempts, so it should scrape at least itself). A minute in which
+Prometheus was scraping but an SLA has no up-state at all had no endpoint to serve it (pods
+deleted, evicted or never scheduled take their series with them), and an SLA always promises at
+least one replica (`spec.capacity.replicas >= 1`): that minute is *down*. Only a minute in which
+Prometheus itself scraped nothing is unknown. Missing request counters in a known minute mean no
+requests (counters appear with the first request).
+
+The up-state is the service's, not the worst replica's: a replica is up in a minute when its
+gateway answered every scrape and saw its upstream healthy throughout (`min_over_time`), and the
+service is up when any replica was (`max by (namespace, sla)`). Failures are judged from the
+requests all replicas served together (the failed share in `aiconn.sla.sli`).
 
 The minute in column j is [start + j min, start + (j + 1) min); the query evaluates `[1m]` ranges
 at the end of each minute, which covers exactly that minute.
@@ -98,11 +108,13 @@ class PrometheusSource:
         *,
         timeout_s: int = 30,
         up_selector: str = 'up{sla!=""}',
+        monitoring_selector: str = "up",
         max_points: int = MAX_POINTS_PER_QUERY,
     ) -> None:
         self.client = client
         self.timeout_s = timeout_s
         self.up_selector = up_selector
+        self.monitoring_selector = monitoring_selector
         self.max_points = max_points
 
     @classmethod
@@ -129,13 +141,13 @@ class PrometheusSource:
             _sum_increase_1m(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
         )
         upstream = self._minute_matrix(
-            f"min by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
         )
         scrape = self._minute_matrix(
-            f"min by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
         )
-        # Down if either says down; known if either is known (fmin ignores one missing side).
-        up = np.fmin(upstream, scrape)
+        monitored = self.monitoring_minutes(start, minutes)
+        up = service_up(upstream=upstream, scrape=scrape, monitored=monitored)
         known = ~np.isnan(up)
         in_contract = np.where(known & np.isnan(in_contract), 0.0, in_contract)
         failed = np.where(known & np.isnan(failed), 0.0, failed)
@@ -153,6 +165,12 @@ class PrometheusSource:
             inference_ttft=self.occurrences(mn.VLLM_TTFT, index, thresholds_ttft, period),
             lookback_minutes=lookback_minutes,
         )
+
+    def monitoring_minutes(self, start: datetime, minutes: int) -> NDArray[np.bool_]:
+        """Minutes in which Prometheus scraped anything at all (its own `up` samples)."""
+        query = f"count(count_over_time({self.monitoring_selector}[1m]))"
+        counts = self._minute_matrix(query, {("", ""): 0}, start, minutes)[0]
+        return np.asarray(counts > 0, dtype=np.bool_)
 
     def occurrences(
         self,
@@ -230,6 +248,21 @@ class PrometheusSource:
             ),
             query,
         )
+
+
+def service_up(
+    *, upstream: NDArray[np.float64], scrape: NDArray[np.float64], monitored: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Each SLA's up-state per minute: 1 up, 0 down, NaN only where monitoring saw nothing.
+
+    `upstream` and `scrape` are SLAs x minutes, already the best replica's (NaN where the SLA had
+    no series); `monitored` is per minute. A monitored minute without the gateway's upstream
+    signal has no endpoint serving: down.
+    """
+    seen = np.asarray(monitored, dtype=np.bool_)[None, :]
+    gateway = np.where(seen & np.isnan(upstream), 0.0, upstream)
+    # Down if either says down; known if either is known (fmin ignores one missing side).
+    return np.asarray(np.fmin(gateway, scrape), dtype=np.float64)
 
 
 def per_sla_query(

@@ -57,7 +57,13 @@ class ModelSpec(CamelModel):
 
 
 class AvailabilityObjective(CamelModel):
-    """Uptime as 1-minute timeslices: a minute is bad when down or more than 5 % of requests failed."""
+    """Uptime as 1-minute timeslices of the service (not of its worst replica).
+
+    A minute is bad when no replica could serve it for the whole minute, or more than 5 % of the
+    in-contract requests all replicas served failed. A minute in which Prometheus was scraping
+    but the SLA had no endpoint at all (pods deleted, evicted, never scheduled) is bad; only a
+    minute in which Prometheus itself scraped nothing is unknown, shown as lower data coverage.
+    """
 
     target_percent: float = Field(default=99.9, gt=0, lt=100)
     """Share of known minutes that must be good, in percent (0 and 100 exclusive)."""

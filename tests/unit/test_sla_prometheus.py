@@ -77,9 +77,12 @@ class FakeClient:
 def test_one_query_per_sli_for_the_whole_fleet() -> None:
     client = FakeClient()
     series = PrometheusSource(client).fetch_fleet(TARGETS, PERIOD)
-    # Four per-minute SLIs, then TTFT, TPOT, vLLM TTFT and tokens: eight, whatever the fleet size.
-    assert len(client.queries) == 8
-    assert all("by (namespace, sla" in q for q in client.queries)
+    # Four per-minute SLIs, whether Prometheus was scraping at all, then TTFT, TPOT, vLLM TTFT
+    # and tokens: nine, whatever the fleet size (issue 11 added the monitoring signal).
+    assert len(client.queries) == 9
+    grouped = [q for q in client.queries if "by (namespace, sla" in q]
+    assert len(grouped) == 8
+    assert set(client.queries) - set(grouped) == {"count(count_over_time(up[1m]))"}
     np.testing.assert_array_equal(series.up[0], [1, 1, 1, 0, np.nan])
     assert np.isnan(series.up[1]).all()  # missing series: unknown, not down
     np.testing.assert_array_equal(series.in_contract[0], [100, 100, 0, 0, np.nan])
@@ -122,3 +125,15 @@ def test_no_tokens_metered_yet_is_one_zero_per_sla() -> None:
     from aiconn.sla.prometheus import TokenCounts
 
     assert TokenCounts(by_type={}, slas=3).total.tolist() == [0, 0, 0]
+
+
+def test_service_up_is_down_when_monitored_without_series_and_unknown_only_unmonitored() -> None:
+    from aiconn.sla.prometheus import service_up
+
+    nan = np.nan
+    upstream = np.array([[1.0, nan, nan, 0.0]])
+    scrape = np.array([[1.0, nan, nan, 1.0]])
+    monitored = np.array([True, True, False, True])
+    np.testing.assert_array_equal(
+        service_up(upstream=upstream, scrape=scrape, monitored=monitored), [[1, 0, nan, 0]]
+    )
