@@ -57,13 +57,7 @@ class ModelSpec(CamelModel):
 
 
 class AvailabilityObjective(CamelModel):
-    """Uptime as 1-minute timeslices of the service (not of its worst replica).
-
-    A minute is bad when no replica could serve it for the whole minute, or more than 5 % of the
-    in-contract requests all replicas served failed. A minute in which Prometheus was scraping
-    but the SLA had no endpoint at all (pods deleted, evicted, never scheduled) is bad; only a
-    minute in which Prometheus itself scraped nothing is unknown, shown as lower data coverage.
-    """
+    """Uptime as 1-minute timeslices: a minute is bad when down or more than 5 % of requests failed."""
 
     target_percent: float = Field(default=99.9, gt=0, lt=100)
     """Share of known minutes that must be good, in percent (0 and 100 exclusive)."""
@@ -91,7 +85,11 @@ class Objectives(CamelModel):
     """What is promised: availability, time to first token, time per output token."""
 
     availability: AvailabilityObjective = AvailabilityObjective()
-    """Availability objective."""
+    """Availability in 1-minute timeslices of the service, not of its worst replica. A minute is
+    bad when no replica could serve for the whole minute, when more than 5 % of the in-contract
+    requests all replicas served failed, or when Prometheus was scraping but the SLA had no
+    endpoint at all (pods deleted, evicted, never scheduled). Only a minute in which Prometheus
+    itself scraped nothing is unknown: counted neither way, it lowers the data coverage."""
     ttft: LatencyObjective = LatencyObjective(threshold_ms=500, target_percent=99.0)
     """Time to first token objective, measured at the token gateway."""
     tpot: LatencyObjective = LatencyObjective(threshold_ms=100, target_percent=99.0)
