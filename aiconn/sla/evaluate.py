@@ -20,14 +20,16 @@ from aiconn.sla.budget import (
     ALERT_RULES,
     BURN_WINDOWS,
     alerts_firing,
-    budget_remaining_percent,
+    budget_millionths,
     error_budget,
+    remaining_percent_exact,
     window_burn_rates,
+    window_counts,
 )
 from aiconn.sla.credits import (
     CreditBreakdown,
     attainment_percent,
-    money,
+    exact_decimal,
     period_credit,
     usage_charge,
 )
@@ -60,7 +62,10 @@ class FleetTerms:
             tpot_target=np.array(
                 [s.objectives.tpot.target_percent for s in specs], dtype=np.float64
             ),
-            price_per_million_tokens=tuple(money(s.tokens.price_per_million_tokens) for s in specs),
+            # The price as written, unrounded: rounding happens once, on the charge.
+            price_per_million_tokens=tuple(
+                exact_decimal(s.tokens.price_per_million_tokens) for s in specs
+            ),
             credits=tuple(s.credits for s in specs),
         )
 
@@ -203,6 +208,7 @@ def evaluate_fleet(
             )
     judged = minutes - offsets
     budget = error_budget(terms.availability_target)
+    exact_budget = budget_millionths(terms.availability_target)
 
     good = np.empty(n, dtype=np.int64)
     bad = np.empty(n, dtype=np.int64)
@@ -219,13 +225,13 @@ def evaluate_fleet(
         known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk
         bad[rows] = bad_chunk
-        chunk_rates = window_burn_rates(slices, budget_fraction=budget[rows])
-        for name, values in chunk_rates.items():
+        counts = window_counts(slices)
+        for name, values in window_burn_rates(counts, budget_fraction=budget[rows]).items():
             rates[name][rows] = values
-        alerts[rows] = alerts_firing(chunk_rates)
+        alerts[rows] = alerts_firing(counts, budget=exact_budget[rows])
 
     known = good + bad
-    remaining = budget_remaining_percent(bad=bad, known=known, budget_fraction=budget)
+    remaining = remaining_percent_exact(bad=bad, known=known, budget=exact_budget)
     with np.errstate(invalid="ignore", divide="ignore"):
         availability = np.where(known > 0, 100.0 * good / np.maximum(known, 1), np.nan)
         coverage = np.where(judged > 0, 100.0 * known / np.maximum(judged, 1), np.nan)
