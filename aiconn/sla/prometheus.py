@@ -179,16 +179,31 @@ class PrometheusSource:
         thresholds_s: Sequence[float],
         period: Period,
     ) -> Occurrences:
-        """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs."""
-        query = f"sum by ({_BY}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
-        buckets: list[dict[float, float]] = [{} for _ in index]
+        """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs.
+
+        Buckets are fetched per pod, because pods of one SLA need not share a bucket set (a
+        threshold edit rolls out pods with a new bound). Summing per `le` across them would take
+        the new bound's count from new pods only and `+Inf` from all. So: the pods that carry the
+        SLA's threshold as a bound are counted, exactly, and the others do not contribute (an
+        edited threshold starts a clean measurement with the pods that carry it); when no pod
+        carries it, the count is interpolated from the bounds every pod has, flagged inexact.
+        """
+        query = (
+            f"sum by ({_BY}, {POD_LABEL}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
+        )
+        pods: list[dict[str, dict[float, float]]] = [{} for _ in index]
         for series in self._instant(query, period.end):
             row = _row(series, index)
             if row is None:
                 continue
             # Prometheus 3 writes le="1" as le="1.0": parsing both to a float merges them.
             le = float(series["metric"]["le"])
-            buckets[row][le] = buckets[row].get(le, 0.0) + _value(series["value"])
+            pod = pods[row].setdefault(series["metric"].get(POD_LABEL, ""), {})
+            pod[le] = pod.get(le, 0.0) + _value(series["value"])
+        buckets = [
+            consistent_buckets(found, threshold)
+            for found, threshold in zip(pods, thresholds_s, strict=True)
+        ]
         width = max((len(b) for b in buckets), default=0) or 1
         bounds = np.full((len(buckets), width), np.nan)
         counts = np.zeros((len(buckets), width))
@@ -250,6 +265,28 @@ class PrometheusSource:
         )
 
 
+def consistent_buckets(
+    pods: Mapping[str, Mapping[float, float]], threshold_s: float
+) -> dict[float, float]:
+    """One SLA's cumulative buckets summed over pods, from bounds every contributing pod has.
+
+    Pods whose buckets include `threshold_s` contribute alone when there are any; otherwise all
+    pods contribute, over the bounds they share. A pod without `+Inf` has no request count and
+    never contributes.
+    """
+    counted = {pod: found for pod, found in pods.items() if math.inf in found}
+    carrying = {
+        pod: found
+        for pod, found in counted.items()
+        if any(math.isclose(le, threshold_s, rel_tol=1e-9) for le in found)
+    }
+    contributing = list((carrying or counted).values())
+    if not contributing:
+        return {}
+    shared = set(contributing[0]).intersection(*contributing[1:])
+    return {le: sum(found[le] for found in contributing) for le in shared}
+
+
 def service_up(
     *, upstream: NDArray[np.float64], scrape: NDArray[np.float64], monitored: NDArray[np.bool_]
 ) -> NDArray[np.float64]:
@@ -283,6 +320,8 @@ def per_sla_query(
 
 
 _BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
+POD_LABEL = "pod"
+"""The label that tells one gateway's series from another's (the ServiceMonitor sets it)."""
 
 
 def _sum_increase_1m(counter: str, outcomes: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiconn.devstack.processes import ProcessGroup
 from aiconn.devstack.prometheus import PrometheusServer
+from aiconn.sla import metricnames as mn
 
 PROMTOOL = "/usr/bin/promtool"
 SCRAPE_SECONDS = 15
@@ -76,6 +77,31 @@ class History:
             text = ",".join(f'{k}="{v}"' for k, v in labels)
             lines.extend(f"{name}{{{text}}} {samples[t]} {t}" for t in sorted(samples))
         return "\n".join([*lines, "# EOF", ""])
+
+
+def gateway_pod(sla: str, replica: str, namespace: str = "acme") -> dict[str, str]:
+    """The labels the ServiceMonitor gives one gateway replica's series."""
+    return {"namespace": namespace, "sla": sla, "pod": f"{sla}-{replica}", "job": "gateway"}
+
+
+def serving(history: History, sla: str, replica: str, minutes: range, *, per_minute: int) -> None:
+    """One gateway replica scraped in `minutes`, healthy, serving `per_minute` requests of 10
+    completion tokens each."""
+    labels = gateway_pod(sla, replica)
+    history.gauge("up", labels, 1, minutes)
+    history.gauge(mn.GATEWAY_UPSTREAM_UP, labels, 1, minutes)
+    history.counter(
+        mn.GATEWAY_REQUESTS,
+        {**labels, "outcome": "success"},
+        dict.fromkeys(minutes, per_minute),
+        minutes,
+    )
+    history.counter(
+        mn.GATEWAY_TOKENS,
+        {**labels, "type": "completion"},
+        dict.fromkeys(minutes, per_minute * 10),
+        minutes,
+    )
 
 
 def backfilled_prometheus(

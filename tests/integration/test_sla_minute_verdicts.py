@@ -20,7 +20,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
-from tests.integration.promdata import History, backfilled_prometheus
+from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
 
@@ -49,23 +49,6 @@ def sla(name: str) -> SLARef:
         created=datetime(2020, 1, 1, tzinfo=UTC),
         spec=AIInferenceSLASpec.model_validate(SPEC),
         status={},
-    )
-
-
-def pod(name: str, replica: str) -> dict[str, str]:
-    return {"namespace": "acme", "sla": name, "pod": f"{name}-{replica}", "job": "gateway"}
-
-
-def serving(history: History, name: str, replica: str, minutes: range, *, per_minute: int) -> None:
-    """One gateway replica scraped in `minutes`, healthy, serving `per_minute` requests."""
-    labels = pod(name, replica)
-    history.gauge("up", labels, 1, minutes)
-    history.gauge(mn.GATEWAY_UPSTREAM_UP, labels, 1, minutes)
-    history.counter(
-        mn.GATEWAY_REQUESTS,
-        {**labels, "outcome": "success"},
-        dict.fromkeys(minutes, per_minute),
-        minutes,
     )
 
 
@@ -105,13 +88,13 @@ def test_a_replica_loading_while_another_serves_everything_is_a_good_minute(
     serving(history, "pair", "a", range(MINUTES), per_minute=60)
     # Replica b is scraped throughout but loading its model (upstream down) for minutes 0-9 and
     # not answering scrapes in minutes 10-11; it serves from minute 12.
-    b = pod("pair", "b")
+    b = gateway_pod("pair", "b")
     history.gauge("up", b, 1, [*range(10), *range(12, MINUTES)])
     history.gauge("up", b, 0, range(10, 12))
     history.gauge(mn.GATEWAY_UPSTREAM_UP, b, 0, range(10))
     history.gauge(mn.GATEWAY_UPSTREAM_UP, b, 1, range(12, MINUTES))
     # Both replicas down together in minutes 20-21: the service was down.
-    history.gauge(mn.GATEWAY_UPSTREAM_UP, pod("pair", "a"), 0, range(20, 22))
+    history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod("pair", "a"), 0, range(20, 22))
     history.gauge(mn.GATEWAY_UPSTREAM_UP, b, 0, range(20, 22))
     server, group = backfilled_prometheus(history, services_dir)
     groups.append(group)

@@ -137,3 +137,17 @@ def test_service_up_is_down_when_monitored_without_series_and_unknown_only_unmon
     np.testing.assert_array_equal(
         service_up(upstream=upstream, scrape=scrape, monitored=monitored), [[1, 0, nan, 0]]
     )
+
+
+def test_buckets_come_from_the_pods_carrying_the_threshold_else_from_shared_bounds() -> None:
+    from aiconn.sla.prometheus import consistent_buckets
+
+    inf = math.inf
+    pods = {
+        "old": {0.25: 95.0, 0.5: 99.0, inf: 100.0},
+        "new": {0.25: 90.0, 0.3: 99.0, 0.5: 100.0, inf: 100.0},
+        "broken": {0.3: 5.0},  # no +Inf: no request count, never counted
+    }
+    assert consistent_buckets(pods, 0.3) == {0.25: 90.0, 0.3: 99.0, 0.5: 100.0, inf: 100.0}
+    assert consistent_buckets(pods, 0.4) == {0.25: 185.0, 0.5: 199.0, inf: 200.0}
+    assert consistent_buckets({}, 0.4) == {}
