@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from aiconn.devstack.processes import ProcessGroup
 from aiconn.operator.evaluation import SLARef, measure
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evaluate import SLAEvaluation
