@@ -28,7 +28,8 @@ class History:
     """Samples by series, written out grouped by metric name as OpenMetrics requires."""
 
     start: datetime
-    """Minute 0 of the history; scrapes fall at `offset_s` + 15 s steps inside each minute."""
+    """Minute 0 of the history; scrapes fall every 15 s inside each minute, `offset_s` after a
+    boundary (modulo 15 s)."""
     offset_s: int = 7
     series: dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, float]] = field(
         default_factory=dict
@@ -38,9 +39,11 @@ class History:
         """Unix seconds of every scrape in the given minutes."""
         base = int(self.start.timestamp())
         return [
-            base + minute * 60 + self.offset_s + k * SCRAPE_SECONDS
+            base + minute * 60 + second
             for minute in minutes
-            for k in range(60 // SCRAPE_SECONDS)
+            for second in sorted(
+                (self.offset_s + k * SCRAPE_SECONDS) % 60 for k in range(60 // SCRAPE_SECONDS)
+            )
         ]
 
     def gauge(

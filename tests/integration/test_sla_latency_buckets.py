@@ -65,7 +65,7 @@ def evaluate(url: str, period: Period, *, threshold_ms: int) -> SLAEvaluation:
             "model": {"name": "tiny", "source": "hf://aiconn/tiny", "parametersBillions": 1},
             "objectives": {
                 "availability": {"targetPercent": 99.0},
-                "ttft": {"thresholdMs": threshold_ms, "targetPercent": 90},
+                "ttft": {"thresholdMs": threshold_ms, "targetPercent": 99},
                 "window": {"duration": "1d"},
             },
             "network": {"rttBudgetMs": 50},
