@@ -16,7 +16,9 @@ the last pass plus the scrape delay.
 
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
-the ledger (held for review when coverage is below the floor). The ledger's unique key per SLA
+the ledger (held for review when coverage is below the floor, or when a latency attainment
+interpolated inside a bucket could change the credit; the `AttainmentExact` condition says so
+while the period is open). The ledger's unique key per SLA
 and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
 only avoid asking again. Rolling windows are reported, never settled.
 

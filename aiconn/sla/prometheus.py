@@ -21,8 +21,9 @@ gateway answered every scrape and saw its upstream healthy throughout (`min_over
 service is up when any replica was (`max by (namespace, sla)`). Failures are judged from the
 requests all replicas served together (the failed share in `aiconn.sla.sli`).
 
-The minute in column j is [start + j min, start + (j + 1) min); the query evaluates `[1m]` ranges
-at the end of each minute, which covers exactly that minute.
+The minute in column j is [start + j min, start + (j + 1) min). Up-states evaluate `[1m]` ranges
+at the end of each minute, which covers exactly that minute; counters are read at the minute
+boundaries and differenced (`counter_increments`), never extrapolated by `increase()`.
 """
 
 from __future__ import annotations
