@@ -260,6 +260,12 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
         period_end=settlement.period.end,
         state="Settled" if settlement.state == "Settled" else "HeldForReview",
         source="ledger",
+        attainment_exact=(
+            None
+            if settlement.ttft_exact is None or settlement.tpot_exact is None
+            else settlement.ttft_exact and settlement.tpot_exact
+        ),
+        hold_reason=None if settlement.hold_reason is None else str(settlement.hold_reason),
         objectives=_objectives(sla),
         availability_percent=availability,
         ttft_attainment_percent=settlement.ttft_attainment_percent,

@@ -16,7 +16,9 @@ the last pass plus the scrape delay.
 
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
-the ledger (held for review when coverage is below the floor). The ledger's unique key per SLA
+the ledger (held for review when coverage is below the floor, or when a latency attainment
+interpolated inside a bucket could change the credit; the `AttainmentExact` condition says so
+while the period is open). The ledger's unique key per SLA
 and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
 only avoid asking again. Rolling windows are reported, never settled.
 
@@ -78,6 +80,7 @@ log = logging.getLogger(__name__)
 
 SLA_KIND = "AIInferenceSLA"
 COMPLIANT = "Compliant"
+ATTAINMENT_EXACT = "AttainmentExact"
 LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
 """Minutes before the period fetched for the burn-rate windows (the longest is 3 days)."""
 COMPONENT = "aiconn-operator"
@@ -202,6 +205,30 @@ def compliance(spec: AIInferenceSLASpec, result: SLAEvaluation) -> tuple[bool | 
     return True, "ObjectivesMet", detail
 
 
+def exactness(result: SLAEvaluation) -> tuple[bool, str, str]:
+    """The AttainmentExact condition: were TTFT and TPOT counted at a bucket bound?"""
+    inexact = [
+        name
+        for name, exact, value in (
+            ("TTFT", result.ttft_exact, result.ttft_attainment_percent),
+            ("TPOT", result.tpot_exact, result.tpot_attainment_percent),
+        )
+        if value is not None and not exact
+    ]
+    if not inexact:
+        return True, "BucketBounds", "latency attainments counted at bucket bounds"
+    consequence = (
+        "it could change the credit: the period will be held for review"
+        if result.credit_uncertain
+        else "the credit is the same anywhere in the bucket"
+    )
+    return (
+        False,
+        "Interpolated",
+        f"{' and '.join(inexact)} attainment interpolated inside a bucket; {consequence}",
+    )
+
+
 def settlement_status(settlement: Settlement) -> dict[str, Any]:
     """`status.lastSettlement` from a ledger settlement."""
     return SettlementStatus(
@@ -314,7 +341,12 @@ class FleetEvaluator:
         ok, reason, message = compliance(sla.spec, result)
         new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
-        await self._write_status(sla, {"period": new_period}, ok, reason, message)
+        exact = condition(
+            ATTAINMENT_EXACT,
+            *exactness(result),
+            generation=sla.status.get("observedGeneration"),
+        )
+        await self._write_status(sla, {"period": new_period}, ok, reason, message, extra=[exact])
         for type_, event_reason, text in _period_events(previous, new_period):
             await self.post_event(sla, type_=type_, reason=event_reason, message=text)
 
@@ -323,16 +355,27 @@ class FleetEvaluator:
         await self._write_status(sla, {}, None, "MeasurementUnavailable", message)
 
     async def _write_status(
-        self, sla: SLARef, fields: dict[str, Any], ok: bool | None, reason: str, message: str
+        self,
+        sla: SLARef,
+        fields: dict[str, Any],
+        ok: bool | None,
+        reason: str,
+        message: str,
+        *,
+        extra: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Status `fields` and the Compliant condition; the reconcile's conditions are kept."""
+        """Status `fields`, the Compliant condition and `extra` conditions; the reconcile's
+        conditions are kept."""
         generation = sla.status.get("observedGeneration")
         await self.kube.update_status(
             SLA_KIND,
             sla.name,
             sla.namespace,
             fields=fields,
-            conditions=[condition(COMPLIANT, ok, reason, message, generation=generation)],
+            conditions=[
+                condition(COMPLIANT, ok, reason, message, generation=generation),
+                *extra,
+            ],
             current={
                 "metadata": {"resourceVersion": sla.resource_version},
                 "status": {"conditions": list(sla.status.get("conditions") or [])},
@@ -499,9 +542,16 @@ def _period_events(
 def _settlement_message(settlement: Settlement) -> str:
     coverage = settlement.coverage_percent
     shown = "none" if coverage is None else f"{coverage:.1f} %"
+    held = "" if settlement.hold_reason is None else f" ({settlement.hold_reason})"
+    inexact = [
+        name
+        for name, exact in (("TTFT", settlement.ttft_exact), ("TPOT", settlement.tpot_exact))
+        if exact is False
+    ]
+    interpolated = f", {' and '.join(inexact)} interpolated" if inexact else ""
     return (
         f"period {settlement.period.start_iso} to {settlement.period.end_iso}:"
-        f" {settlement.state}, data coverage {shown},"
+        f" {settlement.state}{held}, data coverage {shown}{interpolated},"
         f" charges {settlement.charges_micros / 1_000_000:.6f} {settlement.currency},"
         f" credit {settlement.credit_micros / 1_000_000:.6f} {settlement.currency}"
         f" ({settlement.credit_tokens} tokens)"

@@ -8,9 +8,10 @@ CEL rules attached here, so the API server itself refuses bad input and names th
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from aiconn.crd import CamelModel, Condition, cel, validations
 from aiconn.sla.assurance import AssuranceStatus
@@ -96,7 +97,7 @@ class Objectives(CamelModel):
     """What is promised: availability, time to first token, time per output token."""
 
     availability: AvailabilityObjective = AvailabilityObjective()
-    """Availability objective."""
+    """Availability in 1-minute timeslices of the service, not of its worst replica. A minute is bad when no replica could serve for the whole minute, when more than 5 % of the in-contract requests all replicas served failed, or when Prometheus was scraping but the SLA had no endpoint at all (pods deleted, evicted, never scheduled). Only a minute in which Prometheus itself scraped nothing is unknown: counted neither way, it lowers the data coverage."""
     ttft: LatencyObjective = LatencyObjective(threshold_ms=500, target_percent=99.0)
     """Time to first token objective, measured at the token gateway."""
     tpot: LatencyObjective = LatencyObjective(threshold_ms=100, target_percent=99.0)
@@ -247,8 +248,53 @@ class CreditsSpec(CamelModel):
     """Total credits of a period never exceed this share of its charges."""
 
 
+def derived_schedules(objectives: Objectives) -> dict[str, list[dict[str, float]]]:
+    """Default credit schedules from the targets, so that meeting them never earns a credit.
+
+    With b = 100 - target: availability tiers below the target (10 %), 100 - 10b (25 %) and
+    100 - 50b (100 %); latency, from the stricter of the TTFT and TPOT targets, below the target
+    (5 %), 100 - 5b (10 %) and 100 - 10b (25 %). Tiers at or under 0 are left out. The default
+    targets give the published schedules (99.9/99/95 and 99/95/90).
+    """
+    latency_target = min(objectives.ttft.target_percent, objectives.tpot.target_percent)
+
+    def tiers(target: float, steps: tuple[tuple[int, float], ...]) -> list[dict[str, float]]:
+        budget = 100 - Decimal(repr(target))
+        below = [(float(100 - budget * k), credit) for k, credit in steps]
+        return [{"below_percent": b, "credit_percent": c} for b, c in below if b > 0]
+
+    return {
+        "availability": tiers(
+            objectives.availability.target_percent, ((1, 10), (10, 25), (50, 100))
+        ),
+        "latency": tiers(latency_target, ((1, 5), (5, 10), (10, 25))),
+    }
+
+
+def _first_tier_within(schedule: str, targets: str) -> dict[str, str]:
+    # A first tier above the target would pay a credit to an SLA reported Compliant.
+    return cel(
+        f"!has(self.credits) || !has(self.credits.{schedule})"
+        f" || size(self.credits.{schedule}) == 0"
+        f" || ({targets}).all(t, self.credits.{schedule}[0].belowPercent <= t)",
+        f"credits.{schedule}[0].belowPercent must be at or below the target percent of"
+        f" {schedule} objectives, or a compliant SLA would earn a credit",
+        f".credits.{schedule}",
+    )
+
+
 class AIInferenceSLASpec(CamelModel):
     """An inference service with guaranteed latency and uptime, paid back in tokens when missed."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            _first_tier_within("availability", "[self.objectives.availability.targetPercent]"),
+            _first_tier_within(
+                "latency",
+                "[self.objectives.ttft.targetPercent, self.objectives.tpot.targetPercent]",
+            ),
+        )
+    }
 
     tenant: str | None = Field(
         default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -266,8 +312,25 @@ class AIInferenceSLASpec(CamelModel):
     """Replicas."""
     tokens: TokensSpec = TokensSpec()
     """Token commitment, price and contracted rate."""
-    credits: CreditsSpec = CreditsSpec()
-    """Credit schedules and cap."""
+    credits: CreditsSpec = Field(default_factory=CreditsSpec)
+    """Credit schedules and cap. A schedule left out is derived from the targets: tiers below the target and below 10x and 50x its error budget for availability (10/25/100 %), 5x and 10x for latency (5/10/25 %); a first tier above its target is refused."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules_from_targets(cls, data: Any) -> Any:
+        """Fill the schedules not written from the objectives (`derived_schedules`)."""
+        if not isinstance(data, dict):
+            return data
+        raw = data.get("credits") or {}
+        if isinstance(raw, CreditsSpec):
+            raw = raw.model_dump(exclude_unset=True)
+        if not isinstance(raw, dict) or {"availability", "latency"} <= raw.keys():
+            return data
+        try:
+            objectives = Objectives.model_validate(data.get("objectives") or {})
+        except ValidationError:
+            return data  # reported by the validation proper
+        return {**data, "credits": {**derived_schedules(objectives), **raw}}
 
 
 class RejectedTier(CamelModel):
