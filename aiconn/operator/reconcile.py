@@ -61,9 +61,13 @@ def owner_of(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _not_chosen(tier: str, reason: str) -> str:
-    """`Tier edge not chosen: ...` (the placement reasons already start with the tier's name)."""
-    prefix = f"{tier}: "
-    why = reason[len(prefix) :] if reason.startswith(prefix) else reason
+    """`Tier edge not chosen: ...` (placement reasons already start with the tier's name, followed
+    by a colon or, for a capacity reason, by the site)."""
+    why = reason
+    for prefix in (f"{tier}: ", f"{tier} "):
+        if reason.startswith(prefix):
+            why = reason[len(prefix) :]
+            break
     return short(f"Tier {tier} not chosen: {why}")
 
 
