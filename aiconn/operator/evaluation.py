@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import condition, now_iso
+from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
@@ -520,7 +521,11 @@ def _period_events(
     rates = current.get("burnRates") or {}
     for alert in sorted(now - before):
         events.append(
-            ("Warning", "BurnRateAlertStarted", f"burn-rate alert {alert} started; rates {rates}")
+            (
+                "Warning",
+                "BurnRateAlertStarted",
+                f"burn-rate alert {alert} started: {burn_rates_sentence(rates)}",
+            )
         )
     for alert in sorted(before - now):
         events.append(("Normal", "BurnRateAlertStopped", f"burn-rate alert {alert} stopped"))

@@ -183,3 +183,16 @@ def test_burn_rates_read_as_a_sentence_not_a_dict() -> None:
     assert text == "burn rate 200x over 5 min, 14.4x over 1 h"
     assert "{" not in text and "None" not in text
     assert health.burn_rates_sentence({}) == "no burn rate yet"
+
+
+def test_a_burn_rate_alert_event_reads_as_a_sentence_not_a_dict() -> None:
+    from aiconn.operator.evaluation import _period_events
+
+    events = _period_events(
+        {"alerts": []},
+        {"alerts": ["page-1h"], "burnRates": {"w5M": 200.00000000001137, "w1H": 14.4}},
+    )
+    assert events[0][:2] == ("Warning", "BurnRateAlertStarted")
+    message = events[0][2]
+    assert message.startswith("burn-rate alert page-1h started: burn rate 200x over ")
+    assert "{" not in message and "0000000" not in message
