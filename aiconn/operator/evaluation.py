@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -236,10 +237,29 @@ def settlement_status(settlement: Settlement) -> dict[str, Any]:
         period_start=settlement.period.start_iso,
         period_end=settlement.period.end_iso,
         state=str(settlement.state),
-        charges=settlement.charges_micros / 1_000_000,
-        credits=settlement.credit_micros / 1_000_000,
+        currency=settlement.currency,
+        charges=_amount(settlement.charges_micros),
+        credits=_amount(settlement.credit_micros),
+        charges_micros=settlement.charges_micros,
+        credits_micros=settlement.credit_micros,
+        credit_percent=str(settlement.credit_percent),
+        availability_percent=_percent(settlement.availability_percent),
+        ttft_attainment_percent=_percent(settlement.ttft_attainment_percent),
+        tpot_attainment_percent=_percent(settlement.tpot_attainment_percent),
+        coverage_percent=_percent(settlement.coverage_percent),
+        hold_reason=str(settlement.hold_reason) if settlement.hold_reason else None,
         transfer_ids=list(settlement.transfer_ids),
     ).to_k8s()
+
+
+def _amount(micros: int) -> str:
+    """Micro-units as an exact decimal amount: 18267 -> `0.018267`; no float on the way."""
+    return f"{Decimal(micros) / 1_000_000:.6f}"
+
+
+def _percent(value: float | None) -> str | None:
+    """A settled percentage as people read it (two decimals), or None when it was not measured."""
+    return None if value is None else f"{value:.2f}"
 
 
 class FleetEvaluator:

@@ -439,10 +439,28 @@ class SettlementStatus(CamelModel):
     """End of the settled period."""
     state: str | None = None
     """Settled, or HeldForReview when data coverage was below the floor."""
-    charges: float | None = None
-    """Token charges of the period."""
-    credits: float | None = None
-    """Credits paid back to the tenant."""
+    currency: str | None = None
+    """Currency of the amounts, e.g. EUR."""
+    charges: str | None = None
+    """Token charges of the period, an exact decimal amount, e.g. 0.018267."""
+    credits: str | None = None
+    """Credits paid back to the tenant, an exact decimal amount."""
+    charges_micros: int | None = None
+    """Token charges in millionths of the currency, as the ledger holds them."""
+    credits_micros: int | None = None
+    """Credits in millionths of the currency, as the ledger holds them."""
+    credit_percent: str | None = None
+    """Share of the charges paid back, as settled."""
+    availability_percent: str | None = None
+    """Availability of the period as settled (rounded to 0.01), not the last live figure."""
+    ttft_attainment_percent: str | None = None
+    """TTFT attainment of the period as settled (rounded to 0.01)."""
+    tpot_attainment_percent: str | None = None
+    """TPOT attainment of the period as settled (rounded to 0.01)."""
+    coverage_percent: str | None = None
+    """Share of the period's minutes that were judged (rounded to 0.01)."""
+    hold_reason: str | None = None
+    """Why the period is held for review; absent when it settled."""
     transfer_ids: list[str] = Field(default_factory=list)
     """Ledger transfers of this settlement."""
 
