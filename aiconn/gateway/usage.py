@@ -18,6 +18,9 @@ from typing import Any
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _DONE = b"[DONE]"
 _CONTENT_FIELDS = ("content", "reasoning_content", "reasoning", "tool_calls")
+# The responses API streams typed events: one delta event per token, usage in the last one.
+_RESPONSE_DELTAS = frozenset({"response.output_text.delta", "response.reasoning_text.delta"})
+_RESPONSE_DONE = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +32,12 @@ class Usage:
 
     @classmethod
     def from_json(cls, value: object) -> Usage | None:
+        """OpenAI's usage shapes: chat and completions (`prompt_tokens`, `completion_tokens`),
+        responses (`input_tokens`, `output_tokens`), embeddings (`prompt_tokens` alone)."""
         if not isinstance(value, dict):
             return None
-        prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+        prompt = value.get("prompt_tokens", value.get("input_tokens"))
+        completion = value.get("completion_tokens", value.get("output_tokens", 0))
         if not isinstance(prompt, int) or not isinstance(completion, int):
             return None
         return cls(prompt=prompt, completion=completion)
@@ -145,8 +151,11 @@ class StreamMeter:
             return True, False, False
         if not isinstance(chunk, dict):
             return True, False, False
-        if "error" in chunk or chunk.get("object") == "error":
+        if "error" in chunk or chunk.get("object") == "error" or chunk.get("type") == "error":
             self.failed = True
+        kind = chunk.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            return self._inspect_response_event(kind, chunk)
         usage = Usage.from_json(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
@@ -156,3 +165,13 @@ class StreamMeter:
         bears = any(_bears_content(choice) for choice in choices)
         is_token = bears or (bool(choices) and not any(_opens_chat(c) for c in choices))
         return True, bears, is_token
+
+    def _inspect_response_event(self, kind: str, chunk: dict[str, Any]) -> tuple[bool, bool, bool]:
+        if kind in _RESPONSE_DELTAS:
+            return True, bool(chunk.get("delta")), True
+        if kind in _RESPONSE_DONE:
+            response = chunk.get("response")
+            if isinstance(response, dict):
+                self.usage = Usage.from_json(response.get("usage")) or self.usage
+            self.failed |= kind == "response.failed"
+        return True, False, False
