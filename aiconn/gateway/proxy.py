@@ -561,11 +561,15 @@ class Gateway:
     # --- settlement ---------------------------------------------------------------------------
 
     async def _billed(self, exchange: Exchange, reservation: Reservation) -> Usage | None:
-        """What the request spent: the engine's usage, or for an abandoned request the prompt
-        vLLM prefilled plus the completion tokens already sent."""
+        """What the request spent: the engine's usage, or, for an abandoned request or a stream
+        that carried no usage, the prompt vLLM prefilled plus the token events already sent."""
         if exchange.usage is not None:
             return exchange.usage
-        if not (exchange.cancelled and exchange.forwarded and exchange.parsed is not None):
+        if not (
+            (exchange.cancelled or exchange.meter is not None)
+            and exchange.forwarded
+            and exchange.parsed is not None
+        ):
             return None
         prompt = reservation.prompt
         if prompt is None:

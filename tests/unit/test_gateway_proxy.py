@@ -29,9 +29,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from aiconn.devstack.gateway import GatewayThread
 from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.keys import hash_key
-from aiconn.devstack.gateway import GatewayThread
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period
@@ -92,6 +92,7 @@ class FakeVllm:
     token_delay: float = 0.0
     answer_delay: float = 0.0
     tokens: int = COMPLETION_TOKENS
+    always_stream: bool = False
     seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     tokenized: list[dict[str, Any]] = field(default_factory=list)
     aborted: threading.Event = field(default_factory=threading.Event)
@@ -102,6 +103,9 @@ class FakeVllm:
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/v1/models/{model}", self.model, methods=["GET"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
             ]
         )
@@ -116,6 +120,76 @@ class FakeVllm:
                 "data": [{"id": "tiny", "object": "model", "max_model_len": MAX_MODEL_LEN}],
             }
         )
+
+    async def model(self, request: Request) -> Response:
+        return JSONResponse({"id": request.path_params["model"], "object": "model"})
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.seen.append((dict(request.headers), body))
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+                "model": "tiny",
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+            }
+        )
+
+    async def responses(self, request: Request) -> Response:
+        """The responses API as vLLM serves it: typed events, usage in `response.completed`."""
+        body = await request.json()
+        self.seen.append((dict(request.headers), body))
+        usage = {
+            "input_tokens": PROMPT_TOKENS,
+            "output_tokens": self.tokens,
+            "total_tokens": PROMPT_TOKENS + self.tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        text = "".join(f"t{index}" for index in range(self.tokens))
+        response = {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1,
+            "model": "tiny",
+            "status": "completed",
+            "output": [
+                {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return JSONResponse(response)
+
+        async def events() -> AsyncIterator[bytes]:
+            def event(kind: str, **fields: Any) -> bytes:
+                data = json.dumps({"type": kind, "sequence_number": 0, **fields})
+                return f"event: {kind}\ndata: {data}\n\n".encode()
+
+            yield event("response.created", response={**response, "status": "in_progress"})
+            for index in range(self.tokens):
+                await asyncio.sleep(self.token_delay)
+                yield event(
+                    "response.output_text.delta",
+                    item_id="msg_1",
+                    output_index=0,
+                    content_index=0,
+                    delta=f"t{index}",
+                    logprobs=[],
+                )
+            yield event("response.completed", response=response)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def tokenize(self, request: Request) -> Response:
         body = await request.json()
@@ -137,7 +211,7 @@ class FakeVllm:
             "total_tokens": PROMPT_TOKENS + self.tokens,
             "completion_tokens": self.tokens,
         }
-        if not body.get("stream"):
+        if not body.get("stream") and not self.always_stream:
             return JSONResponse(
                 {
                     "id": "cmpl-1",
@@ -152,7 +226,7 @@ class FakeVllm:
                     ],
                     "usage": usage,
                 },
-                headers={"x-upstream": "vllm"},
+                headers={"x-upstream": "vllm", "server": "fake-vllm/0.32"},
             )
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         return StreamingResponse(
@@ -198,7 +272,7 @@ def fake(vllm: tuple[FakeVllm, str]) -> Iterator[FakeVllm]:
     stand_in = vllm[0]
     yield stand_in
     stand_in.healthy, stand_in.token_delay, stand_in.answer_delay = True, 0.0, 0.0
-    stand_in.tokens = COMPLETION_TOKENS
+    stand_in.tokens, stand_in.always_stream = COMPLETION_TOKENS, False
     stand_in.seen.clear()
     stand_in.tokenized.clear()
     stand_in.aborted.clear()
