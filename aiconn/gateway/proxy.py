@@ -354,7 +354,7 @@ class Gateway:
         return self._model_limit
 
     async def _need(self, budget: Budget, prompt: int) -> int | None:
-        limit = await self._model_len()
+        limit = await self._model_len() if budget.max_output is None else self._model_limit
         if budget.max_output is None:
             # prompt + n x (limit - prompt) is at most n x limit.
             return None if limit is None else budget.n * limit
