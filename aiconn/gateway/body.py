@@ -36,7 +36,6 @@ PER_MESSAGE_ALLOWANCE = 32
 
 _BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
 _COUNT: TypeAdapter[int | None] = TypeAdapter(int | None)
-_PROMPT_FIELDS = ("messages", "prompt", "input", "instructions")
 
 
 class BadRequest(ValueError):
@@ -48,7 +47,8 @@ class Budget:
     """The most tokens a request can spend, from its own fields."""
 
     prompt_bound: int
-    """An upper bound on its prompt tokens: one per UTF-8 byte of its text, plus the template."""
+    """An upper bound on its prompt tokens: one per byte of the body, plus the template (a
+    byte-level tokenizer makes at most one token of each byte of text)."""
     max_output: int | None
     """Its `max_tokens` (or equivalent); None when unset (the model's limit applies)."""
     n: int
@@ -76,22 +76,7 @@ def _coerce(adapter: TypeAdapter[Any], request: dict[str, Any], field: str, acce
         ) from None
 
 
-def _text_bytes(value: object) -> int:
-    """UTF-8 bytes of every string in a prompt; integers (token ids) count one each."""
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return 1
-    if isinstance(value, list):
-        return sum(_text_bytes(item) for item in value)
-    if isinstance(value, dict):
-        return sum(_text_bytes(item) for item in value.values())
-    return 0
-
-
-def _budget(request: dict[str, Any], *, default_max_output: int | None) -> Budget:
+def _budget(request: dict[str, Any], size: int, *, default_max_output: int | None) -> Budget:
     max_output = None
     for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = _coerce(_COUNT, request, field, "an integer")
@@ -105,11 +90,8 @@ def _budget(request: dict[str, Any], *, default_max_output: int | None) -> Budge
         raise BadRequest(f"n: {n} is below 1")
     messages = request.get("messages")
     message_count = len(messages) if isinstance(messages, list) else 0
-    prompt_bound = (
-        sum(_text_bytes(request.get(field)) for field in _PROMPT_FIELDS)
-        + PER_MESSAGE_ALLOWANCE * message_count
-        + TEMPLATE_ALLOWANCE
-    )
+    # The body's size bounds its text's UTF-8 bytes (JSON only adds quotes and escapes).
+    prompt_bound = size + PER_MESSAGE_ALLOWANCE * message_count + TEMPLATE_ALLOWANCE
     return Budget(
         prompt_bound=prompt_bound,
         max_output=default_max_output if max_output is None else max_output,
@@ -141,7 +123,7 @@ def parse(body: bytes, *, usage_in_stream: bool, default_max_output: int | None)
     if stream and usage_in_stream:
         strip_usage = ask_for_usage(request)
         changed |= strip_usage
-    budget = _budget(request, default_max_output=default_max_output)
+    budget = _budget(request, len(body), default_max_output=default_max_output)
     return Parsed(
         body=json.dumps(request).encode() if changed else body,
         stream=stream,
