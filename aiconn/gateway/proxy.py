@@ -211,6 +211,7 @@ class Gateway:
         rate_tpm: int,
         allowance: AllowanceSource | None,
         max_body_bytes: int,
+        body_timeout_seconds: float = 60.0,
         max_model_len: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -220,6 +221,7 @@ class Gateway:
         self._probe = probe
         self._allowance = allowance
         self._max_body = max_body_bytes
+        self._body_timeout = body_timeout_seconds
         self._model_limit = max_model_len
         self._clock = clock
         self._bucket = TokenBucket(rate=rate_rps, now=clock())
@@ -273,9 +275,11 @@ class Gateway:
         body = None
         if refusal is None:
             try:
-                body = await read_body(receive, limit=self._max_body)
+                body = await self._read(receive)
             except BodyTooLarge:
                 refusal = self._too_large()
+            except TimeoutError:
+                refusal = self._too_slow()
             if body is None and refusal is None:
                 return
         if refusal is None:
@@ -316,6 +320,19 @@ class Gateway:
             f"the request body is over {self._max_body} bytes",
         )
 
+    def _too_slow(self) -> Refusal:
+        return Refusal(
+            408,
+            mn.OUTCOME_CLIENT_ERROR,
+            "request_timeout",
+            f"the request body did not arrive within {self._body_timeout:g} s",
+        )
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        # A body sent a byte at a time would otherwise hold the connection for ever.
+        async with asyncio.timeout(self._body_timeout):
+            return await read_body(receive, limit=self._max_body)
+
     def _length_refusal(self, scope: Scope) -> Refusal | None:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
@@ -326,9 +343,11 @@ class Gateway:
         self, receive: Receive, route: Route
     ) -> tuple[Parsed | None, Refusal | None]:
         try:
-            body = await read_body(receive, limit=self._max_body)
+            body = await self._read(receive)
         except BodyTooLarge:
             return None, self._too_large()
+        except TimeoutError:
+            return None, self._too_slow()
         if body is None:
             return None, None
         try:

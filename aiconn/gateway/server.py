@@ -171,6 +171,7 @@ def create_apps(
         rate_tpm=settings.rate_tpm,
         allowance=allowance,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
         max_model_len=settings.max_model_len,
     )
 

@@ -44,6 +44,8 @@ class GatewaySettings(BaseSettings):
     """Largest request body; beyond it 413, and nothing more of the body is read."""
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     """A connection whose request headers are not complete in this time is closed."""
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A request body not complete in this time after its headers is refused with 408."""
     max_connections: int = Field(default=2048, ge=1)
     """Open connections (and requests) beyond this get 503 from the server itself."""
     max_model_len: int | None = Field(default=None, ge=1)
