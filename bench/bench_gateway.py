@@ -234,6 +234,15 @@ def aiconn_gateway(upstream: str, keys: Path) -> tuple[list[str], dict[str, str]
     return command, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
 
 
+def baseline_gateway(
+    code: str, upstream: str, keys: Path
+) -> tuple[list[str], dict[str, str], str, str]:
+    """An earlier aiconn (a source tree, e.g. from `git archive`), for a before/after in one run;
+    it serves its metrics on the client port, so it is ready when its `/health` answers."""
+    command, env, url, _ = aiconn_gateway(upstream, keys)
+    return command, {**env, "PYTHONPATH": code}, url, f"{url}/health"
+
+
 def litellm_proxy(
     executable: str, upstream: str, workdir: Path
 ) -> tuple[list[str], dict[str, str], str, str]:
@@ -345,6 +354,9 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=5.0)
     parser.add_argument("--litellm", help="the `litellm` executable of its own environment")
     parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
+    parser.add_argument(
+        "--baseline", help="source tree of an earlier aiconn, measured as `aiconn (before)`"
+    )
     parser.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -379,10 +391,17 @@ def main() -> None:
         targets: list[tuple[str, str, int | None]] = [("direct", upstream, None)]
         command, env, url, ready = aiconn_gateway(upstream, workdir)
         targets.append(("aiconn", url, stack.enter_context(started(command, env, ready, "aiconn"))))
+        if args.baseline:
+            command, env, url, ready = baseline_gateway(args.baseline, upstream, workdir)
+            pid = stack.enter_context(started(command, env, ready, "the baseline"))
+            targets.append(("aiconn (before)", url, pid))
         if args.litellm:
             command, env, url, ready = litellm_proxy(args.litellm, upstream, workdir)
             pid = stack.enter_context(started(command, env, ready, "LiteLLM"))
             targets.append(("LiteLLM", url, pid))
+        for name, url, pid in targets:
+            # One-off costs (lazy imports, first connections) are not any point's.
+            run_point(name, url, pid, stream=True, concurrency=8, seconds=1)
         for mode in args.modes:
             for concurrency in args.concurrency:
                 for name, url, pid in targets:
