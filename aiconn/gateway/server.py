@@ -190,8 +190,11 @@ def create_apps(
             )
         except UpstreamError as err:
             return JSONResponse({"status": "unavailable", "reason": str(err)}, status_code=503)
-        content_type = dict(headers).get(b"Content-Type", CONTENT_TYPE_LATEST.encode())
-        return Response(content, status_code=status, media_type=content_type.decode("latin-1"))
+        content_type = next(
+            (value.decode("latin-1") for name, value in headers if name.lower() == b"content-type"),
+            CONTENT_TYPE_LATEST,
+        )
+        return Response(content, status_code=status, media_type=content_type)
 
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

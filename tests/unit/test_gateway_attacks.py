@@ -281,6 +281,9 @@ def test_metrics_are_not_served_on_the_client_port(gateway: Gateway, path: str) 
         assert on_client_port.status_code == 404
         assert "/v1/chat/completions" in on_client_port.json()["error"]["message"]
         assert httpx.get(f"{gw.metrics_url}/metrics").status_code == 200
+        vllm_metrics = httpx.get(f"{gw.metrics_url}/metrics/vllm")
+        assert vllm_metrics.text.startswith("vllm:num_requests_running")
+        assert vllm_metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
 def test_a_forged_host_and_a_trailing_slash_never_redirect(gateway: Gateway) -> None:

@@ -103,6 +103,7 @@ class FakeVllm:
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/v1/models/{model}", self.model, methods=["GET"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/responses", self.responses, methods=["POST"]),
@@ -120,6 +121,9 @@ class FakeVllm:
                 "data": [{"id": "tiny", "object": "model", "max_model_len": MAX_MODEL_LEN}],
             }
         )
+
+    async def metrics(self, _: Request) -> Response:
+        return Response(b"vllm:num_requests_running 0\n", media_type="text/plain; version=0.0.4")
 
     async def model(self, request: Request) -> Response:
         return JSONResponse({"id": request.path_params["model"], "object": "model"})
