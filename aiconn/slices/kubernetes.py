@@ -12,7 +12,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from aiconn.inference.workload import GATEWAY_PORT_NAME, SliceAttachment, owner_reference
+from aiconn.inference.workload import (
+    GATEWAY_PORT_NAME,
+    METRICS_PORT_NAME,
+    SliceAttachment,
+    owner_reference,
+)
 from aiconn.slices.model import NetworkSliceSpec, SliceServiceType
 
 INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
@@ -102,9 +107,10 @@ def network_policy(
 ) -> dict[str, Any]:
     """The NetworkPolicy isolating a slice's pods.
 
-    NON_SHARED admits only the allowed sources and the monitoring namespace (for scraping), and
-    only on the gateway's port. SHARED admits everyone; the policy still exists so every slice is
-    realized by the same set of objects and switching isolation is an update, not a create.
+    NON_SHARED admits only the allowed sources and the monitoring namespace on the gateway's port,
+    and the monitoring namespace alone on the metrics port (for scraping). SHARED admits everyone;
+    the policy still exists so every slice is realized by the same set of objects and switching
+    isolation is an update, not a create.
     """
     if slice_spec.network_slice_sharing_indicator == "SHARED":
         ingress: list[dict[str, Any]] = [{}]
@@ -116,7 +122,14 @@ def network_policy(
             if source.cidr is not None:
                 peers.append({"ipBlock": {"cidr": source.cidr}})
         peers.append(_namespace_peer(monitoring_namespace))
-        ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": GATEWAY_PORT_NAME}]}]
+        ingress = [
+            {"from": peers, "ports": [{"protocol": "TCP", "port": GATEWAY_PORT_NAME}]},
+            # The gateway's metrics port is outside the Service; only monitoring scrapes it.
+            {
+                "from": [_namespace_peer(monitoring_namespace)],
+                "ports": [{"protocol": "TCP", "port": METRICS_PORT_NAME}],
+            },
+        ]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -89,7 +89,9 @@ def served(
             pod = {"namespace": namespace, "sla": NAME, "pod": f"{NAME}-0"}
             prometheus = prometheus_factory(
                 [
-                    ScrapeTarget("aiconn-gateway", gateway.url.removeprefix("http://"), pod),
+                    ScrapeTarget(
+                        "aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod
+                    ),
                     ScrapeTarget("vllm", vllm_server.url.removeprefix("http://"), pod),
                 ],
                 scrape_interval="1s",

@@ -132,6 +132,7 @@ def test_every_rendered_object_is_accepted(installed: Objects) -> None:
         "Deployment",
         "Service",
         "ServiceMonitor",
+        "PodMonitor",
         "PrometheusRule",
         "ConfigMap",
         "Secret",
@@ -234,17 +235,18 @@ def test_the_postgres_overlay_is_accepted(k8s: Any, postgres: Objects, installed
     apply_and_read_back(k8s, postgres)
 
 
-def test_the_inference_servicemonitor_labels_series_by_sla_and_namespace(
+def test_the_inference_podmonitor_labels_series_by_sla_and_namespace(
     installed: Objects,
 ) -> None:
-    monitor = one(installed, "ServiceMonitor", "aiconn-inference")["spec"]
+    # A PodMonitor on the gateway's metrics port: the metrics are not on the port clients reach.
+    monitor = one(installed, "PodMonitor", "aiconn-inference")["spec"]
     assert monitor["namespaceSelector"] == {"any": True}
     assert {"key": "aiconn.io/sla", "operator": "Exists"} in monitor["selector"]["matchExpressions"]
-    endpoints = {e["path"]: e for e in monitor["endpoints"]}
+    endpoints = {e["path"]: e for e in monitor["podMetricsEndpoints"]}
     assert set(endpoints) == {"/metrics", "/metrics/vllm"}  # the gateway's, and vLLM's through it
     jobs = set()
     for endpoint in endpoints.values():
-        assert endpoint["port"] == "http"
+        assert endpoint["port"] == "metrics"
         relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
         assert relabel["sla"]["sourceLabels"] == ["__meta_kubernetes_pod_label_aiconn_io_sla"]
         assert relabel["namespace"]["sourceLabels"] == ["__meta_kubernetes_namespace"]

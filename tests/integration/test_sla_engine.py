@@ -149,7 +149,9 @@ def stack(
                 group=group,
                 data_dir=group.state_dir / "data",
                 targets=[
-                    ScrapeTarget("aiconn-gateway", gateway.url.removeprefix("http://"), pod),
+                    ScrapeTarget(
+                        "aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod
+                    ),
                     ScrapeTarget("vllm", vllm_server.url.removeprefix("http://"), pod),
                 ],
                 scrape_interval="1s",

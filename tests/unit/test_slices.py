@@ -181,7 +181,13 @@ def test_dedicated_slice_admits_only_its_sources_and_monitoring() -> None:
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}},
             ],
             "ports": [{"protocol": "TCP", "port": "http"}],
-        }
+        },
+        {
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}}
+            ],
+            "ports": [{"protocol": "TCP", "port": "metrics"}],
+        },
     ]
 
 
@@ -189,10 +195,12 @@ def test_dedicated_slice_without_sources_admits_monitoring_only() -> None:
     policy = network_policy(
         "x", "acme", slice_spec(networkSliceSharingIndicator="NON_SHARED"), OWNER
     )
-    (rule,) = policy["spec"]["ingress"]
+    rule, metrics = policy["spec"]["ingress"]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
+    assert metrics["from"] == rule["from"]
+    assert metrics["ports"] == [{"protocol": "TCP", "port": "metrics"}]
 
 
 def test_shared_slice_still_has_a_policy_that_admits_everyone() -> None:

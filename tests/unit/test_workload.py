@@ -232,7 +232,10 @@ def test_gateway_sidecar_fronts_vllm_with_the_sla_s_contract() -> None:
     spec = sla(tokens={"rateLimit": {"requestsPerSecond": 40, "tokensPerMinute": 600000}})
     gateway = container(build(spec), "gateway")
     assert gateway["command"] == ["aiconn", "gateway"]
-    assert gateway["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert gateway["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+    ]
     env = {e["name"]: e["value"] for e in gateway["env"] if "value" in e}
     assert env["AICONN_SLA"] == "factory"
     assert env["AICONN_NAMESPACE"] == "acme"
@@ -266,7 +269,7 @@ def test_pod_template_carries_labels_slice_annotations_and_scrape_hints() -> Non
     assert annotations["kubernetes.io/ingress-bandwidth"] == "200M"
     assert annotations["kubernetes.io/egress-bandwidth"] == "200M"
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8000"
+    assert annotations["prometheus.io/port"] == "9100"
 
 
 def test_children_are_owned_by_the_sla() -> None:
