@@ -163,7 +163,7 @@ function frame(svg, lo, hi, unit) {
     svgEl("line", { x1: box.left, y1: box.top, x2: box.left, y2: box.bottom, class: "axis" })];
   for (let i = 0; i <= 4; i++) {
     const v = lo + ((hi - lo) * i) / 4;
-    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(1) + unit));
+    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(hi - lo >= 20 ? 0 : 1) + unit));
     parts.push(svgEl("line", { x1: box.left, y1: y(v), x2: box.right, y2: y(v), class: "axis", "stroke-dasharray": "2 4" }));
   }
   svg.replaceChildren(...parts);
@@ -174,8 +174,10 @@ function message(svg, text) {
   svg.appendChild(svgEl("text", { x: 60, y: 110 }, text));
 }
 
-function clock(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+function clock(seconds, withSeconds) {
+  const parts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  if (withSeconds) parts.second = "2-digit";
+  return new Date(seconds * 1000).toLocaleTimeString([], parts);
 }
 
 // Lines over time for the riskiest SLAs that have a series; each polyline carries its SLA and
@@ -191,11 +193,13 @@ function lineChart(svg, series, order, range) {
     return;
   }
   if (lo < 0 && range.hi > 0) svg.appendChild(svgEl("line", { x1: box.left, y1: y(0), x2: box.right, y2: y(0), class: "zero" }));
-  const t0 = Date.parse(lastHistory.start) / 1000;
+  // The time axis starts at the first point recorded, so a short history is not a sliver.
+  const t0 = Math.min(...keys.map((k) => bySla.get(k)[0][0]));
   const t1 = Date.parse(lastHistory.end) / 1000;
   const x = (t) => box.left + ((t - t0) / (t1 - t0 || 1)) * (box.right - box.left);
-  svg.appendChild(svgEl("text", { x: box.left, y: 212 }, clock(t0)));
-  svg.appendChild(svgEl("text", { x: box.right - 28, y: 212 }, clock(t1)));
+  const short = t1 - t0 < 600;
+  svg.appendChild(svgEl("text", { x: box.left, y: 212 }, clock(t0, short)));
+  svg.appendChild(svgEl("text", { x: box.right, y: 212, "text-anchor": "end" }, clock(t1, short)));
   keys.forEach((key, n) => {
     const points = bySla.get(key);
     const color = COLORS[n % COLORS.length];
@@ -204,7 +208,7 @@ function lineChart(svg, series, order, range) {
     const vs = points.map((p) => p[1]);
     svg.appendChild(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: color, "stroke-width": 2,
       "data-sla": key, "data-min": Math.min(...vs), "data-max": Math.max(...vs), "data-points": points.length }));
-    svg.appendChild(svgEl("text", { x: box.left + (n % 4) * 148, y: 228 + Math.floor(n / 4) * 13, fill: color }, key.slice(0, 26)));
+    svg.appendChild(svgEl("text", { x: box.left + (n % 3) * 195, y: 228 + Math.floor(n / 3) * 12, fill: color }, key.slice(0, 34)));
   });
 }
 
