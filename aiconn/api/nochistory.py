@@ -136,18 +136,25 @@ def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEven
     selector = f"involvedObject.kind={SLA_KIND}"
     if warnings_only:
         selector += ",type=Warning"
-    events: list[ActivityEvent] = []
+    found: list[tuple[ActivityEvent, int]] = []
     token: str | None = None
-    while len(events) < MAX_EVENTS_LISTED:
+    while len(found) < MAX_EVENTS_LISTED:
         page = core.list_event_for_all_namespaces(
             field_selector=selector, limit=500, _continue=token
         )
-        events.extend(_activity(e) for e in page.items)
+        found.extend((_activity(e), _revision(e)) for e in page.items)
         token = page.metadata._continue
         if not token:
             break
-    events.sort(key=lambda e: (e.time, e.namespace, e.name), reverse=True)
-    return events[:limit]
+    # Event timestamps have whole seconds; within one second, the later write comes first.
+    found.sort(key=lambda pair: (pair[0].time, pair[1]), reverse=True)
+    return [event for event, _ in found[:limit]]
+
+
+def _revision(event: Any) -> int:
+    """The etcd revision of the Event's last write, when the server exposes it as a number."""
+    version = event.metadata.resource_version or ""
+    return int(version) if version.isdigit() else 0
 
 
 def _activity(event: Any) -> ActivityEvent:

@@ -186,7 +186,8 @@ function lineChart(svg, series, order, range) {
   const bySla = new Map(series.map((s) => [s.namespace + "/" + s.name, s.points]));
   const keys = order.filter((k) => bySla.has(k) && bySla.get(k).length).slice(0, HISTORY_SLAS);
   const values = keys.flatMap((k) => bySla.get(k).map((p) => p[1]));
-  const lo = values.length ? Math.min(range.lo, Math.floor(Math.min(...values) - 1)) : range.lo;
+  // Below range.floor lines run along the bottom edge, so one deep outlier does not flatten the rest.
+  const lo = values.length ? Math.max(range.floor, Math.min(range.lo, Math.floor(Math.min(...values) - 1))) : range.lo;
   const { box, y } = frame(svg, lo, range.hi, "%");
   if (keys.length === 0) {
     message(svg, "nothing recorded in this range yet");
@@ -224,11 +225,11 @@ function renderHistory(problem) {
   }
   if (!lastHistory || !lastFleet) return;
   const order = lastFleet.items.map(slaKey);
-  lineChart(budget, lastHistory.budget, order, { lo: -100, hi: 100 });
+  lineChart(budget, lastHistory.budget, order, { lo: -100, hi: 100, floor: -300 });
   const metric = document.getElementById("attainment-metric").value;
   const values = lastHistory[metric].flatMap((s) => s.points.map((p) => p[1]));
   const lo = values.length ? Math.max(0, Math.floor(Math.min(...values, 99) - 1)) : 90;
-  lineChart(attainment, lastHistory[metric], order, { lo, hi: 100 });
+  lineChart(attainment, lastHistory[metric], order, { lo, hi: 100, floor: 0 });
 }
 
 function renderCredits(credits, problem) {
