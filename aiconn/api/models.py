@@ -299,12 +299,14 @@ class CreditsByPeriod(ApiModel):
 
 
 class ActivityEvent(ApiModel):
-    """A Kubernetes Event on an AIInferenceSLA."""
+    """A Kubernetes Event on an AIInferenceSLA or its NetworkSlice."""
 
     time: datetime
     type: str
     """Normal or Warning."""
     reason: str
+    kind: str
+    """AIInferenceSLA or NetworkSlice."""
     namespace: str
     name: str
     message: str
@@ -313,6 +315,6 @@ class ActivityEvent(ApiModel):
 
 
 class Activity(ApiModel):
-    """Events on SLAs, newest first."""
+    """Events on SLAs and their slices, newest first."""
 
     items: list[ActivityEvent]

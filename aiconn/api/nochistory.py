@@ -5,7 +5,8 @@
   incident sees the dip, not a flat line that starts at page load.
 - Settled credits by period come from the ledger: the money actually paid, period by period.
 - The activity feed is the Kubernetes Events on AIInferenceSLAs (placements, breaches,
-  settlements, reconcile failures), newest first, as `kubectl get events` would show them.
+  settlements, reconcile failures) and on their NetworkSlices (a slice that cannot be
+  realized), newest first, as `kubectl get events` would show them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ HISTORY_GAUGES = {
 # At most this many points per series: enough for a 640-unit-wide chart, small on the wire.
 MAX_POINTS = 360
 PROMETHEUS_TIMEOUT_SECONDS = 10.0
-SLA_KIND = "AIInferenceSLA"
+FEED_KINDS = ("AIInferenceSLA", "NetworkSlice")
 # Events kept by the API server are bounded by their TTL (1 h by default); this caps a list
 # on a cluster configured to keep far more.
 MAX_EVENTS_LISTED = 5000
@@ -129,23 +130,25 @@ def credits_by_period(settlements: Sequence[Settlement], *, periods: int) -> lis
 
 
 def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEvent]:
-    """The newest `limit` Events on AIInferenceSLAs in every namespace, newest first."""
+    """The newest `limit` Events on FEED_KINDS in every namespace, newest first."""
     from kubernetes import client
 
     core = client.CoreV1Api(kube)
-    selector = f"involvedObject.kind={SLA_KIND}"
-    if warnings_only:
-        selector += ",type=Warning"
     found: list[tuple[ActivityEvent, int]] = []
-    token: str | None = None
-    while len(found) < MAX_EVENTS_LISTED:
-        page = core.list_event_for_all_namespaces(
-            field_selector=selector, limit=500, _continue=token
-        )
-        found.extend((_activity(e), _revision(e)) for e in page.items)
-        token = page.metadata._continue
-        if not token:
-            break
+    for kind in FEED_KINDS:
+        # Field selectors cannot say "one of", so each kind is its own list.
+        selector = f"involvedObject.kind={kind}" + (",type=Warning" if warnings_only else "")
+        token: str | None = None
+        listed = 0
+        while listed < MAX_EVENTS_LISTED:
+            page = core.list_event_for_all_namespaces(
+                field_selector=selector, limit=500, _continue=token
+            )
+            found.extend((_activity(e), _revision(e)) for e in page.items)
+            listed += len(page.items)
+            token = page.metadata._continue
+            if not token:
+                break
     # Event timestamps have whole seconds; within one second, the later write comes first.
     found.sort(key=lambda pair: (pair[0].time, pair[1]), reverse=True)
     return [event for event, _ in found[:limit]]
@@ -169,6 +172,7 @@ def _activity(event: Any) -> ActivityEvent:
         time=at.astimezone(UTC) if at is not None else datetime.fromtimestamp(0, UTC),
         type=event.type or "Normal",
         reason=event.reason or "",
+        kind=obj.kind or "",
         namespace=obj.namespace or event.metadata.namespace or "",
         name=obj.name or "",
         message=event.message or "",

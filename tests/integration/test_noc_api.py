@@ -70,7 +70,7 @@ def _event(k8s: Any, namespace: str, name: str, kind: str, type_: str, reason: s
         {
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
             "involvedObject": {
-                "apiVersion": API_VERSION if kind == "AIInferenceSLA" else "v1",
+                "apiVersion": "v1" if kind == "Pod" else API_VERSION,
                 "kind": kind,
                 "name": name,
                 "namespace": namespace,
@@ -151,14 +151,16 @@ def test_the_activity_feed_lists_events_on_slas_newest_first(k8s: Any, world: Wo
     _event(k8s, ns, "sla-1", "AIInferenceSLA", "Warning", "Unplaceable")
     _event(k8s, ns, "sla-0", "AIInferenceSLA", "Warning", "ErrorBudgetExhausted")
     _event(k8s, ns, "some-pod", "Pod", "Warning", "BackOff")
+    _event(k8s, ns, "sla-1", "NetworkSlice", "Warning", "RealizeFailed")
 
     response = _get(world, "/v1/fleet/events?limit=1000")
     assert response.status_code == 200, response.text
     mine = [e for e in response.json()["items"] if e["namespace"] == ns]
-    assert [(e["name"], e["reason"], e["type"]) for e in mine] == [
-        ("sla-0", "ErrorBudgetExhausted", "Warning"),
-        ("sla-1", "Unplaceable", "Warning"),
-        ("sla-0", "Placed", "Normal"),
+    assert [(e["kind"], e["name"], e["reason"], e["type"]) for e in mine] == [
+        ("NetworkSlice", "sla-1", "RealizeFailed", "Warning"),
+        ("AIInferenceSLA", "sla-0", "ErrorBudgetExhausted", "Warning"),
+        ("AIInferenceSLA", "sla-1", "Unplaceable", "Warning"),
+        ("AIInferenceSLA", "sla-0", "Placed", "Normal"),
     ]  # the Pod's Event is not about an SLA
     times = [e["time"] for e in mine]
     assert times == sorted(times, reverse=True)
@@ -166,6 +168,7 @@ def test_the_activity_feed_lists_events_on_slas_newest_first(k8s: Any, world: Wo
     assert {e["reason"] for e in warnings if e["namespace"] == ns} == {
         "Unplaceable",
         "ErrorBudgetExhausted",
+        "RealizeFailed",
     }
 
 

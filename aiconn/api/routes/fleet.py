@@ -106,7 +106,7 @@ def fleet_credits(
 @router.get(
     "/v1/fleet/events",
     response_model=Activity,
-    summary="Kubernetes Events on SLAs in every namespace, newest first",
+    summary="Kubernetes Events on SLAs and their slices in every namespace, newest first",
 )
 def fleet_events(
     _: FleetCaller,

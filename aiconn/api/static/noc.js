@@ -267,12 +267,13 @@ function renderEvents(events, problem) {
   body.replaceChildren(...shown.map((e) => {
     const tr = document.createElement("tr");
     tr.dataset.sla = e.namespace + "/" + e.name;
+    tr.dataset.kind = e.kind;
     tr.dataset.reason = e.reason;
     if (e.type === "Warning") tr.className = "warning";
     cell(tr, new Date(e.time).toLocaleString(), true);
     cell(tr, badge(e.type, e.type));
     cell(tr, e.reason + (e.count > 1 ? " ×" + e.count : ""));
-    cell(tr, e.namespace + "/" + e.name);
+    cell(tr, (e.kind === "AIInferenceSLA" ? "" : e.kind + " ") + e.namespace + "/" + e.name);
     cell(tr, e.message, false, "msg");
     return tr;
   }));
