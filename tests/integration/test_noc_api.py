@@ -27,6 +27,7 @@ from aiconn.api.settings import ApiSettings
 from aiconn.crd import API_VERSION
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.devstack.processes import free_port
 from aiconn.sla.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -215,3 +216,20 @@ def test_history_needs_the_noc_role(world: World, path: str) -> None:
     response = _get(world, path, TENANT_TOKEN)
     assert response.status_code == 403
     assert "NOC role" in response.json()["detail"]
+
+
+def test_an_unreachable_prometheus_is_503_with_a_reason_not_500(k8s: Any, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(f"{NOC_TOKEN},noc,*\n")
+    settings = ApiSettings(
+        auth_mode="static",
+        static_tokens_file=tokens,
+        sla_cache_seconds=0,
+        ledger_url="sqlite://",
+        prometheus_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    with TestClient(create_app(settings, kube=k8s)) as api:
+        response = api.get("/v1/fleet/history", headers={"Authorization": f"Bearer {NOC_TOKEN}"})
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["detail"].startswith("Prometheus did not answer")
