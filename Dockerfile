@@ -5,6 +5,8 @@
 # wheels; the runtime stage installs only those, with no compiler, no pip cache and no source tree.
 # It runs as UID 65532 on a read-only root filesystem: nothing is written outside /tmp and the
 # ledger volume the manifests mount.
+# Without a Docker engine (the dev machines), tools/images/build.sh builds the equivalent image from
+# Debian packages and the same wheels, for the dev cluster's real node.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint deps system-deps controlplane kustomize vllm crds down clean
+.PHONY: demo test test-fast lint deps system-deps controlplane kwok images cluster kustomize vllm crds \
+	down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,11 +17,16 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# Debian packages: Prometheus, PostgreSQL and Chromium (for the NOC page test).
+# Debian packages: Prometheus, PostgreSQL and Chromium (for the NOC page test); containerd, runc,
+# the CNI plugins, iptables and conntrack for the dev cluster's real node; mmdebstrap and umoci to
+# build its images.
 system-deps:
 	@need=""; \
 	for p in prometheus:/usr/bin/prometheus chromium:/usr/bin/chromium \
-	         chromium-driver:/usr/bin/chromedriver; do \
+	         chromium-driver:/usr/bin/chromedriver containerd:/usr/bin/containerd \
+	         runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
+	         iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack \
+	         mmdebstrap:/usr/bin/mmdebstrap umoci:/usr/bin/umoci; do \
 	  [ -x "$${p#*:}" ] || need="$$need $${p%%:*}"; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
@@ -28,8 +34,18 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
 
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl.
 controlplane:
 	bash tools/k8s/build.sh >/dev/null
+
+kwok:
+	bash tools/kwok/build.sh >/dev/null
+
+# The real node's images: the sandbox, a Debian Python base, aiconn's own (needs root).
+images: $(STAMP) system-deps
+	PYTHON=$(BIN)/python bash tools/images/build.sh >/dev/null
+
+cluster: controlplane kwok images
 
 kustomize:
 	bash tools/kustomize/build.sh >/dev/null
@@ -48,7 +64,7 @@ lint: $(STAMP)
 	$(BIN)/aiconn crds --check
 
 # pytest's exit code 5 (no tests collected) is a failure, not a green run.
-test: $(STAMP) system-deps controlplane kustomize vllm lint
+test: $(STAMP) system-deps controlplane kwok images kustomize vllm lint
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -62,7 +62,11 @@ def _dev(args: argparse.Namespace) -> int:
         stopped = stack.down(state)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
-    if args.demo:
+    if args.cluster or args.real_node:
+        from aiconn.devstack import devcluster
+
+        devcluster.up(state_dir=state, real_node=args.real_node)
+    elif args.demo:
         demo.run(state_dir=state)
     else:
         endpoints = stack.up(demo.SAMPLE, state_dir=state)
@@ -128,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
     dev.add_argument("action", choices=["up", "down"])
     dev.add_argument("--demo", action="store_true", help="run the demo scenario after `up`")
+    dev.add_argument(
+        "--cluster",
+        action="store_true",
+        help="only the cluster: control plane, scheduler, KWOK nodes for the tiers' sites",
+    )
+    dev.add_argument(
+        "--real-node",
+        action="store_true",
+        help="with --cluster: one real node (containerd, kubelet, kube-proxy) as well",
+    )
     dev.add_argument("--state-dir", help="where PIDs, logs and data go (default .aiconn/dev)")
     dev.set_defaults(func=_dev)
     return parser

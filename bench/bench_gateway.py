@@ -1,12 +1,22 @@
-"""What the token gateway costs: TTFT of streams sent to vLLM directly and through the gateway.
+"""What a proxy in front of vLLM costs: direct vs the aiconn gateway vs LiteLLM, one run.
 
-Both paths are measured in one run against the same vLLM, in alternating rounds of `concurrency`
-streams, so drift (warm-up, a busy machine) falls on both alike. The gateway runs as its own
-process, as the sidecar does. TTFT is measured at the client: from sending the request to the
-first content-bearing chunk. Prints a markdown table.
+All three talk to the same fake OpenAI upstream (its own process): a stream is a role chunk,
+`--chunks` one-token chunks `--gap-ms` apart, the usage chunk when asked and `data: [DONE]`; a
+non-streamed answer comes after the same time. A closed-loop load generator (its own process)
+keeps `concurrency` requests in flight for `--seconds` per point, after a warm-up; targets are
+interleaved per point so drift falls on all alike. TTFT is measured at the client, from sending
+the request to the first content-bearing chunk; CPU per request is the proxy process's user plus
+system time from /proc over the point, divided by the requests it completed.
 
-    python bench/bench_gateway.py --vllm-url http://127.0.0.1:8001 --model tiny \\
-        --concurrency 16 --rounds 10
+LiteLLM is not a dependency of aiconn: install a pinned version in its own environment and pass
+its executable, e.g.
+
+    python3.11 -m venv /work/litellm-venv
+    /work/litellm-venv/bin/pip install 'litellm[proxy]==1.82.6'
+    python bench/bench_gateway.py --litellm /work/litellm-venv/bin/litellm \\
+        --concurrency 1 16 64 256 --seconds 5
+
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -16,160 +26,396 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
+from aiohttp import web
 
 from aiconn.gateway.keys import hash_key
 
 KEY = "sk-bench"
+MODEL = "tiny"
+
+
+# --- the fake upstream (`--serve-fake PORT`) ---
+
+
+def _chunk(choices: list[dict[str, object]], **extra: object) -> bytes:
+    body = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
+    return b"data: " + json.dumps({**body, "choices": choices, **extra}).encode() + b"\n\n"
+
+
+def serve_fake(port: int, *, chunks: int, gap: float) -> None:
+    usage = {"prompt_tokens": 7, "completion_tokens": chunks, "total_tokens": 7 + chunks}
+    role = _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+    tokens = [_chunk([{"index": 0, "delta": {"content": f"t{i} "}}]) for i in range(chunks)]
+    usage_chunk = _chunk([], usage=usage)
+    whole = json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "t " * chunks},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": usage,
+        }
+    ).encode()
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if not body.get("stream"):
+            await asyncio.sleep(gap * chunks)
+            return web.Response(body=whole, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(role)
+        for token in tokens:
+            await asyncio.sleep(gap)
+            await response.write(token)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(usage_chunk)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response()
+
+    async def models(_: web.Request) -> web.Response:
+        data = [{"id": MODEL, "object": "model", "max_model_len": 4096}]
+        return web.json_response({"object": "list", "data": data})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --- the load generator (`--load URL STREAM CONCURRENCY SECONDS`) ---
+
+
+async def load(url: str, *, stream: bool, concurrency: int, seconds: float) -> dict[str, object]:
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": 64,
+            "stream": stream,
+        }
+    ).encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    ttfts: list[float] = []
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            first = None
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    if response.status != 200:
+                        errors += 1
+                        await response.read()
+                        return
+                    if stream:
+                        async for data in response.content.iter_any():
+                            if first is None and (
+                                b'"content": "t' in data or b'"content":"t' in data
+                            ):
+                                first = time.perf_counter()
+                    else:
+                        await response.read()
+            except aiohttp.ClientError:
+                errors += 1
+                return
+            done = time.perf_counter()
+            latencies.append(done - started)
+            if stream:
+                ttfts.append((first or done) - started)
+
+        async def worker(until: float) -> None:
+            while time.perf_counter() < until:
+                await one()
+
+        warm = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+        warm_count = len(latencies) + errors
+        ttfts.clear()
+        latencies.clear()
+        errors = 0
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "ttft": ttfts,
+        "latency": latencies,
+        "errors": errors,
+        "elapsed": elapsed,
+        "warm": warm_count,
+    }
+
+
+# --- the harness ---
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux /proc)."""
+    """User plus system CPU time of a process and its waited-for children so far (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(fields[index]) for index in (11, 12, 13, 14))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)
 
 
 @contextmanager
-def gateway(upstream: str, model: str) -> Iterator[tuple[str, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory() as keys:
-        (Path(keys) / "keys").write_text(hash_key(KEY) + "\n")
-        env = {
-            **os.environ,
-            "AICONN_UPSTREAM": upstream,
-            "AICONN_MODEL": model,
-            "AICONN_SLA": "bench",
-            "AICONN_NAMESPACE": "bench",
-            "AICONN_KEYS_DIR": keys,
-            "AICONN_LISTEN_HOST": "127.0.0.1",
-            "AICONN_LISTEN_PORT": str(port),
-            "AICONN_RATE_RPS": "100000",
-            "AICONN_RATE_TPM": "1000000000",
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from aiconn.gateway.server import run; run()"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("the gateway did not become healthy")
-                time.sleep(0.1)
-            yield url, process.pid
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-async def ttft(client: httpx.AsyncClient, url: str, body: dict[str, object]) -> float:
-    """Seconds to the first token chunk after the role chunk; the stream is read to its end.
-
-    A token of a random tiny model may decode to "" (half a UTF-8 character), so the bench
-    times the first token, not the first visible text; both paths are timed alike.
-    """
-    started = time.perf_counter()
-    first: float | None = None
-    async with client.stream(
-        "POST", f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
-    ) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if first is None and line.startswith("data: {"):
-                choices = json.loads(line[len("data: ") :]).get("choices") or []
-                if any("role" not in (choice.get("delta") or {}) for choice in choices):
-                    first = time.perf_counter() - started
-    if first is None:
-        raise RuntimeError("a stream ended without a token")
-    return first
-
-
-def percentile(samples: list[float], p: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
-
-
-async def measure(
-    direct: str, proxied: str, *, model: str, concurrency: int, rounds: int, max_tokens: int
-) -> dict[str, list[float]]:
-    body: dict[str, object] = {
-        "model": model,
-        "stream": True,
-        "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": "hello world"}],
-    }
-    results: dict[str, list[float]] = {"direct": [], "gateway": []}
-    limits = httpx.Limits(max_connections=concurrency * 2)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        for url in (direct, proxied):  # warm both paths
-            await asyncio.gather(*(ttft(client, url, body) for _ in range(concurrency)))
-        for _ in range(rounds):
-            for name, url in (("direct", direct), ("gateway", proxied)):
-                results[name] += await asyncio.gather(
-                    *(ttft(client, url, body) for _ in range(concurrency))
-                )
-    return results
-
-
-def table(results: dict[str, list[float]], *, concurrency: int, cpu_per_stream: float) -> str:
-    rows = ["| path | streams | concurrency | TTFT p50 ms | TTFT p99 ms |", "|---|---|---|---|---|"]
-    for name, samples in results.items():
-        rows.append(
-            f"| {name} | {len(samples)} | {concurrency} | "
-            f"{percentile(samples, 50) * 1000:.1f} | {percentile(samples, 99) * 1000:.1f} |"
-        )
-    direct, proxied = results["direct"], results["gateway"]
-    rows.append(
-        f"| gateway / direct | | | {percentile(proxied, 50) / percentile(direct, 50):.2f}x"
-        f" | {percentile(proxied, 99) / percentile(direct, 99):.2f}x |"
+def started(command: list[str], env: dict[str, str], ready: str, what: str) -> Iterator[int]:
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    rows.append(f"\nGateway CPU: {cpu_per_stream * 1000:.2f} ms per stream.")
-    return "\n".join(rows)
+    try:
+        wait_http(ready, process, what)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def aiconn_gateway(upstream: str, keys: Path) -> tuple[list[str], dict[str, str], str, str]:
+    port, metrics = free_port(), free_port()
+    env = {
+        "AICONN_UPSTREAM": upstream,
+        "AICONN_MODEL": MODEL,
+        "AICONN_SLA": "bench",
+        "AICONN_NAMESPACE": "bench",
+        "AICONN_KEYS_DIR": str(keys),
+        "AICONN_LISTEN_HOST": "127.0.0.1",
+        "AICONN_LISTEN_PORT": str(port),
+        "AICONN_METRICS_HOST": "127.0.0.1",
+        "AICONN_METRICS_PORT": str(metrics),
+        "AICONN_RATE_RPS": "100000",
+        "AICONN_RATE_TPM": "1000000000",
+    }
+    command = [sys.executable, "-c", "from aiconn.gateway.server import run; run()"]
+    return command, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
+
+
+def baseline_gateway(
+    code: str, upstream: str, keys: Path
+) -> tuple[list[str], dict[str, str], str, str]:
+    """An earlier aiconn (a source tree, e.g. from `git archive`), for a before/after in one run;
+    it serves its metrics on the client port, so it is ready when its `/health` answers."""
+    command, env, url, _ = aiconn_gateway(upstream, keys)
+    return command, {**env, "PYTHONPATH": code}, url, f"{url}/health"
+
+
+def litellm_proxy(
+    executable: str, upstream: str, workdir: Path
+) -> tuple[list[str], dict[str, str], str, str]:
+    port = free_port()
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": f"{upstream}/v1",
+                            "api_key": "x",
+                        },
+                    }
+                ],
+                "litellm_settings": {"drop_params": True, "telemetry": False},
+            }
+        )
+    )
+    command = [executable, "--config", str(config), "--port", str(port), "--num_workers", "1"]
+    env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+    url = f"http://127.0.0.1:{port}"
+    return command, env, url, f"{url}/health/liveliness"
+
+
+@dataclass(frozen=True)
+class Point:
+    target: str
+    stream: bool
+    concurrency: int
+    requests: int
+    per_second: float
+    ttft_p50: float | None
+    ttft_p99: float | None
+    latency_p50: float
+    latency_p99: float
+    cpu_ms: float | None
+    errors: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_point(
+    target: str, url: str, pid: int | None, *, stream: bool, concurrency: int, seconds: float
+) -> Point:
+    before = cpu_seconds(pid) if pid else 0.0
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--load",
+            f"{url}/v1/chat/completions",
+            str(int(stream)),
+            str(concurrency),
+            str(seconds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cpu = cpu_seconds(pid) - before if pid else None
+    result = json.loads(output)
+    latencies, ttfts = result["latency"], result["ttft"]
+    count = len(latencies)
+    return Point(
+        target=target,
+        stream=stream,
+        concurrency=concurrency,
+        requests=count,
+        per_second=count / result["elapsed"],
+        ttft_p50=percentile(ttfts, 0.5) if stream else None,
+        ttft_p99=percentile(ttfts, 0.99) if stream else None,
+        latency_p50=percentile(latencies, 0.5),
+        latency_p99=percentile(latencies, 0.99),
+        # The warm-up is in the CPU time too: divide by all requests the proxy served.
+        cpu_ms=None if cpu is None else 1000 * cpu / max(1, count + result["warm"]),
+        errors=result["errors"],
+    )
+
+
+def table(points: list[Point]) -> str:
+    ms = lambda v: "-" if v is None else f"{1000 * v:.1f}"  # noqa: E731
+    lines = [
+        "| mode | concurrency | target | req/s | TTFT p50 / p99 (ms) | latency p50 / p99 (ms) "
+        "| CPU per request (ms) | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {'stream' if p.stream else 'whole'} | {p.concurrency} | {p.target} "
+            f"| {p.per_second:.1f} | {ms(p.ttft_p50)} / {ms(p.ttft_p99)} "
+            f"| {ms(p.latency_p50)} / {ms(p.latency_p99)} "
+            f"| {'-' if p.cpu_ms is None else f'{p.cpu_ms:.2f}'} | {p.errors} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--chunks", type=int, default=32)
+    parser.add_argument("--gap-ms", type=float, default=5.0)
+    parser.add_argument("--litellm", help="the `litellm` executable of its own environment")
+    parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
     parser.add_argument(
-        "--vllm-url", required=True, help="a running vLLM, e.g. http://127.0.0.1:8001"
+        "--baseline", help="source tree of an earlier aiconn, measured as `aiconn (before)`"
     )
-    parser.add_argument("--model", required=True, help="vLLM's served model name")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with gateway(args.vllm_url, args.model) as (proxied, pid):
-        cpu_before = cpu_seconds(pid)
-        results = asyncio.run(
-            measure(
-                args.vllm_url,
-                proxied,
-                model=args.model,
-                concurrency=args.concurrency,
-                rounds=args.rounds,
-                max_tokens=args.max_tokens,
-            )
+    if args.serve_fake:
+        serve_fake(args.serve_fake, chunks=args.chunks, gap=args.gap_ms / 1000)
+        return
+    if args.load:
+        url, stream, concurrency, seconds = args.load
+        result = asyncio.run(
+            load(url, stream=stream == "1", concurrency=int(concurrency), seconds=float(seconds))
         )
-        streams = args.concurrency * (args.rounds + 1)  # with the warm-up round
-        cpu_per_stream = (cpu_seconds(pid) - cpu_before) / streams
-    print(table(results, concurrency=args.concurrency, cpu_per_stream=cpu_per_stream))
+        print(json.dumps(result))
+        return
+
+    fake_port = free_port()
+    upstream = f"http://127.0.0.1:{fake_port}"
+    points: list[Point] = []
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        (workdir / "keys").write_text(hash_key(KEY) + "\n")
+        fake = [
+            sys.executable,
+            __file__,
+            "--serve-fake",
+            str(fake_port),
+            "--chunks",
+            str(args.chunks),
+            "--gap-ms",
+            str(args.gap_ms),
+        ]
+        stack.enter_context(started(fake, {}, f"{upstream}/health", "the fake upstream"))
+        targets: list[tuple[str, str, int | None]] = [("direct", upstream, None)]
+        command, env, url, ready = aiconn_gateway(upstream, workdir)
+        targets.append(("aiconn", url, stack.enter_context(started(command, env, ready, "aiconn"))))
+        if args.baseline:
+            command, env, url, ready = baseline_gateway(args.baseline, upstream, workdir)
+            pid = stack.enter_context(started(command, env, ready, "the baseline"))
+            targets.append(("aiconn (before)", url, pid))
+        if args.litellm:
+            command, env, url, ready = litellm_proxy(args.litellm, upstream, workdir)
+            pid = stack.enter_context(started(command, env, ready, "LiteLLM"))
+            targets.append(("LiteLLM", url, pid))
+        for name, url, pid in targets:
+            # One-off costs (lazy imports, first connections) are not any point's.
+            run_point(name, url, pid, stream=True, concurrency=8, seconds=1)
+        for mode in args.modes:
+            for concurrency in args.concurrency:
+                for name, url, pid in targets:
+                    point = run_point(
+                        name,
+                        url,
+                        pid,
+                        stream=mode == "stream",
+                        concurrency=concurrency,
+                        seconds=args.seconds,
+                    )
+                    points.append(point)
+                    print(table([point]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(table(points))
 
 
 if __name__ == "__main__":

@@ -156,6 +156,10 @@ class PeriodReport(ApiModel):
     transfers: list[TransferOut]
     """The settlement's ledger transfers (empty for the open period)."""
     evaluated_at: str | None
+    attainment_exact: bool | None = None
+    """False when a latency attainment was interpolated inside a bucket (closed periods)."""
+    hold_reason: str | None = None
+    """Why a closed period was held for review: LowCoverage or InexactAttainment."""
 
 
 class StatementEntryOut(ApiModel):

@@ -24,7 +24,14 @@ from aiconn.api.models import (
 )
 from aiconn.api.slas import SLA
 from aiconn.sla.budget import budget_remaining_percent, error_budget
-from aiconn.sla.credits import from_micros, money, period_credit, to_micros, tokens_for_amount
+from aiconn.sla.credits import (
+    exact_decimal,
+    from_micros,
+    money,
+    period_credit,
+    to_micros,
+    tokens_for_amount,
+)
 from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
@@ -166,7 +173,7 @@ def current_report(sla: SLA, now: datetime) -> PeriodReport:
     availability = status.availability_percent if status else None
     ttft = status.ttft_attainment_percent if status else None
     tpot = status.tpot_attainment_percent if status else None
-    price = money(sla.spec.tokens.price_per_million_tokens)
+    price = exact_decimal(sla.spec.tokens.price_per_million_tokens)
     charges = money(status.charges) if status and status.charges is not None else None
     accrued = (
         money(status.credits_accrued) if status and status.credits_accrued is not None else None
@@ -260,6 +267,12 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
         period_end=settlement.period.end,
         state="Settled" if settlement.state == "Settled" else "HeldForReview",
         source="ledger",
+        attainment_exact=(
+            None
+            if settlement.ttft_exact is None or settlement.tpot_exact is None
+            else settlement.ttft_exact and settlement.tpot_exact
+        ),
+        hold_reason=None if settlement.hold_reason is None else str(settlement.hold_reason),
         objectives=_objectives(sla),
         availability_percent=availability,
         ttft_attainment_percent=settlement.ttft_attainment_percent,
@@ -269,7 +282,7 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
         burn_rates={},
         alerts=[],
         tokens_used=settlement.tokens_used,
-        price_per_million_tokens=money(sla.spec.tokens.price_per_million_tokens),
+        price_per_million_tokens=exact_decimal(sla.spec.tokens.price_per_million_tokens),
         currency=settlement.currency,
         charges_micros=settlement.charges_micros,
         credit=CreditBasis(

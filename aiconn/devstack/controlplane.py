@@ -8,6 +8,7 @@ the component's log tail, never a silent skip.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
@@ -22,6 +23,9 @@ from aiconn.devstack.pki import write_pki
 from aiconn.devstack.processes import ProcessGroup, StackError, free_port, wait_until
 
 K8S_VERSION = "1.37.2"
+SERVICE_RANGE = "198.19.0.0/16"
+# The `kubernetes` Service's ClusterIP: the first address of the range, named in the certificate.
+KUBERNETES_SERVICE_IP = "198.19.0.1"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 # Controllers the product relies on: garbage collection of owned children, namespace deletion,
 # Deployment -> ReplicaSet, and PodDisruptionBudget status.
@@ -59,10 +63,19 @@ class ControlPlane:
     tokens: dict[str, str] = field(default_factory=dict)
     port: int = 0
     group: ProcessGroup | None = None
+    # Where kube-apiserver listens: loopback, unless pods of a real node must reach it too.
+    address: str = "127.0.0.1"
+    controllers: str = CONTROLLERS
+    # Pods get their ServiceAccount token volume only with this admission plugin; without
+    # pods that run (no kubelet) it is left off, so a test's pods need no ServiceAccount.
+    service_account_admission: bool = False
+    # Extra flags of a larger stack (aiconn.devstack.cluster), e.g. client QPS.
+    apiserver_args: list[str] = field(default_factory=list)
+    controller_manager_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -114,7 +127,7 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.group is None:
             self.group = ProcessGroup(self.state_dir)
-        pki = write_pki(self.state_dir / "pki")
+        pki = write_pki(self.state_dir / "pki", addresses=(self.address, KUBERNETES_SERVICE_IP))
         self.tokens = {user: secrets.token_urlsafe(24) for user in self.users}
         token_file = self.state_dir / "tokens.csv"
         token_file.write_text(
@@ -146,28 +159,39 @@ class ControlPlane:
         )
 
         self.port = free_port()
+        loopback = ipaddress.ip_address(self.address).is_loopback
         apiserver = self.group.start(
             "kube-apiserver",
             [
                 str(assets / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # Loopback is refused by the endpoint reconciler; there is one API server anyway.
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                # Loopback is refused by the endpoint reconciler; pods cannot reach it anyway.
+                f"--endpoint-reconciler-type={'none' if loopback else 'lease'}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.state_dir / 'certs'}",
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
                 f"--client-ca-file={pki['ca.crt']}",
-                # Room for the benchmarks: every SLA has a ClusterIP Service.
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+                f"--kubelet-client-key={pki['kubelet-client.key']}",
+                # Node names do not resolve here; their InternalIP is reachable.
+                "--kubelet-preferred-address-types=InternalIP",
+                # Room for the benchmarks (every SLA has a ClusterIP Service), in the
+                # benchmarking range so that nothing looks like a private network's address.
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
                 "--authorization-mode=RBAC",
                 f"--service-account-issuer=https://127.0.0.1:{self.port}",
                 f"--service-account-key-file={pki['sa.pub']}",
                 f"--service-account-signing-key-file={pki['sa.key']}",
                 f"--token-auth-file={token_file}",
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    []
+                    if self.service_account_admission
+                    else ["--disable-admission-plugins=ServiceAccount"]
+                ),
+                *self.apiserver_args,
                 "--allow-privileged=true",
                 "--v=1",
             ],
@@ -190,9 +214,10 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
-                f"--controllers={CONTROLLERS}",
+                f"--controllers={self.controllers}",
                 f"--service-account-private-key-file={pki['sa.key']}",
                 f"--root-ca-file={pki['ca.crt']}",
+                *self.controller_manager_args,
                 "--v=1",
             ],
         )

@@ -3,22 +3,23 @@
 In a cluster the gateway is a sidecar process; locally, starting it in a thread of the test (or
 `aiconn dev`) process keeps a whole measured stack in one place without an extra interpreter per
 SLA, while still serving real HTTP on loopback that Prometheus scrapes. It is the same
-`create_app` the sidecar runs, configured by the same `GatewaySettings`.
+`create_apps` the sidecar runs, configured by the same `GatewaySettings`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from aiconn.devstack.processes import free_port
 from aiconn.gateway.allowance import AllowanceSource
 from aiconn.gateway.keys import hash_key
-from aiconn.gateway.server import create_app
+from aiconn.gateway.server import create_apps, servers
+from aiconn.gateway.serving import serve_all
 from aiconn.gateway.settings import GatewaySettings
 
 
@@ -33,7 +34,7 @@ class GatewayThread:
     """One gateway on 127.0.0.1 in a daemon thread; use it as a context manager.
 
     It listens on `port`, or on a free port when None (the settings' listen address is not
-    used); `url` is where.
+    used); `url` is where. Its metrics port is another free port, `metrics_url`.
     """
 
     def __init__(
@@ -44,34 +45,37 @@ class GatewayThread:
         allowance: AllowanceSource | None = None,
     ) -> None:
         port = port or free_port()
+        metrics_port = free_port()
         self.settings = settings.model_copy(
-            update={"listen_host": "127.0.0.1", "listen_port": port}
+            update={
+                "listen_host": "127.0.0.1",
+                "listen_port": port,
+                "metrics_host": "127.0.0.1",
+                "metrics_port": metrics_port,
+            }
         )
-        config = uvicorn.Config(
-            create_app(self.settings, allowance=allowance),
-            host="127.0.0.1",
-            port=port,
-            server_header=False,
-            date_header=False,
-            access_log=False,
-            log_level="warning",
+        self._servers = servers(
+            create_apps(self.settings, allowance=allowance), self.settings, log_level="warning"
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(serve_all(self._servers)), name="gateway", daemon=True
+        )
         self.url = f"http://127.0.0.1:{port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}"
 
     def start(self, *, timeout: float = 30) -> GatewayThread:
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._server.started:
+        while not all(server.started for server, _ in self._servers):
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"gateway at {self.url} did not start within {timeout:g} s")
             time.sleep(0.05)
-        httpx.get(f"{self.url}/metrics", timeout=5).raise_for_status()
+        httpx.get(f"{self.metrics_url}/metrics", timeout=5).raise_for_status()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        for server, _ in self._servers:
+            server.should_exit = True
         self._thread.join(timeout=15)
 
     def __enter__(self) -> GatewayThread:

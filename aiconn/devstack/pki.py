@@ -25,14 +25,34 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def write_pki(directory: Path) -> dict[str, Path]:
-    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present."""
+def _named_addresses(cert: Path) -> set[object]:
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(names.get_values_for_type(x509.IPAddress))
+
+
+def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write ca.crt, apiserver.crt/.key and sa.key/sa.pub; reuse them when present and naming
+    the same addresses (a cluster with a real node listens on another one). The serving
+    certificate names localhost, 127.0.0.1, the in-cluster names and `addresses` (the API
+    server's own address and the `kubernetes` Service's ClusterIP, for pods of a real node)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         name: directory / name
-        for name in ("ca.crt", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub")
+        for name in (
+            "ca.crt",
+            "apiserver.crt",
+            "apiserver.key",
+            "sa.key",
+            "sa.pub",
+            "kubelet-client.crt",
+            "kubelet-client.key",
+        )
     }
-    if all(p.exists() for p in paths.values()):
+    wanted = {ipaddress.ip_address(a) for a in ("127.0.0.1", *addresses)}
+    if all(p.exists() for p in paths.values()) and wanted <= _named_addresses(
+        paths["apiserver.crt"]
+    ):
         return paths
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
@@ -62,13 +82,39 @@ def write_pki(directory: Path) -> dict[str, Path]:
                 [
                     x509.DNSName("localhost"),
                     x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("kubernetes.default"),
+                    x509.DNSName("kubernetes"),
+                    *(
+                        x509.IPAddress(ipaddress.ip_address(a))
+                        for a in dict.fromkeys(("127.0.0.1", *addresses))
+                    ),
                 ]
             ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
+    # What kube-apiserver presents to a kubelet (logs, exec, port-forward): an admin identity.
+    client_key = _key()
+    kubelet_client = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths["kubelet-client.crt"].write_bytes(kubelet_client.public_bytes(serialization.Encoding.PEM))
+    paths["kubelet-client.key"].write_bytes(_pem_key(client_key))
     sa_key = _key()
     paths["ca.crt"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["apiserver.crt"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -79,6 +125,6 @@ def write_pki(directory: Path) -> dict[str, Path]:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    for name in ("apiserver.key", "sa.key"):
+    for name in ("apiserver.key", "sa.key", "kubelet-client.key"):
         paths[name].chmod(0o600)
     return paths

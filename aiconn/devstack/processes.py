@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,11 +145,16 @@ def _terminate(pid: int, *, timeout: float) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def stop_recorded(state_dir: Path, *, timeout: float = 10) -> list[str]:
-    """Stop every process recorded under `state_dir/pids`, newest first; return their names."""
+def stop_recorded(
+    state_dir: Path, *, timeout: float = 10, only: Collection[str] | None = None
+) -> list[str]:
+    """Stop every process recorded under `state_dir/pids` (or those named in `only`), newest
+    first; return their names."""
     pids = state_dir / "pids"
     stopped = []
     for pidfile in sorted(pids.glob("*.pid"), reverse=True) if pids.exists() else []:
+        if only is not None and pidfile.stem.split("-", 1)[-1] not in only:
+            continue
         with contextlib.suppress(ValueError, OSError):
             _terminate(int(pidfile.read_text()), timeout=timeout)
             stopped.append(pidfile.stem.split("-", 1)[-1])

@@ -1,7 +1,9 @@
 """A real Prometheus (Debian's package) on loopback, scraping the stack's targets.
 
 Targets get the labels the in-cluster ServiceMonitor would give a pod (namespace, sla, pod,
-tier), so the SLA engine queries the local stack exactly as it queries a cluster.
+tier), so the SLA engine queries the local stack exactly as it queries a cluster. Prometheus also
+scrapes itself: its own `up` samples are how the SLA engine tells a minute in which monitoring
+worked (an SLA without series then had nothing serving) from one in which it did not (unknown).
 """
 
 from __future__ import annotations
@@ -65,15 +67,22 @@ class PrometheusServer:
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
                 {
-                    "job_name": job,
-                    "metrics_path": path,
+                    "job_name": "prometheus",
                     "scrape_timeout": self.scrape_interval,
-                    "static_configs": [
-                        {"targets": [t.address], "labels": t.labels} for t in targets
-                    ],
-                    **({"authorization": {"credentials": token}} if token else {}),
-                }
-                for (job, path, token), targets in jobs.items()
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}],
+                },
+                *(
+                    {
+                        "job_name": job,
+                        "metrics_path": path,
+                        "scrape_timeout": self.scrape_interval,
+                        "static_configs": [
+                            {"targets": [t.address], "labels": t.labels} for t in targets
+                        ],
+                        **({"authorization": {"credentials": token}} if token else {}),
+                    }
+                    for (job, path, token), targets in jobs.items()
+                ),
             ],
         }
 

@@ -145,7 +145,7 @@ def up(
 
     key = "aic_" + secrets.token_urlsafe(24)
     keys_dir = write_keys(state / "gateway-keys", key)
-    gateway_port = free_port()
+    gateway_port, gateway_metrics_port = free_port(), free_port()
     gateway_env = {
         "AICONN_SLA": name,
         "AICONN_NAMESPACE": DEMO_NAMESPACE,
@@ -153,6 +153,8 @@ def up(
         "AICONN_UPSTREAM": f"http://127.0.0.1:{injector_port}",
         "AICONN_LISTEN_HOST": "127.0.0.1",
         "AICONN_LISTEN_PORT": str(gateway_port),
+        "AICONN_METRICS_HOST": "127.0.0.1",
+        "AICONN_METRICS_PORT": str(gateway_metrics_port),
         "AICONN_KEYS_DIR": str(keys_dir),
         "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
         "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
@@ -162,7 +164,8 @@ def up(
     }
     gateway = group.start("gateway", _aiconn("gateway"), env=gateway_env)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    wait_until(lambda: _http_ok(f"{gateway_url}/metrics"), timeout=60, what="gateway", proc=gateway)
+    gateway_metrics = f"http://127.0.0.1:{gateway_metrics_port}/metrics"
+    wait_until(lambda: _http_ok(gateway_metrics), timeout=60, what="gateway", proc=gateway)
     say(f"token gateway at {gateway_url} -> injector :{injector_port} -> vLLM")
 
     pod_labels = {"namespace": DEMO_NAMESPACE, "sla": name, "pod": f"{name}-vllm-0", "tier": "edge"}
@@ -173,7 +176,7 @@ def up(
         data_dir=state / "prometheus",
         scrape_interval="2s",
         targets=[
-            ScrapeTarget("aiconn-gateway", f"127.0.0.1:{gateway_port}", pod_labels),
+            ScrapeTarget("aiconn-gateway", f"127.0.0.1:{gateway_metrics_port}", pod_labels),
             ScrapeTarget("vllm", vllm.url.removeprefix("http://"), pod_labels),
             # The API's /metrics is a fleet view: scraped with the NOC token, and it is what the
             # NOC page's history reads back (AICONN_API_PROMETHEUS_URL).
@@ -279,5 +282,10 @@ def trust_secret_keys(
 
 
 def down(state_dir: Path | None = None) -> list[str]:
-    """Stop every process the stack recorded, newest first."""
-    return stop_recorded(state_dir or default_state_dir())
+    """Stop every process the stack recorded, newest first, and the cluster `dev up --cluster`
+    started (with the host state its real node changed)."""
+    from aiconn.devstack.cluster import stop_cluster
+    from aiconn.devstack.devcluster import CLUSTER_DIR
+
+    state = state_dir or default_state_dir()
+    return stop_cluster(state / CLUSTER_DIR) + stop_recorded(state)

@@ -2,9 +2,10 @@
 
 Both limits are checked before a request is forwarded; beyond them the gateway answers 429 and the
 request is outside the SLA (outcome `over_contract`). Requests per second is a token bucket whose
-burst is one second's worth (at least one request). Tokens per minute cannot be known before the
-answer, so actual tokens are counted after each response in a sliding one-minute window kept as
-per-second slots, and new requests are refused while the last minute's tokens reach the limit.
+burst is one second's worth (at least one request). Tokens per minute are reserved: a request is
+admitted only when the most it can spend fits in the sliding one-minute window (kept as
+per-second slots) next to what the last minute spent and what requests in flight reserved; when it
+ends, its slot is settled to the tokens it actually spent, so the limit is never exceeded.
 
 Time is passed in (`now`, monotonic seconds), so the arithmetic is tested without sleeping.
 The limits are per gateway, that is per replica.
@@ -58,8 +59,8 @@ class MinuteWindow:
     def used(self) -> int:
         return self._total
 
-    def record(self, tokens: int, now: float) -> None:
-        """Count tokens metered at `now`."""
+    def record(self, tokens: int, now: float) -> int:
+        """Count tokens at `now` (a reservation or metered usage); returns the slot's second."""
         second = int(now)
         self._expire(second)
         if self._slots and self._slots[-1][0] == second:
@@ -67,18 +68,34 @@ class MinuteWindow:
         else:
             self._slots.append([second, tokens])
         self._total += tokens
+        return second
 
-    def retry_after(self, now: float) -> float:
-        """0.0 while under the limit, else the seconds until enough tokens leave the window."""
+    def adjust(self, second: int, delta: int) -> None:
+        """Settle a reservation made in slot `second` by `delta` tokens (nothing once expired)."""
+        for slot in self._slots:
+            if slot[0] == second:
+                slot[1] += delta
+                self._total += delta
+                return
+
+    def retry_after(self, now: float, tokens: int = 1) -> float:
+        """0.0 while `tokens` more fit under the limit, else the seconds until they would.
+
+        `tokens` must not exceed the limit: such a request never fits (see `fits_ever`).
+        """
         self._expire(int(now))
-        if self._total < self._limit:
+        if self._total + tokens <= self._limit:
             return 0.0
         left = self._total
-        for second, tokens in self._slots:
-            left -= tokens
-            if left < self._limit:
-                return second + WINDOW_SECONDS - now
-        raise AssertionError("unreachable: the window's slots sum to its total")
+        for second, spent in self._slots:
+            left -= spent
+            if left + tokens <= self._limit:
+                return max(second + WINDOW_SECONDS - now, 0.001)
+        raise AssertionError("unreachable: tokens above the limit were asked for")
+
+    def fits_ever(self, tokens: int) -> bool:
+        """Whether `tokens` fit in an empty window."""
+        return tokens <= self._limit
 
     def _expire(self, second: int) -> None:
         while self._slots and self._slots[0][0] <= second - WINDOW_SECONDS:

@@ -1,46 +1,142 @@
-"""Assembles the gateway into an ASGI app and serves it with uvicorn (`aiconn gateway`).
+"""Assembles the gateway into two ASGI apps and serves them with uvicorn (`aiconn gateway`).
 
-uvicorn's own `Server` and `Date` headers are off so vLLM's pass through unchanged, and its access
-log is off: the gateway's metrics are the record, and a request line is one more place a careless
-client could put a key.
+The client app (the Service's port) answers the OpenAI routes of `routes.ROUTES` and `/health`;
+everything else is an OpenAI-shaped JSON error. The metrics app (`metrics_port`, scraped by
+Prometheus inside the cluster, not in the Service) answers `/metrics`, `/metrics/vllm` and
+`/health`. Both share one upstream session, so they are served from one event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import asyncio
+import contextlib
+import json
+import socket
+from dataclasses import dataclass
 
-import httpx
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route as StarletteRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.health import HealthProbe
 from aiconn.gateway.keys import KeyStore
 from aiconn.gateway.metrics import GatewayMetrics
-from aiconn.gateway.proxy import Gateway
+from aiconn.gateway.proxy import Gateway, error_body
+from aiconn.gateway.routes import SUPPORTED, route_of
+from aiconn.gateway.serving import config, serve_all
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.gateway.upstream import Upstream, UpstreamError
 from aiconn.gateway.wallet import WalletApiReader
 
-POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+
+@dataclass(frozen=True, slots=True)
+class GatewayApps:
+    """The two apps of one gateway; serve them from one event loop (`lifespan` opens the
+    upstream session and the health prober)."""
+
+    client: ASGIApp
+    metrics: ASGIApp
+    gateway: Gateway
 
 
-class _Raw:
-    """Starlette wraps plain functions as request/response endpoints; this keeps one raw ASGI."""
+async def _json(send: Send, status: int, document: object) -> None:
+    body = json.dumps(document).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self._handler = handler
+
+def _not_served(status: int, scope: Scope) -> bytes:
+    what = "method" if status == 405 else "route"
+    return error_body(
+        message=f"{scope['method']} {scope['path']}: no such {what}; supported: {SUPPORTED}",
+        code="not_found" if status == 404 else "method_not_allowed",
+        kind="invalid_request_error",
+    )
+
+
+class ClientApp:
+    """The client port: a fixed route table, no redirects, JSON errors."""
+
+    def __init__(self, gateway: Gateway, probe: HealthProbe, upstream: Upstream) -> None:
+        self._gateway = gateway
+        self._probe = probe
+        self._upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._handler(scope, receive, send)
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/health" and scope["method"] == "GET":
+            await self._health(send)
+            return
+        route = route_of(path)
+        if route is None or route.method != scope["method"]:
+            status = 404 if route is None else 405
+            body = _not_served(status, scope)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if route.kind == "metered":
+            await self._gateway.metered(scope, receive, send, route)
+        else:
+            await self._gateway.passthrough(scope, receive, send)
+
+    async def _health(self, send: Send) -> None:
+        state = self._probe.state
+        if state.up:
+            await _json(send, 200, {"status": "ok"})
+        else:
+            await _json(send, 503, {"status": "unavailable", "reason": state.reason})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        prober: asyncio.Task[None] | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._upstream.open()
+                await self._probe.check()
+                prober = asyncio.ensure_future(self._probe.run())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if prober is not None:
+                    prober.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await prober
+                self._gateway.parser.close()
+                await self._upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
-def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None = None) -> Starlette:
+def create_apps(
+    settings: GatewaySettings, *, allowance: AllowanceSource | None = None
+) -> GatewayApps:
     """The gateway for one SLA; `allowance` defaults to `AICONN_ALLOWANCE_TOKENS` when set."""
     if allowance is None and settings.allowance_tokens is not None:
         allowance = StaticAllowance(settings.allowance_tokens)
@@ -57,13 +153,7 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
         )
     elif allowance is None and settings.ledger_url:
         allowance = _ledger_allowance(settings, settings.ledger_url)
-    client = httpx.AsyncClient(
-        base_url=settings.upstream,
-        limits=POOL_LIMITS,
-        timeout=httpx.Timeout(settings.upstream_timeout_seconds),
-    )
-    # httpx's default User-Agent, Accept and encoding would replace the client's own.
-    client.headers = httpx.Headers()
+    upstream = Upstream(settings.upstream, timeout_seconds=settings.upstream_timeout_seconds)
     metrics = GatewayMetrics(
         sla=settings.sla,
         namespace=settings.namespace,
@@ -71,19 +161,22 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
         ttft_threshold_ms=settings.ttft_threshold_ms,
         tpot_threshold_ms=settings.tpot_threshold_ms,
     )
-    probe = HealthProbe(client, metrics.upstream_up)
+    probe = HealthProbe(upstream.health, metrics.upstream_up)
     gateway = Gateway(
-        client=client,
+        upstream=upstream,
         keys=KeyStore(settings.keys_dir),
         metrics=metrics,
         probe=probe,
         rate_rps=settings.rate_rps,
         rate_tpm=settings.rate_tpm,
         allowance=allowance,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        max_model_len=settings.max_model_len,
     )
 
     async def health(_: Request) -> Response:
-        state = await probe.check()
+        state = probe.state
         if state.up:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "unavailable", "reason": state.reason}, status_code=503)
@@ -92,36 +185,30 @@ def create_app(settings: GatewaySettings, *, allowance: AllowanceSource | None =
         # vLLM listens on the pod's loopback only; its own metrics (the inference part of the
         # latency split) reach Prometheus through here.
         try:
-            upstream = await client.get("/metrics", timeout=5)
-        except httpx.HTTPError as err:
+            status, headers, content = await upstream.fetch(
+                "GET", "/metrics", body=None, headers=[], timeout=5
+            )
+        except UpstreamError as err:
             return JSONResponse({"status": "unavailable", "reason": str(err)}, status_code=503)
-        return Response(
-            upstream.content,
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", CONTENT_TYPE_LATEST),
+        content_type = next(
+            (value.decode("latin-1") for name, value in headers if name.lower() == b"content-type"),
+            CONTENT_TYPE_LATEST,
         )
+        return Response(content, status_code=status, media_type=content_type)
 
     async def prometheus(_: Request) -> Response:
-        # A scrape refreshes the upstream gauge, so it is never older than the scrape interval.
-        await probe.check()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with client:
-            yield
-
-    completions = _Raw(gateway.completions)
-    return Starlette(
+    metrics_app = Starlette(
         routes=[
-            Route("/v1/chat/completions", completions, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/models", _Raw(gateway.models), methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
-            Route("/metrics/vllm", vllm_metrics, methods=["GET"]),
+            StarletteRoute("/metrics", prometheus, methods=["GET"]),
+            StarletteRoute("/metrics/vllm", vllm_metrics, methods=["GET"]),
+            StarletteRoute("/health", health, methods=["GET"]),
         ],
-        lifespan=lifespan,
+    )
+    metrics_app.router.redirect_slashes = False
+    return GatewayApps(
+        client=ClientApp(gateway, probe, upstream), metrics=metrics_app, gateway=gateway
     )
 
 
@@ -144,16 +231,45 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
     )
 
 
+def servers(
+    apps: GatewayApps,
+    settings: GatewaySettings,
+    *,
+    client_socket: socket.socket | None = None,
+    metrics_socket: socket.socket | None = None,
+    **extra: object,
+) -> list[tuple[uvicorn.Server, list[socket.socket] | None]]:
+    """The client and metrics servers; pass bound sockets to serve on ports chosen elsewhere."""
+    hardening = {
+        "header_timeout_seconds": settings.header_timeout_seconds,
+        "max_connections": settings.max_connections,
+    }
+    client = config(
+        apps.client,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        lifespan="on",
+        **hardening,  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
+    )
+    metrics = config(
+        apps.metrics,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        lifespan="off",
+        **hardening,  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
+    )
+    return [
+        (uvicorn.Server(client), None if client_socket is None else [client_socket]),
+        (uvicorn.Server(metrics), None if metrics_socket is None else [metrics_socket]),
+    ]
+
+
 def run(
     settings: GatewaySettings | None = None, *, allowance: AllowanceSource | None = None
 ) -> None:
     """Serve the gateway until stopped; settings default to the `AICONN_*` environment."""
     settings = settings or GatewaySettings()
-    uvicorn.run(
-        create_app(settings, allowance=allowance),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        server_header=False,
-        date_header=False,
-        access_log=False,
-    )
+    apps = create_apps(settings, allowance=allowance)
+    asyncio.run(serve_all(servers(apps, settings)))

@@ -35,6 +35,22 @@ class GatewaySettings(BaseSettings):
     """Address the gateway listens on."""
     listen_port: int = Field(default=8000, ge=1, le=65535)
     """Port the gateway listens on (the Service's port)."""
+    metrics_host: str = "0.0.0.0"
+    """Address the metrics port listens on."""
+    metrics_port: int = Field(default=9100, ge=1, le=65535)
+    """Port of `/metrics`, `/metrics/vllm` and `/health`: Prometheus and the kubelet reach it
+    inside the cluster; it is not in the Service, and the client port does not serve metrics."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body; beyond it 413, and nothing more of the body is read."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection whose request headers are not complete in this time is closed."""
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A request body not complete in this time after its headers is refused with 408."""
+    max_connections: int = Field(default=2048, ge=1)
+    """Open connections (and requests) beyond this get 503 from the server itself."""
+    max_model_len: int | None = Field(default=None, ge=1)
+    """The model's context length, the reservation for a request without `max_tokens`; unset
+    means read from vLLM's `/v1/models`."""
     keys_dir: Path = Path("/etc/aiconn/keys")
     """Directory of the mounted key Secret; its `keys` file lists sha256 hex digests."""
     ttft_threshold_ms: int = Field(default=_OBJECTIVES.ttft.threshold_ms, ge=1)

@@ -88,7 +88,7 @@ def observe(
             site = labels.get(SITE_LABEL) if tier.sites else None
             if tier.sites and site not in tier.sites:
                 continue
-            gpus = _allocatable(node) if _schedulable(node) else 0
+            gpus = _allocatable(node) if schedulable(node) else 0
             observed.append(_Node(node["metadata"]["name"], labels, tier_name, site, gpus, gpus))
 
     by_name: dict[str, list[_Node]] = {}
@@ -162,7 +162,8 @@ def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-def _schedulable(node: Mapping[str, Any]) -> bool:
+def schedulable(node: Mapping[str, Any]) -> bool:
+    """Whether the scheduler places pods on `node`: Ready and not cordoned."""
     if (node.get("spec") or {}).get("unschedulable"):
         return False
     conditions = (node.get("status") or {}).get("conditions") or []

@@ -8,7 +8,8 @@ A tier is feasible when, checked in this order:
 1. the SLA asks for it (`placement.tier` is auto or names it);
 2. the tier lists the SLA's `dataResidency` among its regions (exact match: a tier declares every
    jurisdiction it satisfies, e.g. both EU and DE);
-3. it has one of the SLA's `sites`, when the SLA names any;
+3. it has one of the SLA's `sites`, when the SLA names any, other than a site the SLA failed
+   over from and has not yet come back to (`avoid`);
 4. the model fits its GPUs (`aiconn.inference.sizing`) and is within its `maxModelBillions`;
 5. its worst network RTT is within `network.rttBudgetMs`;
 6. the estimated time to first token and time per output token meet the objectives' thresholds;
@@ -40,7 +41,7 @@ then the name, so the choice is deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -134,15 +135,17 @@ def plan(
     tiers: Mapping[str, InferenceTierSpec],
     *,
     capacity: Capacity | None = None,
+    avoid: Collection[tuple[str, str | None]] = (),
 ) -> PlacementDecision:
     """Choose the cheapest tier that meets the SLA and has room; explain every tier not chosen.
 
     `capacity` holds the observed tiers' free GPUs; None (planning offline) or a tier absent
-    from it means that tier's capacity is not limited."""
+    from it means that tier's capacity is not limited. `avoid` lists (tier, site) pairs an SLA
+    failed over from and must not return to yet (`aiconn.inference.assurance`)."""
     candidates: list[_Candidate] = []
     reasons: dict[str, str] = {}
     for name in sorted(tiers):
-        outcome = _evaluate(spec, name, tiers[name], (capacity or {}).get(name))
+        outcome = _evaluate(spec, name, tiers[name], (capacity or {}).get(name), avoid)
         if isinstance(outcome, str):
             reasons[name] = outcome
         else:
@@ -232,6 +235,7 @@ def _evaluate(
     name: str,
     tier: InferenceTierSpec,
     room: Mapping[str | None, SiteCapacity] | None,
+    avoid: Collection[tuple[str, str | None]] = (),
 ) -> _Candidate | str:
     """A feasible candidate, or the one-line reason the tier cannot serve the SLA."""
     model = spec.model
@@ -249,6 +253,12 @@ def _evaluate(
         sites = [s for s in spec.placement.sites if s in tier.sites]
         if not sites:
             return f"{name}: none of the sites {', '.join(spec.placement.sites)} is in this tier"
+    avoided = [s for s in sites if (name, s) in avoid]
+    if avoided:
+        sites = [s for s in sites if (name, s) not in avoid]
+        if not sites:
+            where = ", ".join(s or "(no site)" for s in avoided)
+            return f"{name}: failed over from {where}, held off until it has been stable"
 
     sizing = size(model, tier.gpu)
     if sizing.tensor_parallel_size is None:

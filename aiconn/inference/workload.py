@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiconn.crd import GROUP
+from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
@@ -31,6 +32,9 @@ COMPONENT = "inference"
 
 GATEWAY_PORT = 8000
 GATEWAY_PORT_NAME = "http"
+METRICS_PORT = 9100
+"""The gateway's `/metrics` and `/metrics/vllm`: scraped in the pod, never in the Service."""
+METRICS_PORT_NAME = "metrics"
 VLLM_HOST = "127.0.0.1"
 VLLM_PORT = 8001
 
@@ -261,7 +265,7 @@ def _vllm_container(
     spec: AIInferenceSLASpec, decision: PlacementDecision, image: str
 ) -> dict[str, Any]:
     tp = _require_placed(decision)
-    gpus = {"nvidia.com/gpu": str(tp)}
+    gpus = {GPU_RESOURCE: str(tp)}
     mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": HF_HOME},
@@ -320,6 +324,7 @@ def gateway_container(
         "AICONN_MODEL": spec.model.name,
         "AICONN_UPSTREAM": f"http://{VLLM_HOST}:{VLLM_PORT}",
         "AICONN_LISTEN_PORT": str(GATEWAY_PORT),
+        "AICONN_METRICS_PORT": str(METRICS_PORT),
         "AICONN_KEYS_DIR": KEYS_MOUNT_PATH,
         "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
         "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
@@ -339,7 +344,10 @@ def gateway_container(
         "name": "gateway",
         "image": image,
         "command": ["aiconn", "gateway"],
-        "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": GATEWAY_PORT_NAME, "containerPort": GATEWAY_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": [{"name": k, "value": v} for k, v in env.items()],
         # No CPU limit: throttling would add latency to exactly the requests the SLA measures.
         "resources": {
@@ -432,9 +440,9 @@ def deployment(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
     pod_annotations = {
-        # The gateway is the SLA's measurement point, and the only port reachable from outside.
+        # The gateway is the SLA's measurement point; its metrics port is not in the Service.
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(GATEWAY_PORT),
+        "prometheus.io/port": str(METRICS_PORT),
         "prometheus.io/path": "/metrics",
         **attachment.annotations,
     }

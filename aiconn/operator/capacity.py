@@ -52,3 +52,8 @@ def _owned(pod: Mapping[str, Any], *, namespace: str, selector: Mapping[str, str
     return meta.get("namespace") == namespace and all(
         labels.get(key) == value for key, value in selector.items()
     )
+
+
+def owned(pod: Mapping[str, Any], *, namespace: str, sla_name: str) -> bool:
+    """Whether `pod` is one of the inference pods of `namespace/sla_name`."""
+    return _owned(pod, namespace=namespace, selector=workload.pod_selector(sla_name))

@@ -16,7 +16,9 @@ the last pass plus the scrape delay.
 
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
-the ledger (held for review when coverage is below the floor). The ledger's unique key per SLA
+the ledger (held for review when coverage is below the floor, or when a latency attainment
+interpolated inside a bucket could change the credit; the `AttainmentExact` condition says so
+while the period is open). The ledger's unique key per SLA
 and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
 only avoid asking again. Rolling windows are reported, never settled.
 
@@ -33,6 +35,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -40,6 +43,7 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import condition, now_iso
+from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
@@ -78,6 +82,7 @@ log = logging.getLogger(__name__)
 
 SLA_KIND = "AIInferenceSLA"
 COMPLIANT = "Compliant"
+ATTAINMENT_EXACT = "AttainmentExact"
 LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
 """Minutes before the period fetched for the burn-rate windows (the longest is 3 days)."""
 COMPONENT = "aiconn-operator"
@@ -202,16 +207,59 @@ def compliance(spec: AIInferenceSLASpec, result: SLAEvaluation) -> tuple[bool | 
     return True, "ObjectivesMet", detail
 
 
+def exactness(result: SLAEvaluation) -> tuple[bool, str, str]:
+    """The AttainmentExact condition: were TTFT and TPOT counted at a bucket bound?"""
+    inexact = [
+        name
+        for name, exact, value in (
+            ("TTFT", result.ttft_exact, result.ttft_attainment_percent),
+            ("TPOT", result.tpot_exact, result.tpot_attainment_percent),
+        )
+        if value is not None and not exact
+    ]
+    if not inexact:
+        return True, "BucketBounds", "latency attainments counted at bucket bounds"
+    consequence = (
+        "it could change the credit: the period will be held for review"
+        if result.credit_uncertain
+        else "the credit is the same anywhere in the bucket"
+    )
+    return (
+        False,
+        "Interpolated",
+        f"{' and '.join(inexact)} attainment interpolated inside a bucket; {consequence}",
+    )
+
+
 def settlement_status(settlement: Settlement) -> dict[str, Any]:
     """`status.lastSettlement` from a ledger settlement."""
     return SettlementStatus(
         period_start=settlement.period.start_iso,
         period_end=settlement.period.end_iso,
         state=str(settlement.state),
-        charges=settlement.charges_micros / 1_000_000,
-        credits=settlement.credit_micros / 1_000_000,
+        currency=settlement.currency,
+        charges=_amount(settlement.charges_micros),
+        credits=_amount(settlement.credit_micros),
+        charges_micros=settlement.charges_micros,
+        credits_micros=settlement.credit_micros,
+        credit_percent=str(settlement.credit_percent),
+        availability_percent=_percent(settlement.availability_percent),
+        ttft_attainment_percent=_percent(settlement.ttft_attainment_percent),
+        tpot_attainment_percent=_percent(settlement.tpot_attainment_percent),
+        coverage_percent=_percent(settlement.coverage_percent),
+        hold_reason=str(settlement.hold_reason) if settlement.hold_reason else None,
         transfer_ids=list(settlement.transfer_ids),
     ).to_k8s()
+
+
+def _amount(micros: int) -> str:
+    """Micro-units as an exact decimal amount: 18267 -> `0.018267`; no float on the way."""
+    return f"{Decimal(micros) / 1_000_000:.6f}"
+
+
+def _percent(value: float | None) -> str | None:
+    """A settled percentage as people read it (two decimals), or None when it was not measured."""
+    return None if value is None else f"{value:.2f}"
 
 
 class FleetEvaluator:
@@ -314,7 +362,12 @@ class FleetEvaluator:
         ok, reason, message = compliance(sla.spec, result)
         new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
-        await self._write_status(sla, {"period": new_period}, ok, reason, message)
+        exact = condition(
+            ATTAINMENT_EXACT,
+            *exactness(result),
+            generation=sla.status.get("observedGeneration"),
+        )
+        await self._write_status(sla, {"period": new_period}, ok, reason, message, extra=[exact])
         for type_, event_reason, text in _period_events(previous, new_period):
             await self.post_event(sla, type_=type_, reason=event_reason, message=text)
 
@@ -323,16 +376,27 @@ class FleetEvaluator:
         await self._write_status(sla, {}, None, "MeasurementUnavailable", message)
 
     async def _write_status(
-        self, sla: SLARef, fields: dict[str, Any], ok: bool | None, reason: str, message: str
+        self,
+        sla: SLARef,
+        fields: dict[str, Any],
+        ok: bool | None,
+        reason: str,
+        message: str,
+        *,
+        extra: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Status `fields` and the Compliant condition; the reconcile's conditions are kept."""
+        """Status `fields`, the Compliant condition and `extra` conditions; the reconcile's
+        conditions are kept."""
         generation = sla.status.get("observedGeneration")
         await self.kube.update_status(
             SLA_KIND,
             sla.name,
             sla.namespace,
             fields=fields,
-            conditions=[condition(COMPLIANT, ok, reason, message, generation=generation)],
+            conditions=[
+                condition(COMPLIANT, ok, reason, message, generation=generation),
+                *extra,
+            ],
             current={
                 "metadata": {"resourceVersion": sla.resource_version},
                 "status": {"conditions": list(sla.status.get("conditions") or [])},
@@ -477,7 +541,11 @@ def _period_events(
     rates = current.get("burnRates") or {}
     for alert in sorted(now - before):
         events.append(
-            ("Warning", "BurnRateAlertStarted", f"burn-rate alert {alert} started; rates {rates}")
+            (
+                "Warning",
+                "BurnRateAlertStarted",
+                f"burn-rate alert {alert} started: {burn_rates_sentence(rates)}",
+            )
         )
     for alert in sorted(before - now):
         events.append(("Normal", "BurnRateAlertStopped", f"burn-rate alert {alert} stopped"))
@@ -499,9 +567,16 @@ def _period_events(
 def _settlement_message(settlement: Settlement) -> str:
     coverage = settlement.coverage_percent
     shown = "none" if coverage is None else f"{coverage:.1f} %"
+    held = "" if settlement.hold_reason is None else f" ({settlement.hold_reason})"
+    inexact = [
+        name
+        for name, exact in (("TTFT", settlement.ttft_exact), ("TPOT", settlement.tpot_exact))
+        if exact is False
+    ]
+    interpolated = f", {' and '.join(inexact)} interpolated" if inexact else ""
     return (
         f"period {settlement.period.start_iso} to {settlement.period.end_iso}:"
-        f" {settlement.state}, data coverage {shown},"
+        f" {settlement.state}{held}, data coverage {shown}{interpolated},"
         f" charges {settlement.charges_micros / 1_000_000:.6f} {settlement.currency},"
         f" credit {settlement.credit_micros / 1_000_000:.6f} {settlement.currency}"
         f" ({settlement.credit_tokens} tokens)"

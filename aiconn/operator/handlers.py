@@ -7,17 +7,20 @@ a 5G core, whose SliceProfile must be removed there before the object goes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
 from kubernetes.client.rest import ApiException
 
+import aiconn.operator.assurance
 import aiconn.operator.loop  # noqa: F401
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
-from aiconn.inference.workload import SLA_LABEL
-from aiconn.operator import state
+from aiconn.inference.workload import COMPONENT, SLA_LABEL
+from aiconn.operator import scheduling, state
 from aiconn.operator.conditions import condition
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
@@ -58,6 +61,13 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster service account first, else the kubeconfig KUBECONFIG names at this moment
     (the client library's own default is frozen when it is imported)."""
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if info is not None and host:
+        # As client-go's in-cluster config does: the Service's address from the environment,
+        # so the operator needs no cluster DNS for `kubernetes.default.svc`.
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        address = f"[{host}]" if ":" in host else host
+        info = dataclasses.replace(info, server=f"https://{address}:{port}")
     return info or kopf.login_with_kubeconfig(**kwargs)
 
 
@@ -238,6 +248,18 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})
 async def deployment_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
     await _refresh_owner(namespace, meta)
+
+
+# A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.
+@kopf.on.event(
+    "v1", "pods", labels={SLA_LABEL: kopf.PRESENT, "app.kubernetes.io/component": COMPONENT}
+)
+async def inference_pod_event(
+    type: str, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> None:
+    if type == "DELETED":
+        return
+    await scheduling.pod_changed(state.kube(), namespace, labels[SLA_LABEL], body)
 
 
 @kopf.on.resume(GROUP, VERSION, "networkslices")

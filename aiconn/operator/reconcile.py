@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
+from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.scaling import scaled
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
@@ -59,9 +61,13 @@ def owner_of(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _not_chosen(tier: str, reason: str) -> str:
-    """`Tier edge not chosen: ...` (the placement reasons already start with the tier's name)."""
-    prefix = f"{tier}: "
-    why = reason[len(prefix) :] if reason.startswith(prefix) else reason
+    """`Tier edge not chosen: ...` (placement reasons already start with the tier's name, followed
+    by a colon or, for a capacity reason, by the site)."""
+    why = reason
+    for prefix in (f"{tier}: ", f"{tier} "):
+        if reason.startswith(prefix):
+            why = reason[len(prefix) :]
+            break
     return short(f"Tier {tier} not chosen: {why}")
 
 
@@ -167,6 +173,7 @@ async def reconcile_sla(
         spec,
         tiers,
         capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
+        avoid=held_off(previous),
     )
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
@@ -188,6 +195,7 @@ async def reconcile_sla(
             events=events,
         )
 
+    spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
     owner = owner_of(body)
     names = workload.child_names(name)
     await kube.create_if_absent(

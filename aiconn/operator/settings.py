@@ -34,6 +34,15 @@ class OperatorSettings(BaseSettings):
     """Wait after a period closes before settling it (late scrapes)."""
     coverage_floor_percent: float = 90.0
     """Periods with less data coverage are held for review, not paid."""
+    assurance_interval_seconds: float = Field(default=15.0, gt=0)
+    """How often the assurance loop re-plans unplaced SLAs and checks the serving sites."""
+    failback_stabilisation_seconds: float = Field(default=300.0, ge=0)
+    """How long a failed site must host an SLA again without a break before it moves back."""
+    unschedulable_grace_seconds: float = Field(default=120.0, ge=0)
+    """How long an SLA's pods may stay unschedulable before it fails over."""
+    scaling_enabled: bool = False
+    """Let the assurance loop scale inference Deployments within [replicas, maxReplicas] on the
+    gateways' signals (needs prometheus_url); off: the replica count is the spec's."""
     health_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the liveness endpoint (/healthz) on all interfaces; 0 turns it off."""
     nsmf_plmn_mcc: str = "001"

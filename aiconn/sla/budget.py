@@ -7,11 +7,19 @@ factor: the long window proves the burn is significant, the short one that it is
 
 Ratios are over *known* minutes (see `aiconn.sla.sli`): a window without data has no burn rate
 (NaN), so it never fires an alert on its own — missing data is shown as coverage, not as an outage.
+
+Decisions are exact. The budget of a 99.9 % target is 0.1 % of the minutes, but `(100 - 99.9) /
+100` in binary is 0.00099999999999994, so one bad minute in a thousand would burn "above" 1 and
+fire an alert that needs strictly above. Targets are therefore taken as decimals to a millionth of
+a percent, factors as fractions, and both the alerts and the remaining budget are decided in
+integer arithmetic on minute counts; floats only carry the rates shown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -39,6 +47,7 @@ class AlertRule:
     long: BurnWindow
     short: BurnWindow
     factor: float
+    """Compared as the decimal it is written as (14.4 is 72/5), never as its binary value."""
 
 
 W5M = BurnWindow("w5m", 5)
@@ -56,6 +65,12 @@ ALERT_RULES = (
     AlertRule("ticket-1d", "ticket", long=W1D, short=W2H, factor=3.0),
     AlertRule("ticket-3d", "ticket", long=W3D, short=W6H, factor=1.0),
 )
+
+
+MILLIONTHS = 1_000_000
+"""Targets and budgets are exact to a millionth of a percent."""
+WHOLE = 100 * MILLIONTHS
+"""100 % in millionths of a percent."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,18 @@ def error_budget(target_percent: ArrayLike) -> NDArray[np.float64]:
     return (100.0 - target) / 100.0
 
 
+def budget_millionths(target_percent: ArrayLike) -> NDArray[np.int64]:
+    """100 - target in millionths of a percent, from the decimal the target is written as: 99.9
+    gives exactly 100,000 (0.1 %), not the binary 0.0999999999999943."""
+    targets = np.atleast_1d(np.asarray(target_percent, dtype=np.float64))
+    error_budget(targets)
+    exact = [
+        int((Decimal(repr(float(t))) * MILLIONTHS).to_integral_value(ROUND_HALF_EVEN))
+        for t in targets
+    ]
+    return WHOLE - np.asarray(exact, dtype=np.int64)
+
+
 def burn_rate(
     *, bad: ArrayLike, known: ArrayLike, budget_fraction: ArrayLike
 ) -> NDArray[np.float64]:
@@ -103,6 +130,22 @@ def budget_remaining_percent(
     return 100.0 * (1.0 - burn_rate(bad=bad, known=known, budget_fraction=budget_fraction))
 
 
+def remaining_percent_exact(
+    *, bad: ArrayLike, known: ArrayLike, budget: ArrayLike
+) -> NDArray[np.float64]:
+    """Budget left in percent from integer minute counts and `budget_millionths`.
+
+    (budget x known - bad) / (budget x known), with the numerator an integer: a budget spent
+    exactly is exactly 0, so "exhausted" (<= 0) holds on the tie. NaN where nothing is known.
+    """
+    b = np.asarray(bad, dtype=np.int64)
+    k = np.asarray(known, dtype=np.int64)
+    allowed = k * np.asarray(budget, dtype=np.int64)
+    left = allowed - b * WHOLE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > 0, 100.0 * left / np.maximum(allowed, 1), np.nan)
+
+
 def budget_report(
     slices: Timeslices, *, target_percent: ArrayLike, period_columns: slice = slice(None)
 ) -> BudgetReport:
@@ -114,40 +157,88 @@ def budget_report(
     bad = np.atleast_2d(slices.bad)
     known = np.atleast_2d(slices.known)
     budget = error_budget(target_percent)
-    remaining = budget_remaining_percent(
+    exact_budget = budget_millionths(target_percent)
+    remaining = remaining_percent_exact(
         bad=np.count_nonzero(bad[:, period_columns], axis=1),
         known=np.count_nonzero(known[:, period_columns], axis=1),
-        budget_fraction=budget,
+        budget=exact_budget,
     )
-    rates = window_burn_rates(slices, budget_fraction=budget)
+    counts = window_counts(slices)
+    rates = window_burn_rates(counts, budget_fraction=budget)
     return BudgetReport(
         budget_fraction=budget,
         remaining_percent=remaining,
         burn_rates=rates,
-        alerts=alerts_firing(rates),
+        alerts=alerts_firing(counts, budget=exact_budget),
+    )
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """Bad and known minutes of each SLA in each trailing window of BURN_WINDOWS, by name."""
+
+    bad: dict[str, NDArray[np.int64]]
+    known: dict[str, NDArray[np.int64]]
+
+
+def window_counts(slices: Timeslices) -> WindowCounts:
+    """Count the trailing windows once; rates and alerts are both derived from the counts."""
+    bad = np.atleast_2d(slices.bad)
+    known = np.atleast_2d(slices.known)
+    return WindowCounts(
+        bad={w.name: np.count_nonzero(bad[:, -w.minutes :], axis=1) for w in BURN_WINDOWS},
+        known={w.name: np.count_nonzero(known[:, -w.minutes :], axis=1) for w in BURN_WINDOWS},
     )
 
 
 def window_burn_rates(
-    slices: Timeslices, *, budget_fraction: ArrayLike
+    counts: WindowCounts, *, budget_fraction: ArrayLike
 ) -> dict[str, NDArray[np.float64]]:
-    """Burn rate of each SLA over each trailing window of BURN_WINDOWS, by window name."""
-    bad = np.atleast_2d(slices.bad)
-    known = np.atleast_2d(slices.known)
+    """Burn rate of each SLA over each trailing window, by window name (for display)."""
     return {
         window.name: burn_rate(
-            bad=np.count_nonzero(bad[:, -window.minutes :], axis=1),
-            known=np.count_nonzero(known[:, -window.minutes :], axis=1),
+            bad=counts.bad[window.name],
+            known=counts.known[window.name],
             budget_fraction=budget_fraction,
         )
         for window in BURN_WINDOWS
     }
 
 
-def alerts_firing(burn_rates: dict[str, NDArray[np.float64]]) -> NDArray[np.bool_]:
-    """SLAs x ALERT_RULES: both windows strictly above the factor (NaN never fires)."""
+def burning_above(
+    *, bad: ArrayLike, known: ArrayLike, budget: ArrayLike, factor: float
+) -> NDArray[np.bool_]:
+    """Burn rate strictly above `factor`, decided exactly (no known minute never fires).
+
+    bad / known / (budget / 100 %) > p / q  <=>  bad x 100 % x q > p x known x budget, all
+    integers (a month of minutes times 100 % in millionths stays far inside int64).
+    """
+    exact = Fraction(repr(factor))
+    b = np.asarray(bad, dtype=np.int64)
+    k = np.asarray(known, dtype=np.int64)
+    spend = b * WHOLE * exact.denominator
+    allowed = exact.numerator * k * np.asarray(budget, dtype=np.int64)
+    return np.asarray((k > 0) & (spend > allowed), dtype=np.bool_)
+
+
+def alerts_firing(counts: WindowCounts, *, budget: ArrayLike) -> NDArray[np.bool_]:
+    """SLAs x ALERT_RULES: both windows strictly above the factor, decided exactly.
+
+    `budget` is per SLA in millionths of a percent (`budget_millionths`).
+    """
     columns = [
-        (burn_rates[rule.long.name] > rule.factor) & (burn_rates[rule.short.name] > rule.factor)
+        burning_above(
+            bad=counts.bad[rule.long.name],
+            known=counts.known[rule.long.name],
+            budget=budget,
+            factor=rule.factor,
+        )
+        & burning_above(
+            bad=counts.bad[rule.short.name],
+            known=counts.known[rule.short.name],
+            budget=budget,
+            factor=rule.factor,
+        )
         for rule in ALERT_RULES
     ]
     return np.stack(columns, axis=-1)

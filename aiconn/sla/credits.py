@@ -41,7 +41,7 @@ class CreditBreakdown:
 
 def money(value: Decimal | float | int | str) -> Decimal:
     """A currency amount rounded half-even to 6 decimals; floats go through their repr."""
-    return _decimal(value).quantize(MICRO, rounding=ROUND_HALF_EVEN)
+    return exact_decimal(value).quantize(MICRO, rounding=ROUND_HALF_EVEN)
 
 
 def to_micros(amount: Decimal) -> int:
@@ -58,7 +58,7 @@ def usage_charge(tokens: int, price_per_million_tokens: Decimal | float) -> Deci
     """Charge for `tokens` at the SLA's price per million tokens."""
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
-    return money(Decimal(tokens) * _decimal(price_per_million_tokens) / TOKENS_PER_PRICE_UNIT)
+    return money(Decimal(tokens) * exact_decimal(price_per_million_tokens) / TOKENS_PER_PRICE_UNIT)
 
 
 def tokens_for_amount(amount: Decimal, price_per_million_tokens: Decimal | float) -> int:
@@ -67,7 +67,7 @@ def tokens_for_amount(amount: Decimal, price_per_million_tokens: Decimal | float
     Credits are paid back in tokens; converting the money back at the price the tenant paid keeps
     a credit worth exactly what the schedule says, to the token.
     """
-    price = _decimal(price_per_million_tokens)
+    price = exact_decimal(price_per_million_tokens)
     if price <= 0:
         return 0
     return int((amount * TOKENS_PER_PRICE_UNIT / price).to_integral_value(ROUND_HALF_EVEN))
@@ -87,9 +87,9 @@ def tier_credit(attainment: Decimal | None, schedule: Sequence[CreditTier]) -> D
     if attainment is None:
         return Decimal(0)
     matching = [
-        _decimal(tier.credit_percent)
+        exact_decimal(tier.credit_percent)
         for tier in schedule
-        if attainment < _decimal(tier.below_percent)
+        if attainment < exact_decimal(tier.below_percent)
     ]
     return max(matching, default=Decimal(0))
 
@@ -107,7 +107,7 @@ def period_credit(
     worse_latency = min(measured) if measured else None
     avail = tier_credit(availability, schedule.availability)
     latency = tier_credit(worse_latency, schedule.latency)
-    total = min(avail + latency, _decimal(schedule.cap_percent))
+    total = min(avail + latency, exact_decimal(schedule.cap_percent))
     return CreditBreakdown(
         availability_percent=avail,
         latency_percent=latency,
@@ -116,7 +116,9 @@ def period_credit(
     )
 
 
-def _decimal(value: Decimal | float | int | str) -> Decimal:
+def exact_decimal(value: Decimal | float | int | str) -> Decimal:
+    """The decimal a number was written as, unrounded: a price of 0.0000015 per million tokens
+    stays 0.0000015 (rounding it to micro-units first would make it 0.000002, a third more)."""
     # repr of a float is the shortest string that round-trips: 99.9 becomes Decimal("99.9"),
     # not 99.900000000000005684...
     if isinstance(value, float):

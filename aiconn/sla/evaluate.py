@@ -20,14 +20,16 @@ from aiconn.sla.budget import (
     ALERT_RULES,
     BURN_WINDOWS,
     alerts_firing,
-    budget_remaining_percent,
+    budget_millionths,
     error_budget,
+    remaining_percent_exact,
     window_burn_rates,
+    window_counts,
 )
 from aiconn.sla.credits import (
     CreditBreakdown,
     attainment_percent,
-    money,
+    exact_decimal,
     period_credit,
     usage_charge,
 )
@@ -60,7 +62,10 @@ class FleetTerms:
             tpot_target=np.array(
                 [s.objectives.tpot.target_percent for s in specs], dtype=np.float64
             ),
-            price_per_million_tokens=tuple(money(s.tokens.price_per_million_tokens) for s in specs),
+            # The price as written, unrounded: rounding happens once, on the charge.
+            price_per_million_tokens=tuple(
+                exact_decimal(s.tokens.price_per_million_tokens) for s in specs
+            ),
             credits=tuple(s.credits for s in specs),
         )
 
@@ -114,6 +119,9 @@ class SLAEvaluation:
     price_per_million_tokens: Decimal
     charges: Decimal
     credit: CreditBreakdown
+    credit_uncertain: bool = False
+    """An interpolated (inexact) latency attainment could earn a different credit somewhere
+    within its bucket: the period must not be paid on it without review."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ class FleetEvaluation:
     price_per_million_tokens: tuple[Decimal, ...]
     charges: tuple[Decimal, ...]
     credits: tuple[CreditBreakdown, ...] = field(repr=False)
+    credit_uncertain: NDArray[np.bool_] | None = None
+    """Per SLA: see `SLAEvaluation.credit_uncertain`; None means no SLA's was."""
 
     def __len__(self) -> int:
         return len(self.charges)
@@ -164,6 +174,9 @@ class FleetEvaluation:
             price_per_million_tokens=self.price_per_million_tokens[index],
             charges=self.charges[index],
             credit=self.credits[index],
+            credit_uncertain=(
+                self.credit_uncertain is not None and bool(self.credit_uncertain[index])
+            ),
         )
 
 
@@ -203,6 +216,7 @@ def evaluate_fleet(
             )
     judged = minutes - offsets
     budget = error_budget(terms.availability_target)
+    exact_budget = budget_millionths(terms.availability_target)
 
     good = np.empty(n, dtype=np.int64)
     bad = np.empty(n, dtype=np.int64)
@@ -219,13 +233,13 @@ def evaluate_fleet(
         known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk
         bad[rows] = bad_chunk
-        chunk_rates = window_burn_rates(slices, budget_fraction=budget[rows])
-        for name, values in chunk_rates.items():
+        counts = window_counts(slices)
+        for name, values in window_burn_rates(counts, budget_fraction=budget[rows]).items():
             rates[name][rows] = values
-        alerts[rows] = alerts_firing(chunk_rates)
+        alerts[rows] = alerts_firing(counts, budget=exact_budget[rows])
 
     known = good + bad
-    remaining = budget_remaining_percent(bad=bad, known=known, budget_fraction=budget)
+    remaining = remaining_percent_exact(bad=bad, known=known, budget=exact_budget)
     with np.errstate(invalid="ignore", divide="ignore"):
         availability = np.where(known > 0, 100.0 * good / np.maximum(known, 1), np.nan)
         coverage = np.where(judged > 0, 100.0 * known / np.maximum(judged, 1), np.nan)
@@ -234,18 +248,26 @@ def evaluate_fleet(
     inference = series.inference_ttft
     charges: list[Decimal] = []
     credits: list[CreditBreakdown] = []
+    uncertain = np.zeros(n, dtype=np.bool_)
+    ttft_low, ttft_high = series.ttft.bounds
+    tpot_low, tpot_high = series.tpot.bounds
     for i in range(n):
         charge = usage_charge(int(tokens[i]), terms.price_per_million_tokens[i])
         charges.append(charge)
-        credits.append(
-            period_credit(
-                charges=charge,
-                availability=attainment_percent(int(good[i]), int(known[i])),
-                ttft=attainment_percent(float(series.ttft.good[i]), float(series.ttft.total[i])),
-                tpot=attainment_percent(float(series.tpot.good[i]), float(series.tpot.total[i])),
-                schedule=terms.credits[i],
-            )
+        terms_i = _CreditTerms(
+            charges=charge,
+            availability=attainment_percent(int(good[i]), int(known[i])),
+            ttft_total=float(series.ttft.total[i]),
+            tpot_total=float(series.tpot.total[i]),
+            schedule=terms.credits[i],
         )
+        credits.append(terms_i.at(float(series.ttft.good[i]), float(series.tpot.good[i])))
+        if not (series.ttft.exact[i] and series.tpot.exact[i]):
+            # Credit tiers only grow as attainment falls, so the two ends of the buckets bound
+            # every credit an interpolated attainment could stand for.
+            fewest = terms_i.at(float(ttft_low[i]), float(tpot_low[i]))
+            most = terms_i.at(float(ttft_high[i]), float(tpot_high[i]))
+            uncertain[i] = fewest.amount != most.amount
     return FleetEvaluation(
         minutes=minutes,
         good_minutes=good,
@@ -266,7 +288,28 @@ def evaluate_fleet(
         price_per_million_tokens=terms.price_per_million_tokens,
         charges=tuple(charges),
         credits=tuple(credits),
+        credit_uncertain=uncertain,
     )
+
+
+@dataclass(frozen=True)
+class _CreditTerms:
+    """One SLA's period but for its latency good counts: the credit as a function of them."""
+
+    charges: Decimal
+    availability: Decimal | None
+    ttft_total: float
+    tpot_total: float
+    schedule: CreditsSpec
+
+    def at(self, ttft_good: float, tpot_good: float) -> CreditBreakdown:
+        return period_credit(
+            charges=self.charges,
+            availability=self.availability,
+            ttft=attainment_percent(ttft_good, self.ttft_total),
+            tpot=attainment_percent(tpot_good, self.tpot_total),
+            schedule=self.schedule,
+        )
 
 
 def _opt(value: np.floating | float) -> float | None:

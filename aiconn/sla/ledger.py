@@ -94,6 +94,15 @@ class SettlementState(StrEnum):
     HELD_FOR_REVIEW = "HeldForReview"
 
 
+class HoldReason(StrEnum):
+    """Why a closed period was held for review instead of paid."""
+
+    LOW_COVERAGE = "LowCoverage"
+    """Data coverage below the floor (or no minute judged at all)."""
+    INEXACT_ATTAINMENT = "InexactAttainment"
+    """A latency attainment interpolated inside a bucket could earn a different credit."""
+
+
 def wallet_account(tenant: str) -> str:
     """The tenant's token wallet."""
     return f"wallet:{tenant}"
@@ -180,6 +189,10 @@ class SettlementRow(SQLModel, table=True):
     reviewed_by: str | None = None
     reviewed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     review_note: str | None = None
+    # Migration 3: whether the latency attainments were exact, and why a period was held.
+    ttft_exact: bool | None = None
+    tpot_exact: bool | None = None
+    hold_reason: str | None = None
 
 
 class UsageRow(SQLModel, table=True):
@@ -314,6 +327,12 @@ class Settlement:
     """Who released this period from review (None: settled when it closed, or still held)."""
     reviewed_at: datetime | None = None
     review_note: str | None = None
+    ttft_exact: bool | None = None
+    """False when the TTFT attainment was interpolated inside a bucket (None: not recorded)."""
+    tpot_exact: bool | None = None
+    """False when the TPOT attainment was interpolated inside a bucket (None: not recorded)."""
+    hold_reason: HoldReason | None = None
+    """Why the period was held for review; None when it settled."""
 
 
 @dataclass(frozen=True)
@@ -624,8 +643,9 @@ def settle_period(
     coverage_floor_percent: float,
     currency: str = "EUR",
 ) -> Settlement:
-    """Settle a closed period once: hold it for review when data coverage is below the floor,
-    otherwise post usage, charge, credit and penalty and mark it Settled.
+    """Settle a closed period once: hold it for review when data coverage is below the floor or
+    an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
+    post usage, charge, credit and penalty and mark it Settled.
 
     Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
     first settlement of a period is final: corrections are new transfers, not a re-settlement.
@@ -634,7 +654,12 @@ def settle_period(
     if existing is not None:
         return existing
     coverage = result.coverage_percent
-    held = coverage is None or coverage < coverage_floor_percent
+    reason: HoldReason | None = None
+    if coverage is None or coverage < coverage_floor_percent:
+        reason = HoldReason.LOW_COVERAGE
+    elif result.credit_uncertain:
+        reason = HoldReason.INEXACT_ATTAINMENT
+    held = reason is not None
     charges = to_micros(result.charges)
     credit = to_micros(result.credit.amount)
     credit_tokens = tokens_for_amount(result.credit.amount, result.price_per_million_tokens)
@@ -682,6 +707,9 @@ def settle_period(
                 tpot_attainment_percent=result.tpot_attainment_percent,
                 transfer_ids=[_transfer_id(spec.key) for spec in specs],
                 created_at=now,
+                ttft_exact=result.ttft_exact,
+                tpot_exact=result.tpot_exact,
+                hold_reason=None if reason is None else reason.value,
             )
             session.add(row)
             session.flush()
@@ -897,6 +925,9 @@ def _settlement(row: SettlementRow) -> Settlement:
         reviewed_by=row.reviewed_by,
         reviewed_at=None if row.reviewed_at is None else _utc(row.reviewed_at),
         review_note=row.review_note,
+        ttft_exact=row.ttft_exact,
+        tpot_exact=row.tpot_exact,
+        hold_reason=None if row.hold_reason is None else HoldReason(row.hold_reason),
     )
 
 

@@ -140,12 +140,28 @@ def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE transfers ALTER COLUMN {column} TYPE VARCHAR(160)"))
 
 
+def _v3_attainment_exactness_and_hold_reasons(conn: Connection) -> None:
+    # Whether each latency attainment was exact, and why a held period was held: a period paid
+    # on an interpolated attainment must be visible as such in the ledger itself.
+    for column, kind in (
+        ("ttft_exact", "BOOLEAN"),
+        ("tpot_exact", "BOOLEAN"),
+        ("hold_reason", "VARCHAR(32)"),
+    ):
+        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
         2,
         "period usage; wider wallet owners; reviews of held settlements",
         _v2_period_usage_and_wider_owners,
+    ),
+    Migration(
+        3,
+        "exactness of latency attainments; why a period was held",
+        _v3_attainment_exactness_and_hold_reasons,
     ),
 )
 

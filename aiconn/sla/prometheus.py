@@ -5,14 +5,25 @@ grows with the number of series Prometheus scans, not with round trips per SLA (
 exists only so a benchmark can show the difference). Range queries are split into chunks because
 Prometheus refuses more than 11,000 points per series, and a month of minutes is 44,640.
 
-Two kinds of missing data are kept apart. Prometheus unreachable, timing out or answering with an
-error raises `SourceUnavailable`: the engine must not read that as the service being down, it just
-leaves those minutes unknown and tries again. A series that is absent is partial data: when the
-up-state of an SLA is missing for a minute, that minute is unknown; when only its request counters
-are missing, the minute had no requests (counters appear with the first request).
+Monitoring that failed and a service that was gone are kept apart. Prometheus unreachable, timing
+out or answering with an error raises `SourceUnavailable`: the engine must not read that as the
+service being down, it leaves those minutes unknown and tries again. Whether Prometheus was
+scraping in a minute is its own signal: a sample of any `up` series in that minute (Prometheus
+writes `up` for every scrape it attempts, so it should scrape at least itself). A minute in which
+Prometheus was scraping but an SLA has no up-state at all had no endpoint to serve it (pods
+deleted, evicted or never scheduled take their series with them), and an SLA always promises at
+least one replica (`spec.capacity.replicas >= 1`): that minute is *down*. Only a minute in which
+Prometheus itself scraped nothing is unknown. Missing request counters in a known minute mean no
+requests (counters appear with the first request).
 
-The minute in column j is [start + j min, start + (j + 1) min); the query evaluates `[1m]` ranges
-at the end of each minute, which covers exactly that minute.
+The up-state is the service's, not the worst replica's: a replica is up in a minute when its
+gateway answered every scrape and saw its upstream healthy throughout (`min_over_time`), and the
+service is up when any replica was (`max by (namespace, sla)`). Failures are judged from the
+requests all replicas served together (the failed share in `aiconn.sla.sli`).
+
+The minute in column j is [start + j min, start + (j + 1) min). Up-states evaluate `[1m]` ranges
+at the end of each minute, which covers exactly that minute; counters are read at the minute
+boundaries and differenced (`counter_increments`), never extrapolated by `increase()`.
 """
 
 from __future__ import annotations
@@ -98,11 +109,13 @@ class PrometheusSource:
         *,
         timeout_s: int = 30,
         up_selector: str = 'up{sla!=""}',
+        monitoring_selector: str = "up",
         max_points: int = MAX_POINTS_PER_QUERY,
     ) -> None:
         self.client = client
         self.timeout_s = timeout_s
         self.up_selector = up_selector
+        self.monitoring_selector = monitoring_selector
         self.max_points = max_points
 
     @classmethod
@@ -122,25 +135,25 @@ class PrometheusSource:
         index = {(t.namespace, t.name): i for i, t in enumerate(targets)}
         start = period.start - timedelta(minutes=lookback_minutes)
         minutes = period.minutes + lookback_minutes
-        in_contract = self._minute_matrix(
-            _sum_increase_1m(mn.GATEWAY_REQUESTS, mn.IN_CONTRACT_OUTCOMES), index, start, minutes
+        in_contract = self._counter_minutes(
+            pod_counter(mn.GATEWAY_REQUESTS, mn.IN_CONTRACT_OUTCOMES), index, start, minutes
         )
-        failed = self._minute_matrix(
-            _sum_increase_1m(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
+        failed = self._counter_minutes(
+            pod_counter(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
         )
         upstream = self._minute_matrix(
-            f"min by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
         )
         scrape = self._minute_matrix(
-            f"min by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
         )
-        # Down if either says down; known if either is known (fmin ignores one missing side).
-        up = np.fmin(upstream, scrape)
+        monitored = self.monitoring_minutes(start, minutes)
+        up = service_up(upstream=upstream, scrape=scrape, monitored=monitored)
         known = ~np.isnan(up)
-        in_contract = np.where(known & np.isnan(in_contract), 0.0, in_contract)
-        failed = np.where(known & np.isnan(failed), 0.0, failed)
+        in_contract = np.where(known, np.nan_to_num(in_contract), np.nan)
+        failed = np.where(known, np.nan_to_num(failed), np.nan)
         thresholds_ttft = [t.ttft_threshold_s for t in targets]
-        tokens = self.tokens(index, period)
+        tokens = self.tokens(index, start, minutes, lookback_minutes=lookback_minutes)
         return FleetSeries(
             in_contract=in_contract.astype(np.float32),
             failed=failed.astype(np.float32),
@@ -154,6 +167,12 @@ class PrometheusSource:
             lookback_minutes=lookback_minutes,
         )
 
+    def monitoring_minutes(self, start: datetime, minutes: int) -> NDArray[np.bool_]:
+        """Minutes in which Prometheus scraped anything at all (its own `up` samples)."""
+        query = f"count(count_over_time({self.monitoring_selector}[1m]))"
+        counts = self._minute_matrix(query, {("", ""): 0}, start, minutes)[0]
+        return np.asarray(counts > 0, dtype=np.bool_)
+
     def occurrences(
         self,
         histogram: str,
@@ -161,16 +180,31 @@ class PrometheusSource:
         thresholds_s: Sequence[float],
         period: Period,
     ) -> Occurrences:
-        """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs."""
-        query = f"sum by ({_BY}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
-        buckets: list[dict[float, float]] = [{} for _ in index]
+        """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs.
+
+        Buckets are fetched per pod, because pods of one SLA need not share a bucket set (a
+        threshold edit rolls out pods with a new bound). Summing per `le` across them would take
+        the new bound's count from new pods only and `+Inf` from all. So: the pods that carry the
+        SLA's threshold as a bound are counted, exactly, and the others do not contribute (an
+        edited threshold starts a clean measurement with the pods that carry it); when no pod
+        carries it, the count is interpolated from the bounds every pod has, flagged inexact.
+        """
+        query = (
+            f"sum by ({_BY}, {POD_LABEL}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
+        )
+        pods: list[dict[str, dict[float, float]]] = [{} for _ in index]
         for series in self._instant(query, period.end):
             row = _row(series, index)
             if row is None:
                 continue
             # Prometheus 3 writes le="1" as le="1.0": parsing both to a float merges them.
             le = float(series["metric"]["le"])
-            buckets[row][le] = buckets[row].get(le, 0.0) + _value(series["value"])
+            pod = pods[row].setdefault(series["metric"].get(POD_LABEL, ""), {})
+            pod[le] = pod.get(le, 0.0) + _value(series["value"])
+        buckets = [
+            consistent_buckets(found, threshold)
+            for found, threshold in zip(pods, thresholds_s, strict=True)
+        ]
         width = max((len(b) for b in buckets), default=0) or 1
         bounds = np.full((len(buckets), width), np.nan)
         counts = np.zeros((len(buckets), width))
@@ -184,21 +218,74 @@ class PrometheusSource:
             bounds=bounds, counts=counts, totals=totals, thresholds=thresholds_s
         )
 
-    def tokens(self, index: Mapping[tuple[str, str], int], period: Period) -> TokenCounts:
-        """Tokens per SLA and type over the period, rounded to whole tokens."""
-        query = (
-            f"sum by ({_BY}, {mn.TOKEN_TYPE_LABEL})"
-            f" (increase({mn.GATEWAY_TOKENS}[{_seconds(period)}s]))"
-        )
+    def tokens(
+        self,
+        index: Mapping[tuple[str, str], int],
+        start: datetime,
+        minutes: int,
+        *,
+        lookback_minutes: int = 0,
+    ) -> TokenCounts:
+        """Tokens per SLA and type over the minutes after the look-back, exactly as counted.
+
+        From the gateways' counters at minute boundaries (`counter_increments`), so the tokens
+        billed over consecutive periods add up to what the gateways counted, whatever the scrape
+        offset; rounded to whole tokens once, per SLA and type.
+        """
+        query = pod_counter(mn.GATEWAY_TOKENS, by=mn.TOKEN_TYPE_LABEL)
         by_type: dict[str, NDArray[np.int64]] = {}
-        for series in self._instant(query, period.end):
-            row = _row(series, index)
-            if row is None:
-                continue
-            kind = series["metric"].get(mn.TOKEN_TYPE_LABEL, "")
-            counts = by_type.setdefault(kind, np.zeros(len(index), dtype=np.int64))
-            counts[row] += round(_value(series["value"]))
+        per_minute = self._counter_increments(query, index, start, minutes, by=mn.TOKEN_TYPE_LABEL)
+        for (row, kind), counts in per_minute.items():
+            totals = by_type.setdefault(kind, np.zeros(len(index), dtype=np.int64))
+            totals[row] += round(float(np.nansum(counts[lookback_minutes:])))
         return TokenCounts(by_type=by_type, slas=len(index))
+
+    def _counter_minutes(
+        self, query: str, index: Mapping[tuple[str, str], int], start: datetime, minutes: int
+    ) -> NDArray[np.float64]:
+        """SLAs x minutes of a counter's increments (NaN where no pod of the SLA had a value)."""
+        matrix = np.full((len(index), minutes), np.nan)
+        for (row, _label), increments in self._counter_increments(
+            query, index, start, minutes
+        ).items():
+            matrix[row] = increments
+        return matrix
+
+    def _counter_increments(
+        self,
+        query: str,
+        index: Mapping[tuple[str, str], int],
+        start: datetime,
+        minutes: int,
+        *,
+        by: str = "",
+    ) -> dict[tuple[int, str], NDArray[np.float64]]:
+        """{(SLA row, value of label `by`): increments per minute} of a counter per pod.
+
+        The query (`pod_counter`) is evaluated at the minutes' boundaries, start included
+        (minutes + 1 points); each pod's series becomes increments (`counter_increments`) and the
+        pods of an SLA are added.
+        """
+        boundaries = minutes + 1
+        values: dict[tuple[int, str, str], NDArray[np.float64]] = {}
+        for chunk_start in range(0, boundaries, self.max_points):
+            chunk = min(self.max_points, boundaries - chunk_start)
+            first = start + timedelta(minutes=chunk_start)
+            last = start + timedelta(minutes=chunk_start + chunk - 1)
+            for series in self._range(query, first, last):
+                row = _row(series, index)
+                if row is None:
+                    continue
+                labels = series["metric"]
+                key = (row, labels.get(POD_LABEL, ""), labels.get(by, "") if by else "")
+                at = values.setdefault(key, np.full(boundaries, np.nan))
+                _fill_at(at, series["values"], start)
+        summed: dict[tuple[int, str], NDArray[np.float64]] = {}
+        for (row, _pod, label), at in values.items():
+            increments = counter_increments(at)
+            previous = summed.get((row, label))
+            summed[row, label] = increments if previous is None else previous + increments
+        return summed
 
     def _minute_matrix(
         self, query: str, index: Mapping[tuple[str, str], int], start: datetime, minutes: int
@@ -232,6 +319,43 @@ class PrometheusSource:
         )
 
 
+def consistent_buckets(
+    pods: Mapping[str, Mapping[float, float]], threshold_s: float
+) -> dict[float, float]:
+    """One SLA's cumulative buckets summed over pods, from bounds every contributing pod has.
+
+    Pods whose buckets include `threshold_s` contribute alone when there are any; otherwise all
+    pods contribute, over the bounds they share. A pod without `+Inf` has no request count and
+    never contributes.
+    """
+    counted = {pod: found for pod, found in pods.items() if math.inf in found}
+    carrying = {
+        pod: found
+        for pod, found in counted.items()
+        if any(math.isclose(le, threshold_s, rel_tol=1e-9) for le in found)
+    }
+    contributing = list((carrying or counted).values())
+    if not contributing:
+        return {}
+    shared = set(contributing[0]).intersection(*contributing[1:])
+    return {le: sum(found[le] for found in contributing) for le in shared}
+
+
+def service_up(
+    *, upstream: NDArray[np.float64], scrape: NDArray[np.float64], monitored: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Each SLA's up-state per minute: 1 up, 0 down, NaN only where monitoring saw nothing.
+
+    `upstream` and `scrape` are SLAs x minutes, already the best replica's (NaN where the SLA had
+    no series); `monitored` is per minute. A monitored minute without the gateway's upstream
+    signal has no endpoint serving: down.
+    """
+    seen = np.asarray(monitored, dtype=np.bool_)[None, :]
+    gateway = np.where(seen & np.isnan(upstream), 0.0, upstream)
+    # Down if either says down; known if either is known (fmin ignores one missing side).
+    return np.asarray(np.fmin(gateway, scrape), dtype=np.float64)
+
+
 def per_sla_query(
     source: PrometheusSource, targets: Sequence[SLATarget], period: Period
 ) -> NDArray[np.float64]:
@@ -241,19 +365,49 @@ def per_sla_query(
         selector = f'{mn.NAMESPACE_LABEL}="{target.namespace}",{mn.SLA_LABEL}="{target.name}"'
         outcomes = "|".join(mn.IN_CONTRACT_OUTCOMES)
         query = (
-            f"sum(increase({mn.GATEWAY_REQUESTS}"
-            f'{{{selector},{mn.OUTCOME_LABEL}=~"{outcomes}"}}[1m]))'
+            f"sum by ({POD_LABEL})"
+            f' ({mn.GATEWAY_REQUESTS}{{{selector},{mn.OUTCOME_LABEL}=~"{outcomes}"}})'
         )
-        single = source._minute_matrix(query, {("", ""): 0}, period.start, period.minutes)
+        single = source._counter_minutes(query, {("", ""): 0}, period.start, period.minutes)
         matrix[row] = single[0]
     return matrix
 
 
 _BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
+POD_LABEL = "pod"
+"""The label that tells one gateway's series from another's (the ServiceMonitor sets it)."""
 
 
-def _sum_increase_1m(counter: str, outcomes: Sequence[str]) -> str:
-    return f'sum by ({_BY}) (increase({counter}{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}[1m]))'
+def pod_counter(counter: str, outcomes: Sequence[str] = (), *, by: str = "") -> str:
+    """A counter's latest value per pod (and `by`) at each evaluation time, summed over the
+    pod's other series: the sum of one process's counters is itself a counter.
+
+    A plain instant selector: the latest sample at or before the evaluation time (within
+    Prometheus's 5-minute look-back, and none after a staleness marker); a boundary without one
+    carries the previous value (`counter_increments`).
+    """
+    matcher = f'{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}' if outcomes else ""
+    extra = f", {by}" if by else ""
+    return f"sum by ({_BY}, {POD_LABEL}{extra}) ({counter}{matcher})"
+
+
+def counter_increments(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Increments per minute of one counter from its values at the minute boundaries.
+
+    No `increase()`: it extrapolates to the window's edges, so counts depended on where scrapes
+    fell and tokens billed differed from tokens counted. Here a minute's count is the counter at
+    its end minus the counter at its start, the latest samples at or before each boundary (the
+    same on Prometheus 2 and 3: both include a sample at the right edge). A boundary without a
+    value carries the previous one; before its first value a counter is 0 (series are born at
+    0, with the first request); a value lower than the one before is a restart, counted from 0.
+    Summed over minutes, the counts telescope to exactly what the counter counted.
+    """
+    seen = ~np.isnan(values)
+    latest = np.where(seen, np.arange(values.shape[0]), 0)
+    np.maximum.accumulate(latest, out=latest)
+    carried = np.where(seen[latest], values[latest], 0.0)
+    delta = np.diff(carried)
+    return np.asarray(np.where(delta < 0, carried[1:], delta), dtype=np.float64)
 
 
 def _seconds(period: Period) -> int:
@@ -265,6 +419,16 @@ def _row(series: Mapping[str, Any], index: Mapping[tuple[str, str], int]) -> int
     key = (labels.get(mn.NAMESPACE_LABEL, ""), labels.get(mn.SLA_LABEL, ""))
     # An aggregate without the grouping labels (per_sla_query's sum) maps to the single row.
     return index.get(key)
+
+
+def _fill_at(row: NDArray[np.float64], values: Sequence[Sequence[Any]], start: datetime) -> None:
+    """Values at minute boundaries: column k is start + k minutes."""
+    if not values:
+        return
+    samples = np.asarray(values, dtype=np.float64)
+    columns = np.rint((samples[:, 0] - start.timestamp()) / 60).astype(np.int64)
+    inside = (columns >= 0) & (columns < row.shape[0])
+    row[columns[inside]] = samples[inside, 1]
 
 
 def _fill(row: NDArray[np.float64], values: Sequence[Sequence[Any]], start: datetime) -> None:

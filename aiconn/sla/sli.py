@@ -2,9 +2,11 @@
 
 Availability follows OpenSLO's Timeslices method with Google's rule for a bad minute: the service
 was down, or more than 5 % of its in-contract requests failed. OpenSLO leaves empty slices open;
-aiconn decides: a minute with no data at all is *unknown*, counted neither good nor bad, and shown
-as data coverage, so a Prometheus outage can neither fake downtime nor hide it. A minute that has
-data, no requests and the service up is good: an idle service that answers is available.
+aiconn decides: a minute whose up-state is NaN is *unknown*, counted neither good nor bad, and
+shown as data coverage, so a Prometheus outage can neither fake downtime nor hide it. The source
+(`aiconn.sla.prometheus.service_up`) makes that NaN only when monitoring itself saw nothing: an SLA
+whose pods are gone while Prometheus scrapes is down, not unknown. A minute that has data, no
+requests and the service up is good: an idle service that answers is available.
 
 Everything is vectorized over a fleet: arrays are SLAs x minutes, so one call judges every SLA.
 
@@ -86,6 +88,18 @@ class Occurrences:
     total: NDArray[np.float64]
     exact: NDArray[np.bool_]
     """False where the threshold fell inside a bucket and `good` was interpolated."""
+    good_low: NDArray[np.float64] | None = None
+    """Fewest good requests the buckets allow (the bucket's lower bound); None: `good`."""
+    good_high: NDArray[np.float64] | None = None
+    """Most good requests the buckets allow (its upper bound, or all); None: `good`."""
+
+    @property
+    def bounds(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(fewest, most) good requests: both equal `good` where exact. Settlement checks that
+        an interpolated attainment earns the same credit anywhere between them."""
+        low = self.good if self.good_low is None else self.good_low
+        high = self.good if self.good_high is None else self.good_high
+        return low, high
 
     @property
     def percent(self) -> NDArray[np.float64]:
@@ -166,8 +180,11 @@ def occurrences_from_buckets(
         fraction = np.where(upper > lower, (thr - lower) / (upper - lower), 1.0)
     interpolated = lower_count + fraction * (upper_count - lower_count)
     good = np.where(has_upper, interpolated, lower_count)
+    # Counts above the +Inf count (scrape skew between buckets) are capped: never above 100 %.
     good = np.minimum(good, total)
-    return Occurrences(good=good, total=total, exact=exact)
+    low = np.where(exact, good, np.minimum(lower_count, total))
+    high = np.where(exact, good, np.where(has_upper, np.minimum(upper_count, total), total))
+    return Occurrences(good=good, total=total, exact=exact, good_low=low, good_high=high)
 
 
 def latency_from_buckets(buckets: Mapping[float, float], threshold: float) -> Occurrences:

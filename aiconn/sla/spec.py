@@ -8,11 +8,13 @@ CEL rules attached here, so the API server itself refuses bad input and names th
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.sla.assurance import AssuranceStatus
 from aiconn.slices.model import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
@@ -95,7 +97,7 @@ class Objectives(CamelModel):
     """What is promised: availability, time to first token, time per output token."""
 
     availability: AvailabilityObjective = AvailabilityObjective()
-    """Availability objective."""
+    """Availability in 1-minute timeslices of the service, not of its worst replica. A minute is bad when no replica could serve for the whole minute, when more than 5 % of the in-contract requests all replicas served failed, or when Prometheus was scraping but the SLA had no endpoint at all (pods deleted, evicted, never scheduled). Only a minute in which Prometheus itself scraped nothing is unknown: counted neither way, it lowers the data coverage."""
     ttft: LatencyObjective = LatencyObjective(threshold_ms=500, target_percent=99.0)
     """Time to first token objective, measured at the token gateway."""
     tpot: LatencyObjective = LatencyObjective(threshold_ms=100, target_percent=99.0)
@@ -246,8 +248,53 @@ class CreditsSpec(CamelModel):
     """Total credits of a period never exceed this share of its charges."""
 
 
+def derived_schedules(objectives: Objectives) -> dict[str, list[dict[str, float]]]:
+    """Default credit schedules from the targets, so that meeting them never earns a credit.
+
+    With b = 100 - target: availability tiers below the target (10 %), 100 - 10b (25 %) and
+    100 - 50b (100 %); latency, from the stricter of the TTFT and TPOT targets, below the target
+    (5 %), 100 - 5b (10 %) and 100 - 10b (25 %). Tiers at or under 0 are left out. The default
+    targets give the published schedules (99.9/99/95 and 99/95/90).
+    """
+    latency_target = min(objectives.ttft.target_percent, objectives.tpot.target_percent)
+
+    def tiers(target: float, steps: tuple[tuple[int, float], ...]) -> list[dict[str, float]]:
+        budget = 100 - Decimal(repr(target))
+        below = [(float(100 - budget * k), credit) for k, credit in steps]
+        return [{"below_percent": b, "credit_percent": c} for b, c in below if b > 0]
+
+    return {
+        "availability": tiers(
+            objectives.availability.target_percent, ((1, 10), (10, 25), (50, 100))
+        ),
+        "latency": tiers(latency_target, ((1, 5), (5, 10), (10, 25))),
+    }
+
+
+def _first_tier_within(schedule: str, targets: str) -> dict[str, str]:
+    # A first tier above the target would pay a credit to an SLA reported Compliant.
+    return cel(
+        f"!has(self.credits) || !has(self.credits.{schedule})"
+        f" || size(self.credits.{schedule}) == 0"
+        f" || ({targets}).all(t, self.credits.{schedule}[0].belowPercent <= t)",
+        f"credits.{schedule}[0].belowPercent must be at or below the target percent of"
+        f" {schedule} objectives, or a compliant SLA would earn a credit",
+        f".credits.{schedule}",
+    )
+
+
 class AIInferenceSLASpec(CamelModel):
     """An inference service with guaranteed latency and uptime, paid back in tokens when missed."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            _first_tier_within("availability", "[self.objectives.availability.targetPercent]"),
+            _first_tier_within(
+                "latency",
+                "[self.objectives.ttft.targetPercent, self.objectives.tpot.targetPercent]",
+            ),
+        )
+    }
 
     tenant: str | None = Field(
         default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -265,8 +312,25 @@ class AIInferenceSLASpec(CamelModel):
     """Replicas."""
     tokens: TokensSpec = TokensSpec()
     """Token commitment, price and contracted rate."""
-    credits: CreditsSpec = CreditsSpec()
-    """Credit schedules and cap."""
+    credits: CreditsSpec = Field(default_factory=CreditsSpec)
+    """Credit schedules and cap. A schedule left out is derived from the targets: tiers below the target and below 10x and 50x its error budget for availability (10/25/100 %), 5x and 10x for latency (5/10/25 %); a first tier above its target is refused."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedules_from_targets(cls, data: Any) -> Any:
+        """Fill the schedules not written from the objectives (`derived_schedules`)."""
+        if not isinstance(data, dict):
+            return data
+        raw = data.get("credits") or {}
+        if isinstance(raw, CreditsSpec):
+            raw = raw.model_dump(exclude_unset=True)
+        if not isinstance(raw, dict) or {"availability", "latency"} <= raw.keys():
+            return data
+        try:
+            objectives = Objectives.model_validate(data.get("objectives") or {})
+        except ValidationError:
+            return data  # reported by the validation proper
+        return {**data, "credits": {**derived_schedules(objectives), **raw}}
 
 
 class RejectedTier(CamelModel):
@@ -375,10 +439,28 @@ class SettlementStatus(CamelModel):
     """End of the settled period."""
     state: str | None = None
     """Settled, or HeldForReview when data coverage was below the floor."""
-    charges: float | None = None
-    """Token charges of the period."""
-    credits: float | None = None
-    """Credits paid back to the tenant."""
+    currency: str | None = None
+    """Currency of the amounts, e.g. EUR."""
+    charges: str | None = None
+    """Token charges of the period, an exact decimal amount, e.g. 0.018267."""
+    credits: str | None = None
+    """Credits paid back to the tenant, an exact decimal amount."""
+    charges_micros: int | None = None
+    """Token charges in millionths of the currency, as the ledger holds them."""
+    credits_micros: int | None = None
+    """Credits in millionths of the currency, as the ledger holds them."""
+    credit_percent: str | None = None
+    """Share of the charges paid back, as settled."""
+    availability_percent: str | None = None
+    """Availability of the period as settled (rounded to 0.01), not the last live figure."""
+    ttft_attainment_percent: str | None = None
+    """TTFT attainment of the period as settled (rounded to 0.01)."""
+    tpot_attainment_percent: str | None = None
+    """TPOT attainment of the period as settled (rounded to 0.01)."""
+    coverage_percent: str | None = None
+    """Share of the period's minutes that were judged (rounded to 0.01)."""
+    hold_reason: str | None = None
+    """Why the period is held for review; absent when it settled."""
     transfer_ids: list[str] = Field(default_factory=list)
     """Ledger transfers of this settlement."""
 
@@ -432,6 +514,8 @@ class AIInferenceSLAStatus(CamelModel):
     """The spec generation the running children carry out."""
     pending: PendingStatus | None = None
     """An edit not carried out yet (absent when the spec in force is the latest)."""
+    assurance: AssuranceStatus | None = None
+    """The closed assurance loop: goals, fulfilment, placement history and actions."""
 
 
 def wallet_owner(namespace: str, tenant: str | None) -> str:

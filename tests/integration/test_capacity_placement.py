@@ -149,16 +149,16 @@ def test_a_full_site_sends_the_next_sla_to_the_next_tier_with_the_reason(
     assert "8 of 8 H100 free at the site" in third["message"]
     eventually(
         lambda: (
-            f"edge: {rejected['edge']}"
+            "Tier edge not chosen: de-fra-edge-01: 0 of 4 L40S free, 2 needed (2 replica(s) x 1)"
             in {
                 e.message
                 for e in client.CoreV1Api(k8s)
                 .list_namespaced_event(namespace, field_selector="involvedObject.name=third")
                 .items
-                if e.reason == "TierRejected"
+                if e.reason == "TierNotChosen" and e.type == "Normal"
             }
         ),
-        what="a TierRejected event with the reason",
+        what="a Normal TierNotChosen event with the reason",
     )
 
     # Re-planning an SLA that already holds GPUs counts them as its own: it stays put.

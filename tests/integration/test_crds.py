@@ -104,7 +104,9 @@ def test_defaults_are_applied_by_the_api_server(k8s: Any, namespace: str) -> Non
     assert spec["objectives"]["window"] == {"duration": "1M", "calendarAligned": True}
     assert spec["model"]["dtype"] == "bfloat16"
     assert spec["capacity"] == {"replicas": 1, "maxReplicas": 1}
-    assert spec["credits"]["availability"][0] == {"belowPercent": 99.9, "creditPercent": 10}
+    # Issue 11: credit schedules are no longer a static API-server default (a 95 % target would
+    # get a 99 % first tier); the operator derives them from the targets (AIInferenceSLASpec).
+    assert "credits" not in spec
     assert spec["placement"]["tier"] == "auto"
 
 
@@ -253,7 +255,8 @@ EDGE_CASES: list[tuple[str, Any]] = [
     ("capacity", {"replicas": 64, "maxReplicas": 64}),
     ("network.guaranteedMbps", 100),
     ("objectives.window", {"duration": "5m", "calendarAligned": True}),
-    ("credits.availability", [{"belowPercent": 100, "creditPercent": 100}]),
+    # Issue 11: a first tier above the 99.9 % target is refused now; at the target is the edge.
+    ("credits.availability", [{"belowPercent": 99.9, "creditPercent": 100}]),
     ("credits.availability", []),
 ]
 

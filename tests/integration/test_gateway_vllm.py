@@ -62,14 +62,20 @@ def free_port() -> int:
 StartGateway = Callable[..., Any]
 
 
+class GatewayUrl(str):
+    """The gateway's client URL; `metrics` is its metrics port's URL (issue 14: not the same)."""
+
+    metrics: str
+
+
 @pytest.fixture
 def start_gateway(vllm_server: VllmServer, tmp_path: Path) -> Iterator[StartGateway]:
     """Starts `aiconn.gateway.server:run` as a process; yields a context manager factory."""
     (tmp_path / "keys").write_text(hash_key(KEY) + "\n")
 
     @contextmanager
-    def start(upstream: str | None = None, **env: str) -> Iterator[str]:
-        port = free_port()
+    def start(upstream: str | None = None, **env: str) -> Iterator[GatewayUrl]:
+        port, metrics_port = free_port(), free_port()
         environment = {
             **os.environ,
             "AICONN_SLA": SLA,
@@ -78,6 +84,8 @@ def start_gateway(vllm_server: VllmServer, tmp_path: Path) -> Iterator[StartGate
             "AICONN_UPSTREAM": upstream or vllm_server.url,
             "AICONN_LISTEN_HOST": "127.0.0.1",
             "AICONN_LISTEN_PORT": str(port),
+            "AICONN_METRICS_HOST": "127.0.0.1",
+            "AICONN_METRICS_PORT": str(metrics_port),
             "AICONN_KEYS_DIR": str(tmp_path),
             **{f"AICONN_{k.upper()}": v for k, v in env.items()},
         }
@@ -87,13 +95,15 @@ def start_gateway(vllm_server: VllmServer, tmp_path: Path) -> Iterator[StartGate
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = GatewayUrl(f"http://127.0.0.1:{port}")
+        url.metrics = f"http://127.0.0.1:{metrics_port}"
         try:
             deadline = time.monotonic() + 30
             while True:
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 try:
-                    httpx.get(f"{url}/metrics", timeout=1)
+                    httpx.get(f"{url.metrics}/metrics", timeout=1)
+                    httpx.get(f"{url}/health", timeout=1)
                     break
                 except httpx.TransportError:
                     assert time.monotonic() < deadline, "gateway did not start"
@@ -107,7 +117,7 @@ def start_gateway(vllm_server: VllmServer, tmp_path: Path) -> Iterator[StartGate
 
 
 def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = httpx.get(f"{url}/metrics").text
+    text = httpx.get(f"{getattr(url, 'metrics', url)}/metrics").text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -164,6 +174,17 @@ def stream_summary(parsed: list[Any]) -> dict[str, Any]:
         "model": {c.get("model") for c in chunks},
         "done": parsed[-1:] == ["[DONE]"],
     }
+
+
+def prompt_tokens(vllm_server: VllmServer, body: dict[str, Any]) -> int:
+    """The prompt's tokens as vLLM counts them (chat template and generation prompt)."""
+    counted = httpx.post(
+        f"{vllm_server.url}/tokenize",
+        json={"model": body["model"], "messages": body["messages"], "add_generation_prompt": True},
+        timeout=60,
+    )
+    count: int = counted.json()["count"]
+    return count
 
 
 def test_answers_through_the_gateway_equal_direct_answers_and_are_metered(
@@ -244,7 +265,13 @@ def test_keys_contract_and_allowance_are_enforced(
         assert value(gateway, mn.GATEWAY_REQUESTS, outcome=mn.OUTCOME_UNAUTHORIZED) == 2
         assert value(gateway, mn.GATEWAY_REQUESTS, outcome=mn.OUTCOME_OVER_CONTRACT) == 1
 
-    with start_gateway(allowance_tokens="5") as gateway:
+    # Issue 14: admitted only when the most it can spend fits: its prompt as vLLM counts it
+    # plus max_tokens; an allowance one token short refuses before vLLM sees the request.
+    need = prompt_tokens(vllm_server, body) + body["max_tokens"]
+    with start_gateway(allowance_tokens=str(need - 1)) as gateway:
+        short = httpx.post(f"{gateway}{url}", json=body, headers=AUTH, timeout=60)
+        assert short.status_code == 402
+    with start_gateway(allowance_tokens=str(need)) as gateway:
         assert httpx.post(f"{gateway}{url}", json=body, headers=AUTH, timeout=60).status_code == 200
         spent = httpx.post(f"{gateway}{url}", json=body, headers=AUTH, timeout=60)
         assert spent.status_code == 402
@@ -320,8 +347,11 @@ def test_vllm_down_is_503_an_upstream_error_and_unhealthy(
             down = httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
             assert down.status_code == 503
             assert down.json()["error"]["code"] == "upstream_unavailable"
-            health = httpx.get(f"{gateway}/health")
-            assert health.status_code == 503
+            # Issue 14: down after several failed probes within a window, not the first.
+            deadline = time.monotonic() + 30
+            while (health := httpx.get(f"{gateway}/health")).status_code != 503:
+                assert time.monotonic() < deadline, "gateway did not see vLLM go down"
+                time.sleep(0.2)
             assert health.json()["status"] == "unavailable"
             assert value(gateway, mn.GATEWAY_REQUESTS, outcome=mn.OUTCOME_UPSTREAM_ERROR) == 1
             assert value(gateway, mn.GATEWAY_UPSTREAM_UP) == 0
@@ -332,3 +362,82 @@ def test_vllm_down_is_503_an_upstream_error_and_unhealthy(
             assert time.monotonic() < deadline, "gateway did not see vLLM come back"
             time.sleep(0.5)
         assert value(gateway, mn.GATEWAY_UPSTREAM_UP) == 1
+
+
+@pytest.mark.parametrize("flag", ["true", 1, "yes"])
+def test_a_non_boolean_stream_that_vllm_streams_is_metered(
+    vllm_server: VllmServer, start_gateway: StartGateway, flag: object
+) -> None:
+    """Issue 14: vLLM streams `"stream": "true"`; the gateway meters it as the stream it is."""
+    body = {**chat(vllm_server.model, stream=True, max_tokens=6), "stream": flag}
+    direct = httpx.post(f"{vllm_server.url}/v1/chat/completions", json=body, timeout=60)
+    assert direct.headers["content-type"].startswith("text/event-stream"), "vLLM streams it"
+    with start_gateway() as gateway:
+        proxied = httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert stream_summary(events(proxied.content)) == stream_summary(events(direct.content))
+        assert value(gateway, mn.GATEWAY_TOKENS, type="completion") == 6
+        assert value(gateway, mn.GATEWAY_TOKENS, type="prompt") == prompt_tokens(vllm_server, body)
+
+
+def test_a_stream_value_vllm_refuses_is_refused(
+    vllm_server: VllmServer, start_gateway: StartGateway
+) -> None:
+    body = {**chat(vllm_server.model, stream=True), "stream": "maybe"}
+    direct = httpx.post(f"{vllm_server.url}/v1/chat/completions", json=body, timeout=60)
+    assert direct.status_code == 400
+    with start_gateway() as gateway:
+        proxied = httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=AUTH, timeout=60)
+        assert proxied.status_code == 400
+        assert proxied.json()["error"]["message"].startswith("stream:")
+
+
+def test_responses_through_the_openai_sdk_are_metered_as_vllm_counts(
+    vllm_server: VllmServer, start_gateway: StartGateway
+) -> None:
+    import openai
+
+    with start_gateway() as gateway:
+        client = openai.OpenAI(base_url=f"{gateway}/v1", api_key=KEY, max_retries=0)
+        answer = client.responses.create(
+            model=vllm_server.model, input="hello world", max_output_tokens=5, temperature=0
+        )
+        assert answer.usage is not None
+        assert value(gateway, mn.GATEWAY_TOKENS, type="prompt") == answer.usage.input_tokens
+        assert value(gateway, mn.GATEWAY_TOKENS, type="completion") == answer.usage.output_tokens
+        streamed = list(
+            client.responses.create(
+                model=vllm_server.model,
+                input="hello world",
+                max_output_tokens=5,
+                temperature=0,
+                stream=True,
+            )
+        )
+        completed = [event for event in streamed if event.type == "response.completed"]
+        assert completed, [event.type for event in streamed]
+        usage = completed[0].response.usage
+        assert usage is not None
+        assert value(gateway, mn.GATEWAY_TOKENS, type="completion") == (
+            answer.usage.output_tokens + usage.output_tokens
+        )
+        assert value(gateway, mn.GATEWAY_TTFT + "_count") == 1, "the stream, not the whole answer"
+
+
+def test_a_cancelled_stream_bills_the_prompt_vllm_prefilled(
+    vllm_server: VllmServer, start_gateway: StartGateway
+) -> None:
+    """Issue 11 item 7: the prompt is counted with vLLM's own tokenizer and chat template."""
+    body = chat(vllm_server.model, stream=True, max_tokens=200)
+    with start_gateway() as gateway:
+        with httpx.stream(
+            "POST", f"{gateway}/v1/chat/completions", json=body, headers=AUTH, timeout=60
+        ) as response:
+            for line in response.iter_lines():
+                if '"content":"' in line.replace(" ", "") and '"content":""' not in line:
+                    break
+        deadline = time.monotonic() + 30
+        while value(gateway, mn.GATEWAY_REQUESTS, outcome=mn.OUTCOME_CLIENT_ERROR) < 1:
+            assert time.monotonic() < deadline, "the cancellation was not recorded"
+            time.sleep(0.1)
+        assert value(gateway, mn.GATEWAY_TOKENS, type="prompt") == prompt_tokens(vllm_server, body)
+        assert 1 <= value(gateway, mn.GATEWAY_TOKENS, type="completion") < 200

@@ -29,9 +29,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from aiconn.devstack.gateway import GatewayThread
 from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.keys import hash_key
-from aiconn.gateway.server import create_app
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period
@@ -40,6 +40,7 @@ KEY = "sk-tenant-7c1d0e"
 PROMPT = "the secret prompt 93be"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 PROMPT_TOKENS, COMPLETION_TOKENS = 7, 3
+MAX_MODEL_LEN = 512
 
 
 class ThreadedServer:
@@ -91,7 +92,9 @@ class FakeVllm:
     token_delay: float = 0.0
     answer_delay: float = 0.0
     tokens: int = COMPLETION_TOKENS
+    always_stream: bool = False
     seen: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    tokenized: list[dict[str, Any]] = field(default_factory=list)
     aborted: threading.Event = field(default_factory=threading.Event)
 
     def app(self) -> Starlette:
@@ -99,6 +102,11 @@ class FakeVllm:
             routes=[
                 Route("/v1/chat/completions", self.completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/v1/models/{model}", self.model, methods=["GET"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
             ]
         )
@@ -107,7 +115,92 @@ class FakeVllm:
         return Response(status_code=200 if self.healthy else 503)
 
     async def models(self, _: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": "tiny", "object": "model", "max_model_len": MAX_MODEL_LEN}],
+            }
+        )
+
+    async def metrics(self, _: Request) -> Response:
+        return Response(b"vllm:num_requests_running 0\n", media_type="text/plain; version=0.0.4")
+
+    async def model(self, request: Request) -> Response:
+        return JSONResponse({"id": request.path_params["model"], "object": "model"})
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.seen.append((dict(request.headers), body))
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+                "model": "tiny",
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+            }
+        )
+
+    async def responses(self, request: Request) -> Response:
+        """The responses API as vLLM serves it: typed events, usage in `response.completed`."""
+        body = await request.json()
+        self.seen.append((dict(request.headers), body))
+        usage = {
+            "input_tokens": PROMPT_TOKENS,
+            "output_tokens": self.tokens,
+            "total_tokens": PROMPT_TOKENS + self.tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        text = "".join(f"t{index}" for index in range(self.tokens))
+        response = {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 1,
+            "model": "tiny",
+            "status": "completed",
+            "output": [
+                {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return JSONResponse(response)
+
+        async def events() -> AsyncIterator[bytes]:
+            def event(kind: str, **fields: Any) -> bytes:
+                data = json.dumps({"type": kind, "sequence_number": 0, **fields})
+                return f"event: {kind}\ndata: {data}\n\n".encode()
+
+            yield event("response.created", response={**response, "status": "in_progress"})
+            for index in range(self.tokens):
+                await asyncio.sleep(self.token_delay)
+                yield event(
+                    "response.output_text.delta",
+                    item_id="msg_1",
+                    output_index=0,
+                    content_index=0,
+                    delta=f"t{index}",
+                    logprobs=[],
+                )
+            yield event("response.completed", response=response)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def tokenize(self, request: Request) -> Response:
+        body = await request.json()
+        self.tokenized.append(body)
+        return JSONResponse(
+            {"count": PROMPT_TOKENS, "max_model_len": MAX_MODEL_LEN, "tokens": [1] * PROMPT_TOKENS}
+        )
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
@@ -122,7 +215,7 @@ class FakeVllm:
             "total_tokens": PROMPT_TOKENS + self.tokens,
             "completion_tokens": self.tokens,
         }
-        if not body.get("stream"):
+        if not body.get("stream") and not self.always_stream:
             return JSONResponse(
                 {
                     "id": "cmpl-1",
@@ -137,7 +230,7 @@ class FakeVllm:
                     ],
                     "usage": usage,
                 },
-                headers={"x-upstream": "vllm"},
+                headers={"x-upstream": "vllm", "server": "fake-vllm/0.32"},
             )
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         return StreamingResponse(
@@ -183,8 +276,9 @@ def fake(vllm: tuple[FakeVllm, str]) -> Iterator[FakeVllm]:
     stand_in = vllm[0]
     yield stand_in
     stand_in.healthy, stand_in.token_delay, stand_in.answer_delay = True, 0.0, 0.0
-    stand_in.tokens = COMPLETION_TOKENS
+    stand_in.tokens, stand_in.always_stream = COMPLETION_TOKENS, False
     stand_in.seen.clear()
+    stand_in.tokenized.clear()
     stand_in.aborted.clear()
 
 
@@ -194,12 +288,12 @@ def keys_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-Gateway = Callable[..., ThreadedServer]
+Gateway = Callable[..., GatewayThread]
 
 
 @pytest.fixture
 def gateway(vllm: tuple[FakeVllm, str], keys_dir: Path) -> Gateway:
-    def start(*, allowance: AllowanceSource | None = None, **overrides: Any) -> ThreadedServer:
+    def start(*, allowance: AllowanceSource | None = None, **overrides: Any) -> GatewayThread:
         values: dict[str, Any] = {
             "sla": "gold",
             "namespace": "acme",
@@ -209,9 +303,17 @@ def gateway(vllm: tuple[FakeVllm, str], keys_dir: Path) -> Gateway:
             **overrides,
         }
         settings = GatewaySettings(**values)
-        return ThreadedServer(create_app(settings, allowance=allowance))
+        return GatewayThread(settings, allowance=allowance)
 
     return start
+
+
+def wait_for_health(url: str, status: int) -> httpx.Response:
+    deadline = time.monotonic() + 15
+    while (health := httpx.get(f"{url}/health")).status_code != status:
+        assert time.monotonic() < deadline, health.text
+        time.sleep(0.1)
+    return health
 
 
 def chat(*, stream: bool, model: str = "tiny", **extra: Any) -> dict[str, Any]:
@@ -254,12 +356,12 @@ def test_stream_reaches_the_client_as_vllm_sent_it_and_is_metered(
         assert proxied.content == direct.content, "usage chunk stripped, all else unchanged"
         assert proxied.headers["x-upstream"] == "vllm"
         assert fake.seen[-1][1]["stream_options"] == {"include_usage": True}
-        assert metric(gw.url, "aiconn_gateway_tokens_total", type="prompt") == PROMPT_TOKENS
-        assert metric(gw.url, "aiconn_gateway_tokens_total", type="completion") == 3
-        assert outcome(gw.url, "success") == 1
-        assert metric(gw.url, "aiconn_gateway_ttft_seconds_count") == 1
-        assert metric(gw.url, "aiconn_gateway_tpot_seconds_count") == 1
-        assert metric(gw.url, "aiconn_gateway_request_duration_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="prompt") == PROMPT_TOKENS
+        assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="completion") == 3
+        assert outcome(gw.metrics_url, "success") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_tpot_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_request_duration_seconds_count") == 1
 
 
 def test_stream_keeps_the_usage_chunk_the_client_asked_for(
@@ -271,7 +373,7 @@ def test_stream_keeps_the_usage_chunk_the_client_asked_for(
     with gateway() as gw:
         proxied = httpx.post(f"{gw.url}/v1/chat/completions", json=request, headers=AUTH)
         assert proxied.content == direct.content
-        assert metric(gw.url, "aiconn_gateway_tokens_total", type="completion") == 3
+        assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="completion") == 3
 
 
 def test_whole_answer_passes_through_byte_for_byte(
@@ -282,9 +384,11 @@ def test_whole_answer_passes_through_byte_for_byte(
         proxied = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         assert (proxied.status_code, proxied.content) == (200, direct.content)
         assert proxied.headers["content-length"] == direct.headers["content-length"]
-        assert metric(gw.url, "aiconn_gateway_tokens_total", type="prompt") == PROMPT_TOKENS
-        assert metric(gw.url, "aiconn_gateway_ttft_seconds_count") == 1
-        assert metric(gw.url, "aiconn_gateway_tpot_seconds_count") == 0
+        assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="prompt") == PROMPT_TOKENS
+        # Issue 14: TTFT from streams only (a whole answer's first byte is its last).
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 0
+        assert metric(gw.metrics_url, "aiconn_gateway_request_duration_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_tpot_seconds_count") == 0
 
 
 def test_the_tenant_key_is_not_forwarded_upstream(fake: FakeVllm, gateway: Gateway) -> None:
@@ -296,7 +400,9 @@ def test_the_tenant_key_is_not_forwarded_upstream(fake: FakeVllm, gateway: Gatew
         )
     headers, body = fake.seen[-1]
     assert "authorization" not in headers
-    assert headers["x-request-id"] == "r-1"
+    # Issue 14: client headers reach vLLM on an allow-list; X-Request-Id would set its id.
+    assert "x-request-id" not in headers
+    assert headers["content-type"] == "application/json"
     assert body == chat(stream=False), "the request body is forwarded unchanged"
 
 
@@ -312,7 +418,7 @@ def test_a_missing_or_wrong_key_is_refused(
         )
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_api_key"
-        assert outcome(gw.url, "unauthorized") == 1
+        assert outcome(gw.metrics_url, "unauthorized") == 1
         assert httpx.get(f"{gw.url}/v1/models", headers=headers).status_code == 401
     assert fake.seen == []
 
@@ -330,7 +436,7 @@ def test_requests_beyond_the_contracted_rate_get_429(gateway: Gateway) -> None:
         assert first.status_code == 200
         assert second.status_code == 429
         assert 1 <= int(second.headers["retry-after"]) <= 2
-        assert outcome(gw.url, "over_contract") == 1
+        assert outcome(gw.metrics_url, "over_contract") == 1
 
 
 def test_tokens_beyond_the_contracted_minute_get_429(gateway: Gateway) -> None:
@@ -344,13 +450,14 @@ def test_tokens_beyond_the_contracted_minute_get_429(gateway: Gateway) -> None:
 
 
 def test_a_spent_allowance_gets_402(gateway: Gateway) -> None:
-    with gateway(allowance=StaticAllowance(PROMPT_TOKENS + 1)) as gw:
+    # Issue 14: a request is admitted only when the most it can spend fits (no overdraw).
+    with gateway(allowance=StaticAllowance(PROMPT_TOKENS + COMPLETION_TOKENS)) as gw:
         first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
-        assert first.status_code == 200, "the last request may overdraw; the next is refused"
+        assert first.status_code == 200, "the request fits exactly; the next is refused"
         assert second.status_code == 402
         assert second.json()["error"]["code"] == "insufficient_quota"
-        assert outcome(gw.url, "payment_required") == 1
+        assert outcome(gw.metrics_url, "payment_required") == 1
 
 
 def test_static_allowance_comes_from_the_settings(gateway: Gateway) -> None:
@@ -381,7 +488,11 @@ def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
     ledger.record_usage(
         [
             UsageReading(
-                sla_uid="u1", tenant="acme", period=period, tokens=999, measured_at=period.start
+                sla_uid="u1",
+                tenant="acme",
+                period=period,
+                tokens=1_000 - PROMPT_TOKENS - COMPLETION_TOKENS,
+                measured_at=period.start,
             )
         ]
     )
@@ -389,7 +500,7 @@ def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
     with gateway(ledger_url=url, tenant="acme") as gw:
         first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
-    assert first.status_code == 200, "1 token left: this request may overdraw"
+    assert first.status_code == 200, "what is left covers this request exactly (issue 14)"
     assert second.status_code == 402
 
 
@@ -403,7 +514,7 @@ def test_an_unreadable_ledger_in_closed_mode_is_a_503(gateway: Gateway) -> None:
         )
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "allowance_unavailable"
-        assert outcome(gw.url, "upstream_error") == 1
+        assert outcome(gw.metrics_url, "upstream_error") == 1
 
 
 def test_upstream_down_is_503_counted_as_upstream_error(gateway: Gateway) -> None:
@@ -415,20 +526,20 @@ def test_upstream_down_is_503_counted_as_upstream_error(gateway: Gateway) -> Non
         response = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "upstream_unavailable"
-        assert outcome(gw.url, "upstream_error") == 1
-        assert metric(gw.url, "aiconn_gateway_upstream_up", sla="gold") == 0
-        health = httpx.get(f"{gw.url}/health")
-        assert health.status_code == 503
+        assert outcome(gw.metrics_url, "upstream_error") == 1
+        # Issue 14: down after several failed probes within a window, not the first.
+        health = wait_for_health(gw.url, 503)
+        assert metric(gw.metrics_url, "aiconn_gateway_upstream_up", sla="gold") == 0
         assert "unreachable" in health.json()["reason"]
 
 
 def test_health_follows_the_upstream(fake: FakeVllm, gateway: Gateway) -> None:
     with gateway() as gw:
         assert httpx.get(f"{gw.url}/health").status_code == 200
-        assert metric(gw.url, "aiconn_gateway_upstream_up") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_upstream_up") == 1
         fake.healthy = False
-        time.sleep(1.05)
-        health = httpx.get(f"{gw.url}/health")
+        # Issue 14: down after several failed probes (about one a second), not one.
+        health = wait_for_health(gw.url, 503)
         assert (health.status_code, health.json()["reason"]) == (
             503,
             "upstream /health answered 503",
@@ -447,9 +558,9 @@ def test_upstream_answers_are_classified(gateway: Gateway) -> None:
             == 500
         )
         assert httpx.post(url, content=b"{not json", headers=AUTH).status_code == 400
-        assert outcome(gw.url, "client_error") == 2
-        assert outcome(gw.url, "upstream_error") == 1
-        assert metric(gw.url, "aiconn_gateway_ttft_seconds_count") == 0
+        assert outcome(gw.metrics_url, "client_error") == 2
+        assert outcome(gw.metrics_url, "upstream_error") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 0
 
 
 def test_a_slow_upstream_is_a_timeout(fake: FakeVllm, gateway: Gateway) -> None:
@@ -459,7 +570,7 @@ def test_a_slow_upstream_is_a_timeout(fake: FakeVllm, gateway: Gateway) -> None:
             f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
         )
         assert response.status_code == 504
-        assert outcome(gw.url, "timeout") == 1
+        assert outcome(gw.metrics_url, "timeout") == 1
 
 
 def test_a_stream_cancelled_by_the_client_is_not_an_upstream_failure(
@@ -475,14 +586,14 @@ def test_a_stream_cancelled_by_the_client_is_not_an_upstream_failure(
                 pass
         assert fake.aborted.wait(5), "closing the client aborts the upstream request"
         deadline = time.monotonic() + 5
-        while outcome(gw.url, "client_error") < 1:
+        while outcome(gw.metrics_url, "client_error") < 1:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        assert outcome(gw.url, "upstream_error") == 0
-        assert outcome(gw.url, "success") == 0
-        completion = metric(gw.url, "aiconn_gateway_tokens_total", type="completion")
+        assert outcome(gw.metrics_url, "upstream_error") == 0
+        assert outcome(gw.metrics_url, "success") == 0
+        completion = metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="completion")
         assert 2 <= completion < 50, "tokens already streamed are metered"
-        assert metric(gw.url, "aiconn_gateway_ttft_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 1
 
 
 def test_neither_keys_nor_prompts_are_logged(

@@ -183,3 +183,56 @@ def test_burn_rates_read_as_a_sentence_not_a_dict() -> None:
     assert text == "burn rate 200x over 5 min, 14.4x over 1 h"
     assert "{" not in text and "None" not in text
     assert health.burn_rates_sentence({}) == "no burn rate yet"
+
+
+def test_a_burn_rate_alert_event_reads_as_a_sentence_not_a_dict() -> None:
+    from aiconn.operator.evaluation import _period_events
+
+    events = _period_events(
+        {"alerts": []},
+        {"alerts": ["page-1h"], "burnRates": {"w5M": 200.00000000001137, "w1H": 14.4}},
+    )
+    assert events[0][:2] == ("Warning", "BurnRateAlertStarted")
+    message = events[0][2]
+    assert message.startswith("burn-rate alert page-1h started: burn rate 200x over ")
+    assert "{" not in message and "0000000" not in message
+
+
+def test_the_last_settlement_in_status_shows_settled_figures_and_exact_amounts() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from aiconn.operator.evaluation import settlement_status
+    from aiconn.sla.ledger import HoldReason, Settlement, SettlementState
+    from aiconn.sla.periods import Period
+
+    period = Period(start=datetime(2026, 2, 1, tzinfo=UTC), end=datetime(2026, 3, 1, tzinfo=UTC))
+    settled = Settlement(
+        sla_uid="u",
+        sla_namespace="ns",
+        sla_name="sla",
+        tenant="t",
+        period=period,
+        state=SettlementState.HELD_FOR_REVIEW,
+        currency="EUR",
+        tokens_used=20297,
+        charges_micros=18267,
+        credit_micros=3,
+        credit_tokens=0,
+        credit_percent=Decimal("100.0"),
+        coverage_percent=100.0,
+        availability_percent=50.0,
+        ttft_attainment_percent=68.5185185,
+        tpot_attainment_percent=None,
+        transfer_ids=("a", "b"),
+        created_at=datetime(2026, 3, 1, tzinfo=UTC),
+        hold_reason=HoldReason.LOW_COVERAGE,
+    )
+    shown = settlement_status(settled)
+    assert shown["charges"] == "0.018267" and shown["credits"] == "0.000003"
+    assert (shown["chargesMicros"], shown["creditsMicros"]) == (18267, 3)
+    assert shown["availabilityPercent"] == "50.00"
+    assert shown["ttftAttainmentPercent"] == "68.52"
+    assert "tpotAttainmentPercent" not in shown
+    assert shown["holdReason"] == "LowCoverage" and shown["currency"] == "EUR"
+    assert not any(isinstance(v, float) for v in shown.values())

@@ -42,7 +42,13 @@ class FakeClient:
         if 'upstream_error|timeout"' in query and "success" not in query:
             return [{"metric": acme, "values": [[at(2), "7"]]}]
         if "requests_total" in query:
-            return [{"metric": acme, "values": [[at(m), "100"] for m in (1, 2)]}]
+            # Counter values at minute boundaries (issue 11): 100 requests in each of minutes 0, 1.
+            return [{"metric": acme, "values": [[at(m), str(100 * m)] for m in (1, 2)]}]
+        if "tokens_total" in query:
+            return [
+                {"metric": {**acme, "type": "prompt"}, "values": [[at(5), "1000.4"]]},
+                {"metric": {**acme, "type": "completion"}, "values": [[at(5), "500"]]},
+            ]
         return []
 
     def custom_query(self, query: str, **_: Any) -> list[dict[str, Any]]:
@@ -60,26 +66,19 @@ class FakeClient:
                     ("+Inf", "100"),
                 )
             ]
-        if "tokens_total" in query:
-            return [
-                {
-                    "metric": {"namespace": "acme", "sla": "chat", "type": "prompt"},
-                    "value": [0, "1000.4"],
-                },
-                {
-                    "metric": {"namespace": "acme", "sla": "chat", "type": "completion"},
-                    "value": [0, "500"],
-                },
-            ]
         return []
 
 
 def test_one_query_per_sli_for_the_whole_fleet() -> None:
     client = FakeClient()
     series = PrometheusSource(client).fetch_fleet(TARGETS, PERIOD)
-    # Four per-minute SLIs, then TTFT, TPOT, vLLM TTFT and tokens: eight, whatever the fleet size.
-    assert len(client.queries) == 8
-    assert all("by (namespace, sla" in q for q in client.queries)
+    # Five per-minute series (requests in contract, failed, upstream up, scrape up, tokens),
+    # whether Prometheus was scraping at all, then TTFT, TPOT and vLLM TTFT: nine, whatever the
+    # fleet size (issue 11 added the monitoring signal and counts tokens per minute).
+    assert len(client.queries) == 9
+    grouped = [q for q in client.queries if "by (namespace, sla" in q]
+    assert len(grouped) == 8
+    assert set(client.queries) - set(grouped) == {"count(count_over_time(up[1m]))"}
     np.testing.assert_array_equal(series.up[0], [1, 1, 1, 0, np.nan])
     assert np.isnan(series.up[1]).all()  # missing series: unknown, not down
     np.testing.assert_array_equal(series.in_contract[0], [100, 100, 0, 0, np.nan])
@@ -122,3 +121,42 @@ def test_no_tokens_metered_yet_is_one_zero_per_sla() -> None:
     from aiconn.sla.prometheus import TokenCounts
 
     assert TokenCounts(by_type={}, slas=3).total.tolist() == [0, 0, 0]
+
+
+def test_service_up_is_down_when_monitored_without_series_and_unknown_only_unmonitored() -> None:
+    from aiconn.sla.prometheus import service_up
+
+    nan = np.nan
+    upstream = np.array([[1.0, nan, nan, 0.0]])
+    scrape = np.array([[1.0, nan, nan, 1.0]])
+    monitored = np.array([True, True, False, True])
+    np.testing.assert_array_equal(
+        service_up(upstream=upstream, scrape=scrape, monitored=monitored), [[1, 0, nan, 0]]
+    )
+
+
+def test_buckets_come_from_the_pods_carrying_the_threshold_else_from_shared_bounds() -> None:
+    from aiconn.sla.prometheus import consistent_buckets
+
+    inf = math.inf
+    pods = {
+        "old": {0.25: 95.0, 0.5: 99.0, inf: 100.0},
+        "new": {0.25: 90.0, 0.3: 99.0, 0.5: 100.0, inf: 100.0},
+        "broken": {0.3: 5.0},  # no +Inf: no request count, never counted
+    }
+    assert consistent_buckets(pods, 0.3) == {0.25: 90.0, 0.3: 99.0, 0.5: 100.0, inf: 100.0}
+    assert consistent_buckets(pods, 0.4) == {0.25: 185.0, 0.5: 199.0, inf: 200.0}
+    assert consistent_buckets({}, 0.4) == {}
+
+
+def test_counter_increments_carry_gaps_start_at_zero_and_count_restarts() -> None:
+    from aiconn.sla.prometheus import counter_increments
+
+    nan = np.nan
+    # Born between boundaries 1 and 2 at 5; a gap at 4 carries 9; restarted to 2 at 6.
+    values = np.array([nan, nan, 5.0, 9.0, nan, 12.0, 2.0, 2.0])
+    np.testing.assert_array_equal(counter_increments(values), [0, 5, 4, 0, 3, 2, 0])
+    # Summed over the minutes: exactly what the counter counted (5 + 4 + 3, then 2 after).
+    assert counter_increments(values).sum() == 14
+    # A series already counting at the first boundary: its value there is the baseline.
+    np.testing.assert_array_equal(counter_increments(np.array([100.0, 160.0])), [60])

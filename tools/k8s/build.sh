@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver and kube-controller-manager from Go modules into the
-# envtest-style asset directory (KUBEBUILDER_ASSETS). The machines this runs on cannot
-# download release binaries, but they reach the Go module proxy.
-# Prints the asset directory on stdout; skips the build when the binaries exist.
+# Builds the Kubernetes binaries the dev cluster runs from Go modules into the envtest-style
+# asset directory (KUBEBUILDER_ASSETS): etcd, kube-apiserver and kube-controller-manager (the
+# control plane), kube-scheduler, kubelet, kube-proxy and kubectl (the cluster). The machines this
+# runs on cannot download release binaries, but they reach the Go module proxy.
+# Prints the asset directory on stdout; builds only the binaries that are missing, in one
+# `go build` so shared packages compile once.
 set -euo pipefail
 K8S_VERSION=1.37.2
 here=$(cd "$(dirname "$0")" && pwd)
 assets=${KUBEBUILDER_ASSETS:-${AICONN_CACHE:-$HOME/.cache/aiconn}/k8s/${K8S_VERSION}-linux-amd64}
-if [[ -x $assets/etcd && -x $assets/kube-apiserver && -x $assets/kube-controller-manager ]]; then
+missing=()
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+  [[ -x $assets/$cmd ]] || missing+=("k8s.io/kubernetes/cmd/$cmd")
+done
+if [[ ${#missing[@]} -eq 0 && -x $assets/etcd ]]; then
   echo "$assets"
   exit 0
 fi
@@ -17,9 +23,13 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${K8S_VERSION}"
 minor=$(cut -d. -f2 <<<"$K8S_VERSION")
 ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}"
 start=$(date +%s)
-echo "building kube-apiserver, kube-controller-manager v${K8S_VERSION} and etcd into $assets (first time: many minutes)" >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$assets/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$assets/etcd" go.etcd.io/etcd/server/v3 >&2
-echo "control plane built in $(( $(date +%s) - start )) s" >&2
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "building ${missing[*]##*/} v${K8S_VERSION} into $assets (first time: many minutes)" >&2
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$assets/" "${missing[@]}" >&2
+fi
+if [[ ! -x $assets/etcd ]]; then
+  echo "building etcd into $assets" >&2
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$assets/etcd" go.etcd.io/etcd/server/v3 >&2
+fi
+echo "Kubernetes binaries built in $(( $(date +%s) - start )) s" >&2
 echo "$assets"

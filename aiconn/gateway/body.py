@@ -1,0 +1,192 @@
+"""What the gateway needs to know of a request body before it forwards it, and nothing more.
+
+The body is parsed once, here: `stream` is coerced exactly as vLLM's pydantic request models do
+(lax mode: `true`, `1`, `"yes"`, `"on"`, ... stream; a value pydantic refuses is refused here with
+400 instead of guessed), and the coerced boolean is what vLLM receives, so the gateway and vLLM
+never disagree on whether an answer is a stream. A streamed chat or completion is made to ask for
+usage. The most the request can spend (`Budget`) is read from `max_tokens` (or
+`max_completion_tokens`, `max_output_tokens`) and `n`, coerced the same way.
+
+Bad bodies are 400s, never 500s: invalid JSON, JSON nested beyond Python's recursion limit
+(`RecursionError`), a body that is not an object, fields pydantic would refuse. `parse` is pure
+and imports only `json` and pydantic, so `BodyParser` runs it in a separate process for bodies
+large enough to hold the event loop (a C JSON parse holds the GIL: a thread would not help).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from aiconn.gateway.usage import ask_for_usage
+
+INLINE_PARSE_BYTES = 64 * 1024
+"""Bodies up to this size are parsed on the event loop (a few hundred microseconds at most)."""
+
+TEMPLATE_ALLOWANCE = 256
+"""Tokens allowed for a chat template and special tokens on top of the prompt's bytes."""
+PER_MESSAGE_ALLOWANCE = 32
+"""Tokens allowed per chat message for its role markers."""
+
+_BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
+_COUNT: TypeAdapter[int | None] = TypeAdapter(int | None)
+
+
+class BadRequest(ValueError):
+    """A body the gateway refuses with 400; the message names the field and what is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The most tokens a request can spend, from its own fields."""
+
+    prompt_bound: int
+    """An upper bound on its prompt tokens: one per byte of the body, plus the template (a
+    byte-level tokenizer makes at most one token of each byte of text)."""
+    max_output: int | None
+    """Its `max_tokens` (or equivalent); None when unset (the model's limit applies)."""
+    n: int
+    """Completions asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A request body as the gateway forwards it."""
+
+    body: bytes
+    """What vLLM receives: the client's bytes, re-serialized only when the gateway changed it."""
+    stream: bool
+    strip_usage: bool
+    """The gateway asked for the usage chunk; it is removed before the client sees it."""
+    budget: Budget
+
+
+def _coerce(adapter: TypeAdapter[Any], request: dict[str, Any], field: str, accepted: str) -> Any:
+    try:
+        return adapter.validate_python(request.get(field))
+    except ValidationError:
+        raise BadRequest(
+            f"{field}: {json.dumps(request.get(field))[:40]} is not {accepted}"
+        ) from None
+
+
+def _budget(request: dict[str, Any], size: int, *, default_max_output: int | None) -> Budget:
+    max_output = None
+    for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = _coerce(_COUNT, request, field, "an integer")
+        if value is not None:
+            if value < 0:
+                raise BadRequest(f"{field}: {value} is negative; give 0 or more")
+            max_output = value if max_output is None else max_output
+    n = _coerce(_COUNT, request, "n", "an integer")
+    n = 1 if n is None else n
+    if n < 1:
+        raise BadRequest(f"n: {n} is below 1")
+    messages = request.get("messages")
+    message_count = len(messages) if isinstance(messages, list) else 0
+    # The body's size bounds its text's UTF-8 bytes (JSON only adds quotes and escapes).
+    prompt_bound = size + PER_MESSAGE_ALLOWANCE * message_count + TEMPLATE_ALLOWANCE
+    return Budget(
+        prompt_bound=prompt_bound,
+        max_output=default_max_output if max_output is None else max_output,
+        n=n,
+    )
+
+
+def parse(body: bytes, *, usage_in_stream: bool, default_max_output: int | None) -> Parsed:
+    """The body as forwarded; raises `BadRequest`.
+
+    `usage_in_stream`: the route streams usage only when asked (`stream_options`), as chat and
+    completions do. `default_max_output`: the route's own default for an unset `max_tokens`
+    (vLLM's completions default to 16), None when the model's limit applies.
+    """
+    try:
+        request = json.loads(body)
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
+    except ValueError:
+        raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object")
+    changed = False
+    raw_stream = request.get("stream")
+    stream = bool(_coerce(_BOOL, request, "stream", "a boolean (true or false)"))
+    if "stream" in request and raw_stream is not stream and raw_stream is not None:
+        request["stream"], changed = stream, True
+    strip_usage = False
+    if stream and usage_in_stream:
+        strip_usage = ask_for_usage(request)
+        changed |= strip_usage
+    budget = _budget(request, len(body), default_max_output=default_max_output)
+    return Parsed(
+        body=json.dumps(request).encode() if changed else body,
+        stream=stream,
+        strip_usage=strip_usage,
+        budget=budget,
+    )
+
+
+def tokenize_payload(body: bytes) -> bytes | None:
+    """The `/tokenize` request that counts a forwarded body's prompt as vLLM will, or None.
+
+    Chat messages are tokenized with the chat template and generation prompt (what vLLM
+    prefills); a completion's prompt as it is; other shapes have no exact count.
+    """
+    request = json.loads(body)
+    model = request.get("model")
+    if isinstance(request.get("messages"), list):
+        counted: dict[str, Any] = {
+            "model": model,
+            "messages": request["messages"],
+            "add_generation_prompt": True,
+        }
+    elif isinstance(request.get("prompt"), str):
+        counted = {"model": model, "prompt": request["prompt"]}
+    elif isinstance(request.get("input"), str):
+        counted = {
+            "model": model,
+            "messages": [{"role": "user", "content": request["input"]}],
+            "add_generation_prompt": True,
+        }
+    else:
+        return None
+    return json.dumps(counted).encode()
+
+
+class BodyParser:
+    """Parses small bodies inline and large ones in a worker process, created on first need."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def parse(
+        self, body: bytes, *, usage_in_stream: bool, default_max_output: int | None
+    ) -> Parsed:
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parse(
+                body, usage_in_stream=usage_in_stream, default_max_output=default_max_output
+            )
+        if self._pool is None:
+            # forkserver: the worker starts from a clean interpreter, not a copy of this one.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, _parse_positional, body, usage_in_stream, default_max_output
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _parse_positional(body: bytes, usage_in_stream: bool, default_max_output: int | None) -> Parsed:
+    return parse(body, usage_in_stream=usage_in_stream, default_max_output=default_max_output)

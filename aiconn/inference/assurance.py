@@ -1,0 +1,231 @@
+"""Keep an SLA placed: retry when room frees, fail over when its site fails, come back when stable.
+
+A pure function of the SLA, the tiers, the observed capacity (the SLA's own pods left out, so
+the GPUs it holds count as its own) and the clock; the operator's assurance loop
+(`aiconn.operator.assurance`) applies what it says. One step per SLA and pass:
+
+- Unplaceable: plan again; once a tier has room, place it (`Retry`). An SLA refused for any
+  reason is retried, since only a plan can tell a capacity refusal from the others, and the
+  plan is cheap; nothing is written while the answer stays no.
+- Placed, and its site can no longer host it: no Ready, schedulable node there has room for
+  its replicas, or its pods have been unschedulable for longer than `unschedulable_grace`. Plan
+  again with that site avoided; the plan's residency, RTT-budget and latency checks still hold,
+  so the new place is one the contract allows (`FailOver`). The site it left is its home and
+  stays avoided (also by the reconcile of a spec edit, `held_off`) until it is back.
+- Failed over, and home can host the SLA again: note since when; once it has been able to for
+  `stabilisation` without a break, and the plan without the avoidance would choose it, go back
+  (`FailBack`). A break resets the clock, so a flapping site does not pull the SLA to and fro.
+  A home that an edit took off the SLA's places is dropped (`HomeDropped`), not waited for.
+- Otherwise: nothing. A step may name when a pass is `due` although nothing in the cluster
+  changes (a stabilisation time or an unschedulable grace ends), so the loop need not poll fast
+  to act on time. A placed SLA is never moved for a cheaper tier that freed up: moving
+  costs a model load and the tenant's traffic a break.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from aiconn.inference.capacity import Capacity, SiteCapacity, schedulable
+from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
+from aiconn.sla.spec import AIInferenceSLASpec
+
+Site = tuple[str, str | None]
+"""(tier, site)."""
+
+
+class Step(StrEnum):
+    NONE = "None"
+    RETRY = "Retry"
+    FAIL_OVER = "FailOver"
+    HOME_HEALTHY = "HomeHealthy"
+    HOME_UNHEALTHY = "HomeUnhealthy"
+    HOME_DROPPED = "HomeDropped"
+    FAIL_BACK = "FailBack"
+
+
+@dataclass(frozen=True)
+class PlacementStep:
+    """What the loop does for one SLA in one pass."""
+
+    step: Step
+    reason: str
+    failover: Mapping[str, Any] | None = None
+    """`status.assurance.failover` after the step (camelCase, as written)."""
+    decision: PlacementDecision | None = None
+    """The plan the step acts on, when it moves the SLA."""
+    due: datetime | None = None
+    """When a pass should look again although nothing changes in the cluster: the end of a
+    stabilisation time or of the unschedulable grace."""
+
+
+def held_off(status: Mapping[str, Any]) -> tuple[Site, ...]:
+    """The site an SLA failed over from, which placement must avoid until it fails back."""
+    failover = (status.get("assurance") or {}).get("failover")
+    if not failover:
+        return ()
+    return ((failover["fromTier"], failover.get("fromSite")),)
+
+
+def can_host(capacity: Capacity, site: Site, *, replicas: int, gpus_per_replica: int) -> bool:
+    """Whether `site` has room for the replicas on Ready, schedulable nodes; a tier whose
+    capacity is not observed is taken to have room (placement does not limit it either)."""
+    tier, where = site
+    if tier not in capacity:
+        return True
+    room = capacity[tier].get(where, SiteCapacity(allocatable=0, free_per_node=()))
+    return room.replicas_that_fit(gpus_per_replica) >= replicas
+
+
+def serving_in_place(
+    *,
+    status: Mapping[str, Any],
+    replicas: int,
+    own_pods: Iterable[Mapping[str, Any]],
+    nodes: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    """Whether a placed SLA, not failed over, has `replicas` pods bound to Ready, schedulable
+    nodes of its site: then there is nothing to decide, and the pass skips the capacity it would
+    otherwise work out for it alone (the cost that dominates a pass over a large fleet)."""
+    placed = status.get("placement") or {}
+    if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
+        return False
+    if (status.get("assurance") or {}).get("failover"):
+        return False
+    site = placed.get("site")
+    serving = 0
+    for pod in own_pods:
+        node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+        if node is None or not schedulable(node):
+            return False
+        if (
+            site is not None
+            and ((node.get("metadata") or {}).get("labels") or {}).get(SITE_LABEL) != site
+        ):
+            return False
+        serving += 1
+    return serving >= replicas
+
+
+def placement_step(
+    *,
+    spec: AIInferenceSLASpec,
+    status: Mapping[str, Any],
+    tiers: Mapping[str, InferenceTierSpec],
+    capacity: Capacity,
+    now: datetime,
+    stabilisation: timedelta,
+    unschedulable_since: datetime | None = None,
+    unschedulable_grace: timedelta = timedelta(minutes=2),
+) -> PlacementStep:
+    """The one step this pass takes for an SLA (see the module docstring)."""
+    phase = status.get("phase")
+    placed = status.get("placement") or {}
+    failover = (status.get("assurance") or {}).get("failover")
+    avoid = held_off(status)
+    if phase == "Invalid":
+        return PlacementStep(Step.NONE, "the spec is invalid")
+    if phase == "Unplaceable":
+        decision = plan(spec, tiers, capacity=capacity, avoid=avoid)
+        if decision.placed:
+            return PlacementStep(Step.RETRY, f"room freed: {decision.message}", failover, decision)
+        return PlacementStep(Step.NONE, "still no tier can serve it")
+    if not placed.get("tier"):
+        # Not reconciled yet: the create handler places it.
+        return PlacementStep(Step.NONE, "not placed yet")
+
+    current: Site = (placed["tier"], placed.get("site"))
+    gpus = int(placed.get("gpusPerReplica") or 1)
+    replicas = spec.capacity.replicas
+    failure = None
+    if not can_host(capacity, current, replicas=replicas, gpus_per_replica=gpus):
+        failure = f"{_name(current)} has no Ready node with room for {replicas} replica(s)"
+    elif unschedulable_since is not None and now - unschedulable_since >= unschedulable_grace:
+        failure = f"pods unschedulable at {_name(current)} since {_iso(unschedulable_since)}"
+    if failure is not None:
+        home = avoid[0] if avoid else current
+        decision = plan(spec, tiers, capacity=capacity, avoid={home, current})
+        if not decision.placed:
+            return PlacementStep(Step.NONE, f"{failure}; nowhere else: {decision.message}")
+        state = {
+            "fromTier": home[0],
+            "fromSite": home[1],
+            "at": _iso(now),
+            "reason": failure,
+            "homeHealthySince": None,
+        }
+        return PlacementStep(Step.FAIL_OVER, f"{failure}: {decision.message}", state, decision)
+
+    if not failover:
+        due = None if unschedulable_since is None else unschedulable_since + unschedulable_grace
+        return PlacementStep(Step.NONE, f"serving at {_name(current)}", due=due)
+    home = avoid[0]
+    if home == current:
+        return PlacementStep(Step.FAIL_BACK, f"back at {_name(home)}", None)
+    if not _allowed(spec, tiers, home):
+        # A spec or tier edit took home off the SLA's places: nothing to wait for any more.
+        return PlacementStep(
+            Step.HOME_DROPPED,
+            f"{_name(home)} is no longer a place of this SLA; it stays at {_name(current)}",
+            None,
+        )
+    preferred = plan(spec, tiers, capacity=capacity)
+    back = (preferred.tier, preferred.site) == home and can_host(
+        capacity, home, replicas=replicas, gpus_per_replica=preferred.gpus_per_replica or 1
+    )
+    since = failover.get("homeHealthySince")
+    if not back:
+        if since is None:
+            return PlacementStep(Step.NONE, f"{_name(home)} cannot host it yet")
+        return PlacementStep(
+            Step.HOME_UNHEALTHY,
+            f"{_name(home)} cannot host it again",
+            {**failover, "homeHealthySince": None},
+        )
+    if since is None:
+        return PlacementStep(
+            Step.HOME_HEALTHY,
+            f"{_name(home)} can host it again; back after {stabilisation.total_seconds():g} s",
+            {**failover, "homeHealthySince": _iso(now)},
+            due=now + stabilisation,
+        )
+    stable_for = now - _parse(since)
+    if stable_for < stabilisation:
+        return PlacementStep(
+            Step.NONE,
+            f"{_name(home)} stable for {stable_for.total_seconds():g} s",
+            due=_parse(since) + stabilisation,
+        )
+    return PlacementStep(
+        Step.FAIL_BACK,
+        f"{_name(home)} stable for {stable_for.total_seconds():g} s: {preferred.message}",
+        None,
+        preferred,
+    )
+
+
+def _allowed(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec], site: Site) -> bool:
+    tier, where = site
+    return (
+        tier in tiers
+        and spec.placement.tier in ("auto", tier)
+        and (where is None or where in tiers[tier].sites)
+        and (not spec.placement.sites or where in spec.placement.sites)
+    )
+
+
+def _name(site: Site) -> str:
+    return f"{site[0]} {site[1]}" if site[1] else site[0]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,220 @@
+"""Placement reaches a real scheduler: the tiers' sites are KWOK nodes (labels, taints and
+`nvidia.com/gpu` capacity from the shipped tiers), the operator renders each SLA's Deployment,
+the controller-manager makes its pods, kube-scheduler binds them and KWOK runs them. Nothing
+here writes a pod's node or status by hand."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from aiconn.devstack.cluster import Cluster
+from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.devstack.tiernodes import GPU_RESOURCE
+from aiconn.inference.placement import default_tiers
+from aiconn.inference.workload import SITE_LABEL, pod_selector
+from tests.helpers import eventually, operator_kubeconfig
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "manifests" / "samples"
+CRDS = sorted((ROOT / "crds").glob("*.yaml"))
+G, V = "aiconn.io", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Control plane + scheduler + KWOK, one node per site of every shipped tier."""
+    started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"))
+    try:
+        started.start(crds=CRDS)
+        api = started.api_client()
+        apply_objects(api, load_documents([SAMPLES / "tiers.yaml"]))
+        api.close()
+        started.add_simulated_nodes(default_tiers())
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def k8s(cluster: Cluster) -> Iterator[Any]:
+    api = cluster.api_client()
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
+    """The operator as its ServiceAccount, bound to exactly manifests/rbac."""
+    kubeconfig = operator_kubeconfig(cluster.control_plane, k8s)
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
+    try:
+        with KopfRunner(args, timeout=120) as runner:
+            yield runner
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
+    assert runner.exception is None, runner.output[-4000:]
+    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+
+
+@pytest.fixture
+def namespace(k8s: Any) -> Iterator[str]:
+    """A namespace per test, deleted and waited for: its pods must free their GPUs before the
+    next test counts on them."""
+    core = client.CoreV1Api(k8s)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+    eventually(
+        lambda: name not in {n.metadata.name for n in core.list_namespace().items},
+        timeout=120,
+        what=f"namespace {name} deleted",
+    )
+
+
+def sample(name: str, *, rename: str | None = None) -> dict[str, Any]:
+    body = copy.deepcopy(load_documents([SAMPLES / name])[0])
+    if rename:
+        body["metadata"]["name"] = rename
+    return body
+
+
+def create_sla(k8s: Any, namespace: str, body: dict[str, Any]) -> None:
+    client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", body
+    )
+
+
+def sla_status(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
+    sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", name
+    )
+    return dict(sla.get("status") or {})
+
+
+def inference_pods(k8s: Any, namespace: str, sla: str) -> list[Any]:
+    selector = ",".join(f"{k}={v}" for k, v in pod_selector(sla).items())
+    return list(client.CoreV1Api(k8s).list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def running(k8s: Any, namespace: str, sla: str, count: int) -> list[Any] | None:
+    pods = [p for p in inference_pods(k8s, namespace, sla) if p.status.phase == "Running"]
+    return pods if len(pods) >= count else None
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+
+@pytest.mark.parametrize(
+    ("sample_file", "tier"),
+    [
+        ("sla-edge-urllc.yaml", "edge"),
+        ("sla-regional-eu-70b.yaml", "regional"),
+        ("sla-cloud-405b.yaml", "cloud"),
+    ],
+)
+def test_each_tiers_sla_runs_its_pods_on_that_tiers_nodes(
+    k8s: Any, operator: KopfRunner, namespace: str, sample_file: str, tier: str
+) -> None:
+    body = sample(sample_file)
+    name, replicas = body["metadata"]["name"], body["spec"].get("capacity", {}).get("replicas", 1)
+    create_sla(k8s, namespace, body)
+
+    pods = eventually(
+        lambda: running(k8s, namespace, name, replicas),
+        timeout=90,
+        what=f"{replicas} inference pod(s) of {name} Running",
+    )
+    placement = sla_status(k8s, namespace, name)["placement"]
+    assert placement["tier"] == tier
+    core = client.CoreV1Api(k8s)
+    tier_spec = default_tiers()[tier]
+    for pod in pods:
+        node = core.read_node(pod.spec.node_name)
+        labels = node.metadata.labels
+        # The scheduler chose a node of the placed tier and site, by its labels alone.
+        assert {k: labels.get(k) for k in tier_spec.node_selector} == tier_spec.node_selector
+        assert labels[SITE_LABEL] == placement["site"]
+        assert int(node.status.allocatable[GPU_RESOURCE]) >= placement["tensorParallelSize"]
+        requests = pod.spec.containers[0].resources.requests or {}
+        gpus = sum(
+            int((c.resources.requests or {}).get(GPU_RESOURCE, 0)) for c in pod.spec.containers
+        )
+        assert gpus == placement["tensorParallelSize"], requests
+    # Running pods make the Deployment available, which the operator reports as Ready.
+    eventually(
+        lambda: sla_status(k8s, namespace, name).get("phase") == "Ready",
+        timeout=60,
+        what=f"{name} Ready",
+    )
+
+
+def test_pod_whose_gpus_do_not_fit_stays_pending_with_the_schedulers_reason(
+    k8s: Any, operator: KopfRunner, namespace: str
+) -> None:
+    """research-405b takes all 8 GPUs of its site's node (tensor-parallel 8); a second SLA
+    placed on the same site cannot get any, and says so in its status."""
+    create_sla(k8s, namespace, sample("sla-cloud-405b.yaml"))
+    eventually(lambda: running(k8s, namespace, "research-405b", 1), timeout=90, what="first on")
+
+    create_sla(k8s, namespace, sample("sla-cloud-405b.yaml", rename="research-405b-again"))
+
+    def scheduler_said() -> str | None:
+        pods = inference_pods(k8s, namespace, "research-405b-again")
+        conds = [c for p in pods for c in (p.status.conditions or []) if c.type == "PodScheduled"]
+        return next((c.message for c in conds if c.reason == "Unschedulable"), None)
+
+    message = eventually(scheduler_said, timeout=60, what="the scheduler's reason")
+    assert f"Insufficient {GPU_RESOURCE}" in message
+
+    reported = eventually(
+        lambda: condition(sla_status(k8s, namespace, "research-405b-again"), "PodsScheduled"),
+        timeout=60,
+        what="PodsScheduled in the SLA's status",
+    )
+    assert reported["status"] == "False"
+    assert reported["reason"] == "Unschedulable"
+    assert f"Insufficient {GPU_RESOURCE}" in reported["message"]
+    status = sla_status(k8s, namespace, "research-405b-again")
+    assert status["phase"] == "Provisioning"
+    assert [p.status.phase for p in inference_pods(k8s, namespace, "research-405b-again")] == [
+        "Pending"
+    ]
+
+    # Freeing the GPUs lets the scheduler place it, and the condition follows.
+    client.CustomObjectsApi(k8s).delete_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", "research-405b"
+    )
+    eventually(
+        lambda: running(k8s, namespace, "research-405b-again", 1),
+        timeout=120,
+        what="the second SLA's pod Running once the first is gone",
+    )
+    eventually(
+        lambda: (
+            (
+                condition(sla_status(k8s, namespace, "research-405b-again"), "PodsScheduled") or {}
+            ).get("status")
+            == "True"
+        ),
+        timeout=60,
+        what="PodsScheduled True",
+    )
