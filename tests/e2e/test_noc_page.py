@@ -413,7 +413,12 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
         deviceScaleFactor=1,
         mobile=False,
     )
-    time.sleep(0.5)  # let the last paint land before the screenshot
+    # Two animation frames: the resized layout has been painted.
+    browser.send(
+        "Runtime.evaluate",
+        expression="new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))",
+        awaitPromise=True,
+    )
     shot = browser.send("Page.captureScreenshot", format="png")
     (artifacts_dir / "noc-after-reload.png").write_bytes(base64.b64decode(shot["data"]))
     browser.evaluate("1")  # drain pending events
