@@ -96,6 +96,7 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
         reader=reader,
         authorizer=_authorizer(settings, the_kube),
         registry=fleet_registry(reader),
+        kube=the_kube,
     )
     errors.install(app)
     docs.install(app)

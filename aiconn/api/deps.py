@@ -9,7 +9,7 @@ code and body say nothing about another tenant's namespace or SLAs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -34,6 +34,8 @@ class AppParts:
     reader: SLAReader
     authorizer: Authorizer
     registry: CollectorRegistry
+    kube: Any = None
+    """The API's Kubernetes ApiClient (the NOC's activity feed lists Events with it)."""
 
 
 def not_found() -> HTTPException:

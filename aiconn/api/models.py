@@ -256,3 +256,69 @@ class Health(ApiModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+class HistorySeries(ApiModel):
+    """One SLA's gauge over time, as Prometheus recorded it."""
+
+    namespace: str
+    name: str
+    points: list[tuple[float, float]]
+    """`[unix seconds, value]` pairs, oldest first."""
+
+
+class FleetHistory(ApiModel):
+    """Budget and attainment of every SLA over a time range (Prometheus query_range)."""
+
+    start: datetime
+    end: datetime
+    step_seconds: int
+    budget: list[HistorySeries]
+    """Availability error budget remaining, percent."""
+    availability: list[HistorySeries]
+    ttft: list[HistorySeries]
+    """Requests within the TTFT threshold, percent."""
+    tpot: list[HistorySeries]
+    """Requests within the TPOT threshold, percent."""
+
+
+class PeriodCredits(ApiModel):
+    """Credits settled in the ledger for one period and currency, every SLA together."""
+
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    credit_micros: int
+    """Credits paid, in micro-units of the currency (held periods excluded)."""
+    credits: Decimal
+    slas: int
+    """SLAs with a settlement for this period (held ones included)."""
+    held_for_review: int
+
+
+class CreditsByPeriod(ApiModel):
+    """Settled credits, oldest period first."""
+
+    items: list[PeriodCredits]
+
+
+class ActivityEvent(ApiModel):
+    """A Kubernetes Event on an AIInferenceSLA or its NetworkSlice."""
+
+    time: datetime
+    type: str
+    """Normal or Warning."""
+    reason: str
+    kind: str
+    """AIInferenceSLA or NetworkSlice."""
+    namespace: str
+    name: str
+    message: str
+    count: int
+    source: str | None
+
+
+class Activity(ApiModel):
+    """Events on SLAs and their slices, newest first."""
+
+    items: list[ActivityEvent]

@@ -43,6 +43,8 @@ class ApiSettings(BaseSettings):
     """Most cached decisions; the least recently used are dropped first."""
     sla_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     """Refresh interval of the in-memory copy of all SLAs; 0 reads the API server per request."""
+    prometheus_url: str | None = None
+    """Prometheus that scrapes this API's /metrics; the NOC's budget history reads it."""
 
     @model_validator(mode="after")
     def _static_needs_file(self) -> ApiSettings:

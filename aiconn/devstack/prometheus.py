@@ -27,6 +27,8 @@ class ScrapeTarget:
     address: str
     labels: dict[str, str] = field(default_factory=dict)
     metrics_path: str = "/metrics"
+    bearer_token: str | None = None
+    """Sent as `Authorization: Bearer`, for targets such as the API's /metrics (a fleet view)."""
 
 
 def prometheus_binary() -> Path:
@@ -54,9 +56,9 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, Any]:
-        jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
+        jobs: dict[tuple[str, str, str | None], list[ScrapeTarget]] = {}
         for t in self.targets:
-            jobs.setdefault((t.job, t.metrics_path), []).append(t)
+            jobs.setdefault((t.job, t.metrics_path, t.bearer_token), []).append(t)
         return {
             "global": {
                 "scrape_interval": self.scrape_interval,
@@ -77,8 +79,9 @@ class PrometheusServer:
                         "static_configs": [
                             {"targets": [t.address], "labels": t.labels} for t in targets
                         ],
+                        **({"authorization": {"credentials": token}} if token else {}),
                     }
-                    for (job, path), targets in jobs.items()
+                    for (job, path, token), targets in jobs.items()
                 ),
             ],
         }

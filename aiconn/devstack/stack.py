@@ -170,6 +170,7 @@ def up(
 
     pod_labels = {"namespace": DEMO_NAMESPACE, "sla": name, "pod": f"{name}-vllm-0", "tier": "edge"}
     api_port = free_port()
+    api_token = secrets.token_urlsafe(24)
     prometheus = PrometheusServer(
         group=group,
         data_dir=state / "prometheus",
@@ -177,7 +178,9 @@ def up(
         targets=[
             ScrapeTarget("aiconn-gateway", f"127.0.0.1:{gateway_metrics_port}", pod_labels),
             ScrapeTarget("vllm", vllm.url.removeprefix("http://"), pod_labels),
-            ScrapeTarget("aiconn-api", f"127.0.0.1:{api_port}"),
+            # The API's /metrics is a fleet view: scraped with the NOC token, and it is what the
+            # NOC page's history reads back (AICONN_API_PROMETHEUS_URL).
+            ScrapeTarget("aiconn-api", f"127.0.0.1:{api_port}", bearer_token=api_token),
         ],
     ).start()
     say(f"Prometheus at {prometheus.url}, scraping the gateway and vLLM as the edge pod")
@@ -196,7 +199,6 @@ def up(
             "AICONN_HEALTH_PORT": str(free_port()),
         },
     )
-    api_token = secrets.token_urlsafe(24)
     tokens = state / "api-tokens.csv"
     tokens.write_text(f"{api_token},demo-admin,*\n")
     tokens.chmod(0o600)
@@ -209,6 +211,7 @@ def up(
             "AICONN_API_STATIC_TOKENS_FILE": str(tokens),
             "AICONN_API_KUBECONFIG": str(cp.kubeconfig),
             "AICONN_API_PORT": str(api_port),
+            "AICONN_API_PROMETHEUS_URL": prometheus.url,
         },
     )
     api_url = f"http://127.0.0.1:{api_port}"

@@ -1,9 +1,13 @@
-"""The NOC page in a real headless Chromium, driven over the Chrome DevTools Protocol.
+"""The NOC page in a real headless Chromium at 1280 px, driven over the Chrome DevTools Protocol.
 
-The API serves a seeded fleet (SLAs in the real API server, a settled SQLite ledger) over real
-HTTP; the browser opens `/noc#token=...`, and the test waits for the table to list every SLA,
-for the three charts to draw SVG shapes and for the page to have refreshed by itself, collects
-console errors and uncaught exceptions (there must be none) and saves a screenshot.
+The API serves a seeded fleet (SLAs in the real API server, three settled months in a SQLite
+ledger) over real HTTP, and a real Prometheus scrapes the API's /metrics with the NOC token, so
+the page's history comes from query_range. The browser opens `/noc#token=...`; the first test
+waits for the table to list every SLA, for the three charts to draw SVG shapes and for the page to
+have refreshed by itself. The second makes an incident (a breach, an unplaceable SLA, Events on
+the real API server), reloads the page and finds the incident in the history, the feed and the
+order of the table. Both collect console errors and uncaught exceptions (there must be none) and
+save screenshots.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ import uvicorn
 import websocket
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history
+from aiconn.api.demo import PLURAL, create_sla, settle_history, status
 from aiconn.api.settings import ApiSettings
+from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack.processes import free_port
+from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.sla.ledger import Ledger
+from aiconn.sla.spec import AIInferenceSLASpec
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 TOKEN = "noc-page-token"
 FLEET = 7
+MONTHS = 3
+WIDTH = 1280
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -43,7 +52,7 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,1100",
+    f"--window-size={WIDTH},1100",
     "--remote-debugging-port=0",
 )
 
@@ -77,7 +86,7 @@ class DevTools:
 
 
 @pytest.fixture
-def api_url(k8s: Any, namespace: str, tmp_path: Path) -> Iterator[str]:
+def api_url(k8s: Any, namespace: str, tmp_path: Path, prometheus_factory: Any) -> Iterator[str]:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     for index in range(FLEET):
         name = f"sla-{index}"
@@ -89,15 +98,21 @@ def api_url(k8s: Any, namespace: str, tmp_path: Path) -> Iterator[str]:
             name=name,
             tenant=f"tenant-{index % 3}",
             index=index,
-            months=1,
+            months=MONTHS,
             now=datetime.now(UTC),
         )
     tokens = tmp_path / "tokens.csv"
     tokens.write_text(f"{TOKEN},noc,*\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=1, ledger_url="sqlite://"
-    )
     port = free_port()
+    target = ScrapeTarget(job="aiconn-api", address=f"127.0.0.1:{port}", bearer_token=TOKEN)
+    prometheus = prometheus_factory([target])
+    settings = ApiSettings(
+        auth_mode="static",
+        static_tokens_file=tokens,
+        sla_cache_seconds=1,
+        ledger_url="sqlite://",
+        prometheus_url=prometheus.url,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, ledger=ledger, kube=k8s),
@@ -111,6 +126,11 @@ def api_url(k8s: Any, namespace: str, tmp_path: Path) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, what="API up")
+    # The history has a point for every SLA before the page is opened.
+    eventually(
+        lambda: len(prometheus.query("aiconn_sla_availability_percent")) == FLEET,
+        what="Prometheus scraped the API",
+    )
     yield url
     server.should_exit = True
     thread.join(timeout=10)
@@ -190,7 +210,7 @@ def test_noc_page_shows_the_fleet_with_charts_and_no_errors(
     )
     shapes = {
         "budget": "#chart-budget polyline",
-        "attainment": "#chart-attainment rect",
+        "attainment": "#chart-attainment polyline",
         "credits": "#chart-credits rect",
     }
     counts = {
@@ -198,11 +218,208 @@ def test_noc_page_shows_the_fleet_with_charts_and_no_errors(
         for chart, sel in shapes.items()
     }
     assert counts["budget"] >= 1, counts
-    assert counts["attainment"] >= FLEET, counts
-    assert counts["credits"] == 3, counts  # edge, regional, cloud
+    assert counts["attainment"] >= FLEET, counts  # one availability line per SLA
+    assert counts["credits"] == MONTHS, counts  # one bar per settled month (all in EUR)
     assert "Not compliant" in browser.evaluate("document.getElementById('tiles').textContent")
     time.sleep(0.5)  # let the last paint land before the screenshot
     shot = browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     (artifacts_dir / "noc.png").write_bytes(base64.b64decode(shot["data"]))
+    browser.evaluate("1")  # drain pending events
+    assert _errors(browser.events) == []
+
+
+BREACH_BUDGET = -180.0
+
+
+def _set_status(k8s: Any, namespace: str, name: str, index: int, **changes: Any) -> None:
+    """Write the status the operator would write for SLA `index`, with `changes` applied."""
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(k8s)
+    obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    new = status(AIInferenceSLASpec.model_validate(obj["spec"]), index=index, now=datetime.now(UTC))
+    new["period"].update(changes.pop("period", {}))
+    new.update(changes)
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": new}
+    )
+
+
+def _post_event(k8s: Any, namespace: str, name: str, type_: str, reason: str, text: str) -> None:
+    """A core/v1 Event on the SLA shaped as the operator posts it (FleetEvaluator.post_event)."""
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(k8s)
+    uid = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)["metadata"][
+        "uid"
+    ]
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    client.CoreV1Api(k8s).create_namespaced_event(
+        namespace,
+        {
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": "AIInferenceSLA",
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": text,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": "aiconn-operator"},
+        },
+    )
+
+
+def _budget_points(api_url: str, sla: str) -> list[float]:
+    """sla's budget history as the page asks for it (the last 60 minutes)."""
+    history = httpx.get(
+        f"{api_url}/v1/fleet/history?minutes=60", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    for series in history["budget"]:
+        if f"{series['namespace']}/{series['name']}" == sla:
+            return [value for _, value in series["points"]]
+    return []
+
+
+def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
+    api_url: str, browser: DevTools, namespace: str, k8s: Any, artifacts_dir: Path
+) -> None:
+    breach, unplaceable, provisioning = (f"{namespace}/sla-{i}" for i in range(3))
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=WIDTH,
+        height=1100,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    browser.send("Page.navigate", url=f"{api_url}/noc#token={TOKEN}")
+    eventually(
+        lambda: browser.evaluate("document.querySelectorAll('#fleet tbody tr').length") == FLEET,
+        timeout=30,
+        what="the fleet table",
+    )
+    # Healthy history first: two query_range steps apart, so any later grid has a point in it.
+    eventually(
+        lambda: len([v for v in _budget_points(api_url, breach) if v > 0]) >= 2,
+        what="a healthy budget in the history",
+    )
+    # The incident: sla-0 breaches and spends its budget, sla-1 cannot be placed, sla-2 is new.
+    _set_status(
+        k8s,
+        namespace,
+        "sla-0",
+        0,
+        phase="Degraded",
+        conditions=[
+            {
+                "type": "Compliant",
+                "status": "False",
+                "reason": "ObjectiveMissed",
+                "message": "availability 99.72 % is below the 99.9 % objective",
+                "lastTransitionTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+        ],
+        period={
+            "availabilityPercent": 99.72,
+            "budgetRemainingPercent": BREACH_BUDGET,
+            "alerts": ["page-1h"],
+        },
+    )
+    _set_status(k8s, namespace, "sla-1", 1, phase="Unplaceable")
+    _set_status(k8s, namespace, "sla-2", 2, phase="Provisioning")
+    _post_event(k8s, namespace, "sla-0", "Warning", "BurnRateAlertStarted", "alert page-1h started")
+    _post_event(
+        k8s,
+        namespace,
+        "sla-0",
+        "Warning",
+        "ErrorBudgetExhausted",
+        f"availability error budget of the period is spent ({BREACH_BUDGET:.1f} % remaining)",
+    )
+    _post_event(
+        k8s, namespace, "sla-1", "Warning", "Unplaceable", "no tier has a site with 1 free GPU"
+    )
+    eventually(
+        lambda: min(_budget_points(api_url, breach)) <= BREACH_BUDGET,
+        what="the breach in Prometheus",
+    )
+
+    browser.send("Page.reload", ignoreCache=True)
+    selector = f'#chart-budget polyline[data-sla="{breach}"]'
+
+    def dip() -> dict[str, float] | None:
+        found = browser.evaluate(
+            f"(() => {{ const p = document.querySelector({json.dumps(selector)});"
+            " return p && {min: Number(p.dataset.min), max: Number(p.dataset.max)}; })()"
+        )
+        return found if found and found["min"] <= BREACH_BUDGET else None
+
+    line = eventually(dip, timeout=30, what="the breach in the budget history after a reload")
+    # The history reaches back before the incident: the line falls from a healthy budget.
+    assert line["max"] > 0, line
+    rows = browser.evaluate(
+        "Array.from(document.querySelectorAll('#fleet tbody tr'))"
+        ".map(r => ({sla: r.dataset.sla, cls: r.className,"
+        " bg: getComputedStyle(r.cells[0]).backgroundColor, phase: r.cells[5].textContent}))"
+    )
+    by_sla = {r["sla"]: r for r in rows}
+    order = [r["sla"] for r in rows]
+    # The table is the API's risk order, and the SLA that needs a human first is named above it.
+    fleet = httpx.get(f"{api_url}/v1/fleet", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert order == [f"{i['namespace']}/{i['name']}" for i in fleet["items"]]
+    first = browser.evaluate("document.getElementById('first').textContent")
+    assert first.startswith(f"Needs a human first: {order[0]}"), first
+    compliant = [
+        f"{i['namespace']}/{i['name']}" for i in fleet["items"] if i["compliant"] == "True"
+    ]
+    assert compliant and all(order.index(breach) < order.index(c) for c in compliant)
+    assert by_sla[breach]["cls"] == "breach", by_sla[breach]
+    assert by_sla[unplaceable]["cls"] == "unplaceable", by_sla[unplaceable]
+    assert by_sla[provisioning]["cls"] == "provisioning", by_sla[provisioning]
+    assert by_sla[unplaceable]["bg"] != by_sla[provisioning]["bg"], rows
+    assert order.index(unplaceable) < order.index(provisioning)
+    feed = browser.evaluate(
+        "Array.from(document.querySelectorAll('#events tbody tr'))"
+        ".map(r => [r.dataset.sla, r.dataset.reason, r.className])"
+    )
+    assert [breach, "ErrorBudgetExhausted", "warning"] in feed, feed
+    assert [breach, "BurnRateAlertStarted", "warning"] in feed, feed
+    assert [unplaceable, "Unplaceable", "warning"] in feed, feed
+    assert browser.evaluate("document.querySelectorAll('#chart-credits rect').length") == MONTHS
+    # Readable at 1280 px: nothing wider than the window, no table cut by its container.
+    assert browser.evaluate("window.innerWidth") == WIDTH
+    page = browser.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert page[0] <= page[1], page  # no horizontal scrolling
+    for table in ("fleet", "events"):
+        widths = browser.evaluate(
+            f"(() => {{ const t = document.getElementById('{table}');"
+            " return [t.scrollWidth, t.parentElement.clientWidth]; })()"
+        )
+        assert widths[0] <= widths[1], (table, widths)
+    # The whole page at 1280 px: a viewport as tall as the page, so no scrollbar takes width.
+    height = browser.evaluate("document.documentElement.scrollHeight")
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=WIDTH,
+        height=height,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    # Two animation frames: the resized layout has been painted.
+    browser.send(
+        "Runtime.evaluate",
+        expression="new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))",
+        awaitPromise=True,
+    )
+    shot = browser.send("Page.captureScreenshot", format="png")
+    (artifacts_dir / "noc-after-reload.png").write_bytes(base64.b64decode(shot["data"]))
     browser.evaluate("1")  # drain pending events
     assert _errors(browser.events) == []

@@ -1,16 +1,25 @@
-// aiconn NOC page: polls the fleet API and draws the table and charts as inline SVG.
+// aiconn NOC page: polls the NOC API and draws the table, charts and activity feed.
+// Nothing the page shows is remembered by the page: budget and attainment over time come from
+// /v1/fleet/history (Prometheus), credits per period from /v1/fleet/credits (the ledger) and the
+// activity feed from /v1/fleet/events (Kubernetes Events), so a reload shows the same history.
 // The bearer token lives in sessionStorage (this tab only, gone when it closes). It can be typed
 // into the form, or handed over once as #token=... in the URL fragment, which browsers never
 // send to a server, so it cannot land in access logs; the fragment is removed at once.
 "use strict";
 
 const REFRESH_MS = 5000;
-const HISTORY_POINTS = 360;
+const HISTORY_MINUTES = 60;
+const HISTORY_SLAS = 10;
+const EVENTS_SHOWN = 50;
 const TOKEN_KEY = "aiconn-noc-token";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLORS = ["#58a6ff", "#3fb950", "#d29922", "#ff7b72", "#bc8cff", "#39c5cf", "#f778ba",
   "#a5d6ff", "#7ee787", "#ffa657"];
-const budgetHistory = new Map();
+// Phase -> how the row and its badge look; the kinds match the risk parts in fleetview.py.
+const PHASE_KIND = { Failed: "failing", Invalid: "failing", Unplaceable: "unplaceable",
+  EditUnplaceable: "unplaceable", Degraded: "degraded", Provisioning: "provisioning", Pending: "provisioning" };
+let lastHistory = null;
+let lastFleet = null;
 
 function takeTokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -42,29 +51,72 @@ function fmt(value, digits) {
   return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
 }
 
-function cell(row, text, numeric, cls) {
+function cell(row, content, numeric, cls) {
   const td = document.createElement("td");
-  td.textContent = text;
+  if (content instanceof Node) td.appendChild(content);
+  else td.textContent = content;
   if (numeric) td.classList.add("num");
   if (cls) td.classList.add(cls);
   row.appendChild(td);
+  return td;
+}
+
+function badge(text, cls) {
+  const span = document.createElement("span");
+  span.className = "badge " + cls;
+  span.textContent = text;
+  return span;
+}
+
+function slaKey(it) {
+  return it.namespace + "/" + it.name;
+}
+
+// Why an SLA ranks where it does, in words (the parts of the risk score).
+function reasons(it) {
+  const why = [];
+  if (it.compliant === "False") why.push("in breach (an objective missed)");
+  const kind = PHASE_KIND[it.phase];
+  if (kind === "failing") why.push("reconcile failing (" + it.phase + ")");
+  if (kind === "unplaceable") why.push("cannot be placed (" + it.phase + ")");
+  if (kind === "degraded") why.push("network slice degraded");
+  if (it.alerts.length) why.push("alerts " + it.alerts.join(", "));
+  if (it.budgetRemainingPercent !== null && it.budgetRemainingPercent < 50) why.push("budget " + fmt(it.budgetRemainingPercent, 1) + " % left");
+  return why;
+}
+
+function renderFirst(items) {
+  const el = document.getElementById("first");
+  const top = items[0];
+  const why = top ? reasons(top) : [];
+  if (!top || why.length === 0) {
+    el.className = "calm";
+    el.textContent = items.length ? "Nothing needs a human: no breach, failure, unplaceable SLA or alert." : "No SLAs.";
+    return;
+  }
+  el.className = "urgent";
+  const b = document.createElement("b");
+  b.textContent = "Needs a human first: " + slaKey(top);
+  el.replaceChildren(b, document.createTextNode(" — " + why.join("; ") + " (risk " + fmt(top.risk, 0) + ")"));
+  el.dataset.sla = slaKey(top);
 }
 
 function renderTable(items) {
   const body = document.querySelector("#fleet tbody");
-  const rows = items.map((it) => {
+  const rows = items.map((it, n) => {
     const tr = document.createElement("tr");
-    tr.dataset.sla = it.namespace + "/" + it.name;
-    if (it.compliant === "False") tr.className = "bad";
+    tr.dataset.sla = slaKey(it);
+    const kind = PHASE_KIND[it.phase];
+    if (kind === "failing" || kind === "unplaceable" || kind === "provisioning") tr.className = kind;
+    else if (it.compliant === "False") tr.className = "breach";
     else if (it.compliant === "Unknown") tr.className = "unknown";
+    cell(tr, String(n + 1), true);
     cell(tr, fmt(it.risk, 0), true);
-    cell(tr, it.namespace);
-    cell(tr, it.name);
+    cell(tr, slaKey(it));
     cell(tr, it.tenant);
-    cell(tr, it.tier || "—");
-    cell(tr, it.site || "—");
-    cell(tr, it.phase || "—");
-    cell(tr, it.compliant, false,
+    cell(tr, (it.tier || "—") + " · " + (it.site || "—"));
+    cell(tr, kind ? badge(it.phase, kind) : (it.phase || "—"), false, "phase");
+    cell(tr, it.compliant === "False" ? "False (breach)" : it.compliant, false,
       { True: "good", False: "badtext", Unknown: "unk" }[it.compliant]);
     cell(tr, fmt(it.availabilityPercent, 3), true);
     cell(tr, fmt(it.ttftAttainmentPercent, 2), true);
@@ -81,9 +133,11 @@ function renderTable(items) {
 
 function renderTiles(items) {
   const count = (c) => items.filter((i) => i.compliant === c).length;
+  const phases = (kind) => items.filter((i) => PHASE_KIND[i.phase] === kind).length;
   const alerts = items.reduce((n, i) => n + i.alerts.length, 0);
-  const tiles = [["SLAs", items.length], ["Compliant", count("True")],
-    ["Not compliant", count("False")], ["Unknown", count("Unknown")], ["Alerts firing", alerts]];
+  const tiles = [["SLAs", items.length], ["Compliant", count("True")], ["Not compliant", count("False")],
+    ["Unknown", count("Unknown")], ["Failing", phases("failing")], ["Unplaceable", phases("unplaceable")],
+    ["Provisioning", phases("provisioning")], ["Alerts firing", alerts]];
   document.getElementById("tiles").replaceChildren(...tiles.map(([label, value]) => {
     const div = document.createElement("div");
     div.className = "tile";
@@ -109,79 +163,131 @@ function frame(svg, lo, hi, unit) {
     svgEl("line", { x1: box.left, y1: box.top, x2: box.left, y2: box.bottom, class: "axis" })];
   for (let i = 0; i <= 4; i++) {
     const v = lo + ((hi - lo) * i) / 4;
-    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(1) + unit));
+    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(hi - lo >= 20 ? 0 : 1) + unit));
     parts.push(svgEl("line", { x1: box.left, y1: y(v), x2: box.right, y2: y(v), class: "axis", "stroke-dasharray": "2 4" }));
   }
   svg.replaceChildren(...parts);
   return { box, y };
 }
 
-function recordHistory(items, at) {
-  for (const it of items) {
-    if (it.budgetRemainingPercent === null) continue;
-    const key = it.namespace + "/" + it.name;
-    const points = budgetHistory.get(key) || [];
-    points.push([at, it.budgetRemainingPercent]);
-    if (points.length > HISTORY_POINTS) points.shift();
-    budgetHistory.set(key, points);
-  }
+function message(svg, text) {
+  svg.appendChild(svgEl("text", { x: 60, y: 110 }, text));
 }
 
-function renderBudget(items) {
-  const svg = document.getElementById("chart-budget");
-  const keys = items.map((i) => i.namespace + "/" + i.name).filter((k) => budgetHistory.has(k)).slice(0, 10);
-  const { box, y } = frame(svg, -100, 100, "%");
-  const all = keys.flatMap((k) => budgetHistory.get(k));
-  if (all.length === 0) {
-    svg.appendChild(svgEl("text", { x: 240, y: 110 }, "no budget measured yet"));
+function clock(seconds, withSeconds) {
+  const parts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  if (withSeconds) parts.second = "2-digit";
+  return new Date(seconds * 1000).toLocaleTimeString([], parts);
+}
+
+// Lines over time for the riskiest SLAs that have a series; each polyline carries its SLA and
+// its lowest and highest value, so what the chart shows can be checked without reading pixels.
+function lineChart(svg, series, order, range) {
+  const bySla = new Map(series.map((s) => [s.namespace + "/" + s.name, s.points]));
+  const keys = order.filter((k) => bySla.has(k) && bySla.get(k).length).slice(0, HISTORY_SLAS);
+  const values = keys.flatMap((k) => bySla.get(k).map((p) => p[1]));
+  // Below range.floor lines run along the bottom edge, so one deep outlier does not flatten the rest.
+  const lo = values.length ? Math.max(range.floor, Math.min(range.lo, Math.floor(Math.min(...values) - 1))) : range.lo;
+  const { box, y } = frame(svg, lo, range.hi, "%");
+  if (keys.length === 0) {
+    message(svg, "nothing recorded in this range yet");
     return;
   }
-  const t0 = Math.min(...all.map((p) => p[0]));
-  const t1 = Math.max(...all.map((p) => p[0]));
+  if (lo < 0 && range.hi > 0) svg.appendChild(svgEl("line", { x1: box.left, y1: y(0), x2: box.right, y2: y(0), class: "zero" }));
+  // The time axis starts at the first point recorded, so a short history is not a sliver.
+  const t0 = Math.min(...keys.map((k) => bySla.get(k)[0][0]));
+  const t1 = Date.parse(lastHistory.end) / 1000;
   const x = (t) => box.left + ((t - t0) / (t1 - t0 || 1)) * (box.right - box.left);
+  const short = t1 - t0 < 600;
+  svg.appendChild(svgEl("text", { x: box.left, y: 212 }, clock(t0, short)));
+  svg.appendChild(svgEl("text", { x: box.right, y: 212, "text-anchor": "end" }, clock(t1, short)));
   keys.forEach((key, n) => {
-    const points = budgetHistory.get(key);
+    const points = bySla.get(key);
     const color = COLORS[n % COLORS.length];
     const coords = points.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1));
-    if (points.length === 1) coords.push((box.right).toFixed(1) + "," + y(points[0][1]).toFixed(1));
-    svg.appendChild(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: color, "stroke-width": 2, "data-sla": key }));
-    svg.appendChild(svgEl("text", { x: box.left + (n % 5) * 118, y: 222 + Math.floor(n / 5) * 14, fill: color }, key));
+    if (points.length === 1) coords.push(box.right.toFixed(1) + "," + y(points[0][1]).toFixed(1));
+    const vs = points.map((p) => p[1]);
+    svg.appendChild(svgEl("polyline", { points: coords.join(" "), fill: "none", stroke: color, "stroke-width": 2,
+      "data-sla": key, "data-min": Math.min(...vs), "data-max": Math.max(...vs), "data-points": points.length }));
+    svg.appendChild(svgEl("text", { x: box.left + (n % 3) * 195, y: 228 + Math.floor(n / 3) * 12, fill: color }, key.slice(0, 34)));
   });
 }
 
-function renderAttainment(items) {
-  const svg = document.getElementById("chart-attainment");
-  const shown = items.slice(0, 20);
-  const values = shown.flatMap((i) => [i.availabilityPercent, i.ttftAttainmentPercent, i.tpotAttainmentPercent])
-    .filter((v) => v !== null);
+function renderHistory(problem) {
+  const budget = document.getElementById("chart-budget");
+  const attainment = document.getElementById("chart-attainment");
+  if (problem) {
+    for (const svg of [budget, attainment]) {
+      frame(svg, 0, 100, "%");
+      message(svg, "history unavailable: " + problem);
+    }
+    return;
+  }
+  if (!lastHistory || !lastFleet) return;
+  const order = lastFleet.items.map(slaKey);
+  lineChart(budget, lastHistory.budget, order, { lo: -100, hi: 100, floor: -300 });
+  const metric = document.getElementById("attainment-metric").value;
+  const values = lastHistory[metric].flatMap((s) => s.points.map((p) => p[1]));
   const lo = values.length ? Math.max(0, Math.floor(Math.min(...values, 99) - 1)) : 90;
-  const { box, y } = frame(svg, lo, 100, "%");
-  const slot = (box.right - box.left) / Math.max(shown.length, 1);
-  const width = Math.max(slot / 4, 1);
-  const series = [["availabilityPercent", COLORS[0]], ["ttftAttainmentPercent", COLORS[1]], ["tpotAttainmentPercent", COLORS[2]]];
-  shown.forEach((it, n) => {
-    series.forEach(([field, color], s) => {
-      const v = it[field];
-      if (v === null) return;
-      const top = y(v);
-      svg.appendChild(svgEl("rect", { x: box.left + n * slot + s * width + 2, y: top, width, height: Math.max(box.bottom - top, 1), fill: color, "data-sla": it.namespace + "/" + it.name }, undefined));
-    });
-    svg.appendChild(svgEl("text", { x: box.left + n * slot + 2, y: 212, transform: "rotate(30 " + (box.left + n * slot + 2) + " 212)" }, it.name.slice(0, 14)));
-  });
-  series.forEach(([field, color], s) => svg.appendChild(svgEl("text", { x: box.left + s * 120, y: 254, fill: color }, field.replace("Percent", ""))));
+  lineChart(attainment, lastHistory[metric], order, { lo, hi: 100, floor: 0 });
 }
 
-function renderCredits(summary) {
+function renderCredits(credits, problem) {
   const svg = document.getElementById("chart-credits");
-  const tiers = summary.byTier.map((g) => [g.key, Object.values(g.creditsAccrued).reduce((a, b) => a + b, 0), Object.keys(g.creditsAccrued).join("/")]);
-  const hi = Math.max(1, ...tiers.map((t) => t[1])) * 1.1;
+  const items = credits ? credits.items : [];
+  const hi = Math.max(1, ...items.map((c) => Number(c.credits))) * 1.1;
   const { box, y } = frame(svg, 0, hi, "");
-  const slot = (box.right - box.left) / Math.max(tiers.length, 1);
-  tiers.forEach(([tier, total, currency], n) => {
-    const top = y(total);
-    svg.appendChild(svgEl("rect", { x: box.left + n * slot + slot * 0.2, y: top, width: slot * 0.6, height: Math.max(box.bottom - top, 1), fill: COLORS[n % COLORS.length], "data-tier": tier }));
-    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.2, y: 216 }, tier + ": " + total.toFixed(2) + " " + currency));
+  if (problem || items.length === 0) {
+    message(svg, problem ? "credits unavailable: " + problem : "no period settled yet");
+    return;
+  }
+  const slot = (box.right - box.left) / items.length;
+  items.forEach((c, n) => {
+    const value = Number(c.credits);
+    const top = y(value);
+    const period = c.periodStart.slice(0, 10);
+    svg.appendChild(svgEl("rect", { x: box.left + n * slot + slot * 0.15, y: top, width: slot * 0.7,
+      height: Math.max(box.bottom - top, 1), fill: COLORS[n % COLORS.length], "data-period": period, "data-credits": c.credits }));
+    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 214 }, period));
+    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 228 }, value.toFixed(2) + " " + c.currency));
+    if (c.heldForReview) svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 242 }, c.heldForReview + " held"));
   });
+}
+
+function renderEvents(events, problem) {
+  const body = document.querySelector("#events tbody");
+  if (problem) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, "events unavailable: " + problem);
+    td.colSpan = 5;
+    body.replaceChildren(tr);
+    return;
+  }
+  const shown = events.items.slice(0, EVENTS_SHOWN);
+  body.replaceChildren(...shown.map((e) => {
+    const tr = document.createElement("tr");
+    tr.dataset.sla = e.namespace + "/" + e.name;
+    tr.dataset.kind = e.kind;
+    tr.dataset.reason = e.reason;
+    if (e.type === "Warning") tr.className = "warning";
+    cell(tr, new Date(e.time).toLocaleString(), true);
+    cell(tr, badge(e.type, e.type));
+    cell(tr, e.reason + (e.count > 1 ? " ×" + e.count : ""));
+    cell(tr, (e.kind === "AIInferenceSLA" ? "" : e.kind + " ") + e.namespace + "/" + e.name);
+    cell(tr, e.message, false, "msg");
+    return tr;
+  }));
+  document.getElementById("events-count").textContent = "(" + shown.length + " of " + events.items.length + ")";
+}
+
+// One failing source must not blank the others: each settles to its value or its problem.
+async function settle(promise) {
+  try {
+    return [await promise, null];
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) throw error;
+    return [null, error.message];
+  }
 }
 
 async function refresh() {
@@ -193,13 +299,20 @@ async function refresh() {
     return;
   }
   try {
-    const [fleet, summary] = await Promise.all([getJSON("/v1/fleet", token), getJSON("/v1/fleet/summary", token)]);
-    recordHistory(fleet.items, Date.parse(fleet.generatedAt));
+    const [fleet, history, credits, events] = await Promise.all([
+      getJSON("/v1/fleet", token),
+      settle(getJSON("/v1/fleet/history?minutes=" + HISTORY_MINUTES, token)),
+      settle(getJSON("/v1/fleet/credits", token)),
+      settle(getJSON("/v1/fleet/events?limit=" + EVENTS_SHOWN * 4, token)),
+    ]);
+    lastFleet = fleet;
+    lastHistory = history[0];
+    renderFirst(fleet.items);
     renderTiles(fleet.items);
     renderTable(fleet.items);
-    renderBudget(fleet.items);
-    renderAttainment(fleet.items);
-    renderCredits(summary);
+    renderHistory(history[1]);
+    renderCredits(credits[0], credits[1]);
+    renderEvents(events[0], events[1]);
     setStatus("updated " + new Date(fleet.generatedAt).toLocaleTimeString(), false);
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
@@ -221,9 +334,9 @@ function start() {
   });
   document.getElementById("logout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    budgetHistory.clear();
     refresh();
   });
+  document.getElementById("attainment-metric").addEventListener("change", () => renderHistory(null));
   refresh();
   setInterval(refresh, REFRESH_MS);
 }
