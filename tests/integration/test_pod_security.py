@@ -15,6 +15,8 @@ from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.sla.spec import AIInferenceSLASpec
 
+pytestmark = pytest.mark.integration
+
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "f", "uid": "u-1"}
 WALLET = "http://aiconn-api.aiconn-system.svc:8080"
 

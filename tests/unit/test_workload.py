@@ -8,12 +8,14 @@ import hashlib
 import json
 import re
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aiconn.gateway.settings import GatewaySettings
-from aiconn.inference.images import VLLM_IMAGE
+from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.inference.workload import (
     VLLM_ITL_BUCKETS,
@@ -481,3 +483,16 @@ def test_host_resources_grow_with_the_replica_s_gpus() -> None:
     assert big["limits"]["nvidia.com/gpu"] == "4"
     assert int(big["limits"]["cpu"]) == 4 * int(small["limits"]["cpu"])
     assert big["limits"]["memory"] == "72Gi" and small["limits"]["memory"] == "18Gi"
+
+
+def test_the_operator_s_admission_policy_pins_exactly_the_images_the_operator_renders() -> None:
+    policy = Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "operator-admission.yaml"
+    image_rules = [
+        rule["expression"]
+        for doc in yaml.safe_load_all(policy.read_text())
+        for rule in doc["spec"].get("validations", [])
+        if "images" in rule["expression"]
+    ]
+    assert len(image_rules) == 1
+    (listed,) = re.findall(r"in \[([^\]]*)\]", image_rules[0])
+    assert {i.strip(" '") for i in listed.split(",")} == {VLLM_IMAGE, AICONN_IMAGE}
