@@ -48,6 +48,9 @@ WALLET_TOKEN_DIR = "/var/run/secrets/aiconn"
 WALLET_TOKEN_FILE = f"{WALLET_TOKEN_DIR}/token"
 WALLET_TOKEN_SECONDS = 3600
 """Lifetime of the gateway's projected ServiceAccount token; the kubelet renews it at 80 %."""
+WALLET_TOKEN_AUDIENCE = "aiconn.io/api"
+"""Audience of the gateway's projected token: the reporting API reviews it for this audience,
+and the Kubernetes API server, which accepts only its own, refuses it."""
 SCRATCH_PATH = "/tmp"
 """vLLM's writable scratch (HOME, torch.compile and Triton caches): its root filesystem is
 read-only."""
@@ -470,6 +473,7 @@ def deployment(
                         {
                             "serviceAccountToken": {
                                 "path": "token",
+                                "audience": WALLET_TOKEN_AUDIENCE,
                                 "expirationSeconds": WALLET_TOKEN_SECONDS,
                             }
                         }

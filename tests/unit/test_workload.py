@@ -393,7 +393,7 @@ def test_the_gateway_reads_its_wallet_from_the_api_with_its_own_projected_token(
     assert pod["automountServiceAccountToken"] is False
     (volume,) = [v for v in pod["volumes"] if v["name"] == "wallet-token"]
     token = volume["projected"]["sources"][0]["serviceAccountToken"]
-    assert token == {"path": "token", "expirationSeconds": 3600}
+    assert token == {"path": "token", "audience": "aiconn.io/api", "expirationSeconds": 3600}
     (mount,) = [m for m in gateway["volumeMounts"] if m["name"] == "wallet-token"]
     assert f"{mount['mountPath']}/token" == env["AICONN_WALLET_TOKEN_FILE"]
     assert mount["readOnly"] is True
