@@ -60,9 +60,12 @@ POD_USER = 65532
 # Host resources per GPU of the replica. vLLM's CPU work (tokenization, scheduling, one process
 # per tensor-parallel rank) and host memory (weights stream through it on load) grow with the
 # GPUs it drives; the memory limit also covers the memory-backed /dev/shm, which counts against it.
-VLLM_CPU_REQUEST_PER_GPU = 2
+# Requests are what a replica needs once serving (small enough for a one-node dev cluster), limits
+# the ceiling of a load with room to spare.
+VLLM_CPU_REQUEST_PER_GPU = 1
 VLLM_CPU_LIMIT_PER_GPU = 4
-VLLM_MEMORY_GIB_PER_GPU = 16
+VLLM_MEMORY_REQUEST_GIB_PER_GPU = 8
+VLLM_MEMORY_LIMIT_GIB_PER_GPU = 16
 SHM_GIB_PER_GPU = 2
 """NCCL exchanges tensor-parallel shards through /dev/shm; the 64 MiB default is too small."""
 SCRATCH_SIZE = "4Gi"
@@ -310,8 +313,10 @@ def _vllm_container(
         "command": ["vllm", "serve"],
         "args": vllm_args(spec, decision),
         "env": [
-            # Everything vLLM, torch and Triton write under HOME lands in the bounded scratch.
+            # Everything vLLM, torch and Triton write under HOME lands in the bounded scratch;
+            # USER spares getpass a lookup of a uid the image's /etc/passwd does not have.
             {"name": "HOME", "value": SCRATCH_PATH},
+            {"name": "USER", "value": "vllm"},
             {"name": "HF_HOME", "value": HF_HOME},
             {
                 "name": "HF_TOKEN",
@@ -335,17 +340,16 @@ def _vllm_container(
 
 def _vllm_resources(tp: int) -> dict[str, dict[str, str]]:
     """CPU and memory requests and limits sized by the replica's GPUs; GPUs are requested whole."""
-    memory = f"{tp * (VLLM_MEMORY_GIB_PER_GPU + SHM_GIB_PER_GPU)}Gi"
     return {
         "requests": {
             GPU_RESOURCE: str(tp),
             "cpu": str(tp * VLLM_CPU_REQUEST_PER_GPU),
-            "memory": memory,
+            "memory": f"{tp * VLLM_MEMORY_REQUEST_GIB_PER_GPU}Gi",
         },
         "limits": {
             GPU_RESOURCE: str(tp),
             "cpu": str(tp * VLLM_CPU_LIMIT_PER_GPU),
-            "memory": memory,
+            "memory": f"{tp * (VLLM_MEMORY_LIMIT_GIB_PER_GPU + SHM_GIB_PER_GPU)}Gi",
         },
     }
 

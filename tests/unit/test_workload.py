@@ -483,6 +483,8 @@ def test_host_resources_grow_with_the_replica_s_gpus() -> None:
     assert big["limits"]["nvidia.com/gpu"] == "4"
     assert int(big["limits"]["cpu"]) == 4 * int(small["limits"]["cpu"])
     assert big["limits"]["memory"] == "72Gi" and small["limits"]["memory"] == "18Gi"
+    assert big["requests"]["memory"] == "32Gi" and small["requests"]["memory"] == "8Gi"
+    assert big["requests"]["cpu"] == "4" and small["requests"]["cpu"] == "1"
 
 
 def test_the_operator_s_admission_policy_pins_exactly_the_images_the_operator_renders() -> None:
