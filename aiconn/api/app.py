@@ -50,7 +50,11 @@ def _authorizer(settings: ApiSettings, kube: Any) -> Authorizer:
         assert settings.static_tokens_file is not None  # the settings validator guarantees it
         return StaticAuthorizer.from_file(settings.static_tokens_file)
     return KubernetesAuthorizer(
-        kube, cache_seconds=settings.auth_cache_seconds, cache_size=settings.auth_cache_size
+        kube,
+        cache_seconds=settings.auth_cache_seconds,
+        cache_size=settings.auth_cache_size,
+        audience=settings.token_audience,
+        accept_default_audience=settings.accept_default_audience,
     )
 
 

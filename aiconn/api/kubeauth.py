@@ -4,6 +4,10 @@ The API calls both with its own service account (which needs `create` on tokenre
 subjectaccessreviews), so a tenant's token is never used to act, only to be reviewed. Answers are
 reused for a few seconds from a bounded LRU keyed by a SHA-256 of the token, so the raw token is
 not even kept in memory longer than the request.
+
+Tokens are reviewed for the API's own audience first (the inference gateways' projected tokens
+carry it, so they cannot be replayed against the Kubernetes API server), then, unless turned off,
+for the API server's default audience, which is what `kubectl create token` issues.
 """
 
 from __future__ import annotations
@@ -21,9 +25,23 @@ AccessKey = tuple[Caller, str, str | None]
 class KubernetesAuthorizer:
     """TokenReview (authentication.k8s.io/v1) and SubjectAccessReview (authorization.k8s.io/v1)."""
 
-    def __init__(self, api: Any, *, cache_seconds: float, cache_size: int) -> None:
+    def __init__(
+        self,
+        api: Any,
+        *,
+        cache_seconds: float,
+        cache_size: int,
+        audience: str | None = None,
+        accept_default_audience: bool = True,
+    ) -> None:
         from kubernetes import client
 
+        if audience is None and not accept_default_audience:
+            raise ValueError("no audience to accept: name one or accept the default audience")
+        self._audiences: tuple[list[str] | None, ...] = (
+            *(([audience],) if audience else ()),
+            *((None,) if accept_default_audience else ()),
+        )
         self._authn = client.AuthenticationV1Api(api)
         self._authz = client.AuthorizationV1Api(api)
         self._tokens: TTLCache[str, Caller | bool] = TTLCache(
@@ -52,9 +70,18 @@ class KubernetesAuthorizer:
         return self._allowed(caller, APPROVE, namespace, resource=SETTLEMENTS)
 
     def _review_token(self, token: str) -> Caller | None:
+        for audiences in self._audiences:
+            caller = self._review_for(token, audiences)
+            if caller is not None:
+                return caller
+        return None
+
+    def _review_for(self, token: str, audiences: list[str] | None) -> Caller | None:
+        """The token's user if it is valid for one of `audiences` (None: the API server's own)."""
         from kubernetes import client
 
-        review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        spec = client.V1TokenReviewSpec(token=token, audiences=audiences)
+        review = client.V1TokenReview(spec=spec)
         result = _call(lambda: self._authn.create_token_review(review))
         status = result.status
         if status is None or not status.authenticated or status.user is None:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aiconn.inference.workload import WALLET_TOKEN_AUDIENCE
+
 
 class ApiSettings(BaseSettings):
     """How the API listens, where its ledger is, and how it checks callers."""
@@ -37,6 +39,11 @@ class ApiSettings(BaseSettings):
     """Statement entries per page when the caller gives no `limit`."""
     max_page_size: int = Field(default=500, ge=1, le=10_000)
     """Largest `limit` a caller may ask for; larger asks are refused with 422."""
+    token_audience: str = WALLET_TOKEN_AUDIENCE
+    """Audience the API's TokenReview asks for first: the one inference gateways' tokens carry."""
+    accept_default_audience: bool = True
+    """Also accept tokens for the Kubernetes API server's own audience (what `kubectl create
+    token` and older gateways present); false accepts only `token_audience`."""
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     """How long a TokenReview or SubjectAccessReview answer is reused (0 disables the cache)."""
     auth_cache_size: int = Field(default=4096, ge=1, le=1_000_000)

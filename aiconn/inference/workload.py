@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from aiconn.crd import GROUP
 from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
-from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION
+from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION, GIB, weight_bytes
 from aiconn.inference.tier import SITE_LABEL
 from aiconn.sla.metricnames import with_threshold
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
@@ -50,6 +51,28 @@ WALLET_TOKEN_DIR = "/var/run/secrets/aiconn"
 WALLET_TOKEN_FILE = f"{WALLET_TOKEN_DIR}/token"
 WALLET_TOKEN_SECONDS = 3600
 """Lifetime of the gateway's projected ServiceAccount token; the kubelet renews it at 80 %."""
+WALLET_TOKEN_AUDIENCE = "aiconn.io/api"
+"""Audience of the gateway's projected token: the reporting API reviews it for this audience,
+and the Kubernetes API server, which accepts only its own, refuses it."""
+SCRATCH_PATH = "/tmp"
+"""vLLM's writable scratch (HOME, torch.compile and Triton caches): its root filesystem is
+read-only."""
+POD_USER = 65532
+"""The non-root user both containers run as (the distroless `nonroot` uid)."""
+
+# Host resources per GPU of the replica. vLLM's CPU work (tokenization, scheduling, one process
+# per tensor-parallel rank) and host memory (weights stream through it on load) grow with the
+# GPUs it drives; the memory limit also covers the memory-backed /dev/shm, which counts against it.
+# Requests are what a replica needs once serving (small enough for a one-node dev cluster), limits
+# the ceiling of a load with room to spare.
+VLLM_CPU_REQUEST_PER_GPU = 1
+VLLM_CPU_LIMIT_PER_GPU = 4
+VLLM_MEMORY_REQUEST_GIB_PER_GPU = 8
+VLLM_MEMORY_LIMIT_GIB_PER_GPU = 16
+SHM_GIB_PER_GPU = 2
+"""NCCL exchanges tensor-parallel shards through /dev/shm; the 64 MiB default is too small."""
+SCRATCH_SIZE = "4Gi"
+GATEWAY_TMP_SIZE = "64Mi"
 """Optional Secret (key `token`) in the SLA's namespace, for gated Hugging Face models."""
 
 
@@ -261,14 +284,28 @@ _VLLM_HEALTH = [
 ]
 
 
+def _restricted() -> dict[str, Any]:
+    """Pod Security "restricted" for a container: non-root, no privilege escalation, no
+    capabilities, RuntimeDefault seccomp, and nothing written outside its bounded volumes."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": POD_USER,
+        "runAsGroup": POD_USER,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _vllm_container(
     spec: AIInferenceSLASpec, decision: PlacementDecision, image: str
 ) -> dict[str, Any]:
     tp = _require_placed(decision)
-    gpus = {GPU_RESOURCE: str(tp)}
     mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": HF_HOME},
+        {"name": "vllm-scratch", "mountPath": SCRATCH_PATH},
     ]
     if spec.model.source.startswith("pvc://"):
         mounts.append({"name": "model", "mountPath": MODELS_PATH, "readOnly": True})
@@ -279,6 +316,10 @@ def _vllm_container(
         "command": ["vllm", "serve"],
         "args": vllm_args(spec, decision),
         "env": [
+            # Everything vLLM, torch and Triton write under HOME lands in the bounded scratch;
+            # USER spares getpass a lookup of a uid the image's /etc/passwd does not have.
+            {"name": "HOME", "value": SCRATCH_PATH},
+            {"name": "USER", "value": "vllm"},
             {"name": "HF_HOME", "value": HF_HOME},
             {
                 "name": "HF_TOKEN",
@@ -290,17 +331,35 @@ def _vllm_container(
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "DO_NOT_TRACK", "value": "1"},
         ],
-        "resources": {"requests": gpus, "limits": gpus},
+        "resources": _vllm_resources(tp),
         "volumeMounts": mounts,
         # Loading weights takes minutes: up to 60 x 10 s before liveness starts counting.
         "startupProbe": {**exec_probe, "periodSeconds": 10, "failureThreshold": 60},
         # /health turns 503 when the engine died; only a restart brings it back.
         "livenessProbe": {**exec_probe, "periodSeconds": 10, "failureThreshold": 3},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
+        "securityContext": _restricted(),
+    }
+
+
+def _vllm_resources(tp: int) -> dict[str, dict[str, str]]:
+    """CPU and memory requests and limits sized by the replica's GPUs; GPUs are requested whole."""
+    return {
+        "requests": {
+            GPU_RESOURCE: str(tp),
+            "cpu": str(tp * VLLM_CPU_REQUEST_PER_GPU),
+            "memory": f"{tp * VLLM_MEMORY_REQUEST_GIB_PER_GPU}Gi",
+        },
+        "limits": {
+            GPU_RESOURCE: str(tp),
+            "cpu": str(tp * VLLM_CPU_LIMIT_PER_GPU),
+            "memory": f"{tp * (VLLM_MEMORY_LIMIT_GIB_PER_GPU + SHM_GIB_PER_GPU)}Gi",
         },
     }
+
+
+def _model_cache_size(spec: AIInferenceSLASpec) -> str:
+    """Room for the weights vLLM downloads into HF_HOME, plus a tenth and 1 GiB for the rest."""
+    return f"{math.ceil(weight_bytes(spec.model) * 1.1 / GIB) + 1}Gi"
 
 
 def gateway_container(
@@ -349,10 +408,11 @@ def gateway_container(
             {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        # No CPU limit: throttling would add latency to exactly the requests the SLA measures.
+        # A generous CPU limit: throttling would add latency to exactly the requests the SLA
+        # measures, so it bounds a runaway gateway without touching normal load.
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"memory": "512Mi"},
+            "limits": {"cpu": "2", "memory": "512Mi"},
         },
         "volumeMounts": mounts,
         "readinessProbe": {
@@ -367,14 +427,7 @@ def gateway_container(
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _restricted(),
     }
 
 
@@ -396,16 +449,21 @@ def deployment(
     The pods run as the SLA's gateway ServiceAccount with no token mounted by default; with
     `wallet_api_url` a projected token reaches the gateway container alone, never vLLM.
     """
-    _require_placed(decision)
+    tp = _require_placed(decision)
     names = child_names(sla_name)
     node_selector = dict(decision.node_selector)
     if decision.site:
         node_selector[SITE_LABEL] = decision.site
     volumes: list[dict[str, Any]] = [
-        # NCCL exchanges tensor-parallel shards through shared memory; 64 MiB default is too small.
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-        {"name": "model-cache", "emptyDir": {}},
-        {"name": "tmp", "emptyDir": {}},
+        # Every writable volume is bounded: the kubelet evicts a pod that outgrows one instead
+        # of letting it fill the node's disk or memory.
+        {
+            "name": "dshm",
+            "emptyDir": {"medium": "Memory", "sizeLimit": f"{tp * SHM_GIB_PER_GPU}Gi"},
+        },
+        {"name": "model-cache", "emptyDir": {"sizeLimit": _model_cache_size(spec)}},
+        {"name": "vllm-scratch", "emptyDir": {"sizeLimit": SCRATCH_SIZE}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": GATEWAY_TMP_SIZE}},
         # Only the hashes reach the gateway; world-readable because it runs as a non-root user
         # that does not own the files.
         {
@@ -426,6 +484,7 @@ def deployment(
                         {
                             "serviceAccountToken": {
                                 "path": "token",
+                                "audience": WALLET_TOKEN_AUDIENCE,
                                 "expirationSeconds": WALLET_TOKEN_SECONDS,
                             }
                         }
@@ -474,7 +533,13 @@ def deployment(
         "enableServiceLinks": False,
         # Lets streams in flight finish after the pod leaves the Service.
         "terminationGracePeriodSeconds": 60,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": POD_USER,
+            "runAsGroup": POD_USER,
+            "fsGroup": POD_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if attachment.priority_class_name:
         pod_spec["priorityClassName"] = attachment.priority_class_name

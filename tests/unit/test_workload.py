@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aiconn.gateway.settings import GatewaySettings
-from aiconn.inference.images import VLLM_IMAGE
+from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.inference.workload import (
     VLLM_ITL_BUCKETS,
@@ -179,7 +182,8 @@ def test_deployment_requests_the_placement_s_gpus_on_its_tier_and_site() -> None
     vllm = container(dep, "vllm")
     assert vllm["image"] == VLLM_IMAGE
     assert vllm["command"] == ["vllm", "serve"]
-    assert vllm["resources"]["requests"] == vllm["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    requests, limits = vllm["resources"]["requests"], vllm["resources"]["limits"]
+    assert requests["nvidia.com/gpu"] == limits["nvidia.com/gpu"] == "1"
     assert "ports" not in vllm
     assert pod["nodeSelector"] == {
         "aiconn.io/tier": "edge",
@@ -191,7 +195,7 @@ def test_deployment_requests_the_placement_s_gpus_on_its_tier_and_site() -> None
     ]
     assert pod["priorityClassName"] == "aiconn-urllc-delay-critical"
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory"}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
     mounts = {m["name"]: m["mountPath"] for m in vllm["volumeMounts"]}
     assert mounts["dshm"] == "/dev/shm"
     env = {e["name"]: e for e in vllm["env"]}
@@ -392,7 +396,7 @@ def test_the_gateway_reads_its_wallet_from_the_api_with_its_own_projected_token(
     assert pod["automountServiceAccountToken"] is False
     (volume,) = [v for v in pod["volumes"] if v["name"] == "wallet-token"]
     token = volume["projected"]["sources"][0]["serviceAccountToken"]
-    assert token == {"path": "token", "expirationSeconds": 3600}
+    assert token == {"path": "token", "audience": "aiconn.io/api", "expirationSeconds": 3600}
     (mount,) = [m for m in gateway["volumeMounts"] if m["name"] == "wallet-token"]
     assert f"{mount['mountPath']}/token" == env["AICONN_WALLET_TOKEN_FILE"]
     assert mount["readOnly"] is True
@@ -426,3 +430,74 @@ def test_the_gateway_identity_may_read_only_its_namespace_s_slas() -> None:
     for obj in (account, role, binding):
         assert obj["metadata"]["namespace"] == "acme"
         assert obj["metadata"]["ownerReferences"][0]["uid"] == OWNER["uid"]
+
+
+@pytest.mark.parametrize("wallet", [None, "http://aiconn-api.aiconn-system.svc:8080"])
+def test_every_container_meets_pod_security_restricted(wallet: str | None) -> None:
+    pod = build(wallet_api_url=wallet)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {c["name"] for c in pod["containers"]} == {"vllm", "gateway"}
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] > 0, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+
+
+def test_every_container_has_cpu_and_memory_requests_and_limits() -> None:
+    for c in build()["spec"]["template"]["spec"]["containers"]:
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), (c["name"], kind)
+
+
+def test_writable_volumes_are_bounded_and_shm_fits_the_memory_limit() -> None:
+    dep = build()
+    pod = dep["spec"]["template"]["spec"]
+    empty_dirs = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
+    assert set(empty_dirs) == {"dshm", "model-cache", "vllm-scratch", "tmp"}
+    assert all("sizeLimit" in e for e in empty_dirs.values())
+    vllm = container(dep, "vllm")
+    mounts = {m["mountPath"]: m["name"] for m in vllm["volumeMounts"]}
+    assert mounts["/tmp"] == "vllm-scratch"
+    assert {"name": "HOME", "value": "/tmp"} in vllm["env"]
+    # 8B bf16 weights are 16 GB: the download cache holds them with room to spare.
+    assert empty_dirs["model-cache"]["sizeLimit"] == "18Gi"
+    shm_gib = int(empty_dirs["dshm"]["sizeLimit"].removesuffix("Gi"))
+    assert int(vllm["resources"]["limits"]["memory"].removesuffix("Gi")) > shm_gib
+
+
+def test_host_resources_grow_with_the_replica_s_gpus() -> None:
+    spec = sla()
+    one = build(spec)
+    decision = dataclasses.replace(placed(spec), tensor_parallel_size=4, gpus_per_replica=4)
+    four = deployment(
+        sla_name="factory",
+        namespace="acme",
+        spec=spec,
+        decision=decision,
+        attachment=ATTACHMENT,
+        owner=OWNER,
+        api_key_secret="factory-keys",
+    )
+    small, big = container(one, "vllm")["resources"], container(four, "vllm")["resources"]
+    assert big["limits"]["nvidia.com/gpu"] == "4"
+    assert int(big["limits"]["cpu"]) == 4 * int(small["limits"]["cpu"])
+    assert big["limits"]["memory"] == "72Gi" and small["limits"]["memory"] == "18Gi"
+    assert big["requests"]["memory"] == "32Gi" and small["requests"]["memory"] == "8Gi"
+    assert big["requests"]["cpu"] == "4" and small["requests"]["cpu"] == "1"
+
+
+def test_the_operator_s_admission_policy_pins_exactly_the_images_the_operator_renders() -> None:
+    policy = Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "operator-admission.yaml"
+    image_rules = [
+        rule["expression"]
+        for doc in yaml.safe_load_all(policy.read_text())
+        for rule in doc["spec"].get("validations", [])
+        if "images" in rule["expression"]
+    ]
+    assert len(image_rules) == 1
+    (listed,) = re.findall(r"in \[([^\]]*)\]", image_rules[0])
+    assert {i.strip(" '") for i in listed.split(",")} == {VLLM_IMAGE, AICONN_IMAGE}
