@@ -22,6 +22,7 @@ from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.offers import OfferProblem, offered_tiers, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.slices.kubernetes import pod_attachment
@@ -141,7 +142,19 @@ async def reconcile_sla(
             events=[Event("Warning", "InvalidSpec", message)],
         )
 
-    decision = plan(spec, tiers)
+    try:
+        spec, offer = await terms_for(kube, spec, require_offer=settings.require_offer)
+    except OfferProblem as problem:
+        # Operator-only knowledge (the offer is missing or no longer covers the SLA): nothing is
+        # provisioned or funded until the tenant or the provider fixes it.
+        return Outcome(
+            status={"observedGeneration": generation, "phase": "Invalid"},
+            conditions=[
+                condition("Ready", False, problem.reason, str(problem), generation=generation)
+            ],
+            events=[Event("Warning", problem.reason, str(problem))],
+        )
+    decision = plan(spec, offered_tiers(tiers, offer))
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
     if not decision.placed:
