@@ -1,24 +1,27 @@
 """Kopf handlers: thin adapters that call the reconcile functions and write back what they say.
 
 Kopf keeps its own bookkeeping in annotations (not in status, whose schema is strict), peering
-is off (one replica, Recreate), and no finalizers are added except for NetworkSlices realized in
-a 5G core, whose SliceProfile must be removed there before the object goes.
+is off (one replica, Recreate), and finalizers are added only where something must happen before
+an object goes: AIInferenceSLAs (their open period is settled) and NetworkSlices realized in a 5G
+core (their SliceProfile is removed there).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes.client.rest import ApiException
 
-import aiconn.operator.loop  # noqa: F401
+import aiconn.operator.loop
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import SLA_LABEL
 from aiconn.operator import state
 from aiconn.operator.reconcile import Outcome, reconcile_sla, refresh_readiness
+from aiconn.operator.retirement import NotYet, settle_deleted
 from aiconn.operator.slicing import realize_slice, release_slice
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,18 @@ async def sla_changed(
     body: kopf.Body, tier_index: kopf.Index[str, InferenceTierSpec], **_: Any
 ) -> None:
     await _reconcile(body, tier_index)
+
+
+@kopf.on.delete(GROUP, VERSION, "aiinferenceslas")
+async def sla_deleted(body: kopf.Body, **_: Any) -> None:
+    """Settle the deleted SLA's open period before its finalizer goes (see `retirement`)."""
+    evaluator = aiconn.operator.loop.evaluator()
+    if evaluator is None:
+        return  # SLA engine off: nothing was measured or funded, nothing is owed.
+    try:
+        await settle_deleted(evaluator, body, now=datetime.now(UTC))
+    except NotYet as wait:
+        raise kopf.TemporaryError(str(wait), delay=wait.delay) from wait
 
 
 @kopf.on.create(GROUP, VERSION, "inferencetiers")
