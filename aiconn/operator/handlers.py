@@ -73,6 +73,14 @@ def sla_tier_index(
     return {(status.get("placement") or {}).get("tier"): (namespace, name)}
 
 
+@kopf.index(GROUP, VERSION, "aiinferenceslas")
+def sla_offer_index(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[str | None, tuple[str, str]]:
+    """SLAs by the offer they name, for re-applying an offer's terms when the offer changes."""
+    return {spec.get("offer"): (namespace, name)}
+
+
 def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, InferenceTierSpec]:
     return {name: next(iter(store)) for name, store in tier_index.items()}
 
@@ -140,7 +148,24 @@ async def tier_changed(
     **_: Any,
 ) -> None:
     """Re-plan the SLAs on this tier and those placed nowhere: the edit may move or place them."""
-    affected = {*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}
+    await _replan({*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}, tier_index)
+
+
+@kopf.on.event(GROUP, VERSION, "aiinferenceoffers")
+async def offer_changed(
+    name: str,
+    tier_index: kopf.Index[str, InferenceTierSpec],
+    sla_offer_index: kopf.Index[str | None, tuple[str, str]],
+    **_: Any,
+) -> None:
+    """Re-apply an offer's terms to the SLAs naming it (a watch event handler: the provider's
+    offers carry none of the operator's bookkeeping, and it needs no write access to them)."""
+    await _replan(set(sla_offer_index.get(name, [])), tier_index)
+
+
+async def _replan(
+    affected: set[tuple[str, str]], tier_index: kopf.Index[str, InferenceTierSpec]
+) -> None:
     kube = state.kube()
     failed = []
     # One SLA's failure must not hold back the others: re-plan each, then retry the failures.
