@@ -13,11 +13,13 @@ closed for new SLAs by the admission policy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
@@ -80,10 +82,30 @@ def resolve(
         raise OfferProblem("OutsideOffer", f"{err} (offer {spec.offer})") from err
 
 
-def offered_tiers(
-    tiers: Mapping[str, InferenceTierSpec], offer: AIInferenceOfferSpec | None
-) -> dict[str, InferenceTierSpec]:
-    """The tiers placement may choose from: the offer's allowed tiers (all without an offer)."""
+def place(
+    spec: AIInferenceSLASpec,
+    tiers: Mapping[str, InferenceTierSpec],
+    offer: AIInferenceOfferSpec | None,
+) -> PlacementDecision:
+    """Placement among the offer's tiers (all tiers without an offer); a tier the offer does not
+    include is listed as rejected with that reason, like every tier not chosen."""
     if offer is None:
-        return dict(tiers)
-    return {name: tier for name, tier in tiers.items() if name in offer.allowed_tiers}
+        return plan(spec, tiers)
+    offered = {name: tier for name, tier in tiers.items() if name in offer.allowed_tiers}
+    decision = plan(spec, offered)
+    excluded = tuple(
+        (
+            name,
+            f"{name}: not among the tiers of offer {spec.offer} ({', '.join(offer.allowed_tiers)})",
+        )
+        for name in tiers
+        if name not in offered
+    )
+    rejected = tuple(sorted((*decision.rejected, *excluded)))
+    if decision.placed:
+        return dataclasses.replace(decision, rejected=rejected)
+    return dataclasses.replace(
+        decision,
+        rejected=rejected,
+        message="no tier can serve this SLA: " + "; ".join(r for _, r in rejected),
+    )

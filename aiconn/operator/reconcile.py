@@ -18,11 +18,11 @@ from pydantic import ValidationError
 
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
-from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.operator.offers import OfferProblem, offered_tiers, terms_for
+from aiconn.operator.offers import OfferProblem, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.slices.kubernetes import pod_attachment
@@ -154,7 +154,7 @@ async def reconcile_sla(
             ],
             events=[Event("Warning", problem.reason, str(problem))],
         )
-    decision = plan(spec, offered_tiers(tiers, offer))
+    decision = place(spec, tiers, offer)
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
     if not decision.placed:

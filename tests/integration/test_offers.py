@@ -266,6 +266,8 @@ def test_the_operator_takes_priority_rates_and_endpoint_from_the_offer(
     outcome = asyncio.run(reconcile_sla(kube, body, tiers(), OperatorSettings()))
     assert outcome.status["phase"] != "Invalid", outcome
     assert outcome.status["placement"]["tier"] in {"edge", "regional"}
+    rejected = {r["tier"]: r["reason"] for r in outcome.status["placement"]["rejected"]}
+    assert f"not among the tiers of offer {offer}" in rejected["cloud"]
     custom = client.CustomObjectsApi(k8s)
     slice_obj = custom.get_namespaced_custom_object(
         GROUP, VERSION, namespace, "networkslices", outcome.status["children"]["networkSlice"]
