@@ -148,6 +148,14 @@ def test_every_rendered_object_is_accepted(installed: Objects) -> None:
     tiers = {o["metadata"]["name"]: o for o in installed if o["kind"] == "InferenceTier"}
     assert set(tiers) == {"edge", "regional", "cloud"}
     assert all("namespace" not in t["metadata"] for t in tiers.values())
+    cluster_scoped = (
+        "AIInferenceOffer",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
+    assert all("namespace" not in o["metadata"] for o in installed if o["kind"] in cluster_scoped)
+    offers = {o["metadata"]["name"] for o in installed if o["kind"] == "AIInferenceOffer"}
+    assert offers == {"5g-enterprise-bundle", "business-subscription", "multi-model-units"}
 
 
 def test_pods_pass_restricted_pod_security(k8s: Any, installed: Objects) -> None:
