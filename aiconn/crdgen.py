@@ -7,6 +7,7 @@ structural OpenAPI v3 schema the API server wants. `aiconn crds --write` regener
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
+from aiconn.sla.offer import PROVIDER_OWNED, AIInferenceOfferSpec
 from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
 from aiconn.slices.model import NetworkSliceSpec, NetworkSliceStatus
 
@@ -34,6 +36,8 @@ class CrdInfo:
     spec: type[BaseModel]
     status: type[BaseModel] | None
     printer_columns: tuple[dict[str, str], ...] = field(default=())
+    provider_owned: Mapping[str, str] = field(default_factory=dict)
+    """Spec fields (dotted paths) the provider owns: rendered without server defaults."""
 
     @property
     def name(self) -> str:
@@ -70,8 +74,12 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
-    """Turn a resolved JSON Schema node into a structural OpenAPI v3 node."""
+def _structural(
+    node: dict[str, Any], path: str, owned: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Turn a resolved JSON Schema node into a structural OpenAPI v3 node; fields at `owned`
+    paths are provider-owned: no server default, and a description saying where they come from."""
+    owned = owned or {}
     out: dict[str, Any] = {}
     for key in (
         "description",
@@ -99,7 +107,13 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         out["enum"] = [node["const"]]
     if "enum" in out and "type" not in out:
         out["type"] = "string"
-    if "default" in node:
+    if path in owned:
+        # No server default: the admission policy would take it for the tenant's own choice.
+        out["description"] = (
+            f"{out.get('description', '')} Provider-owned: with spec.offer set, the value is"
+            f" {owned[path]}; a value outside the offer is refused."
+        ).strip()
+    elif "default" in node:
         # The API server validates a default as written (nested defaults are not applied to
         # it), so object defaults carry every field, as pydantic renders them.
         out["default"] = _without_nulls(node["default"])
@@ -108,7 +122,7 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         props = node.get("properties")
         if props:
             out["properties"] = {
-                name: _structural(sub, f"{path}.{name}") for name, sub in props.items()
+                name: _structural(sub, f"{path}.{name}", owned) for name, sub in props.items()
             }
             if node.get("required"):
                 out["required"] = list(node["required"])
@@ -117,9 +131,9 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
             if extra is True or extra == {}:
                 out["x-kubernetes-preserve-unknown-fields"] = True
             else:
-                out["additionalProperties"] = _structural(extra, f"{path}[*]")
+                out["additionalProperties"] = _structural(extra, f"{path}[*]", owned)
     elif kind == "array":
-        out["items"] = _structural(node["items"], f"{path}[*]")
+        out["items"] = _structural(node["items"], f"{path}[*]", owned)
     if "type" not in out:
         raise ValueError(f"{path}: no type in the rendered schema ({sorted(node)})")
     if not out.get("description") and not path.endswith("[*]"):
@@ -127,18 +141,20 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-def model_schema(model: type[BaseModel], path: str) -> dict[str, Any]:
+def model_schema(
+    model: type[BaseModel], path: str, owned: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The structural schema of one model, descriptions and CEL rules included."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     resolved = _resolve(raw, defs)
     resolved.setdefault("description", (model.__doc__ or "").strip())
-    return _structural(resolved, path)
+    return _structural(resolved, path, owned)
 
 
 def render(info: CrdInfo) -> dict[str, Any]:
     """The CustomResourceDefinition object for one resource."""
-    spec_schema = model_schema(info.spec, "spec")
+    spec_schema = model_schema(info.spec, "spec", info.provider_owned)
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string", "description": "API version: aiconn.io/v1alpha1."},
         "kind": {"type": "string", "description": f"Kind: {info.kind}."},
@@ -193,6 +209,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         "telco tier, measured at the service boundary and paid back in token credits when missed.",
         spec=AIInferenceSLASpec,
         status=AIInferenceSLAStatus,
+        provider_owned=PROVIDER_OWNED,
         printer_columns=(
             _col("Tier", "string", ".status.placement.tier", "Chosen inference tier"),
             _col("Model", "string", ".spec.model.name", "Served model"),
@@ -220,6 +237,28 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("5QI", "integer", ".spec.fiveQI", "5G QoS Identifier"),
             _col("Backend", "string", ".spec.backend", "Realization backend"),
             _col("Phase", "string", ".status.phase", "Lifecycle phase"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+    CrdInfo(
+        kind="AIInferenceOffer",
+        plural="aiinferenceoffers",
+        short_names=("aioffer",),
+        scope="Cluster",
+        description="What the provider sells to AI inference SLAs: prices per model class, the "
+        "token plan, credit schedules, rate ceilings, slice profiles and tiers. Tenants name an "
+        "offer in their SLA's spec.offer and choose within it.",
+        spec=AIInferenceOfferSpec,
+        status=None,
+        printer_columns=(
+            _col("Currency", "string", ".spec.currency", "Currency of the prices"),
+            _col(
+                "Included",
+                "integer",
+                ".spec.plan.includedTokensPerPeriod",
+                "Tokens included per tenant and period",
+            ),
+            _col("Period", "string", ".spec.plan.period", "Plan period"),
             _col("Age", "date", ".metadata.creationTimestamp", "Age"),
         ),
     ),

@@ -209,7 +209,7 @@ def main() -> None:
     cp = ControlPlane(state_dir=state / "cp").start(crds=sorted((ROOT / "crds").glob("*.yaml")))
     api = cp.api_client()
     api.configuration.connection_pool_maxsize = CLIENT_THREADS * 2
-    apply_objects(api, load_documents([SAMPLES / "tiers.yaml"]))
+    apply_objects(api, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
     # The plain client runs first, with no operator around to race it for the same objects.
     plain_times = {n: run_plain_client(api, n, base) for n in args.sizes}
     for n in args.sizes:

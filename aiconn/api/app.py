@@ -19,7 +19,7 @@ from aiconn.api.auth import Authorizer
 from aiconn.api.deps import AppParts
 from aiconn.api.kubeauth import KubernetesAuthorizer
 from aiconn.api.metrics import fleet_registry
-from aiconn.api.routes import assurance, fleet, health, noc, review, tenant
+from aiconn.api.routes import assurance, fleet, health, noc, review, tenant, topups
 from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
@@ -104,7 +104,14 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
     )
     errors.install(app)
     docs.install(app)
-    for router in (tenant.router, review.router, fleet.router, health.router, noc.router):
+    for router in (
+        tenant.router,
+        review.router,
+        topups.router,
+        fleet.router,
+        health.router,
+        noc.router,
+    ):
         app.include_router(router)
     app.include_router(assurance.router)
     app.mount("/noc/static", StaticFiles(directory=STATIC_DIR), name="noc-static")

@@ -2,7 +2,8 @@
 
 Tenant isolation is Kubernetes RBAC: a caller may read an SLA's reports exactly when it may `get`
 `aiinferenceslas` in that SLA's namespace, the NOC views need `list` on them cluster-wide, and
-releasing a held settlement needs `approve` on `settlements` in the SLA's namespace.
+releasing a held settlement needs `approve` on `settlements` in the SLA's namespace, and a
+top-up needs `create` on `topups` there.
 Two implementations exist: `kubeauth` (TokenReview + SubjectAccessReview, the production one) and
 `staticauth` (a token file for local use). The routes only ever see this protocol.
 """
@@ -15,6 +16,8 @@ from typing import Protocol
 RESOURCE = "aiinferenceslas"
 SETTLEMENTS = "settlements"
 APPROVE = "approve"
+TOPUPS = "topups"
+CREATE = "create"
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,8 @@ class Authorizer(Protocol):
         """Whether the caller may `approve` `settlements` (aiconn.io) in `namespace`: release a
         period held for review, which moves money. No such resource is served; RBAC rules name
         it all the same, and the platform team binds it to whoever reviews held periods."""
+
+    def may_top_up(self, caller: Caller, namespace: str) -> bool:
+        """Whether the caller may `create` `topups` (aiconn.io) in `namespace`: buy tokens for a
+        wallet there, which moves money. Like settlements, a resource RBAC names but no server
+        serves; billing staff (or a billing system's ServiceAccount) get it, tenants do not."""

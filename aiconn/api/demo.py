@@ -48,10 +48,10 @@ class Measured:
         )
 
 
-def manifest(name: str, *, tenant: str, index: int) -> dict[str, Any]:
-    """An AIInferenceSLA object; the tier follows the index."""
+def manifest(name: str, *, tenant: str, index: int, offer: str | None = None) -> dict[str, Any]:
+    """An AIInferenceSLA object; the tier follows the index; `offer` names an AIInferenceOffer."""
     tier, _ = TIERS[index % len(TIERS)]
-    return {
+    body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "AIInferenceSLA",
         "metadata": {"name": name},
@@ -67,6 +67,9 @@ def manifest(name: str, *, tenant: str, index: int) -> dict[str, Any]:
             "tokens": {"pricePerMillionTokens": 0.9, "currency": "EUR"},
         },
     }
+    if offer is not None:
+        body["spec"]["offer"] = offer
+    return body
 
 
 def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, Any]:
@@ -121,13 +124,15 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
     }
 
 
-def create_sla(api: Any, namespace: str, name: str, *, tenant: str, index: int) -> str:
+def create_sla(
+    api: Any, namespace: str, name: str, *, tenant: str, index: int, offer: str | None = None
+) -> str:
     """Create the SLA and write its status; returns its uid."""
     from kubernetes import client
 
     objects = client.CustomObjectsApi(api)
     created = objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, manifest(name, tenant=tenant, index=index)
+        GROUP, VERSION, namespace, PLURAL, manifest(name, tenant=tenant, index=index, offer=offer)
     )
     write_status(api, namespace, name, created, index=index, now=datetime.now(UTC))
     return str(created["metadata"]["uid"])

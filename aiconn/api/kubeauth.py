@@ -15,7 +15,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from aiconn.api.auth import APPROVE, RESOURCE, SETTLEMENTS, AuthUnavailable, Caller
+from aiconn.api.auth import (
+    APPROVE,
+    CREATE,
+    RESOURCE,
+    SETTLEMENTS,
+    TOPUPS,
+    AuthUnavailable,
+    Caller,
+)
 from aiconn.api.ttlcache import TTLCache
 from aiconn.crd import GROUP
 
@@ -68,6 +76,9 @@ class KubernetesAuthorizer:
 
     def may_review_settlements(self, caller: Caller, namespace: str) -> bool:
         return self._allowed(caller, APPROVE, namespace, resource=SETTLEMENTS)
+
+    def may_top_up(self, caller: Caller, namespace: str) -> bool:
+        return self._allowed(caller, CREATE, namespace, resource=TOPUPS)
 
     def _review_token(self, token: str) -> Caller | None:
         for audiences in self._audiences:

@@ -11,6 +11,7 @@ updates are about a minute apart, so this costs nothing a reader could notice.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -22,9 +23,11 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from aiconn.crd import GROUP, VERSION
+from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
 from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus, wallet_owner
 
 PLURAL = "aiinferenceslas"
+OFFERS = "aiinferenceoffers"
 LIST_PAGE = 500
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,21 @@ def _parsed(objects: Iterable[dict[str, Any]]) -> list[SLA]:
     return sorted(slas, key=lambda s: (s.namespace, s.name))
 
 
+def with_offer_terms(sla: SLA, offers: dict[str, dict[str, Any]]) -> SLA:
+    """The SLA with its offer's terms (price, credits, plan), as the operator charges it; a
+    tenant-written price must never show in a report. Unchanged without an offer, or when the
+    offer is missing or no longer covers the SLA (the operator then serves nothing, and its
+    status says why)."""
+    if sla.spec.offer is None or sla.spec.offer not in offers:
+        return sla
+    try:
+        offer = AIInferenceOfferSpec.model_validate(offers[sla.spec.offer].get("spec") or {})
+        return dataclasses.replace(sla, spec=effective_spec(sla.spec, offer))
+    except (ValidationError, OfferViolation) as err:
+        log.warning("AIInferenceSLA %s/%s outside its offer: %s", sla.namespace, sla.name, err)
+        return sla
+
+
 class DirectSLAReader:
     """Every call is a request to the API server, with the API's own credentials."""
 
@@ -119,25 +137,42 @@ class DirectSLAReader:
             if err.status == 404:
                 return None
             raise SLAUnavailable(f"reading SLA failed with status {err.status}") from err
-        return parse_sla(obj)
+        sla = parse_sla(obj)
+        return None if sla is None else self._terms([sla])[0]
 
     def in_namespace(self, namespace: str) -> list[SLA]:
-        return _parsed(
-            self._pages(
-                lambda cont: self._objects.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, limit=LIST_PAGE, _continue=cont
+        return self._terms(
+            _parsed(
+                self._pages(
+                    lambda cont: self._objects.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, limit=LIST_PAGE, _continue=cont
+                    )
                 )
             )
         )
 
     def all(self) -> list[SLA]:
-        return _parsed(
-            self._pages(
-                lambda cont: self._objects.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, limit=LIST_PAGE, _continue=cont
+        return self._terms(
+            _parsed(
+                self._pages(
+                    lambda cont: self._objects.list_cluster_custom_object(
+                        GROUP, VERSION, PLURAL, limit=LIST_PAGE, _continue=cont
+                    )
                 )
             )
         )
+
+    def _terms(self, slas: list[SLA]) -> list[SLA]:
+        """Offer terms applied; offers are read (one list) only when some SLA names one."""
+        if not any(s.spec.offer for s in slas):
+            return slas
+        offers = {
+            o["metadata"]["name"]: o
+            for o in _kube(
+                lambda: self._objects.list_cluster_custom_object(GROUP, VERSION, OFFERS)
+            ).get("items", [])
+        }
+        return [with_offer_terms(s, offers) for s in slas]
 
     def ping(self) -> None:
         from kubernetes import client

@@ -83,3 +83,7 @@ class StaticAuthorizer:
     def may_review_settlements(self, caller: Caller, namespace: str) -> bool:
         # Local use only: the NOC (every namespace) reviews.
         return self.may_read_fleet(caller)
+
+    def may_top_up(self, caller: Caller, namespace: str) -> bool:
+        # Local use only: the NOC (every namespace) tops up.
+        return self.may_read_fleet(caller)

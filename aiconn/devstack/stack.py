@@ -116,7 +116,9 @@ def up(
     core = client.CoreV1Api(api)
     for ns in ("aiconn-system", DEMO_NAMESPACE, "monitoring"):
         core.create_namespace({"metadata": {"name": ns}})
-    apply_manifests(api, [ROOT / "manifests" / "samples" / "tiers.yaml"])
+    # The provider's side: the tiers, and the offers the sample SLAs buy under.
+    samples = ROOT / "manifests" / "samples"
+    apply_manifests(api, [samples / "tiers.yaml", samples / "offers.yaml"])
     apply_manifests(api, [ROOT / "manifests" / "rbac" / "operator.yaml"])
     say(f"control plane ready at {cp.url}; CRDs, default tiers and operator RBAC installed")
 

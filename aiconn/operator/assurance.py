@@ -42,6 +42,7 @@ from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
 from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import Kind, KubeApi
+from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
@@ -95,7 +96,7 @@ class AssuranceLoop:
                 await self.kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
             ).get("items", [])
         slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
-        fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers)
+        fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers, offers=await fetch_offers(self.kube))
         self.signals = await self._signals(slas)
         counts: dict[Step, int] = {}
         dues: list[datetime] = []
@@ -157,6 +158,14 @@ class AssuranceLoop:
             spec = AIInferenceSLASpec.model_validate(sla["spec"])
         except ValidationError:
             return PlacementStep(Step.NONE, "the spec is invalid")
+        try:
+            # The provider's terms, never the tenant's: the offer's prices, schedules and tiers.
+            offer_body = fleet.offers.get(spec.offer) if spec.offer else None
+            spec, offer = resolve(spec, offer_body, require_offer=self.settings.require_offer)
+        except OfferProblem:
+            return PlacementStep(Step.NONE, "not served under its offer")
+        if offer is not None:
+            tiers = {n: t for n, t in tiers.items() if n in offer.allowed_tiers}
         status = sla.get("status") or {}
         own = [p for p in fleet.pods_in(namespace) if owned(p, namespace=namespace, sla_name=name)]
         now = self.clock()
@@ -341,7 +350,7 @@ class AssuranceLoop:
 
 
 class _Fleet:
-    """The Nodes by name and the GPU Pods by namespace, read once per pass."""
+    """The Nodes by name, the GPU Pods by namespace and the offers by name, read once per pass."""
 
     def __init__(
         self,
@@ -349,8 +358,10 @@ class _Fleet:
         nodes: Sequence[Mapping[str, Any]],
         pods: Sequence[Mapping[str, Any]],
         tiers: Mapping[str, InferenceTierSpec],
+        offers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
+        self.offers = offers or {}
         self.pods = pods
         self.allocatable = observe(nodes=nodes, pods=[], tiers=tiers)
         self._by_namespace: dict[str, list[Mapping[str, Any]]] = {}

@@ -31,6 +31,7 @@ and merges again: neither writer drops the other's conditions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import condition, now_iso
 from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
+from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
@@ -57,6 +59,7 @@ from aiconn.sla.ledger import (
     fund_allowance,
     settle_period,
 )
+from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
     Period,
     ceil_minute,
@@ -65,6 +68,7 @@ from aiconn.sla.periods import (
     period_containing,
     previous_period,
 )
+from aiconn.sla.plans import fund_plan, plan_period, plan_subject
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.spec import (
     AIInferenceSLASpec,
@@ -100,6 +104,8 @@ class SLARef:
     status: Mapping[str, Any]
     resource_version: str | None = None
     """The version `status` was read at; status writes merge conditions into it."""
+    offer: AIInferenceOfferSpec | None = None
+    """The offer `spec` was rebuilt from (None: a legacy SLA funded by its own commitment)."""
 
     @property
     def in_force(self) -> datetime:
@@ -304,13 +310,20 @@ class FleetEvaluator:
             else [f"/apis/{kind.api_version}/{kind.plural}"]
         )
         slas: list[SLARef] = []
+        offers = await fetch_offers(self.kube)
         for path in paths:
             for body in (await self.kube.call("GET", path)).get("items", []):
                 if body["metadata"].get("deletionTimestamp"):
                     continue
                 try:
-                    slas.append(SLARef.from_body(body))
-                except (ValidationError, KeyError, ValueError) as err:
+                    sla = SLARef.from_body(body)
+                    spec, offer = resolve(
+                        sla.spec,
+                        offers.get(sla.spec.offer or ""),
+                        require_offer=self.settings.require_offer,
+                    )
+                    slas.append(dataclasses.replace(sla, spec=spec, offer=offer))
+                except (ValidationError, KeyError, ValueError, OfferProblem) as err:
                     meta = body.get("metadata", {})
                     log.warning(
                         "SLA %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), err
@@ -407,6 +420,9 @@ class FleetEvaluator:
         """Fund each SLA's allowance once per funding period: its own calendar period, or the
         calendar month for rolling windows (whose periods never close to be settled)."""
         for sla in slas:
+            if sla.offer is not None:
+                self._fund_plan(sla, sla.offer, now)
+                continue
             window = sla.spec.objectives.window
             period = period_containing(window if window.calendar_aligned else MONTH, now)
             key = (sla.uid, period.start)
@@ -428,6 +444,26 @@ class FleetEvaluator:
                 log.warning("allowance of %s/%s not re-funded: %s", sla.namespace, sla.name, err)
             self._funded = {k for k in self._funded if k[0] != sla.uid or k[1] >= period.start}
             self._funded.add(key)
+
+    def _fund_plan(self, sla: SLARef, offer: AIInferenceOfferSpec, now: datetime) -> None:
+        """Fund the tenant's plan once per tenant, offer and plan period (see `sla.plans`)."""
+        name = sla.spec.offer or ""
+        key = (plan_subject(sla.tenant, name), plan_period(offer.plan, now).start)
+        if key in self._funded:
+            return
+        try:
+            fund_plan(
+                self.ledger,
+                tenant=sla.tenant,
+                namespace=sla.namespace,
+                offer=name,
+                plan=offer.plan,
+                at=now,
+            )
+        except TransferConflict as err:
+            log.warning("plan %s of %s not re-funded: %s", name, sla.tenant, err)
+        self._funded = {k for k in self._funded if k[0] != key[0] or k[1] >= key[1]}
+        self._funded.add(key)
 
     async def _settle_group(
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport

@@ -1,8 +1,9 @@
 """Kopf handlers: thin adapters that call the reconcile functions and write back what they say.
 
 Kopf keeps its own bookkeeping in annotations (not in status, whose schema is strict), peering
-is off (one replica, Recreate), and no finalizers are added except for NetworkSlices realized in
-a 5G core, whose SliceProfile must be removed there before the object goes.
+is off (one replica, Recreate), and finalizers are added only where something must happen before
+an object goes: AIInferenceSLAs (their open period is settled) and NetworkSlices realized in a 5G
+core (their SliceProfile is removed there).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes.client.rest import ApiException
 
 import aiconn.operator.assurance
-import aiconn.operator.loop  # noqa: F401
+import aiconn.operator.loop
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
@@ -33,6 +35,7 @@ from aiconn.operator.failures import (
 )
 from aiconn.operator.health import display_update
 from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
+from aiconn.operator.retirement import NotYet, settle_deleted
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,14 @@ def sla_tier_index(
 ) -> dict[str | None, tuple[str, str]]:
     """SLAs by the tier they are placed on (None: not placed), for re-planning on tier edits."""
     return {(status.get("placement") or {}).get("tier"): (namespace, name)}
+
+
+@kopf.index(GROUP, VERSION, "aiinferenceslas")
+def sla_offer_index(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[str | None, tuple[str, str]]:
+    """SLAs by the offer they name, for re-applying an offer's terms when the offer changes."""
+    return {spec.get("offer"): (namespace, name)}
 
 
 def _tiers(tier_index: kopf.Index[str, InferenceTierSpec]) -> dict[str, InferenceTierSpec]:
@@ -197,6 +208,18 @@ async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
                 )
 
 
+@kopf.on.delete(GROUP, VERSION, "aiinferenceslas")
+async def sla_deleted(body: kopf.Body, **_: Any) -> None:
+    """Settle the deleted SLA's open period before its finalizer goes (see `retirement`)."""
+    evaluator = aiconn.operator.loop.evaluator()
+    if evaluator is None:
+        return  # SLA engine off: nothing was measured or funded, nothing is owed.
+    try:
+        await settle_deleted(evaluator, body, now=datetime.now(UTC))
+    except NotYet as wait:
+        raise kopf.TemporaryError(str(wait), delay=wait.delay) from wait
+
+
 @kopf.on.create(GROUP, VERSION, "inferencetiers")
 @kopf.on.update(GROUP, VERSION, "inferencetiers", field="spec")
 @kopf.on.delete(GROUP, VERSION, "inferencetiers", optional=True)
@@ -208,7 +231,29 @@ async def tier_changed(
     **_: Any,
 ) -> None:
     """Re-plan the SLAs on this tier and those placed nowhere: the edit may move or place them."""
-    affected = {*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}
+    await _replan(
+        {*sla_tier_index.get(name, []), *sla_tier_index.get(None, [])}, tier_index, retry=retry
+    )
+
+
+@kopf.on.event(GROUP, VERSION, "aiinferenceoffers")
+async def offer_changed(
+    name: str,
+    tier_index: kopf.Index[str, InferenceTierSpec],
+    sla_offer_index: kopf.Index[str | None, tuple[str, str]],
+    **_: Any,
+) -> None:
+    """Re-apply an offer's terms to the SLAs naming it (a watch event handler: the provider's
+    offers carry none of the operator's bookkeeping, and it needs no write access to them)."""
+    await _replan(set(sla_offer_index.get(name, [])), tier_index)
+
+
+async def _replan(
+    affected: set[tuple[str, str]],
+    tier_index: kopf.Index[str, InferenceTierSpec],
+    *,
+    retry: int = 0,
+) -> None:
     kube = state.kube()
     failed = []
     # One SLA's failure must not hold back the others: re-plan each, then retry the failures.

@@ -50,6 +50,7 @@ KINDS: dict[str, Kind] = {
     "NetworkSlice": Kind("aiconn.io/v1alpha1", "networkslices"),
     "AIInferenceSLA": Kind("aiconn.io/v1alpha1", "aiinferenceslas"),
     "InferenceTier": Kind("aiconn.io/v1alpha1", "inferencetiers", namespaced=False),
+    "AIInferenceOffer": Kind("aiconn.io/v1alpha1", "aiinferenceoffers", namespaced=False),
 }
 
 

@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 _task: asyncio.Task[None] | None = None
 _ledger: Ledger | None = None
+_evaluator: FleetEvaluator | None = None
+
+
+def evaluator() -> FleetEvaluator | None:
+    """The running loop's evaluator (None while the SLA engine is off), for deletions to settle."""
+    return _evaluator
 
 
 async def run_forever(evaluator: FleetEvaluator, interval_s: float) -> None:
@@ -49,7 +55,7 @@ async def run_forever(evaluator: FleetEvaluator, interval_s: float) -> None:
 
 @kopf.on.startup()
 async def start_evaluation_loop(**_: Any) -> None:
-    global _task, _ledger
+    global _task, _ledger, _evaluator
     # Startup handlers may run before the one that opens the runtime; opening is idempotent.
     runtime = state.open_runtime()
     settings = runtime.settings
@@ -63,6 +69,7 @@ async def start_evaluation_loop(**_: Any) -> None:
         ledger=_ledger,
         settings=settings,
     )
+    _evaluator = evaluator
     _task = asyncio.create_task(
         run_forever(evaluator, settings.evaluation_interval_seconds), name="sla-evaluation"
     )
@@ -70,7 +77,8 @@ async def start_evaluation_loop(**_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop_evaluation_loop(**_: Any) -> None:
-    global _task, _ledger
+    global _task, _ledger, _evaluator
+    _evaluator = None
     if _task is not None:
         _task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

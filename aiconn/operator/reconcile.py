@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
-from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
@@ -27,6 +27,7 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.offers import OfferProblem, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.slices.kubernetes import pod_attachment
@@ -169,9 +170,22 @@ async def reconcile_sla(
             events=[Event("Warning", "InvalidSpec", message)],
         )
 
-    decision = plan(
+    try:
+        spec, offer = await terms_for(kube, spec, require_offer=settings.require_offer)
+    except OfferProblem as problem:
+        # Operator-only knowledge (the offer is missing or no longer covers the SLA): nothing is
+        # provisioned or funded until the tenant or the provider fixes it.
+        return Outcome(
+            status={"observedGeneration": generation, "phase": "Invalid"},
+            conditions=[
+                condition("Ready", False, problem.reason, str(problem), generation=generation)
+            ],
+            events=[Event("Warning", problem.reason, str(problem))],
+        )
+    decision = place(
         spec,
         tiers,
+        offer,
         capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
         avoid=held_off(previous),
     )

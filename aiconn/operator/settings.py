@@ -49,3 +49,6 @@ class OperatorSettings(BaseSettings):
     """Mobile country code of the operator's PLMN (for NSMF slice profiles)."""
     nsmf_plmn_mnc: str = "01"
     """Mobile network code of the operator's PLMN."""
+    require_offer: bool = False
+    """Serve only SLAs that name an AIInferenceOffer (the manifests set it); False lets SLAs
+    created before offers keep their own terms while they are migrated."""

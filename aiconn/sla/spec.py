@@ -300,6 +300,10 @@ class AIInferenceSLASpec(CamelModel):
         default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     )
     """Tenant that owns the SLA and its wallet; defaults to the namespace."""
+    offer: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+    )
+    """AIInferenceOffer (cluster-scoped, the provider's) this SLA buys under: prices, plan, credits, rate ceilings, slice profiles and tiers come from it; see aiconn.sla.offer."""
     model: ModelSpec
     """The model to serve."""
     objectives: Objectives = Objectives()

@@ -74,7 +74,7 @@ def test_every_sample_applies(k8s: Any, namespace: str) -> None:
     assert files, "no samples"
     names = apply_manifests(k8s, files, namespace=namespace)
     kinds = {d["kind"] for d in load_documents(files)}
-    assert {"AIInferenceSLA", "InferenceTier"} <= kinds
+    assert {"AIInferenceSLA", "InferenceTier", "AIInferenceOffer"} <= kinds
     assert len(names) >= 6
 
 
@@ -105,8 +105,11 @@ def test_defaults_are_applied_by_the_api_server(k8s: Any, namespace: str) -> Non
     assert spec["model"]["dtype"] == "bfloat16"
     assert spec["capacity"] == {"replicas": 1, "maxReplicas": 1}
     # Issue 11: credit schedules are no longer a static API-server default (a 95 % target would
-    # get a 99 % first tier); the operator derives them from the targets (AIInferenceSLASpec).
-    assert "credits" not in spec
+    # get a 99 % first tier). Issue 16: commercial terms are provider-owned, so the server fills in
+    # none; an admission policy sees only what the tenant wrote, and the operator takes them from
+    # the offer.
+    assert "credits" not in spec and "tokens" not in spec
+    assert "sst" not in spec["network"] and "fiveQI" not in spec["network"]
     assert spec["placement"]["tier"] == "auto"
 
 
@@ -288,21 +291,26 @@ def test_published_openapi_describes_every_spec_and_status_field(k8s: Any) -> No
     doc = json.loads(response[0].data)
     schemas = doc["components"]["schemas"]
     checked = 0
-    for kind in ("AIInferenceSLA", "NetworkSlice", "InferenceTier"):
+    for kind in ("AIInferenceSLA", "NetworkSlice", "InferenceTier", "AIInferenceOffer"):
         schema = schemas[f"io.aiconn.{VERSION}.{kind}"]
         for part in ("spec", "status"):
             if part in schema["properties"]:
                 node = schema["properties"][part]
                 assert not _undescribed(node, f"{kind}.{part}"), _undescribed(node, kind)
                 checked += 1
-    assert checked == 5
+    assert checked == 6
 
 
 def test_samples_parse_with_the_typed_models() -> None:
     from aiconn.inference.tier import InferenceTierSpec
+    from aiconn.sla.offer import AIInferenceOfferSpec
     from aiconn.sla.spec import AIInferenceSLASpec
 
-    models = {"AIInferenceSLA": AIInferenceSLASpec, "InferenceTier": InferenceTierSpec}
+    models = {
+        "AIInferenceSLA": AIInferenceSLASpec,
+        "InferenceTier": InferenceTierSpec,
+        "AIInferenceOffer": AIInferenceOfferSpec,
+    }
     for doc in load_documents(sorted(SAMPLES.glob("*.yaml"))):
         models[doc["kind"]].model_validate(doc["spec"])
     yaml.safe_dump(VALID_SLA)

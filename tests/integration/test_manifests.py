@@ -111,13 +111,17 @@ def apply_and_read_back(k8s: Any, objects: Objects) -> None:
 
 @pytest.fixture(scope="module")
 def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Objects]:
-    """The base, applied. The workloads are removed afterwards; the namespace, RBAC and tiers
-    stay, being what the operator's own tests install too."""
+    """The base, applied. The workloads are removed afterwards, and so is the admission policy
+    (other modules create SLAs without offers); the namespace, RBAC and tiers stay, being what
+    the operator's own tests install too."""
     apply_and_read_back(k8s, base)
     yield base
     apps = client.AppsV1Api(k8s)
     for name in ("aiconn-operator", "aiconn-api"):
         apps.delete_namespaced_deployment(name, SYSTEM, propagation_policy="Foreground")
+    admission = client.AdmissionregistrationV1Api(k8s)
+    admission.delete_validating_admission_policy_binding("aiconn-sla-within-offer")
+    admission.delete_validating_admission_policy("aiconn-sla-within-offer")
 
 
 def test_every_rendered_object_is_accepted(installed: Objects) -> None:
@@ -136,12 +140,23 @@ def test_every_rendered_object_is_accepted(installed: Objects) -> None:
         "PrometheusRule",
         "ConfigMap",
         "Secret",
+        "AIInferenceOffer",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     } <= kinds
     crds = {o["metadata"]["name"] for o in installed if o["kind"] == "CustomResourceDefinition"}
     assert crds == {f"{p.stem}.aiconn.io" for p in (ROOT / "crds").glob("*.yaml")}
     tiers = {o["metadata"]["name"]: o for o in installed if o["kind"] == "InferenceTier"}
     assert set(tiers) == {"edge", "regional", "cloud"}
     assert all("namespace" not in t["metadata"] for t in tiers.values())
+    cluster_scoped = (
+        "AIInferenceOffer",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
+    assert all("namespace" not in o["metadata"] for o in installed if o["kind"] in cluster_scoped)
+    offers = {o["metadata"]["name"] for o in installed if o["kind"] == "AIInferenceOffer"}
+    assert offers == {"5g-enterprise-bundle", "business-subscription", "multi-model-units"}
 
 
 def test_pods_pass_restricted_pod_security(k8s: Any, installed: Objects) -> None:
@@ -302,7 +317,8 @@ def test_the_api_rbac_serves_tenants_and_the_metrics_scraper(
             ],
         },
     )
-    create_sla(k8s, namespace, "chat", tenant="tenant-a", index=0)
+    # The base installs the admission policy: the SLA buys under one of the sample offers.
+    create_sla(k8s, namespace, "chat", tenant="tenant-a", index=0, offer="5g-enterprise-bundle")
     kubeconfig = control_plane.kubeconfig_with_token(
         "manifests-aiconn-api", _token(k8s, "aiconn-api")
     )

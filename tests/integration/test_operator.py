@@ -32,7 +32,8 @@ def sample(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tiers(k8s: Any) -> Iterator[None]:
-    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    # The sample SLAs buy under the sample offers (the provider's, as the tiers are).
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
     yield
 
 
@@ -397,9 +398,20 @@ def test_nsmf_backend_reports_what_the_slice_manager_did(
 ) -> None:
     nsmf = _Nsmf(status, hang=hang)
     try:
+        # The slice manager is the provider's, named in an offer: a tenant never names the URL
+        # the operator sends requests to (issue 16).
         body = sample("sla-regional-eu-70b.yaml")
+        offer = next(
+            d
+            for d in load_documents([SAMPLES / "offers.yaml"])
+            if d["metadata"]["name"] == body["spec"]["offer"]
+        )
+        offer["metadata"]["name"] = f"nsmf-{namespace}"
+        offer["spec"]["sliceManager"] = {"url": nsmf.url}
+        apply_objects(k8s, [offer])
         name = body["metadata"]["name"]
-        body["spec"]["network"].update({"backend": "nsmf", "nsmfUrl": nsmf.url})
+        body["spec"]["offer"] = offer["metadata"]["name"]
+        body["spec"]["network"]["backend"] = "nsmf"
         create(k8s, namespace, body)
 
         def slice_condition() -> dict[str, Any] | None:

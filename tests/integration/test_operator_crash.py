@@ -42,7 +42,8 @@ def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
 def test_crashes_during_rollout_leave_exactly_one_child_each(
     control_plane: Any, k8s: Any, namespace: str, tmp_path: Path
 ) -> None:
-    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    # The sample SLA buys under a sample offer (the provider's, as the tiers are).
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
     kubeconfig = operator_kubeconfig(control_plane, k8s)
     base = yaml.safe_load((SAMPLES / "sla-edge-urllc.yaml").read_text())
     custom = client.CustomObjectsApi(k8s)

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn.devstack.kube import load_documents
+from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
@@ -35,8 +35,14 @@ SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 G, V, KIND = "aiconn.io", "v1alpha1", "AIInferenceSLA"
 
 
+def sample_sla(k8s: Any) -> dict[str, Any]:
+    """The edge sample, with the sample offers it buys under installed (the provider's)."""
+    apply_objects(k8s, load_documents([SAMPLES / "offers.yaml"]))
+    return next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+
+
 def create_sla(k8s: Any, namespace: str) -> str:
-    body = next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+    body = sample_sla(k8s)
     body["metadata"] = {"name": "writers"}
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         G, V, namespace, "aiinferenceslas", body
@@ -122,7 +128,7 @@ class _PrometheusDown:
 def test_a_released_held_period_shows_settled_in_status(
     k8s: Any, namespace: str, tmp_path: Path
 ) -> None:
-    body = next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+    body = sample_sla(k8s)
     body["metadata"] = {"name": "held"}
     body["spec"]["objectives"]["window"] = {"duration": "5m"}
     created = client.CustomObjectsApi(k8s).create_namespaced_custom_object(

@@ -1,0 +1,116 @@
+"""The operator's side of the trust boundary: every SLA is acted on with its offer's terms.
+
+The admission policy refuses SLAs outside their offer, but the operator must not depend on it
+being installed, nor on an offer staying as it was when the SLA was admitted: each reconcile and
+each evaluation pass rebuilds the provider-owned fields from the offer as it is now
+(`aiconn.sla.offer.effective_spec`). What only the operator can know (the named offer does not
+exist, or changed so the SLA is now outside it) becomes a condition and an Event.
+
+SLAs that name no offer keep their own terms unless `require_offer` is set (the shipped
+manifests set it): that is the migration path for SLAs created before offers existed, and it is
+closed for new SLAs by the admission policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from aiconn.inference.capacity import Capacity
+from aiconn.inference.placement import PlacementDecision, plan
+from aiconn.inference.tier import InferenceTierSpec
+from aiconn.operator.kubeapi import KubeApi
+from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
+from aiconn.sla.spec import AIInferenceSLASpec
+
+OFFER_KIND = "AIInferenceOffer"
+
+
+class OfferProblem(Exception):
+    """The SLA cannot be served under an offer; `reason` is the condition's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
+    """An offer object's spec, typed; raises OfferProblem when the stored offer is malformed."""
+    name = body.get("metadata", {}).get("name")
+    try:
+        return AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        raise OfferProblem("OfferInvalid", f"AIInferenceOffer {name} is malformed: {err}") from err
+
+
+async def fetch_offers(kube: KubeApi) -> dict[str, Mapping[str, Any]]:
+    """Every offer by name (one list call; offers are few and cluster-scoped)."""
+    return {o["metadata"]["name"]: o for o in await kube.list(OFFER_KIND)}
+
+
+async def terms_for(
+    kube: KubeApi, spec: AIInferenceSLASpec, *, require_offer: bool
+) -> tuple[AIInferenceSLASpec, AIInferenceOfferSpec | None]:
+    """Read the offer `spec` names and `resolve` against it (one GET; none without an offer)."""
+    offer = None if spec.offer is None else await kube.get(OFFER_KIND, spec.offer)
+    return resolve(spec, offer, require_offer=require_offer)
+
+
+def resolve(
+    spec: AIInferenceSLASpec, offer: Mapping[str, Any] | None, *, require_offer: bool
+) -> tuple[AIInferenceSLASpec, AIInferenceOfferSpec | None]:
+    """The spec to act on and the offer it was built from (None: a legacy SLA without one).
+
+    `offer` is the object `spec.offer` names, as read (None when absent). Raises OfferProblem.
+    """
+    if spec.offer is None:
+        if require_offer:
+            raise OfferProblem(
+                "OfferRequired", "spec.offer: name the AIInferenceOffer this SLA buys under"
+            )
+        return spec, None
+    if offer is None:
+        raise OfferProblem(
+            "OfferNotFound", f"spec.offer: AIInferenceOffer {spec.offer!r} does not exist"
+        )
+    terms = parse_offer(offer)
+    try:
+        return effective_spec(spec, terms), terms
+    except OfferViolation as err:
+        raise OfferProblem("OutsideOffer", f"{err} (offer {spec.offer})") from err
+
+
+def place(
+    spec: AIInferenceSLASpec,
+    tiers: Mapping[str, InferenceTierSpec],
+    offer: AIInferenceOfferSpec | None,
+    *,
+    capacity: Capacity | None = None,
+    avoid: Collection[tuple[str, str | None]] = (),
+) -> PlacementDecision:
+    """Placement among the offer's tiers (all tiers without an offer); a tier the offer does not
+    include is listed as rejected with that reason, like every tier not chosen. `capacity` and
+    `avoid` are `plan`'s: the cluster's free GPUs and the sites the assurance loop holds off."""
+    if offer is None:
+        return plan(spec, tiers, capacity=capacity, avoid=avoid)
+    offered = {name: tier for name, tier in tiers.items() if name in offer.allowed_tiers}
+    decision = plan(spec, offered, capacity=capacity, avoid=avoid)
+    excluded = tuple(
+        (
+            name,
+            f"{name}: not among the tiers of offer {spec.offer} ({', '.join(offer.allowed_tiers)})",
+        )
+        for name in tiers
+        if name not in offered
+    )
+    rejected = tuple(sorted((*decision.rejected, *excluded)))
+    if decision.placed:
+        return dataclasses.replace(decision, rejected=rejected)
+    return dataclasses.replace(
+        decision,
+        rejected=rejected,
+        message="no tier can serve this SLA: " + "; ".join(r for _, r in rejected),
+    )

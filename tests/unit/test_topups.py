@@ -1,0 +1,71 @@
+"""Top-ups on a real SQLite ledger: once per idempotency key, with who, when and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aiconn.sla.ledger import Ledger
+from aiconn.sla.topups import TopUpConflict, top_up
+
+AT = datetime(2026, 12, 2, 10, 30, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield opened
+    opened.close()
+
+
+def buy(ledger: Ledger, *, tokens: int = 1000, key: str = "k-1", at: datetime = AT) -> int:
+    return top_up(
+        ledger,
+        tenant="acme",
+        namespace="acme",
+        tokens=tokens,
+        idempotency_key=key,
+        by="alice",
+        why="campaign week",
+        at=at,
+    ).seq
+
+
+def test_a_top_up_credits_the_wallet_and_says_who_when_and_why(ledger: Ledger) -> None:
+    buy(ledger)
+    assert ledger.wallet_balance("acme") == 1000
+    (transfer,) = ledger.transfers(kind="topup")
+    assert transfer.metadata["by"] == "alice"
+    assert transfer.metadata["why"] == "campaign week"
+    assert transfer.metadata["at"] == AT.isoformat()
+    assert ledger.check_invariant()["tokens"] == 1000
+
+
+def test_a_retry_with_the_same_key_tops_up_once_even_minutes_later(ledger: Ledger) -> None:
+    first = buy(ledger)
+    assert buy(ledger, at=AT + timedelta(minutes=7)) == first
+    assert ledger.wallet_balance("acme") == 1000
+
+
+def test_racing_retries_top_up_once(ledger: Ledger) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        seqs = set(pool.map(lambda i: buy(ledger, at=AT + timedelta(seconds=i)), range(16)))
+    assert len(seqs) == 1
+    assert ledger.wallet_balance("acme") == 1000
+
+
+def test_a_key_reused_for_another_amount_is_refused(ledger: Ledger) -> None:
+    buy(ledger)
+    with pytest.raises(TopUpConflict):
+        buy(ledger, tokens=5000)
+    assert ledger.wallet_balance("acme") == 1000
+
+
+def test_new_keys_are_new_top_ups(ledger: Ledger) -> None:
+    buy(ledger, key="k-1")
+    buy(ledger, key="k-2")
+    assert ledger.wallet_balance("acme") == 2000
