@@ -317,13 +317,15 @@ class AIInferenceSLASpec(CamelModel):
     tokens: TokensSpec = TokensSpec()
     """Token commitment, price and contracted rate."""
     credits: CreditsSpec = Field(default_factory=CreditsSpec)
-    """Credit schedules and cap. A schedule left out is derived from the targets: tiers below the target and below 10x and 50x its error budget for availability (10/25/100 %), 5x and 10x for latency (5/10/25 %); a first tier above its target is refused."""
+    """Credit schedules and cap. Under an offer they are the offer's; otherwise a schedule left out is derived from the targets: tiers below the target and below 10x and 50x its error budget for availability (10/25/100 %), 5x and 10x for latency (5/10/25 %); a first tier above its target is refused."""
 
     @model_validator(mode="before")
     @classmethod
     def _schedules_from_targets(cls, data: Any) -> Any:
-        """Fill the schedules not written from the objectives (`derived_schedules`)."""
-        if not isinstance(data, dict):
+        """Fill the schedules not written from the objectives (`derived_schedules`). An SLA that
+        names an offer gets the offer's schedules instead (`aiconn.sla.offer.effective_spec`), so
+        nothing is filled in: a filled-in schedule would read as one the tenant wrote."""
+        if not isinstance(data, dict) or data.get("offer"):
             return data
         raw = data.get("credits") or {}
         if isinstance(raw, CreditsSpec):
