@@ -1,7 +1,7 @@
 """`aiconn dev up --cluster [--real-node]`: the cluster alone, for trying aiconn's manifests and
-placement by hand. CRDs and the default tiers are installed and every tier's sites become KWOK
-nodes; the real node, when asked for, stands for the edge tier's first site. `aiconn dev down`
-stops it (`aiconn.devstack.cluster.stop_cluster`)."""
+placement by hand. CRDs, the default tiers and the sample offers are installed and every tier's
+sites become KWOK nodes; the real node, when asked for, stands for the edge tier's first site.
+`aiconn dev down` stops it (`aiconn.devstack.cluster.stop_cluster`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def up(*, state_dir: Path | None = None, real_node: bool = False) -> Cluster:
         cluster.start(crds=sorted((ROOT / "crds").glob("*.yaml")), node_images=images)
         api = cluster.api_client()
         try:
-            apply_manifests(api, [ROOT / "manifests" / "samples" / "tiers.yaml"])
+            samples = ROOT / "manifests" / "samples"
+            # The provider's side: the tiers, and the offers the sample SLAs buy under.
+            apply_manifests(api, [samples / "tiers.yaml", samples / "offers.yaml"])
         finally:
             api.close()
         nodes = cluster.add_simulated_nodes(default_tiers())
