@@ -18,16 +18,17 @@ $(STAMP): pyproject.toml
 deps: $(STAMP)
 
 # Debian packages: Prometheus, PostgreSQL and Chromium (for the NOC page test); containerd, runc,
-# the CNI plugins, iptables and conntrack for the dev cluster's real node; mmdebstrap and umoci to
-# build its images.
+# the CNI plugins, iptables, conntrack and iproute2 for the dev cluster's real node; mmdebstrap,
+# umoci, gcc and libc6-dev (the static pause binary) to build its images.
 system-deps:
 	@need=""; \
 	for p in prometheus:/usr/bin/prometheus chromium:/usr/bin/chromium \
 	         chromium-driver:/usr/bin/chromedriver containerd:/usr/bin/containerd \
 	         runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
 	         iptables:/usr/sbin/iptables conntrack:/usr/sbin/conntrack \
-	         mmdebstrap:/usr/bin/mmdebstrap umoci:/usr/bin/umoci; do \
-	  [ -x "$${p#*:}" ] || need="$$need $${p%%:*}"; done; \
+	         mmdebstrap:/usr/bin/mmdebstrap umoci:/usr/bin/umoci iproute2:/usr/sbin/ip \
+	         gcc:/usr/bin/gcc libc6-dev:/usr/include/stdio.h; do \
+	  [ -e "$${p#*:}" ] || need="$$need $${p%%:*}"; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \

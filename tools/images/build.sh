@@ -54,8 +54,11 @@ build_pause() {
 
 python_rootfs() {  # the base's root filesystem as a tar, cached: it is also the aiconn image's
   local rootfs=$out/python-rootfs_$PYTHON_TAG.tar
-  if [[ ! -s $rootfs ]]; then
-    mmdebstrap --quiet --variant=minbase --include=python3,ca-certificates \
+  if [[ ! -f $rootfs || ! -s $rootfs ]]; then
+    rm -rf "$rootfs" "$rootfs.tmp"
+    # --format=tar: mmdebstrap picks its output format from the name, and `.tar.tmp` would make
+    # it a directory.
+    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,ca-certificates \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
