@@ -470,6 +470,20 @@ class SettlementStatus(CamelModel):
     transfer_ids: list[str] = Field(default_factory=list)
     """Ledger transfers of this settlement."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _amounts_written_as_numbers(cls, data: Any) -> Any:
+        """Statuses written before amounts became strings hold numbers: read them as the exact
+        decimal they were written as, so those SLAs stay readable until their next settlement."""
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for key in ("charges", "credits"):
+            value = fixed.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                fixed[key] = f"{Decimal(repr(value)):.6f}"
+        return fixed
+
 
 class SummaryStatus(CamelModel):
     """The current period's figures as people read them (what `kubectl get aisla` prints)."""

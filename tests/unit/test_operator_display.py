@@ -236,3 +236,10 @@ def test_the_last_settlement_in_status_shows_settled_figures_and_exact_amounts()
     assert "tpotAttainmentPercent" not in shown
     assert shown["holdReason"] == "LowCoverage" and shown["currency"] == "EUR"
     assert not any(isinstance(v, float) for v in shown.values())
+
+
+def test_a_last_settlement_written_with_numbers_by_an_earlier_version_still_reads() -> None:
+    from aiconn.sla.spec import SettlementStatus
+
+    old = SettlementStatus.model_validate({"state": "Settled", "charges": 0.018267, "credits": 0})
+    assert (old.charges, old.credits) == ("0.018267", "0.000000")
