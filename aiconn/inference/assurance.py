@@ -100,7 +100,12 @@ def serving_in_place(
     site = placed.get("site")
     serving = 0
     for pod in own_pods:
-        node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            # Not bound yet (a rollout's surge pod, a scale-out): it neither serves nor shows the
+            # site lost; the replicas already serving decide.
+            continue
+        node = nodes.get(node_name)
         if node is None or not schedulable(node):
             return False
         if (

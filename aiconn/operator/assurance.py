@@ -164,8 +164,11 @@ class AssuranceLoop:
             spec, offer = resolve(spec, offer_body, require_offer=self.settings.require_offer)
         except OfferProblem:
             return PlacementStep(Step.NONE, "not served under its offer")
-        if offer is not None:
-            tiers = {n: t for n, t in tiers.items() if n in offer.allowed_tiers}
+        # Decide among the offer's tiers; a move still reconciles with every tier, so the
+        # placement status lists the tiers the offer excludes, as every reconcile does.
+        offered = (
+            tiers if offer is None else {n: t for n, t in tiers.items() if n in offer.allowed_tiers}
+        )
         status = sla.get("status") or {}
         own = [p for p in fleet.pods_in(namespace) if owned(p, namespace=namespace, sla_name=name)]
         now = self.clock()
@@ -179,11 +182,11 @@ class AssuranceLoop:
             step = placement_step(
                 spec=spec,
                 status=status,
-                tiers=tiers,
+                tiers=offered,
                 capacity=observe(
                     nodes=fleet.nodes.values(),
                     pods=[p for p in fleet.pods if id(p) not in mine],
-                    tiers=tiers,
+                    tiers=offered,
                 ),
                 now=now,
                 stabilisation=timedelta(seconds=self.settings.failback_stabilisation_seconds),

@@ -200,6 +200,7 @@ def test_an_sla_with_its_pods_on_ready_nodes_of_its_site_is_serving_in_place() -
     assert not serving(status(EDGE), "a", "b")  # one on a NotReady node
     assert not serving(status(EDGE), "a", "c")  # one at another site
     assert not serving(status(EDGE), "a", None)  # one not bound yet
+    assert serving(status(EDGE), "a", "a", None)  # a surge pod waiting does not move it
     assert not serving(status(EDGE, failover=away_from_edge()), "a", "a")
     assert not serving(status(None, phase="Unplaceable"), "a", "a")
 
