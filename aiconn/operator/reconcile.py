@@ -331,7 +331,11 @@ async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dic
     names = workload.child_names(sla_name)
     slice_obj = await kube.get("NetworkSlice", names.network_slice, namespace)
     deployment = await kube.get("Deployment", names.deployment, namespace)
-    replicas = int((sla.get("spec", {}).get("capacity") or {}).get("replicas", 1))
+    # The count the Deployment runs (the assurance loop may have scaled it), else the spec's.
+    replicas = int(
+        ((deployment or {}).get("spec") or {}).get("replicas")
+        or (sla.get("spec", {}).get("capacity") or {}).get("replicas", 1)
+    )
     status = sla.get("status") or {}
     phase, conds = readiness(
         slice_obj=slice_obj,
