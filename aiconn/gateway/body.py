@@ -76,14 +76,29 @@ def _coerce(adapter: TypeAdapter[Any], request: dict[str, Any], field: str, acce
         ) from None
 
 
-def _budget(request: dict[str, Any], size: int, *, default_max_output: int | None) -> Budget:
-    max_output = None
-    for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+"""Every field that can bound a request's output; each is checked, the route says which count."""
+
+
+def _budget(
+    request: dict[str, Any],
+    size: int,
+    *,
+    default_max_output: int | None,
+    output_fields: tuple[str, ...],
+) -> Budget:
+    given: dict[str, int] = {}
+    for field in OUTPUT_FIELDS:
         value = _coerce(_COUNT, request, field, "an integer")
         if value is not None:
             if value < 0:
                 raise BadRequest(f"{field}: {value} is negative; give 0 or more")
-            max_output = value if max_output is None else max_output
+            given[field] = value
+    # As vLLM reads them: the route's fields in order, the first one set and not 0 (chat takes
+    # `max_completion_tokens or max_tokens`); a field the route ignores never lowers the budget.
+    max_output = next((given[f] for f in output_fields if given.get(f)), None)
+    if max_output is None and len(output_fields) == 1 and output_fields[0] in given:
+        max_output = given[output_fields[0]]  # a route with one field takes even its 0
     n = _coerce(_COUNT, request, "n", "an integer")
     n = 1 if n is None else n
     if n < 1:
@@ -99,12 +114,19 @@ def _budget(request: dict[str, Any], size: int, *, default_max_output: int | Non
     )
 
 
-def parse(body: bytes, *, usage_in_stream: bool, default_max_output: int | None) -> Parsed:
+def parse(
+    body: bytes,
+    *,
+    usage_in_stream: bool,
+    default_max_output: int | None,
+    output_fields: tuple[str, ...] = OUTPUT_FIELDS[:2],
+) -> Parsed:
     """The body as forwarded; raises `BadRequest`.
 
     `usage_in_stream`: the route streams usage only when asked (`stream_options`), as chat and
     completions do. `default_max_output`: the route's own default for an unset `max_tokens`
-    (vLLM's completions default to 16), None when the model's limit applies.
+    (vLLM's completions default to 16), None when the model's limit applies. `output_fields`: the
+    fields the route's vLLM request reads for its output limit, in vLLM's order.
     """
     try:
         request = json.loads(body)
@@ -123,7 +145,9 @@ def parse(body: bytes, *, usage_in_stream: bool, default_max_output: int | None)
     if stream and usage_in_stream:
         strip_usage = ask_for_usage(request)
         changed |= strip_usage
-    budget = _budget(request, len(body), default_max_output=default_max_output)
+    budget = _budget(
+        request, len(body), default_max_output=default_max_output, output_fields=output_fields
+    )
     return Parsed(
         body=json.dumps(request).encode() if changed else body,
         stream=stream,
@@ -166,11 +190,19 @@ class BodyParser:
         self._pool: ProcessPoolExecutor | None = None
 
     async def parse(
-        self, body: bytes, *, usage_in_stream: bool, default_max_output: int | None
+        self,
+        body: bytes,
+        *,
+        usage_in_stream: bool,
+        default_max_output: int | None,
+        output_fields: tuple[str, ...] = OUTPUT_FIELDS[:2],
     ) -> Parsed:
         if len(body) <= INLINE_PARSE_BYTES:
             return parse(
-                body, usage_in_stream=usage_in_stream, default_max_output=default_max_output
+                body,
+                usage_in_stream=usage_in_stream,
+                default_max_output=default_max_output,
+                output_fields=output_fields,
             )
         if self._pool is None:
             # forkserver: the worker starts from a clean interpreter, not a copy of this one.
@@ -179,7 +211,7 @@ class BodyParser:
             )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, _parse_positional, body, usage_in_stream, default_max_output
+            self._pool, _parse_positional, body, usage_in_stream, default_max_output, output_fields
         )
 
     def close(self) -> None:
@@ -188,5 +220,15 @@ class BodyParser:
             self._pool = None
 
 
-def _parse_positional(body: bytes, usage_in_stream: bool, default_max_output: int | None) -> Parsed:
-    return parse(body, usage_in_stream=usage_in_stream, default_max_output=default_max_output)
+def _parse_positional(
+    body: bytes,
+    usage_in_stream: bool,
+    default_max_output: int | None,
+    output_fields: tuple[str, ...],
+) -> Parsed:
+    return parse(
+        body,
+        usage_in_stream=usage_in_stream,
+        default_max_output=default_max_output,
+        output_fields=output_fields,
+    )

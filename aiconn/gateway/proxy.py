@@ -355,6 +355,7 @@ class Gateway:
                 body,
                 usage_in_stream=route.usage_in_stream,
                 default_max_output=route.default_max_output,
+                output_fields=route.output_fields,
             )
         except BadRequest as exc:
             code = "invalid_json" if "JSON" in str(exc) or "nested" in str(exc) else "invalid_value"

@@ -23,14 +23,23 @@ class Route:
     """The route streams usage only when the request asks (`stream_options.include_usage`)."""
     default_max_output: int | None = None
     """vLLM's default `max_tokens` for the route; None when the model's limit applies."""
+    output_fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")
+    """The fields vLLM's request for this route reads as its output limit, in its order (chat:
+    `max_completion_tokens or max_tokens`); the reservation reads the same ones."""
 
 
 ROUTES: dict[str, Route] = {
     "/v1/chat/completions": Route("POST", "metered", usage_in_stream=True),
     # vLLM's CompletionRequest defaults max_tokens to 16.
-    "/v1/completions": Route("POST", "metered", usage_in_stream=True, default_max_output=16),
-    "/v1/responses": Route("POST", "metered"),
-    "/v1/embeddings": Route("POST", "metered", default_max_output=0),
+    "/v1/completions": Route(
+        "POST",
+        "metered",
+        usage_in_stream=True,
+        default_max_output=16,
+        output_fields=("max_tokens",),
+    ),
+    "/v1/responses": Route("POST", "metered", output_fields=("max_output_tokens",)),
+    "/v1/embeddings": Route("POST", "metered", default_max_output=0, output_fields=()),
     "/v1/models": Route("GET", "passthrough"),
     "/tokenize": Route("POST", "passthrough"),
     "/detokenize": Route("POST", "passthrough"),

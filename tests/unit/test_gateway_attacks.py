@@ -459,3 +459,36 @@ def test_tpot_is_the_time_between_first_and_last_token_over_the_tokens_after_the
     whole = Exchange(started=10.0, outcome="success", first_content=10.5, finished=10.5)
     proxy._record(whole, Usage(prompt=7, completion=5))
     assert registry.get_sample_value("aiconn_gateway_ttft_seconds_count", labels) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "request_fields", "reserved"),
+    [
+        # Chat: vLLM takes `max_completion_tokens or max_tokens`; a 0 does not lower the budget.
+        ("/v1/chat/completions", {"max_completion_tokens": 0, "max_tokens": 100000}, 100000),
+        ("/v1/chat/completions", {"max_completion_tokens": 5, "max_tokens": 100000}, 5),
+        # Completions read max_tokens only; another field cannot shrink the reservation.
+        ("/v1/completions", {"max_completion_tokens": 1, "max_tokens": 100000}, 100000),
+        ("/v1/completions", {"max_completion_tokens": 1}, 16),
+        # Responses read max_output_tokens only: max_tokens leaves the model's limit.
+        ("/v1/responses", {"max_tokens": 1}, None),
+        ("/v1/responses", {"max_output_tokens": 7}, 7),
+        ("/v1/embeddings", {"max_tokens": 9}, 0),
+    ],
+)
+def test_the_reservation_reads_the_output_limit_vllm_reads_for_the_route(
+    path: str, request_fields: dict[str, int], reserved: int | None
+) -> None:
+    import json
+
+    from aiconn.gateway.body import parse
+    from aiconn.gateway.routes import ROUTES
+
+    route = ROUTES[path]
+    parsed = parse(
+        json.dumps({"model": "m", "input": "x", **request_fields}).encode(),
+        usage_in_stream=route.usage_in_stream,
+        default_max_output=route.default_max_output,
+        output_fields=route.output_fields,
+    )
+    assert parsed.budget.max_output == reserved
