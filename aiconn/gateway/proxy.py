@@ -241,6 +241,9 @@ class Gateway:
             if parsed is None and refusal is None:
                 self._metrics.count(mn.OUTCOME_CLIENT_ERROR)
                 return
+            # The clock starts once the body is in: how fast a client uploads is its own doing,
+            # and a slow upload must not add TTFT (or duration) samples the SLA would pay for.
+            exchange.started = time.perf_counter()
         reservation = None
         if refusal is None and parsed is not None:
             admitted = await self._reserve(scope, parsed)

@@ -492,3 +492,30 @@ def test_the_reservation_reads_the_output_limit_vllm_reads_for_the_route(
         output_fields=route.output_fields,
     )
     assert parsed.budget.max_output == reserved
+
+
+def test_a_slowly_uploaded_stream_adds_no_upload_time_to_ttft(
+    fake: FakeVllm, gateway: Gateway
+) -> None:
+    """A tenant who trickles its body in must not be able to inflate the TTFT the SLA pays on:
+    the clock starts once the body is in."""
+    import json
+
+    upload_pause = 2.0
+    body = json.dumps(chat(stream=True)).encode()
+    with gateway() as gw:
+        head = (
+            f"POST {CHAT} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        host, port = gw.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(head + body[:10])
+            time.sleep(upload_pause)  # the client's own slowness, the thing under test
+            conn.sendall(body[10:])
+            received = b""
+            while b"data: [DONE]" not in received and (chunk := conn.recv(65536)):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received[:100]
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 1
+        assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_sum") < upload_pause
