@@ -151,6 +151,14 @@ def _v3_attainment_exactness_and_hold_reasons(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} {kind}"))
 
 
+def _v4_wider_transfer_subjects(conn: Connection) -> None:
+    # Plan funding and top-ups key their transfers by `plan:<namespace>/<tenant>:<offer>` and
+    # `topup:<namespace>/<tenant>` in the `sla_uid` column, up to 5 + 127 + 1 + 253 characters;
+    # version 1 sized it for an SLA uid (SQLite ignores widths, PostgreSQL refused the rest).
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE transfers ALTER COLUMN sla_uid TYPE VARCHAR(512)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -162,6 +170,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "exactness of latency attainments; why a period was held",
         _v3_attainment_exactness_and_hold_reasons,
+    ),
+    Migration(
+        4, "transfer subjects wide enough for plans and top-ups", _v4_wider_transfer_subjects
     ),
 )
 

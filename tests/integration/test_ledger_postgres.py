@@ -208,3 +208,31 @@ def test_two_reviewers_releasing_at_once_pay_once(ledger: Ledger, postgres_url: 
     assert len(transfers) == len(periods) * len(KINDS)
     assert len({t.idempotency_key for t in transfers}) == len(transfers)
     ledger.check_invariant()
+
+
+def test_plans_and_top_ups_of_the_longest_names_are_funded_on_postgres(ledger: Ledger) -> None:
+    """Their transfers are keyed by `plan:<owner>:<offer>` and `topup:<owner>`, far wider than an
+    SLA uid: migration 4 widens the column PostgreSQL enforces (SQLite ignores widths)."""
+    from aiconn.sla.offer import TokenPlan
+    from aiconn.sla.plans import fund_plan
+    from aiconn.sla.topups import top_up
+
+    owner = wallet_owner("n" * 63, "t" * 63)
+    offer = "o" * 253
+    at = datetime(2026, 3, 15, tzinfo=UTC)
+    plan = TokenPlan(includedTokensPerPeriod=1_000_000)
+    funded = fund_plan(ledger, tenant=owner, namespace="n" * 63, offer=offer, plan=plan, at=at)
+    assert funded is not None
+    assert fund_plan(ledger, tenant=owner, namespace="n" * 63, offer=offer, plan=plan, at=at)
+    top_up(
+        ledger,
+        tenant=owner,
+        namespace="n" * 63,
+        tokens=500,
+        idempotency_key="k" * 200,
+        by="billing@example",
+        why="a long-named tenant's top-up",
+        at=at,
+    )
+    assert ledger.available_tokens(owner) == 1_000_500
+    ledger.check_invariant()
