@@ -26,7 +26,7 @@ from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
-from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -174,13 +174,15 @@ async def reconcile_sla(
         spec, offer = await terms_for(kube, spec, require_offer=settings.require_offer)
     except OfferProblem as problem:
         # Operator-only knowledge (the offer is missing or no longer covers the SLA): nothing is
-        # provisioned or funded until the tenant or the provider fixes it.
+        # provisioned or funded until the tenant or the provider fixes it, and what already runs
+        # stops serving: the SLA loop cannot meter an SLA it has no terms for.
+        message = str(problem)
+        if await _stop_serving(kube, namespace, name):
+            message = short(f"{message}; its inference pods are stopped until this is fixed")
         return Outcome(
             status={"observedGeneration": generation, "phase": "Invalid"},
-            conditions=[
-                condition("Ready", False, problem.reason, str(problem), generation=generation)
-            ],
-            events=[Event("Warning", problem.reason, str(problem))],
+            conditions=[condition("Ready", False, problem.reason, message, generation=generation)],
+            events=[Event("Warning", problem.reason, message)],
         )
     decision = place(
         spec,
@@ -321,6 +323,22 @@ def _edit_unplaceable(
         ],
         events=[Event("Warning", "EditUnplaceable", message)],
     )
+
+
+async def _stop_serving(kube: KubeApi, namespace: str, sla_name: str) -> bool:
+    """Scale the SLA's inference Deployment to 0 (a merge patch: the next apply restores the
+    count once the SLA is servable again); False when it has none running."""
+    deployment = workload.child_names(sla_name).deployment
+    current = await kube.get("Deployment", deployment, namespace)
+    if current is None or not (current.get("spec") or {}).get("replicas"):
+        return False
+    await kube.call(
+        "PATCH",
+        KINDS["Deployment"].path(namespace, deployment),
+        body={"spec": {"replicas": 0}},
+        content_type="application/merge-patch+json",
+    )
+    return True
 
 
 async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dict[str, Any] | None:

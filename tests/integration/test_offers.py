@@ -290,9 +290,15 @@ def test_the_operator_takes_priority_rates_and_endpoint_from_the_offer(
     assert "spec.network.fiveQI" in ready["message"]
     assert outcome.events and outcome.events[0].reason == "OutsideOffer"
 
+    # The served SLA edited to an offer that does not exist: no terms to meter it by, so what
+    # runs stops serving (scaled to 0), and it says so.
     missing = with_value(body, "offer", "no-such-offer")
     outcome = asyncio.run(reconcile_sla(kube, missing, tiers(), OperatorSettings()))
-    assert next(c for c in outcome.conditions if c["type"] == "Ready")["reason"] == "OfferNotFound"
+    ready = next(c for c in outcome.conditions if c["type"] == "Ready")
+    assert ready["reason"] == "OfferNotFound"
+    assert "inference pods are stopped" in ready["message"]
+    stopped = client.AppsV1Api(k8s).read_namespaced_deployment(deployment.metadata.name, namespace)
+    assert stopped.spec.replicas == 0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
