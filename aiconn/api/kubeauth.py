@@ -97,6 +97,10 @@ class KubernetesAuthorizer:
         status = result.status
         if status is None or not status.authenticated or status.user is None:
             return None
+        # An authenticator that ignores audiences answers without them; the token is then not
+        # shown to be meant for us (Kubernetes asks clients to check this field).
+        if audiences and not set(status.audiences or ()) & set(audiences):
+            return None
         user = status.user
         extra = tuple(sorted((k, tuple(v)) for k, v in (user.extra or {}).items()))
         return Caller(
