@@ -12,6 +12,8 @@ machine back as it was.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
@@ -51,6 +53,8 @@ CLUSTER_CONTROLLERS = (
 CLIENT_QPS = ("--kube-api-qps=200", "--kube-api-burst=400")
 HOST_STATE = "host-state.json"
 NODE_MARKER = "real-node"
+
+log = logging.getLogger(__name__)
 
 
 def kwok_dir() -> Path:
@@ -230,7 +234,10 @@ def stop_cluster(state_dir: Path) -> list[str]:
     first (KWOK, controller-manager, kube-apiserver, etcd)."""
     done = stop_recorded(state_dir, only={"kube-scheduler"})
     if (state_dir / NODE_MARKER).exists():
-        _drain_real_node(state_dir)
+        try:
+            _drain_real_node(state_dir)
+        except Exception as err:  # a failed drain must not leave the rest running
+            log.warning("draining the real node failed (%s); its containers are killed", err)
         done += stop_recorded(state_dir, only={"kube-proxy", "kubelet"})
         node = RealNode(
             group=ProcessGroup(state_dir),
@@ -276,11 +283,16 @@ def _drain_real_node(state_dir: Path, *, timeout: float = 60) -> None:
         except (OSError, urllib3.exceptions.HTTPError):
             return  # the API server is gone: nothing to drain through
         for pod in pods.items:
-            core.delete_namespaced_pod(
-                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=5
-            )
+            with contextlib.suppress(client.ApiException):  # gone already: nothing to delete
+                core.delete_namespaced_pod(
+                    pod.metadata.name,
+                    pod.metadata.namespace,
+                    grace_period_seconds=5,
+                    _request_timeout=5,
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not core.list_pod_for_all_namespaces(field_selector=selector).items:
+            left = core.list_pod_for_all_namespaces(field_selector=selector, _request_timeout=5)
+            if not left.items:
                 return
             time.sleep(0.5)
