@@ -208,12 +208,19 @@ async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
                 )
 
 
-@kopf.on.delete(GROUP, VERSION, "aiinferenceslas")
+def _sla_engine_running(**_: Any) -> bool:
+    """Only an operator that measures and settles holds SLAs with a finalizer: with the SLA
+    engine off nothing was measured or funded, nothing is owed, and a finalizer would only keep
+    a deleted SLA (and its namespace) from going."""
+    return aiconn.operator.loop.evaluator() is not None
+
+
+@kopf.on.delete(GROUP, VERSION, "aiinferenceslas", when=_sla_engine_running)
 async def sla_deleted(body: kopf.Body, **_: Any) -> None:
     """Settle the deleted SLA's open period before its finalizer goes (see `retirement`)."""
     evaluator = aiconn.operator.loop.evaluator()
     if evaluator is None:
-        return  # SLA engine off: nothing was measured or funded, nothing is owed.
+        return  # the SLA engine stopped since the finalizer was added: nothing to settle with
     try:
         await settle_deleted(evaluator, body, now=datetime.now(UTC))
     except NotYet as wait:
