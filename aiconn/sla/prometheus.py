@@ -153,7 +153,17 @@ class PrometheusSource:
         in_contract = np.where(known, np.nan_to_num(in_contract), np.nan)
         failed = np.where(known, np.nan_to_num(failed), np.nan)
         thresholds_ttft = [t.ttft_threshold_s for t in targets]
-        tokens = self.tokens(index, start, minutes, lookback_minutes=lookback_minutes)
+        # Tokens bill money: read the counters from an hour earlier still, so a gateway whose
+        # sample at the period's first boundary is missing (a failed scrape, a short Prometheus
+        # outage) carries its earlier value instead of reading as born at 0 inside the period,
+        # which would bill tokens of earlier periods again.
+        carry = timedelta(minutes=TOKEN_CARRY_MINUTES)
+        tokens = self.tokens(
+            index,
+            start - carry,
+            minutes + TOKEN_CARRY_MINUTES,
+            lookback_minutes=lookback_minutes + TOKEN_CARRY_MINUTES,
+        )
         return FleetSeries(
             in_contract=in_contract.astype(np.float32),
             failed=failed.astype(np.float32),
@@ -389,6 +399,10 @@ def pod_counter(counter: str, outcomes: Sequence[str] = (), *, by: str = "") -> 
     matcher = f'{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}' if outcomes else ""
     extra = f", {by}" if by else ""
     return f"sum by ({_BY}, {POD_LABEL}{extra}) ({counter}{matcher})"
+
+
+TOKEN_CARRY_MINUTES = 60
+"""How far before a window the token counters are read, to carry a value over a missing boundary."""
 
 
 def counter_increments(values: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -160,3 +160,22 @@ def test_counter_increments_carry_gaps_start_at_zero_and_count_restarts() -> Non
     assert counter_increments(values).sum() == 14
     # A series already counting at the first boundary: its value there is the baseline.
     np.testing.assert_array_equal(counter_increments(np.array([100.0, 160.0])), [60])
+
+
+def test_a_missing_sample_at_the_periods_first_boundary_does_not_bill_earlier_tokens() -> None:
+    """A gateway that has counted 50M tokens before the period, whose sample at the period's
+    start is missing (a failed scrape): only the 100 tokens counted inside the period are billed,
+    because the counters are read from before the window and carry over the gap."""
+    acme = {"namespace": "acme", "sla": "chat", "pod": "p-1"}
+
+    class Client(FakeClient):
+        def custom_query_range(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
+            if "tokens_total" in query:
+                self.queries.append(query)
+                before = [[at(m), "50000000"] for m in (-30, -20, -10)]
+                inside = [[at(m), "50000100"] for m in (2, 3, 4, 5)]
+                return [{"metric": {**acme, "type": "completion"}, "values": before + inside}]
+            return super().custom_query_range(query, **kwargs)
+
+    series = PrometheusSource(Client()).fetch_fleet(TARGETS[:1], PERIOD)
+    assert int(series.tokens[0]) == 100
