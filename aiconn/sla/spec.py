@@ -116,11 +116,6 @@ class NetworkSpec(CamelModel):
                 "maxMbps must be >= guaranteedMbps",
                 ".maxMbps",
             ),
-            cel(
-                "self.backend != 'nsmf' || has(self.nsmfUrl)",
-                "backend nsmf needs nsmfUrl, the slice manager's MnS root",
-                ".nsmfUrl",
-            ),
         )
     }
     rtt_budget_ms: int = Field(ge=1, le=10000)
@@ -288,6 +283,13 @@ class AIInferenceSLASpec(CamelModel):
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": validations(
+            # Under an offer the slice manager is the offer's (a tenant may not name one).
+            cel(
+                "has(self.offer) || !has(self.network) || !has(self.network.backend)"
+                " || self.network.backend != 'nsmf' || has(self.network.nsmfUrl)",
+                "backend nsmf needs nsmfUrl, the slice manager's MnS root, or an offer naming one",
+                ".network.nsmfUrl",
+            ),
             _first_tier_within("availability", "[self.objectives.availability.targetPercent]"),
             _first_tier_within(
                 "latency",
