@@ -90,6 +90,13 @@ def _rbac(k8s: Any, suffix: str, ns_a: str, ns_b: str, ns_sys: str) -> None:
                     "verbs": ["create"],
                 },
                 {**SLA_RULE, "verbs": ["get", "list", "watch"]},
+                # As in manifests/rbac/api.yaml: reports carry the terms of the offer an SLA
+                # names (any SLA in the cluster may name one, other tests' included).
+                {
+                    "apiGroups": ["aiconn.io"],
+                    "resources": ["aiinferenceoffers"],
+                    "verbs": ["get", "list"],
+                },
             ],
             {"kind": "ServiceAccount", "name": "aiconn-api", "namespace": ns_sys},
         ),

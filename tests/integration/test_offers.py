@@ -179,7 +179,9 @@ OUTSIDE: list[tuple[str, Any, str]] = [
     ("tokens.currency", "USD", "spec.tokens.currency"),
     (
         "credits.availability",
-        [{"belowPercent": 100, "creditPercent": 100}],
+        # Within the objective (the CRD refuses a first tier above the target on its own) and
+        # still not the offer's schedule.
+        [{"belowPercent": 99.5, "creditPercent": 100}],
         "spec.credits.availability",
     ),
     ("credits.latency", [{"belowPercent": 99, "creditPercent": 50}], "spec.credits.latency"),
