@@ -110,7 +110,7 @@ def prometheus_url(
     with GatewayThread(settings) as gateway:
         pod = {"namespace": namespace, "sla": NAME, "pod": f"{NAME}-0"}
         prometheus = prometheus_factory(
-            [ScrapeTarget("aiconn-gateway", gateway.url.removeprefix("http://"), pod)],
+            [ScrapeTarget("aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod)],
             scrape_interval="1s",
         )
         prometheus.wait_for_series(f'{mn.GATEWAY_UPSTREAM_UP}{{namespace="{namespace}"}}')
