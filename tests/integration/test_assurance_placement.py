@@ -44,7 +44,7 @@ LOOP_SETTINGS = {
 
 def run_operator(control_plane: Any, k8s: Any, settings: dict[str, str]) -> Iterator[KopfRunner]:
     """The operator as its ServiceAccount, with `settings` in its environment."""
-    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
     kubeconfig = operator_kubeconfig(control_plane, k8s)
     saved = {key: os.environ.get(key) for key in [*settings, "KUBECONFIG"]}
     os.environ.update({**settings, "KUBECONFIG": str(kubeconfig)})

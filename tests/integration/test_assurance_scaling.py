@@ -120,4 +120,4 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
                 # Never past maxReplicas, however long the surge lasts.
                 assert deployment_replicas(k8s, namespace, "surge") == 3
         finally:
-            apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+            apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))

@@ -36,7 +36,7 @@ TIERS = default_tiers()
 
 @pytest.fixture(scope="module")
 def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
-    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
+    apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
     kubeconfig = operator_kubeconfig(control_plane, k8s)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kubeconfig)

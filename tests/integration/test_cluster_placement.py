@@ -39,7 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         started.start(crds=CRDS)
         api = started.api_client()
-        apply_objects(api, load_documents([SAMPLES / "tiers.yaml"]))
+        apply_objects(api, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
         api.close()
         started.add_simulated_nodes(default_tiers())
         yield started
