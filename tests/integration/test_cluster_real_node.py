@@ -124,6 +124,13 @@ def test_operator_pod_runs_read_only_non_root_and_reconciles_an_sla(
     )
     assert "Read-only file system" in denied.stderr, denied
 
+    # The real node stands for the edge tier's first site but has no GPU; placement counts free
+    # GPUs, so advertise some the way a device plugin would (an extended resource in the node's
+    # status, which kubelet keeps). Nothing here runs on them: the claim is the reconcile.
+    gpus = {"nvidia.com/gpu": "4"}
+    client.CoreV1Api(k8s).patch_node_status(
+        NODE_NAME, {"status": {"capacity": gpus, "allocatable": gpus}}
+    )
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     client.CoreV1Api(k8s).create_namespace({"metadata": {"name": namespace}})
     sla = load_documents([ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"])[0]
