@@ -122,6 +122,30 @@ def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Object
     admission = client.AdmissionregistrationV1Api(k8s)
     admission.delete_validating_admission_policy_binding("aiconn-sla-within-offer")
     admission.delete_validating_admission_policy("aiconn-sla-within-offer")
+    # The API server drops a deleted policy from its admission chain a moment later: wait until
+    # an SLA without an offer is admitted again, so the next module does not race it.
+    offerless = {
+        "apiVersion": "aiconn.io/v1alpha1",
+        "kind": "AIInferenceSLA",
+        "metadata": {"name": "policy-gone-probe"},
+        "spec": {
+            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 1},
+            "network": {"rttBudgetMs": 50},
+        },
+    }
+
+    def admitted() -> bool:
+        try:
+            client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+                "aiconn.io", "v1alpha1", SYSTEM, "aiinferenceslas", offerless, dry_run="All"
+            )
+        except client.ApiException as err:
+            if err.status == 422 and "aiconn-sla-within-offer" in str(err.body):
+                return False
+            raise
+        return True
+
+    eventually(admitted, what="the SLA admission policy gone from the API server")
 
 
 def test_every_rendered_object_is_accepted(installed: Objects) -> None:
