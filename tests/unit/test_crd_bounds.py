@@ -44,5 +44,8 @@ def test_cidrs_and_the_nsmf_url_carry_cel_rules() -> None:
     network = crdgen.model_schema(AIInferenceSLASpec, "spec")["properties"]["network"]
     cidr = network["properties"]["allowedSources"]["items"]["properties"]["cidr"]
     assert "isCIDR(self)" in cidr["x-kubernetes-validations"][0]["rule"]
-    rules = {r.get("fieldPath"): r["rule"] for r in network["x-kubernetes-validations"]}
-    assert "has(self.nsmfUrl)" in rules[".nsmfUrl"]
+    # At the spec's level: an SLA under an offer takes the offer's slice manager instead.
+    spec = crdgen.model_schema(AIInferenceSLASpec, "spec")
+    rules = {r.get("fieldPath"): r["rule"] for r in spec["x-kubernetes-validations"]}
+    assert "has(self.network.nsmfUrl)" in rules[".network.nsmfUrl"]
+    assert "has(self.offer)" in rules[".network.nsmfUrl"]
