@@ -121,3 +121,17 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
                 assert deployment_replicas(k8s, namespace, "surge") == 3
         finally:
             apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
+            # With the SLA engine on the SLA carries the settlement finalizer, and the operator
+            # is gone now: release it, so its pods (pending at a Frankfurt site other modules
+            # fill with GPU nodes) go with the namespace instead of holding room there.
+            custom = client.CustomObjectsApi(k8s)
+            with contextlib.suppress(client.ApiException):
+                custom.patch_namespaced_custom_object(
+                    G, V, namespace, "aiinferenceslas", "surge", {"metadata": {"finalizers": []}}
+                )
+                custom.delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", "surge")
+            eventually(
+                lambda: not client.CoreV1Api(k8s).list_namespaced_pod(namespace).items,
+                timeout=120,
+                what="the surge SLA's pods gone",
+            )
