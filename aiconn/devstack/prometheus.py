@@ -141,5 +141,10 @@ class PrometheusServer:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def version(self) -> str:
+        """The running Prometheus's version, from its build information."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/status/buildinfo", timeout=10) as resp:
+            return str(json.load(resp)["data"]["version"])
+
     def wait_for_series(self, promql: str, *, timeout: float = 60) -> None:
         wait_until(lambda: bool(self.query(promql)), timeout=timeout, what=f"series {promql}")
