@@ -117,7 +117,7 @@ def vllm_server(vllm_group: ProcessGroup, tiny_model: Path) -> Iterator[VllmServ
 PROMETHEUS_BINARIES = {"prom2": prometheus_binary, "prom3": prometheus3_binary}
 
 
-@pytest.fixture(scope="session", params=sorted(PROMETHEUS_BINARIES))
+@pytest.fixture(scope="module", params=sorted(PROMETHEUS_BINARIES))
 def prometheus_bin(request: pytest.FixtureRequest) -> Path:
     """Each Prometheus the SLA engine must agree with: Debian's 2.x and 3.x built from its Go
     module. A test whose claim rests on Prometheus's semantics (range edges, counters, buckets)

@@ -95,7 +95,10 @@ class RangeRule:
             lambda: client.custom_query(RANGE_PROBE, params={"time": PROBE_AT}, timeout=timeout_s),
             RANGE_PROBE,
         )
-        points = {_value(series["value"]) for series in found}
+        try:
+            points = {_value(series["value"]) for series in found}
+        except (KeyError, IndexError, TypeError, ValueError):
+            points = set()
         if points == {1.0}:
             return cls(left_open=True)
         if points == {2.0}:

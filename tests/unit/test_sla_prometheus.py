@@ -118,7 +118,9 @@ def test_ranges_hold_the_same_samples_on_prometheus_2_and_3(
     assert sum(f"_bucket{period}" in q for q in client.queries) == 3
 
 
-@pytest.mark.parametrize("answer", [[], [{"metric": {}, "value": [3600, "3"]}]])
+@pytest.mark.parametrize(
+    "answer", [[], [{"metric": {}, "value": [3600, "3"]}], [{"metric": {}, "values": []}]]
+)
 def test_an_unexpected_range_rule_answer_is_source_unavailable(answer: list[Any]) -> None:
     class Client(FakeClient):
         def custom_query(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
