@@ -255,8 +255,10 @@ class StoredEvidence:
 
     @property
     def document(self) -> dict[str, Any]:
-        """The parsed document."""
-        parsed: dict[str, Any] = json.loads(self.text)
+        """The parsed document; ValueError when the stored text is not a JSON object."""
+        parsed = json.loads(self.text)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
         return parsed
 
 

@@ -108,6 +108,28 @@ class Verification:
         )
 
 
+def from_download(body: Mapping[str, Any]) -> tuple[dict[str, Any], str, LedgerFigures]:
+    """The evidence, its hash and the ledger's figures from the reporting API's evidence body
+    (`GET .../slas/{name}/evidence`); EvidenceError names what is missing."""
+    try:
+        figures = body["settlement"]
+        return (
+            dict(body["evidence"]),
+            str(body["sha256"]),
+            LedgerFigures(
+                state=str(figures["state"]),
+                charges_micros=int(figures["chargesMicros"]),
+                credit_micros=int(figures["creditMicros"]),
+                credit_tokens=int(figures["creditTokens"]),
+                credit_percent=str(figures["creditPercent"]),
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise EvidenceError(
+            f"not an evidence download (GET .../slas/<name>/evidence): {type(err).__name__} {err}"
+        ) from err
+
+
 def verify(
     document: Mapping[str, Any], sha256: str, *, ledger: LedgerFigures | None = None
 ) -> Verification:
