@@ -10,9 +10,11 @@ reports a mismatch once the stored evidence is edited.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from kubernetes import client
 from prometheus_api_client import PrometheusConnect
@@ -28,6 +32,8 @@ from sqlalchemy import text
 
 from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
+from aiconn.devstack import demo, stack
+from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import SLARef, settle_closed
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evidence import result_sha256
@@ -36,6 +42,7 @@ from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.sla.verify import from_download, verify
+from tests.helpers import eventually
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = pytest.mark.integration
@@ -270,3 +277,43 @@ def test_the_evidence_route_answers_4xx_with_a_reason_never_5xx(settled: Settled
         settled.period.start_iso,
     )
     assert ran.returncode == 2 and "cannot read" in ran.stderr
+
+
+def test_the_demo_step_prints_a_match_then_a_mismatch_and_restores_the_evidence(
+    settled: Settled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the demo's `aiconn verify` runs this checkout
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(settled.api.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: httpx.get(f"{url}/healthz").status_code == 200, what="API up")
+        endpoints = stack.Endpoints(
+            kubeconfig="",
+            api=url,
+            noc="",
+            prometheus=settled.prometheus_url,
+            gateway="",
+            vllm="",
+            injector_control="",
+            ledger_url=settled.url,
+            api_token=TOKEN,
+            gateway_key="",
+            sla_name=NAME,
+            namespace=settled.sla.namespace,
+        )
+        result = demo.DemoResult(endpoints=endpoints, period_start=settled.period.start_iso)
+        demo.verify_evidence(result, directory=tmp_path)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert ": match" in result.verified
+    assert "MISMATCH" in result.tampered
+    assert "bad minutes: stored 2, recomputed 0" in result.tampered
+    assert json.loads((tmp_path / "evidence.json").read_text())["uid"] == settled.sla.uid
+    stored = settled.ledger.evidence(settled.sla.uid, settled.period.start)
+    assert stored is not None and verify(stored.document, stored.sha256).ok
