@@ -22,7 +22,9 @@ from aiconn.sla.prometheus import QueryClient
 @dataclass(frozen=True)
 class _Call:
     query: str
-    result: Any
+    by_sla: dict[tuple[str | None, str | None], list[Any]]
+    """The answer's series by (namespace, sla) label: each SLA's evidence finds its own part
+    without scanning the fleet's (a month's settlement hashes every SLA's)."""
     time: str | None = None
     start: str | None = None
     end: str | None = None
@@ -41,7 +43,9 @@ class QueryRecorder:
     ) -> Any:
         result = self.client.custom_query(query, params=params, timeout=timeout)
         at = (params or {}).get("time")
-        self._calls.append(_Call(query, result, time=None if at is None else _iso(float(at))))
+        self._calls.append(
+            _Call(query, _by_sla(result), time=None if at is None else _iso(float(at)))
+        )
         return result
 
     def custom_query_range(
@@ -64,7 +68,7 @@ class QueryRecorder:
         self._calls.append(
             _Call(
                 query,
-                result,
+                _by_sla(result),
                 start=_iso(start_time.timestamp()),
                 end=_iso(end_time.timestamp()),
                 step=step,
@@ -77,7 +81,9 @@ class QueryRecorder:
         return tuple(
             QueryRecord(
                 query=call.query,
-                result_sha256=result_sha256(_about(call.result, namespace, name)),
+                result_sha256=result_sha256(
+                    call.by_sla.get((namespace, name), []) + call.by_sla.get((None, None), [])
+                ),
                 time=call.time,
                 start=call.start,
                 end=call.end,
@@ -87,16 +93,13 @@ class QueryRecorder:
         )
 
 
-def _about(result: Any, namespace: str, name: str) -> list[dict[str, Any]]:
-    if not isinstance(result, list):
-        return []
-    mine: list[dict[str, Any]] = []
-    for series in result:
+def _by_sla(result: Any) -> dict[tuple[str | None, str | None], list[Any]]:
+    grouped: dict[tuple[str | None, str | None], list[Any]] = {}
+    for series in result if isinstance(result, list) else []:
         labels = series.get("metric", {}) if isinstance(series, dict) else {}
-        ns, sla = labels.get(mn.NAMESPACE_LABEL), labels.get(mn.SLA_LABEL)
-        if (ns, sla) == (namespace, name) or (ns is None and sla is None):
-            mine.append(series)
-    return mine
+        key = (labels.get(mn.NAMESPACE_LABEL), labels.get(mn.SLA_LABEL))
+        grouped.setdefault(key, []).append(series)
+    return grouped
 
 
 def _iso(timestamp: float) -> str:

@@ -3,6 +3,7 @@ credit from the stored evidence alone, matching what was settled and catching an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -25,11 +26,13 @@ from aiconn.sla.evidence import (
     Verdict,
     decode_runs,
     minute_verdicts,
+    result_sha256,
     sha256_of,
     verdict_counts,
 )
-from aiconn.sla.ledger import Ledger, Settlement, SettlementState, settle_period
+from aiconn.sla.ledger import Ledger, Settlement, SettlementState, release_held, settle_period
 from aiconn.sla.periods import Period
+from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.verify import LedgerFigures, verify
@@ -296,3 +299,49 @@ def test_the_document_survives_a_json_round_trip(ledger: Ledger) -> None:
     reread = json.loads(json.dumps({"evidence": document}))["evidence"]
     assert sha256_of(reread) == sha256
     assert verify(reread, sha256).ok
+
+
+def test_a_released_held_period_verifies_against_what_the_release_paid(ledger: Ledger) -> None:
+    held = _settle(ledger, up=_hour(unknown=range(30, 50)))
+    released = release_held(
+        ledger, sla_uid=held.uid, period_start=START, reviewer="noc", note="gateway logs agree"
+    )
+    assert released is not None and released.credit_micros > 0
+    document, sha256 = held.stored()
+    paid = dataclasses.replace(held, settlement=released)
+    assert verify(document, sha256, ledger=paid.figures()).ok
+    short = dataclasses.replace(paid.figures(), credit_micros=released.credit_micros - 1)
+    assert [m.figure for m in verify(document, sha256, ledger=short).mismatches] == [
+        "ledger creditMicros"
+    ]
+
+
+class _Answers:
+    """Canned Prometheus answers: two SLAs' series and a label-less aggregate."""
+
+    def __init__(self) -> None:
+        self.series = [
+            {"metric": {"namespace": "acme", "sla": "chat"}, "values": [[60, "1"]]},
+            {"metric": {"namespace": "acme", "sla": "other"}, "values": [[60, "0"]]},
+            {"metric": {}, "values": [[60, "3"]]},
+        ]
+
+    def custom_query(self, query: str, params: Any = None, timeout: Any = None) -> Any:
+        return self.series
+
+    def custom_query_range(self, query: str, **_: Any) -> Any:
+        return list(reversed(self.series))
+
+
+def test_each_sla_hashes_only_its_own_series_and_the_aggregates() -> None:
+    answers = _Answers()
+    recorder = QueryRecorder(answers)
+    recorder.custom_query("q1", params={"time": START.timestamp()})
+    recorder.custom_query_range("q2", start_time=START, end_time=START, step="60s")
+    chat = recorder.records_for("acme", "chat")
+    mine = [answers.series[0], answers.series[2]]
+    assert [r.query for r in chat] == ["q1", "q2"]
+    assert chat[0].time == "2024-02-01T00:00:00Z" and chat[1].step == "60s"
+    # Order-independent, and another SLA's series changes nothing of this SLA's hash.
+    assert chat[0].result_sha256 == chat[1].result_sha256 == result_sha256(mine)
+    assert recorder.records_for("acme", "other")[0].result_sha256 != chat[0].result_sha256
