@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint deps system-deps controlplane kwok images cluster kustomize vllm crds \
+.PHONY: demo test test-fast lint deps system-deps controlplane kwok prometheus3 images cluster \
+	kustomize vllm crds \
 	down clean
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,10 @@ controlplane:
 kwok:
 	bash tools/kwok/build.sh >/dev/null
 
+# Prometheus 3, beside Debian's 2.x: the SLA engine's tests run against both.
+prometheus3:
+	bash tools/prometheus/build.sh >/dev/null
+
 # The real node's images: the sandbox, a Debian Python base, aiconn's own (needs root).
 images: $(STAMP) system-deps
 	PYTHON=$(BIN)/python bash tools/images/build.sh >/dev/null
@@ -65,7 +70,7 @@ lint: $(STAMP)
 	$(BIN)/aiconn crds --check
 
 # pytest's exit code 5 (no tests collected) is a failure, not a green run.
-test: $(STAMP) system-deps controlplane kwok images kustomize vllm lint
+test: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm lint
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)

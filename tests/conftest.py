@@ -15,7 +15,12 @@ import pytest
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.postgres import PostgresServer
 from aiconn.devstack.processes import ProcessGroup
-from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
+from aiconn.devstack.prometheus import (
+    PrometheusServer,
+    ScrapeTarget,
+    prometheus3_binary,
+    prometheus_binary,
+)
 from aiconn.devstack.vllm import VllmServer, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +112,17 @@ def vllm_server(vllm_group: ProcessGroup, tiny_model: Path) -> Iterator[VllmServ
     server = VllmServer(group=vllm_group, model_dir=tiny_model).start()
     yield server
     server.stop()
+
+
+PROMETHEUS_BINARIES = {"prom2": prometheus_binary, "prom3": prometheus3_binary}
+
+
+@pytest.fixture(scope="module", params=sorted(PROMETHEUS_BINARIES))
+def prometheus_bin(request: pytest.FixtureRequest) -> Path:
+    """Each Prometheus the SLA engine must agree with: Debian's 2.x and 3.x built from its Go
+    module. A test whose claim rests on Prometheus's semantics (range edges, counters, buckets)
+    takes this fixture and runs once on each; a missing binary fails it, never skips it."""
+    return PROMETHEUS_BINARIES[request.param]()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack import stack
+from aiconn.devstack import nocview, stack
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
 from aiconn.sla.periods import ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -51,6 +51,9 @@ class DemoResult:
     report: dict[str, Any] = field(default_factory=dict)
     statement: dict[str, Any] = field(default_factory=dict)
     records: list[RequestRecord] = field(default_factory=list)
+    noc: nocview.NocView | None = None
+    """The NOC page as opened after the settlement (a reload: nothing kept in the tab)."""
+    noc_screenshot: Path | None = None
     verified: str = ""
     """`aiconn verify`'s output on the settled period's evidence (a match)."""
     tampered: str = ""
@@ -240,6 +243,8 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
     base = f"{endpoints.api}/v1/namespaces/{endpoints.namespace}/slas/{endpoints.sla_name}"
     result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token)
     result.statement = _get_json(f"{base}/statement", endpoints.api_token)
+    result.noc_screenshot = (state_dir or stack.default_state_dir()) / "noc-after-breach.png"
+    result.noc = _open_noc(endpoints, result.noc_screenshot)
     _print_summary(result)
     verify_evidence(result, directory=state_dir or stack.default_state_dir())
     return result
@@ -324,6 +329,26 @@ def _wait_settled(watcher: Watcher, period_start: str, timeout: float = 240) -> 
             return settlement
         time.sleep(3)
     raise RuntimeError(f"period {period_start} was not settled within {timeout:.0f} s")
+
+
+def _open_noc(endpoints: stack.Endpoints, screenshot: Path) -> nocview.NocView:
+    """Open the NOC page afresh after the incident, as an engineer would, and say what it shows."""
+    stack.say("opening the NOC page in headless Chromium (a fresh load, as after a reload)")
+    view = nocview.load(endpoints.noc, screenshot=screenshot)
+    key = f"{endpoints.namespace}/{endpoints.sla_name}"
+    line = view.budget.get(key)
+    history = (
+        f"budget history {line.high:.1f} % -> {line.low:.1f} % over {line.points} points"
+        if line
+        else "no budget history drawn"
+    )
+    reasons = sorted({reason for sla, reason in view.events if sla == key})
+    stack.say(
+        f"NOC page: {history}; settled periods in the credits chart: "
+        f"{len(view.credit_bars)}; activity for {key}: {', '.join(reasons) or 'none'}"
+    )
+    stack.say(f"NOC screenshot (1280 px): {screenshot}")
+    return view
 
 
 def _print_summary(result: DemoResult) -> None:

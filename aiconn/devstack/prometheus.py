@@ -1,4 +1,6 @@
-"""A real Prometheus (Debian's package) on loopback, scraping the stack's targets.
+"""A real Prometheus on loopback, scraping the stack's targets: Debian's package (2.x) by default,
+or Prometheus 3 built from its Go module (`tools/prometheus/build.sh`), which the SLA engine's
+tests also run against, since 3.x selects ranges differently.
 
 Targets get the labels the in-cluster ServiceMonitor would give a pod (namespace, sla, pod,
 tier), so the SLA engine queries the local stack exactly as it queries a cluster. Prometheus also
@@ -9,6 +11,7 @@ worked (an SLA without series then had nothing serving) from one in which it did
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import urllib.parse
 import urllib.request
@@ -31,6 +34,9 @@ class ScrapeTarget:
     """Sent as `Authorization: Bearer`, for targets such as the API's /metrics (a fleet view)."""
 
 
+PROMETHEUS3_VERSION = "3.16.0"
+
+
 def prometheus_binary() -> Path:
     found = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(found).exists():
@@ -38,6 +44,17 @@ def prometheus_binary() -> Path:
             "prometheus not found; install Debian's package: apt-get install prometheus"
         )
     return Path(found)
+
+
+def prometheus3_binary() -> Path:
+    """Prometheus 3, as `tools/prometheus/build.sh` leaves it in the aiconn cache."""
+    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    path = cache / f"prometheus-{PROMETHEUS3_VERSION}" / "prometheus"
+    if not os.access(path, os.X_OK):
+        raise StackError(
+            f"{path} not found; build it with `bash tools/prometheus/build.sh` (`make prometheus3`)"
+        )
+    return path
 
 
 @dataclass
@@ -49,6 +66,8 @@ class PrometheusServer:
     port: int = 0
     rule_files: list[Path] = field(default_factory=list)
     name: str = "prometheus"
+    binary: Path | None = None
+    """The Prometheus to run; Debian's when None."""
     proc: Proc | None = None
 
     @property
@@ -95,7 +114,7 @@ class PrometheusServer:
         self.proc = self.group.start(
             self.name,
             [
-                str(prometheus_binary()),
+                str(self.binary or prometheus_binary()),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -121,6 +140,11 @@ class PrometheusServer:
             body = json.load(resp)
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    def version(self) -> str:
+        """The running Prometheus's version, from its build information."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/status/buildinfo", timeout=10) as resp:
+            return str(json.load(resp)["data"]["version"])
 
     def wait_for_series(self, promql: str, *, timeout: float = 60) -> None:
         wait_until(lambda: bool(self.query(promql)), timeout=timeout, what=f"series {promql}")

@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import sys
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -100,6 +101,7 @@ def up(
     state = state_dir or default_state_dir()
     if stop_recorded(state):
         say("stopped the previous stack")
+    clear_data(state)
     state.mkdir(parents=True, exist_ok=True)
     group = ProcessGroup(state)
     sla = yaml.safe_load(sla_file.read_text())
@@ -281,6 +283,25 @@ def trust_secret_keys(
     staged.write_text("".join(f"{d}\n" for d in dict.fromkeys(known + added)))
     staged.replace(path)
     return base64.b64decode(data[PLAINTEXT_SECRET_KEY]).decode()
+
+
+DATA = ("controlplane", "prometheus", "ledger.db", "gateway-keys", "endpoints.json")
+"""What a stack run leaves that the next run must not inherit: the cluster's etcd (its SLAs and
+namespaces), Prometheus's series, the ledger's settlements, keys and endpoints. The tiny model
+is kept: it is made the same way every time, and making it is the slow part."""
+
+
+def clear_data(state: Path) -> None:
+    """Remove the previous run's data, so that every `dev up` starts from an empty cluster,
+    history and ledger (a stopped stack's etcd would still hold the last demo's SLA)."""
+    for name in DATA:
+        path = state / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for journal in state.glob("ledger.db-*"):
+        journal.unlink()
 
 
 def down(state_dir: Path | None = None) -> list[str]:

@@ -21,9 +21,15 @@ gateway answered every scrape and saw its upstream healthy throughout (`min_over
 service is up when any replica was (`max by (namespace, sla)`). Failures are judged from the
 requests all replicas served together (the failed share in `aiconn.sla.sli`).
 
-The minute in column j is [start + j min, start + (j + 1) min). Up-states evaluate `[1m]` ranges
-at the end of each minute, which covers exactly that minute; counters are read at the minute
-boundaries and differenced (`counter_increments`), never extrapolated by `increase()`.
+The minute in column j is (start + j min, start + (j + 1) min]: a sample exactly on a boundary
+belongs to the minute that ends there. Counters are read at the minute boundaries (the latest
+sample at or before each) and differenced (`counter_increments`), never extrapolated by
+`increase()`; up-states take the samples of each minute's range, evaluated at its end. Prometheus 3
+selects a range `[1m]` left-open, (end - 1m, end], exactly that minute; Prometheus 2 selects it
+closed, [end - 1m, end], which also holds the sample on the minute's first boundary (a failed
+scrape there would cost two minutes). Each pass asks Prometheus which rule it follows
+(`RangeRule.ask`, one query that reads no data) and selects 1 ms less on Prometheus 2: the same
+samples on both.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ from aiconn.sla.evaluate import FleetSeries
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 
+RANGE_PROBE = "count_over_time(vector(1)[1m:1m])"
+"""At a minute boundary: 2 where ranges include their left edge (Prometheus 2), 1 where they are
+left-open (Prometheus 3). A subquery over `vector(1)` reads no stored data."""
+PROBE_AT = 3600.0
+"""Any minute boundary; the probe's answer does not depend on it."""
 MAX_POINTS_PER_QUERY = 10_000
 """Below Prometheus's 11,000-points-per-series limit for range queries."""
 STEP = "60s"
@@ -69,6 +80,34 @@ class QueryClient(Protocol):
         params: dict[str, Any] | None = None,
         timeout: int | None = None,
     ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RangeRule:
+    """How the Prometheus being asked selects a range: left-open (3.x) or closed (2.x)."""
+
+    left_open: bool
+
+    @classmethod
+    def ask(cls, client: QueryClient, *, timeout_s: int) -> RangeRule:
+        """The rule of the Prometheus behind `client`, from one query that reads no data."""
+        found = _guarded(
+            lambda: client.custom_query(RANGE_PROBE, params={"time": PROBE_AT}, timeout=timeout_s),
+            RANGE_PROBE,
+        )
+        try:
+            points = {_value(series["value"]) for series in found}
+        except (KeyError, IndexError, TypeError, ValueError):
+            points = set()
+        if points == {1.0}:
+            return cls(left_open=True)
+        if points == {2.0}:
+            return cls(left_open=False)
+        raise SourceUnavailable(f"Prometheus answered {RANGE_PROBE!r} with {found!r}")
+
+    def window(self, seconds: int) -> str:
+        """A range selector holding the samples in (end - seconds, end] on either rule."""
+        return f"[{seconds}s]" if self.left_open else f"[{seconds * 1000 - 1}ms]"
 
 
 @dataclass(frozen=True)
@@ -135,6 +174,8 @@ class PrometheusSource:
         index = {(t.namespace, t.name): i for i, t in enumerate(targets)}
         start = period.start - timedelta(minutes=lookback_minutes)
         minutes = period.minutes + lookback_minutes
+        rule = RangeRule.ask(self.client, timeout_s=self.timeout_s)
+        minute = rule.window(60)
         in_contract = self._counter_minutes(
             pod_counter(mn.GATEWAY_REQUESTS, mn.IN_CONTRACT_OUTCOMES), index, start, minutes
         )
@@ -142,12 +183,15 @@ class PrometheusSource:
             pod_counter(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
         )
         upstream = self._minute_matrix(
-            f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{minute}))",
+            index,
+            start,
+            minutes,
         )
         scrape = self._minute_matrix(
-            f"max by ({_BY}) (min_over_time({self.up_selector}[1m]))", index, start, minutes
+            f"max by ({_BY}) (min_over_time({self.up_selector}{minute}))", index, start, minutes
         )
-        monitored = self.monitoring_minutes(start, minutes)
+        monitored = self.monitoring_minutes(start, minutes, rule=rule)
         up = service_up(upstream=upstream, scrape=scrape, monitored=monitored)
         known = ~np.isnan(up)
         in_contract = np.where(known, np.nan_to_num(in_contract), np.nan)
@@ -168,18 +212,22 @@ class PrometheusSource:
             in_contract=in_contract.astype(np.float32),
             failed=failed.astype(np.float32),
             up=up.astype(np.float32),
-            ttft=self.occurrences(mn.GATEWAY_TTFT, index, thresholds_ttft, period),
+            ttft=self.occurrences(mn.GATEWAY_TTFT, index, thresholds_ttft, period, rule=rule),
             tpot=self.occurrences(
-                mn.GATEWAY_TPOT, index, [t.tpot_threshold_s for t in targets], period
+                mn.GATEWAY_TPOT, index, [t.tpot_threshold_s for t in targets], period, rule=rule
             ),
             tokens=tokens.total,
-            inference_ttft=self.occurrences(mn.VLLM_TTFT, index, thresholds_ttft, period),
+            inference_ttft=self.occurrences(
+                mn.VLLM_TTFT, index, thresholds_ttft, period, rule=rule
+            ),
             lookback_minutes=lookback_minutes,
         )
 
-    def monitoring_minutes(self, start: datetime, minutes: int) -> NDArray[np.bool_]:
+    def monitoring_minutes(
+        self, start: datetime, minutes: int, *, rule: RangeRule
+    ) -> NDArray[np.bool_]:
         """Minutes in which Prometheus scraped anything at all (its own `up` samples)."""
-        query = f"count(count_over_time({self.monitoring_selector}[1m]))"
+        query = f"count(count_over_time({self.monitoring_selector}{rule.window(60)}))"
         counts = self._minute_matrix(query, {("", ""): 0}, start, minutes)[0]
         return np.asarray(counts > 0, dtype=np.bool_)
 
@@ -189,6 +237,8 @@ class PrometheusSource:
         index: Mapping[tuple[str, str], int],
         thresholds_s: Sequence[float],
         period: Period,
+        *,
+        rule: RangeRule,
     ) -> Occurrences:
         """Good/total at each SLA's own threshold, from one query of all buckets of all SLAs.
 
@@ -199,9 +249,8 @@ class PrometheusSource:
         edited threshold starts a clean measurement with the pods that carry it); when no pod
         carries it, the count is interpolated from the bounds every pod has, flagged inexact.
         """
-        query = (
-            f"sum by ({_BY}, {POD_LABEL}, le) (increase({histogram}_bucket[{_seconds(period)}s]))"
-        )
+        window = rule.window(_seconds(period))
+        query = f"sum by ({_BY}, {POD_LABEL}, le) (increase({histogram}_bucket{window}))"
         pods: list[dict[str, dict[float, float]]] = [{} for _ in index]
         for series in self._instant(query, period.end):
             row = _row(series, index)
@@ -411,7 +460,8 @@ def counter_increments(values: NDArray[np.float64]) -> NDArray[np.float64]:
     No `increase()`: it extrapolates to the window's edges, so counts depended on where scrapes
     fell and tokens billed differed from tokens counted. Here a minute's count is the counter at
     its end minus the counter at its start, the latest samples at or before each boundary (the
-    same on Prometheus 2 and 3: both include a sample at the right edge). A boundary without a
+    same on Prometheus 2 and 3: both include a sample at the right edge), so a sample exactly on
+    a boundary counts in the minute that ends there. A boundary without a
     value carries the previous one; before its first value a counter is 0 (series are born at
     0, with the first request); a value lower than the one before is a restart, counted from 0.
     Summed over minutes, the counts telescope to exactly what the counter counted.

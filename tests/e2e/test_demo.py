@@ -4,6 +4,7 @@ faults, and credited exactly once; `dev down` leaves nothing running."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,20 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
     assert ": match" in result.verified
     assert "MISMATCH" in result.tampered and "bad minutes: stored" in result.tampered
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(p, state)]
+
+    # The NOC page opened afresh after the incident (what a reload is) shows it: the budget line
+    # falls from where it stood before the faults, the settled period is a bar of the credits
+    # chart, and the activity feed holds the breach and the settlement of the demo's SLA.
+    noc, key = result.noc, f"{result.endpoints.namespace}/{result.endpoints.sla_name}"
+    assert noc is not None and result.noc_screenshot is not None
+    assert result.noc_screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    line = noc.budget[key]
+    assert line.low < line.high and line.low < 100, line
+    bars = {datetime.fromisoformat(start) for start in noc.credit_bars}
+    assert datetime.fromisoformat(result.period_start) in bars, noc.credit_bars
+    reasons = {reason for sla, reason in noc.events if sla == key}
+    assert reasons & {"ErrorBudgetExhausted", "BurnRateAlertStarted"}, noc.events
+    assert settlement["state"] in reasons, noc.events
 
 
 def _is_ours(pid: str, state: Path) -> bool:

@@ -3,7 +3,8 @@
 Scraping live exporters cannot place a sample at a chosen second, drop a pod's series at a chosen
 minute or stop Prometheus for exactly five minutes. Writing the samples as OpenMetrics and
 backfilling them with `promtool tsdb create-blocks-from openmetrics` can, and the engine still
-queries a real Prometheus (Debian's) with its own queries.
+queries a real Prometheus with its own queries: Debian's 2.x or 3.x (the `prometheus_bin`
+fixture), both reading the blocks Debian's promtool writes.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class History:
         samples = self.series.setdefault((name, tuple(sorted(labels.items()))), {})
         for t in self.scrapes(minutes):
             samples[t] = value
+
+    def sample(self, name: str, labels: Mapping[str, str], second: int, value: float) -> None:
+        """One sample `second` seconds after minute 0 (replacing a scrape's there)."""
+        samples = self.series.setdefault((name, tuple(sorted(labels.items()))), {})
+        samples[int(self.start.timestamp()) + second] = value
 
     def counter(
         self,
@@ -116,7 +122,7 @@ def serving(
 
 
 def backfilled_prometheus(
-    history: History, group_dir: Path
+    history: History, group_dir: Path, *, binary: Path
 ) -> tuple[PrometheusServer, ProcessGroup]:
     """A Prometheus started on a TSDB holding exactly `history`; stop it with the group."""
     work = Path(tempfile.mkdtemp(dir=group_dir, prefix="prom-backfill-"))
@@ -130,4 +136,5 @@ def backfilled_prometheus(
     )
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
-    return PrometheusServer(group=group, data_dir=work / "prom" / "data").start(), group
+    server = PrometheusServer(group=group, data_dir=work / "prom" / "data", binary=binary)
+    return server.start(), group

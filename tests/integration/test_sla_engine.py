@@ -360,5 +360,5 @@ def test_batched_query_count_does_not_grow_with_the_fleet(stack: Stack) -> None:
     assert counts[1] == counts[10] == counts[200]
     # One range query per minute series (in-contract, failed, upstream up, scrape up, whether
     # Prometheus scraped at all, tokens: issue 11 added the last two), chunked under the points
-    # limit, plus one instant query per histogram.
+    # limit, plus one instant query per histogram and one for Prometheus's range rule.
     assert counts[1] <= 6 * 2 + 3

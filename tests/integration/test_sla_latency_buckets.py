@@ -3,7 +3,8 @@ and 4): a threshold edit rolls out pods with a new bound while old pods kept the
 
 Pod `old` served minutes 0-14 with buckets {0.25, 0.5, +Inf}; pod `new` serves minutes 15-29 with
 {0.25, 0.3, 0.5, +Inf} (the edited 300 ms threshold added). Summing per `le` across them took the
-0.3 bucket from `new` only and +Inf from both: about 50 % "exact".
+0.3 bucket from `new` only and +Inf from both: about 50 % "exact". On Debian's Prometheus 2.x and
+on 3.x (`prometheus_bin`); one Prometheus on the history serves both tests.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ OLD = range(15)
 NEW = range(15, MINUTES)
 
 
-@pytest.fixture
-def edited(services_dir: Path) -> Iterator[tuple[str, Period]]:
+@pytest.fixture(scope="module")
+def edited(services_dir: Path, prometheus_bin: Path) -> Iterator[tuple[str, Period]]:
     """A Prometheus holding the edited SLA's history; yields its URL and the period."""
     start = floor_minute(datetime.now(UTC)) - timedelta(minutes=MINUTES + 10)
     history = History(start=start)
@@ -52,7 +53,7 @@ def edited(services_dir: Path) -> Iterator[tuple[str, Period]]:
                 dict.fromkeys(minutes, per_minute),
                 minutes,
             )
-    server, group = backfilled_prometheus(history, services_dir)
+    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
     try:
         yield server.url, Period(start=start, end=start + timedelta(minutes=MINUTES))
     finally:

@@ -2,7 +2,8 @@
 replica (issue 11, item 1).
 
 Each test writes an exact scrape history (see `tests.integration.promdata`), starts a real
-Prometheus on it and runs the operator's own `measure` over it.
+Prometheus on it and runs the operator's own `measure` over it, on Debian's Prometheus 2.x and on
+3.x (`prometheus_bin`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def sla(name: str) -> SLARef:
 
 
 def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unknown(
-    services_dir: Path, groups: list[ProcessGroup]
+    services_dir: Path, prometheus_bin: Path, groups: list[ProcessGroup]
 ) -> None:
     start = floor_minute(datetime.now(UTC)) - timedelta(minutes=MINUTES + 10)
     history = History(start=start)
@@ -61,7 +62,7 @@ def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unkn
     history.gauge("up", {"job": "prometheus", "instance": "self"}, 1, range(25))
     # The SLA's only pod serves minutes 0-9, then is deleted: its series vanish.
     serving(history, "gone", "0", range(10), per_minute=60)
-    server, group = backfilled_prometheus(history, services_dir)
+    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
     groups.append(group)
 
     result = measure(
@@ -80,7 +81,7 @@ def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unkn
 
 
 def test_a_replica_loading_while_another_serves_everything_is_a_good_minute(
-    services_dir: Path, groups: list[ProcessGroup]
+    services_dir: Path, prometheus_bin: Path, groups: list[ProcessGroup]
 ) -> None:
     start = floor_minute(datetime.now(UTC)) - timedelta(minutes=MINUTES + 10)
     history = History(start=start)
@@ -96,7 +97,7 @@ def test_a_replica_loading_while_another_serves_everything_is_a_good_minute(
     # Both replicas down together in minutes 20-21: the service was down.
     history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod("pair", "a"), 0, range(20, 22))
     history.gauge(mn.GATEWAY_UPSTREAM_UP, b, 0, range(20, 22))
-    server, group = backfilled_prometheus(history, services_dir)
+    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
     groups.append(group)
 
     result = measure(

@@ -11,7 +11,14 @@ import pytest
 import requests
 
 from aiconn.sla.periods import Period
-from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable, per_sla_query
+from aiconn.sla.prometheus import (
+    RANGE_PROBE,
+    PrometheusSource,
+    RangeRule,
+    SLATarget,
+    SourceUnavailable,
+    per_sla_query,
+)
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 PERIOD = Period(start=START, end=START + timedelta(minutes=5))
@@ -23,8 +30,11 @@ def at(minute: int) -> float:
 
 
 class FakeClient:
-    def __init__(self, *, fail: Exception | None = None) -> None:
+    """Answers as a Prometheus 3 (left-open ranges) unless `probe_points` says otherwise."""
+
+    def __init__(self, *, fail: Exception | None = None, probe_points: str = "1") -> None:
         self.fail = fail
+        self.probe_points = probe_points
         self.queries: list[str] = []
 
     def custom_query_range(self, query: str, **_: Any) -> list[dict[str, Any]]:
@@ -55,6 +65,8 @@ class FakeClient:
         self.queries.append(query)
         if self.fail:
             raise self.fail
+        if query == RANGE_PROBE:
+            return [{"metric": {}, "value": [3600, self.probe_points]}]
         if "aiconn_gateway_ttft_seconds_bucket" in query:
             return [
                 {"metric": {"namespace": "acme", "sla": "chat", "le": le}, "value": [0, v]}
@@ -73,12 +85,13 @@ def test_one_query_per_sli_for_the_whole_fleet() -> None:
     client = FakeClient()
     series = PrometheusSource(client).fetch_fleet(TARGETS, PERIOD)
     # Five per-minute series (requests in contract, failed, upstream up, scrape up, tokens),
-    # whether Prometheus was scraping at all, then TTFT, TPOT and vLLM TTFT: nine, whatever the
-    # fleet size (issue 11 added the monitoring signal and counts tokens per minute).
-    assert len(client.queries) == 9
+    # whether Prometheus was scraping at all, then TTFT, TPOT and vLLM TTFT, and how Prometheus
+    # selects ranges: ten, whatever the fleet size (issue 11 added the monitoring signal, counts
+    # tokens per minute, and asks for the range rule so 2.x and 3.x judge the same minutes).
+    assert len(client.queries) == 10
     grouped = [q for q in client.queries if "by (namespace, sla" in q]
     assert len(grouped) == 8
-    assert set(client.queries) - set(grouped) == {"count(count_over_time(up[1m]))"}
+    assert set(client.queries) - set(grouped) == {"count(count_over_time(up[60s]))", RANGE_PROBE}
     np.testing.assert_array_equal(series.up[0], [1, 1, 1, 0, np.nan])
     assert np.isnan(series.up[1]).all()  # missing series: unknown, not down
     np.testing.assert_array_equal(series.in_contract[0], [100, 100, 0, 0, np.nan])
@@ -86,6 +99,35 @@ def test_one_query_per_sli_for_the_whole_fleet() -> None:
     assert series.tokens.tolist() == [1500, 0]
     assert series.ttft.good[0] == 90 and bool(series.ttft.exact[0])
     assert series.ttft.total[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("points", "minute", "period"), [("1", "[60s]", "[300s]"), ("2", "[59999ms]", "[299999ms]")]
+)
+def test_ranges_hold_the_same_samples_on_prometheus_2_and_3(
+    points: str, minute: str, period: str
+) -> None:
+    """Prometheus 3 counts one point of `vector(1)` in the probe's left-open range, Prometheus 2
+    two (its range includes the left edge): there every range is selected 1 ms shorter, so both
+    hold the samples in (end - range, end]."""
+    client = FakeClient(probe_points=points)
+    PrometheusSource(client).fetch_fleet(TARGETS, PERIOD)
+    assert f"count(count_over_time(up{minute}))" in client.queries
+    assert sum(f'_over_time(up{{sla!=""}}{minute})' in q for q in client.queries) == 1
+    assert sum(f"upstream_up{minute}" in q for q in client.queries) == 1
+    assert sum(f"_bucket{period}" in q for q in client.queries) == 3
+
+
+@pytest.mark.parametrize(
+    "answer", [[], [{"metric": {}, "value": [3600, "3"]}], [{"metric": {}, "values": []}]]
+)
+def test_an_unexpected_range_rule_answer_is_source_unavailable(answer: list[Any]) -> None:
+    class Client(FakeClient):
+        def custom_query(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
+            return answer if query == RANGE_PROBE else super().custom_query(query, **kwargs)
+
+    with pytest.raises(SourceUnavailable, match="count_over_time"):
+        RangeRule.ask(Client(), timeout_s=1)
 
 
 def test_le_spelled_1_and_1_0_are_one_bucket() -> None:

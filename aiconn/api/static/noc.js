@@ -161,9 +161,12 @@ function frame(svg, lo, hi, unit) {
   const y = (v) => box.bottom - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo || 1)) * (box.bottom - box.top);
   const parts = [svgEl("line", { x1: box.left, y1: box.bottom, x2: box.right, y2: box.bottom, class: "axis" }),
     svgEl("line", { x1: box.left, y1: box.top, x2: box.left, y2: box.bottom, class: "axis" })];
+  // Enough decimals to tell the ticks apart: none for percent axes, more for cents of credit.
+  const step = (hi - lo) / 4;
+  const digits = step >= 5 ? 0 : Math.min(6, Math.max(1, Math.ceil(-Math.log10(step)) + 1));
   for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
-    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(hi - lo >= 20 ? 0 : 1) + unit));
+    const v = lo + step * i;
+    parts.push(svgEl("text", { x: 2, y: y(v) + 3 }, v.toFixed(digits) + unit));
     parts.push(svgEl("line", { x1: box.left, y1: y(v), x2: box.right, y2: y(v), class: "axis", "stroke-dasharray": "2 4" }));
   }
   svg.replaceChildren(...parts);
@@ -235,7 +238,8 @@ function renderHistory(problem) {
 function renderCredits(credits, problem) {
   const svg = document.getElementById("chart-credits");
   const items = credits ? credits.items : [];
-  const hi = Math.max(1, ...items.map((c) => Number(c.credits))) * 1.1;
+  // Scaled to the largest credit, however small (a demo period pays cents), so no bar is flat.
+  const hi = (Math.max(0, ...items.map((c) => Number(c.credits))) || 1) * 1.1;
   const { box, y } = frame(svg, 0, hi, "");
   if (problem || items.length === 0) {
     message(svg, problem ? "credits unavailable: " + problem : "no period settled yet");
@@ -245,11 +249,14 @@ function renderCredits(credits, problem) {
   items.forEach((c, n) => {
     const value = Number(c.credits);
     const top = y(value);
-    const period = c.periodStart.slice(0, 10);
+    // A month's period is labelled by its first day; a shorter one (minutes, as in the demo) by
+    // its start time too, so that periods of one day stay apart.
+    const start = c.periodStart;
+    const label = start.slice(11, 19) === "00:00:00" ? start.slice(0, 10) : start.slice(5, 16).replace("T", " ");
     svg.appendChild(svgEl("rect", { x: box.left + n * slot + slot * 0.15, y: top, width: slot * 0.7,
-      height: Math.max(box.bottom - top, 1), fill: COLORS[n % COLORS.length], "data-period": period, "data-credits": c.credits }));
-    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 214 }, period));
-    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 228 }, value.toFixed(2) + " " + c.currency));
+      height: Math.max(box.bottom - top, 1), fill: COLORS[n % COLORS.length], "data-period": start, "data-credits": c.credits }));
+    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 214 }, label));
+    svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 228 }, c.credits + " " + c.currency));
     if (c.heldForReview) svg.appendChild(svgEl("text", { x: box.left + n * slot + slot * 0.15, y: 242 }, c.heldForReview + " held"));
   });
 }

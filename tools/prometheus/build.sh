@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds Prometheus 3 from its Go module into the aiconn cache, so the SLA engine's tests run
+# against both Debian's Prometheus 2.x and 3.x (3.x changed range selection, name quoting and
+# scrape negotiation). The machines this runs on reach the Go module proxy but no release
+# downloads; the module github.com/prometheus/prometheus v0.316.0 is Prometheus 3.16.0.
+# `remove_all_sd` leaves out every service-discovery plugin but file and HTTP (aiconn's config
+# lists static targets), and without `builtinassets` the web UI's assets are not embedded: the
+# binary is smaller and quicker to build, and the HTTP API the engine queries is all there.
+# Prints the directory holding `prometheus`; skips the build when it exists.
+set -euo pipefail
+PROM_MODULE_VERSION=0.316.0
+PROM_VERSION=3.16.0
+dir=${AICONN_CACHE:-$HOME/.cache/aiconn}/prometheus-${PROM_VERSION}
+if [[ -x $dir/prometheus ]]; then
+  echo "$dir"
+  exit 0
+fi
+mkdir -p "$dir"
+start=$(date +%s)
+echo "building prometheus v${PROM_VERSION} into $dir (first time: many minutes)" >&2
+v=github.com/prometheus/common/version
+ldflags="-s -w -X $v.Version=${PROM_VERSION} -X $v.Branch=module -X $v.Revision=v${PROM_MODULE_VERSION}"
+tmp=$(mktemp -d "$dir/bin.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+CGO_ENABLED=0 GOBIN=$tmp go install -trimpath -tags remove_all_sd -ldflags "$ldflags" \
+  "github.com/prometheus/prometheus/cmd/prometheus@v${PROM_MODULE_VERSION}" >&2
+mv "$tmp/prometheus" "$dir/prometheus"
+echo "prometheus built in $(( $(date +%s) - start )) s" >&2
+echo "$dir"
