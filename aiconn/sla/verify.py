@@ -136,7 +136,14 @@ def verify(
     """Recompute `document`'s decision; raises EvidenceError when it cannot even be read."""
     try:
         return _verify(document, sha256, ledger)
-    except (KeyError, TypeError, ValueError, ArithmeticError, ValidationError) as err:
+    except (
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        ValidationError,
+    ) as err:
         if isinstance(err, EvidenceError):
             raise
         raise EvidenceError(f"the evidence is malformed: {type(err).__name__}: {err}") from err

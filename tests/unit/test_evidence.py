@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from aiconn import cli
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.evidence import (
     CODES,
@@ -345,3 +346,36 @@ def test_each_sla_hashes_only_its_own_series_and_the_aggregates() -> None:
     # Order-independent, and another SLA's series changes nothing of this SLA's hash.
     assert chat[0].result_sha256 == chat[1].result_sha256 == result_sha256(mine)
     assert recorder.records_for("acme", "other")[0].result_sha256 != chat[0].result_sha256
+
+
+def test_the_command_exits_0_on_a_match_1_on_a_mismatch_2_on_unreadable_input(
+    ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settled = _settle(ledger, up=_hour())
+    document, sha256 = settled.stored()
+    figures = settled.figures()
+    body = {
+        "evidence": document,
+        "sha256": sha256,
+        "settlement": {
+            "state": figures.state,
+            "chargesMicros": figures.charges_micros,
+            "creditMicros": figures.credit_micros,
+            "creditTokens": figures.credit_tokens,
+            "creditPercent": figures.credit_percent,
+        },
+    }
+    download = tmp_path / "evidence.json"
+    download.write_text(json.dumps(body))
+    assert cli.main(["verify", str(download)]) == 0
+    assert ": match" in capsys.readouterr().out
+
+    body["settlement"]["creditMicros"] = 1
+    download.write_text(json.dumps(body))
+    assert cli.main(["verify", str(download)]) == 1
+    assert "ledger creditMicros: stored 1, recomputed 500000000" in capsys.readouterr().out
+
+    for garbage in ("[1, 2]", "{", json.dumps({**body, "evidence": {"version": 1, "counts": 3}})):
+        download.write_text(garbage)
+        assert cli.main(["verify", str(download)]) == 2
+        assert "cannot read" in capsys.readouterr().err
