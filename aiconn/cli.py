@@ -4,9 +4,14 @@ plus the local stack (`dev up` / `dev down`), CRD rendering and offline placemen
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiconn.sla.verify import LedgerFigures
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -96,6 +101,73 @@ def _plan(args: argparse.Namespace) -> int:
     return 0 if report.decision.placed else 1
 
 
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from aiconn.sla.evidence import EvidenceError
+    from aiconn.sla.verify import from_download, verify
+
+    figures: LedgerFigures | None
+    try:
+        if args.file is not None:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+            document, sha256, figures = from_download(json.loads(text))
+        else:
+            document, sha256, figures = _evidence_from_ledger(args)
+        outcome = verify(document, sha256, ledger=figures)
+    except (OSError, ValueError, SQLAlchemyError) as err:  # EvidenceError is a ValueError
+        kind = "evidence" if isinstance(err, EvidenceError) else "input"
+        print(f"aiconn verify: cannot read the {kind}: {err}", file=sys.stderr)
+        return 2
+    print(outcome.render())
+    return 0 if outcome.ok else 1
+
+
+def _evidence_from_ledger(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], str, LedgerFigures | None]:
+    """The evidence of `--sla NAMESPACE/NAME` (or `--uid`) for `--period`, read from the ledger."""
+    from datetime import UTC, datetime
+
+    from aiconn.sla.ledger import Ledger
+    from aiconn.sla.verify import LedgerFigures
+
+    if args.sla is None or args.period is None or "/" not in args.sla:
+        raise ValueError("without FILE, give --ledger, --sla NAMESPACE/NAME and --period")
+    namespace, name = args.sla.split("/", 1)
+    text = f"{args.period}-01T00:00:00" if len(args.period) == 7 else args.period
+    start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    ledger = Ledger.open(args.ledger)
+    try:
+        found = [
+            e
+            for e in ledger.evidence_by_name(namespace, name, start)
+            if args.uid is None or e.sla_uid == args.uid
+        ]
+        if len(found) != 1:
+            which = "no" if not found else f"{len(found)} SLAs' (choose one with --uid)"
+            raise ValueError(f"{which} evidence of {args.sla} for the period starting {start}")
+        stored = found[0]
+        settlement = ledger.settlement(stored.sla_uid, stored.period)
+    finally:
+        ledger.close()
+    figures = (
+        None
+        if settlement is None
+        else LedgerFigures(
+            state=str(settlement.state),
+            charges_micros=settlement.charges_micros,
+            credit_micros=settlement.credit_micros,
+            credit_tokens=settlement.credit_tokens,
+            credit_percent=str(settlement.credit_percent),
+        )
+    )
+    return stored.document, stored.sha256, figures
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = sub.add_parser("api", help="run the reporting API and NOC page (AICONN_API_* env)")
     api.set_defaults(func=_api)
+
+    verify = sub.add_parser(
+        "verify",
+        help="recompute a settled period's credit from its evidence alone and compare"
+        " (exit 0: match, 1: mismatch, 2: unreadable)",
+    )
+    verify.add_argument(
+        "file", nargs="?", help="evidence downloaded from GET .../slas/<name>/evidence (- stdin)"
+    )
+    verify.add_argument(
+        "--ledger",
+        default=os.environ.get("AICONN_LEDGER_URL", "sqlite:///aiconn-ledger.db"),
+        help="without FILE: the ledger's SQLAlchemy URL (default $AICONN_LEDGER_URL)",
+    )
+    verify.add_argument("--sla", help="without FILE: NAMESPACE/NAME of the SLA")
+    verify.add_argument("--period", help="without FILE: the period's start (RFC 3339, or YYYY-MM)")
+    verify.add_argument("--uid", help="the SLA's uid, when the name was used by several SLAs")
+    verify.set_defaults(func=_verify)
 
     dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
     dev.add_argument("action", choices=["up", "down"])

@@ -19,7 +19,7 @@ from aiconn.api.auth import Authorizer
 from aiconn.api.deps import AppParts
 from aiconn.api.kubeauth import KubernetesAuthorizer
 from aiconn.api.metrics import fleet_registry
-from aiconn.api.routes import assurance, fleet, health, noc, review, tenant, topups
+from aiconn.api.routes import assurance, evidence, fleet, health, noc, review, tenant, topups
 from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
@@ -106,6 +106,7 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
     docs.install(app)
     for router in (
         tenant.router,
+        evidence.router,
         review.router,
         topups.router,
         fleet.router,

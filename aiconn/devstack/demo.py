@@ -10,11 +10,16 @@ prints live compliance on the way and ends with the SLA report and the credits.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import re
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,10 @@ class DemoResult:
     noc: nocview.NocView | None = None
     """The NOC page as opened after the settlement (a reload: nothing kept in the tab)."""
     noc_screenshot: Path | None = None
+    verified: str = ""
+    """`aiconn verify`'s output on the settled period's evidence (a match)."""
+    tampered: str = ""
+    """Its output once the stored evidence had a bad minute turned good (a mismatch)."""
 
 
 def demo_sla() -> dict[str, Any]:
@@ -237,7 +246,62 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
     result.noc_screenshot = (state_dir or stack.default_state_dir()) / "noc-after-breach.png"
     result.noc = _open_noc(endpoints, result.noc_screenshot)
     _print_summary(result)
+    verify_evidence(result, directory=state_dir or stack.default_state_dir())
     return result
+
+
+def verify_evidence(result: DemoResult, *, directory: Path) -> None:
+    """`aiconn verify` on the settled period: the evidence downloaded from the API matches; the
+    ledger's stored evidence, with one bad minute turned good, does not (then it is restored)."""
+    e = result.endpoints
+    base = f"{e.api}/v1/namespaces/{e.namespace}/slas/{e.sla_name}"
+    body = _get_json(f"{base}/evidence?period={result.period_start}", e.api_token)
+    download = directory / "evidence.json"
+    download.write_text(json.dumps(body, indent=2))
+    print("\n=== evidence of the settled period ===")
+    result.verified = _aiconn_verify(str(download))
+    where = ["--ledger", e.ledger_url, "--sla", f"{e.namespace}/{e.sla_name}"]
+    with _tampered(e.ledger_url, body["uid"], result.period_start):
+        result.tampered = _aiconn_verify(*where, "--period", result.period_start)
+
+
+def _aiconn_verify(*args: str) -> str:
+    command = [sys.executable, "-m", "aiconn.cli", "verify", *args]
+    stack.say(f"$ aiconn verify {' '.join(args)}")
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    print(ran.stdout + ran.stderr, end="")
+    return ran.stdout + ran.stderr
+
+
+@contextlib.contextmanager
+def _tampered(ledger_url: str, sla_uid: str, period_start: str) -> Iterator[None]:
+    """The stored evidence with its first bad minute recorded as good, for the block's length."""
+    from sqlmodel import Session, select
+
+    from aiconn.sla.evidence import canonical
+    from aiconn.sla.ledger import EvidenceRow, Ledger
+
+    start = dt.datetime.fromisoformat(period_start.replace("Z", "+00:00"))
+    query = select(EvidenceRow).where(
+        EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == start
+    )
+    ledger = Ledger.open(ledger_url)
+    try:
+        with Session(ledger.engine) as session, session.begin():
+            row = session.exec(query).one()
+            original = row.document
+            document = json.loads(original)
+            verdicts = document["verdicts"]
+            verdicts["minutes"] = re.sub(r"(\d+)b", r"\1g", verdicts["minutes"], count=1)
+            row.document = canonical(document)
+        stack.say("tampered with the stored evidence: the first bad minutes recorded as good")
+        try:
+            yield
+        finally:
+            with Session(ledger.engine) as session, session.begin():
+                session.exec(query).one().document = original
+    finally:
+        ledger.close()
 
 
 def _wait_placed(watcher: Watcher, timeout: float = 120) -> None:

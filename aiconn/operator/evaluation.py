@@ -31,6 +31,7 @@ and merges again: neither writer drops the other's conditions.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,7 @@ from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
+from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.ledger import (
     Ledger,
     Settlement,
@@ -70,6 +72,8 @@ from aiconn.sla.periods import (
 )
 from aiconn.sla.plans import fund_plan, plan_period, plan_subject
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
+from aiconn.sla.querylog import QueryRecorder
+from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import (
     AIInferenceSLASpec,
     BurnRates,
@@ -106,6 +110,8 @@ class SLARef:
     """The version `status` was read at; status writes merge conditions into it."""
     offer: AIInferenceOfferSpec | None = None
     """The offer `spec` was rebuilt from (None: a legacy SLA funded by its own commitment)."""
+    generation: int | None = None
+    """`metadata.generation` of the spec read; the evidence of a settlement names it."""
 
     @property
     def in_force(self) -> datetime:
@@ -138,6 +144,7 @@ class SLARef:
             spec=AIInferenceSLASpec.model_validate(body.get("spec") or {}),
             status=body.get("status") or {},
             resource_version=meta.get("resourceVersion"),
+            generation=meta.get("generation"),
         )
 
 
@@ -166,10 +173,96 @@ def measure(
     return evaluate_fleet(
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
-        in_force_from=[
-            max(0, int((s.in_force - period.start).total_seconds()) // 60) for s in slas
-        ],
+        in_force_from=_in_force_from(slas, period),
     )
+
+
+def _in_force_from(slas: Sequence[SLARef], period: Period) -> list[int]:
+    """Per SLA, the first minute of `period` it was in force (0-based)."""
+    return [max(0, int((s.in_force - period.start).total_seconds()) // 60) for s in slas]
+
+
+def settle_closed(
+    source: PrometheusSource,
+    ledger: Ledger,
+    slas: Sequence[SLARef],
+    closed: Period,
+    *,
+    coverage_floor_percent: float,
+) -> list[Settlement]:
+    """Measure the closed period of `slas` in one batched call and settle each SLA with its
+    evidence (blocking: run in a thread). Raises SourceUnavailable when Prometheus cannot answer.
+
+    The queries go through a recorder, so each SLA's evidence names what was asked and hashes
+    what Prometheus answered about it.
+    """
+    recorder = QueryRecorder(source.client)
+    recording = copy.copy(source)
+    recording.client = recorder
+    series = recording.fetch_fleet([s.target for s in slas], closed, lookback_minutes=0)
+    offsets = _in_force_from(slas, closed)
+    fleet = evaluate_fleet(
+        terms=FleetTerms.from_specs([s.spec for s in slas]), series=series, in_force_from=offsets
+    )
+    settled: list[Settlement] = []
+    for i, sla in enumerate(slas):
+        result = fleet.sla(i)
+        slices = classify_minutes(series.in_contract[i], series.failed[i], series.up[i])
+        measured = Measured(
+            namespace=sla.namespace,
+            name=sla.name,
+            generation=sla.generation,
+            verdicts=minute_verdicts(bad=slices.bad, known=slices.known, in_force_from=offsets[i]),
+            ttft=_latency_counts(series.ttft, i),
+            tpot=_latency_counts(series.tpot, i),
+            queries=recorder.records_for(sla.namespace, sla.name),
+            terms=_terms(sla.spec, result.price_per_million_tokens),
+        )
+        settled.append(
+            settle_period(
+                ledger,
+                sla_uid=sla.uid,
+                namespace=sla.namespace,
+                name=sla.name,
+                tenant=sla.tenant,
+                period=closed,
+                result=result,
+                coverage_floor_percent=coverage_floor_percent,
+                currency=sla.spec.tokens.currency,
+                evidence=measured,
+            )
+        )
+    return settled
+
+
+def _latency_counts(occurrences: Occurrences, i: int) -> LatencyCounts:
+    low, high = occurrences.bounds
+    return LatencyCounts(
+        good=float(occurrences.good[i]),
+        total=float(occurrences.total[i]),
+        exact=bool(occurrences.exact[i]),
+        good_low=float(low[i]),
+        good_high=float(high[i]),
+    )
+
+
+def _terms(spec: AIInferenceSLASpec, price: Decimal) -> dict[str, Any]:
+    """The terms a credit was computed with, as the evidence records them."""
+    objectives = spec.objectives
+    return {
+        "offer": spec.offer,
+        "objectives": {
+            "availabilityTargetPercent": objectives.availability.target_percent,
+            "ttftThresholdMs": objectives.ttft.threshold_ms,
+            "ttftTargetPercent": objectives.ttft.target_percent,
+            "tpotThresholdMs": objectives.tpot.threshold_ms,
+            "tpotTargetPercent": objectives.tpot.target_percent,
+            "window": objectives.window.to_k8s(),
+        },
+        "pricePerMillionTokens": str(price),
+        "currency": spec.tokens.currency,
+        "credits": spec.credits.to_k8s(),
+    }
 
 
 def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:
@@ -485,26 +578,18 @@ class FleetEvaluator:
         unsettled = [sla for sla in due if stored[sla.uid] is None]
         if unsettled:
             try:
-                fleet = await asyncio.to_thread(
-                    measure, self.source, unsettled, closed, lookback_minutes=0
+                settlements = await asyncio.to_thread(
+                    settle_closed,
+                    self.source,
+                    self.ledger,
+                    unsettled,
+                    closed,
+                    coverage_floor_percent=self.settings.coverage_floor_percent,
                 )
             except SourceUnavailable as err:
                 log.warning("settlement of %s postponed: %s", closed.start_iso, err)
-                unsettled = []
             else:
-                for i, sla in enumerate(unsettled):
-                    settlement = await asyncio.to_thread(
-                        settle_period,
-                        self.ledger,
-                        sla_uid=sla.uid,
-                        namespace=sla.namespace,
-                        name=sla.name,
-                        tenant=sla.tenant,
-                        period=closed,
-                        result=fleet.sla(i),
-                        coverage_floor_percent=self.settings.coverage_floor_percent,
-                        currency=sla.spec.tokens.currency,
-                    )
+                for sla, settlement in zip(unsettled, settlements, strict=True):
                     stored[sla.uid] = settlement
                     report.settled.append(settlement)
                     held = settlement.state != SettlementState.SETTLED

@@ -32,13 +32,15 @@ period (`record_usage`, one row per SLA and period, overwritten each pass, not a
 what the gateway enforces (402 when spent). A held-for-review period's usage stays pending, so it
 keeps counting against the wallet until it is settled.
 
-Settling a period writes the settlement row (unique per SLA and period) and its transfers in one
-database transaction, so a crash between computing and committing leaves nothing, and a retry
-settles exactly once.
+Settling a period writes the settlement row (unique per SLA and period), its transfers and its
+evidence (`aiconn.sla.evidence`: the minute verdicts, counts, queries and terms the credit was
+decided on) in one database transaction, so a crash between computing and committing leaves
+nothing, and a retry settles exactly once, with one evidence document.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -53,6 +55,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Text,
     bindparam,
     create_engine,
     event,
@@ -63,8 +66,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from aiconn.sla.credits import to_micros, tokens_for_amount
+from aiconn.sla.credits import attainment_percent, to_micros, tokens_for_amount
 from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.evidence import Decided, Measured, canonical, evidence_document, sha256_of
 from aiconn.sla.migrations import migrate
 from aiconn.sla.periods import Period
 
@@ -195,6 +199,22 @@ class SettlementRow(SQLModel, table=True):
     hold_reason: str | None = None
 
 
+class EvidenceRow(SQLModel, table=True):
+    """The evidence of one settlement (table created by migration 5)."""
+
+    __tablename__ = "settlement_evidence"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+    document: str = Field(sa_type=Text)
+    sha256: str
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
 class UsageRow(SQLModel, table=True):
     """Tokens metered so far in one SLA's open period (table created by migration 2)."""
 
@@ -222,6 +242,24 @@ TRANSFERS_OF_PERIOD = (
     .order_by(col(TransferRow.seq))
 )
 """One SLA's transfers of one period, in posting order (params `sla_uid`, `period_start`)."""
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    """A settlement's evidence as stored: the document's text and the hash written with it."""
+
+    sla_uid: str
+    period: Period
+    text: str
+    sha256: str
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The parsed document; ValueError when the stored text is not a JSON object."""
+        parsed = json.loads(self.text)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -591,6 +629,33 @@ class Ledger:
             ).first()
             return None if row is None else _settlement(row)
 
+    def evidence(self, sla_uid: str, period_start: datetime) -> StoredEvidence | None:
+        """The evidence stored with one SLA's settlement of the period starting then, if any."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(EvidenceRow).where(
+                    EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == period_start
+                )
+            ).first()
+            return None if row is None else _evidence(row)
+
+    def evidence_by_name(
+        self, namespace: str, name: str, period_start: datetime
+    ) -> list[StoredEvidence]:
+        """Evidence of the period starting then of every SLA that had this name (an SLA deleted
+        and created again under its name has a new uid)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(EvidenceRow)
+                .where(
+                    EvidenceRow.sla_namespace == namespace,
+                    EvidenceRow.sla_name == name,
+                    EvidenceRow.period_start == period_start,
+                )
+                .order_by(col(EvidenceRow.seq))
+            )
+            return [_evidence(row) for row in rows]
+
     def settlements(self, *, sla_uid: str | None = None) -> list[Settlement]:
         """Settlements oldest first, optionally of one SLA."""
         query = select(SettlementRow).order_by(col(SettlementRow.seq))
@@ -642,10 +707,12 @@ def settle_period(
     result: SLAEvaluation,
     coverage_floor_percent: float,
     currency: str = "EUR",
+    evidence: Measured | None = None,
 ) -> Settlement:
     """Settle a closed period once: hold it for review when data coverage is below the floor or
     an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
-    post usage, charge, credit and penalty and mark it Settled.
+    post usage, charge, credit and penalty and mark it Settled. With `evidence` (what was
+    measured), the evidence document, completed with what was decided here, is stored too.
 
     Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
     first settlement of a period is final: corrections are new transfers, not a re-settlement.
@@ -715,6 +782,36 @@ def settle_period(
             session.flush()
             for spec in specs:
                 _insert_transfer(session, spec, now=now)
+            if evidence is not None:
+                document = evidence_document(
+                    evidence,
+                    sla_uid=sla_uid,
+                    tenant=tenant,
+                    period_start=period.start_iso,
+                    period_end=period.end_iso,
+                    minutes=period.minutes,
+                    decided=_decided(
+                        result,
+                        state=row.state,
+                        reason=reason,
+                        floor=coverage_floor_percent,
+                        charges=charges,
+                        credit=credit,
+                        credit_tokens=credit_tokens,
+                    ),
+                )
+                session.add(
+                    EvidenceRow(
+                        sla_uid=sla_uid,
+                        sla_namespace=namespace,
+                        sla_name=name,
+                        period_start=period.start,
+                        period_end=period.end,
+                        document=canonical(document),
+                        sha256=sha256_of(document),
+                        created_at=now,
+                    )
+                )
             session.flush()
             settled = _settlement(row)
         return settled
@@ -723,6 +820,45 @@ def settle_period(
         if winner is None:
             raise
         return winner
+
+
+def _decided(
+    result: SLAEvaluation,
+    *,
+    state: str,
+    reason: HoldReason | None,
+    floor: float,
+    charges: int,
+    credit: int,
+    credit_tokens: int,
+) -> Decided:
+    # The availability the credit tiers compared, as `evaluate_fleet` computed it.
+    availability = attainment_percent(result.good_minutes, result.good_minutes + result.bad_minutes)
+    return Decided(
+        state=state,
+        hold_reason=None if reason is None else reason.value,
+        good_minutes=result.good_minutes,
+        bad_minutes=result.bad_minutes,
+        coverage_floor_percent=floor,
+        coverage_percent=result.coverage_percent,
+        availability_percent=None if availability is None else str(availability),
+        tokens=result.tokens_used,
+        charges_micros=charges,
+        availability_credit_percent=str(result.credit.availability_percent),
+        latency_credit_percent=str(result.credit.latency_percent),
+        credit_percent=str(result.credit.total_percent),
+        credit_micros=credit,
+        credit_tokens=credit_tokens,
+    )
+
+
+def _evidence(row: EvidenceRow) -> StoredEvidence:
+    return StoredEvidence(
+        sla_uid=row.sla_uid,
+        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        text=row.document,
+        sha256=row.sha256,
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:

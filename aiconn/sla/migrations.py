@@ -28,6 +28,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     select,
     text,
@@ -159,6 +160,30 @@ def _v4_wider_transfer_subjects(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE transfers ALTER COLUMN sla_uid TYPE VARCHAR(512)"))
 
 
+def _v5_settlement_evidence(conn: Connection) -> None:
+    # The evidence of each settlement, written once in the settlement's own transaction (unique
+    # per SLA and period like the settlement). A table of its own: reports list settlements often
+    # and the minute verdicts of a month are read rarely. The document is text, not JSON, so the
+    # stored bytes are the ones hashed (PostgreSQL's jsonb would reorder them).
+    metadata = MetaData()
+    evidence = Table(
+        "settlement_evidence",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("sla_uid", String(64), nullable=False),
+        Column("sla_namespace", String(253), nullable=False),
+        Column("sla_name", String(253), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("document", Text, nullable=False),
+        Column("sha256", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("sla_uid", "period_start", name="uq_settlement_evidence_sla_period"),
+    )
+    Index("ix_settlement_evidence_namespace_name", evidence.c.sla_namespace, evidence.c.sla_name)
+    metadata.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -174,6 +199,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "transfer subjects wide enough for plans and top-ups", _v4_wider_transfer_subjects
     ),
+    Migration(5, "evidence stored with each settlement", _v5_settlement_evidence),
 )
 
 

@@ -61,6 +61,9 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
     assert report["state"] == "Settled" and report["source"] == "ledger"
     assert report["availabilityPercent"] < target
     assert {t["id"] for t in report["transfers"]} >= {credits[0].id}
+    # `aiconn verify` recomputed the settled credit from the evidence alone, and caught the edit.
+    assert ": match" in result.verified
+    assert "MISMATCH" in result.tampered and "bad minutes: stored" in result.tampered
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(p, state)]
 
     # The NOC page opened afresh after the incident (what a reload is) shows it: the budget line

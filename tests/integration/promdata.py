@@ -93,10 +93,18 @@ def gateway_pod(sla: str, replica: str, namespace: str = "acme") -> dict[str, st
     return {"namespace": namespace, "sla": sla, "pod": f"{sla}-{replica}", "job": "gateway"}
 
 
-def serving(history: History, sla: str, replica: str, minutes: range, *, per_minute: int) -> None:
+def serving(
+    history: History,
+    sla: str,
+    replica: str,
+    minutes: range,
+    *,
+    per_minute: int,
+    namespace: str = "acme",
+) -> None:
     """One gateway replica scraped in `minutes`, healthy, serving `per_minute` requests of 10
     completion tokens each."""
-    labels = gateway_pod(sla, replica)
+    labels = gateway_pod(sla, replica, namespace)
     history.gauge("up", labels, 1, minutes)
     history.gauge(mn.GATEWAY_UPSTREAM_UP, labels, 1, minutes)
     history.counter(

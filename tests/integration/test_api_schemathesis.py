@@ -122,3 +122,20 @@ def test_periods_at_the_calendars_edges_get_a_4xx_with_a_reason(app: FastAPI, pe
     assert 400 <= response.status_code < 500 or response.status_code == 200, response.text
     if response.status_code != 200:
         assert period in response.json()["detail"]
+
+
+@pytest.mark.parametrize("period", EDGE_PERIODS)
+def test_evidence_of_periods_at_the_calendars_edges_is_a_4xx_with_a_reason(
+    app: FastAPI, period: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as http:
+        response = http.get(
+            "/v1/namespaces/schemathesis/slas/chat/evidence",
+            params={"period": period},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    # The seeded history was settled without evidence: a settled period answers 404 too.
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
