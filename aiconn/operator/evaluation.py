@@ -48,7 +48,7 @@ from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.budget import BURN_WINDOWS
+from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.ledger import (
     Ledger,
@@ -72,7 +72,6 @@ from aiconn.sla.plans import fund_plan, plan_period, plan_subject
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.spec import (
     AIInferenceSLASpec,
-    BurnRates,
     PeriodStatus,
     SettlementStatus,
     Window,
@@ -87,8 +86,9 @@ log = logging.getLogger(__name__)
 SLA_KIND = "AIInferenceSLA"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
-LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
-"""Minutes before the period fetched for the burn-rate windows (the longest is 3 days)."""
+LOOKBACK_MINUTES = longest_minutes(alert_rules())
+"""Minutes before a monthly period fetched for its burn-rate windows (the longest is 3 days);
+other windows fetch their own longest (`aiconn.sla.burnwindows`)."""
 COMPONENT = "aiconn-operator"
 
 
@@ -156,14 +156,20 @@ def measure(
     slas: Sequence[SLARef],
     period: Period,
     *,
-    lookback_minutes: int = LOOKBACK_MINUTES,
+    lookback_minutes: int | None = None,
+    window: Window | None = None,
 ) -> FleetEvaluation:
     """Fetch `period` of `slas` in one batched call and evaluate them (blocking: run in a thread).
 
-    Raises SourceUnavailable when Prometheus cannot answer.
+    The SLAs share `window` (by default the first SLA's), whose burn-rate alerts they are judged
+    by; the look-back defaults to the longest of those alerts' windows. Raises SourceUnavailable
+    when Prometheus cannot answer.
     """
-    series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
+    rules = alert_rules(window or (slas[0].spec.objectives.window if slas else MONTH))
+    lookback = longest_minutes(rules) if lookback_minutes is None else lookback_minutes
+    series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback)
     return evaluate_fleet(
+        rules=rules,
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
         in_force_from=[
@@ -182,7 +188,7 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         tpot_attainment_percent=result.tpot_attainment_percent,
         inference_ttft_attainment_percent=result.inference_ttft_attainment_percent,
         budget_remaining_percent=result.budget_remaining_percent,
-        burn_rates=BurnRates.model_validate(result.burn_rates),
+        burn_rates=result.burn_rates,
         alerts=list(result.alerts),
         coverage_percent=result.coverage_percent,
         tokens_used=result.tokens_used,
@@ -343,7 +349,7 @@ class FleetEvaluator:
             return
         so_far = Period(start=period.start, end=measured_until)
         try:
-            fleet = await asyncio.to_thread(measure, self.source, slas, so_far)
+            fleet = await asyncio.to_thread(measure, self.source, slas, so_far, window=window)
         except SourceUnavailable as err:
             log.warning("SLA measurement unavailable for %d SLA(s): %s", len(slas), err)
             report.unavailable += len(slas)
@@ -375,6 +381,11 @@ class FleetEvaluator:
         ok, reason, message = compliance(sla.spec, result)
         new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
+        # A merge patch merges maps: windows of an SLA window edited since are removed with null.
+        rates = new_period.get("burnRates") or {}
+        gone = {k: None for k in previous.get("burnRates") or {} if k not in rates}
+        if gone:
+            new_period["burnRates"] = {**gone, **rates}
         exact = condition(
             ATTAINMENT_EXACT,
             *exactness(result),
@@ -486,7 +497,7 @@ class FleetEvaluator:
         if unsettled:
             try:
                 fleet = await asyncio.to_thread(
-                    measure, self.source, unsettled, closed, lookback_minutes=0
+                    measure, self.source, unsettled, closed, lookback_minutes=0, window=window
                 )
             except SourceUnavailable as err:
                 log.warning("settlement of %s postponed: %s", closed.start_iso, err)
