@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -108,9 +108,10 @@ def serving(history: History, sla: str, replica: str, minutes: range, *, per_min
 
 
 def backfilled_prometheus(
-    history: History, group_dir: Path
+    history: History, group_dir: Path, *, rule_files: Sequence[Path] = ()
 ) -> tuple[PrometheusServer, ProcessGroup]:
-    """A Prometheus started on a TSDB holding exactly `history`; stop it with the group."""
+    """A Prometheus started on a TSDB holding exactly `history` (and evaluating `rule_files`);
+    stop it with the group."""
     work = Path(tempfile.mkdtemp(dir=group_dir, prefix="prom-backfill-"))
     data = work / "history.om"
     data.write_text(history.openmetrics())
@@ -122,4 +123,5 @@ def backfilled_prometheus(
     )
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
-    return PrometheusServer(group=group, data_dir=work / "prom" / "data").start(), group
+    server = PrometheusServer(group=group, data_dir=work / "prom" / "data", rule_files=[*rule_files])
+    return server.start(), group
