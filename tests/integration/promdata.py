@@ -123,5 +123,7 @@ def backfilled_prometheus(
     )
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
-    server = PrometheusServer(group=group, data_dir=work / "prom" / "data", rule_files=[*rule_files])
+    server = PrometheusServer(
+        group=group, data_dir=work / "prom" / "data", rule_files=[*rule_files]
+    )
     return server.start(), group

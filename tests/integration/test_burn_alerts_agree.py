@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aiconn.devstack.processes import ProcessGroup, wait_until
+from aiconn.devstack.processes import wait_until
 from aiconn.operator.evaluation import SLARef, measure
 from aiconn.sla import metricnames as mn
 from aiconn.sla.alertrules import prometheus_rule, render_yaml
