@@ -199,6 +199,17 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
     return status.to_k8s()
 
 
+def with_stale_windows_removed(
+    previous: Mapping[str, Any], new_period: dict[str, Any]
+) -> dict[str, Any]:
+    """`new_period` as a merge patch over `previous`: a merge patch merges maps, so burn-rate
+    windows no longer measured (the SLA window was edited, or keys written before windows
+    scaled, such as `w5M`) are removed with an explicit null."""
+    rates = new_period.get("burnRates") or {}
+    gone = {key: None for key in previous.get("burnRates") or {} if key not in rates}
+    return {**new_period, "burnRates": {**gone, **rates}} if gone else new_period
+
+
 def compliance(spec: AIInferenceSLASpec, result: SLAEvaluation) -> tuple[bool | None, str, str]:
     """Compliant so far? True when every measured objective is met; the reason names a miss."""
     objectives = spec.objectives
@@ -379,13 +390,8 @@ class FleetEvaluator:
         self, sla: SLARef, period: Period, result: SLAEvaluation, at: str
     ) -> None:
         ok, reason, message = compliance(sla.spec, result)
-        new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
-        # A merge patch merges maps: windows of an SLA window edited since are removed with null.
-        rates = new_period.get("burnRates") or {}
-        gone = {k: None for k in previous.get("burnRates") or {} if k not in rates}
-        if gone:
-            new_period["burnRates"] = {**gone, **rates}
+        new_period = with_stale_windows_removed(previous, period_status(period, result, at=at))
         exact = condition(
             ATTAINMENT_EXACT,
             *exactness(result),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from aiconn.api.metrics import AVAILABILITY_BUDGET, FleetCollector
 from aiconn.api.slas import SLA, parse_sla
+from aiconn.operator.evaluation import with_stale_windows_removed
 from aiconn.operator.health import burn_rates_sentence
 from aiconn.sla.alertrules import DEFAULT_RULE_WINDOWS, prometheus_rule, render_yaml
 from aiconn.sla.budget import BURN_WINDOWS, budget_report
@@ -26,8 +27,9 @@ from aiconn.sla.burnwindows import (
     shortest_burn_rate,
     window_minutes,
 )
-from aiconn.sla.sli import Timeslices
-from aiconn.sla.spec import Window
+from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
+from aiconn.sla.sli import Occurrences, Timeslices
+from aiconn.sla.spec import AIInferenceSLASpec, Window
 from tests.unit.test_api_monitoring import MONITORING
 
 
@@ -226,3 +228,38 @@ def test_promtool_reads_the_generated_groups_as_yaml() -> None:
         "aiconn-sla-burn-2w",
         "aiconn-sla-evaluation",
     ]
+
+
+def test_windows_no_longer_measured_are_removed_from_the_status() -> None:
+    previous = {"burnRates": {"w5M": 3.0, "w1H": 1.0, "w5m": 2.0}}
+    patch = with_stale_windows_removed(previous, {"burnRates": {"w5m": 4.0}, "alerts": []})
+    assert patch == {"burnRates": {"w5M": None, "w1H": None, "w5m": 4.0}, "alerts": []}
+    assert with_stale_windows_removed({}, {"alerts": []}) == {"alerts": []}
+
+
+def test_one_day_slas_are_evaluated_on_their_own_windows() -> None:
+    none = Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
+    up = np.ones((1, 300), dtype=np.float32)
+    up[0, -1] = 0
+    spec = AIInferenceSLASpec.model_validate(
+        {
+            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
+            "network": {"rttBudgetMs": 20},
+            "objectives": {"window": {"duration": "1d"}},
+        }
+    )
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([spec]),
+        series=FleetSeries(
+            in_contract=np.zeros((1, 300)),
+            failed=np.zeros((1, 300)),
+            up=up,
+            ttft=none,
+            tpot=none,
+            tokens=np.zeros(1, dtype=np.int64),
+            lookback_minutes=144,
+        ),
+        rules=alert_rules(spec.objectives.window),
+    ).sla(0)
+    assert list(result.burn_rates) == ["w1m", "w2m", "w4m", "w12m", "w48m", "w2h24m"]
+    assert result.alerts == ("page-2m", "page-12m", "ticket-48m", "ticket-2h24m")
