@@ -86,9 +86,6 @@ log = logging.getLogger(__name__)
 SLA_KIND = "AIInferenceSLA"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
-LOOKBACK_MINUTES = longest_minutes(alert_rules())
-"""Minutes before a monthly period fetched for its burn-rate windows (the longest is 3 days);
-other windows fetch their own longest (`aiconn.sla.burnwindows`)."""
 COMPONENT = "aiconn-operator"
 
 
