@@ -31,6 +31,8 @@ TTFT_ATTAINMENT = "aiconn_sla_ttft_attainment_percent"
 TPOT_ATTAINMENT = "aiconn_sla_tpot_attainment_percent"
 AVAILABILITY_OBJECTIVE = "aiconn_sla_availability_objective_ratio"
 AVAILABILITY_BUDGET = mn.SLA_AVAILABILITY_BUDGET
+BURN_RATE = "aiconn_sla_burn_rate"
+BURN_WINDOW_LABEL = "burn_window"
 LABELS = (mn.NAMESPACE_LABEL, mn.SLA_LABEL, "tenant", "tier", "site")
 
 
@@ -76,11 +78,20 @@ class FleetCollector(Collector):
                 "Availability error budget in millionths of a percent (99.9 % gives 100000)",
                 labels=(*LABELS, mn.WINDOW_LABEL),
             ),
+            BURN_RATE: GaugeMetricFamily(
+                BURN_RATE,
+                "Availability burn rate the SLA engine measured, by window (1 = on budget)",
+                labels=(*LABELS, BURN_WINDOW_LABEL),
+            ),
         }
         targets = {
             (s.namespace, s.name): s.spec.objectives.availability.target_percent for s in slas
         }
         windows = {(s.namespace, s.name): s.spec.objectives.window.duration for s in slas}
+        burns = {
+            (s.namespace, s.name): (s.status.period.burn_rates or {}) if s.status.period else {}
+            for s in slas
+        }
         for item in items:
             labels = [item.namespace, item.name, item.tenant, item.tier or "", item.site or ""]
             if item.compliant != "Unknown":
@@ -103,6 +114,9 @@ class FleetCollector(Collector):
                 [*labels, windows[(item.namespace, item.name)]],
                 float(budget_millionths([target])[0]),
             )
+            for window, rate in burns[(item.namespace, item.name)].items():
+                if rate is not None:
+                    families[BURN_RATE].add_metric([*labels, window], rate)
         yield from families.values()
 
 

@@ -61,6 +61,19 @@ def test_burn_rate_alerts_follow_the_multi_window_table() -> None:
     assert "aiconn_sla_evaluation_age_seconds" in json.dumps(_rule_spec())
 
 
+def test_the_dashboard_reads_only_recorded_rules() -> None:
+    recorded = {
+        rule["record"]
+        for group in _rule_spec()["groups"]  # type: ignore[attr-defined]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    used = set(
+        re.findall(r"\baiconn:[a-z0-9_:]+", (MONITORING / "grafana-dashboard.json").read_text())
+    )
+    assert used <= recorded, used - recorded
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiconn.api.metrics import AVAILABILITY_BUDGET, FleetCollector
+from aiconn.api.metrics import AVAILABILITY_BUDGET, BURN_RATE, FleetCollector
 from aiconn.api.slas import SLA, parse_sla
 from aiconn.operator.evaluation import with_stale_windows_removed
 from aiconn.operator.health import burn_rates_sentence
@@ -196,6 +196,7 @@ def test_the_api_exports_each_slas_exact_budget_with_its_window() -> None:
         parsed = parse_sla(
             {
                 "metadata": {"namespace": "acme", "name": name, "uid": name},
+                "status": {"period": {"burnRates": {"w1m": 20.0, "w2m": None}}},
                 "spec": {
                     "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
                     "network": {"rttBudgetMs": 20},
@@ -219,6 +220,11 @@ def test_the_api_exports_each_slas_exact_budget_with_its_window() -> None:
         for s in families[AVAILABILITY_BUDGET].samples
     }
     assert samples == {("month", "1M"): 100_000.0, ("day", "1d"): 50_000.0}
+    # The engine's burn rates, for the dashboard: windows without a known minute are left out.
+    burns = {
+        (s.labels["sla"], s.labels["burn_window"]): s.value for s in families[BURN_RATE].samples
+    }
+    assert burns == {("month", "w1m"): 20.0, ("day", "w1m"): 20.0}
 
 
 def test_promtool_reads_the_generated_groups_as_yaml() -> None:
