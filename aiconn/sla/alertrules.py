@@ -16,8 +16,9 @@ and factors) and judges the same thing the operator judges, the 1-minute timesli
   boundaries like the operator's columns (one second short of the window, so that Prometheus 2's
   closed and 3's left-open ranges both hold exactly `window` minutes);
 - "burns faster than p/q" is `bad x 100 % x q > p x known x budget`, with the budget the API
-  exports in millionths of a percent: integers far below 2^53, so the float comparison is exact
-  and a tie stays silent, as in `aiconn.sla.budget.burning_above`.
+  exports in millionths of a percent: integers below 2^53 for any SLA window under 300 years,
+  so the float comparison is exact and a tie stays silent, as in
+  `aiconn.sla.budget.burning_above`.
 
 Alerts have no `for`: the short window is what keeps a page from firing on a burn that stopped.
 One group per SLA window; an SLA's alerts are in the group of its `window` label. The subqueries
