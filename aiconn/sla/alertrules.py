@@ -11,7 +11,9 @@ and factors) and judges the same thing the operator judges, the 1-minute timesli
   the SLA failed a scrape; a minute without the SLA's gateway series is down;
 - its requests are counter increments per pod between minute boundaries (a lower value is a
   restart, counted from 0), and it is bad when down or when more than 5 % of the in-contract
-  requests failed;
+  requests failed (one known difference: a pod unscraped for over Prometheus's 5-minute
+  look-back that comes back as the same process counts its whole counter in that minute here,
+  where the operator carries its last value from further back);
 - a window counts its minutes with a `[window:1m]` subquery, whose steps fall on minute
   boundaries like the operator's columns (one second short of the window, so that Prometheus 2's
   closed and 3's left-open ranges both hold exactly `window` minutes);
