@@ -61,6 +61,7 @@ vllm:
 
 crds: $(STAMP)
 	$(BIN)/aiconn crds --write
+	$(BIN)/aiconn prometheusrule --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check aiconn tests bench
@@ -68,6 +69,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/aiconn crds --check
+	$(BIN)/aiconn prometheusrule --check
 
 # pytest's exit code 5 (no tests collected) is a failure, not a green run.
 test: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm lint

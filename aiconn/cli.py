@@ -37,6 +37,23 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prometheusrule(args: argparse.Namespace) -> int:
+    from aiconn.sla import alertrules
+
+    text = alertrules.render_yaml(args.window or alertrules.DEFAULT_RULE_WINDOWS)
+    path = Path(args.file)
+    if args.write:
+        path.write_text(text)
+        print(f"wrote {path}")
+    elif args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"out of date (run `aiconn prometheusrule --write`): {path}", file=sys.stderr)
+            return 1
+    else:
+        print(text, end="")
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     from aiconn.operator.run import run
 
@@ -178,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="write crds/*.yaml")
     mode.add_argument("--check", action="store_true", help="fail when crds/ is out of date")
     crds.set_defaults(func=_crds)
+
+    rule = sub.add_parser(
+        "prometheusrule",
+        help="render the burn-rate PrometheusRule from the operator's own alert windows",
+    )
+    rule.add_argument(
+        "--window",
+        action="append",
+        help="an SLA window to add alerts for, e.g. 1M or 1d (repeatable; default: 1M, 1w, 1d)",
+    )
+    rule.add_argument("--file", default="manifests/monitoring/prometheusrule.yaml")
+    rule_mode = rule.add_mutually_exclusive_group()
+    rule_mode.add_argument("--write", action="store_true", help="write --file")
+    rule_mode.add_argument("--check", action="store_true", help="fail when --file is out of date")
+    rule.set_defaults(func=_prometheusrule)
 
     operator = sub.add_parser("operator", help="run the Kopf operator (settings: AICONN_* env)")
     operator.add_argument("-v", "--verbose", action="store_true")

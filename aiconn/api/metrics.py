@@ -2,9 +2,10 @@
 
 The API does not keep its own copy of the numbers: each scrape reads the SLAs (from the cache when
 it is on) and emits one sample per SLA, so a deleted SLA's series simply ends. The availability
-objective is exported as a ratio so the PrometheusRule can compare each SLA's gateway error ratio
-with its own budget. Evaluation age is the alarm for a stalled SLA engine: numbers that stop
-moving look healthy on every other gauge.
+budget is exported exactly, in millionths of a percent and labelled with the SLA's window, so the
+PrometheusRule's burn-rate alerts compare each SLA's bad minutes with the same integer budget, over
+the same windows, as the operator (`aiconn.sla.alertrules`). Evaluation age is the alarm for a
+stalled SLA engine: numbers that stop moving look healthy on every other gauge.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client.registry import Collector
 from aiconn.api.fleetview import fleet_items
 from aiconn.api.slas import SLAReader
 from aiconn.sla import metricnames as mn
+from aiconn.sla.budget import budget_millionths
 
 COMPLIANT = "aiconn_sla_compliant"
 BUDGET_REMAINING = "aiconn_sla_budget_remaining_percent"
@@ -28,6 +30,9 @@ AVAILABILITY = "aiconn_sla_availability_percent"
 TTFT_ATTAINMENT = "aiconn_sla_ttft_attainment_percent"
 TPOT_ATTAINMENT = "aiconn_sla_tpot_attainment_percent"
 AVAILABILITY_OBJECTIVE = "aiconn_sla_availability_objective_ratio"
+AVAILABILITY_BUDGET = mn.SLA_AVAILABILITY_BUDGET
+BURN_RATE = "aiconn_sla_burn_rate"
+BURN_WINDOW_LABEL = "burn_window"
 LABELS = (mn.NAMESPACE_LABEL, mn.SLA_LABEL, "tenant", "tier", "site")
 
 
@@ -68,9 +73,24 @@ class FleetCollector(Collector):
             AVAILABILITY_OBJECTIVE: GaugeMetricFamily(
                 AVAILABILITY_OBJECTIVE, "Availability target as a ratio (0.999)", labels=LABELS
             ),
+            AVAILABILITY_BUDGET: GaugeMetricFamily(
+                AVAILABILITY_BUDGET,
+                "Availability error budget in millionths of a percent (99.9 % gives 100000)",
+                labels=(*LABELS, mn.WINDOW_LABEL),
+            ),
+            BURN_RATE: GaugeMetricFamily(
+                BURN_RATE,
+                "Availability burn rate the SLA engine measured, by window (1 = on budget)",
+                labels=(*LABELS, BURN_WINDOW_LABEL),
+            ),
         }
         targets = {
             (s.namespace, s.name): s.spec.objectives.availability.target_percent for s in slas
+        }
+        windows = {(s.namespace, s.name): s.spec.objectives.window.duration for s in slas}
+        burns = {
+            (s.namespace, s.name): (s.status.period.burn_rates or {}) if s.status.period else {}
+            for s in slas
         }
         for item in items:
             labels = [item.namespace, item.name, item.tenant, item.tier or "", item.site or ""]
@@ -88,9 +108,15 @@ class FleetCollector(Collector):
                     families[name].add_metric(labels, value)
             if item.credits_accrued is not None:
                 families[CREDITS_ACCRUED].add_metric([*labels, item.currency], item.credits_accrued)
-            families[AVAILABILITY_OBJECTIVE].add_metric(
-                labels, round(targets[(item.namespace, item.name)] / 100.0, 9)
+            target = targets[(item.namespace, item.name)]
+            families[AVAILABILITY_OBJECTIVE].add_metric(labels, round(target / 100.0, 9))
+            families[AVAILABILITY_BUDGET].add_metric(
+                [*labels, windows[(item.namespace, item.name)]],
+                float(budget_millionths([target])[0]),
             )
+            for window, rate in burns[(item.namespace, item.name)].items():
+                if rate is not None:
+                    families[BURN_RATE].add_metric([*labels, window], rate)
         yield from families.values()
 
 

@@ -187,7 +187,7 @@ def current_report(sla: SLA, now: datetime) -> PeriodReport:
             tpot=_dec(tpot),
             schedule=sla.spec.credits,
         ).total_percent
-    burn = status.burn_rates.model_dump(by_alias=True) if status and status.burn_rates else {}
+    burn = dict(status.burn_rates) if status and status.burn_rates else {}
     return PeriodReport(
         namespace=sla.namespace,
         name=sla.name,

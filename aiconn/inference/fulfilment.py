@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.inference.stakes import Forecast, PeriodReading
+from aiconn.sla.burnwindows import shortest_burn_rate
 from aiconn.sla.credits import money
 from aiconn.sla.periods import current_period
 from aiconn.sla.spec import AIInferenceSLASpec, Window
@@ -29,7 +30,8 @@ def horizon(window: Window, now: datetime) -> tuple[Decimal, float]:
 
 
 def reading(spec: AIInferenceSLASpec, period: Mapping[str, Any], now: datetime) -> PeriodReading:
-    """The forecast's input from `status.period`; the short-window burn is its 5-minute one."""
+    """The forecast's input from `status.period`; the short-window burn is its shortest window's
+    (5 minutes for a monthly SLA)."""
     elapsed, _ = horizon(spec.objectives.window, now)
     return PeriodReading(
         elapsed_fraction=elapsed,
@@ -37,7 +39,7 @@ def reading(spec: AIInferenceSLASpec, period: Mapping[str, Any], now: datetime) 
         availability_percent=period.get("availabilityPercent"),
         ttft_percent=period.get("ttftAttainmentPercent"),
         tpot_percent=period.get("tpotAttainmentPercent"),
-        burn_rate=(period.get("burnRates") or {}).get("w5m"),
+        burn_rate=shortest_burn_rate(period.get("burnRates") or {}),
     )
 
 

@@ -25,6 +25,7 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.assurance import HISTORY_LENGTH
+from aiconn.sla.burnwindows import shortest_burn_rate
 from aiconn.sla.spec import AIInferenceSLASpec
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], Awaitable[None]]
@@ -53,7 +54,7 @@ async def scale(
     current = int(assurance.get("replicas") or spec.capacity.replicas)
     scaled_at = assurance.get("scaledAt")
     in_flight, ttft = signals
-    burn = ((status.get("period") or {}).get("burnRates") or {}).get("w5m")
+    burn = shortest_burn_rate((status.get("period") or {}).get("burnRates") or {})
     decision = decide_replicas(
         current=current,
         low=spec.capacity.replicas,

@@ -49,7 +49,7 @@ from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.budget import BURN_WINDOWS
+from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.ledger import (
@@ -76,7 +76,6 @@ from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import (
     AIInferenceSLASpec,
-    BurnRates,
     PeriodStatus,
     SettlementStatus,
     Window,
@@ -91,8 +90,6 @@ log = logging.getLogger(__name__)
 SLA_KIND = "AIInferenceSLA"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
-LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
-"""Minutes before the period fetched for the burn-rate windows (the longest is 3 days)."""
 COMPONENT = "aiconn-operator"
 
 
@@ -163,14 +160,20 @@ def measure(
     slas: Sequence[SLARef],
     period: Period,
     *,
-    lookback_minutes: int = LOOKBACK_MINUTES,
+    lookback_minutes: int | None = None,
+    window: Window | None = None,
 ) -> FleetEvaluation:
     """Fetch `period` of `slas` in one batched call and evaluate them (blocking: run in a thread).
 
-    Raises SourceUnavailable when Prometheus cannot answer.
+    The SLAs share `window` (by default the first SLA's), whose burn-rate alerts they are judged
+    by; the look-back defaults to the longest of those alerts' windows. Raises SourceUnavailable
+    when Prometheus cannot answer.
     """
-    series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
+    rules = alert_rules(window or (slas[0].spec.objectives.window if slas else MONTH))
+    lookback = longest_minutes(rules) if lookback_minutes is None else lookback_minutes
+    series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback)
     return evaluate_fleet(
+        rules=rules,
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
         in_force_from=_in_force_from(slas, period),
@@ -189,6 +192,7 @@ def settle_closed(
     closed: Period,
     *,
     coverage_floor_percent: float,
+    window: Window,
 ) -> list[Settlement]:
     """Measure the closed period of `slas` in one batched call and settle each SLA with its
     evidence (blocking: run in a thread). Raises SourceUnavailable when Prometheus cannot answer.
@@ -202,7 +206,10 @@ def settle_closed(
     series = recording.fetch_fleet([s.target for s in slas], closed, lookback_minutes=0)
     offsets = _in_force_from(slas, closed)
     fleet = evaluate_fleet(
-        terms=FleetTerms.from_specs([s.spec for s in slas]), series=series, in_force_from=offsets
+        rules=alert_rules(window),
+        terms=FleetTerms.from_specs([s.spec for s in slas]),
+        series=series,
+        in_force_from=offsets,
     )
     settled: list[Settlement] = []
     for i, sla in enumerate(slas):
@@ -275,7 +282,7 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         tpot_attainment_percent=result.tpot_attainment_percent,
         inference_ttft_attainment_percent=result.inference_ttft_attainment_percent,
         budget_remaining_percent=result.budget_remaining_percent,
-        burn_rates=BurnRates.model_validate(result.burn_rates),
+        burn_rates=result.burn_rates,
         alerts=list(result.alerts),
         coverage_percent=result.coverage_percent,
         tokens_used=result.tokens_used,
@@ -284,6 +291,17 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         evaluated_at=at,
     )
     return status.to_k8s()
+
+
+def with_stale_windows_removed(
+    previous: Mapping[str, Any], new_period: dict[str, Any]
+) -> dict[str, Any]:
+    """`new_period` as a merge patch over `previous`: a merge patch merges maps, so burn-rate
+    windows no longer measured (the SLA window was edited, or keys written before windows
+    scaled, such as `w5M`) are removed with an explicit null."""
+    rates = new_period.get("burnRates") or {}
+    gone = {key: None for key in previous.get("burnRates") or {} if key not in rates}
+    return {**new_period, "burnRates": {**gone, **rates}} if gone else new_period
 
 
 def compliance(spec: AIInferenceSLASpec, result: SLAEvaluation) -> tuple[bool | None, str, str]:
@@ -436,7 +454,7 @@ class FleetEvaluator:
             return
         so_far = Period(start=period.start, end=measured_until)
         try:
-            fleet = await asyncio.to_thread(measure, self.source, slas, so_far)
+            fleet = await asyncio.to_thread(measure, self.source, slas, so_far, window=window)
         except SourceUnavailable as err:
             log.warning("SLA measurement unavailable for %d SLA(s): %s", len(slas), err)
             report.unavailable += len(slas)
@@ -466,8 +484,8 @@ class FleetEvaluator:
         self, sla: SLARef, period: Period, result: SLAEvaluation, at: str
     ) -> None:
         ok, reason, message = compliance(sla.spec, result)
-        new_period = period_status(period, result, at=at)
         previous = sla.status.get("period") or {}
+        new_period = with_stale_windows_removed(previous, period_status(period, result, at=at))
         exact = condition(
             ATTAINMENT_EXACT,
             *exactness(result),
@@ -585,6 +603,7 @@ class FleetEvaluator:
                     unsettled,
                     closed,
                     coverage_floor_percent=self.settings.coverage_floor_percent,
+                    window=window,
                 )
             except SourceUnavailable as err:
                 log.warning("settlement of %s postponed: %s", closed.start_iso, err)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiconn.sla.burnwindows import name_minutes
+
 AT_RISK_BUDGET_PERCENT = 25.0
 SERVING_PHASES = ("Ready", "AtRisk", "Breached")
 
@@ -80,26 +82,30 @@ def display_update(body: Mapping[str, Any]) -> dict[str, Any] | None:
     return patch or None
 
 
-_WINDOW_WORDS = {
-    "w5m": "5 min",
-    "w30m": "30 min",
-    "w1h": "1 h",
-    "w2h": "2 h",
-    "w6h": "6 h",
-    "w1d": "1 day",
-    "w3d": "3 days",
-}
-
-
 def burn_rates_sentence(rates: Mapping[str, float | None]) -> str:
     """Burn rates as people read them, e.g. `burn rate 200x over 5 min, 14.4x over 1 h` (1x spends
     the budget exactly by the period's end); an Event's text, not a dict's repr."""
     parts = [
-        f"{_rate(value)}x over {_WINDOW_WORDS.get(key, key)}"
+        f"{_rate(value)}x over {_window_words(key)}"
         for key, value in rates.items()
         if value is not None
     ]
     return "burn rate " + ", ".join(parts) if parts else "no burn rate yet"
+
+
+def _window_words(name: str) -> str:
+    """A window name as words: w5m -> `5 min`, w2h24m -> `2 h 24 min`, w3d -> `3 days`."""
+    minutes = name_minutes(name)
+    if minutes is None:
+        return name
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    words = [
+        f"{days} day" + ("s" if days > 1 else "") if days else "",
+        f"{hours} h" if hours else "",
+        f"{mins} min" if mins else "",
+    ]
+    return " ".join(w for w in words if w)
 
 
 def _rate(value: float) -> str:

@@ -6,7 +6,8 @@ SLA for the fleet at once). TTFT attainment over the last five minutes: the buck
 threshold (the gateway adds it to its buckets, so the count is exact) over the count; the buckets
 come back by `le` for the fleet and each SLA picks its own, parsing `le` as a float because
 Prometheus 3 writes `le="1"` as `le="1.0"`. The burn rate is not read here: the SLA engine writes
-its 5-minute burn to `status.period.burnRates.w5m`.
+its burn rates to `status.period.burnRates`, and the shortest window's (w5m for a monthly SLA) is
+the current burn.
 """
 
 from __future__ import annotations

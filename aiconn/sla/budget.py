@@ -8,6 +8,9 @@ factor: the long window proves the burn is significant, the short one that it is
 Ratios are over *known* minutes (see `aiconn.sla.sli`): a window without data has no burn rate
 (NaN), so it never fires an alert on its own — missing data is shown as coverage, not as an outage.
 
+The windows and factors are the SLA window's (`aiconn.sla.burnwindows`): the workbook's for a
+month, scaled for any other length; the functions here take them as `rules`.
+
 Decisions are exact. The budget of a 99.9 % target is 0.1 % of the minutes, but `(100 - 99.9) /
 100` in binary is 0.00099999999999994, so one bad minute in a thousand would burn "above" 1 and
 fire an alert that needs strictly above. Targets are therefore taken as decimals to a millionth of
@@ -20,51 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from aiconn.sla.burnwindows import DEFAULT_WINDOW, AlertRule, alert_rules, burn_windows
 from aiconn.sla.sli import Timeslices
 
-Severity = Literal["page", "ticket"]
-
-
-@dataclass(frozen=True)
-class BurnWindow:
-    """A trailing window, named as the CRD's BurnRates fields are (w5m, w1h, ...)."""
-
-    name: str
-    minutes: int
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    """Fire when both windows burn faster than `factor` budgets per period."""
-
-    name: str
-    severity: Severity
-    long: BurnWindow
-    short: BurnWindow
-    factor: float
-    """Compared as the decimal it is written as (14.4 is 72/5), never as its binary value."""
-
-
-W5M = BurnWindow("w5m", 5)
-W30M = BurnWindow("w30m", 30)
-W1H = BurnWindow("w1h", 60)
-W2H = BurnWindow("w2h", 120)
-W6H = BurnWindow("w6h", 360)
-W1D = BurnWindow("w1d", 1440)
-W3D = BurnWindow("w3d", 4320)
-BURN_WINDOWS = (W5M, W30M, W1H, W2H, W6H, W1D, W3D)
-
-ALERT_RULES = (
-    AlertRule("page-1h", "page", long=W1H, short=W5M, factor=14.4),
-    AlertRule("page-6h", "page", long=W6H, short=W30M, factor=6.0),
-    AlertRule("ticket-1d", "ticket", long=W1D, short=W2H, factor=3.0),
-    AlertRule("ticket-3d", "ticket", long=W3D, short=W6H, factor=1.0),
-)
+ALERT_RULES = alert_rules(DEFAULT_WINDOW)
+"""The alerts of a monthly SLA: the workbook's 1h/5m x14.4, 6h/30m x6, 1d/2h x3, 3d/6h x1."""
+BURN_WINDOWS = burn_windows(ALERT_RULES)
+"""Their windows: w5m, w30m, w1h, w2h, w6h, w1d, w3d."""
 
 
 MILLIONTHS = 1_000_000
@@ -84,11 +53,13 @@ class BudgetReport:
     burn_rates: dict[str, NDArray[np.float64]]
     """Burn rate per window name (see BURN_WINDOWS); NaN when the window has no known minute."""
     alerts: NDArray[np.bool_]
-    """SLAs x ALERT_RULES: which alerts fire."""
+    """SLAs x rules: which alerts fire."""
+    rules: tuple[AlertRule, ...] = ALERT_RULES
+    """The alerts' rules, in the order of the columns (`aiconn.sla.burnwindows.alert_rules`)."""
 
     def firing(self, index: int) -> list[str]:
         """Names of the alerts firing for one SLA."""
-        return [rule.name for rule, on in zip(ALERT_RULES, self.alerts[index], strict=True) if on]
+        return [rule.name for rule, on in zip(self.rules, self.alerts[index], strict=True) if on]
 
 
 def error_budget(target_percent: ArrayLike) -> NDArray[np.float64]:
@@ -147,12 +118,16 @@ def remaining_percent_exact(
 
 
 def budget_report(
-    slices: Timeslices, *, target_percent: ArrayLike, period_columns: slice = slice(None)
+    slices: Timeslices,
+    *,
+    target_percent: ArrayLike,
+    period_columns: slice = slice(None),
+    rules: tuple[AlertRule, ...] = ALERT_RULES,
 ) -> BudgetReport:
     """Budget over `period_columns` of the slices, burn rates over the trailing minutes.
 
     Columns before the period (a look-back) count only for the burn-rate windows, so a 3-day
-    window is whole on the first day of a month.
+    window is whole on the first day of a month. `rules` are the SLA window's alerts.
     """
     bad = np.atleast_2d(slices.bad)
     known = np.atleast_2d(slices.known)
@@ -163,45 +138,45 @@ def budget_report(
         known=np.count_nonzero(known[:, period_columns], axis=1),
         budget=exact_budget,
     )
-    counts = window_counts(slices)
+    counts = window_counts(slices, rules=rules)
     rates = window_burn_rates(counts, budget_fraction=budget)
     return BudgetReport(
         budget_fraction=budget,
         remaining_percent=remaining,
         burn_rates=rates,
-        alerts=alerts_firing(counts, budget=exact_budget),
+        alerts=alerts_firing(counts, budget=exact_budget, rules=rules),
+        rules=rules,
     )
 
 
 @dataclass(frozen=True)
 class WindowCounts:
-    """Bad and known minutes of each SLA in each trailing window of BURN_WINDOWS, by name."""
+    """Bad and known minutes of each SLA in each trailing window of the rules, by name."""
 
     bad: dict[str, NDArray[np.int64]]
     known: dict[str, NDArray[np.int64]]
 
 
-def window_counts(slices: Timeslices) -> WindowCounts:
+def window_counts(
+    slices: Timeslices, *, rules: tuple[AlertRule, ...] = ALERT_RULES
+) -> WindowCounts:
     """Count the trailing windows once; rates and alerts are both derived from the counts."""
     bad = np.atleast_2d(slices.bad)
     known = np.atleast_2d(slices.known)
+    windows = burn_windows(rules)
     return WindowCounts(
-        bad={w.name: np.count_nonzero(bad[:, -w.minutes :], axis=1) for w in BURN_WINDOWS},
-        known={w.name: np.count_nonzero(known[:, -w.minutes :], axis=1) for w in BURN_WINDOWS},
+        bad={w.name: np.count_nonzero(bad[:, -w.minutes :], axis=1) for w in windows},
+        known={w.name: np.count_nonzero(known[:, -w.minutes :], axis=1) for w in windows},
     )
 
 
 def window_burn_rates(
     counts: WindowCounts, *, budget_fraction: ArrayLike
 ) -> dict[str, NDArray[np.float64]]:
-    """Burn rate of each SLA over each trailing window, by window name (for display)."""
+    """Burn rate of each SLA over each counted window, by window name (for display)."""
     return {
-        window.name: burn_rate(
-            bad=counts.bad[window.name],
-            known=counts.known[window.name],
-            budget_fraction=budget_fraction,
-        )
-        for window in BURN_WINDOWS
+        name: burn_rate(bad=bad, known=counts.known[name], budget_fraction=budget_fraction)
+        for name, bad in counts.bad.items()
     }
 
 
@@ -221,8 +196,10 @@ def burning_above(
     return np.asarray((k > 0) & (spend > allowed), dtype=np.bool_)
 
 
-def alerts_firing(counts: WindowCounts, *, budget: ArrayLike) -> NDArray[np.bool_]:
-    """SLAs x ALERT_RULES: both windows strictly above the factor, decided exactly.
+def alerts_firing(
+    counts: WindowCounts, *, budget: ArrayLike, rules: tuple[AlertRule, ...] = ALERT_RULES
+) -> NDArray[np.bool_]:
+    """SLAs x rules: both windows strictly above the factor, decided exactly.
 
     `budget` is per SLA in millionths of a percent (`budget_millionths`).
     """
@@ -239,6 +216,6 @@ def alerts_firing(counts: WindowCounts, *, budget: ArrayLike) -> NDArray[np.bool
             budget=budget,
             factor=rule.factor,
         )
-        for rule in ALERT_RULES
+        for rule in rules
     ]
     return np.stack(columns, axis=-1)

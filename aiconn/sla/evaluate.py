@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 
 from aiconn.sla.budget import (
     ALERT_RULES,
-    BURN_WINDOWS,
     alerts_firing,
     budget_millionths,
     error_budget,
@@ -26,6 +25,7 @@ from aiconn.sla.budget import (
     window_burn_rates,
     window_counts,
 )
+from aiconn.sla.burnwindows import AlertRule, burn_windows
 from aiconn.sla.credits import (
     CreditBreakdown,
     attainment_percent,
@@ -141,13 +141,15 @@ class FleetEvaluation:
     budget_remaining_percent: NDArray[np.float64]
     burn_rates: dict[str, NDArray[np.float64]]
     alerts: NDArray[np.bool_]
-    """SLAs x ALERT_RULES."""
+    """SLAs x `rules`."""
     tokens_used: NDArray[np.int64]
     price_per_million_tokens: tuple[Decimal, ...]
     charges: tuple[Decimal, ...]
     credits: tuple[CreditBreakdown, ...] = field(repr=False)
     credit_uncertain: NDArray[np.bool_] | None = None
     """Per SLA: see `SLAEvaluation.credit_uncertain`; None means no SLA's was."""
+    rules: tuple[AlertRule, ...] = ALERT_RULES
+    """The burn-rate alerts of the SLAs' window, in the order of the `alerts` columns."""
 
     def __len__(self) -> int:
         return len(self.charges)
@@ -168,7 +170,7 @@ class FleetEvaluation:
             budget_remaining_percent=_opt(self.budget_remaining_percent[index]),
             burn_rates={name: _opt(rates[index]) for name, rates in self.burn_rates.items()},
             alerts=tuple(
-                rule.name for rule, on in zip(ALERT_RULES, self.alerts[index], strict=True) if on
+                rule.name for rule, on in zip(self.rules, self.alerts[index], strict=True) if on
             ),
             tokens_used=int(self.tokens_used[index]),
             price_per_million_tokens=self.price_per_million_tokens[index],
@@ -186,8 +188,12 @@ def evaluate_fleet(
     series: FleetSeries,
     in_force_from: Sequence[int] | NDArray[np.integer] | None = None,
     chunk_slas: int = DEFAULT_CHUNK_SLAS,
+    rules: tuple[AlertRule, ...] = ALERT_RULES,
 ) -> FleetEvaluation:
     """Evaluate every SLA over the period the series cover (minutes elapsed so far, or all).
+
+    `rules` are the burn-rate alerts of the SLAs' window (`aiconn.sla.burnwindows.alert_rules`;
+    the SLAs of one evaluation share their window, so they share their period and its alerts).
 
     `in_force_from` gives, per SLA, the first minute of the period (0-based) the SLA was in
     force: an SLA created mid-period is judged, and its data coverage counted, only from then on,
@@ -220,8 +226,8 @@ def evaluate_fleet(
 
     good = np.empty(n, dtype=np.int64)
     bad = np.empty(n, dtype=np.int64)
-    rates = {w.name: np.empty(n, dtype=np.float64) for w in BURN_WINDOWS}
-    alerts = np.empty((n, len(ALERT_RULES)), dtype=np.bool_)
+    rates = {w.name: np.empty(n, dtype=np.float64) for w in burn_windows(rules)}
+    alerts = np.empty((n, len(rules)), dtype=np.bool_)
     for lo in range(0, n, max(chunk_slas, 1)):
         rows = slice(lo, min(lo + chunk_slas, n))
         slices = classify_minutes(series.in_contract[rows], series.failed[rows], series.up[rows])
@@ -233,10 +239,10 @@ def evaluate_fleet(
         known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk
         bad[rows] = bad_chunk
-        counts = window_counts(slices)
+        counts = window_counts(slices, rules=rules)
         for name, values in window_burn_rates(counts, budget_fraction=budget[rows]).items():
             rates[name][rows] = values
-        alerts[rows] = alerts_firing(counts, budget=exact_budget[rows])
+        alerts[rows] = alerts_firing(counts, budget=exact_budget[rows], rules=rules)
 
     known = good + bad
     remaining = remaining_percent_exact(bad=bad, known=known, budget=exact_budget)
@@ -289,6 +295,7 @@ def evaluate_fleet(
         charges=tuple(charges),
         credits=tuple(credits),
         credit_uncertain=uncertain,
+        rules=rules,
     )
 
 

@@ -8,6 +8,7 @@ NAMESPACE_LABEL = "namespace"
 MODEL_LABEL = "model"
 OUTCOME_LABEL = "outcome"
 TOKEN_TYPE_LABEL = "type"
+WINDOW_LABEL = "window"
 
 GATEWAY_REQUESTS = "aiconn_gateway_requests_total"
 GATEWAY_TTFT = "aiconn_gateway_ttft_seconds"
@@ -15,6 +16,10 @@ GATEWAY_TPOT = "aiconn_gateway_tpot_seconds"
 GATEWAY_DURATION = "aiconn_gateway_request_duration_seconds"
 GATEWAY_TOKENS = "aiconn_gateway_tokens_total"
 GATEWAY_UPSTREAM_UP = "aiconn_gateway_upstream_up"
+
+# Exported by the reporting API per SLA, labelled with its window (`window="1M"`): the budget the
+# PrometheusRule's burn-rate alerts compare with, exact (an integer, as the operator's).
+SLA_AVAILABILITY_BUDGET = "aiconn_sla_availability_budget_millionths"
 
 OUTCOME_SUCCESS = "success"
 OUTCOME_CLIENT_ERROR = "client_error"

@@ -55,6 +55,10 @@ RANGE_PROBE = "count_over_time(vector(1)[1m:1m])"
 left-open (Prometheus 3). A subquery over `vector(1)` reads no stored data."""
 PROBE_AT = 3600.0
 """Any minute boundary; the probe's answer does not depend on it."""
+UP_SELECTOR = 'up{sla!=""}'
+"""The scrape state of the SLAs' targets (the ServiceMonitor gives them the `sla` label)."""
+MONITORING_SELECTOR = "up"
+"""Any scrape at all: a minute without one is a minute monitoring did not see."""
 MAX_POINTS_PER_QUERY = 10_000
 """Below Prometheus's 11,000-points-per-series limit for range queries."""
 STEP = "60s"
@@ -147,8 +151,8 @@ class PrometheusSource:
         client: QueryClient,
         *,
         timeout_s: int = 30,
-        up_selector: str = 'up{sla!=""}',
-        monitoring_selector: str = "up",
+        up_selector: str = UP_SELECTOR,
+        monitoring_selector: str = MONITORING_SELECTOR,
         max_points: int = MAX_POINTS_PER_QUERY,
     ) -> None:
         self.client = client
@@ -437,9 +441,11 @@ POD_LABEL = "pod"
 """The label that tells one gateway's series from another's (the ServiceMonitor sets it)."""
 
 
-def pod_counter(counter: str, outcomes: Sequence[str] = (), *, by: str = "") -> str:
-    """A counter's latest value per pod (and `by`) at each evaluation time, summed over the
-    pod's other series: the sum of one process's counters is itself a counter.
+def pod_counter(
+    counter: str, outcomes: Sequence[str] = (), *, by: str = "", offset: str = ""
+) -> str:
+    """A counter's latest value per pod (and `by`) at each evaluation time (`offset` before it),
+    summed over the pod's other series: the sum of one process's counters is itself a counter.
 
     A plain instant selector: the latest sample at or before the evaluation time (within
     Prometheus's 5-minute look-back, and none after a staleness marker); a boundary without one
@@ -447,7 +453,8 @@ def pod_counter(counter: str, outcomes: Sequence[str] = (), *, by: str = "") -> 
     """
     matcher = f'{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}' if outcomes else ""
     extra = f", {by}" if by else ""
-    return f"sum by ({_BY}, {POD_LABEL}{extra}) ({counter}{matcher})"
+    shift = f" offset {offset}" if offset else ""
+    return f"sum by ({_BY}, {POD_LABEL}{extra}) ({counter}{matcher}{shift})"
 
 
 TOKEN_CARRY_MINUTES = 60

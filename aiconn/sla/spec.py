@@ -386,25 +386,6 @@ class ChildRefs(CamelModel):
     """ServiceAccount the inference pods run as; a Role and RoleBinding of the same name let it read the namespace's SLAs, which is what the reporting API's wallet check asks."""
 
 
-class BurnRates(CamelModel):
-    """Error-budget burn rates over the multi-window alert windows (1 = on budget)."""
-
-    w5m: float | None = None
-    """Burn rate over 5 minutes."""
-    w30m: float | None = None
-    """Burn rate over 30 minutes."""
-    w1h: float | None = None
-    """Burn rate over 1 hour."""
-    w2h: float | None = None
-    """Burn rate over 2 hours."""
-    w6h: float | None = None
-    """Burn rate over 6 hours."""
-    w1d: float | None = None
-    """Burn rate over 1 day."""
-    w3d: float | None = None
-    """Burn rate over 3 days."""
-
-
 class PeriodStatus(CamelModel):
     """Measurements of the current period, from Prometheus."""
 
@@ -422,10 +403,10 @@ class PeriodStatus(CamelModel):
     """The same TTFT attainment as vLLM measures it inside the engine (the inference part)."""
     budget_remaining_percent: float | None = None
     """Availability error budget left, in percent (negative when overspent)."""
-    burn_rates: BurnRates | None = None
-    """Availability burn rates."""
+    burn_rates: dict[str, float | None] | None = None
+    """Availability error-budget burn rates (1 = on budget) by trailing window, named w + its length: w5m, w30m, w1h, w2h, w6h, w1d and w3d for a monthly SLA. Other SLA windows scale these windows by their length over 30 days (a 1-day SLA: w1m, w2m, w4m, w12m, w48m, w2h24m), rounded to whole minutes, at least one; null when a window has no known minute."""
     alerts: list[str] = Field(default_factory=list)
-    """Multi-window burn-rate alerts firing now, e.g. page-1h."""
+    """Multi-window burn-rate alerts firing now, named severity and long window: page-1h, page-6h, ticket-1d, ticket-3d for a monthly SLA (a 1-day SLA: page-2m, page-12m, ticket-48m, ticket-2h24m)."""
     coverage_percent: float | None = None
     """Minutes with data over minutes elapsed, in percent."""
     tokens_used: int | None = None

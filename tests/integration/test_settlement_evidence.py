@@ -129,6 +129,7 @@ def settled(
             [sla],
             period,
             coverage_floor_percent=95.0,
+            window=sla.spec.objectives.window,
         )
         assert settlement.state == SettlementState.SETTLED
         with TestClient(create_app(settings, ledger=ledger, kube=k8s)) as api:

@@ -45,16 +45,33 @@ def test_rules_and_dashboard_use_only_exported_metrics() -> None:
 
 
 def test_burn_rate_alerts_follow_the_multi_window_table() -> None:
-    text = json.dumps(_rule_spec())
-    for long, short, factor in (
-        ("1h", "5m", 14.4),
-        ("6h", "30m", 6),
-        ("1d", "2h", 3),
-        ("3d", "6h", 1),
+    # Issue 11 item 10: the alerts count bad minutes over `[window:1m]` subqueries (one second
+    # short, see aiconn.sla.alertrules) and compare in integers, p/q as 100 % x q vs p x budget.
+    groups = {g["name"]: g for g in _rule_spec()["groups"]}  # type: ignore[attr-defined]
+    monthly = {r["labels"]["burn_alert"]: r["expr"] for r in groups["aiconn-sla-burn-1M"]["rules"]}
+    for name, long, short, (p, q) in (
+        ("page-1h", 60, 5, (72, 5)),
+        ("page-6h", 360, 30, (6, 1)),
+        ("ticket-1d", 1440, 120, (3, 1)),
+        ("ticket-3d", 4320, 360, (1, 1)),
     ):
-        assert f"rate{long} > on (namespace, sla) ({factor} *" in text
-        assert f"rate{short} > on (namespace, sla) ({factor} *" in text
-    assert "aiconn_sla_evaluation_age_seconds" in text
+        for minutes in (long, short):
+            assert f")[{minutes * 60 - 1}s:1m]) * {100_000_000 * q}\n" in monthly[name]
+        assert f"* {p}\n)" in monthly[name]
+    assert "aiconn_sla_evaluation_age_seconds" in json.dumps(_rule_spec())
+
+
+def test_the_dashboard_reads_only_recorded_rules() -> None:
+    recorded = {
+        rule["record"]
+        for group in _rule_spec()["groups"]  # type: ignore[attr-defined]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    used = set(
+        re.findall(r"\baiconn:[a-z0-9_:]+", (MONITORING / "grafana-dashboard.json").read_text())
+    )
+    assert used <= recorded, used - recorded
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from aiconn.sla.budget import budget_report, window_burn_rates, window_counts
+from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.sli import (
     Occurrences,
@@ -17,7 +18,7 @@ from aiconn.sla.sli import (
     classify_minutes,
     latency_from_buckets,
 )
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.spec import AIInferenceSLASpec, Window
 
 NAN = float("nan")
 SPEC = AIInferenceSLASpec.model_validate(
@@ -68,6 +69,44 @@ def test_burn_rate_values() -> None:
     assert rates["w3d"][0] == pytest.approx((2 / 120) / 0.01)
     report = budget_report(slices, target_percent=[99])
     assert report.remaining_percent[0] == pytest.approx(100 * (1 - (2 / 120) / 0.01))
+
+
+def test_burn_rate_values_of_a_scaled_window() -> None:
+    # A 1-day SLA at 99 %: windows 1, 2, 4, 12, 48 and 144 minutes; bad minutes now and 10 ago.
+    rules = alert_rules(Window(duration="1d"))
+    bad = np.zeros((1, 200), dtype=bool)
+    bad[0, -1] = bad[0, -11] = True
+    slices = Timeslices(bad=bad, known=np.ones_like(bad))
+    rates = window_burn_rates(window_counts(slices, rules=rules), budget_fraction=np.array([0.01]))
+    assert {name: float(rate[0]) for name, rate in rates.items()} == pytest.approx(
+        {
+            "w1m": (1 / 1) / 0.01,  # 100
+            "w2m": (1 / 2) / 0.01,  # 50
+            "w4m": (1 / 4) / 0.01,  # 25
+            "w12m": (2 / 12) / 0.01,
+            "w48m": (2 / 48) / 0.01,  # 4.17 > 3: ticket-48m's long window
+            "w2h24m": (2 / 144) / 0.01,  # 1.39 > 1: ticket-2h24m's
+        }
+    )
+    report = budget_report(slices, target_percent=[99], rules=rules)
+    assert report.firing(0) == ["page-2m", "page-12m", "ticket-48m", "ticket-2h24m"]
+
+
+def test_a_scaled_windows_tie_stays_silent() -> None:
+    # A 1-week SLA's ticket alert: 16h48m (1008 min) over 84 min, factor 1. With 1000 known
+    # minutes at 99.9 %, 1 bad burns exactly 1 (1.0000000000000568 in binary floats).
+    rule = next(r for r in alert_rules(Window(duration="1w")) if r.name == "ticket-16h48m")
+    assert (rule.long.minutes, rule.short.minutes, rule.factor) == (1008, 84, 1.0)
+    known = np.zeros((1, 1008), dtype=bool)
+    known[0, -1000:] = True
+    bad = np.zeros_like(known)
+    bad[0, -1] = True
+    report = budget_report(Timeslices(bad=bad, known=known), target_percent=[99.9], rules=(rule,))
+    assert report.burn_rates["w16h48m"][0] == pytest.approx(1.0)
+    assert report.firing(0) == []
+    bad[0, -2] = True
+    report = budget_report(Timeslices(bad=bad, known=known), target_percent=[99.9], rules=(rule,))
+    assert report.firing(0) == ["ticket-16h48m"]
 
 
 def test_budget_value_and_credit_to_the_micro_unit() -> None:
