@@ -22,6 +22,11 @@ while the period is open). The ledger's unique key per SLA
 and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
 only avoid asking again. Rolling windows are reported, never settled.
 
+Service hours and planned maintenance come from the provider only: the offer's `serviceHours`
+and `maintenance.noticeMinutes`, and the cluster-scoped MaintenanceWindows listed once per pass
+(`aiconn.sla.maintenance`); each window is judged by its API-server creationTimestamp, so it
+never excuses a minute before it was declared plus the offer's notice.
+
 `status.conditions` is merge-patched as a whole list (Kubernetes has no patch by condition type
 for custom resources), so each write carries the resourceVersion its list was merged into and a
 conflict with the reconcile (which owns Placed, SliceReady, InferenceReady and Ready) re-reads
@@ -50,6 +55,7 @@ from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.budget import BURN_WINDOWS
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
+from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import (
     Ledger,
     Settlement,
@@ -59,6 +65,7 @@ from aiconn.sla.ledger import (
     fund_allowance,
     settle_period,
 )
+from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
     Period,
@@ -85,6 +92,7 @@ MONTH = Window(duration="1M", calendar_aligned=True)
 log = logging.getLogger(__name__)
 
 SLA_KIND = "AIInferenceSLA"
+MAINTENANCE_KIND = "MaintenanceWindow"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
 LOOKBACK_MINUTES = max(window.minutes for window in BURN_WINDOWS)
@@ -111,6 +119,22 @@ class SLARef:
     def in_force(self) -> datetime:
         """The SLA's first whole minute: nothing before it was promised, measured or owed."""
         return ceil_minute(self.created)
+
+    def minute_rule(self, windows: Sequence[MaintenanceWindow]) -> MinuteRule:
+        """The offer's service hours and the maintenance it excuses; none without an offer."""
+        offer = self.offer
+        if offer is None or self.spec.offer is None:
+            return MinuteRule()
+        spans = (
+            excused_spans(
+                windows,
+                offer=self.spec.offer,
+                notice=timedelta(minutes=offer.maintenance.notice_minutes),
+            )
+            if offer.maintenance is not None
+            else ()
+        )
+        return MinuteRule(service_hours=offer.service_hours, excused=spans)
 
     @property
     def tenant(self) -> str:
@@ -148,6 +172,7 @@ class PassReport:
     slas: int = 0
     evaluated: int = 0
     unavailable: int = 0
+    maintenance_windows: int = 0
     settled: list[Settlement] = field(default_factory=list)
 
 
@@ -157,18 +182,26 @@ def measure(
     period: Period,
     *,
     lookback_minutes: int = LOOKBACK_MINUTES,
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> FleetEvaluation:
     """Fetch `period` of `slas` in one batched call and evaluate them (blocking: run in a thread).
 
-    Raises SourceUnavailable when Prometheus cannot answer.
+    Each SLA's availability counts only its offer's service hours and leaves out the minutes
+    that `windows` excuse under its offer. Raises SourceUnavailable when Prometheus cannot answer.
     """
     series = source.fetch_fleet([s.target for s in slas], period, lookback_minutes=lookback_minutes)
+    rules = MinuteRules.build(
+        [s.minute_rule(windows) for s in slas],
+        start=period.start - timedelta(minutes=lookback_minutes),
+        columns=period.minutes + lookback_minutes,
+    )
     return evaluate_fleet(
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
         in_force_from=[
             max(0, int((s.in_force - period.start).total_seconds()) // 60) for s in slas
         ],
+        rules=rules,
     )
 
 
@@ -185,6 +218,8 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         burn_rates=BurnRates.model_validate(result.burn_rates),
         alerts=list(result.alerts),
         coverage_percent=result.coverage_percent,
+        judged_minutes=result.judged_minutes,
+        excused_minutes=result.excused_minutes,
         tokens_used=result.tokens_used,
         charges=float(result.charges),
         credits_accrued=float(result.credit.amount),
@@ -253,6 +288,8 @@ def settlement_status(settlement: Settlement) -> dict[str, Any]:
         ttft_attainment_percent=_percent(settlement.ttft_attainment_percent),
         tpot_attainment_percent=_percent(settlement.tpot_attainment_percent),
         coverage_percent=_percent(settlement.coverage_percent),
+        judged_minutes=settlement.judged_minutes,
+        excused_minutes=settlement.excused_minutes,
         hold_reason=str(settlement.hold_reason) if settlement.hold_reason else None,
         transfer_ids=list(settlement.transfer_ids),
     ).to_k8s()
@@ -286,11 +323,13 @@ class FleetEvaluator:
         self.settings = settings
         self.clock = clock
         self._funded: set[tuple[str, datetime]] = set()
+        self._windows: tuple[MaintenanceWindow, ...] = ()
 
     async def run_once(self) -> PassReport:
         """List, measure, write status and Events, fund allowances, settle closed periods."""
         slas = await self.list_slas()
-        report = PassReport(slas=len(slas))
+        self._windows = await self.list_maintenance()
+        report = PassReport(slas=len(slas), maintenance_windows=len(self._windows))
         now = self.clock()
         groups: dict[Window, list[SLARef]] = {}
         for sla in slas:
@@ -330,6 +369,24 @@ class FleetEvaluator:
                     )
         return slas
 
+    async def list_maintenance(self) -> tuple[MaintenanceWindow, ...]:
+        """Every declared MaintenanceWindow (one list call; a malformed one is skipped)."""
+        windows: list[MaintenanceWindow] = []
+        try:
+            bodies = await self.kube.list(MAINTENANCE_KIND)
+        except ApiException as err:
+            # Without the CRD (an older install) nothing is excused; the pass goes on.
+            log.warning("MaintenanceWindows not listed, none excused: %s", err.reason)
+            return ()
+        for body in bodies:
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                windows.append(MaintenanceWindow.from_body(body))
+            except (ValidationError, KeyError, ValueError) as err:
+                log.warning("MaintenanceWindow %s skipped: %s", body["metadata"].get("name"), err)
+        return tuple(windows)
+
     async def _evaluate_group(
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
     ) -> None:
@@ -343,7 +400,9 @@ class FleetEvaluator:
             return
         so_far = Period(start=period.start, end=measured_until)
         try:
-            fleet = await asyncio.to_thread(measure, self.source, slas, so_far)
+            fleet = await asyncio.to_thread(
+                measure, self.source, slas, so_far, windows=self._windows
+            )
         except SourceUnavailable as err:
             log.warning("SLA measurement unavailable for %d SLA(s): %s", len(slas), err)
             report.unavailable += len(slas)
@@ -486,7 +545,12 @@ class FleetEvaluator:
         if unsettled:
             try:
                 fleet = await asyncio.to_thread(
-                    measure, self.source, unsettled, closed, lookback_minutes=0
+                    measure,
+                    self.source,
+                    unsettled,
+                    closed,
+                    lookback_minutes=0,
+                    windows=self._windows,
                 )
             except SourceUnavailable as err:
                 log.warning("settlement of %s postponed: %s", closed.start_iso, err)
@@ -610,9 +674,14 @@ def _settlement_message(settlement: Settlement) -> str:
         if exact is False
     ]
     interpolated = f", {' and '.join(inexact)} interpolated" if inexact else ""
+    excused = (
+        f", {settlement.excused_minutes} minute(s) excused for announced maintenance"
+        if settlement.excused_minutes
+        else ""
+    )
     return (
         f"period {settlement.period.start_iso} to {settlement.period.end_iso}:"
-        f" {settlement.state}{held}, data coverage {shown}{interpolated},"
+        f" {settlement.state}{held}, data coverage {shown}{interpolated}{excused},"
         f" charges {settlement.charges_micros / 1_000_000:.6f} {settlement.currency},"
         f" credit {settlement.credit_micros / 1_000_000:.6f} {settlement.currency}"
         f" ({settlement.credit_tokens} tokens)"

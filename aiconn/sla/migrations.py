@@ -159,6 +159,14 @@ def _v4_wider_transfer_subjects(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE transfers ALTER COLUMN sla_uid TYPE VARCHAR(512)"))
 
 
+def _v5_minute_counts(conn: Connection) -> None:
+    # The minutes behind the availability figure: judged (in force, in service hours, not
+    # excused), good, bad and excused by announced maintenance, so a settlement shows what was
+    # left out of the ratio and why the figure is what it is.
+    for column in ("judged_minutes", "good_minutes", "bad_minutes", "excused_minutes"):
+        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} BIGINT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -174,6 +182,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "transfer subjects wide enough for plans and top-ups", _v4_wider_transfer_subjects
     ),
+    Migration(5, "judged, good, bad and excused minutes of settlements", _v5_minute_counts),
 )
 
 
