@@ -1,0 +1,157 @@
+"""MaintenanceWindows and the published business-hours SLA on a real API server (issue 11, item 8).
+
+The API server is what makes an excusal trustworthy: it stamps the creationTimestamp the notice
+counts from, refuses an edit that would stretch a window over an outage afterwards, and keeps
+the resource cluster-scoped (the provider's). The sample offer and SLA apply as shipped and the
+operator reads the offer's service hours and the window's excusal from what the server stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.operator.evaluation import FleetEvaluator, SLARef
+from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.offers import resolve
+from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.ledger import Ledger
+from aiconn.sla.maintenance import excused_spans
+from aiconn.sla.periods import ceil_minute, floor_minute
+from aiconn.sla.prometheus import PrometheusSource
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+G, V, PLURAL = "aiconn.io", "v1alpha1", "maintenancewindows"
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def window_body(name: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "MaintenanceWindow",
+        "metadata": {"name": name},
+        "spec": {"start": _stamp(start), "end": _stamp(end), "offers": ["business-hours-sla"]},
+    }
+
+
+@pytest.fixture
+def windows(k8s: Any) -> Any:
+    created: list[str] = []
+    custom = client.CustomObjectsApi(k8s)
+
+    def create(name: str, start: datetime, end: datetime) -> dict[str, Any]:
+        body = custom.create_cluster_custom_object(G, V, PLURAL, window_body(name, start, end))
+        created.append(name)
+        return dict(body)
+
+    yield create
+    for name in created:
+        custom.delete_cluster_custom_object(G, V, PLURAL, name)
+
+
+def _evaluator(k8s: Any, tmp_path: Path) -> FleetEvaluator:
+    return FleetEvaluator(
+        kube=KubeApi(k8s),
+        source=PrometheusSource.from_url("http://127.0.0.1:9"),
+        ledger=Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}"),
+        settings=OperatorSettings(),
+    )
+
+
+def test_a_window_cannot_be_stretched_after_it_was_declared(k8s: Any, windows: Any) -> None:
+    start = floor_minute(datetime.now(UTC)) + timedelta(days=4)
+    windows("upgrade", start, start + timedelta(hours=1))
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(k8s).patch_cluster_custom_object(
+            G, V, PLURAL, "upgrade", {"spec": {"end": _stamp(start + timedelta(hours=9))}}
+        )
+    assert raised.value.status == 422
+    assert "cannot be changed once declared" in raised.value.body
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2027-01-12T08:00:00Z", "2027-01-12T06:00:00Z", "end must be after start"),
+        ("2027-01-12T06:00:30Z", "2027-01-12T08:00:00Z", "spec.start"),
+        ("2027-01-12T06:00:00+01:00", "2027-01-12T08:00:00Z", "spec.start"),
+    ],
+)
+def test_the_api_server_refuses_a_bad_window_naming_the_field(
+    k8s: Any, start: str, end: str, message: str
+) -> None:
+    body = window_body("bad", datetime.now(UTC), datetime.now(UTC))
+    body["spec"].update(start=start, end=end)
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(G, V, PLURAL, body)
+    assert raised.value.status == 422
+    assert message in raised.value.body
+
+
+def test_a_window_declared_now_over_the_past_excuses_nothing(
+    k8s: Any, windows: Any, tmp_path: Path
+) -> None:
+    apply_objects(k8s, load_documents([SAMPLES / "offers.yaml"]))
+    now = floor_minute(datetime.now(UTC))
+    windows("after-the-outage", now - timedelta(hours=3), now + timedelta(hours=1))
+    listed = asyncio.run(_evaluator(k8s, tmp_path).list_maintenance())
+    window = next(w for w in listed if w.name == "after-the-outage")
+    # The declaration is the server's stamp, not anything the spec says.
+    assert abs(window.declared - datetime.now(UTC)) < timedelta(minutes=5)
+    spans = excused_spans([window], offer="business-hours-sla", notice=timedelta(0))
+    assert spans and spans[0][0] >= window.declared, "nothing before the declaration is excused"
+    # Under the offer's 72 hours of notice, not even the future hour is excused.
+    assert excused_spans([window], offer="business-hours-sla", notice=timedelta(hours=72)) == ()
+
+
+def test_the_published_business_hours_sla_applies_and_carries_its_terms(
+    k8s: Any, namespace: str, tmp_path: Path
+) -> None:
+    docs = load_documents(
+        [
+            SAMPLES / "offers.yaml",
+            SAMPLES / "sla-business-hours.yaml",
+            SAMPLES / "maintenance-window.yaml",
+        ]
+    )
+    apply_objects(k8s, docs, namespace=namespace)
+    custom = client.CustomObjectsApi(k8s)
+    stored_sla = custom.get_namespaced_custom_object(
+        G, V, namespace, "aiinferenceslas", "service-desk-8b"
+    )
+    offer = custom.get_cluster_custom_object(G, V, "aiinferenceoffers", "business-hours-sla")
+    ref = SLARef.from_body(stored_sla)
+    spec, terms = resolve(ref.spec, offer, require_offer=True)
+    ref = dataclasses.replace(ref, spec=spec, offer=terms)
+    assert terms is not None and terms.service_hours is not None
+    assert str(terms.service_hours) == "Mon,Tue,Wed,Thu,Fri 08:00-18:00 Europe/Berlin"
+    assert [(t.below_percent, t.credit_percent) for t in spec.credits.availability] == [
+        (99.9, 5),
+        (99.7, 10),
+        (95.0, 25),
+    ]
+    assert spec.credits.latency == [] and spec.credits.cap_percent == 25
+    listed = asyncio.run(_evaluator(k8s, tmp_path).list_maintenance())
+    rule = ref.minute_rule(listed)
+    assert rule.service_hours == terms.service_hours
+    # The sample window (06:00-08:00 UTC on 12 January 2027) counts from its own creation plus
+    # the offer's 72 hours: all of it while the sample is applied before 9 January 2027.
+    sample = next(w for w in listed if w.name == "regional-gpu-driver-upgrade")
+    start, end = datetime(2027, 1, 12, 6, tzinfo=UTC), datetime(2027, 1, 12, 8, tzinfo=UTC)
+    first = max(start, ceil_minute(sample.declared + timedelta(hours=72)))
+    assert rule.excused == (((first, end),) if first < end else ())
+    if sample.declared <= start - timedelta(hours=72):
+        assert rule.excused == ((start, end),)
