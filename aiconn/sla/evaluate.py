@@ -34,7 +34,7 @@ from aiconn.sla.credits import (
     usage_charge,
 )
 from aiconn.sla.judged import MinuteRules
-from aiconn.sla.sli import Occurrences, Timeslices, classify_minutes
+from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
 DEFAULT_CHUNK_SLAS = 128
@@ -253,18 +253,15 @@ def evaluate_fleet(
         masks = None if rules is None else rules.rows(rows)
         if masks is not None:
             # Minutes outside service hours or excused leave every count, burn windows included.
-            slices = Timeslices(bad=slices.bad & masks[0], known=slices.known & masks[0])
+            np.logical_and(slices.bad, masks, out=slices.bad)
+            np.logical_and(slices.known, masks, out=slices.known)
         bad_minutes, known_minutes = slices.bad[:, period], slices.known[:, period]
         in_force = None
         if offsets[rows].any():
             in_force = np.arange(minutes)[None, :] >= offsets[rows, None]
             bad_minutes, known_minutes = bad_minutes & in_force, known_minutes & in_force
-        if masks is not None:
-            counted, off = masks[0][:, period], masks[1][:, period]
-            if in_force is not None:
-                counted, off = counted & in_force, off & in_force
-            judged[rows] = np.count_nonzero(counted, axis=1)
-            excused[rows] = np.count_nonzero(off, axis=1)
+        if masks is not None and rules is not None:
+            judged[rows], excused[rows] = rules.counts(rows, period, in_force)
         bad_chunk = np.count_nonzero(bad_minutes, axis=1)
         known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk

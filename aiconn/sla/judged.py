@@ -79,14 +79,35 @@ class MinuteRules:
             rule_of=rule_of,
         )
 
-    def rows(self, slas: slice) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
-        """(judged, excused) masks of the SLAs in `slas`; None when none of them is limited."""
+    def rows(self, slas: slice) -> NDArray[np.bool_] | None:
+        """The judged masks of the SLAs in `slas` (all True for an unlimited SLA); None when none
+        of them is limited, so an unlimited fleet pays nothing for the rules."""
         index = self.rule_of[slas]
         if not (index >= 0).any():
             return None
-        free = index < 0
         judged = self.judged[np.maximum(index, 0)]
-        excused = self.excused[np.maximum(index, 0)]
-        judged[free] = True
-        excused[free] = False
-        return judged, excused
+        judged[index < 0] = True
+        return judged
+
+    def counts(
+        self, slas: slice, columns: slice, in_force: NDArray[np.bool_] | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Judged and excused minutes of the SLAs in `slas` over `columns`, counting only minutes
+        in force (`in_force`, SLAs x those columns; None: all). Unlimited SLAs: all, none. For
+        SLAs `rows` found limited (so there is at least one rule)."""
+        index = self.rule_of[slas]
+        free = index < 0
+        rows = np.maximum(index, 0)
+        judged_masks, excused_masks = self.judged[:, columns], self.excused[:, columns]
+        if in_force is None:
+            # Every SLA of a rule has the same counts: count each rule once.
+            judged = np.count_nonzero(judged_masks, axis=1)[rows]
+            excused = np.count_nonzero(excused_masks, axis=1)[rows]
+            judged = np.where(free, judged_masks.shape[1], judged)
+        else:
+            mine = judged_masks[rows]
+            mine[free] = True
+            judged = np.count_nonzero(mine & in_force, axis=1)
+            excused = np.count_nonzero(excused_masks[rows] & in_force, axis=1)
+        excused = np.where(free, 0, excused)
+        return judged.astype(np.int64), excused.astype(np.int64)

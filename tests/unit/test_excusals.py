@@ -202,3 +202,29 @@ def test_an_sla_without_an_offer_or_without_maintenance_terms_is_never_excused()
     assert dataclasses.replace(ref, offer=terms).minute_rule([w]).excused == ((T0, T0 + HOUR),)
     legacy = SLARef(uid="u", namespace="n", name="s", created=T0, spec=SPEC, status={})
     assert legacy.minute_rule([w]) == MinuteRule()
+
+
+def test_an_sla_created_mid_period_counts_excused_minutes_only_from_its_first_minute() -> None:
+    minutes = 100
+    up = np.ones((2, minutes), dtype=np.float32)
+    up[:, 40:60] = 0
+    spans = ((T0 + timedelta(minutes=40), T0 + timedelta(minutes=60)),)
+    rules = MinuteRules.build([MinuteRule(excused=spans), MinuteRule()], start=T0, columns=minutes)
+    one = np.ones(2, dtype=bool)
+    full = np.full(2, 100.0)
+    fleet = evaluate_fleet(
+        terms=FleetTerms.from_specs([SPEC] * 2),
+        series=FleetSeries(
+            in_contract=np.zeros((2, minutes), dtype=np.uint16),
+            failed=np.zeros((2, minutes), dtype=np.uint16),
+            up=up,
+            ttft=Occurrences(good=full, total=full, exact=one),
+            tpot=Occurrences(good=full, total=full, exact=one),
+            tokens=np.zeros(2, dtype=np.int64),
+        ),
+        in_force_from=[50, 50],
+        rules=rules,
+    )
+    excused, plain = fleet.sla(0), fleet.sla(1)
+    assert (excused.judged_minutes, excused.excused_minutes, excused.bad_minutes) == (40, 10, 0)
+    assert (plain.judged_minutes, plain.excused_minutes, plain.bad_minutes) == (50, 0, 10)
