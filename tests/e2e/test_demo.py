@@ -1,5 +1,6 @@
 """`make demo`'s code path end to end: the SLA is placed, measured, breached during the injected
-faults, and credited exactly once; `dev down` leaves nothing running."""
+faults, its announced maintenance excused, and credited exactly once; `dev down` leaves nothing
+running."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
     assert report["state"] == "Settled" and report["source"] == "ledger"
     assert report["availabilityPercent"] < target
     assert {t["id"] for t in report["transfers"]} >= {credits[0].id}
+    # The announced maintenance minute, with vLLM down, is excused beside the breach.
+    assert result.maintenance is not None
+    assert settlement["excusedMinutes"] == report["excusedMinutes"] == 1
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(p, state)]
 
 

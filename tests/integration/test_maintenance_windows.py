@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aiconn.devstack import maintenance
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
@@ -25,7 +26,7 @@ from aiconn.operator.offers import resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.ledger import Ledger
 from aiconn.sla.maintenance import excused_spans
-from aiconn.sla.periods import ceil_minute, floor_minute
+from aiconn.sla.periods import Period, ceil_minute, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 
 pytestmark = pytest.mark.integration
@@ -155,3 +156,27 @@ def test_the_published_business_hours_sla_applies_and_carries_its_terms(
     assert rule.excused == (((first, end),) if first < end else ())
     if sample.declared <= start - timedelta(hours=72):
         assert rule.excused == ((start, end),)
+
+
+def test_the_demos_announcement_excuses_the_periods_last_minute(k8s: Any, tmp_path: Path) -> None:
+    apply_objects(k8s, load_documents([SAMPLES / "offers.yaml"]))
+    custom = client.CustomObjectsApi(k8s)
+    offer_name = "multi-model-units"
+    now = floor_minute(datetime.now(UTC))
+    period = Period(start=now + timedelta(minutes=10), end=now + timedelta(minutes=14))
+    window = maintenance.announce(k8s, offer=offer_name, period=period)
+    listed = asyncio.run(_evaluator(k8s, tmp_path).list_maintenance())
+    mine = [w for w in listed if offer_name in w.offers]
+    try:
+        offer = custom.get_cluster_custom_object(G, V, "aiinferenceoffers", offer_name)
+        assert offer["spec"]["maintenance"] == {"noticeMinutes": maintenance.NOTICE_MINUTES}
+        notice = timedelta(minutes=maintenance.NOTICE_MINUTES)
+        spans = excused_spans(mine, offer=offer_name, notice=notice)
+        assert spans == ((period.end - timedelta(minutes=1), period.end),)
+        assert (window.start, window.end) == spans[0]
+    finally:
+        for w in mine:
+            custom.delete_cluster_custom_object(G, V, PLURAL, w.name)
+        custom.patch_cluster_custom_object(
+            G, V, "aiinferenceoffers", offer_name, {"spec": {"maintenance": None}}
+        )
