@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,28 @@ def test_the_demos_announcement_excuses_the_periods_last_minute(k8s: Any, tmp_pa
         custom.patch_cluster_custom_object(
             G, V, "aiinferenceoffers", offer_name, {"spec": {"maintenance": None}}
         )
+
+
+@pytest.mark.parametrize(
+    ("hours", "message"),
+    [
+        ({"start": "18:00", "end": "08:00"}, "serviceHours.start must be before end"),
+        ({"days": ["Mon", "Mon"]}, "days must not repeat a day"),
+        ({"days": ["Monday"]}, "spec.serviceHours.days"),
+        ({"start": "8:00"}, "spec.serviceHours.start"),
+    ],
+)
+def test_the_api_server_refuses_bad_service_hours_naming_the_field(
+    k8s: Any, hours: dict[str, Any], message: str
+) -> None:
+    offer = next(
+        d
+        for d in load_documents([SAMPLES / "offers.yaml"])
+        if d["metadata"]["name"] == "business-hours-sla"
+    )
+    offer["metadata"] = {"name": f"bad-hours-{uuid.uuid4().hex[:8]}"}
+    offer["spec"]["serviceHours"].update(hours)
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(G, V, "aiinferenceoffers", offer)
+    assert raised.value.status == 422
+    assert message in raised.value.body
