@@ -127,7 +127,7 @@ class SLAEvaluation:
     """Minutes of announced maintenance in service hours: neither good, bad nor unknown."""
     judged_minutes: int | None = None
     """Minutes the availability objective covers (in force, in service hours, not excused): the
-    coverage denominator. None: every minute in force."""
+    coverage denominator. None: not counted (a result built outside `evaluate_fleet`)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,7 @@ def evaluate_fleet(
             raise ValueError(
                 f"in_force_from must have one entry per SLA ({n}), got shape {offsets.shape}"
             )
+    judged = minutes - offsets
     if rules is not None and (rules.judged.shape[1] != shape[1] or len(rules.rule_of) != n):
         raise ValueError(
             f"rules must cover the series' {shape[1]} columns and {n} SLAs, got"
@@ -243,7 +244,6 @@ def evaluate_fleet(
 
     good = np.empty(n, dtype=np.int64)
     bad = np.empty(n, dtype=np.int64)
-    judged = minutes - offsets
     excused = np.zeros(n, dtype=np.int64)
     rates = {w.name: np.empty(n, dtype=np.float64) for w in BURN_WINDOWS}
     alerts = np.empty((n, len(ALERT_RULES)), dtype=np.bool_)
