@@ -206,3 +206,40 @@ def test_the_api_server_refuses_bad_service_hours_naming_the_field(
         client.CustomObjectsApi(k8s).create_cluster_custom_object(G, V, "aiinferenceoffers", offer)
     assert raised.value.status == 422
     assert message in raised.value.body
+
+
+def test_a_tenant_cannot_declare_maintenance(control_plane: Any, k8s: Any, namespace: str) -> None:
+    # Even with every right on SLAs in its namespace, a tenant has none on cluster-scoped
+    # windows: tenants choose, the provider decides what is excused.
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "all-of-aiconn"},
+            "rules": [{"apiGroups": [G], "resources": ["*"], "verbs": ["*"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "all-of-aiconn"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "all-of-aiconn",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "tenant-b"}
+            ],
+        },
+    )
+    tenant = control_plane.api_client("tenant-b")
+    try:
+        start = floor_minute(datetime.now(UTC)) + timedelta(days=5)
+        with pytest.raises(ApiException) as refused:
+            client.CustomObjectsApi(tenant).create_cluster_custom_object(
+                G, V, PLURAL, window_body("mine", start, start + timedelta(hours=1))
+            )
+        assert refused.value.status == 403
+    finally:
+        tenant.close()
