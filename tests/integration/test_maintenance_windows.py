@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from aiconn.devstack import maintenance
@@ -29,6 +29,7 @@ from aiconn.sla.ledger import Ledger
 from aiconn.sla.maintenance import excused_spans
 from aiconn.sla.periods import Period, ceil_minute, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
+from tests.helpers import operator_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +244,17 @@ def test_a_tenant_cannot_declare_maintenance(control_plane: Any, k8s: Any, names
         assert refused.value.status == 403
     finally:
         tenant.close()
+
+
+def test_the_operators_own_role_lists_the_windows(
+    control_plane: Any, k8s: Any, windows: Any, tmp_path: Path
+) -> None:
+    # `list_maintenance` excuses nothing when it may not list; the shipped role must allow it.
+    start = floor_minute(datetime.now(UTC)) + timedelta(days=6)
+    windows("role-check", start, start + timedelta(hours=1))
+    kubeconfig = operator_kubeconfig(control_plane, k8s)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as operator:
+        listed = asyncio.run(_evaluator(operator, tmp_path).list_maintenance())
+    assert "role-check" in {w.name for w in listed}
