@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
+from aiconn.sla.maintenance import MaintenanceWindowSpec
 from aiconn.sla.offer import PROVIDER_OWNED, AIInferenceOfferSpec
 from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
 from aiconn.slices.model import NetworkSliceSpec, NetworkSliceStatus
@@ -259,6 +260,24 @@ RESOURCES: tuple[CrdInfo, ...] = (
                 "Tokens included per tenant and period",
             ),
             _col("Period", "string", ".spec.plan.period", "Plan period"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+    CrdInfo(
+        kind="MaintenanceWindow",
+        plural="maintenancewindows",
+        short_names=("mw",),
+        scope="Cluster",
+        description="Planned maintenance the provider announces for the SLAs of some offers. "
+        "Its minutes are excused from availability (neither good, bad nor unknown) only from its "
+        "creationTimestamp plus the offer's maintenance.noticeMinutes on, never retroactively; "
+        "the spec cannot be changed once created.",
+        spec=MaintenanceWindowSpec,
+        status=None,
+        printer_columns=(
+            _col("Start", "string", ".spec.start", "First excused minute (UTC)"),
+            _col("End", "string", ".spec.end", "End of the window (UTC, exclusive)"),
+            _col("Reason", "string", ".spec.reason", "What is maintained"),
             _col("Age", "date", ".metadata.creationTimestamp", "Age"),
         ),
     ),

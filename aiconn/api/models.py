@@ -160,6 +160,12 @@ class PeriodReport(ApiModel):
     """False when a latency attainment was interpolated inside a bucket (closed periods)."""
     hold_reason: str | None = None
     """Why a closed period was held for review: LowCoverage or InexactAttainment."""
+    judged_minutes: int | None = None
+    """Minutes the availability objective covered: in force, in the offer's service hours and
+    not excused (None: not recorded, settled before minutes were kept)."""
+    excused_minutes: int | None = None
+    """Minutes excused by planned maintenance announced in advance (neither good, bad nor
+    unknown)."""
 
 
 class StatementEntryOut(ApiModel):

@@ -4,8 +4,10 @@ It applies the edge sample SLA with a short period (minutes instead of a month, 
 SLA's own `objectives.window`, not a special code path), drives steady traffic through the token
 gateway, injects a latency spike and then an outage at the injector between the gateway and vLLM
 (in the current period when enough of it is left after the SLA's first whole minute, from which
-it is judged; otherwise in the next), and waits for the period to close and be settled. It
-prints live compliance on the way and ends with the SLA report and the credits.
+it is judged; otherwise in the next), and waits for the period to close and be settled. The
+period's last minute is planned maintenance the provider announced beforehand
+(`aiconn.devstack.maintenance`): vLLM is down then too, but that minute is excused. It prints
+live compliance on the way and ends with the SLA report and the credits.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack import nocview, stack
+from aiconn.devstack import maintenance, nocview, stack
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
-from aiconn.sla.periods import ceil_minute, period_containing
+from aiconn.sla.periods import Period, ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
 
 SAMPLE = stack.ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
@@ -58,6 +60,8 @@ class DemoResult:
     """`aiconn verify`'s output on the settled period's evidence (a match)."""
     tampered: str = ""
     """Its output once the stored evidence had a bad minute turned good (a mismatch)."""
+    maintenance: Period | None = None
+    """The announced maintenance window (the target period's last minute), excused."""
 
 
 def demo_sla() -> dict[str, Any]:
@@ -210,10 +214,14 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
             current = period_containing(spec.objectives.window, now)
             # The faults go where the SLA is judged: the current period if the whole scenario
             # fits after the SLA's first whole minute, else the next one.
-            scenario = dt.timedelta(seconds=BASELINE_SECONDS + SPIKE_SECONDS + OUTAGE_SECONDS + 20)
+            scenario = dt.timedelta(
+                seconds=BASELINE_SECONDS + SPIKE_SECONDS + OUTAGE_SECONDS + 20 + 60
+            )  # the last 60 s: the announced maintenance minute
             fits = max(now, in_force) + scenario <= current.end
             target = current if fits else period_containing(spec.objectives.window, current.end)
             result.period_start, result.period_end = target.start_iso, target.end_iso
+            window = maintenance.announce(watcher.api, offer=sla["spec"]["offer"], period=target)
+            result.maintenance = window
             wait = max(0.0, (max(target.start, in_force) - now).total_seconds())
             stack.say(
                 f"driving traffic; faults go into the period {target.start_iso} .. "
@@ -232,8 +240,7 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
             _run_for(watcher, "outage", OUTAGE_SECONDS)
             _fault(endpoints)
             stack.say("faults cleared; waiting for the period to close and be settled")
-            left = (target.end - dt.datetime.now(dt.UTC)).total_seconds()
-            _run_for(watcher, "recovery", max(0.0, left))
+            _through_maintenance(watcher, endpoints, window)
         finally:
             result.records = load.stop()
         result.settlement = _wait_settled(watcher, target.start_iso)
@@ -304,6 +311,18 @@ def _tampered(ledger_url: str, sla_uid: str, period_start: str) -> Iterator[None
         ledger.close()
 
 
+def _through_maintenance(watcher: Watcher, endpoints: stack.Endpoints, window: Period) -> None:
+    """Recovery until the announced window, vLLM down during it, then back (the period ends)."""
+    left = (window.start - dt.datetime.now(dt.UTC)).total_seconds()
+    _run_for(watcher, "recovery", max(0.0, left))
+    stack.say("announced maintenance: vLLM down for its minute (excused, not bad)")
+    _fault(endpoints, refuse=True)
+    try:
+        _run_for(watcher, "maintenance", (window.end - dt.datetime.now(dt.UTC)).total_seconds())
+    finally:
+        _fault(endpoints)
+
+
 def _wait_placed(watcher: Watcher, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -359,6 +378,11 @@ def _print_summary(result: DemoResult) -> None:
         f"settlement of {result.period_start}: {settlement.get('state')}, charges "
         f"{settlement.get('charges')}, credits {settlement.get('credits')}, transfers "
         f"{len(settlement.get('transferIds', []))}"
+    )
+    stack.say(
+        f"minutes judged {settlement.get('judgedMinutes')}, excused for announced maintenance"
+        f" {settlement.get('excusedMinutes')}, availability"
+        f" {settlement.get('availabilityPercent')} %"
     )
     print("\n=== SLA report (from the reporting API) ===")
     print(json.dumps(report, indent=2)[:4000])

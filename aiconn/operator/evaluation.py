@@ -22,6 +22,11 @@ while the period is open). The ledger's unique key per SLA
 and period is what makes that exactly once; `status.lastSettlement` and the in-memory funded set
 only avoid asking again. Rolling windows are reported, never settled.
 
+Service hours and planned maintenance come from the provider only: the offer's `serviceHours`
+and `maintenance.noticeMinutes`, and the cluster-scoped MaintenanceWindows listed once per pass
+(`aiconn.sla.maintenance`); each window is judged by its API-server creationTimestamp, so it
+never excuses a minute before it was declared plus the offer's notice.
+
 `status.conditions` is merge-patched as a whole list (Kubernetes has no patch by condition type
 for custom resources), so each write carries the resourceVersion its list was merged into and a
 conflict with the reconcile (which owns Placed, SliceReady, InferenceReady and Ready) re-reads
@@ -52,6 +57,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
+from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import (
     Ledger,
     Settlement,
@@ -61,6 +67,7 @@ from aiconn.sla.ledger import (
     fund_allowance,
     settle_period,
 )
+from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
     Period,
@@ -88,6 +95,7 @@ MONTH = Window(duration="1M", calendar_aligned=True)
 log = logging.getLogger(__name__)
 
 SLA_KIND = "AIInferenceSLA"
+MAINTENANCE_KIND = "MaintenanceWindow"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
 COMPONENT = "aiconn-operator"
@@ -114,6 +122,22 @@ class SLARef:
     def in_force(self) -> datetime:
         """The SLA's first whole minute: nothing before it was promised, measured or owed."""
         return ceil_minute(self.created)
+
+    def minute_rule(self, windows: Sequence[MaintenanceWindow]) -> MinuteRule:
+        """The offer's service hours and the maintenance it excuses; none without an offer."""
+        offer = self.offer
+        if offer is None or self.spec.offer is None:
+            return MinuteRule()
+        spans = (
+            excused_spans(
+                windows,
+                offer=self.spec.offer,
+                notice=timedelta(minutes=offer.maintenance.notice_minutes),
+            )
+            if offer.maintenance is not None
+            else ()
+        )
+        return MinuteRule(service_hours=offer.service_hours, excused=spans)
 
     @property
     def tenant(self) -> str:
@@ -152,6 +176,7 @@ class PassReport:
     slas: int = 0
     evaluated: int = 0
     unavailable: int = 0
+    maintenance_windows: int = 0
     settled: list[Settlement] = field(default_factory=list)
 
 
@@ -162,12 +187,14 @@ def measure(
     *,
     lookback_minutes: int | None = None,
     window: Window | None = None,
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> FleetEvaluation:
     """Fetch `period` of `slas` in one batched call and evaluate them (blocking: run in a thread).
 
     The SLAs share `window` (by default the first SLA's), whose burn-rate alerts they are judged
-    by; the look-back defaults to the longest of those alerts' windows. Raises SourceUnavailable
-    when Prometheus cannot answer.
+    by; the look-back defaults to the longest of those alerts' windows. Each SLA's availability
+    counts only its offer's service hours and leaves out the minutes that `windows` excuse under
+    its offer. Raises SourceUnavailable when Prometheus cannot answer.
     """
     rules = alert_rules(window or (slas[0].spec.objectives.window if slas else MONTH))
     lookback = longest_minutes(rules) if lookback_minutes is None else lookback_minutes
@@ -177,6 +204,18 @@ def measure(
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
         in_force_from=_in_force_from(slas, period),
+        minute_rules=_minute_rules(slas, windows, period, lookback),
+    )
+
+
+def _minute_rules(
+    slas: Sequence[SLARef], windows: Sequence[MaintenanceWindow], period: Period, lookback: int
+) -> MinuteRules:
+    """Each SLA's service hours and excused maintenance over the fetched columns."""
+    return MinuteRules.build(
+        [s.minute_rule(windows) for s in slas],
+        start=period.start - timedelta(minutes=lookback),
+        columns=period.minutes + lookback,
     )
 
 
@@ -193,33 +232,43 @@ def settle_closed(
     *,
     coverage_floor_percent: float,
     window: Window,
+    windows: Sequence[MaintenanceWindow] = (),
 ) -> list[Settlement]:
     """Measure the closed period of `slas` in one batched call and settle each SLA with its
     evidence (blocking: run in a thread). Raises SourceUnavailable when Prometheus cannot answer.
 
     The queries go through a recorder, so each SLA's evidence names what was asked and hashes
-    what Prometheus answered about it.
+    what Prometheus answered about it. Minutes outside service hours or excused by `windows` are
+    `excused` in the evidence, as they are left out of the settlement's figures.
     """
     recorder = QueryRecorder(source.client)
     recording = copy.copy(source)
     recording.client = recorder
     series = recording.fetch_fleet([s.target for s in slas], closed, lookback_minutes=0)
     offsets = _in_force_from(slas, closed)
+    minute_rules = _minute_rules(slas, windows, closed, 0)
     fleet = evaluate_fleet(
         rules=alert_rules(window),
         terms=FleetTerms.from_specs([s.spec for s in slas]),
         series=series,
         in_force_from=offsets,
+        minute_rules=minute_rules,
     )
     settled: list[Settlement] = []
     for i, sla in enumerate(slas):
         result = fleet.sla(i)
         slices = classify_minutes(series.in_contract[i], series.failed[i], series.up[i])
+        judged = minute_rules.rows(slice(i, i + 1))
         measured = Measured(
             namespace=sla.namespace,
             name=sla.name,
             generation=sla.generation,
-            verdicts=minute_verdicts(bad=slices.bad, known=slices.known, in_force_from=offsets[i]),
+            verdicts=minute_verdicts(
+                bad=slices.bad,
+                known=slices.known,
+                in_force_from=offsets[i],
+                excused=None if judged is None else ~judged[0],
+            ),
             ttft=_latency_counts(series.ttft, i),
             tpot=_latency_counts(series.tpot, i),
             queries=recorder.records_for(sla.namespace, sla.name),
@@ -285,6 +334,8 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         burn_rates=result.burn_rates,
         alerts=list(result.alerts),
         coverage_percent=result.coverage_percent,
+        judged_minutes=result.judged_minutes,
+        excused_minutes=result.excused_minutes,
         tokens_used=result.tokens_used,
         charges=float(result.charges),
         credits_accrued=float(result.credit.amount),
@@ -364,6 +415,8 @@ def settlement_status(settlement: Settlement) -> dict[str, Any]:
         ttft_attainment_percent=_percent(settlement.ttft_attainment_percent),
         tpot_attainment_percent=_percent(settlement.tpot_attainment_percent),
         coverage_percent=_percent(settlement.coverage_percent),
+        judged_minutes=settlement.judged_minutes,
+        excused_minutes=settlement.excused_minutes,
         hold_reason=str(settlement.hold_reason) if settlement.hold_reason else None,
         transfer_ids=list(settlement.transfer_ids),
     ).to_k8s()
@@ -397,11 +450,13 @@ class FleetEvaluator:
         self.settings = settings
         self.clock = clock
         self._funded: set[tuple[str, datetime]] = set()
+        self._windows: tuple[MaintenanceWindow, ...] = ()
 
     async def run_once(self) -> PassReport:
         """List, measure, write status and Events, fund allowances, settle closed periods."""
         slas = await self.list_slas()
-        report = PassReport(slas=len(slas))
+        self._windows = await self.list_maintenance()
+        report = PassReport(slas=len(slas), maintenance_windows=len(self._windows))
         now = self.clock()
         groups: dict[Window, list[SLARef]] = {}
         for sla in slas:
@@ -441,6 +496,24 @@ class FleetEvaluator:
                     )
         return slas
 
+    async def list_maintenance(self) -> tuple[MaintenanceWindow, ...]:
+        """Every declared MaintenanceWindow (one list call; a malformed one is skipped)."""
+        windows: list[MaintenanceWindow] = []
+        try:
+            bodies = await self.kube.list(MAINTENANCE_KIND)
+        except ApiException as err:
+            # Without the CRD (an older install) nothing is excused; the pass goes on.
+            log.warning("MaintenanceWindows not listed, none excused: %s", err.reason)
+            return ()
+        for body in bodies:
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                windows.append(MaintenanceWindow.from_body(body))
+            except (ValidationError, KeyError, ValueError) as err:
+                log.warning("MaintenanceWindow %s skipped: %s", body["metadata"].get("name"), err)
+        return tuple(windows)
+
     async def _evaluate_group(
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
     ) -> None:
@@ -454,7 +527,9 @@ class FleetEvaluator:
             return
         so_far = Period(start=period.start, end=measured_until)
         try:
-            fleet = await asyncio.to_thread(measure, self.source, slas, so_far, window=window)
+            fleet = await asyncio.to_thread(
+                measure, self.source, slas, so_far, window=window, windows=self._windows
+            )
         except SourceUnavailable as err:
             log.warning("SLA measurement unavailable for %d SLA(s): %s", len(slas), err)
             report.unavailable += len(slas)
@@ -604,6 +679,7 @@ class FleetEvaluator:
                     closed,
                     coverage_floor_percent=self.settings.coverage_floor_percent,
                     window=window,
+                    windows=self._windows,
                 )
             except SourceUnavailable as err:
                 log.warning("settlement of %s postponed: %s", closed.start_iso, err)
@@ -714,9 +790,14 @@ def _settlement_message(settlement: Settlement) -> str:
         if exact is False
     ]
     interpolated = f", {' and '.join(inexact)} interpolated" if inexact else ""
+    excused = (
+        f", {settlement.excused_minutes} minute(s) excused for announced maintenance"
+        if settlement.excused_minutes
+        else ""
+    )
     return (
         f"period {settlement.period.start_iso} to {settlement.period.end_iso}:"
-        f" {settlement.state}{held}, data coverage {shown}{interpolated},"
+        f" {settlement.state}{held}, data coverage {shown}{interpolated}{excused},"
         f" charges {settlement.charges_micros / 1_000_000:.6f} {settlement.currency},"
         f" credit {settlement.credit_micros / 1_000_000:.6f} {settlement.currency}"
         f" ({settlement.credit_tokens} tokens)"

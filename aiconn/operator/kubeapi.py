@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "AIInferenceSLA": Kind("aiconn.io/v1alpha1", "aiinferenceslas"),
     "InferenceTier": Kind("aiconn.io/v1alpha1", "inferencetiers", namespaced=False),
     "AIInferenceOffer": Kind("aiconn.io/v1alpha1", "aiinferenceoffers", namespaced=False),
+    "MaintenanceWindow": Kind("aiconn.io/v1alpha1", "maintenancewindows", namespaced=False),
 }
 
 

@@ -33,6 +33,7 @@ from aiconn.sla.credits import (
     period_credit,
     usage_charge,
 )
+from aiconn.sla.judged import MinuteRules
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
@@ -122,6 +123,11 @@ class SLAEvaluation:
     credit_uncertain: bool = False
     """An interpolated (inexact) latency attainment could earn a different credit somewhere
     within its bucket: the period must not be paid on it without review."""
+    excused_minutes: int = 0
+    """Minutes of announced maintenance in service hours: neither good, bad nor unknown."""
+    judged_minutes: int | None = None
+    """Minutes the availability objective covers (in force, in service hours, not excused): the
+    coverage denominator. None: not counted (a result built outside `evaluate_fleet`)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,10 @@ class FleetEvaluation:
     """Per SLA: see `SLAEvaluation.credit_uncertain`; None means no SLA's was."""
     rules: tuple[AlertRule, ...] = ALERT_RULES
     """The burn-rate alerts of the SLAs' window, in the order of the `alerts` columns."""
+    excused_minutes: NDArray[np.int64] | None = None
+    """Per SLA: see `SLAEvaluation.excused_minutes`; None means none was excused."""
+    judged_minutes: NDArray[np.int64] | None = None
+    """Per SLA: see `SLAEvaluation.judged_minutes`."""
 
     def __len__(self) -> int:
         return len(self.charges)
@@ -179,6 +189,10 @@ class FleetEvaluation:
             credit_uncertain=(
                 self.credit_uncertain is not None and bool(self.credit_uncertain[index])
             ),
+            excused_minutes=(
+                0 if self.excused_minutes is None else int(self.excused_minutes[index])
+            ),
+            judged_minutes=None if self.judged_minutes is None else int(self.judged_minutes[index]),
         )
 
 
@@ -187,6 +201,7 @@ def evaluate_fleet(
     terms: FleetTerms,
     series: FleetSeries,
     in_force_from: Sequence[int] | NDArray[np.integer] | None = None,
+    minute_rules: MinuteRules | None = None,
     chunk_slas: int = DEFAULT_CHUNK_SLAS,
     rules: tuple[AlertRule, ...] = ALERT_RULES,
 ) -> FleetEvaluation:
@@ -199,6 +214,10 @@ def evaluate_fleet(
     force: an SLA created mid-period is judged, and its data coverage counted, only from then on,
     so its first period is neither held for review for minutes nobody promised nor credited for
     them. None means every SLA was in force for the whole period.
+
+    `minute_rules` (over the same columns as the series, look-back included) limit each SLA's
+    availability to its service hours and excuse announced maintenance: those minutes count
+    neither in the availability ratio, the coverage denominator nor the burn-rate windows.
     """
     n = len(terms)
     shape = series.in_contract.shape
@@ -221,20 +240,36 @@ def evaluate_fleet(
                 f"in_force_from must have one entry per SLA ({n}), got shape {offsets.shape}"
             )
     judged = minutes - offsets
+    if minute_rules is not None and (
+        minute_rules.judged.shape[1] != shape[1] or len(minute_rules.rule_of) != n
+    ):
+        raise ValueError(
+            f"minute_rules must cover the series' {shape[1]} columns and {n} SLAs, got"
+            f" {minute_rules.judged.shape[1]} columns and {len(minute_rules.rule_of)} SLAs"
+        )
     budget = error_budget(terms.availability_target)
     exact_budget = budget_millionths(terms.availability_target)
 
     good = np.empty(n, dtype=np.int64)
     bad = np.empty(n, dtype=np.int64)
+    excused = np.zeros(n, dtype=np.int64)
     rates = {w.name: np.empty(n, dtype=np.float64) for w in burn_windows(rules)}
     alerts = np.empty((n, len(rules)), dtype=np.bool_)
     for lo in range(0, n, max(chunk_slas, 1)):
         rows = slice(lo, min(lo + chunk_slas, n))
         slices = classify_minutes(series.in_contract[rows], series.failed[rows], series.up[rows])
+        masks = None if minute_rules is None else minute_rules.rows(rows)
+        if masks is not None:
+            # Minutes outside service hours or excused leave every count, burn windows included.
+            np.logical_and(slices.bad, masks, out=slices.bad)
+            np.logical_and(slices.known, masks, out=slices.known)
         bad_minutes, known_minutes = slices.bad[:, period], slices.known[:, period]
+        in_force = None
         if offsets[rows].any():
             in_force = np.arange(minutes)[None, :] >= offsets[rows, None]
             bad_minutes, known_minutes = bad_minutes & in_force, known_minutes & in_force
+        if masks is not None and minute_rules is not None:
+            judged[rows], excused[rows] = minute_rules.counts(rows, period, in_force)
         bad_chunk = np.count_nonzero(bad_minutes, axis=1)
         known_chunk = np.count_nonzero(known_minutes, axis=1)
         good[rows] = known_chunk - bad_chunk
@@ -296,6 +331,8 @@ def evaluate_fleet(
         credits=tuple(credits),
         credit_uncertain=uncertain,
         rules=rules,
+        excused_minutes=excused,
+        judged_minutes=judged,
     )
 
 

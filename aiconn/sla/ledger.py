@@ -197,6 +197,11 @@ class SettlementRow(SQLModel, table=True):
     ttft_exact: bool | None = None
     tpot_exact: bool | None = None
     hold_reason: str | None = None
+    # Migration 5: the minutes behind the availability figure.
+    judged_minutes: int | None = Field(default=None, sa_type=BigInteger)
+    good_minutes: int | None = Field(default=None, sa_type=BigInteger)
+    bad_minutes: int | None = Field(default=None, sa_type=BigInteger)
+    excused_minutes: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class EvidenceRow(SQLModel, table=True):
@@ -371,6 +376,12 @@ class Settlement:
     """False when the TPOT attainment was interpolated inside a bucket (None: not recorded)."""
     hold_reason: HoldReason | None = None
     """Why the period was held for review; None when it settled."""
+    judged_minutes: int | None = None
+    """Minutes the availability objective covered (None: settled before this was recorded)."""
+    good_minutes: int | None = None
+    bad_minutes: int | None = None
+    excused_minutes: int | None = None
+    """Minutes excused by maintenance announced in advance (neither good, bad nor unknown)."""
 
 
 @dataclass(frozen=True)
@@ -777,6 +788,10 @@ def settle_period(
                 ttft_exact=result.ttft_exact,
                 tpot_exact=result.tpot_exact,
                 hold_reason=None if reason is None else reason.value,
+                judged_minutes=result.judged_minutes,
+                good_minutes=result.good_minutes,
+                bad_minutes=result.bad_minutes,
+                excused_minutes=result.excused_minutes,
             )
             session.add(row)
             session.flush()
@@ -1064,6 +1079,10 @@ def _settlement(row: SettlementRow) -> Settlement:
         ttft_exact=row.ttft_exact,
         tpot_exact=row.tpot_exact,
         hold_reason=None if row.hold_reason is None else HoldReason(row.hold_reason),
+        judged_minutes=row.judged_minutes,
+        good_minutes=row.good_minutes,
+        bad_minutes=row.bad_minutes,
+        excused_minutes=row.excused_minutes,
     )
 
 

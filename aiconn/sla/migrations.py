@@ -184,6 +184,14 @@ def _v5_settlement_evidence(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v6_minute_counts(conn: Connection) -> None:
+    # The minutes behind the availability figure: judged (in force, in service hours, not
+    # excused), good, bad and excused by announced maintenance, so a settlement shows what was
+    # left out of the ratio and why the figure is what it is.
+    for column in ("judged_minutes", "good_minutes", "bad_minutes", "excused_minutes"):
+        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} BIGINT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -200,6 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "transfer subjects wide enough for plans and top-ups", _v4_wider_transfer_subjects
     ),
     Migration(5, "evidence stored with each settlement", _v5_settlement_evidence),
+    Migration(6, "judged, good, bad and excused minutes of settlements", _v6_minute_counts),
 )
 
 

@@ -23,6 +23,8 @@ from typing import Annotated
 from pydantic import Field
 
 from aiconn.crd import CamelModel, cel, validations
+from aiconn.sla.maintenance import MaintenanceTerms
+from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.spec import (
     DURATION_PATTERN,
     AIInferenceSLASpec,
@@ -135,6 +137,10 @@ class AIInferenceOfferSpec(CamelModel):
         min_length=1, max_length=16
     )
     """InferenceTiers an SLA of this offer may be placed on (auto chooses among them)."""
+    service_hours: ServiceHours | None = None
+    """Hours the availability objective counts, local to a time zone (e.g. Mon-Fri 08:00-18:00 Europe/Berlin); minutes outside are not judged (neither good, bad nor unknown, and not in the coverage). Latency objectives count every request. Without it, every minute counts."""
+    maintenance: MaintenanceTerms | None = None
+    """Planned maintenance excluded from availability: MaintenanceWindows naming this offer excuse the minutes that begin at least noticeMinutes after the window was created (its creationTimestamp), never earlier. Without it, maintenance is judged like any other minute."""
 
     def model_class(self, parameters_billions: float) -> ModelClassPrice | None:
         """The class a model of this size falls into; None when the offer has none that big."""

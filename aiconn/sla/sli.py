@@ -8,6 +8,11 @@ shown as data coverage, so a Prometheus outage can neither fake downtime nor hid
 whose pods are gone while Prometheus scrapes is down, not unknown. A minute that has data, no
 requests and the service up is good: an idle service that answers is available.
 
+Some minutes are not judged at all: those outside an offer's service hours
+(`aiconn.sla.servicehours`) and those of planned maintenance announced in advance
+(`aiconn.sla.maintenance`), which are *excused*. Each minute gets exactly one `Verdict`; the
+codes are small integers so that per-minute verdicts can be stored and recomputed.
+
 Everything is vectorized over a fleet: arrays are SLAs x minutes, so one call judges every SLA.
 
 Latency is counted from cumulative histogram buckets (Occurrences). The count at the threshold is
@@ -21,12 +26,26 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FAILED_PERCENT_LIMIT = 5
 """A minute whose failed share of in-contract requests exceeds this percentage is bad."""
+
+
+class Verdict(IntEnum):
+    """What one minute counts as for availability; stored as these int8 codes."""
+
+    GOOD = 0
+    BAD = 1
+    UNKNOWN = 2
+    """Monitoring saw nothing: neither good nor bad, it lowers the data coverage."""
+    EXCUSED = 3
+    """Planned maintenance announced in advance: neither good, bad nor unknown."""
+    NOT_JUDGED = 4
+    """Outside service hours, or before the SLA was in force: no objective covers it."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,25 @@ def classify_minutes(in_contract: ArrayLike, failed: ArrayLike, up: ArrayLike) -
     bad.reshape(-1)[where_failed[over]] = True
     bad &= known
     return Timeslices(bad=bad, known=known)
+
+
+def minute_verdicts(
+    slices: Timeslices,
+    *,
+    judged: ArrayLike | None = None,
+    excused: ArrayLike | None = None,
+) -> NDArray[np.int8]:
+    """One `Verdict` code per minute. `judged` marks minutes the objective covers (in force, in
+    service hours; None: all), `excused` those of announced maintenance (None: none). Not judged
+    wins over excused, excused over what monitoring saw."""
+    codes = np.where(
+        slices.known, np.where(slices.bad, Verdict.BAD, Verdict.GOOD), Verdict.UNKNOWN
+    ).astype(np.int8)
+    if excused is not None:
+        codes[np.asarray(excused, dtype=np.bool_)] = Verdict.EXCUSED
+    if judged is not None:
+        codes[~np.asarray(judged, dtype=np.bool_)] = Verdict.NOT_JUDGED
+    return codes
 
 
 def availability(slices: Timeslices) -> Availability:

@@ -97,7 +97,7 @@ class Objectives(CamelModel):
     """What is promised: availability, time to first token, time per output token."""
 
     availability: AvailabilityObjective = AvailabilityObjective()
-    """Availability in 1-minute timeslices of the service, not of its worst replica. A minute is bad when no replica could serve for the whole minute, when more than 5 % of the in-contract requests all replicas served failed, or when Prometheus was scraping but the SLA had no endpoint at all (pods deleted, evicted, never scheduled). Only a minute in which Prometheus itself scraped nothing is unknown: counted neither way, it lowers the data coverage."""
+    """Availability in 1-minute timeslices of the service, not of its worst replica. A minute is bad when no replica could serve for the whole minute, when more than 5 % of the in-contract requests all replicas served failed, or when Prometheus was scraping but the SLA had no endpoint at all (pods deleted, evicted, never scheduled). Only a minute in which Prometheus itself scraped nothing is unknown: counted neither way, it lowers the data coverage. Requests the customer caused (4xx, over-contract 429, 402) are never in-contract, so never failures. Under an offer with serviceHours only minutes in those hours are judged; minutes of a MaintenanceWindow announced at least the offer's maintenance.noticeMinutes in advance are excused (neither good, bad nor unknown), never retroactively."""
     ttft: LatencyObjective = LatencyObjective(threshold_ms=500, target_percent=99.0)
     """Time to first token objective, measured at the token gateway."""
     tpot: LatencyObjective = LatencyObjective(threshold_ms=100, target_percent=99.0)
@@ -408,7 +408,11 @@ class PeriodStatus(CamelModel):
     alerts: list[str] = Field(default_factory=list)
     """Multi-window burn-rate alerts firing now, named severity and long window: page-1h, page-6h, ticket-1d, ticket-3d for a monthly SLA (a 1-day SLA: page-2m, page-12m, ticket-48m, ticket-2h24m)."""
     coverage_percent: float | None = None
-    """Minutes with data over minutes elapsed, in percent."""
+    """Minutes with data over minutes judged so far, in percent."""
+    judged_minutes: int | None = None
+    """Minutes elapsed that the availability objective covers: in force, in service hours, not excused."""
+    excused_minutes: int | None = None
+    """Minutes elapsed in service hours excused by maintenance announced in advance."""
     tokens_used: int | None = None
     """Prompt plus completion tokens metered this period."""
     charges: float | None = None
@@ -447,7 +451,11 @@ class SettlementStatus(CamelModel):
     tpot_attainment_percent: str | None = None
     """TPOT attainment of the period as settled (rounded to 0.01)."""
     coverage_percent: str | None = None
-    """Share of the period's minutes that were judged (rounded to 0.01)."""
+    """Share of the period's judged minutes that had data (rounded to 0.01)."""
+    judged_minutes: int | None = None
+    """Minutes of the period the availability objective covered (in force, in service hours, not excused)."""
+    excused_minutes: int | None = None
+    """Minutes of the period excused by maintenance announced in advance."""
     hold_reason: str | None = None
     """Why the period is held for review; absent when it settled."""
     transfer_ids: list[str] = Field(default_factory=list)

@@ -1,5 +1,6 @@
 """`make demo`'s code path end to end: the SLA is placed, measured, breached during the injected
-faults, and credited exactly once; `dev down` leaves nothing running."""
+faults, its announced maintenance excused, and credited exactly once; `dev down` leaves nothing
+running."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
     # `aiconn verify` recomputed the settled credit from the evidence alone, and caught the edit.
     assert ": match" in result.verified
     assert "MISMATCH" in result.tampered and "bad minutes: stored" in result.tampered
+    # The announced maintenance minute, with vLLM down, is excused beside the breach.
+    assert result.maintenance is not None
+    assert settlement["excusedMinutes"] == report["excusedMinutes"] == 1
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(p, state)]
 
     # The NOC page opened afresh after the incident (what a reload is) shows it: the budget line

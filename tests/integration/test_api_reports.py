@@ -12,7 +12,8 @@ import io
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from kubernetes import client
 from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
 from aiconn.api.settings import ApiSettings
-from aiconn.sla.credits import money, to_micros
-from aiconn.sla.ledger import Kind, Ledger, Settlement, UsageReading, wallet_account
+from aiconn.sla.credits import CreditBreakdown, money, to_micros
+from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.ledger import (
+    Kind,
+    Ledger,
+    Settlement,
+    UsageReading,
+    settle_period,
+    wallet_account,
+)
 from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import Window
 
@@ -140,6 +149,51 @@ def test_closed_period_report_is_the_ledgers_settlement_and_transfers(seeded: Se
         headers={"Authorization": f"Bearer {TOKEN}", "Accept": "text/csv"},
     )
     assert by_accept.text == as_csv.text
+
+
+def test_closed_period_report_shows_minutes_judged_and_excused(seeded: Seeded) -> None:
+    # A period settled with 60 minutes of announced maintenance, from the ledger alone.
+    first = seeded.settlements[0]
+    earlier = period_containing(Window(), first.period.start - timedelta(microseconds=1))
+    evaluation = SLAEvaluation(
+        minutes=earlier.minutes,
+        good_minutes=12_540,
+        bad_minutes=0,
+        availability_percent=100.0,
+        coverage_percent=100.0,
+        ttft_attainment_percent=None,
+        ttft_exact=True,
+        tpot_attainment_percent=None,
+        tpot_exact=True,
+        inference_ttft_attainment_percent=None,
+        budget_remaining_percent=None,
+        burn_rates={},
+        alerts=(),
+        tokens_used=0,
+        price_per_million_tokens=Decimal(1),
+        charges=Decimal(0),
+        credit=CreditBreakdown(
+            availability_percent=Decimal(0),
+            latency_percent=Decimal(0),
+            total_percent=Decimal(0),
+            amount=Decimal(0),
+        ),
+        excused_minutes=60,
+        judged_minutes=12_540,
+    )
+    settle_period(
+        seeded.ledger,
+        sla_uid=seeded.uid,
+        namespace=seeded.namespace,
+        name="chat",
+        tenant=first.tenant,
+        period=earlier,
+        result=evaluation,
+        coverage_floor_percent=90.0,
+    )
+    report = seeded.get("/report", period=earlier.start.strftime("%Y-%m")).json()
+    assert (report["judgedMinutes"], report["excusedMinutes"]) == (12_540, 60)
+    assert report["availabilityPercent"] == 100.0
 
 
 def test_current_period_report_is_the_sla_status(seeded: Seeded) -> None:

@@ -303,6 +303,7 @@ def test_published_openapi_describes_every_spec_and_status_field(k8s: Any) -> No
 
 def test_samples_parse_with_the_typed_models() -> None:
     from aiconn.inference.tier import InferenceTierSpec
+    from aiconn.sla.maintenance import MaintenanceWindowSpec
     from aiconn.sla.offer import AIInferenceOfferSpec
     from aiconn.sla.spec import AIInferenceSLASpec
 
@@ -310,6 +311,7 @@ def test_samples_parse_with_the_typed_models() -> None:
         "AIInferenceSLA": AIInferenceSLASpec,
         "InferenceTier": InferenceTierSpec,
         "AIInferenceOffer": AIInferenceOfferSpec,
+        "MaintenanceWindow": MaintenanceWindowSpec,
     }
     for doc in load_documents(sorted(SAMPLES.glob("*.yaml"))):
         models[doc["kind"]].model_validate(doc["spec"])

@@ -180,7 +180,12 @@ def test_every_rendered_object_is_accepted(installed: Objects) -> None:
     )
     assert all("namespace" not in o["metadata"] for o in installed if o["kind"] in cluster_scoped)
     offers = {o["metadata"]["name"] for o in installed if o["kind"] == "AIInferenceOffer"}
-    assert offers == {"5g-enterprise-bundle", "business-subscription", "multi-model-units"}
+    assert offers == {
+        "5g-enterprise-bundle",
+        "business-subscription",
+        "multi-model-units",
+        "business-hours-sla",
+    }
 
 
 def test_pods_pass_restricted_pod_security(k8s: Any, installed: Objects) -> None:

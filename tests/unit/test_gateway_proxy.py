@@ -33,8 +33,10 @@ from aiconn.devstack.gateway import GatewayThread
 from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.keys import hash_key
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period
+from aiconn.sla.sli import classify_minutes
 
 KEY = "sk-tenant-7c1d0e"
 PROMPT = "the secret prompt 93be"
@@ -610,3 +612,45 @@ def test_neither_keys_nor_prompts_are_logged(
     logged = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records)
     for secret in (KEY, hash_key(KEY), "sk-wrong-9", PROMPT):
         assert secret not in logged
+
+
+def _availability_counts(base: str) -> tuple[float, float]:
+    """What the availability SLI sums for a minute: in-contract requests and failed ones, by the
+    same outcome sets the SLA engine's queries select (`metricnames`)."""
+    in_contract = sum(outcome(base, name) for name in mn.IN_CONTRACT_OUTCOMES)
+    failed = sum(outcome(base, name) for name in mn.FAILED_OUTCOMES)
+    return in_contract, failed
+
+
+def test_customer_caused_answers_never_count_against_availability(gateway: Gateway) -> None:
+    # Issue 11, item 8: a bad request, a wrong key, an unknown model, a rate over the contract
+    # and a spent allowance are the customer's doing; only the provider's 5xx is a failure.
+    url = "/v1/chat/completions"
+    with gateway(rate_rps=0.5, allowance=StaticAllowance(10 * (PROMPT_TOKENS + 50))) as gw:
+        answers = [
+            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),
+            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),  # 429
+            httpx.post(f"{gw.url}{url}", content=b"{not json", headers=AUTH),
+            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers={}),
+        ]
+        assert [a.status_code for a in answers] == [200, 429, 400, 401]
+        customer = _availability_counts(gw.metrics_url)
+    with gateway(allowance=StaticAllowance(0)) as gw:
+        spent_answer = httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH)
+        assert spent_answer.status_code == 402
+        spent = _availability_counts(gw.metrics_url)
+    with gateway() as gw:
+        missing = httpx.post(
+            f"{gw.url}{url}", json=chat(stream=True, model="missing"), headers=AUTH
+        )
+        broken = httpx.post(f"{gw.url}{url}", json=chat(stream=False, model="broken"), headers=AUTH)
+        assert (missing.status_code, broken.status_code) == (404, 500)
+        provider = _availability_counts(gw.metrics_url)
+    assert customer == (1.0, 0.0), "only the served request is in contract"
+    assert spent == (0.0, 0.0)
+    assert provider == (1.0, 1.0), "the unknown model is the customer's, the 500 the provider's"
+    # A minute of nothing but the customer's errors is a good minute; the provider's is bad.
+    minutes = classify_minutes(
+        [customer[0], spent[0], provider[0]], [customer[1], spent[1], provider[1]], [1, 1, 1]
+    )
+    assert minutes.bad.tolist() == [False, False, True]

@@ -13,21 +13,49 @@ Every expected number below was worked out by hand, not by the code under test:
   5 % is 3.0864197 -> 3.086420.
 - Coverage: 4,176 unknown minutes of 41,760 is exactly 90.0 % known (settles at a 90 % floor);
   4,177 is 89.9976 % (held).
+
+The published business-hours SLA (`manifests/samples`: offer business-hours-sla, SLA
+service-desk-8b): 99.9 % during Mon-Fri 08:00-18:00 Europe/Berlin per UTC calendar month, 5 / 10
+/ 25 % below 99.9 / 99.7 / 95 %, maintenance announced 72 h ahead excused:
+
+- Business days: February 2028 has 21 (Tue 1 .. Tue 29), so 21 x 600 = 12,600 judged minutes;
+  March 2026 and October 2026 have 22 each, 13,200. Berlin is UTC+1 in winter (08:00-18:00 is
+  07:00-17:00 UTC) and UTC+2 from Sunday 29 March / until Sunday 25 October 2026 (06:00-16:00).
+- 123,456,789 tokens at 1.2 per million cost 148.1481468, half-even to 148.148147; 5 % is
+  7.40740735 -> 7.407407, 10 % is 14.8148147 -> 14.814815, 25 % 37.03703675 -> 37.037037.
+- 99.9 % of 12,600 leaves 12.6 minutes: 12 bad is 99.90476 % (none), 13 is 99.89683 % (5 %).
+  5 % of 12,600 is 630: 630 bad is exactly 95 % (10 %), 631 is 94.99206 % (25 %).
+- A 50-minute outage from 09:00 UTC on Wed 9 February 2028 inside a 09:00-10:00 window: declared
+  96 h ahead, all 60 window minutes are excused (12,540 judged, none bad); declared 48 h ahead,
+  none (50 bad of 12,600 is 99.60317 %: 10 %); declared 71 h 30 min ahead, only 09:30-10:00
+  (30 bad of 12,570 is 99.76134 %: 5 %).
+- Monitoring blind 09:00-11:00 UTC with the window declared in time: 60 excused, 60 unknown,
+  coverage 12,480 / 12,540 = 99.52 %, settles with no credit.
+- Around DST: down 06:00-07:00 UTC on Fri 27 March 2026 (07:00 CET: outside) and Mon 30 March
+  (08:00 CEST: inside) is 60 bad of 13,200, 99.54545 % (10 %); down 16:00-17:00 UTC on Mon 30
+  March (18:00 CEST: outside) is none, where a fixed UTC+1 would have counted it. In October,
+  down 06:00-07:00 UTC on Fri 23 (08:00 CEST: inside) and Mon 26 (07:00 CET: outside): 60 bad.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from aiconn.operator.evaluation import SLARef
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
+from aiconn.sla.judged import MinuteRules
 from aiconn.sla.ledger import Ledger, SettlementState, settle_period
+from aiconn.sla.maintenance import MaintenanceWindow
+from aiconn.sla.offer import AIInferenceOfferSpec, effective_spec
 from aiconn.sla.periods import period_containing
 from aiconn.sla.sli import Occurrences
 from aiconn.sla.spec import AIInferenceSLASpec, Window
@@ -160,3 +188,230 @@ def test_settlement_to_the_micro_unit(case: Scenario, ledger: Ledger) -> None:
     assert settlement.charges_micros == CHARGE_MICROS
     assert settlement.credit_percent == Decimal(case.credit_percent)
     assert settlement.credit_micros == case.credit_micros
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+PUBLISHED_CHARGE_MICROS = 148_148_147
+
+
+def published_sla() -> SLARef:
+    """The shipped sample SLA under the shipped offer, as the operator acts on it."""
+    offers = {
+        d["metadata"]["name"]: d for d in yaml.safe_load_all((SAMPLES / "offers.yaml").read_text())
+    }
+    body = yaml.safe_load((SAMPLES / "sla-business-hours.yaml").read_text())
+    offer = AIInferenceOfferSpec.model_validate(offers[body["spec"]["offer"]]["spec"])
+    spec = effective_spec(AIInferenceSLASpec.model_validate(body["spec"]), offer)
+    return SLARef(
+        uid="published",
+        namespace="stadtwerke",
+        name=body["metadata"]["name"],
+        created=datetime(2020, 1, 1, tzinfo=UTC),
+        spec=spec,
+        status={},
+        offer=offer,
+    )
+
+
+def utc(day: str, clock: str) -> datetime:
+    return datetime.fromisoformat(f"{day}T{clock}:00+00:00")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A MaintenanceWindow the provider created at `declared`."""
+
+    start: datetime
+    end: datetime
+    declared: datetime
+
+
+@dataclass(frozen=True)
+class CalendarScenario:
+    name: str
+    month: tuple[int, int]
+    judged: int
+    bad: int
+    credit_percent: str = "0"
+    credit_micros: int = 0
+    excused: int = 0
+    down: tuple[Span, ...] = ()
+    blind: tuple[Span, ...] = ()
+    windows: tuple[Declared, ...] = ()
+
+
+FEB9 = Declared(utc("2028-02-09", "09:00"), utc("2028-02-09", "10:00"), utc("2028-02-05", "09:00"))
+OUTAGE_FEB9 = Span(utc("2028-02-09", "09:00"), 50)
+CALENDAR_SCENARIOS = [
+    CalendarScenario(
+        "leap Feb, 12 bad minutes in business hours",
+        (2028, 2),
+        judged=12_600,
+        bad=12,
+        down=(Span(utc("2028-02-01", "07:00"), 12),),
+    ),
+    CalendarScenario(
+        "leap Feb, 13 bad",
+        (2028, 2),
+        judged=12_600,
+        bad=13,
+        credit_percent="5",
+        credit_micros=7_407_407,
+        down=(Span(utc("2028-02-01", "07:00"), 13),),
+    ),
+    CalendarScenario(
+        "a ten-hour night outage is outside business hours",
+        (2028, 2),
+        judged=12_600,
+        bad=12,
+        down=(Span(utc("2028-02-01", "07:00"), 12), Span(utc("2028-02-01", "20:00"), 600)),
+    ),
+    CalendarScenario(
+        "630 bad: exactly 95 %",
+        (2028, 2),
+        judged=12_600,
+        bad=630,
+        credit_percent="10",
+        credit_micros=14_814_815,
+        down=(Span(utc("2028-02-01", "07:00"), 600), Span(utc("2028-02-02", "07:00"), 30)),
+    ),
+    CalendarScenario(
+        "631 bad: below 95 %",
+        (2028, 2),
+        judged=12_600,
+        bad=631,
+        credit_percent="25",
+        credit_micros=37_037_037,
+        down=(Span(utc("2028-02-01", "07:00"), 600), Span(utc("2028-02-02", "07:00"), 31)),
+    ),
+    CalendarScenario(
+        "maintenance announced 96 h ahead excuses the outage in it",
+        (2028, 2),
+        judged=12_540,
+        bad=0,
+        excused=60,
+        down=(OUTAGE_FEB9,),
+        windows=(FEB9,),
+    ),
+    CalendarScenario(
+        "maintenance announced 48 h ahead (under the notice) excuses nothing",
+        (2028, 2),
+        judged=12_600,
+        bad=50,
+        credit_percent="10",
+        credit_micros=14_814_815,
+        down=(OUTAGE_FEB9,),
+        windows=(dataclasses.replace(FEB9, declared=utc("2028-02-07", "09:00")),),
+    ),
+    CalendarScenario(
+        "maintenance announced 71 h 30 min ahead excuses only its last half hour",
+        (2028, 2),
+        judged=12_570,
+        bad=30,
+        credit_percent="5",
+        credit_micros=7_407_407,
+        excused=30,
+        down=(OUTAGE_FEB9,),
+        windows=(dataclasses.replace(FEB9, declared=utc("2028-02-06", "09:30")),),
+    ),
+    CalendarScenario(
+        "unseen minutes in an announced window are excused, not unknown",
+        (2028, 2),
+        judged=12_540,
+        bad=0,
+        excused=60,
+        blind=(Span(utc("2028-02-09", "09:00"), 120),),
+        windows=(FEB9,),
+    ),
+    CalendarScenario(
+        "spring DST: 06:00 UTC is outside on Friday, inside on Monday",
+        (2026, 3),
+        judged=13_200,
+        bad=60,
+        credit_percent="10",
+        credit_micros=14_814_815,
+        down=(Span(utc("2026-03-27", "06:00"), 60), Span(utc("2026-03-30", "06:00"), 60)),
+    ),
+    CalendarScenario(
+        "spring DST: 16:00 UTC on Monday is after closing",
+        (2026, 3),
+        judged=13_200,
+        bad=0,
+        down=(Span(utc("2026-03-30", "16:00"), 60),),
+    ),
+    CalendarScenario(
+        "autumn DST: 06:00 UTC is inside on Friday, outside on Monday",
+        (2026, 10),
+        judged=13_200,
+        bad=60,
+        credit_percent="10",
+        credit_micros=14_814_815,
+        down=(Span(utc("2026-10-23", "06:00"), 60), Span(utc("2026-10-26", "06:00"), 60)),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CALENDAR_SCENARIOS, ids=[s.name for s in CALENDAR_SCENARIOS])
+def test_the_published_business_hours_sla_settles_to_the_micro_unit(
+    case: CalendarScenario, ledger: Ledger
+) -> None:
+    sla = published_sla()
+    period = period_containing(sla.spec.objectives.window, datetime(*case.month, 10, tzinfo=UTC))
+    up = np.ones((1, period.minutes), dtype=np.float32)
+    for value, spans in ((0.0, case.down), (np.nan, case.blind)):
+        for span in spans:
+            first = int((span.start - period.start) / timedelta(minutes=1))
+            up[0, first : first + span.minutes] = value
+    windows = [
+        MaintenanceWindow(
+            name=f"w{i}",
+            start=w.start,
+            end=w.end,
+            offers=frozenset({"business-hours-sla"}),
+            declared=w.declared,
+        )
+        for i, w in enumerate(case.windows)
+    ]
+    rules = MinuteRules.build(
+        [sla.minute_rule(windows)], start=period.start, columns=period.minutes
+    )
+    one = np.ones(1, dtype=bool)
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([sla.spec]),
+        series=FleetSeries(
+            in_contract=np.zeros((1, period.minutes), dtype=np.uint16),
+            failed=np.zeros((1, period.minutes), dtype=np.uint16),
+            up=up,
+            ttft=Occurrences(good=np.array([900.0]), total=np.array([1000.0]), exact=one),
+            tpot=Occurrences(good=np.array([900.0]), total=np.array([1000.0]), exact=one),
+            tokens=np.array([TOKENS], dtype=np.int64),
+        ),
+        minute_rules=rules,
+    ).sla(0)
+    assert (result.judged_minutes, result.bad_minutes, result.excused_minutes) == (
+        case.judged,
+        case.bad,
+        case.excused,
+    )
+    settlement = settle_period(
+        ledger,
+        sla_uid=sla.uid,
+        namespace=sla.namespace,
+        name=sla.name,
+        tenant=sla.tenant,
+        period=period,
+        result=result,
+        coverage_floor_percent=90.0,
+    )
+    assert settlement.state is SettlementState.SETTLED
+    assert settlement.charges_micros == PUBLISHED_CHARGE_MICROS
+    # Latency at 90 % earns nothing: the published SLA credits availability only.
+    assert settlement.credit_percent == Decimal(case.credit_percent)
+    assert settlement.credit_micros == case.credit_micros
+    assert (settlement.judged_minutes, settlement.excused_minutes) == (case.judged, case.excused)

@@ -1,0 +1,130 @@
+"""Planned maintenance: minutes excused from availability, and only when announced in advance.
+
+A MaintenanceWindow is a small cluster-scoped resource the provider creates (tenants have no
+cluster-wide rights: tenants choose, the provider decides). It names the offers whose SLAs it
+excuses and a UTC span of whole minutes. Each offer states, in `maintenance.noticeMinutes`, how
+far in advance a window must be declared; an offer without `maintenance` excuses nothing.
+
+Never retroactive: a window excuses only minutes that begin at or after the moment it was
+declared plus the notice. "Declared" is the window's `metadata.creationTimestamp`, which the API
+server sets and nobody can write; the spec is immutable once created (a CEL transition rule), so
+a window cannot be stretched over an outage after the fact: a changed plan is a new window, and
+its notice counts from its own creation. Deleting a window un-excuses its minutes (a cancelled
+maintenance owes nothing), as long as the period is not settled yet.
+
+An excused minute is neither good, bad nor unknown (`aiconn.sla.sli.Verdict.EXCUSED`): it leaves
+the availability ratio and the coverage denominator, and is counted and shown on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field
+
+from aiconn.crd import CamelModel, cel, validations
+from aiconn.sla.periods import ceil_minute
+
+OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
+
+
+class MaintenanceTerms(CamelModel):
+    """The offer's rule for planned maintenance: windows declared this far ahead are excused."""
+
+    notice_minutes: int = Field(ge=0, le=527040)
+    """Minutes a MaintenanceWindow must be declared (created) before the minutes it excuses; minutes that begin earlier than creation plus this notice are judged as usual."""
+
+
+class MaintenanceWindowSpec(CamelModel):
+    """Planned maintenance the provider announces: excused minutes for SLAs of the named offers."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            # The fixed spelling makes string order time order.
+            cel("self.end > self.start", "end must be after start", ".end"),
+            cel(
+                "self == oldSelf",
+                "a maintenance window cannot be changed once declared (it would excuse minutes"
+                " retroactively): delete it and declare a new one",
+            ),
+        )
+    }
+    start: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
+    """First excused minute, RFC 3339 in UTC on a whole minute, e.g. 2026-03-14T01:00:00Z."""
+    end: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
+    """End of the window (exclusive), RFC 3339 in UTC on a whole minute."""
+    offers: list[Annotated[str, Field(max_length=253, pattern=OFFER_NAME_PATTERN)]] = Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=validations(
+            cel("self.all(a, self.exists_one(b, b == a))", "offers must not repeat an offer")
+        ),
+    )
+    """AIInferenceOffers whose SLAs the window excuses (each offer's maintenance.noticeMinutes applies)."""
+    reason: str = Field(default="", max_length=1024)
+    """What is maintained, shown to tenants."""
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A declared window as the SLA engine uses it: its span, its offers and when it was declared."""
+
+    name: str
+    start: datetime
+    end: datetime
+    offers: frozenset[str]
+    declared: datetime
+    """The API server's creationTimestamp: the only clock a declaration is judged by."""
+    reason: str = ""
+
+    def excused_from(self, notice: timedelta) -> datetime:
+        """The first minute this window may excuse under `notice`: never before it was known."""
+        return max(self.start, ceil_minute(self.declared + notice))
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> MaintenanceWindow:
+        """A window from its stored object (raises ValueError or KeyError when malformed)."""
+        spec = MaintenanceWindowSpec.model_validate(body.get("spec") or {})
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            start=_parse(spec.start),
+            end=_parse(spec.end),
+            offers=frozenset(spec.offers),
+            declared=_parse(meta["creationTimestamp"]),
+            reason=spec.reason,
+        )
+
+
+def excused_spans(
+    windows: Iterable[MaintenanceWindow], *, offer: str, notice: timedelta
+) -> tuple[tuple[datetime, datetime], ...]:
+    """The [from, end) spans an SLA of `offer` is excused, sorted; empty spans left out."""
+    spans = {
+        (w.excused_from(notice), w.end)
+        for w in windows
+        if offer in w.offers and w.excused_from(notice) < w.end
+    }
+    return tuple(sorted(spans))
+
+
+def excused_minutes(
+    spans: Sequence[tuple[datetime, datetime]], *, start: datetime, minutes: int
+) -> NDArray[np.bool_]:
+    """For each minute [start + j, start + j + 1), whether it begins inside an excused span."""
+    mask = np.zeros(minutes, dtype=np.bool_)
+    for lo, hi in spans:
+        first = -(-int((lo - start).total_seconds()) // 60)
+        stop = -(-int((hi - start).total_seconds()) // 60)
+        mask[max(first, 0) : max(min(stop, minutes), 0)] = True
+    return mask
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

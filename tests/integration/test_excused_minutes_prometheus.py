@@ -1,0 +1,115 @@
+"""Announced maintenance against a real Prometheus: the operator's own `measure` excuses the
+minutes of a window declared in time, judges those a late declaration cannot cover, and lines the
+window up with the minutes Prometheus returns, look-back included (issue 11, item 8).
+
+The declaration times here lie in the past, which only a constructed window can have (the API
+server stamps the present: `test_maintenance_windows.py` proves that side).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aiconn.devstack.processes import ProcessGroup
+from aiconn.operator.evaluation import SLARef, measure
+from aiconn.sla import metricnames as mn
+from aiconn.sla.maintenance import MaintenanceWindow
+from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.sla.periods import Period, floor_minute
+from aiconn.sla.prometheus import PrometheusSource
+from aiconn.sla.spec import AIInferenceSLASpec
+from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
+
+pytestmark = [pytest.mark.integration]
+
+OFFER = AIInferenceOfferSpec.model_validate(
+    {
+        "modelClasses": [{"name": "s", "maxParametersBillions": 80, "pricePerMillionTokens": 1}],
+        "plan": {"includedTokensPerPeriod": 1000},
+        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+        "allowedTiers": ["edge"],
+        "maintenance": {"noticeMinutes": 60},
+    }
+)
+SPEC = AIInferenceSLASpec.model_validate(
+    {
+        "offer": "gold",
+        "model": {"name": "tiny", "source": "hf://aiconn/tiny", "parametersBillions": 1},
+        "objectives": {"availability": {"targetPercent": 99.0}, "window": {"duration": "1d"}},
+        "network": {"rttBudgetMs": 50},
+    }
+)
+
+
+@pytest.fixture
+def groups(services_dir: Path) -> Iterator[list[ProcessGroup]]:
+    started: list[ProcessGroup] = []
+    yield started
+    for group in started:
+        group.stop_all()
+
+
+def sla(name: str) -> SLARef:
+    return SLARef(
+        uid=str(uuid.uuid4()),
+        namespace="acme",
+        name=name,
+        created=datetime(2020, 1, 1, tzinfo=UTC),
+        spec=SPEC,
+        status={},
+        offer=OFFER,
+    )
+
+
+def test_an_outage_in_announced_maintenance_is_excused_and_a_late_announcement_is_not(
+    services_dir: Path, groups: list[ProcessGroup]
+) -> None:
+    origin = floor_minute(datetime.now(UTC)) - timedelta(minutes=50)
+    history = History(start=origin)
+    history.gauge("up", {"job": "prometheus", "instance": "self"}, 1, range(40))
+    for name in ("early", "late"):
+        serving(history, name, "0", range(40), per_minute=60)
+        # The model server is down in minutes 15-24 (of the history).
+        history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod(name, "0"), 0, range(15, 25))
+    server, group = backfilled_prometheus(history, services_dir)
+    groups.append(group)
+
+    def at(minute: int) -> datetime:
+        return origin + timedelta(minutes=minute)
+
+    windows = [
+        # Declared a day ahead: all of 20-24 excused.
+        MaintenanceWindow(
+            name="in-time",
+            start=at(20),
+            end=at(25),
+            offers=frozenset({"gold"}),
+            declared=at(20) - timedelta(days=1),
+        ),
+    ]
+    late = [
+        # Declared 58 minutes ahead with 60 minutes' notice: only minute 22 on is excused.
+        MaintenanceWindow(
+            name="late",
+            start=at(20),
+            end=at(25),
+            offers=frozenset({"gold"}),
+            declared=at(20) - timedelta(minutes=58),
+        ),
+    ]
+    source = PrometheusSource.from_url(server.url)
+    # The period starts at minute 10 and the 10 minutes before it are fetched as look-back.
+    period = Period(start=at(10), end=at(40))
+    early = measure(source, [sla("early")], period, lookback_minutes=10, windows=windows).sla(0)
+    delayed = measure(source, [sla("late")], period, lookback_minutes=10, windows=late).sla(0)
+
+    assert (early.bad_minutes, early.excused_minutes, early.judged_minutes) == (5, 5, 25)
+    assert early.good_minutes == 20 and early.coverage_percent == 100.0
+    assert (delayed.bad_minutes, delayed.excused_minutes, delayed.judged_minutes) == (7, 3, 27)
+    assert early.availability_percent == 80.0
+    assert delayed.availability_percent == pytest.approx(100 * 20 / 27)
