@@ -67,7 +67,7 @@ def sla(name: str) -> SLARef:
 
 
 def test_an_outage_in_announced_maintenance_is_excused_and_a_late_announcement_is_not(
-    services_dir: Path, groups: list[ProcessGroup]
+    services_dir: Path, groups: list[ProcessGroup], prometheus_bin: Path
 ) -> None:
     origin = floor_minute(datetime.now(UTC)) - timedelta(minutes=50)
     history = History(start=origin)
@@ -76,7 +76,7 @@ def test_an_outage_in_announced_maintenance_is_excused_and_a_late_announcement_i
         serving(history, name, "0", range(40), per_minute=60)
         # The model server is down in minutes 15-24 (of the history).
         history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod(name, "0"), 0, range(15, 25))
-    server, group = backfilled_prometheus(history, services_dir)
+    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
     groups.append(group)
 
     def at(minute: int) -> datetime:
