@@ -114,9 +114,10 @@ def serving(history: History, sla: str, replica: str, minutes: range, *, per_min
 
 
 def backfilled_prometheus(
-    history: History, group_dir: Path, *, binary: Path
+    history: History, group_dir: Path, *, binary: Path, rule_files: Iterable[Path] = ()
 ) -> tuple[PrometheusServer, ProcessGroup]:
-    """A Prometheus started on a TSDB holding exactly `history`; stop it with the group."""
+    """A Prometheus started on a TSDB holding exactly `history`, evaluating `rule_files`; stop it
+    with the group."""
     work = Path(tempfile.mkdtemp(dir=group_dir, prefix="prom-backfill-"))
     data = work / "history.om"
     data.write_text(history.openmetrics())
@@ -128,5 +129,7 @@ def backfilled_prometheus(
     )
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
-    server = PrometheusServer(group=group, data_dir=work / "prom" / "data", binary=binary)
+    server = PrometheusServer(
+        group=group, data_dir=work / "prom" / "data", binary=binary, rule_files=list(rule_files)
+    )
     return server.start(), group
