@@ -9,14 +9,25 @@ reading them takes their rates, as it does for any Prometheus counter.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiconn.export.indicators import TIMESLICE, Indicator, indicators
 from aiconn.sla.spec import AIInferenceSLASpec, Window
 
 API_VERSION = "openslo/v1"
+MAX_NAME = 63
 CALENDAR_START = "2020-01-01 00:00:00"
 """Calendar windows count from a UTC boundary; any past month start aligns them the same."""
+
+
+def dns_label(name: str) -> str:
+    """OpenSLO names are RFC 1123 labels (63 characters); a longer one keeps its start and a
+    hash of the whole, so distinct SLAs keep distinct names."""
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
 def _source(query: str) -> dict[str, Any]:
@@ -48,7 +59,7 @@ def openslo_documents(
     *, namespace: str, name: str, spec: AIInferenceSLASpec
 ) -> list[dict[str, Any]]:
     """The Service and the three SLOs of one SLA, in document order."""
-    service = f"{namespace}-{name}"
+    service = dns_label(f"{namespace}-{name}")
     labels = {"namespace": [namespace], "sla": [name], "tenant": [spec.tenant or namespace]}
     docs: list[dict[str, Any]] = [
         {
@@ -59,7 +70,7 @@ def openslo_documents(
         }
     ]
     for indicator in indicators(namespace=namespace, sla=name, spec=spec):
-        slo_name = f"{service}-{indicator.name}"
+        slo_name = dns_label(f"{namespace}-{name}-{indicator.name}")
         docs.append(
             {
                 "apiVersion": API_VERSION,
@@ -69,7 +80,7 @@ def openslo_documents(
                     "description": indicator.description,
                     "service": service,
                     "indicator": {
-                        "metadata": {"name": f"{slo_name}-sli"},
+                        "metadata": {"name": dns_label(f"{namespace}-{name}-{indicator.name}-sli")},
                         "spec": {
                             "ratioMetric": {
                                 "counter": True,
