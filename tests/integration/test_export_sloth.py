@@ -102,9 +102,10 @@ def test_sloth_validates_and_generates_every_sample(
         for title in ("Availability", "TTFT", "TPOT")
         for severity in ("page", "ticket")
     }
-    # Every generated series carries the SLA's labels, as aiconn's rules do.
-    assert all(
-        r["labels"]["sla"] == name for g in rules["groups"] for r in g["rules"] if "labels" in r
+    # Every recorded series carries the SLA's labels, as aiconn's do; the alerts keep them.
+    records = [r for g in rules["groups"] for r in g["rules"] if "record" in r]
+    assert records and all(
+        (r["labels"]["namespace"], r["labels"]["sla"]) == (NAMESPACE, name) for r in records
     )
 
 
