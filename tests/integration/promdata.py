@@ -114,7 +114,12 @@ def serving(history: History, sla: str, replica: str, minutes: range, *, per_min
 
 
 def backfilled_prometheus(
-    history: History, group_dir: Path, *, binary: Path, rule_files: Iterable[Path] = ()
+    history: History,
+    group_dir: Path,
+    *,
+    binary: Path,
+    rule_files: Iterable[Path] = (),
+    retention: str = "2d",
 ) -> tuple[PrometheusServer, ProcessGroup]:
     """A Prometheus started on a TSDB holding exactly `history`, evaluating `rule_files`; stop it
     with the group."""
@@ -130,6 +135,10 @@ def backfilled_prometheus(
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
     server = PrometheusServer(
-        group=group, data_dir=work / "prom" / "data", binary=binary, rule_files=list(rule_files)
+        group=group,
+        data_dir=work / "prom" / "data",
+        binary=binary,
+        rule_files=list(rule_files),
+        retention=retention,
     )
     return server.start(), group

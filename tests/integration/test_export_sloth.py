@@ -4,8 +4,9 @@ Every sample SLA's Sloth export passes `sloth validate` and `sloth generate` (th
 tools/sloth/build.sh builds; a missing one fails these tests). Then the rules Sloth generates
 from an export and aiconn's own PrometheusRule are loaded into one real Prometheus holding the
 same three days of gateway counters for three SLAs: one burning fast (should page), one burning
-slowly (should open a ticket), one calm. Sloth's page and ticket alerts must be active exactly for
-the SLAs aiconn's page and ticket alerts are. Which of aiconn's alerts should be active is
+slowly (should open a ticket), one calm. Sloth's page and ticket alerts must be active (pending or
+firing: aiconn's wait 2 or 15 minutes before firing, Sloth's fire at once) exactly for the SLAs
+aiconn's page and ticket alerts are. Which of aiconn's alerts should be active is
 computed from the windows and factors read from aiconn's rule file, so the scenario follows it.
 """
 
@@ -158,9 +159,9 @@ def _sloth_burn_rules(rules: dict) -> set[tuple[str, float, int, int]]:
 
 
 # Error shares of in-contract requests over time, as (minutes before the end, share) from the
-# start: fast burns 20x its budget for the last 2 h, slow 5x for 3 days, calm 0.5x throughout.
+# start: fast burns 25x its budget for the last 2 h (0.1x before), slow 5x for 3 days, calm 0.5x.
 SCENARIOS = {
-    "fast": [(None, 0.0005), (120, 0.02)],
+    "fast": [(None, 0.0001), (120, 0.025)],
     "slow": [(None, 0.005)],
     "calm": [(None, 0.0005)],
 }
@@ -222,13 +223,13 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
         out.write_text(yaml.safe_dump(generated))
         rule_files.append(out)
 
-    # Three days and an hour of history up to now, and half an hour past it, so the windows
-    # ending at whatever second the rules are evaluated hold the scenario.
+    # The longest window and an hour of history, up to the minute before now: the rules are
+    # evaluated at the present (a sample past it would put the TSDB's head out of bounds).
     longest = max(long for *_rest, long, _short in aiconn_rules)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=longest + 60)
     end_minute = longest + 60  # the minute starting now
-    minutes = range(end_minute + 30)
+    minutes = range(end_minute)
     history = History(start=start)
     for scenario in SCENARIOS:
         labels = gateway_pod(scenario, "0", NAMESPACE)
@@ -256,7 +257,11 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
     }, "the scenario covers a page, a ticket and calm"
 
     server, group = backfilled_prometheus(
-        history, services_dir, binary=prometheus_bin, rule_files=rule_files
+        history,
+        services_dir,
+        binary=prometheus_bin,
+        rule_files=rule_files,
+        retention=f"{2 * (longest + 60)}m",
     )
     want = {(s, k) for s, kinds in expected.items() for k, on in kinds.items() if on}
     seen: dict[str, set[tuple[str, str]]] = {}
