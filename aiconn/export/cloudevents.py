@@ -14,6 +14,7 @@ read, so a page never skips a row whichever of the two tables grew.
 from __future__ import annotations
 
 import heapq
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ MICROS = Decimal(1_000_000)
 # uuid5 namespace of settlement event ids.
 _SETTLEMENT_NAMESPACE = uuid.UUID("4c0d3e8a-6f0b-5c35-8a8e-736574746c65")
 START = "0.0"
+_CURSOR = re.compile(r"([0-9]{1,18})\.([0-9]{1,18})")
 
 
 class BadCursor(ValueError):
@@ -49,10 +51,10 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
-        parts = text.split(".")
-        if len(parts) != 2 or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        match = _CURSOR.fullmatch(text)
+        if match is None:
             raise BadCursor(f"cursor {text!r} is not <transfer seq>.<settlement seq>")
-        return cls(transfer=int(parts[0]), settlement=int(parts[1]))
+        return cls(transfer=int(match[1]), settlement=int(match[2]))
 
     def __str__(self) -> str:
         return f"{self.transfer}.{self.settlement}"

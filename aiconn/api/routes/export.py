@@ -39,6 +39,16 @@ MORE = "More-Events"
         200: {
             "description": f"Events; the `{NEXT_CURSOR}` header continues after them.",
             "content": {BATCH_MEDIA_TYPE: {}, LINES_MEDIA_TYPE: {}},
+            "headers": {
+                NEXT_CURSOR: {
+                    "description": "Pass as `after` for the events after these.",
+                    "schema": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+$"},
+                },
+                MORE: {
+                    "description": "Whether more events were there than this page held.",
+                    "schema": {"type": "string", "enum": ["true", "false"]},
+                },
+            },
         }
     },
 )
