@@ -19,15 +19,21 @@ import subprocess
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from aiconn import planning
+from aiconn.api.app import create_app
+from aiconn.api.demo import create_sla
 from aiconn.api.metrics import AVAILABILITY_OBJECTIVE
+from aiconn.api.settings import ApiSettings
 from aiconn.devstack.processes import StackError, wait_until
 from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.sla import metricnames as mn
+from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import AIInferenceSLASpec
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
@@ -287,3 +293,36 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
             raise AssertionError(f"active alerts {seen}, expected {want} for both") from err
     finally:
         group.stop_all()
+
+
+def test_the_api_exports_a_cluster_slas_slos_that_sloth_validates(
+    sloth: Path, k8s: Any, namespace: str, tmp_path: Path
+) -> None:
+    """`/slas/{name}/slo` of an SLA stored in a real API server, for a reader of its namespace."""
+    create_sla(k8s, namespace, "chat", tenant="acme", index=2)
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(f"tok-reader,alice,{namespace}\ntok-other,bob,elsewhere\n")
+    settings = ApiSettings(
+        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
+    )
+    ledger = Ledger.open("sqlite://")
+    path = f"/v1/namespaces/{namespace}/slas/chat/slo"
+    try:
+        with TestClient(create_app(settings, ledger=ledger, kube=k8s)) as http:
+            reader = {"Authorization": "Bearer tok-reader"}
+            exported = http.get(path, params={"format": "sloth"}, headers=reader)
+            openslo = http.get(path, headers=reader)
+            other = http.get(path, headers={"Authorization": "Bearer tok-other"})
+    finally:
+        ledger.close()
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("application/yaml")
+    assert other.status_code == 404
+    assert [d["kind"] for d in yaml.safe_load_all(openslo.text)] == ["Service", "SLO", "SLO", "SLO"]
+    spec_file = tmp_path / "chat.sloth.yaml"
+    spec_file.write_text(exported.text)
+    assert yaml.safe_load(exported.text)["labels"]["namespace"] == namespace
+    validate = subprocess.run(
+        [str(sloth), "validate", "-i", str(spec_file)], capture_output=True, text=True
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from aiconn import planning
 from aiconn.cli import main
 from aiconn.export.openslo import dns_label, openslo_documents
+from aiconn.export.sloth import UnsupportedWindow, sloth_period
 from aiconn.sla import metricnames as mn
+from aiconn.sla.spec import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("sla-*.yaml"))
@@ -184,3 +186,15 @@ def test_the_cli_prints_the_documents_and_names_a_bad_field(
     bad.write_text(yaml.safe_dump(raw))
     assert main(["export", "openslo", str(bad)]) == 2
     assert "spec.objectives.availability.targetPercent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("duration", "period"), [("1M", "30d"), ("30d", "30d"), ("28d", "28d"), ("4w", "28d")]
+)
+def test_sloth_periods_follow_the_window(duration: str, period: str) -> None:
+    assert sloth_period(Window(duration=duration)) == period
+
+
+def test_a_window_sloth_has_no_catalog_for_is_refused_naming_the_field() -> None:
+    with pytest.raises(UnsupportedWindow, match=r"spec\.objectives\.window\.duration: '7d'"):
+        sloth_period(Window(duration="7d", calendar_aligned=False))
