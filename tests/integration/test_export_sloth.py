@@ -47,6 +47,7 @@ SLOTH_VERSION = re.search(
 )
 NAMESPACE = "acme"
 REQUESTS_PER_MINUTE = 1000
+SLOW_TTFT_SHARE = 0.004
 UNIT = {"m": 1, "h": 60, "d": 1440}
 
 
@@ -213,6 +214,7 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
     period = sloth_period(spec.objectives.window)
     assert period == "30d", "compared on a month-long window, where the SRE workbook's apply"
     budget = 1 - spec.objectives.availability.target_percent / 100
+    threshold = spec.objectives.ttft.threshold_ms / 1000
     aiconn_rules = _aiconn_burn_rules()
 
     aiconn_file = tmp_path / "aiconn.rules.yaml"
@@ -255,6 +257,13 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
             1 - budget,
             minutes,
         )
+        # TTFT: a share of requests over the threshold, in the buckets as the gateway writes them.
+        ttft_total = {m: float(REQUESTS_PER_MINUTE) for m in minutes}
+        for le, per_minute in (
+            (str(threshold), {m: REQUESTS_PER_MINUTE * (1 - SLOW_TTFT_SHARE) for m in minutes}),
+            ("+Inf", ttft_total),
+        ):
+            history.counter(f"{mn.GATEWAY_TTFT}_bucket", {**labels, "le": le}, per_minute, minutes)
     expected = {s: _expected(s, budget, aiconn_rules) for s in SCENARIOS}
     assert expected == {
         "fast": {"page": True, "ticket": False},
@@ -291,8 +300,12 @@ def test_sloth_alerts_are_active_when_aiconn_alerts_are(
             wait_until(agreed, timeout=300, what="the burn-rate alerts", interval=1)
         except StackError as err:
             raise AssertionError(f"active alerts {seen}, expected {want} for both") from err
+        # Sloth's TTFT error ratio counts the requests over the threshold's bucket.
+        ttft = server.query('slo:sli_error:ratio_rate1h{sloth_slo="ttft"}')
     finally:
         group.stop_all()
+    assert sorted(r["metric"]["sla"] for r in ttft) == sorted(SCENARIOS)
+    assert all(float(r["value"][1]) == pytest.approx(SLOW_TTFT_SHARE, rel=1e-6) for r in ttft)
 
 
 def test_the_api_exports_a_cluster_slas_slos_that_sloth_validates(
