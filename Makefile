@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint deps system-deps controlplane kwok prometheus3 images cluster \
-	kustomize vllm crds \
+	kustomize vllm sloth crds \
 	down clean
 
 $(STAMP): pyproject.toml
@@ -56,6 +56,10 @@ cluster: controlplane kwok images
 kustomize:
 	bash tools/kustomize/build.sh >/dev/null
 
+# Sloth, which checks the SLO export: `sloth validate` / `sloth generate` on every sample SLA.
+sloth:
+	bash tools/sloth/build.sh >/dev/null
+
 vllm:
 	bash tools/vllm/install.sh >/dev/null
 
@@ -72,7 +76,7 @@ lint: $(STAMP)
 	$(BIN)/aiconn prometheusrule --check
 
 # pytest's exit code 5 (no tests collected) is a failure, not a green run.
-test: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm lint
+test: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm sloth lint
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -185,6 +185,12 @@ def _evidence_from_ledger(
     return stored.document, stored.sha256, figures
 
 
+def _export(args: argparse.Namespace) -> int:
+    from aiconn.export import cli as export_cli
+
+    return export_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiconn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--tiers", help="InferenceTier manifests to plan on (default: shipped)")
     plan.add_argument("--output", choices=["text", "json"], default="text")
     plan.set_defaults(func=_plan)
+
+    export = sub.add_parser(
+        "export", help="usage and settlements as CloudEvents; an SLA's SLOs as OpenSLO or Sloth"
+    )
+    from aiconn.export.cli import add_arguments
+
+    add_arguments(export)
+    export.set_defaults(func=_export)
 
     gateway = sub.add_parser(
         "gateway", help="run the token gateway sidecar (settings: AICONN_* env)"

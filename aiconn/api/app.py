@@ -19,7 +19,17 @@ from aiconn.api.auth import Authorizer
 from aiconn.api.deps import AppParts
 from aiconn.api.kubeauth import KubernetesAuthorizer
 from aiconn.api.metrics import fleet_registry
-from aiconn.api.routes import assurance, evidence, fleet, health, noc, review, tenant, topups
+from aiconn.api.routes import (
+    assurance,
+    evidence,
+    export,
+    fleet,
+    health,
+    noc,
+    review,
+    tenant,
+    topups,
+)
 from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
@@ -109,6 +119,7 @@ def create_app(settings: ApiSettings, *, ledger: Ledger | None = None, kube: Any
         evidence.router,
         review.router,
         topups.router,
+        export.router,
         fleet.router,
         health.router,
         noc.router,

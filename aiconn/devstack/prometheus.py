@@ -68,6 +68,8 @@ class PrometheusServer:
     name: str = "prometheus"
     binary: Path | None = None
     """The Prometheus to run; Debian's when None."""
+    retention: str = "2d"
+    """How far back it keeps samples (a backfilled history longer than that is dropped)."""
     proc: Proc | None = None
 
     @property
@@ -119,7 +121,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=2d",
+                f"--storage.tsdb.retention.time={self.retention}",
             ],
         )
         wait_until(self.ready, timeout=timeout, what="Prometheus /-/ready", proc=self.proc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -122,10 +122,15 @@ def serving(
 
 
 def backfilled_prometheus(
-    history: History, group_dir: Path, *, binary: Path, rule_files: Sequence[Path] = ()
+    history: History,
+    group_dir: Path,
+    *,
+    binary: Path,
+    rule_files: Iterable[Path] = (),
+    retention: str = "2d",
 ) -> tuple[PrometheusServer, ProcessGroup]:
-    """A Prometheus started on a TSDB holding exactly `history` (and evaluating `rule_files`);
-    stop it with the group."""
+    """A Prometheus started on a TSDB holding exactly `history`, evaluating `rule_files`; stop it
+    with the group."""
     work = Path(tempfile.mkdtemp(dir=group_dir, prefix="prom-backfill-"))
     data = work / "history.om"
     data.write_text(history.openmetrics())
@@ -138,6 +143,10 @@ def backfilled_prometheus(
     group = ProcessGroup(work / "prom")
     # Its self-scrape writes at the present, after the history: it does not touch its minutes.
     server = PrometheusServer(
-        group=group, data_dir=work / "prom" / "data", binary=binary, rule_files=[*rule_files]
+        group=group,
+        data_dir=work / "prom" / "data",
+        binary=binary,
+        rule_files=list(rule_files),
+        retention=retention,
     )
     return server.start(), group
