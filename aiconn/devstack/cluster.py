@@ -36,7 +36,7 @@ from aiconn.devstack.node import (
     require_node_binaries,
 )
 from aiconn.devstack.processes import ProcessGroup, StackError, stop_recorded, wait_until
-from aiconn.devstack.tiernodes import KWOK_ANNOTATION, simulated_nodes
+from aiconn.devstack.tiernodes import KWOK_ANNOTATION, KWOK_MANAGED, simulated_nodes
 from aiconn.inference.tier import InferenceTierSpec
 
 KWOK_VERSION = "0.8.0"
@@ -133,7 +133,7 @@ class Cluster:
                 f"--kubeconfig={cp.kubeconfig}",
                 f"--config={kwok_dir() / 'stages.yaml'}",
                 "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_MANAGED}",
                 f"--cidr={KWOK_POD_CIDR}",
                 "--node-ip=198.18.127.254",
                 "--node-lease-duration-seconds=40",
