@@ -5,7 +5,9 @@ SLA's own `objectives.window`, not a special code path), drives steady traffic t
 gateway, injects a latency spike and then an outage at the injector between the gateway and vLLM
 (in the current period when enough of it is left after the SLA's first whole minute, from which
 it is judged; otherwise in the next), and waits for the period to close and be settled. It
-prints live compliance on the way and ends with the SLA report and the credits.
+prints live compliance on the way and ends with the SLA report and the credits. Then come the
+assurance scenes (`aiconn.devstack.assurance_scenes`, on simulated KWOK nodes): a surge the loop
+scales out for, and a site loss it fails over from and comes back after.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack import stack
+from aiconn.devstack import assurance_scenes, stack
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
 from aiconn.sla.periods import ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -46,13 +48,15 @@ class DemoResult:
     report: dict[str, Any] = field(default_factory=dict)
     statement: dict[str, Any] = field(default_factory=dict)
     records: list[RequestRecord] = field(default_factory=list)
+    scenes: assurance_scenes.ScenesResult | None = None
 
 
 def demo_sla() -> dict[str, Any]:
     sla: dict[str, Any] = copy.deepcopy(yaml.safe_load(SAMPLE.read_text()))
     sla["spec"]["objectives"]["window"] = {"duration": PERIOD, "calendarAligned": True}
-    # One stand-in pod serves the demo; two replicas would wait forever for a second one.
-    sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 2}
+    # One stand-in pod serves the demo; two replicas would wait forever for a second one (so
+    # the loop, which scales in the assurance scenes, never scales this SLA).
+    sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 1}
     return sla
 
 
@@ -231,6 +235,9 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
     base = f"{endpoints.api}/v1/namespaces/{endpoints.namespace}/slas/{endpoints.sla_name}"
     result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token)
     result.statement = _get_json(f"{base}/statement", endpoints.api_token)
+    result.scenes = assurance_scenes.run(
+        endpoints, state_dir=state_dir or stack.default_state_dir()
+    )
     _print_summary(result)
     return result
 
