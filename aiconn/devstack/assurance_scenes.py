@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import yaml
 
 from aiconn.devstack import stack
-from aiconn.devstack.cluster import start_scheduling
+from aiconn.devstack.cluster import require_cluster_binaries, start_scheduling
 from aiconn.devstack.kube import apply_manifests, apply_objects
 from aiconn.devstack.processes import ProcessGroup, free_port
 from aiconn.devstack.tiernodes import set_site_ready, simulated_node
@@ -135,6 +135,7 @@ def run(endpoints: stack.Endpoints, *, state_dir: Path) -> ScenesResult:
         f"KWOK nodes stand for {', '.join(SITES)} and run pods without loading a model "
         "(a second vLLM does not fit on 2 cores)"
     )
+    require_cluster_binaries()
     start_scheduling(ProcessGroup(state_dir), Path(endpoints.kubeconfig))
     kube = _Cluster(endpoints.kubeconfig)
     try:
