@@ -36,6 +36,10 @@ class MemoryKube:
         plural = path.rsplit("/", 1)[-1]
         return {"items": self.listing[plural]}
 
+    async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        """The offers the loop reads each pass: none in this fleet (its SLAs name no offer)."""
+        return []
+
     async def patch_status(
         self, kind: str, name: str, namespace: str, status: dict[str, Any]
     ) -> dict[str, Any]:

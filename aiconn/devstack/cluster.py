@@ -36,7 +36,7 @@ from aiconn.devstack.node import (
     require_node_binaries,
 )
 from aiconn.devstack.processes import ProcessGroup, StackError, stop_recorded, wait_until
-from aiconn.devstack.tiernodes import KWOK_ANNOTATION, simulated_nodes
+from aiconn.devstack.tiernodes import KWOK_ANNOTATION, KWOK_MANAGED, simulated_nodes
 from aiconn.inference.tier import InferenceTierSpec
 
 KWOK_VERSION = "0.8.0"
@@ -70,6 +70,38 @@ def require_cluster_binaries() -> None:
             f"cluster binaries {missing} not found; build them with `bash tools/k8s/build.sh` "
             "and `bash tools/kwok/build.sh` (`make cluster`)"
         )
+
+
+def start_scheduling(group: ProcessGroup, kubeconfig: Path) -> None:
+    """kube-scheduler and KWOK against the API server of `kubeconfig`: what makes a control
+    plane place pods on nodes and KWOK's simulated nodes run them. `Cluster` starts them beside
+    its own control plane; the demo's assurance scenes beside the demo's."""
+    group.start(
+        "kube-scheduler",
+        [
+            str(assets_dir() / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+            *CLIENT_QPS,
+            "--v=1",
+        ],
+    )
+    group.start(
+        "kwok",
+        [
+            str(kwok_dir() / "kwok"),
+            f"--kubeconfig={kubeconfig}",
+            f"--config={kwok_dir() / 'stages.yaml'}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_MANAGED}",
+            f"--cidr={KWOK_POD_CIDR}",
+            "--node-ip=198.18.127.254",
+            "--node-lease-duration-seconds=40",
+        ],
+    )
 
 
 @dataclass
@@ -112,33 +144,7 @@ class Cluster:
             add_node_address()
         self.control_plane.start(crds=crds)
         self.timings["control plane"] = time.monotonic() - started
-        cp = self.control_plane
-        self.group.start(
-            "kube-scheduler",
-            [
-                str(assets_dir() / "kube-scheduler"),
-                f"--kubeconfig={cp.kubeconfig}",
-                f"--authentication-kubeconfig={cp.kubeconfig}",
-                f"--authorization-kubeconfig={cp.kubeconfig}",
-                "--leader-elect=false",
-                "--secure-port=0",
-                *CLIENT_QPS,
-                "--v=1",
-            ],
-        )
-        self.group.start(
-            "kwok",
-            [
-                str(kwok_dir() / "kwok"),
-                f"--kubeconfig={cp.kubeconfig}",
-                f"--config={kwok_dir() / 'stages.yaml'}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                f"--cidr={KWOK_POD_CIDR}",
-                "--node-ip=198.18.127.254",
-                "--node-lease-duration-seconds=40",
-            ],
-        )
+        start_scheduling(self.group, self.control_plane.kubeconfig)
         if self.real_node:
             self._start_node(node_images)
         self.timings["cluster up"] = time.monotonic() - started

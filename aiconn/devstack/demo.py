@@ -7,7 +7,10 @@ gateway, injects a latency spike and then an outage at the injector between the 
 it is judged; otherwise in the next), and waits for the period to close and be settled. The
 period's last minute is planned maintenance the provider announced beforehand
 (`aiconn.devstack.maintenance`): vLLM is down then too, but that minute is excused. It prints
-live compliance on the way and ends with the SLA report and the credits.
+live compliance on the way and ends with the SLA report and the credits. Then come the
+assurance scenes (`aiconn.devstack.assurance_scenes`, on simulated KWOK nodes): a surge the loop
+scales out for, and a site loss it fails over from and comes back after; then the NOC page is
+opened afresh and the settlement's evidence verified.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack import maintenance, nocview, stack
+from aiconn.devstack import assurance_scenes, maintenance, nocview, stack
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
 from aiconn.sla.periods import Period, ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -62,13 +65,15 @@ class DemoResult:
     """Its output once the stored evidence had a bad minute turned good (a mismatch)."""
     maintenance: Period | None = None
     """The announced maintenance window (the target period's last minute), excused."""
+    scenes: assurance_scenes.ScenesResult | None = None
 
 
 def demo_sla() -> dict[str, Any]:
     sla: dict[str, Any] = copy.deepcopy(yaml.safe_load(SAMPLE.read_text()))
     sla["spec"]["objectives"]["window"] = {"duration": PERIOD, "calendarAligned": True}
-    # One stand-in pod serves the demo; two replicas would wait forever for a second one.
-    sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 2}
+    # One stand-in pod serves the demo; two replicas would wait forever for a second one (so
+    # the loop, which scales in the assurance scenes, never scales this SLA).
+    sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 1}
     return sla
 
 
@@ -250,6 +255,9 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
     base = f"{endpoints.api}/v1/namespaces/{endpoints.namespace}/slas/{endpoints.sla_name}"
     result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token)
     result.statement = _get_json(f"{base}/statement", endpoints.api_token)
+    result.scenes = assurance_scenes.run(
+        endpoints, state_dir=state_dir or stack.default_state_dir()
+    )
     result.noc_screenshot = (state_dir or stack.default_state_dir()) / "noc-after-breach.png"
     result.noc = _open_noc(endpoints, result.noc_screenshot)
     _print_summary(result)

@@ -201,6 +201,10 @@ def up(
             "AICONN_EVALUATION_INTERVAL_SECONDS": str(evaluation_interval),
             "AICONN_SETTLEMENT_GRACE_SECONDS": str(settlement_grace),
             "AICONN_HEALTH_PORT": str(free_port()),
+            # The assurance scenes (aiconn.devstack.assurance_scenes): scaling on the gateways'
+            # signals, and a return home a short stabilisation time after a site recovers.
+            "AICONN_SCALING_ENABLED": "true",
+            "AICONN_FAILBACK_STABILISATION_SECONDS": "15",
         },
     )
     tokens = state / "api-tokens.csv"

@@ -18,6 +18,8 @@ from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_MANAGED = "fake"
+"""The annotation's value KWOK is started to select: it plays these nodes' kubelet."""
 SIMULATED_LABEL = "aiconn.io/simulated"
 # The capacity of a simulated GPU server apart from its GPUs.
 NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
@@ -57,7 +59,7 @@ def simulated_node(tier: str, spec: InferenceTierSpec, site: str, index: int) ->
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {KWOK_ANNOTATION: KWOK_MANAGED, "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
                 **tier_labels(tier, spec, site),
                 "kubernetes.io/hostname": name,
@@ -87,3 +89,29 @@ def simulated_nodes(
         if site not in skip_sites
         for index in range(nodes_per_site)
     ]
+
+
+def set_site_ready(core: Any, site: str, *, ready: bool) -> list[str]:
+    """Take the simulated nodes of `site` down (NotReady) or bring them back; returns their names.
+
+    Down: KWOK stops playing their kubelet (its annotation no longer selects them, so nothing
+    reports them Ready again) and each node reports `Ready` False, as the node lifecycle
+    controller would once their heartbeats stop, without waiting out its grace period. Back: the
+    node reports Ready and KWOK plays its kubelet again. `core` is a kubernetes CoreV1Api."""
+    names = [
+        n.metadata.name
+        for n in core.list_node(label_selector=f"{SITE_LABEL}={site},{SIMULATED_LABEL}=true").items
+    ]
+    condition = {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "reason": "KubeletReady" if ready else "KubeletNotReady",
+        "message": "the site is back" if ready else "the site's nodes stopped reporting",
+    }
+    for name in names:
+        if not ready:
+            core.patch_node(name, {"metadata": {"annotations": {KWOK_ANNOTATION: "down"}}})
+        core.patch_node_status(name, {"status": {"conditions": [condition]}})
+        if ready:
+            core.patch_node(name, {"metadata": {"annotations": {KWOK_ANNOTATION: KWOK_MANAGED}}})
+    return names

@@ -57,6 +57,11 @@ TIERS = Kind(API_VERSION, "inferencetiers", namespaced=False)
 COMPONENT = "aiconn-operator"
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
+SignalReader = Callable[
+    [Mapping[tuple[str, str], float]], dict[tuple[str, str], tuple[float | None, float | None]]
+]
+"""TTFT thresholds (s) per (namespace, SLA) in, (in flight, TTFT attainment %) per SLA out."""
+
 _task: asyncio.Task[None] | None = None
 _loop: AssuranceLoop | None = None
 _nodes: dict[str, tuple[bool, Any]] = {}
@@ -72,10 +77,14 @@ class AssuranceLoop:
         settings: OperatorSettings,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signal_reader: SignalReader | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock
+        self.signal_reader = signal_reader
+        """Where the scaling signals come from; None reads them from `prometheus_url`. A test
+        plays simulated signals through it, on a simulated clock, to cover minutes in a moment."""
         self.wake = asyncio.Event()
         """Set when a Node's readiness or GPUs change: the next pass starts at once."""
         self.next_due: datetime | None = None
@@ -120,15 +129,17 @@ class AssuranceLoop:
         """The fleet's scaling signals, when scaling is on; none when Prometheus cannot answer
         (no signal holds the count where it is)."""
         url = self.settings.prometheus_url
-        if not (self.settings.scaling_enabled and url):
+        if not (self.settings.scaling_enabled and (url or self.signal_reader)):
             return {}
-        if self._prometheus is None:
-            self._prometheus = PrometheusSource.from_url(url).client
         thresholds = {}
         for sla in slas:
             ttft = ((sla.get("spec") or {}).get("objectives") or {}).get("ttft") or {}
             key = (sla["metadata"]["namespace"], sla["metadata"]["name"])
             thresholds[key] = int(ttft.get("thresholdMs") or 500) / 1000
+        if self.signal_reader is not None:
+            return self.signal_reader(thresholds)
+        if self._prometheus is None:
+            self._prometheus = PrometheusSource.from_url(str(url)).client
         client = self._prometheus
         try:
             return await asyncio.to_thread(read_signals, client, thresholds)

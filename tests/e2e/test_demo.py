@@ -1,6 +1,6 @@
 """`make demo`'s code path end to end: the SLA is placed, measured, breached during the injected
-faults, its announced maintenance excused, and credited exactly once; `dev down` leaves nothing
-running."""
+faults, its announced maintenance excused, and credited exactly once; the assurance scenes scale
+out for a surge and fail over from a lost site; `dev down` leaves nothing running."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aiconn.devstack import demo, stack
+from aiconn.devstack import assurance_scenes, demo, stack
 from aiconn.sla.ledger import Ledger
 
 # The demo waits for a fresh 4-minute period and its settlement: 8-13 minutes on a busy machine.
@@ -83,6 +83,21 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
     reasons = {reason for sla, reason in noc.events if sla == key}
     assert reasons & {"ErrorBudgetExhausted", "BurnRateAlertStarted"}, noc.events
     assert settlement["state"] in reasons, noc.events
+    # The assurance scenes, on KWOK nodes: the surge is weighed (held while the capacity costs
+    # more than the credit at stake), then absorbed by scaling out to maxReplicas, no further.
+    scenes = result.scenes
+    assert scenes is not None
+    assert (scenes.held["action"], scenes.held["decision"]) == ("ScaleOut", "Hold")
+    assert "paying the credit is cheaper" in scenes.held["reason"]
+    assert (scenes.acted["action"], scenes.acted["decision"]) == ("ScaleOut", "Act")
+    assert scenes.surge_ready == assurance_scenes.MAX_REPLICAS
+    assert max(scenes.replicas_seen) == assurance_scenes.MAX_REPLICAS
+    # The site loss fails over to the other site and comes back once home is stable again.
+    assert scenes.failed_over_to == ("regional", assurance_scenes.AWAY)
+    assert scenes.failover_action["action"] == "FailOver"
+    assert "restores service" in scenes.failover_action["reason"]
+    home = ("edge", assurance_scenes.HOME)
+    assert scenes.history == [home, ("regional", assurance_scenes.AWAY), home]
 
 
 def _is_ours(pid: str, state: Path) -> bool:
