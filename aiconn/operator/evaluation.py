@@ -451,6 +451,8 @@ class FleetEvaluator:
         self.clock = clock
         self._funded: set[tuple[str, datetime]] = set()
         self._windows: tuple[MaintenanceWindow, ...] = ()
+        self._windows_listed = True
+        """False when this pass could not read the MaintenanceWindows: its settlements wait."""
 
     async def run_once(self) -> PassReport:
         """List, measure, write status and Events, fund allowances, settle closed periods."""
@@ -499,9 +501,16 @@ class FleetEvaluator:
     async def list_maintenance(self) -> tuple[MaintenanceWindow, ...]:
         """Every declared MaintenanceWindow (one list call; a malformed one is skipped)."""
         windows: list[MaintenanceWindow] = []
+        self._windows_listed = True
         try:
             bodies = await self.kube.list(MAINTENANCE_KIND)
         except ApiException as err:
+            if err.status != 404:
+                # Any other failure must not settle a period as if nothing had been announced:
+                # a settlement is final. Live status goes on without excusals; settling waits.
+                self._windows_listed = False
+                log.warning("MaintenanceWindows not listed, settlement waits: %s", err.reason)
+                return ()
             # Without the CRD (an older install) nothing is excused; the pass goes on.
             log.warning("MaintenanceWindows not listed, none excused: %s", err.reason)
             return ()
@@ -656,6 +665,9 @@ class FleetEvaluator:
     ) -> None:
         closed = previous_period(window, now)
         if now - closed.end < timedelta(seconds=self.settings.settlement_grace_seconds):
+            return
+        if not self._windows_listed:
+            log.warning("settlement of %s postponed: no MaintenanceWindow list", closed.start_iso)
             return
         due = [
             sla

@@ -55,6 +55,12 @@ HEADER = """\
 """
 
 
+MINUTE = "[59999ms]"
+"""One minute's samples, (end - 1 min, end], on Prometheus 2 (closed ranges) and 3 (left-open)
+alike: 1 ms short of a minute, so a sample exactly on the minute's first boundary belongs only
+to the minute before, as the operator counts it (`aiconn.sla.prometheus.RangeRule`)."""
+
+
 def budget(window: Window) -> str:
     """Each SLA of `window`: its budget in millionths of a percent, labelled namespace and sla."""
     selector = f'{mn.SLA_AVAILABILITY_BUDGET}{{{mn.WINDOW_LABEL}="{window.duration}"}}'
@@ -65,14 +71,14 @@ def known_minute(window: Window) -> str:
     """1 for each SLA of `window` in a minute Prometheus scraped anything in."""
     return (
         f"(({budget(window)} * 0 + 1)"
-        f" and on () (count(count_over_time({MONITORING_SELECTOR}[1m])) > 0))"
+        f" and on () (count(count_over_time({MONITORING_SELECTOR}{MINUTE})) > 0))"
     )
 
 
 def up_minute() -> str:
     """SLAs whose best replica served the whole minute and none of whose targets failed."""
-    upstream = f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}[1m]))"
-    scrape = f"max by ({_BY}) (min_over_time({UP_SELECTOR}[1m]))"
+    upstream = f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{MINUTE}))"
+    scrape = f"max by ({_BY}) (min_over_time({UP_SELECTOR}{MINUTE}))"
     return f"({upstream} == 1)\nunless on ({_BY}) ({scrape} == 0)"
 
 
