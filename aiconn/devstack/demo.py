@@ -42,6 +42,7 @@ SPIKE_SECONDS = 50.0
 SPIKE_DELAY = 0.6
 OUTAGE_SECONDS = 80.0
 BASELINE_SECONDS = 30.0
+MAINTENANCE_MARGIN_S = 12.0
 
 
 @dataclass
@@ -326,9 +327,14 @@ def _through_maintenance(watcher: Watcher, endpoints: stack.Endpoints, window: P
     stack.say("announced maintenance: vLLM down for its minute (excused, not bad)")
     _fault(endpoints, refuse=True)
     try:
-        _run_for(watcher, "maintenance", (window.end - dt.datetime.now(dt.UTC)).total_seconds())
+        # Back a little before the window ends: the gateway's health probe needs a moment to see
+        # vLLM again, and the minute after the window is not excused.
+        left = (window.end - dt.datetime.now(dt.UTC)).total_seconds() - MAINTENANCE_MARGIN_S
+        _run_for(watcher, "maintenance", max(0.0, left))
     finally:
         _fault(endpoints)
+    rest = (window.end - dt.datetime.now(dt.UTC)).total_seconds()
+    _run_for(watcher, "maintenance", max(0.0, rest))
 
 
 def _wait_placed(watcher: Watcher, timeout: float = 120) -> None:
