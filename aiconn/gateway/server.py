@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -272,4 +273,7 @@ def run(
     """Serve the gateway until stopped; settings default to the `AICONN_*` environment."""
     settings = settings or GatewaySettings()
     apps = create_apps(settings, allowance=allowance)
-    asyncio.run(serve_all(servers(apps, settings)))
+    # uvloop: the event loop's own work (polling, reads, writes, timers) in C; it was a third
+    # of the gateway's CPU per streamed event on asyncio's loop.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_all(servers(apps, settings)))
