@@ -190,14 +190,21 @@ def tokenize_payload(body: bytes) -> bytes | None:
     return json.dumps(counted).encode()
 
 
+def token_count(body: bytes) -> int | None:
+    """The `count` of vLLM's `/tokenize` answer, or None."""
+    document = json.loads(body)
+    count = document.get("count") if isinstance(document, dict) else None
+    return count if isinstance(count, int) else None
+
+
 class BodyParser:
     """Parses small JSON bodies inline and large ones in a worker process.
 
     Used for every body the gateway reads whole: requests (`parse`), the prompts it counts
-    (`tokenize_payload`) and non-streamed answers (`usage`). The worker starts on first need and
-    again after it died (killed, out of memory): a dead worker breaks its pool for good, so the
-    pool is replaced and the body sent once more. Should the new worker die on the same body, it
-    is parsed inline: slower for everyone for a moment, but the request is still metered.
+    (`tokenize_payload`, `token_count`) and non-streamed answers (`usage`). The worker starts on
+    first need and again after it died (killed, out of memory): a dead worker breaks its pool for
+    good, so the pool is replaced and the body sent once more. Should the new worker die on the
+    same body, it is parsed inline: slower for everyone for a moment, but still metered.
     """
 
     def __init__(self) -> None:
@@ -233,6 +240,12 @@ class BodyParser:
         if len(body) <= INLINE_PARSE_BYTES:
             return tokenize_payload(body)
         return await self._off_loop(tokenize_payload, body)
+
+    async def token_count(self, body: bytes) -> int | None:
+        """`token_count`, off the event loop for a long prompt's answer."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return token_count(body)
+        return await self._off_loop(token_count, body)
 
     async def _off_loop(self, function: Callable[..., _T], *args: object) -> _T:
         loop = asyncio.get_running_loop()

@@ -481,10 +481,10 @@ class Gateway:
             status, _, content = await self._upstream.fetch(
                 "POST", "/tokenize", body=payload, headers=[_JSON], timeout=10
             )
-            count = json.loads(content).get("count") if status == 200 else None
-        except (UpstreamError, ValueError, AttributeError):
+            # vLLM lists every token id too: a long prompt's answer is parsed off the loop.
+            return await self.parser.token_count(content) if status == 200 else None
+        except (UpstreamError, ValueError, RecursionError):
             return None
-        return count if isinstance(count, int) else None
 
     # --- forwarding ---------------------------------------------------------------------------
 

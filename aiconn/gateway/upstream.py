@@ -262,6 +262,10 @@ class UpstreamResponse:
             and self._error is None
             and self._keep_alive
             and not connection.closed
+            # An answer that came before the whole request was written: the rest of it would
+            # precede the next request on this connection.
+            and connection.transport is not None
+            and connection.transport.get_write_buffer_size() == 0
         )
         if not reusable:
             connection.abort()

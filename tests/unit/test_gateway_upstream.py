@@ -211,6 +211,21 @@ def test_the_usage_of_a_large_answer_is_read_in_the_worker() -> None:
     assert asyncio.run(scenario()) == Usage(prompt=640, completion=0)
 
 
+def test_a_long_prompts_tokenize_answer_is_counted_in_the_worker() -> None:
+    tokenized = json.dumps({"count": 20_000, "max_model_len": 32_768, "tokens": [12345] * 20_000})
+
+    async def scenario() -> int | None:
+        parser = BodyParser()
+        try:
+            return await parser.token_count(tokenized.encode())
+        finally:
+            assert parser._pool is not None
+            parser.close()
+
+    assert len(tokenized) > INLINE_PARSE_BYTES
+    assert asyncio.run(scenario()) == 20_000
+
+
 def test_an_abandoned_whole_answer_is_billed_its_prompt(fake: FakeVllm, gateway: Gateway) -> None:
     """vLLM prefilled the prompt of a non-streamed request whose client left before the answer."""
     fake.answer_delay = 2.0
