@@ -206,8 +206,14 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 @contextmanager
 def started(command: list[str], env: dict[str, str], ready: str, what: str) -> Iterator[int]:
+    # Not from the caller's directory: `python -c` puts it first on sys.path, ahead of
+    # PYTHONPATH, so a checkout there would shadow the code a target names.
     process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env={**os.environ, **env},
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_http(ready, process, what)
@@ -231,6 +237,7 @@ def aiconn_gateway(upstream: str, keys: Path) -> tuple[list[str], dict[str, str]
         "AICONN_METRICS_PORT": str(metrics),
         "AICONN_RATE_RPS": "100000",
         "AICONN_RATE_TPM": "1000000000",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     command = [sys.executable, "-c", "from aiconn.gateway.server import run; run()"]
     return command, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
