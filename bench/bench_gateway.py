@@ -205,7 +205,9 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def started(command: list[str], env: dict[str, str], ready: str, what: str) -> Iterator[int]:
+def started(
+    command: list[str], env: dict[str, str], ready: str, what: str, *, nice: int = 0
+) -> Iterator[int]:
     # Not from the caller's directory: `python -c` puts it first on sys.path, ahead of
     # PYTHONPATH, so a checkout there would shadow the code a target names.
     process = subprocess.Popen(
@@ -217,6 +219,9 @@ def started(command: list[str], env: dict[str, str], ready: str, what: str) -> I
     )
     try:
         wait_http(ready, process, what)
+        if nice:
+            # All proxies alike: what a pod's own CPU request gives the sidecar.
+            os.setpriority(os.PRIO_PROCESS, process.pid, nice)
         yield process.pid
     finally:
         process.terminate()
@@ -417,6 +422,13 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
     parser.add_argument("--rounds", type=int, default=1, help="repeat every point this often")
     parser.add_argument(
+        "--proxy-nice",
+        type=int,
+        default=0,
+        help="scheduling priority of every proxy (negative: ahead of the load generator and the "
+        "fake upstream, as a sidecar with its own CPU request would be; needs root)",
+    )
+    parser.add_argument(
         "--baseline", help="source tree of an earlier aiconn, measured as `aiconn (before)`"
     )
     parser.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
@@ -452,15 +464,17 @@ def main() -> None:
         stack.enter_context(started(fake, {}, f"{upstream}/health", "the fake upstream"))
         targets = [Target("direct", upstream, None, None)]
         command, env, url, ready = aiconn_gateway(upstream, workdir)
-        pid = stack.enter_context(started(command, env, ready, "aiconn"))
+        pid = stack.enter_context(started(command, env, ready, "aiconn", nice=args.proxy_nice))
         targets.append(Target("aiconn", url, pid, ready))
         if args.baseline:
             command, env, url, ready = baseline_gateway(args.baseline, upstream, workdir)
-            pid = stack.enter_context(started(command, env, ready, "the baseline"))
+            pid = stack.enter_context(
+                started(command, env, ready, "the baseline", nice=args.proxy_nice)
+            )
             targets.append(Target("aiconn (before)", url, pid, ready))
         if args.litellm:
             command, env, url, ready = litellm_proxy(args.litellm, upstream, workdir)
-            pid = stack.enter_context(started(command, env, ready, "LiteLLM"))
+            pid = stack.enter_context(started(command, env, ready, "LiteLLM", nice=args.proxy_nice))
             targets.append(Target("LiteLLM", url, pid, None))
         for target in targets:
             # One-off costs (lazy imports, first connections) are not any point's.
