@@ -101,7 +101,9 @@ class UpstreamResponse:
     back to the pool; one that was not is aborted, which makes vLLM abort the request.
     """
 
-    def __init__(self, upstream: Upstream, request: bytes, body: bytes | None, timeout: float):
+    def __init__(
+        self, upstream: Upstream, *, request: bytes, body: bytes | None, timeout: float
+    ) -> None:
         self._upstream = upstream
         self._loop = upstream.loop
         self._request = request
@@ -374,7 +376,9 @@ class Upstream:
         if body or method == "POST":
             lines += (b"Content-Length: ", b"%d" % len(body or b""), b"\r\n")
         lines.append(b"\r\n")
-        response = UpstreamResponse(self, b"".join(lines), body, timeout_seconds or self._timeout)
+        response = UpstreamResponse(
+            self, request=b"".join(lines), body=body, timeout=timeout_seconds or self._timeout
+        )
         await response.send(reuse=True)
         return response
 
