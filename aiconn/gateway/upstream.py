@@ -32,6 +32,8 @@ IDLE_SECONDS = 4.0
 PAUSE_BYTES = 256 * 1024
 """Unread answer bytes beyond which reading from vLLM pauses until the client catches up."""
 CONNECT_TIMEOUT_SECONDS = 10.0
+SINGLE_WRITE_BYTES = 64 * 1024
+"""Request bodies up to this size are copied behind the head and written with it in one call."""
 
 
 class UpstreamError(Exception):
@@ -203,10 +205,12 @@ class UpstreamResponse:
         self._parser = httptools.HttpResponseParser(self)
         self._last = self._loop.time()
         self._timer = self._loop.call_at(self._last + self._timeout, self._check_timeout)
-        if self._body:
-            transport.writelines((self._request, self._body))
+        body = self._body
+        if body and len(body) > SINGLE_WRITE_BYTES:
+            transport.writelines((self._request, body))
         else:
-            transport.write(self._request)
+            # One segment: the server reads the request whole on its first wake-up.
+            transport.write(self._request + body if body else self._request)
 
     def feed(self, data: bytes) -> None:
         self._received = True
