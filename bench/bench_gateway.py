@@ -43,6 +43,7 @@ from aiconn.gateway.keys import hash_key
 
 KEY = "sk-bench"
 MODEL = "tiny"
+FAKE_PROMPT_TOKENS = 7
 
 
 # --- the fake upstream (`--serve-fake PORT`) ---
@@ -54,7 +55,8 @@ def _chunk(choices: list[dict[str, object]], **extra: object) -> bytes:
 
 
 def serve_fake(port: int, *, chunks: int, gap: float) -> None:
-    usage = {"prompt_tokens": 7, "completion_tokens": chunks, "total_tokens": 7 + chunks}
+    prompt = FAKE_PROMPT_TOKENS
+    usage = {"prompt_tokens": prompt, "completion_tokens": chunks, "total_tokens": prompt + chunks}
     role = _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
     tokens = [_chunk([{"index": 0, "delta": {"content": f"t{i} "}}]) for i in range(chunks)]
     usage_chunk = _chunk([], usage=usage)
@@ -203,12 +205,23 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def started(command: list[str], env: dict[str, str], ready: str, what: str) -> Iterator[int]:
+def started(
+    command: list[str], env: dict[str, str], ready: str, what: str, *, nice: int = 0
+) -> Iterator[int]:
+    # Not from the caller's directory: `python -c` puts it first on sys.path, ahead of
+    # PYTHONPATH, so a checkout there would shadow the code a target names.
     process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env={**os.environ, **env},
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_http(ready, process, what)
+        if nice:
+            # All proxies alike: what a pod's own CPU request gives the sidecar.
+            os.setpriority(os.PRIO_PROCESS, process.pid, nice)
         yield process.pid
     finally:
         process.terminate()
@@ -229,6 +242,7 @@ def aiconn_gateway(upstream: str, keys: Path) -> tuple[list[str], dict[str, str]
         "AICONN_METRICS_PORT": str(metrics),
         "AICONN_RATE_RPS": "100000",
         "AICONN_RATE_TPM": "1000000000",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     command = [sys.executable, "-c", "from aiconn.gateway.server import run; run()"]
     return command, env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
@@ -237,10 +251,10 @@ def aiconn_gateway(upstream: str, keys: Path) -> tuple[list[str], dict[str, str]
 def baseline_gateway(
     code: str, upstream: str, keys: Path
 ) -> tuple[list[str], dict[str, str], str, str]:
-    """An earlier aiconn (a source tree, e.g. from `git archive`), for a before/after in one run;
-    it serves its metrics on the client port, so it is ready when its `/health` answers."""
-    command, env, url, _ = aiconn_gateway(upstream, keys)
-    return command, {**env, "PYTHONPATH": code}, url, f"{url}/health"
+    """An earlier aiconn (a source tree, e.g. from `git archive`; one with its metrics on their own
+    port, as since issue 14), for a before/after in one run."""
+    command, env, url, metrics = aiconn_gateway(upstream, keys)
+    return command, {**env, "PYTHONPATH": code}, url, metrics
 
 
 def litellm_proxy(
@@ -272,6 +286,15 @@ def litellm_proxy(
 
 
 @dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    pid: int | None
+    metrics: str | None
+    """An aiconn gateway's metrics URL, to check its metering."""
+
+
+@dataclass(frozen=True)
 class Point:
     target: str
     stream: bool
@@ -284,6 +307,37 @@ class Point:
     latency_p99: float
     cpu_ms: float | None
     errors: int
+    metered: str
+    """aiconn only: whether the tokens it metered equal the upstream's usage over the point."""
+    load: float
+    """The machine's 1-minute load average at the end of the point."""
+
+
+def metered_tokens(metrics_url: str) -> tuple[float, float]:
+    """(prompt, completion) tokens an aiconn gateway has metered so far."""
+    found = {"prompt": 0.0, "completion": 0.0}
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+        if line.startswith("aiconn_gateway_tokens_total{"):
+            kind = line.split('type="', 1)[1].split('"', 1)[0]
+            found[kind] = float(line.rsplit(" ", 1)[1])
+    return found["prompt"], found["completion"]
+
+
+def check_metering(
+    metrics_url: str, before: tuple[float, float], requests: int, *, chunks: int
+) -> str:
+    """'exact' when the tokens metered over a point equal the fake upstream's usage for every
+    request served (the gateway settles just after the client has its last byte: poll)."""
+    expected = (FAKE_PROMPT_TOKENS * requests, chunks * requests)
+    deadline = time.monotonic() + 5
+    while True:
+        now = metered_tokens(metrics_url)
+        got = (now[0] - before[0], now[1] - before[1])
+        if got == expected:
+            return "exact"
+        if time.monotonic() > deadline:
+            return f"off: {got[0]:.0f}/{got[1]:.0f} for {expected[0]}/{expected[1]}"
+        time.sleep(0.1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -292,15 +346,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_point(
-    target: str, url: str, pid: int | None, *, stream: bool, concurrency: int, seconds: float
+    target: Target, *, stream: bool, concurrency: int, seconds: float, chunks: int
 ) -> Point:
-    before = cpu_seconds(pid) if pid else 0.0
+    before = cpu_seconds(target.pid) if target.pid else 0.0
+    tokens_before = metered_tokens(target.metrics) if target.metrics else None
     output = subprocess.run(
         [
             sys.executable,
             __file__,
             "--load",
-            f"{url}/v1/chat/completions",
+            f"{target.url}/v1/chat/completions",
             str(int(stream)),
             str(concurrency),
             str(seconds),
@@ -309,12 +364,20 @@ def run_point(
         capture_output=True,
         text=True,
     ).stdout
-    cpu = cpu_seconds(pid) - before if pid else None
+    cpu = cpu_seconds(target.pid) - before if target.pid else None
     result = json.loads(output)
     latencies, ttfts = result["latency"], result["ttft"]
     count = len(latencies)
+    served = count + result["warm"]
+    metered = "-"
+    if target.metrics and tokens_before is not None:
+        metered = (
+            check_metering(target.metrics, tokens_before, served, chunks=chunks)
+            if result["errors"] == 0
+            else "errors"
+        )
     return Point(
-        target=target,
+        target=target.name,
         stream=stream,
         concurrency=concurrency,
         requests=count,
@@ -324,8 +387,10 @@ def run_point(
         latency_p50=percentile(latencies, 0.5),
         latency_p99=percentile(latencies, 0.99),
         # The warm-up is in the CPU time too: divide by all requests the proxy served.
-        cpu_ms=None if cpu is None else 1000 * cpu / max(1, count + result["warm"]),
+        cpu_ms=None if cpu is None else 1000 * cpu / max(1, served),
         errors=result["errors"],
+        metered=metered,
+        load=os.getloadavg()[0],
     )
 
 
@@ -333,15 +398,16 @@ def table(points: list[Point]) -> str:
     ms = lambda v: "-" if v is None else f"{1000 * v:.1f}"  # noqa: E731
     lines = [
         "| mode | concurrency | target | req/s | TTFT p50 / p99 (ms) | latency p50 / p99 (ms) "
-        "| CPU per request (ms) | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CPU per request (ms) | errors | tokens metered = usage | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         lines.append(
             f"| {'stream' if p.stream else 'whole'} | {p.concurrency} | {p.target} "
             f"| {p.per_second:.1f} | {ms(p.ttft_p50)} / {ms(p.ttft_p99)} "
             f"| {ms(p.latency_p50)} / {ms(p.latency_p99)} "
-            f"| {'-' if p.cpu_ms is None else f'{p.cpu_ms:.2f}'} | {p.errors} |"
+            f"| {'-' if p.cpu_ms is None else f'{p.cpu_ms:.2f}'} | {p.errors} "
+            f"| {p.metered} | {p.load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -354,6 +420,14 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=5.0)
     parser.add_argument("--litellm", help="the `litellm` executable of its own environment")
     parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every point this often")
+    parser.add_argument(
+        "--proxy-nice",
+        type=int,
+        default=0,
+        help="scheduling priority of every proxy (negative: ahead of the load generator and the "
+        "fake upstream, as a sidecar with its own CPU request would be; needs root)",
+    )
     parser.add_argument(
         "--baseline", help="source tree of an earlier aiconn, measured as `aiconn (before)`"
     )
@@ -388,33 +462,39 @@ def main() -> None:
             str(args.gap_ms),
         ]
         stack.enter_context(started(fake, {}, f"{upstream}/health", "the fake upstream"))
-        targets: list[tuple[str, str, int | None]] = [("direct", upstream, None)]
+        targets = [Target("direct", upstream, None, None)]
         command, env, url, ready = aiconn_gateway(upstream, workdir)
-        targets.append(("aiconn", url, stack.enter_context(started(command, env, ready, "aiconn"))))
+        pid = stack.enter_context(started(command, env, ready, "aiconn", nice=args.proxy_nice))
+        targets.append(Target("aiconn", url, pid, ready))
         if args.baseline:
             command, env, url, ready = baseline_gateway(args.baseline, upstream, workdir)
-            pid = stack.enter_context(started(command, env, ready, "the baseline"))
-            targets.append(("aiconn (before)", url, pid))
+            pid = stack.enter_context(
+                started(command, env, ready, "the baseline", nice=args.proxy_nice)
+            )
+            targets.append(Target("aiconn (before)", url, pid, ready))
         if args.litellm:
             command, env, url, ready = litellm_proxy(args.litellm, upstream, workdir)
-            pid = stack.enter_context(started(command, env, ready, "LiteLLM"))
-            targets.append(("LiteLLM", url, pid))
-        for name, url, pid in targets:
+            pid = stack.enter_context(started(command, env, ready, "LiteLLM", nice=args.proxy_nice))
+            targets.append(Target("LiteLLM", url, pid, None))
+        for target in targets:
             # One-off costs (lazy imports, first connections) are not any point's.
-            run_point(name, url, pid, stream=True, concurrency=8, seconds=1)
-        for mode in args.modes:
-            for concurrency in args.concurrency:
-                for name, url, pid in targets:
-                    point = run_point(
-                        name,
-                        url,
-                        pid,
-                        stream=mode == "stream",
-                        concurrency=concurrency,
-                        seconds=args.seconds,
-                    )
-                    points.append(point)
-                    print(table([point]).splitlines()[-1], file=sys.stderr, flush=True)
+            run_point(target, stream=True, concurrency=8, seconds=1, chunks=args.chunks)
+        print(f"load average at start: {os.getloadavg()}", file=sys.stderr, flush=True)
+        for round_ in range(args.rounds):
+            for mode in args.modes:
+                for concurrency in args.concurrency:
+                    # Rotated each round, so no target always runs right after another.
+                    shift = round_ % len(targets)
+                    for target in targets[shift:] + targets[:shift]:
+                        point = run_point(
+                            target,
+                            stream=mode == "stream",
+                            concurrency=concurrency,
+                            seconds=args.seconds,
+                            chunks=args.chunks,
+                        )
+                        points.append(point)
+                        print(table([point]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(points))
 
 

@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from aiconn.gateway.usage import ask_for_usage
+from aiconn.gateway.usage import Usage, ask_for_usage, usage_from_body
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 INLINE_PARSE_BYTES = 64 * 1024
 """Bodies up to this size are parsed on the event loop (a few hundred microseconds at most)."""
@@ -68,12 +74,13 @@ class Parsed:
 
 
 def _coerce(adapter: TypeAdapter[Any], request: dict[str, Any], field: str, accepted: str) -> Any:
+    value = request.get(field)
+    if value is None or type(value) is (bool if adapter is _BOOL else int):
+        return value  # already what pydantic returns; validating it would cost microseconds
     try:
-        return adapter.validate_python(request.get(field))
+        return adapter.validate_python(value)
     except ValidationError:
-        raise BadRequest(
-            f"{field}: {json.dumps(request.get(field))[:40]} is not {accepted}"
-        ) from None
+        raise BadRequest(f"{field}: {json.dumps(value)[:40]} is not {accepted}") from None
 
 
 OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -183,8 +190,22 @@ def tokenize_payload(body: bytes) -> bytes | None:
     return json.dumps(counted).encode()
 
 
+def token_count(body: bytes) -> int | None:
+    """The `count` of vLLM's `/tokenize` answer, or None."""
+    document = json.loads(body)
+    count = document.get("count") if isinstance(document, dict) else None
+    return count if isinstance(count, int) else None
+
+
 class BodyParser:
-    """Parses small bodies inline and large ones in a worker process, created on first need."""
+    """Parses small JSON bodies inline and large ones in a worker process.
+
+    Used for every body the gateway reads whole: requests (`parse`), the prompts it counts
+    (`tokenize_payload`, `token_count`) and non-streamed answers (`usage`). The worker starts on
+    first need and again after it died (killed, out of memory): a dead worker breaks its pool for
+    good, so the pool is replaced and the body sent once more. Should the new worker die on the
+    same body, it is parsed inline: slower for everyone for a moment, but still metered.
+    """
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -204,15 +225,45 @@ class BodyParser:
                 default_max_output=default_max_output,
                 output_fields=output_fields,
             )
-        if self._pool is None:
-            # forkserver: the worker starts from a clean interpreter, not a copy of this one.
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("forkserver")
-            )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, _parse_positional, body, usage_in_stream, default_max_output, output_fields
+        return await self._off_loop(
+            _parse_positional, body, usage_in_stream, default_max_output, output_fields
         )
+
+    async def usage(self, body: bytes) -> Usage | None:
+        """`usage_from_body`, off the event loop for a large answer (embeddings, logprobs)."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return usage_from_body(body)
+        return await self._off_loop(usage_from_body, body)
+
+    async def tokenize_payload(self, body: bytes) -> bytes | None:
+        """`tokenize_payload`, off the event loop for a large request."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return tokenize_payload(body)
+        return await self._off_loop(tokenize_payload, body)
+
+    async def token_count(self, body: bytes) -> int | None:
+        """`token_count`, off the event loop for a long prompt's answer."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return token_count(body)
+        return await self._off_loop(token_count, body)
+
+    async def _off_loop(self, function: Callable[..., _T], *args: object) -> _T:
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            if self._pool is None:
+                # forkserver: the worker starts from a clean interpreter, not a copy of this one.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+                )
+            pool = self._pool
+            try:
+                return await loop.run_in_executor(pool, function, *args)
+            except BrokenProcessPool:
+                log.warning("the JSON parsing worker died; starting another")
+                if self._pool is pool:
+                    self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+        return function(*args)
 
     def close(self) -> None:
         if self._pool is not None:

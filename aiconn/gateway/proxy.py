@@ -34,11 +34,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from aiohttp import ClientResponse
 from starlette.types import Receive, Scope, Send
 
 from aiconn.gateway.allowance import AllowanceSource, AllowanceUnavailable
-from aiconn.gateway.body import BadRequest, BodyParser, Budget, Parsed, tokenize_payload
+from aiconn.gateway.body import BadRequest, BodyParser, Budget, Parsed
 from aiconn.gateway.health import HealthProbe
 from aiconn.gateway.keys import KeyStore, bearer_token
 from aiconn.gateway.metrics import GatewayMetrics
@@ -47,11 +46,11 @@ from aiconn.gateway.routes import Route
 from aiconn.gateway.upstream import (
     Upstream,
     UpstreamError,
+    UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnreachable,
-    read_chunks,
 )
-from aiconn.gateway.usage import StreamMeter, Usage, usage_from_body
+from aiconn.gateway.usage import StreamMeter, Usage
 from aiconn.sla import metricnames as mn
 
 log = logging.getLogger(__name__)
@@ -115,6 +114,7 @@ class Exchange:
     forwarded: bool = False
     responding: bool = False
     cancelled: bool = False
+    settling: bool = False
     parsed: Parsed | None = field(default=None)
 
 
@@ -257,18 +257,26 @@ class Gateway:
             await send_refusal(send, refusal)
             return
         exchange.parsed = parsed
-        forward = asyncio.ensure_future(self._forward(scope, parsed, send, exchange))
-        watch = asyncio.ensure_future(wait_disconnect(receive))
-        try:
-            done, _ = await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if forward in done:
-                forward.result()
-            else:
+        # The request is forwarded in this task; a watcher cancels it when the client leaves.
+        task = asyncio.current_task()
+        assert task is not None
+
+        def client_left(watch: asyncio.Future[None]) -> None:
+            # A disconnect after the last byte was sent is the end of the exchange, not a cancel.
+            if not watch.cancelled() and exchange.finished is None and not exchange.settling:
                 exchange.cancelled = True
-                forward.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await forward
+                task.cancel()
+
+        watch = asyncio.ensure_future(wait_disconnect(receive))
+        watch.add_done_callback(client_left)
+        try:
+            await self._forward(scope, parsed, send, exchange)
+        except asyncio.CancelledError:
+            if not exchange.cancelled or task.uncancel() > 0:
+                raise
         finally:
+            exchange.settling = True
+            watch.remove_done_callback(client_left)
             watch.cancel()
             await self._settle(exchange, reservation)
 
@@ -464,7 +472,7 @@ class Gateway:
     async def _count_prompt(self, body: bytes) -> int | None:
         """The prompt's tokens as vLLM counts them (`/tokenize`), or None when it cannot say."""
         try:
-            payload = tokenize_payload(body)
+            payload = await self.parser.tokenize_payload(body)
         except (ValueError, RecursionError):
             return None
         if payload is None:
@@ -473,10 +481,10 @@ class Gateway:
             status, _, content = await self._upstream.fetch(
                 "POST", "/tokenize", body=payload, headers=[_JSON], timeout=10
             )
-            count = json.loads(content).get("count") if status == 200 else None
-        except (UpstreamError, ValueError, AttributeError):
+            # vLLM lists every token id too: a long prompt's answer is parsed off the loop.
+            return await self.parser.token_count(content) if status == 200 else None
+        except (UpstreamError, ValueError, RecursionError):
             return None
-        return count if isinstance(count, int) else None
 
     # --- forwarding ---------------------------------------------------------------------------
 
@@ -499,31 +507,40 @@ class Gateway:
 
     async def _forward(self, scope: Scope, parsed: Parsed, send: Send, exchange: Exchange) -> None:
         try:
-            async with self._upstream.request(
+            response = await self._upstream.send(
                 scope["method"],
                 _target(scope),
                 body=parsed.body,
                 headers=upstream_headers(scope["headers"]),
-            ) as response:
-                exchange.forwarded = True
-                content_type = response.headers.get("content-type", "")
-                if response.status == 200 and content_type.startswith("text/event-stream"):
-                    # Any event stream is metered as one, whatever the request said.
-                    exchange.meter = StreamMeter(strip_usage=parsed.strip_usage)
-                    await self._relay_stream(response, send, exchange, exchange.meter)
-                else:
-                    body = await response.read()
-                    await self._relay_whole(
-                        send, exchange, response.status, list(response.raw_headers), body
-                    )
+            )
         except UpstreamError as exc:
-            refusal = self._transport_refusal(exc)
-            exchange.outcome = refusal.outcome
-            if exchange.responding:
-                # Too late for a status: the stream ends without `data: [DONE]`.
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._fail(send, exchange, exc)
+            return
+        # From here vLLM has the request: an abandoned request is billed what it prefilled.
+        exchange.forwarded = True
+        try:
+            await response.head()
+            content_type = response.header(b"content-type") or b""
+            if response.status == 200 and content_type.startswith(b"text/event-stream"):
+                # Any event stream is metered as one, whatever the request said.
+                exchange.meter = StreamMeter(strip_usage=parsed.strip_usage)
+                await self._relay_stream(response, send, exchange, exchange.meter)
             else:
-                await send_refusal(send, refusal)
+                body = await response.read()
+                await self._relay_whole(send, exchange, response.status, response.headers, body)
+        except UpstreamError as exc:
+            await self._fail(send, exchange, exc)
+        finally:
+            response.release()
+
+    async def _fail(self, send: Send, exchange: Exchange, exc: UpstreamError) -> None:
+        refusal = self._transport_refusal(exc)
+        exchange.outcome = refusal.outcome
+        if exchange.responding:
+            # Too late for a status: the stream ends without `data: [DONE]`.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await send_refusal(send, refusal)
 
     async def _send_whole(self, send: Send, status: int, headers: Headers, body: bytes) -> None:
         if status >= 500:
@@ -546,36 +563,40 @@ class Gateway:
     async def _relay_whole(
         self, send: Send, exchange: Exchange, status: int, headers: Headers, body: bytes
     ) -> None:
+        if status == 200:
+            # Read before sending: the engine did the work whether or not the client stays.
+            exchange.usage = await self.parser.usage(body)
         exchange.responding = True
         await self._send_whole(send, status, headers, body)
         exchange.finished = time.perf_counter()
         exchange.outcome = _outcome_of_status(status)
-        if status == 200:
-            exchange.usage = usage_from_body(body)
 
     async def _relay_stream(
-        self, response: ClientResponse, send: Send, exchange: Exchange, meter: StreamMeter
+        self, response: UpstreamResponse, send: Send, exchange: Exchange, meter: StreamMeter
     ) -> None:
         exchange.responding = True
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": downstream_headers(response.raw_headers, keep_length=False),
+                "headers": downstream_headers(response.headers, keep_length=False),
             }
         )
-        async for data in read_chunks(response):
-            fed = meter.feed(data)
-            if not fed.out:
+        read, feed, clock = response.read_some, meter.feed, time.perf_counter
+        while data := await read():
+            out, content, tokens = feed(data)
+            if not out:
                 continue
-            now = time.perf_counter()
-            if fed.content and exchange.first_content is None:
-                exchange.first_content = now
-            if fed.tokens:
+            if tokens:
+                now = clock()
                 if exchange.first_token is None:
                     exchange.first_token = now
                 exchange.last_token = now
-            await send({"type": "http.response.body", "body": fed.out, "more_body": True})
+                if content and exchange.first_content is None:
+                    exchange.first_content = now
+            elif content and exchange.first_content is None:
+                exchange.first_content = clock()
+            await send({"type": "http.response.body", "body": out, "more_body": True})
         await send({"type": "http.response.body", "body": meter.flush(), "more_body": False})
         exchange.finished = time.perf_counter()
         exchange.usage = meter.usage

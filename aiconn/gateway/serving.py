@@ -77,6 +77,8 @@ def config(
         port=port,
         http=header_timeout_protocol(header_timeout_seconds),
         limit_concurrency=max_connections,
+        # The gateway reads no client address; X-Forwarded-* would only be parsed for nothing.
+        proxy_headers=False,
         server_header=False,
         date_header=False,
         access_log=False,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _DONE = b"[DONE]"
@@ -24,6 +24,12 @@ _RESPONSE_DELTAS = frozenset({"response.output_text.delta", "response.reasoning_
 _PARSE_MARKERS = (b'"usage"', b'"error"', b'"type"', b"[DONE]", b'"choices":[]', b'"choices": []')
 _CONTENT_MARKERS = (b'"content"', b'"text"', b'"reasoning', b'"tool_calls"')
 _EMPTY_MARKERS = (b'"content":""', b'"content": ""', b'"text":""', b'"text": ""')
+# A read holding any of these is inspected event by event: the parse markers, empty content (an
+# event that is a token but not content), and event ends other than one blank line.
+_SLOW_PATH = re.compile(
+    rb'"usage"|"error"|"type"|\[DONE\]|"choices": ?\[\]|"content": ?""|"text": ?""|\r|\n\n\n'
+)
+_CONTENT = re.compile(rb'"content"|"text"|"reasoning|"tool_calls"')
 _RESPONSE_DONE = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -94,9 +100,8 @@ def _opens_chat(choice: dict[str, Any]) -> bool:
     return isinstance(delta, dict) and "role" in delta
 
 
-@dataclass(frozen=True, slots=True)
-class Fed:
-    """What one read of the upstream stream gives the client."""
+class Fed(NamedTuple):
+    """What one read of the upstream stream gives the client (a tuple: one per relayed read)."""
 
     out: bytes
     """Bytes to forward: whole events, the injected usage chunk removed."""
@@ -125,7 +130,19 @@ class StreamMeter:
         self._content_seen = False
 
     def feed(self, data: bytes) -> Fed:
-        buffer = self._pending + data
+        buffer = self._pending + data if self._pending else data
+        if self._content_seen:
+            # The usual read after the first content: whole token events and nothing to parse.
+            # One scan over the read finds anything that needs reading event by event.
+            end = buffer.rfind(b"\n\n") + 2
+            if end > 1:
+                block = buffer if end == len(buffer) else buffer[:end]
+                if _SLOW_PATH.search(block) is None:
+                    self._pending = buffer[end:]
+                    # Events end with a blank line (no CR, no third newline, checked above).
+                    tokens = block.count(b"\n\ndata: {") + block.startswith(b"data: {")
+                    self.token_events += tokens
+                    return Fed(block, _CONTENT.search(block) is not None, tokens)
         out: list[bytes] = []
         content = False
         tokens = 0
@@ -140,7 +157,7 @@ class StreamMeter:
             tokens += is_token
         self._pending = buffer[start:]
         self.token_events += tokens
-        return Fed(out=b"".join(out), content=content, tokens=tokens)
+        return Fed(b"".join(out), content, tokens)
 
     def flush(self) -> bytes:
         """Whatever trailing bytes did not end an event (forwarded as they are)."""
