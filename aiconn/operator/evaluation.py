@@ -14,6 +14,11 @@ gateway's allowance (wallet balance minus usage not yet settled) drops within th
 gateway subtracts what it metered since its last read, so the gap is at most the traffic since
 the last pass plus the scrape delay.
 
+The commercial terms of each calendar period (price, currency, credit schedules, plan) are pinned
+in the ledger by the first pass that sees the period and read back by every later pass and by the
+settlement (`aiconn.sla.terms`): an offer edited mid-period changes nothing before its next
+period.
+
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
 the ledger (held for review when coverage is below the floor, or when a latency attainment
@@ -54,6 +59,7 @@ from aiconn.sla.ledger import (
     Ledger,
     Settlement,
     SettlementState,
+    TermsPin,
     TransferConflict,
     UsageReading,
     fund_allowance,
@@ -78,6 +84,7 @@ from aiconn.sla.spec import (
     Window,
     wallet_owner,
 )
+from aiconn.sla.terms import PeriodTerms
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -337,6 +344,8 @@ class FleetEvaluator:
         # The allowance does not wait for measurements: a Prometheus outage at a period's start
         # must not leave tenants without tokens (402 at the gateway).
         await asyncio.to_thread(self._fund, slas, now)
+        if window.calendar_aligned:
+            slas = await asyncio.to_thread(pinned, self.ledger, slas, period)
         # Only complete minutes are judged; in the period's first minute there is nothing yet.
         measured_until = min(floor_minute(now), period.end)
         if measured_until <= period.start:
@@ -484,6 +493,7 @@ class FleetEvaluator:
         )
         unsettled = [sla for sla in due if stored[sla.uid] is None]
         if unsettled:
+            unsettled = await asyncio.to_thread(pinned, self.ledger, unsettled, closed)
             try:
                 fleet = await asyncio.to_thread(
                     measure, self.source, unsettled, closed, lookback_minutes=0
@@ -556,6 +566,18 @@ class FleetEvaluator:
                 log.warning("SLA status not written: %s", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARef]:
+    """Each SLA acting on the terms pinned for `period` (see `aiconn.sla.terms`): the first
+    evaluation of a period pins the terms in force then, so an offer edited mid-period re-prices
+    nothing before its next period (blocking: run in a thread)."""
+    terms = ledger.pin_terms(
+        [TermsPin(sla_uid=s.uid, period=period, terms=PeriodTerms.of(s.spec)) for s in slas]
+    )
+    return [
+        dataclasses.replace(sla, spec=t.apply(sla.spec)) for sla, t in zip(slas, terms, strict=True)
+    ]
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

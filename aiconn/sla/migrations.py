@@ -159,6 +159,25 @@ def _v4_wider_transfer_subjects(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE transfers ALTER COLUMN sla_uid TYPE VARCHAR(512)"))
 
 
+def _v6_period_terms(conn: Connection) -> None:
+    # The terms (price, currency, credit schedules, plan) pinned for each SLA period when it was
+    # first evaluated: a period is settled on them, not on the offer as edited since. Version 5
+    # is settlement evidence; the numbers are independent, each applies once.
+    metadata = MetaData()
+    Table(
+        "period_terms",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("sla_uid", String(64), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("terms", JSON, nullable=False),
+        Column("pinned_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("sla_uid", "period_start", name="uq_period_terms_sla_period"),
+    )
+    metadata.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -174,6 +193,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "transfer subjects wide enough for plans and top-ups", _v4_wider_transfer_subjects
     ),
+    Migration(6, "terms pinned per SLA period", _v6_period_terms),
 )
 
 
