@@ -53,7 +53,7 @@ def offer_body(name: str) -> dict[str, Any]:
             "modelClasses": [
                 {
                     "name": "tiny",
-                    "maxParametersBillions": 2,
+                    "models": [{"name": "tiny-llama"}],
                     "pricePerMillionTokens": PRICE_PER_MILLION,
                 }
             ],
