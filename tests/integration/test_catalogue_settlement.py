@@ -29,7 +29,7 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.retirement import STOPPED_ANNOTATION, NotYet, settle_deleted
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import HoldReason, Ledger, SettlementState
+from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.prometheus import PrometheusSource
 from tests.helpers import eventually
@@ -220,9 +220,7 @@ def evaluator(
     return fleet
 
 
-def deleted(
-    k8s: Any, name: str, *, at: datetime, annotations: dict[str, str] | None = None
-) -> dict[str, Any]:
+def deleted(k8s: Any, name: str, *, at: datetime) -> dict[str, Any]:
     """The SLA as the delete handler gets it: created at T0, deleted `at`."""
     body: dict[str, Any] = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
         GROUP, VERSION, NS, "aiinferenceslas", name
@@ -230,6 +228,16 @@ def deleted(
     body["metadata"]["creationTimestamp"] = T0.isoformat()
     body["metadata"]["deletionTimestamp"] = at.isoformat()
     return body
+
+
+def settle_without_pods(
+    fleet: FleetEvaluator, k8s: Any, name: str, *, at: datetime
+) -> tuple[dict[str, Any], list[Settlement]]:
+    """Delete `name` `at`; no pod of it runs, so serving stopped then; settle after the grace."""
+    with pytest.raises(NotYet, match="scraped"):
+        asyncio.run(settle_deleted(fleet, deleted(k8s, name, at=at), now=at))
+    body = deleted(k8s, name, at=at)
+    return body, asyncio.run(settle_deleted(fleet, body, now=at + timedelta(minutes=5)))
 
 
 def served_tokens(prometheus: PrometheusServer, ref: SLARef) -> int:
@@ -311,6 +319,13 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
         (settled,) = asyncio.run(settle_deleted(fleet, body, now=T0 + timedelta(minutes=45)))
     finally:
         delete_offer(k8s, name)
+        apps.delete_namespaced_deployment(
+            workload.child_names("retired").deployment, NS, propagation_policy="Foreground"
+        )
+        eventually(
+            lambda: not apps.list_namespaced_deployment(NS).items and not pods(),
+            what="the Deployment and its pods to go",
+        )
     assert settled.period == Period(start=T0, end=T0 + timedelta(minutes=41))
     assert settled.state == SettlementState.SETTLED
     ref = SLARef.from_body(body)
@@ -328,9 +343,7 @@ def test_a_deleted_offer_settles_on_the_pinned_terms(
     fleet = evaluator(k8s, ledger, prometheus, at=T0 + timedelta(minutes=10))
     asyncio.run(fleet.run_once())  # pins the period's terms
     delete_offer(k8s, name)
-    at = T0 + timedelta(minutes=31)
-    body = deleted(k8s, "orphan", at=at)
-    (settled,) = asyncio.run(settle_deleted(fleet, body, now=at + timedelta(minutes=5)))
+    body, (settled,) = settle_without_pods(fleet, k8s, "orphan", at=T0 + timedelta(minutes=31))
     assert settled.state == SettlementState.SETTLED
     assert settled.tokens_used == served_tokens(prometheus, SLARef.from_body(body)) > 0
     assert settled.charges_micros == settled.tokens_used * PRICE
@@ -342,9 +355,7 @@ def test_no_terms_and_no_offer_is_held_for_review_with_its_usage(
     sla(k8s, "unpriced", "no-such-offer")
     cleanup.append("unpriced")
     fleet = evaluator(k8s, ledger, prometheus, at=T0)
-    at = T0 + timedelta(minutes=31)
-    body = deleted(k8s, "unpriced", at=at)
-    (held,) = asyncio.run(settle_deleted(fleet, body, now=at + timedelta(minutes=5)))
+    body, (held,) = settle_without_pods(fleet, k8s, "unpriced", at=T0 + timedelta(minutes=31))
     assert (held.state, held.hold_reason) == (
         SettlementState.HELD_FOR_REVIEW,
         HoldReason.TERMS_UNKNOWN,
