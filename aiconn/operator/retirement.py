@@ -47,6 +47,8 @@ from aiconn.sla.terms import PeriodTerms
 STOPPED_ANNOTATION = "aiconn.io/serving-stopped-at"
 STOP_TIMEOUT = timedelta(minutes=10)
 """How long a deletion waits for the SLA's pods to go before it settles anyway."""
+UNKNOWN_PRICE = Decimal(0)
+"""What a period is priced at when no terms were pinned and the offer is gone (held for review)."""
 
 
 class NotYet(Exception):
@@ -125,9 +127,6 @@ async def stopped_serving(
         content_type="application/merge-patch+json",
     )
     return now
-
-
-UNKNOWN_PRICE = Decimal(0)
 
 
 async def settle_deleted(

@@ -352,7 +352,7 @@ def test_a_deleted_offer_settles_on_the_pinned_terms(
 def test_no_terms_and_no_offer_is_held_for_review_with_its_usage(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
-    sla(k8s, "unpriced", "no-such-offer")
+    uid = sla(k8s, "unpriced", "no-such-offer")["metadata"]["uid"]
     cleanup.append("unpriced")
     fleet = evaluator(k8s, ledger, prometheus, at=T0)
     body, (held,) = settle_without_pods(fleet, k8s, "unpriced", at=T0 + timedelta(minutes=31))
@@ -363,8 +363,42 @@ def test_no_terms_and_no_offer_is_held_for_review_with_its_usage(
     assert held.tokens_used == served_tokens(prometheus, SLARef.from_body(body)) > 0
     assert held.charges_micros == 0  # the tenant-written price is never used
     events = client.CoreV1Api(k8s).list_namespaced_event(
-        NS, field_selector="involvedObject.name=unpriced"
+        NS, field_selector=f"involvedObject.uid={uid}"
     )
     warning = [e for e in events.items if e.reason == "SettledOnDeletion"]
     assert warning and warning[-1].type == "Warning"
     assert "no-such-offer" in warning[-1].message
+
+
+def test_pods_that_never_go_do_not_hold_the_deletion_forever(
+    k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
+) -> None:
+    name = offer(k8s, PRICE)
+    uid = sla(k8s, "stuck", name)["metadata"]["uid"]
+    cleanup.append("stuck")
+    core = client.CoreV1Api(k8s)
+    # A pod of the SLA that scaling does not remove (no ReplicaSet owns it; think of a node gone
+    # dark): the deletion waits for it, but not forever.
+    pod = f"stuck-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_pod(
+        NS,
+        {
+            "metadata": {"name": pod, "labels": workload.pod_selector("stuck")},
+            "spec": {"containers": [{"name": "gateway", "image": "aiconn:test"}]},
+        },
+    )
+    fleet = evaluator(k8s, ledger, prometheus, at=T0)
+    at = T0 + timedelta(minutes=5)
+    try:
+        with pytest.raises(NotYet, match="still serving"):
+            asyncio.run(settle_deleted(fleet, deleted(k8s, "stuck", at=at), now=at))
+        late = at + timedelta(minutes=11)
+        with pytest.raises(NotYet, match="scraped"):
+            asyncio.run(settle_deleted(fleet, deleted(k8s, "stuck", at=at), now=late))
+        body = deleted(k8s, "stuck", at=at)
+        assert body["metadata"]["annotations"][STOPPED_ANNOTATION] == late.isoformat()
+        events = core.list_namespaced_event(NS, field_selector=f"involvedObject.uid={uid}")
+        assert any(e.reason == "ServingNotStopped" and e.type == "Warning" for e in events.items)
+    finally:
+        core.delete_namespaced_pod(pod, NS, grace_period_seconds=0)
+        delete_offer(k8s, name)
