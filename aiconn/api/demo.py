@@ -48,6 +48,17 @@ class Measured:
         )
 
 
+DEMO_MODELS = (
+    "llama-3-8b-instruct",
+    "mistral-7b-instruct",
+    "qwen2.5-7b-instruct",
+    "gemma-2-9b-it",
+    "phi-3-medium-instruct",
+)
+"""Models of the sample bundle offer's catalogue (manifests/samples/offers.yaml), so the demo's
+SLAs are admitted under it."""
+
+
 def manifest(name: str, *, tenant: str, index: int, offer: str | None = None) -> dict[str, Any]:
     """An AIInferenceSLA object; the tier follows the index; `offer` names an AIInferenceOffer."""
     tier, _ = TIERS[index % len(TIERS)]
@@ -58,7 +69,7 @@ def manifest(name: str, *, tenant: str, index: int, offer: str | None = None) ->
         "spec": {
             "tenant": tenant,
             "model": {
-                "name": f"model-{index % 5}",
+                "name": DEMO_MODELS[index % len(DEMO_MODELS)],
                 "source": "hf://demo/model",
                 "parametersBillions": 8,
             },

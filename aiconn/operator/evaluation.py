@@ -14,6 +14,11 @@ gateway's allowance (wallet balance minus usage not yet settled) drops within th
 gateway subtracts what it metered since its last read, so the gap is at most the traffic since
 the last pass plus the scrape delay.
 
+The commercial terms of each calendar period (price, currency, credit schedules, plan) are pinned
+in the ledger by the first pass that sees the period and read back by every later pass and by the
+settlement (`aiconn.sla.terms`): an offer edited mid-period changes nothing before its next
+period.
+
 Settlement: once the immediately previous calendar period has been closed for
 `settlement_grace_seconds` (late scrapes), it is fetched, evaluated and settled exactly once in
 the ledger (held for review when coverage is below the floor, or when a latency attainment
@@ -59,9 +64,11 @@ from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, eval
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import (
+    HoldReason,
     Ledger,
     Settlement,
     SettlementState,
+    TermsPin,
     TransferConflict,
     UsageReading,
     fund_allowance,
@@ -88,6 +95,7 @@ from aiconn.sla.spec import (
     Window,
     wallet_owner,
 )
+from aiconn.sla.terms import PeriodTerms
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -233,13 +241,15 @@ def settle_closed(
     coverage_floor_percent: float,
     window: Window,
     windows: Sequence[MaintenanceWindow] = (),
+    hold: HoldReason | None = None,
 ) -> list[Settlement]:
     """Measure the closed period of `slas` in one batched call and settle each SLA with its
     evidence (blocking: run in a thread). Raises SourceUnavailable when Prometheus cannot answer.
 
     The queries go through a recorder, so each SLA's evidence names what was asked and hashes
     what Prometheus answered about it. Minutes outside service hours or excused by `windows` are
-    `excused` in the evidence, as they are left out of the settlement's figures.
+    `excused` in the evidence, as they are left out of the settlement's figures. With `hold`,
+    every settlement is held for review for that reason.
     """
     recorder = QueryRecorder(source.client)
     recording = copy.copy(source)
@@ -286,6 +296,7 @@ def settle_closed(
                 coverage_floor_percent=coverage_floor_percent,
                 currency=sla.spec.tokens.currency,
                 evidence=measured,
+                hold=hold,
             )
         )
     return settled
@@ -454,6 +465,11 @@ class FleetEvaluator:
         self._windows_listed = True
         """False when this pass could not read the MaintenanceWindows: its settlements wait."""
 
+    @property
+    def maintenance_listed(self) -> bool:
+        """Whether the last `list_maintenance` read the windows (or found no CRD)."""
+        return self._windows_listed
+
     async def run_once(self) -> PassReport:
         """List, measure, write status and Events, fund allowances, settle closed periods."""
         slas = await self.list_slas()
@@ -530,6 +546,8 @@ class FleetEvaluator:
         # The allowance does not wait for measurements: a Prometheus outage at a period's start
         # must not leave tenants without tokens (402 at the gateway).
         await asyncio.to_thread(self._fund, slas, now)
+        if window.calendar_aligned:
+            slas = await asyncio.to_thread(pinned, self.ledger, slas, period)
         # Only complete minutes are judged; in the period's first minute there is nothing yet.
         measured_until = min(floor_minute(now), period.end)
         if measured_until <= period.start:
@@ -682,6 +700,7 @@ class FleetEvaluator:
         )
         unsettled = [sla for sla in due if stored[sla.uid] is None]
         if unsettled:
+            unsettled = await asyncio.to_thread(pinned, self.ledger, unsettled, closed)
             try:
                 settlements = await asyncio.to_thread(
                     settle_closed,
@@ -748,6 +767,18 @@ class FleetEvaluator:
                 log.warning("SLA status not written: %s", result)
             elif isinstance(result, BaseException):
                 raise result
+
+
+def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARef]:
+    """Each SLA acting on the terms pinned for `period` (see `aiconn.sla.terms`): the first
+    evaluation of a period pins the terms in force then, so an offer edited mid-period re-prices
+    nothing before its next period (blocking: run in a thread)."""
+    terms = ledger.pin_terms(
+        [TermsPin(sla_uid=s.uid, period=period, terms=PeriodTerms.of(s.spec)) for s in slas]
+    )
+    return [
+        dataclasses.replace(sla, spec=t.apply(sla.spec)) for sla, t in zip(slas, terms, strict=True)
+    ]
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

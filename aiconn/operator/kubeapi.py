@@ -40,6 +40,7 @@ KINDS: dict[str, Kind] = {
     "Deployment": Kind("apps/v1", "deployments"),
     "Service": Kind("v1", "services"),
     "Pod": Kind("v1", "pods"),
+    "Namespace": Kind("v1", "namespaces", namespaced=False),
     "Secret": Kind("v1", "secrets"),
     "ServiceAccount": Kind("v1", "serviceaccounts"),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),

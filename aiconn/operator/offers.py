@@ -59,6 +59,24 @@ async def terms_for(
     return resolve(spec, offer, require_offer=require_offer)
 
 
+async def check_namespace(
+    kube: KubeApi, namespace: str, spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec | None
+) -> None:
+    """Raise OfferProblem (NamespaceNotSelected) when the offer's namespaceSelector does not
+    select the SLA's namespace: the admission policy refuses such SLAs, but a selector or a
+    namespace's labels edited since leave admitted SLAs outside it (one GET)."""
+    if offer is None or offer.namespace_selector is None:
+        return
+    found = await kube.get("Namespace", namespace)
+    labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+    if not offer.admits_namespace(labels):
+        raise OfferProblem(
+            "NamespaceNotSelected",
+            f"spec.offer: AIInferenceOffer {spec.offer!r} is not sold in namespace {namespace}"
+            " (its namespaceSelector does not select it)",
+        )
+
+
 def resolve(
     spec: AIInferenceSLASpec, offer: Mapping[str, Any] | None, *, require_offer: bool
 ) -> tuple[AIInferenceSLASpec, AIInferenceOfferSpec | None]:

@@ -27,7 +27,7 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KINDS, KubeApi
-from aiconn.operator.offers import OfferProblem, place, terms_for
+from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.slices.kubernetes import pod_attachment
@@ -172,6 +172,7 @@ async def reconcile_sla(
 
     try:
         spec, offer = await terms_for(kube, spec, require_offer=settings.require_offer)
+        await check_namespace(kube, namespace, spec, offer)
     except OfferProblem as problem:
         # Operator-only knowledge (the offer is missing or no longer covers the SLA): nothing is
         # provisioned or funded until the tenant or the provider fixes it, and what already runs

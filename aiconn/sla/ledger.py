@@ -71,6 +71,7 @@ from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.evidence import Decided, Measured, canonical, evidence_document, sha256_of
 from aiconn.sla.migrations import migrate
 from aiconn.sla.periods import Period
+from aiconn.sla.terms import PeriodTerms
 
 TOKENS = "tokens"
 ALLOWANCE = "allowance"
@@ -105,6 +106,10 @@ class HoldReason(StrEnum):
     """Data coverage below the floor (or no minute judged at all)."""
     INEXACT_ATTAINMENT = "InexactAttainment"
     """A latency attainment interpolated inside a bucket could earn a different credit."""
+    TERMS_UNKNOWN = "TermsUnknown"
+    """No terms were pinned for the period and its offer is gone: the usage is recorded, the
+    price is the reviewer's to settle (released, it charges nothing; corrections are new
+    transfers)."""
 
 
 def wallet_account(tenant: str) -> str:
@@ -232,6 +237,30 @@ class UsageRow(SQLModel, table=True):
     period_end: datetime = Field(sa_type=DateTime(timezone=True))
     tokens: int = Field(sa_type=BigInteger)
     measured_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class PeriodTermsRow(SQLModel, table=True):
+    """The terms pinned for one SLA period (table created by migration 7)."""
+
+    __tablename__ = "period_terms"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    sla_uid: str
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+    terms: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("terms", JSON, nullable=False)
+    )
+    pinned_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class TermsPin:
+    """Terms to pin for one SLA period unless terms are pinned for it already."""
+
+    sla_uid: str
+    period: Period
+    terms: PeriodTerms
 
 
 _SETTLEMENT_OF_PERIOD = select(SettlementRow).where(
@@ -552,6 +581,61 @@ class Ledger:
                 row.measured_at = reading.measured_at
                 session.add(row)
 
+    def pin_terms(self, pins: Sequence[TermsPin]) -> list[PeriodTerms]:
+        """The terms in force for each pin's SLA period: those pinned first, else the pin's own,
+        now stored (one transaction; a racing pinner's terms win and are read back)."""
+        if not pins:
+            return []
+        for attempt in (1, 2):
+            try:
+                with Session(self.engine) as session, session.begin():
+                    stored = self._pinned(session, pins)
+                    now = datetime.now(UTC)
+                    for pin in pins:
+                        key = (pin.sla_uid, pin.period.start)
+                        if key not in stored:
+                            session.add(
+                                PeriodTermsRow(
+                                    sla_uid=pin.sla_uid,
+                                    period_start=pin.period.start,
+                                    period_end=pin.period.end,
+                                    terms=pin.terms.to_json(),
+                                    pinned_at=now,
+                                )
+                            )
+                            stored[key] = pin.terms
+                    return [stored[(pin.sla_uid, pin.period.start)] for pin in pins]
+            except IntegrityError:
+                # Another pinner stored the same (SLA, period) first: the retry reads theirs.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def pinned_terms(self, sla_uid: str, period_start: datetime) -> PeriodTerms | None:
+        """The terms pinned for one SLA period, if any."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(PeriodTermsRow).where(
+                    PeriodTermsRow.sla_uid == sla_uid, PeriodTermsRow.period_start == period_start
+                )
+            ).first()
+            return None if row is None else PeriodTerms.from_json(row.terms)
+
+    @staticmethod
+    def _pinned(
+        session: Session, pins: Sequence[TermsPin]
+    ) -> dict[tuple[str, datetime], PeriodTerms]:
+        found: dict[tuple[str, datetime], PeriodTerms] = {}
+        for start in {p.period.start for p in pins}:
+            uids = [p.sla_uid for p in pins if p.period.start == start]
+            for row in session.exec(
+                select(PeriodTermsRow).where(
+                    PeriodTermsRow.period_start == start, col(PeriodTermsRow.sla_uid).in_(uids)
+                )
+            ):
+                found[(row.sla_uid, start)] = PeriodTerms.from_json(row.terms)
+        return found
+
     def pending_usage(self, tenant: str) -> int:
         """Tokens the tenant used in periods not yet settled (usage not yet posted)."""
         settled = (
@@ -719,6 +803,7 @@ def settle_period(
     coverage_floor_percent: float,
     currency: str = "EUR",
     evidence: Measured | None = None,
+    hold: HoldReason | None = None,
 ) -> Settlement:
     """Settle a closed period once: hold it for review when data coverage is below the floor or
     an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
@@ -727,15 +812,16 @@ def settle_period(
 
     Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
     first settlement of a period is final: corrections are new transfers, not a re-settlement.
+    `hold` holds the period for that reason whatever the measurements say.
     """
     existing = ledger.settlement(sla_uid, period)
     if existing is not None:
         return existing
     coverage = result.coverage_percent
-    reason: HoldReason | None = None
-    if coverage is None or coverage < coverage_floor_percent:
+    reason = hold
+    if reason is None and (coverage is None or coverage < coverage_floor_percent):
         reason = HoldReason.LOW_COVERAGE
-    elif result.credit_uncertain:
+    elif reason is None and result.credit_uncertain:
         reason = HoldReason.INEXACT_ATTAINMENT
     held = reason is not None
     charges = to_micros(result.charges)

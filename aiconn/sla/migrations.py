@@ -192,6 +192,24 @@ def _v6_minute_counts(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} BIGINT"))
 
 
+def _v7_period_terms(conn: Connection) -> None:
+    # The terms (price, currency, credit schedules, plan) pinned for each SLA period when it was
+    # first evaluated: a period is settled on them, not on the offer as edited since.
+    metadata = MetaData()
+    Table(
+        "period_terms",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("sla_uid", String(64), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("terms", JSON, nullable=False),
+        Column("pinned_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("sla_uid", "period_start", name="uq_period_terms_sla_period"),
+    )
+    metadata.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -209,6 +227,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "evidence stored with each settlement", _v5_settlement_evidence),
     Migration(6, "judged, good, bad and excused minutes of settlements", _v6_minute_counts),
+    Migration(7, "terms pinned per SLA period", _v7_period_terms),
 )
 
 

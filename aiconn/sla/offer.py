@@ -18,7 +18,8 @@ to the policy.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -27,6 +28,7 @@ from aiconn.sla.maintenance import MaintenanceTerms
 from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.spec import (
     DURATION_PATTERN,
+    MODEL_NAME_PATTERN,
     AIInferenceSLASpec,
     CreditsSpec,
     CreditTier,
@@ -57,23 +59,79 @@ PROVIDER_OWNED: dict[str, str] = {
 The CRD renders them without server defaults and says so in their descriptions."""
 
 
-def _strictly_increasing(field: str, key: str) -> dict[str, str]:
-    # Kubernetes CEL iterates elements, not indexes: sortedness plus uniqueness is "strict".
-    return cel(
-        f"self.map(c, c.{key}).isSorted() && self.all(a, self.exists_one(b, b.{key} == a.{key}))",
-        f"{field} must be listed with strictly increasing {key}",
-    )
+class CatalogueModel(CamelModel):
+    """A model the provider prices, by the name SLAs state in `spec.model.name`."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)
+    """The model's name as SLAs state it (vLLM's served model name)."""
+    parameters_billions: float | None = Field(default=None, gt=0, le=10000)
+    """The provider's figure for its size; an SLA stating another is refused. Sizing only: the
+    price follows the name."""
 
 
 class ModelClassPrice(CamelModel):
-    """A class of models by size and the price of a million tokens of it."""
+    """A class of models, named by the provider, and the price of a million tokens of it."""
 
     name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
     """Class name shown on statements, e.g. small or large."""
-    max_parameters_billions: float = Field(gt=0, le=10000)
-    """Largest model of the class, in billions of parameters; an SLA's model falls into the first class (by size) that holds it."""
+    models: list[CatalogueModel] = Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=validations(
+            cel(
+                "self.all(a, self.exists_one(b, b.name == a.name))",
+                "models must be listed once each",
+            )
+        ),
+    )
+    """The models of the class, by name: an SLA's `spec.model.name` picks the class (the first
+    class listing it); a model no class lists is not offered."""
     price_per_million_tokens: float = Field(ge=0, le=1_000_000)
     """Price of one million tokens of this class, in the offer's currency."""
+
+
+class SelectorRequirement(CamelModel):
+    """One requirement of a label selector, as in Kubernetes' LabelSelectorRequirement."""
+
+    key: str = Field(min_length=1, max_length=317)
+    """The label key."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value relates to `values`."""
+    values: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=64)
+    """Values for In and NotIn (required there); empty for Exists and DoesNotExist."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` meet the requirement."""
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        found = self.key in labels and labels[self.key] in self.values
+        return found if self.operator == "In" else not found
+
+
+class NamespaceSelector(CamelModel):
+    """Which namespaces may buy under an offer: a Kubernetes label selector on the namespace."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    """Labels the namespace must carry, with these values."""
+    match_expressions: list[SelectorRequirement] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra=validations(
+            cel(
+                "self.all(e, (e.operator in ['In', 'NotIn']) == (size(e.values) > 0))",
+                "matchExpressions: In and NotIn need values, Exists and DoesNotExist take none",
+            )
+        ),
+    )
+    """Requirements the namespace's labels must all meet."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a namespace with `labels` is selected (an empty selector selects every one)."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            e.matches(labels) for e in self.match_expressions
+        )
 
 
 class TokenPlan(CamelModel):
@@ -115,14 +173,21 @@ class AIInferenceOfferSpec(CamelModel):
 
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     """ISO 4217 currency of every price in the offer."""
+    namespace_selector: NamespaceSelector | None = None
+    """Namespaces whose SLAs may buy under the offer (label selector, like a NetworkPolicy's);
+    an SLA elsewhere is refused at admission and stopped by the operator. Unset: every
+    namespace."""
     model_classes: list[ModelClassPrice] = Field(
         min_length=1,
         max_length=16,
         json_schema_extra=validations(
-            _strictly_increasing("modelClasses", "maxParametersBillions")
+            cel(
+                "self.all(a, self.exists_one(b, b.name == a.name))",
+                "modelClasses must be named once each",
+            )
         ),
     )
-    """Price per model class, smallest class first."""
+    """Price per model class; each class lists the models it covers by name."""
     plan: TokenPlan
     """Tokens included per tenant and period."""
     credits: CreditsSpec = CreditsSpec()
@@ -142,10 +207,14 @@ class AIInferenceOfferSpec(CamelModel):
     maintenance: MaintenanceTerms | None = None
     """Planned maintenance excluded from availability: MaintenanceWindows naming this offer excuse the minutes that begin at least noticeMinutes after the window was created (its creationTimestamp), never earlier. Without it, maintenance is judged like any other minute."""
 
-    def model_class(self, parameters_billions: float) -> ModelClassPrice | None:
-        """The class a model of this size falls into; None when the offer has none that big."""
+    def admits_namespace(self, labels: Mapping[str, str]) -> bool:
+        """Whether SLAs in a namespace with `labels` may buy under the offer."""
+        return self.namespace_selector is None or self.namespace_selector.matches(labels)
+
+    def model_class(self, model_name: str) -> tuple[ModelClassPrice, CatalogueModel] | None:
+        """The first class listing the model, and its entry there; None when none lists it."""
         return next(
-            (c for c in self.model_classes if c.max_parameters_billions >= parameters_billions),
+            ((c, m) for c in self.model_classes for m in c.models if m.name == model_name),
             None,
         )
 
@@ -165,12 +234,21 @@ def effective_spec(spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec) -> AII
     manager come from the offer; the rate limit is the tenant's choice capped by the ceiling.
     Raises OfferViolation, naming the SLA field, when a tenant value lies outside the offer.
     """
-    model_class = offer.model_class(spec.model.parameters_billions)
-    if model_class is None:
+    found = offer.model_class(spec.model.name)
+    if found is None:
+        offered = ", ".join(m.name for c in offer.model_classes for m in c.models)
+        raise OfferViolation(
+            "spec.model.name", f"{spec.model.name!r} is not in the offer's catalogue ({offered})"
+        )
+    model_class, listed = found
+    if (
+        listed.parameters_billions is not None
+        and spec.model.parameters_billions != listed.parameters_billions
+    ):
         raise OfferViolation(
             "spec.model.parametersBillions",
-            f"{spec.model.parameters_billions:g}B is larger than the offer's largest class"
-            f" ({offer.model_classes[-1].max_parameters_billions:g}B)",
+            f"{spec.model.parameters_billions:g}B is not the provider's figure for"
+            f" {listed.name} ({listed.parameters_billions:g}B)",
         )
     tokens = spec.tokens
     chosen = tokens.model_fields_set

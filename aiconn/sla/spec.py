@@ -26,6 +26,7 @@ DTYPE_BYTES: dict[str, float] = {
 }
 Dtype = Literal["bfloat16", "float16", "fp8", "int8", "int4"]
 
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}(m|h|d|w|M)$"
 _DURATION = re.compile(DURATION_PATTERN)
 
@@ -54,7 +55,7 @@ class Architecture(CamelModel):
 class ModelSpec(CamelModel):
     """The model served under this SLA."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)
     """Model name clients send in requests (vLLM's --served-model-name)."""
     source: str = Field(pattern=r"^(hf|pvc|s3)://.+", max_length=1024)
     """Where the weights come from: hf://org/model, pvc://claim/path or s3://bucket/path."""

@@ -53,7 +53,7 @@ def offer_body(name: str) -> dict[str, Any]:
             "modelClasses": [
                 {
                     "name": "tiny",
-                    "maxParametersBillions": 2,
+                    "models": [{"name": "tiny-llama"}],
                     "pricePerMillionTokens": PRICE_PER_MILLION,
                 }
             ],
@@ -198,12 +198,14 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
         timeout=240,
         what="the finalizer to settle and let the SLA go",
     )
+    gone_at = datetime.now(UTC)
 
     settlements = ledger.settlements(sla_uid=uid)
     assert len(settlements) == 1, settlements
     settled = settlements[0]
     assert settled.state == SettlementState.SETTLED, settled
-    assert settled.period.end == ceil_minute(deleted_at)
+    # Cut at the end of the minute its pods were seen gone (issue 16): not before the deletion's.
+    assert ceil_minute(deleted_at) <= settled.period.end <= ceil_minute(gone_at)
     assert settled.tokens_used > 0
     assert settled.charges_micros == settled.tokens_used * PRICE_PER_MILLION
     usage = ledger.transfers(sla_uid=uid, kind=Kind.USAGE)

@@ -49,8 +49,16 @@ def offer_body(name: str) -> dict[str, Any]:
         "spec": {
             "currency": "EUR",
             "modelClasses": [
-                {"name": "small", "maxParametersBillions": 13, "pricePerMillionTokens": 0.5},
-                {"name": "large", "maxParametersBillions": 80, "pricePerMillionTokens": 1.6},
+                {
+                    "name": "small",
+                    "models": [{"name": "llama-3-8b", "parametersBillions": 8}],
+                    "pricePerMillionTokens": 0.5,
+                },
+                {
+                    "name": "large",
+                    "models": [{"name": "llama-3-70b", "parametersBillions": 70}],
+                    "pricePerMillionTokens": 1.6,
+                },
             ],
             "plan": {"includedTokensPerPeriod": INCLUDED, "period": "1M"},
             "credits": {
@@ -193,7 +201,9 @@ OUTSIDE: list[tuple[str, Any, str]] = [
     ("network.sd", "0000A1", "spec.network.sd"),
     ("network.nsmfUrl", "http://169.254.169.254/latest", "spec.network.nsmfUrl"),
     ("placement.tier", "cloud", "spec.placement.tier"),
-    ("model.parametersBillions", 405, "spec.model.parametersBillions"),
+    ("model.name", "llama-3.1-405b", "spec.model.name"),
+    # The provider's figure for llama-3-8b is 8B: a tenant's own figure cannot differ.
+    ("model.parametersBillions", 1, "spec.model.parametersBillions"),
 ]
 
 
@@ -231,6 +241,69 @@ def test_a_tenant_chooses_within_the_offer(offer: str, tenant: Any, namespace: s
             GROUP, VERSION, namespace, "aiinferenceslas", "modest", patched
         )
     assert "spec.tokens.pricePerMillionTokens" in json.loads(refused.value.body)["message"]
+
+
+def test_the_model_name_picks_the_class_and_cannot_change(
+    offer: str, tenant: Any, namespace: str
+) -> None:
+    eventually(lambda: policy_active(tenant, namespace, offer), what="the admission policy")
+    created = create(tenant, namespace, sla_body("small", offer))
+    # Switching to the large model mid-period would keep the small model's pinned price.
+    switched = with_value(
+        with_value(created, "model.name", "llama-3-70b"), "model.parametersBillions", 70
+    )
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(tenant).replace_namespaced_custom_object(
+            GROUP, VERSION, namespace, "aiinferenceslas", "small", switched
+        )
+    assert "spec.model.name" in json.loads(refused.value.body)["message"]
+
+
+def test_an_offer_is_sold_only_in_the_namespaces_it_selects(
+    offer: str, k8s: Any, tenant: Any, namespace: str
+) -> None:
+    eventually(lambda: policy_active(tenant, namespace, offer), what="the admission policy")
+    custom, core = client.CustomObjectsApi(k8s), client.CoreV1Api(k8s)
+    selective = offer_body(f"{offer}-acme")
+    selective["spec"]["namespaceSelector"] = {"matchLabels": {"aiconn.io/customer": "acme"}}
+    name = selective["metadata"]["name"]
+    custom.create_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", selective)
+    try:
+        body = sla_body("acme-chat", name)
+
+        def refused_here() -> str | None:
+            try:
+                create(tenant, namespace, body, dry_run=True)
+            except ApiException as err:
+                message = str(json.loads(err.body)["message"])
+                return message if "namespaceSelector" in message else None
+            return None
+
+        message = eventually(refused_here, what="the offer's namespaceSelector to be enforced")
+        assert "spec.offer" in message, message
+        # The provider labels the customer's namespace (tenants cannot: namespaces are the
+        # provider's): the same SLA is admitted.
+        core.patch_namespace(namespace, {"metadata": {"labels": {"aiconn.io/customer": "acme"}}})
+
+        def admitted() -> dict[str, Any] | None:
+            try:
+                created: dict[str, Any] = create(tenant, namespace, body)
+            except ApiException as err:
+                assert err.status == 422, err.body
+                return None
+            return created
+
+        created = eventually(admitted, what="the labelled namespace to be sold in")
+        # The label goes (or the provider narrows the selector): the operator refuses to serve
+        # the SLA it admitted, and says why.
+        core.patch_namespace(namespace, {"metadata": {"labels": {"aiconn.io/customer": None}}})
+        outcome = asyncio.run(reconcile_sla(KubeApi(k8s), created, tiers(), OperatorSettings()))
+        ready = next(c for c in outcome.conditions if c["type"] == "Ready")
+        assert (outcome.status["phase"], ready["reason"]) == ("Invalid", "NamespaceNotSelected")
+        assert "namespaceSelector" in ready["message"]
+        assert outcome.events and outcome.events[0].reason == "NamespaceNotSelected"
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
 
 
 def test_an_sla_without_an_offer_is_refused(offer: str, tenant: Any, namespace: str) -> None:

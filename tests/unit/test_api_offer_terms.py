@@ -10,9 +10,7 @@ from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
 OFFER: dict[str, Any] = {
     "metadata": {"name": "bundle"},
     "spec": {
-        "modelClasses": [
-            {"name": "small", "maxParametersBillions": 13, "pricePerMillionTokens": 2}
-        ],
+        "modelClasses": [{"name": "small", "models": [{"name": "m"}], "pricePerMillionTokens": 2}],
         "plan": {"includedTokensPerPeriod": 1000},
         "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
         "allowedTiers": ["edge"],

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from aiconn.devstack.kube import load_documents
-from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
+from aiconn.sla.offer import (
+    AIInferenceOfferSpec,
+    NamespaceSelector,
+    OfferViolation,
+    effective_spec,
+)
 from aiconn.sla.spec import AIInferenceSLASpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +25,16 @@ OFFER = AIInferenceOfferSpec.model_validate(
     {
         "currency": "EUR",
         "modelClasses": [
-            {"name": "small", "maxParametersBillions": 13, "pricePerMillionTokens": 0.5},
-            {"name": "large", "maxParametersBillions": 80, "pricePerMillionTokens": 1.6},
+            {
+                "name": "small",
+                "models": [{"name": "m", "parametersBillions": 8}, {"name": "mini"}],
+                "pricePerMillionTokens": 0.5,
+            },
+            {
+                "name": "large",
+                "models": [{"name": "big", "parametersBillions": 70}, {"name": "mystery"}],
+                "pricePerMillionTokens": 1.6,
+            },
         ],
         "plan": {"includedTokensPerPeriod": 1_000_000},
         "credits": {
@@ -64,8 +77,45 @@ def test_an_sla_that_states_no_terms_gets_the_offers() -> None:
 
 
 def test_the_price_is_the_model_classes() -> None:
-    got = effective_spec(sla(model={"parametersBillions": 70}), OFFER)
+    got = effective_spec(sla(model={"name": "big", "parametersBillions": 70}), OFFER)
     assert got.tokens.price_per_million_tokens == 1.6
+
+
+def test_the_class_follows_the_models_name_never_the_size_the_tenant_states() -> None:
+    # A large model declared as 1B: the provider's catalogue, not the tenant, picks the class.
+    got = effective_spec(sla(model={"name": "mystery", "parametersBillions": 1}), OFFER)
+    assert got.tokens.price_per_million_tokens == 1.6
+    got = effective_spec(sla(model={"name": "mini", "parametersBillions": 400}), OFFER)
+    assert got.tokens.price_per_million_tokens == 0.5
+
+
+def test_a_namespace_selector_selects_by_the_namespaces_labels() -> None:
+    selector = NamespaceSelector.model_validate(
+        {
+            "matchLabels": {"aiconn.io/customer": "acme"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["gold", "silver"]},
+                {"key": "env", "operator": "NotIn", "values": ["test"]},
+                {"key": "billing", "operator": "Exists"},
+                {"key": "suspended", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+    good = {"aiconn.io/customer": "acme", "tier": "gold", "billing": "x", "env": "prod"}
+    assert selector.matches(good)
+    assert selector.matches({k: v for k, v in good.items() if k != "env"})
+    for broken in (
+        {"aiconn.io/customer": "other"},
+        {"tier": "bronze"},
+        {"env": "test"},
+        {"billing": None},
+        {"suspended": "yes"},
+    ):
+        labels = {**good, **broken}
+        assert not selector.matches({k: v for k, v in labels.items() if v is not None}), broken
+    assert OFFER.admits_namespace({})  # no selector: sold everywhere
+    sold = OFFER.model_copy(update={"namespace_selector": selector})
+    assert sold.admits_namespace(good) and not sold.admits_namespace({})
 
 
 def test_a_lower_rate_is_the_tenants_choice() -> None:
@@ -87,7 +137,8 @@ def test_values_equal_to_the_offers_are_accepted() -> None:
 
 
 OUTSIDE: list[tuple[dict[str, Any], str]] = [
-    ({"model": {"parametersBillions": 405}}, "spec.model.parametersBillions"),
+    ({"model": {"name": "llama-3.1-405b"}}, "spec.model.name"),
+    ({"model": {"parametersBillions": 1}}, "spec.model.parametersBillions"),
     ({"tokens": {"pricePerMillionTokens": 0.000001}}, "spec.tokens.pricePerMillionTokens"),
     ({"tokens": {"monthlyCommitment": 999 * 10**12}}, "spec.tokens.monthlyCommitment"),
     ({"tokens": {"currency": "USD"}}, "spec.tokens.currency"),
