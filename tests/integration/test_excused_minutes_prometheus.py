@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration]
 
 OFFER = AIInferenceOfferSpec.model_validate(
     {
-        "modelClasses": [{"name": "s", "maxParametersBillions": 80, "pricePerMillionTokens": 1}],
+        "modelClasses": [{"name": "s", "models": [{"name": "tiny"}], "pricePerMillionTokens": 1}],
         "plan": {"includedTokensPerPeriod": 1000},
         "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
         "allowedTiers": ["edge"],

@@ -179,7 +179,7 @@ def test_an_sla_without_an_offer_or_without_maintenance_terms_is_never_excused()
     offer = AIInferenceOfferSpec.model_validate(
         {
             "modelClasses": [
-                {"name": "s", "maxParametersBillions": 80, "pricePerMillionTokens": 1}
+                {"name": "s", "models": [{"name": "m"}], "pricePerMillionTokens": 1}
             ],
             "plan": {"includedTokensPerPeriod": 1},
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
