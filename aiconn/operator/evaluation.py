@@ -247,8 +247,8 @@ def settle_closed(
     evidence (blocking: run in a thread). Raises SourceUnavailable when Prometheus cannot answer.
 
     The queries go through a recorder, so each SLA's evidence names what was asked and hashes
-    what Prometheus answered about it. Minutes outside service hours or excused by `windows` are
-    `excused` in the evidence, as they are left out of the settlement's figures. With `hold`,
+    what Prometheus answered about it. Minutes excused by `windows` are `excused` in the evidence
+    and minutes outside service hours `off-hours`, as both are left out of its figures. With `hold`,
     every settlement is held for review for that reason.
     """
     recorder = QueryRecorder(source.client)
@@ -268,7 +268,7 @@ def settle_closed(
     for i, sla in enumerate(slas):
         result = fleet.sla(i)
         slices = classify_minutes(series.in_contract[i], series.failed[i], series.up[i])
-        judged = minute_rules.rows(slice(i, i + 1))
+        masks = minute_rules.masks(i)
         measured = Measured(
             namespace=sla.namespace,
             name=sla.name,
@@ -277,12 +277,13 @@ def settle_closed(
                 bad=slices.bad,
                 known=slices.known,
                 in_force_from=offsets[i],
-                excused=None if judged is None else ~judged[0],
+                excused=None if masks is None else masks[0],
+                off_hours=None if masks is None else masks[1],
             ),
             ttft=_latency_counts(series.ttft, i),
             tpot=_latency_counts(series.tpot, i),
             queries=recorder.records_for(sla.namespace, sla.name),
-            terms=_terms(sla.spec, result.price_per_million_tokens),
+            terms=_terms(sla.spec, result.price_per_million_tokens, sla.minute_rule(windows)),
         )
         settled.append(
             settle_period(
@@ -313,10 +314,18 @@ def _latency_counts(occurrences: Occurrences, i: int) -> LatencyCounts:
     )
 
 
-def _terms(spec: AIInferenceSLASpec, price: Decimal) -> dict[str, Any]:
-    """The terms a credit was computed with, as the evidence records them."""
+def _terms(spec: AIInferenceSLASpec, price: Decimal, rule: MinuteRule) -> dict[str, Any]:
+    """The terms a credit was computed with, as the evidence records them: with the service
+    hours and the excused spans (announcement plus notice to end) that decided which minutes
+    were judged, so a reader sees why a minute is `off-hours` or `excused`."""
     objectives = spec.objectives
     return {
+        "serviceHours": (
+            None
+            if rule.service_hours is None
+            else rule.service_hours.model_dump(mode="json", by_alias=True)
+        ),
+        "excusedSpans": [[_iso(a), _iso(b)] for a, b in rule.excused],
         "offer": spec.offer,
         "objectives": {
             "availabilityTargetPercent": objectives.availability.target_percent,
@@ -330,6 +339,10 @@ def _terms(spec: AIInferenceSLASpec, price: Decimal) -> dict[str, Any]:
         "currency": spec.tokens.currency,
         "credits": spec.credits.to_k8s(),
     }
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:

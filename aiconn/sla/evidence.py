@@ -43,7 +43,9 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"
     """Monitoring could not see the service (counts against coverage, not availability)."""
     EXCUSED = "excused"
-    """Declared maintenance or outside service hours: neither judged nor counted."""
+    """In announced maintenance: neither judged nor counted (the settlement's excused minutes)."""
+    OFF_HOURS = "off-hours"
+    """Outside the offer's service hours: not judged."""
     NOT_IN_FORCE = "not-in-force"
     """Before the SLA's first whole minute: nothing was promised."""
 
@@ -53,6 +55,7 @@ CODES: Mapping[Verdict, str] = {
     Verdict.BAD: "b",
     Verdict.UNKNOWN: "u",
     Verdict.EXCUSED: "x",
+    Verdict.OFF_HOURS: "o",
     Verdict.NOT_IN_FORCE: "n",
 }
 JUDGED = frozenset({Verdict.GOOD, Verdict.BAD, Verdict.UNKNOWN})
@@ -71,11 +74,13 @@ def minute_verdicts(
     known: NDArray[np.bool_],
     in_force_from: int = 0,
     excused: NDArray[np.bool_] | None = None,
+    off_hours: NDArray[np.bool_] | None = None,
 ) -> str:
     """One SLA's minutes (from `sli.classify_minutes`) as a run-length string of verdict codes.
 
-    Minutes before `in_force_from` are not in force; `excused` minutes are excused whatever
-    was measured in them. Vectorized: a month of minutes costs a few numpy passes.
+    Minutes before `in_force_from` are not in force; `excused` minutes (announced maintenance)
+    are excused and `off_hours` minutes (outside service hours) not judged, whatever was
+    measured in them. Vectorized: a month of minutes costs a few numpy passes.
     """
     known = np.asarray(known, dtype=np.bool_)
     bad = np.asarray(bad, dtype=np.bool_)
@@ -86,6 +91,8 @@ def minute_verdicts(
     index = np.full(known.shape, order[Verdict.UNKNOWN], dtype=np.uint8)
     index[known] = order[Verdict.GOOD]
     index[known & bad] = order[Verdict.BAD]
+    if off_hours is not None:
+        index[np.asarray(off_hours, dtype=np.bool_)] = order[Verdict.OFF_HOURS]
     if excused is not None:
         index[np.asarray(excused, dtype=np.bool_)] = order[Verdict.EXCUSED]
     index[: max(0, in_force_from)] = order[Verdict.NOT_IN_FORCE]

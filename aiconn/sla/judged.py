@@ -79,6 +79,14 @@ class MinuteRules:
             rule_of=rule_of,
         )
 
+    def masks(self, sla: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
+        """One SLA's (excused, outside service hours) minutes; None when it has no rule."""
+        row = int(self.rule_of[sla])
+        if row < 0:
+            return None
+        excused = self.excused[row]
+        return excused, ~(self.judged[row] | excused)
+
     def rows(self, slas: slice) -> NDArray[np.bool_] | None:
         """The judged masks of the SLAs in `slas` (all True for an unlimited SLA); None when none
         of them is limited, so an unlimited fleet pays nothing for the rules."""

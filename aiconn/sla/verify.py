@@ -64,6 +64,8 @@ class LedgerFigures:
     credit_micros: int
     credit_tokens: int
     credit_percent: str
+    excused_minutes: int | None = None
+    """Minutes the settlement excused for announced maintenance (None: not recorded)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def from_download(body: Mapping[str, Any]) -> tuple[dict[str, Any], str, LedgerF
                 credit_micros=int(figures["creditMicros"]),
                 credit_tokens=int(figures["creditTokens"]),
                 credit_percent=str(figures["creditPercent"]),
+                excused_minutes=figures.get("excusedMinutes"),
             ),
         )
     except (KeyError, TypeError, ValueError) as err:
@@ -220,6 +223,9 @@ def _verify(document: Mapping[str, Any], sha256: str, ledger: LedgerFigures | No
     if ledger is not None:
         check("ledger chargesMicros", ledger.charges_micros, decided["chargesMicros"])
         check("ledger creditPercent", ledger.credit_percent, decided["creditPercent"])
+        if ledger.excused_minutes is not None:
+            # Excused minutes leave the figures: the settlement's count is the evidence's.
+            check("ledger excused minutes", ledger.excused_minutes, minutes[Verdict.EXCUSED])
         if ledger.state == SETTLED:
             # A held period is paid what it was held with when a reviewer releases it.
             check("ledger creditMicros", ledger.credit_micros, decided["creditMicros"])

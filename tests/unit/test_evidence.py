@@ -66,9 +66,22 @@ def test_verdicts_run_length_encode_every_minute_in_order() -> None:
         Verdict.BAD: 1,
         Verdict.UNKNOWN: 2,
         Verdict.EXCUSED: 2,
+        Verdict.OFF_HOURS: 0,
         Verdict.NOT_IN_FORCE: 2,
     }
     assert sum(counts.values()) == 12
+
+
+def test_minutes_outside_service_hours_are_their_own_verdict() -> None:
+    """Not judged is not excused: the settlement counts only maintenance as excused minutes."""
+    known = np.ones(6, dtype=np.bool_)
+    bad = np.array([False, True, False, False, False, True])
+    excused = np.array([False, False, True, False, False, False])
+    off_hours = np.array([False, True, False, False, True, False])
+    encoded = minute_verdicts(bad=bad, known=known, excused=excused, off_hours=off_hours)
+    assert encoded == "1g1o1x1g1o1b"
+    counts = verdict_counts(encoded)
+    assert (counts[Verdict.EXCUSED], counts[Verdict.OFF_HOURS], counts[Verdict.BAD]) == (1, 2, 1)
 
 
 def test_a_quiet_month_is_a_few_characters() -> None:
@@ -111,6 +124,7 @@ class Settled:
             credit_micros=s.credit_micros,
             credit_tokens=s.credit_tokens,
             credit_percent=str(s.credit_percent),
+            excused_minutes=s.excused_minutes,
         )
 
 
@@ -212,8 +226,14 @@ def test_verify_recomputes_the_settled_credit_from_the_evidence(ledger: Ledger) 
         "bad": 1,
         "unknown": 2,
         "excused": 0,
+        "off-hours": 0,
         "not-in-force": 5,
     }
+    # The settlement row's excused minutes are the evidence's: one more is a mismatch.
+    assert settled.settlement.excused_minutes == 0
+    wrong = dataclasses.replace(settled.figures(), excused_minutes=1)
+    found = verify(document, sha256, ledger=wrong)
+    assert not found.ok and "ledger excused minutes" in found.render()
 
 
 def test_a_tampered_verdict_is_a_mismatch_naming_the_figures(ledger: Ledger) -> None:

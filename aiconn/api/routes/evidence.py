@@ -30,6 +30,8 @@ class LedgerSettlementFigures(ApiModel):
     credit_micros: int
     credit_tokens: int
     credit_percent: str
+    excused_minutes: int | None = None
+    """Minutes excused for announced maintenance (None: settled before they were counted)."""
 
 
 class SettlementEvidence(ApiModel):
@@ -109,5 +111,6 @@ def evidence(
             credit_micros=settlement.credit_micros,
             credit_tokens=settlement.credit_tokens,
             credit_percent=str(settlement.credit_percent),
+            excused_minutes=settlement.excused_minutes,
         ),
     )
