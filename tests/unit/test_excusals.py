@@ -178,9 +178,7 @@ def test_an_sla_without_an_offer_or_without_maintenance_terms_is_never_excused()
     w = window(start=T0, end=T0 + HOUR, declared=T0 - 30 * HOUR)
     offer = AIInferenceOfferSpec.model_validate(
         {
-            "modelClasses": [
-                {"name": "s", "models": [{"name": "m"}], "pricePerMillionTokens": 1}
-            ],
+            "modelClasses": [{"name": "s", "models": [{"name": "m"}], "pricePerMillionTokens": 1}],
             "plan": {"includedTokensPerPeriod": 1},
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
             "allowedTiers": ["edge"],
