@@ -10,15 +10,17 @@ reading them takes their rates, as it does for any Prometheus counter.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 from aiconn.export.indicators import TIMESLICE, Indicator, indicators
+from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import AIInferenceSLASpec, Window
 
 API_VERSION = "openslo/v1"
 MAX_NAME = 63
-CALENDAR_START = "2020-01-01 00:00:00"
-"""Calendar windows count from a UTC boundary; any past month start aligns them the same."""
+CALENDAR_ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)
+"""Near where the calendar starts: the exported start is the aiconn period holding it."""
 
 
 def dns_label(name: str) -> str:
@@ -30,6 +32,13 @@ def dns_label(name: str) -> str:
     return f"{name[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
+def calendar_start(window: Window) -> str:
+    """The start of an aiconn period of `window` (weeks start on Mondays, months on the 1st), so
+    the exported calendar windows are the periods aiconn settles."""
+    start = period_containing(window, CALENDAR_ORIGIN).start
+    return start.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _source(query: str) -> dict[str, Any]:
     return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
 
@@ -39,7 +48,7 @@ def _time_window(window: Window) -> dict[str, Any]:
         return {
             "duration": window.duration,
             "isRolling": False,
-            "calendar": {"startTime": CALENDAR_START, "timeZone": "UTC"},
+            "calendar": {"startTime": calendar_start(window), "timeZone": "UTC"},
         }
     return {"duration": window.duration, "isRolling": True}
 

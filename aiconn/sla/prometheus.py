@@ -54,7 +54,8 @@ RANGE_PROBE = "count_over_time(vector(1)[1m:1m])"
 """At a minute boundary: 2 where ranges include their left edge (Prometheus 2), 1 where they are
 left-open (Prometheus 3). A subquery over `vector(1)` reads no stored data."""
 PROBE_AT = 3600.0
-"""Any minute boundary; the probe's answer does not depend on it."""
+"""Any minute boundary; the probe's answer does not depend on it. Passes ask at their period's
+start, which stores keeping only recent data still answer for."""
 UP_SELECTOR = 'up{sla!=""}'
 """The scrape state of the SLAs' targets (the ServiceMonitor gives them the `sla` label)."""
 MONITORING_SELECTOR = "up"
@@ -93,10 +94,11 @@ class RangeRule:
     left_open: bool
 
     @classmethod
-    def ask(cls, client: QueryClient, *, timeout_s: int) -> RangeRule:
-        """The rule of the Prometheus behind `client`, from one query that reads no data."""
+    def ask(cls, client: QueryClient, *, timeout_s: int, at: float = PROBE_AT) -> RangeRule:
+        """The rule of the Prometheus behind `client`, from one query that reads no data, asked
+        at `at` (a minute boundary; remote stores may refuse times long past)."""
         found = _guarded(
-            lambda: client.custom_query(RANGE_PROBE, params={"time": PROBE_AT}, timeout=timeout_s),
+            lambda: client.custom_query(RANGE_PROBE, params={"time": at}, timeout=timeout_s),
             RANGE_PROBE,
         )
         try:
@@ -178,7 +180,7 @@ class PrometheusSource:
         index = {(t.namespace, t.name): i for i, t in enumerate(targets)}
         start = period.start - timedelta(minutes=lookback_minutes)
         minutes = period.minutes + lookback_minutes
-        rule = RangeRule.ask(self.client, timeout_s=self.timeout_s)
+        rule = RangeRule.ask(self.client, timeout_s=self.timeout_s, at=period.start.timestamp())
         minute = rule.window(60)
         in_contract = self._counter_minutes(
             pod_counter(mn.GATEWAY_REQUESTS, mn.IN_CONTRACT_OUTCOMES), index, start, minutes

@@ -3,11 +3,13 @@
 Every sample SLA's Sloth export passes `sloth validate` and `sloth generate` (the binary
 tools/sloth/build.sh builds; a missing one fails these tests). Then the rules Sloth generates
 from an export and aiconn's own PrometheusRule are loaded into one real Prometheus holding the
-same three days of gateway counters for three SLAs: one burning fast (should page), one burning
-slowly (should open a ticket), one calm. Sloth's page and ticket alerts must be active (pending or
-firing: aiconn's wait 2 or 15 minutes before firing, Sloth's fire at once) exactly for the SLAs
-aiconn's page and ticket alerts are. Which of aiconn's alerts should be active is
-computed from the windows and factors read from aiconn's rule file, so the scenario follows it.
+same three days of gateway counters for three SLAs: one with a fast burn just now (should page),
+one with a burn four hours ago (should open a ticket), one calm. aiconn judges one-minute
+timeslices and Sloth request ratios, so the bad minutes fail every request: the two are then the
+same burn. Both tools' alert expressions are evaluated at the history's last minute, as their
+rule managers would evaluate them then, and Sloth's page and ticket alerts must hold exactly for
+the SLAs aiconn's do. Which should is computed from aiconn's window table
+(`aiconn.sla.burnwindows`), so the scenario follows it.
 """
 
 from __future__ import annotations

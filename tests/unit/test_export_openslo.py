@@ -8,6 +8,7 @@ slice target and window. Beyond the schema: the indicators count what the SLA en
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from aiconn import planning
 from aiconn.cli import main
-from aiconn.export.openslo import dns_label, openslo_documents
+from aiconn.export.openslo import calendar_start, dns_label, openslo_documents
 from aiconn.export.sloth import UnsupportedWindow, sloth_period
 from aiconn.sla import metricnames as mn
+from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import Window
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +200,12 @@ def test_sloth_periods_follow_the_window(duration: str, period: str) -> None:
 def test_a_window_sloth_has_no_catalog_for_is_refused_naming_the_field() -> None:
     with pytest.raises(UnsupportedWindow, match=r"spec\.objectives\.window\.duration: '7d'"):
         sloth_period(Window(duration="7d", calendar_aligned=False))
+
+
+@pytest.mark.parametrize("duration", ["1M", "1w", "2w", "7d", "9d"])
+def test_calendar_windows_start_where_aiconn_periods_start(duration: str) -> None:
+    window = Window(duration=duration)
+    start = datetime.strptime(calendar_start(window), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert period_containing(window, start).start == start
+    if duration in ("1w", "2w"):
+        assert start.weekday() == 0  # aiconn's weeks start on Mondays
