@@ -147,12 +147,21 @@ def longest_minutes(rules: Iterable[AlertRule]) -> int:
     return max(w.minutes for w in burn_windows(rules))
 
 
+CURRENT_BURN_MINUTES = 5
+"""The shortest window the current burn is read from: a 1-day SLA's 1-minute window turns one
+bad minute into a 1000x burn, too jumpy to scale or fail over on."""
+
+
 def shortest_burn_rate(rates: Mapping[str, float | None]) -> float | None:
-    """The burn rate of the shortest window in a status's `burnRates` (the current burn: 5 min
-    for a monthly SLA); None when there is none."""
+    """The current burn from a status's `burnRates`: the shortest window of at least
+    CURRENT_BURN_MINUTES (5 min for a monthly SLA), or the shortest when every window is shorter
+    (an SLA window of an hour or less); None when there is none or it knows no minute."""
     named = {
         minutes: value
         for name, value in rates.items()
         if (minutes := name_minutes(name)) is not None
     }
-    return named[min(named)] if named else None
+    if not named:
+        return None
+    steady = [minutes for minutes in named if minutes >= CURRENT_BURN_MINUTES]
+    return named[min(steady or named)]

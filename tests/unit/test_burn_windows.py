@@ -145,6 +145,10 @@ def test_the_current_burn_is_the_shortest_window() -> None:
     assert shortest_burn_rate({"w2m": 3.0, "w1m": None}) is None  # no known minute: none
     assert shortest_burn_rate({"w5M": 7.0, "w1H": 1.0}) == 7.0
     assert shortest_burn_rate({}) is None
+    # A 1-day SLA: its 1- and 4-minute windows are too short to act on (one bad minute is a
+    # 1000x burn); the shortest of at least 5 minutes is read. All shorter: the shortest.
+    assert shortest_burn_rate({"w1m": 1000.0, "w4m": 250.0, "w12m": 80.0, "w2h24m": 7.0}) == 80.0
+    assert shortest_burn_rate({"w1m": 1000.0, "w4m": 250.0}) == 1000.0
 
 
 def test_the_look_back_is_the_longest_window() -> None:
