@@ -78,6 +78,15 @@ def services_dir() -> Iterator[Path]:
     yield path
 
 
+@pytest.fixture
+def groups() -> Iterator[list[ProcessGroup]]:
+    """Process groups a test starts (backfilled Prometheus servers); all stopped after it."""
+    started: list[ProcessGroup] = []
+    yield started
+    for group in started:
+        group.stop_all()
+
+
 @pytest.fixture(scope="session")
 def postgres(services_dir: Path) -> Iterator[PostgresServer]:
     group = ProcessGroup(services_dir / "postgres")

@@ -9,7 +9,6 @@ server stamps the present: `test_maintenance_windows.py` proves that side).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,14 +43,6 @@ SPEC = AIInferenceSLASpec.model_validate(
         "network": {"rttBudgetMs": 50},
     }
 )
-
-
-@pytest.fixture
-def groups(services_dir: Path) -> Iterator[list[ProcessGroup]]:
-    started: list[ProcessGroup] = []
-    yield started
-    for group in started:
-        group.stop_all()
 
 
 def sla(name: str) -> SLARef:

@@ -9,7 +9,6 @@ Prometheus on it and runs the operator's own `measure` over it, on Debian's Prom
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,14 +31,6 @@ SPEC = {
     "network": {"rttBudgetMs": 50},
     "tokens": {"pricePerMillionTokens": 1000},
 }
-
-
-@pytest.fixture
-def groups(services_dir: Path) -> Iterator[list[ProcessGroup]]:
-    started: list[ProcessGroup] = []
-    yield started
-    for group in started:
-        group.stop_all()
 
 
 def sla(name: str) -> SLARef:
