@@ -26,11 +26,11 @@ from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
-from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, SettlementState, UsageReading, settle_period
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.spec import Window, wallet_owner
+from tests.factories import availability_credit, sla_evaluation
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -412,22 +412,14 @@ def test_releasing_a_held_period_needs_approve_on_settlements(world: World, k8s:
 
 
 def _review_evaluation(coverage: float) -> SLAEvaluation:
-    return SLAEvaluation(
+    return sla_evaluation(
         minutes=1440,
         good_minutes=500,
         bad_minutes=76,
         availability_percent=86.8,
         coverage_percent=coverage,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=None,
-        burn_rates={},
-        alerts=(),
         tokens_used=2_000_000,
         price_per_million_tokens=Decimal("1"),
         charges=Decimal("2"),
-        credit=CreditBreakdown(Decimal(100), Decimal(0), Decimal(100), Decimal("2")),
+        credit=availability_credit("2", percent=100),
     )

@@ -24,8 +24,7 @@ from kubernetes import client
 from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
 from aiconn.api.settings import ApiSettings
-from aiconn.sla.credits import CreditBreakdown, money, to_micros
-from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.credits import money, to_micros
 from aiconn.sla.ledger import (
     Kind,
     Ledger,
@@ -36,6 +35,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import Window
+from tests.factories import sla_evaluation
 
 pytestmark = pytest.mark.integration
 TOKEN = "reports-token"
@@ -155,29 +155,14 @@ def test_closed_period_report_shows_minutes_judged_and_excused(seeded: Seeded) -
     # A period settled with 60 minutes of announced maintenance, from the ledger alone.
     first = seeded.settlements[0]
     earlier = period_containing(Window(), first.period.start - timedelta(microseconds=1))
-    evaluation = SLAEvaluation(
+    evaluation = sla_evaluation(
         minutes=earlier.minutes,
         good_minutes=12_540,
         bad_minutes=0,
         availability_percent=100.0,
-        coverage_percent=100.0,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=None,
-        burn_rates={},
-        alerts=(),
         tokens_used=0,
         price_per_million_tokens=Decimal(1),
         charges=Decimal(0),
-        credit=CreditBreakdown(
-            availability_percent=Decimal(0),
-            latency_percent=Decimal(0),
-            total_percent=Decimal(0),
-            amount=Decimal(0),
-        ),
         excused_minutes=60,
         judged_minutes=12_540,
     )

@@ -18,35 +18,28 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
+from tests.factories import sla_evaluation
 from tests.integration.test_status_writers import G, V, sample_sla
 
 pytestmark = pytest.mark.integration
 
 
 def evaluation(burn_rates: dict[str, float | None], alerts: tuple[str, ...]) -> SLAEvaluation:
-    return SLAEvaluation(
+    return sla_evaluation(
         minutes=60,
         good_minutes=59,
         bad_minutes=1,
         availability_percent=100 * 59 / 60,
-        coverage_percent=100.0,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
         budget_remaining_percent=-1566.0,
         burn_rates=burn_rates,
         alerts=alerts,
         tokens_used=0,
         price_per_million_tokens=Decimal("2"),
         charges=Decimal(0),
-        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
     )
 
 

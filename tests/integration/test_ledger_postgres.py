@@ -14,7 +14,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import (
     Ledger,
@@ -28,6 +27,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.periods import Period
 from aiconn.sla.spec import wallet_owner
+from tests.factories import availability_credit, sla_evaluation
 
 pytestmark = pytest.mark.integration
 
@@ -45,24 +45,18 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
 
 
 def _evaluation() -> SLAEvaluation:
-    return SLAEvaluation(
+    return sla_evaluation(
         minutes=1440,
         good_minutes=1430,
         bad_minutes=10,
         availability_percent=99.3,
-        coverage_percent=100.0,
         ttft_attainment_percent=99.5,
-        ttft_exact=True,
         tpot_attainment_percent=99.5,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
         budget_remaining_percent=-600.0,
-        burn_rates={},
-        alerts=(),
         tokens_used=4_000_000,
         price_per_million_tokens=Decimal("0.5"),
         charges=Decimal("2"),
-        credit=CreditBreakdown(Decimal(10), Decimal(0), Decimal(10), Decimal("0.2")),
+        credit=availability_credit("0.2"),
     )
 
 

@@ -23,11 +23,11 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, SettlementState, release_held, settle_period
 from aiconn.sla.periods import previous_period
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
+from tests.factories import sla_evaluation
 
 pytestmark = pytest.mark.integration
 
@@ -181,22 +181,14 @@ def test_a_released_held_period_shows_settled_in_status(
 
 
 def _evaluation(*, coverage: float) -> SLAEvaluation:
-    return SLAEvaluation(
+    return sla_evaluation(
         minutes=5,
         good_minutes=2,
         bad_minutes=0,
         availability_percent=100.0,
         coverage_percent=coverage,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
         budget_remaining_percent=100.0,
-        burn_rates={},
-        alerts=(),
         tokens_used=1000,
         price_per_million_tokens=Decimal("2"),
         charges=Decimal("0.002"),
-        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
     )

@@ -18,35 +18,19 @@ from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
 from aiconn.cli import main
 from aiconn.export.cloudevents import Cursor, export_page, settlement_id
-from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, fund_allowance, settle_period
 from aiconn.sla.periods import Period
 from aiconn.sla.topups import top_up
+from tests.factories import month_evaluation
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 REQUIRED = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}
 
 
 def _evaluation() -> SLAEvaluation:
-    return SLAEvaluation(
-        minutes=44640,
-        good_minutes=44500,
-        bad_minutes=140,
-        availability_percent=99.69,
-        coverage_percent=100.0,
-        ttft_attainment_percent=99.5,
-        ttft_exact=True,
-        tpot_attainment_percent=99.5,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=-213.0,
-        burn_rates={},
-        alerts=(),
-        tokens_used=10_000_001,
-        price_per_million_tokens=Decimal("0.5"),
-        charges=Decimal("5.0000005"),
-        credit=CreditBreakdown(Decimal(10), Decimal(0), Decimal(10), Decimal("0.5000001")),
+    return month_evaluation(
+        tokens=10_000_001, charges=Decimal("5.0000005"), credit_amount="0.5000001"
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlmodel import Session
 
-from aiconn.sla.credits import CreditBreakdown
-from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import (
     REVENUE,
     SLA_PENALTY,
@@ -34,6 +31,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.migrations import MIGRATIONS, migrate
 from aiconn.sla.periods import Period
+from tests.factories import month_evaluation
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 FEB = Period(start=datetime(2025, 2, 1, tzinfo=UTC), end=datetime(2025, 3, 1, tzinfo=UTC))
@@ -46,30 +44,6 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened.close()
 
 
-def evaluation(
-    *, coverage: float = 100.0, credit: str = "0.5", tokens: int = 10_000_000
-) -> SLAEvaluation:
-    return SLAEvaluation(
-        minutes=44640,
-        good_minutes=44500,
-        bad_minutes=140,
-        availability_percent=99.69,
-        coverage_percent=coverage,
-        ttft_attainment_percent=99.5,
-        ttft_exact=True,
-        tpot_attainment_percent=99.5,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=-213.0,
-        burn_rates={},
-        alerts=(),
-        tokens_used=tokens,
-        price_per_million_tokens=Decimal("0.5"),
-        charges=Decimal("5"),
-        credit=CreditBreakdown(Decimal(10), Decimal(0), Decimal(10), Decimal(credit)),
-    )
-
-
 def settle(
     ledger: Ledger, period: Period = JAN, *, coverage: float = 100.0, credit: str = "0.5"
 ) -> Settlement:
@@ -80,7 +54,7 @@ def settle(
         name="chat",
         tenant="acme",
         period=period,
-        result=evaluation(coverage=coverage, credit=credit),
+        result=month_evaluation(coverage=coverage, credit_amount=credit),
         coverage_floor_percent=95.0,
     )
 

@@ -1,0 +1,89 @@
+"""Named constructors for the records tests build by hand: one place that knows every field.
+
+A test names only the fields its claim is about; the rest take the values of a quiet period
+(nothing unmeasured that matters, no burn, no alerts, no credit). Changing a record's shape is then
+one edit here, not one per test file.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.evaluate import SLAEvaluation
+
+NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+
+
+def availability_credit(amount: str | int = 0, *, percent: int = 10) -> CreditBreakdown:
+    """An availability credit of `percent` (latency 0) worth `amount` in the contract currency."""
+    return CreditBreakdown(Decimal(percent), Decimal(0), Decimal(percent), Decimal(amount))
+
+
+def sla_evaluation(
+    *,
+    minutes: int,
+    good_minutes: int,
+    bad_minutes: int,
+    availability_percent: float | None,
+    tokens_used: int,
+    price_per_million_tokens: Decimal,
+    charges: Decimal,
+    coverage_percent: float | None = 100.0,
+    ttft_attainment_percent: float | None = None,
+    tpot_attainment_percent: float | None = None,
+    budget_remaining_percent: float | None = None,
+    burn_rates: dict[str, float | None] | None = None,
+    alerts: tuple[str, ...] = (),
+    credit: CreditBreakdown = NO_CREDIT,
+    **rest: Any,
+) -> SLAEvaluation:
+    """An `SLAEvaluation` as `evaluate_fleet` would return it, exact latency, no inference TTFT."""
+    return SLAEvaluation(
+        minutes=minutes,
+        good_minutes=good_minutes,
+        bad_minutes=bad_minutes,
+        availability_percent=availability_percent,
+        coverage_percent=coverage_percent,
+        ttft_attainment_percent=ttft_attainment_percent,
+        ttft_exact=rest.pop("ttft_exact", True),
+        tpot_attainment_percent=tpot_attainment_percent,
+        tpot_exact=rest.pop("tpot_exact", True),
+        inference_ttft_attainment_percent=rest.pop("inference_ttft_attainment_percent", None),
+        budget_remaining_percent=budget_remaining_percent,
+        burn_rates={} if burn_rates is None else burn_rates,
+        alerts=alerts,
+        tokens_used=tokens_used,
+        price_per_million_tokens=price_per_million_tokens,
+        charges=charges,
+        credit=credit,
+        **rest,
+    )
+
+
+def month_evaluation(
+    *,
+    coverage: float = 100.0,
+    credit_amount: str = "0.5",
+    tokens: int = 10_000_000,
+    charges: Decimal = Decimal("5"),
+    **rest: Any,
+) -> SLAEvaluation:
+    """A 31-day month at 99.69 % availability (0.5 per million tokens) whose 10 % credit is
+    `credit_amount`."""
+    return sla_evaluation(
+        minutes=44640,
+        good_minutes=44500,
+        bad_minutes=140,
+        availability_percent=99.69,
+        coverage_percent=coverage,
+        ttft_attainment_percent=99.5,
+        tpot_attainment_percent=99.5,
+        budget_remaining_percent=-213.0,
+        tokens_used=tokens,
+        price_per_million_tokens=Decimal("0.5"),
+        charges=charges,
+        credit=availability_credit(credit_amount),
+        **rest,
+    )
