@@ -38,9 +38,9 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
     """No kubelet runs against the test control plane: mark the pods the ReplicaSet controller
     created as Running and Ready, as a kubelet would, so the real Deployment and ReplicaSet
     controllers compute availability from them. Returns how many pods were marked."""
-    import datetime as dt
-
     from kubernetes import client
+
+    from aiconn.devstack.kubelet import mark_running
 
     core = client.CoreV1Api(k8s)
     pods = eventually(
@@ -51,25 +51,7 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
         ),
         what=f"{expected} pod(s) for {selector}",
     )
-    now = dt.datetime.now(dt.UTC).isoformat()
-    for pod in pods:
-        ready = [
-            {"type": t, "status": "True", "lastTransitionTime": now}
-            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-        ]
-        core.patch_namespaced_pod_status(
-            pod.metadata.name,
-            namespace,
-            {
-                "status": {
-                    "phase": "Running",
-                    "conditions": ready,
-                    "startTime": now,
-                    "podIP": "10.1.0.10",
-                    "hostIP": "10.2.0.10",
-                }
-            },
-        )
+    mark_running(core, namespace, pods, pod_ip="10.1.0.10", host_ip="10.2.0.10")
     return len(pods)
 
 

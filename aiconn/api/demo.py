@@ -19,6 +19,7 @@ from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec, Window, wallet_owner
+from aiconn.sla.timestamps import iso_z
 
 PLURAL = "aiinferenceslas"
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))
@@ -104,7 +105,7 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
         and m.tpot >= spec.objectives.tpot.target_percent
     )
     burn = 1 - budget / 100
-    stamp = _iso(now)
+    stamp = iso_z(now)
     return {
         "phase": "Ready" if compliant else "Degraded",
         "conditions": [
@@ -229,7 +230,3 @@ def settle_history(
             )
         )
     return settled
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")

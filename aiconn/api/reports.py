@@ -35,6 +35,7 @@ from aiconn.sla.credits import (
 from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
+from aiconn.sla.timestamps import as_utc
 
 CURRENT = "current"
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -241,7 +242,7 @@ def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[Trans
                 credit_account=row.credit_account,
                 amount=row.amount,
                 unit=row.unit,
-                created_at=_utc(row.created_at),
+                created_at=as_utc(row.created_at),
             )
             for row in session.exec(TRANSFERS_OF_PERIOD, params=params)
         ]
@@ -310,11 +311,6 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
 
 def _dec(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(value))
-
-
-def _utc(t: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the ledger stores UTC.
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _instant(text: str) -> datetime:

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from aiconn.devstack import assurance_scenes, maintenance, nocview, stack
+from aiconn.devstack.kubelet import mark_running
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
 from aiconn.sla.periods import Period, ceil_minute, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -167,25 +168,7 @@ def play_kubelet(endpoints: stack.Endpoints) -> None:
         while not pods and time.monotonic() < deadline:
             pods = core.list_namespaced_pod(endpoints.namespace, label_selector=selector).items
             time.sleep(0.5)
-        now = dt.datetime.now(dt.UTC).isoformat()
-        for pod in pods:
-            conditions = [
-                {"type": t, "status": "True", "lastTransitionTime": now}
-                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-            ]
-            core.patch_namespaced_pod_status(
-                pod.metadata.name,
-                endpoints.namespace,
-                {
-                    "status": {
-                        "phase": "Running",
-                        "conditions": conditions,
-                        "startTime": now,
-                        "podIP": "127.0.0.1",
-                        "hostIP": "127.0.0.1",
-                    }
-                },
-            )
+        mark_running(core, endpoints.namespace, pods, pod_ip="127.0.0.1", host_ip="127.0.0.1")
 
 
 def run(*, state_dir: Path | None = None) -> DemoResult:

@@ -34,6 +34,7 @@ from aiconn.inference.capacity import Capacity, SiteCapacity, schedulable
 from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 Site = tuple[str, str | None]
 """(tier, site)."""
@@ -151,7 +152,7 @@ def placement_step(
     if not can_host(capacity, current, replicas=replicas, gpus_per_replica=gpus):
         failure = f"{_name(current)} has no Ready node with room for {replicas} replica(s)"
     elif unschedulable_since is not None and now - unschedulable_since >= unschedulable_grace:
-        failure = f"pods unschedulable at {_name(current)} since {_iso(unschedulable_since)}"
+        failure = f"pods unschedulable at {_name(current)} since {iso_seconds(unschedulable_since)}"
     if failure is not None:
         home = avoid[0] if avoid else current
         decision = plan(spec, tiers, capacity=capacity, avoid={home, current})
@@ -160,7 +161,7 @@ def placement_step(
         state = {
             "fromTier": home[0],
             "fromSite": home[1],
-            "at": _iso(now),
+            "at": iso_seconds(now),
             "reason": failure,
             "homeHealthySince": None,
         }
@@ -196,15 +197,15 @@ def placement_step(
         return PlacementStep(
             Step.HOME_HEALTHY,
             f"{_name(home)} can host it again; back after {stabilisation.total_seconds():g} s",
-            {**failover, "homeHealthySince": _iso(now)},
+            {**failover, "homeHealthySince": iso_seconds(now)},
             due=now + stabilisation,
         )
-    stable_for = now - _parse(since)
+    stable_for = now - parse_iso(since)
     if stable_for < stabilisation:
         return PlacementStep(
             Step.NONE,
             f"{_name(home)} stable for {stable_for.total_seconds():g} s",
-            due=_parse(since) + stabilisation,
+            due=parse_iso(since) + stabilisation,
         )
     return PlacementStep(
         Step.FAIL_BACK,
@@ -226,11 +227,3 @@ def _allowed(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec], s
 
 def _name(site: Site) -> str:
     return f"{site[0]} {site[1]}" if site[1] else site[0]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

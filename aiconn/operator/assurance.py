@@ -49,6 +49,7 @@ from aiconn.operator.signals import read_signals
 from aiconn.sla.assurance import HISTORY_LENGTH
 from aiconn.sla.prometheus import PrometheusSource, QueryClient
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.timestamps import iso_seconds
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class AssuranceLoop:
         if history is not None:
             assurance["placementHistory"] = history
         if assurance:
-            assurance["evaluatedAt"] = _iso(now)
+            assurance["evaluatedAt"] = iso_seconds(now)
             await self.kube.patch_status(SLA_KIND, name, namespace, {"assurance": assurance})
         return step
 
@@ -287,7 +288,7 @@ class AssuranceLoop:
         else:
             money = weighing.reason
         action: dict[str, Any] = {
-            "at": _iso(now),
+            "at": iso_seconds(now),
             "action": step.step.value,
             "decision": "Act",
             "reason": f"{step.reason}; {money}"[:1024],
@@ -413,7 +414,7 @@ def _history(
     if (last.get("tier"), last.get("site")) == (placement["tier"], placement.get("site")):
         return None
     entry = {
-        "at": _iso(now),
+        "at": iso_seconds(now),
         "tier": placement["tier"],
         "site": placement.get("site"),
         "reason": reason[:1024],
@@ -500,7 +501,3 @@ async def stop_assurance_loop(**_: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await _task
         _task = None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -27,6 +27,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.assurance import HISTORY_LENGTH
 from aiconn.sla.burnwindows import shortest_burn_rate
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], Awaitable[None]]
 POLICY = ScalingPolicy()
@@ -63,7 +64,7 @@ async def scale(
         ttft_target_percent=spec.objectives.ttft.target_percent,
         policy=POLICY,
         now=now,
-        last_change=None if scaled_at is None else _parse(scaled_at),
+        last_change=None if scaled_at is None else parse_iso(scaled_at),
     )
     if decision.replicas == current:
         return
@@ -97,7 +98,7 @@ async def scale(
         else (f"frees capacity ({weighing.amounts})")
     )
     action = {
-        "at": _iso(now),
+        "at": iso_seconds(now),
         "action": decision.direction.value,
         "decision": "Act" if act else "Hold",
         "reason": f"{current} -> {decision.replicas}: {decision.reason}; {why}"[:1024],
@@ -128,7 +129,7 @@ async def scale(
         {
             "assurance": {
                 "replicas": decision.replicas,
-                "scaledAt": _iso(now),
+                "scaledAt": iso_seconds(now),
                 "actions": actions[-HISTORY_LENGTH:],
             }
         },
@@ -147,11 +148,3 @@ async def scale(
     )
     reason = "ScaledOut" if decision.direction is Direction.OUT else "ScaledIn"
     await post_event(body, "Normal", reason, action["reason"])
-
-
-def _iso(moment: datetime) -> str:
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiconn.operator.failures import short
+from aiconn.sla.timestamps import iso_seconds
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return iso_seconds(dt.datetime.now(dt.UTC))
 
 
 def condition(

@@ -96,6 +96,7 @@ from aiconn.sla.spec import (
     wallet_owner,
 )
 from aiconn.sla.terms import PeriodTerms
+from aiconn.sla.timestamps import iso_seconds
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -325,7 +326,7 @@ def _terms(spec: AIInferenceSLASpec, price: Decimal, rule: MinuteRule) -> dict[s
             if rule.service_hours is None
             else rule.service_hours.model_dump(mode="json", by_alias=True)
         ),
-        "excusedSpans": [[_iso(a), _iso(b)] for a, b in rule.excused],
+        "excusedSpans": [[iso_seconds(a), iso_seconds(b)] for a, b in rule.excused],
         "offer": spec.offer,
         "objectives": {
             "availabilityTargetPercent": objectives.availability.target_percent,
@@ -339,10 +340,6 @@ def _terms(spec: AIInferenceSLASpec, price: Decimal, rule: MinuteRule) -> dict[s
         "currency": spec.tokens.currency,
         "credits": spec.credits.to_k8s(),
     }
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:

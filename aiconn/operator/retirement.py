@@ -43,6 +43,7 @@ from aiconn.sla.periods import Period, ceil_minute, period_containing, previous_
 from aiconn.sla.prometheus import SourceUnavailable
 from aiconn.sla.spec import CreditsSpec, Window
 from aiconn.sla.terms import PeriodTerms
+from aiconn.sla.timestamps import parse_iso
 
 STOPPED_ANNOTATION = "aiconn.io/serving-stopped-at"
 STOP_TIMEOUT = timedelta(minutes=10)
@@ -78,10 +79,6 @@ def periods_owed(window: Window, *, in_force: datetime, deleted_at: datetime) ->
     return owed
 
 
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 async def stopped_serving(
     evaluator: FleetEvaluator,
     sla: SLARef,
@@ -94,7 +91,7 @@ async def stopped_serving(
     NotYet while some are left (until `STOP_TIMEOUT` after the deletion)."""
     recorded = annotations.get(STOPPED_ANNOTATION)
     if recorded:
-        return _parse(recorded)
+        return parse_iso(recorded)
     kube = evaluator.kube
     name = workload.child_names(sla.name).deployment
     deployment = await kube.get("Deployment", name, sla.namespace)
@@ -136,7 +133,7 @@ async def settle_deleted(
     sla = SLARef.from_body(body)
     meta = body["metadata"]
     stamp = meta.get("deletionTimestamp")
-    deleted_at = _parse(stamp) if stamp else now
+    deleted_at = parse_iso(stamp) if stamp else now
     stopped_at = await stopped_serving(
         evaluator, sla, meta.get("annotations") or {}, deleted_at=deleted_at, now=now
     )

@@ -72,6 +72,7 @@ from aiconn.sla.evidence import Decided, Measured, canonical, evidence_document,
 from aiconn.sla.migrations import migrate
 from aiconn.sla.periods import Period
 from aiconn.sla.terms import PeriodTerms
+from aiconn.sla.timestamps import as_utc
 
 TOKENS = "tokens"
 ALLOWANCE = "allowance"
@@ -576,7 +577,7 @@ class Ledger:
                         measured_at=reading.measured_at,
                     )
                 )
-            elif _utc(row.measured_at) <= reading.measured_at:
+            elif as_utc(row.measured_at) <= reading.measured_at:
                 row.tokens = reading.tokens
                 row.measured_at = reading.measured_at
                 session.add(row)
@@ -956,7 +957,7 @@ def _decided(
 def _evidence(row: EvidenceRow) -> StoredEvidence:
     return StoredEvidence(
         sla_uid=row.sla_uid,
-        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
         text=row.document,
         sha256=row.sha256,
     )
@@ -1005,11 +1006,6 @@ def _insert_transfer(
     return row
 
 
-def _utc(t: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
 def _transfer(row: TransferRow) -> Transfer:
     assert row.seq is not None
     return Transfer(
@@ -1024,8 +1020,8 @@ def _transfer(row: TransferRow) -> Transfer:
         sla_uid=row.sla_uid,
         sla_namespace=row.sla_namespace,
         sla_name=row.sla_name,
-        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
-        created_at=_utc(row.created_at),
+        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
+        created_at=as_utc(row.created_at),
         metadata=dict(row.meta),
     )
 
@@ -1062,11 +1058,11 @@ def release_held(
                 if row.state == SettlementState.SETTLED.value:
                     if row.reviewed_by is None:
                         raise NotHeld(
-                            f"the period from {_utc(row.period_start).isoformat()} was settled"
+                            f"the period from {as_utc(row.period_start).isoformat()} was settled"
                             " when it closed; only held periods are released"
                         )
                     return _settlement(row)
-                period = Period(start=_utc(row.period_start), end=_utc(row.period_end))
+                period = Period(start=as_utc(row.period_start), end=as_utc(row.period_end))
                 credit = row.held_credit_micros or 0
                 credit_tokens = row.held_credit_tokens or 0
                 specs = _settlement_transfers(
@@ -1145,7 +1141,7 @@ def _settlement(row: SettlementRow) -> Settlement:
         sla_namespace=row.sla_namespace,
         sla_name=row.sla_name,
         tenant=row.tenant,
-        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
         state=SettlementState(row.state),
         currency=row.currency,
         tokens_used=row.tokens_used,
@@ -1158,9 +1154,9 @@ def _settlement(row: SettlementRow) -> Settlement:
         ttft_attainment_percent=row.ttft_attainment_percent,
         tpot_attainment_percent=row.tpot_attainment_percent,
         transfer_ids=tuple(row.transfer_ids),
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
         reviewed_by=row.reviewed_by,
-        reviewed_at=None if row.reviewed_at is None else _utc(row.reviewed_at),
+        reviewed_at=None if row.reviewed_at is None else as_utc(row.reviewed_at),
         review_note=row.review_note,
         ttft_exact=row.ttft_exact,
         tpot_exact=row.tpot_exact,

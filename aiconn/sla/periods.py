@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from aiconn.sla.spec import DURATION_PATTERN, Window
+from aiconn.sla.timestamps import iso_z
 
 Unit = Literal["m", "h", "d", "w", "M"]
 
@@ -63,12 +64,12 @@ class Period:
     @property
     def start_iso(self) -> str:
         """Start as RFC 3339 with a `Z`, the spelling used in ledger keys and status."""
-        return _iso(self.start)
+        return iso_z(self.start)
 
     @property
     def end_iso(self) -> str:
         """End as RFC 3339 with a `Z`."""
-        return _iso(self.end)
+        return iso_z(self.end)
 
 
 def parse_duration(text: str) -> Duration:
@@ -159,10 +160,6 @@ def _month_start(index: int) -> datetime:
 def _days_in_month(year: int, month: int) -> int:
     nxt = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return (nxt - timedelta(days=1)).day
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _require_utc(t: datetime, name: str) -> None:

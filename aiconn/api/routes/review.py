@@ -11,7 +11,7 @@ is the SLA looked up (404 when it does not exist). Releasing twice answers the f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
@@ -27,6 +27,7 @@ from aiconn.api.deps import (
 from aiconn.api.models import ApiModel, Problem
 from aiconn.api.routes.responses import UNAUTHENTICATED
 from aiconn.sla.ledger import NotHeld, Settlement, release_held
+from aiconn.sla.timestamps import as_utc
 
 router = APIRouter(
     prefix="/v1/namespaces/{namespace}",
@@ -95,7 +96,7 @@ def release(
     if sla is None:
         raise not_found()
     try:
-        start = _utc(body.period_start)
+        start = as_utc(body.period_start)
     except (OverflowError, ValueError) as err:
         raise HTTPException(
             status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -118,10 +119,6 @@ def release(
             f" {start.isoformat()}",
         )
     return _released(namespace, name, settled)
-
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _released(namespace: str, name: str, s: Settlement) -> ReleasedSettlement:
