@@ -44,6 +44,7 @@ from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.gateway.ratelimit import MinuteWindow, TokenBucket, retry_after_header
 from aiconn.gateway.routes import Route
 from aiconn.gateway.upstream import (
+    Headers,
     Upstream,
     UpstreamError,
     UpstreamResponse,
@@ -55,7 +56,6 @@ from aiconn.sla import metricnames as mn
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset(
     {

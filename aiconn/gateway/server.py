@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
@@ -47,7 +48,10 @@ class GatewayApps:
 
 
 async def _json(send: Send, status: int, document: object) -> None:
-    body = json.dumps(document).encode()
+    await _send_json_body(send, status, json.dumps(document).encode())
+
+
+async def _send_json_body(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -91,18 +95,7 @@ class ClientApp:
         route = route_of(path)
         if route is None or route.method != scope["method"]:
             status = 404 if route is None else 405
-            body = _not_served(status, scope)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _send_json_body(send, status, _not_served(status, scope))
             return
         if route.kind == "metered":
             await self._gateway.metered(scope, receive, send, route)
@@ -143,15 +136,14 @@ def create_apps(
     if allowance is None and settings.allowance_tokens is not None:
         allowance = StaticAllowance(settings.allowance_tokens)
     elif allowance is None and settings.wallet_api_url:
-        allowance = LedgerAllowance(
+        allowance = _wallet_allowance(
+            settings,
             WalletApiReader(
                 settings.wallet_api_url,
                 namespace=settings.namespace,
                 tenant=settings.tenant,
                 token_file=settings.wallet_token_file,
             ),
-            fail_mode=settings.allowance_fail_mode,
-            grace_seconds=settings.allowance_grace_seconds,
         )
     elif allowance is None and settings.ledger_url:
         allowance = _ledger_allowance(settings, settings.ledger_url)
@@ -226,6 +218,14 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
             ledger.append(Ledger.open(url))
         return ledger[0].available_tokens(settings.tenant)
 
+    return _wallet_allowance(settings, read_balance)
+
+
+def _wallet_allowance(
+    settings: GatewaySettings, read_balance: Callable[[], int]
+) -> LedgerAllowance:
+    """The wallet's balance as the allowance, under the settings' fail-mode policy, whichever
+    way it is read (the reporting API's wallet route, or the ledger directly)."""
     return LedgerAllowance(
         read_balance,
         fail_mode=settings.allowance_fail_mode,

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -870,7 +870,7 @@ def settle_period(
                 availability_percent=result.availability_percent,
                 ttft_attainment_percent=result.ttft_attainment_percent,
                 tpot_attainment_percent=result.tpot_attainment_percent,
-                transfer_ids=[_transfer_id(spec.key) for spec in specs],
+                transfer_ids=_transfer_ids(specs),
                 created_at=now,
                 ttft_exact=result.ttft_exact,
                 tpot_exact=result.tpot_exact,
@@ -882,8 +882,7 @@ def settle_period(
             )
             session.add(row)
             session.flush()
-            for spec in specs:
-                _insert_transfer(session, spec, now=now)
+            _insert_transfers(session, specs, now=now)
             if evidence is not None:
                 document = evidence_document(
                     evidence,
@@ -1006,6 +1005,20 @@ def _insert_transfer(
     return row
 
 
+def _transfer_ids(specs: Iterable[TransferSpec]) -> list[str]:
+    """The ids the transfers of `specs` get: what a settlement row records as its transfers."""
+    return [_transfer_id(spec.key) for spec in specs]
+
+
+def _insert_transfers(
+    session: Session, specs: Sequence[TransferSpec], *, now: datetime
+) -> list[str]:
+    """Insert a settlement's transfers in the caller's transaction; their ids, for the row."""
+    for spec in specs:
+        _insert_transfer(session, spec, now=now)
+    return _transfer_ids(specs)
+
+
 def _transfer(row: TransferRow) -> Transfer:
     assert row.seq is not None
     return Transfer(
@@ -1079,11 +1092,9 @@ def release_held(
                     credit_percent=row.credit_percent,
                 )
                 now = datetime.now(UTC)
-                for spec in specs:
-                    _insert_transfer(session, spec, now=now)
+                row.transfer_ids = _insert_transfers(session, specs, now=now)
                 row.state = SettlementState.SETTLED.value
                 row.credit_micros, row.credit_tokens = credit, credit_tokens
-                row.transfer_ids = [_transfer_id(spec.key) for spec in specs]
                 row.reviewed_by, row.reviewed_at, row.review_note = reviewer, now, note[:1024]
                 session.add(row)
                 session.flush()
