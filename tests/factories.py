@@ -7,11 +7,14 @@ one edit here, not one per test file.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
 
@@ -86,4 +89,17 @@ def month_evaluation(
         charges=charges,
         credit=availability_credit(credit_amount),
         **rest,
+    )
+
+
+def latency_from_buckets(buckets: Mapping[float, float], threshold: float) -> Occurrences:
+    """One SLA's occurrences from `{le: cumulative count}`, including `math.inf` for the total,
+    through `occurrences_from_buckets` (the fleet's path)."""
+    if math.inf not in buckets:
+        raise ValueError("buckets must include the +Inf bucket (the request count)")
+    finite = sorted((le, count) for le, count in buckets.items() if math.isfinite(le))
+    bounds = [le for le, _ in finite] or [math.nan]
+    counts = [count for _, count in finite] or [0.0]
+    return occurrences_from_buckets(
+        bounds=[bounds], counts=[counts], totals=[buckets[math.inf]], thresholds=[threshold]
     )

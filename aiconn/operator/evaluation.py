@@ -80,6 +80,7 @@ from aiconn.sla.periods import (
     Period,
     ceil_minute,
     current_period,
+    elapsed_minutes,
     floor_minute,
     period_containing,
     previous_period,
@@ -230,7 +231,7 @@ def _minute_rules(
 
 def _in_force_from(slas: Sequence[SLARef], period: Period) -> list[int]:
     """Per SLA, the first minute of `period` it was in force (0-based)."""
-    return [max(0, int((s.in_force - period.start).total_seconds()) // 60) for s in slas]
+    return [elapsed_minutes(period, s.in_force) for s in slas]
 
 
 def settle_closed(

@@ -12,7 +12,7 @@ a window cannot be stretched over an outage after the fact: a changed plan is a 
 its notice counts from its own creation. Deleting a window un-excuses its minutes (a cancelled
 maintenance owes nothing), as long as the period is not settled yet.
 
-An excused minute is neither good, bad nor unknown (`aiconn.sla.sli.Verdict.EXCUSED`): it leaves
+An excused minute is neither good, bad nor unknown (`aiconn.sla.evidence.Verdict.EXCUSED`): it leaves
 the availability ratio and the coverage denominator, and is counted and shown on its own.
 """
 

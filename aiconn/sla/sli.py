@@ -10,8 +10,8 @@ requests and the service up is good: an idle service that answers is available.
 
 Some minutes are not judged at all: those outside an offer's service hours
 (`aiconn.sla.servicehours`) and those of planned maintenance announced in advance
-(`aiconn.sla.maintenance`), which are *excused*. Each minute gets exactly one `Verdict`; the
-codes are small integers so that per-minute verdicts can be stored and recomputed.
+(`aiconn.sla.maintenance`), which are *excused*. Each minute gets exactly one verdict, stored
+with a settlement's evidence (`aiconn.sla.evidence.Verdict`, `minute_verdicts`).
 
 Everything is vectorized over a fleet: arrays are SLAs x minutes, so one call judges every SLA.
 
@@ -23,29 +23,13 @@ inexact so nobody settles money on it unknowingly.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FAILED_PERCENT_LIMIT = 5
 """A minute whose failed share of in-contract requests exceeds this percentage is bad."""
-
-
-class Verdict(IntEnum):
-    """What one minute counts as for availability; stored as these int8 codes."""
-
-    GOOD = 0
-    BAD = 1
-    UNKNOWN = 2
-    """Monitoring saw nothing: neither good nor bad, it lowers the data coverage."""
-    EXCUSED = 3
-    """Planned maintenance announced in advance: neither good, bad nor unknown."""
-    NOT_JUDGED = 4
-    """Outside service hours, or before the SLA was in force: no objective covers it."""
 
 
 @dataclass(frozen=True)
@@ -154,25 +138,6 @@ def classify_minutes(in_contract: ArrayLike, failed: ArrayLike, up: ArrayLike) -
     return Timeslices(bad=bad, known=known)
 
 
-def minute_verdicts(
-    slices: Timeslices,
-    *,
-    judged: ArrayLike | None = None,
-    excused: ArrayLike | None = None,
-) -> NDArray[np.int8]:
-    """One `Verdict` code per minute. `judged` marks minutes the objective covers (in force, in
-    service hours; None: all), `excused` those of announced maintenance (None: none). Not judged
-    wins over excused, excused over what monitoring saw."""
-    codes = np.where(
-        slices.known, np.where(slices.bad, Verdict.BAD, Verdict.GOOD), Verdict.UNKNOWN
-    ).astype(np.int8)
-    if excused is not None:
-        codes[np.asarray(excused, dtype=np.bool_)] = Verdict.EXCUSED
-    if judged is not None:
-        codes[~np.asarray(judged, dtype=np.bool_)] = Verdict.NOT_JUDGED
-    return codes
-
-
 def availability(slices: Timeslices) -> Availability:
     """Aggregate timeslices into good and bad minutes per SLA."""
     return Availability(
@@ -223,18 +188,6 @@ def occurrences_from_buckets(
     low = np.where(exact, good, np.minimum(lower_count, total))
     high = np.where(exact, good, np.where(has_upper, np.minimum(upper_count, total), total))
     return Occurrences(good=good, total=total, exact=exact, good_low=low, good_high=high)
-
-
-def latency_from_buckets(buckets: Mapping[float, float], threshold: float) -> Occurrences:
-    """One SLA's occurrences from `{le: cumulative count}`, including `math.inf` for the total."""
-    if math.inf not in buckets:
-        raise ValueError("buckets must include the +Inf bucket (the request count)")
-    finite = sorted((le, count) for le, count in buckets.items() if math.isfinite(le))
-    bounds = [le for le, _ in finite] or [math.nan]
-    counts = [count for _, count in finite] or [0.0]
-    return occurrences_from_buckets(
-        bounds=[bounds], counts=[counts], totals=[buckets[math.inf]], thresholds=[threshold]
-    )
 
 
 def _count(mask: NDArray[np.bool_]) -> NDArray[np.int64]:

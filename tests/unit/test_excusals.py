@@ -11,11 +11,12 @@ import numpy as np
 
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
+from aiconn.sla.evidence import Verdict, decode_runs, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.maintenance import MaintenanceWindow, excused_minutes, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.servicehours import ServiceHours
-from aiconn.sla.sli import Occurrences, Timeslices, Verdict, minute_verdicts
+from aiconn.sla.sli import Occurrences
 from aiconn.sla.spec import AIInferenceSLASpec
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -85,22 +86,18 @@ def test_excused_minutes_are_whole_minutes_of_the_span() -> None:
 
 
 def test_minute_verdicts_carry_excused_and_not_judged_as_codes() -> None:
-    slices = Timeslices(
+    codes = minute_verdicts(
         bad=np.array([False, True, False, True, False]),
         known=np.array([True, True, False, True, True]),
-    )
-    codes = minute_verdicts(
-        slices,
-        judged=np.array([True, True, True, True, False]),
+        off_hours=np.array([False, False, False, False, True]),
         excused=np.array([False, False, False, True, False]),
     )
-    assert codes.dtype == np.int8
-    assert codes.tolist() == [
+    assert [v for v, n in decode_runs(codes) for _ in range(n)] == [
         Verdict.GOOD,
         Verdict.BAD,
         Verdict.UNKNOWN,
         Verdict.EXCUSED,
-        Verdict.NOT_JUDGED,
+        Verdict.OFF_HOURS,
     ]
 
 

@@ -15,8 +15,9 @@ from aiconn.operator.evaluation import exactness
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState, settle_period
 from aiconn.sla.periods import Period
-from aiconn.sla.sli import Occurrences, latency_from_buckets, occurrences_from_buckets
+from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import latency_from_buckets
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 SPEC = AIInferenceSLASpec.model_validate(

@@ -13,9 +13,9 @@ from hypothesis.extra.numpy import arrays
 from aiconn.sla.sli import (
     availability,
     classify_minutes,
-    latency_from_buckets,
     occurrences_from_buckets,
 )
+from tests.factories import latency_from_buckets
 
 NAN = math.nan
 

@@ -16,9 +16,9 @@ from aiconn.sla.sli import (
     Timeslices,
     availability,
     classify_minutes,
-    latency_from_buckets,
 )
 from aiconn.sla.spec import AIInferenceSLASpec, Window
+from tests.factories import latency_from_buckets
 
 NAN = float("nan")
 SPEC = AIInferenceSLASpec.model_validate(
