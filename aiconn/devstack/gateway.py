@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from aiconn.contracts.gateway_pod import KEYS_FILE, hash_key
 from aiconn.devstack.processes import free_port
 from aiconn.gateway.allowance import AllowanceSource
-from aiconn.gateway.keys import hash_key
 from aiconn.gateway.server import create_apps, servers
 from aiconn.gateway.serving import serve_all
 from aiconn.gateway.settings import GatewaySettings
@@ -26,7 +26,7 @@ from aiconn.gateway.settings import GatewaySettings
 def write_keys(directory: Path, *keys: str) -> Path:
     """A key directory as the mounted Secret lays it out: a `keys` file of sha256 digests."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "keys").write_text("".join(hash_key(key) + "\n" for key in keys))
+    (directory / KEYS_FILE).write_text("".join(hash_key(key) + "\n" for key in keys))
     return directory
 
 

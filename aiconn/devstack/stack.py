@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from aiconn.contracts.gateway_pod import KEYS_FILE, gateway_env
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_manifests, apply_objects
@@ -150,23 +151,23 @@ def up(
     key = "aic_" + secrets.token_urlsafe(24)
     keys_dir = write_keys(state / "gateway-keys", key)
     gateway_port, gateway_metrics_port = free_port(), free_port()
-    gateway_env = {
-        "AICONN_SLA": name,
-        "AICONN_NAMESPACE": DEMO_NAMESPACE,
-        "AICONN_MODEL": spec.model.name,
-        "AICONN_UPSTREAM": f"http://127.0.0.1:{injector_port}",
-        "AICONN_LISTEN_HOST": "127.0.0.1",
-        "AICONN_LISTEN_PORT": str(gateway_port),
-        "AICONN_METRICS_HOST": "127.0.0.1",
-        "AICONN_METRICS_PORT": str(gateway_metrics_port),
-        "AICONN_KEYS_DIR": str(keys_dir),
-        "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
-        "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
-        "AICONN_RATE_RPS": str(spec.tokens.rate_limit.requests_per_second),
-        "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
-        "AICONN_ALLOWANCE_TOKENS": str(spec.tokens.monthly_commitment),
-    }
-    gateway = group.start("gateway", _aiconn("gateway"), env=gateway_env)
+    env = gateway_env(
+        sla=name,
+        namespace=DEMO_NAMESPACE,
+        model=spec.model.name,
+        upstream=f"http://127.0.0.1:{injector_port}",
+        listen_host="127.0.0.1",
+        listen_port=gateway_port,
+        metrics_host="127.0.0.1",
+        metrics_port=gateway_metrics_port,
+        keys_dir=str(keys_dir),
+        ttft_threshold_ms=spec.objectives.ttft.threshold_ms,
+        tpot_threshold_ms=spec.objectives.tpot.threshold_ms,
+        rate_rps=spec.tokens.rate_limit.requests_per_second,
+        rate_tpm=spec.tokens.rate_limit.tokens_per_minute,
+        allowance_tokens=spec.tokens.monthly_commitment,
+    )
+    gateway = group.start("gateway", _aiconn("gateway"), env=env)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     gateway_metrics = f"http://127.0.0.1:{gateway_metrics_port}/metrics"
     wait_until(lambda: _http_ok(gateway_metrics), timeout=60, what="gateway", proc=gateway)
@@ -280,7 +281,7 @@ def trust_secret_keys(
 
     wait_until(secret_written, timeout=120, what=f"the operator's Secret {secret_name}")
     data = found["data"]
-    path = keys_dir / "keys"
+    path = keys_dir / KEYS_FILE
     known = path.read_text().split() if path.exists() else []
     added = base64.b64decode(data[KEYS_SECRET_KEY]).decode().split()
     staged = keys_dir / ".keys.new"

@@ -9,7 +9,6 @@ at most every `check_seconds`. A missing or unreadable file means no key is acce
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -18,15 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aiconn.contracts.gateway_pod import KEYS_FILE as KEYS_FILE
+from aiconn.contracts.gateway_pod import hash_key as hash_key
+
 log = logging.getLogger(__name__)
 
-KEYS_FILE = "keys"
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-
-
-def hash_key(key: str) -> str:
-    """The sha256 hex digest stored for a key (what the operator writes into the Secret)."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -11,6 +11,14 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aiconn.contracts.gateway_pod import (
+    ENV_PREFIX,
+    GATEWAY_PORT,
+    KEYS_MOUNT_PATH,
+    METRICS_PORT,
+    UPSTREAM_URL,
+    WALLET_TOKEN_FILE,
+)
 from aiconn.gateway.allowance import FailMode
 from aiconn.sla.spec import Objectives, RateLimit
 
@@ -21,7 +29,7 @@ _RATE = RateLimit()
 class GatewaySettings(BaseSettings):
     """One gateway: one SLA, one model, one vLLM behind it."""
 
-    model_config = SettingsConfigDict(env_prefix="AICONN_")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     sla: str = ""
     """AIInferenceSLA name (the `sla` label)."""
@@ -29,15 +37,15 @@ class GatewaySettings(BaseSettings):
     """The SLA's namespace (the `namespace` label)."""
     model: str = "unknown"
     """Served model name (the `model` label); fixed, so clients cannot multiply series."""
-    upstream: str = "http://127.0.0.1:8001"
+    upstream: str = UPSTREAM_URL
     """vLLM's private base URL."""
     listen_host: str = "0.0.0.0"
     """Address the gateway listens on."""
-    listen_port: int = Field(default=8000, ge=1, le=65535)
+    listen_port: int = Field(default=GATEWAY_PORT, ge=1, le=65535)
     """Port the gateway listens on (the Service's port)."""
     metrics_host: str = "0.0.0.0"
     """Address the metrics port listens on."""
-    metrics_port: int = Field(default=9100, ge=1, le=65535)
+    metrics_port: int = Field(default=METRICS_PORT, ge=1, le=65535)
     """Port of `/metrics`, `/metrics/vllm` and `/health`: Prometheus and the kubelet reach it
     inside the cluster; it is not in the Service, and the client port does not serve metrics."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -51,7 +59,7 @@ class GatewaySettings(BaseSettings):
     max_model_len: int | None = Field(default=None, ge=1)
     """The model's context length, the reservation for a request without `max_tokens`; unset
     means read from vLLM's `/v1/models`."""
-    keys_dir: Path = Path("/etc/aiconn/keys")
+    keys_dir: Path = Path(KEYS_MOUNT_PATH)
     """Directory of the mounted key Secret; its `keys` file lists sha256 hex digests."""
     ttft_threshold_ms: int = Field(default=_OBJECTIVES.ttft.threshold_ms, ge=1)
     """TTFT objective threshold, added to the TTFT histogram buckets."""
@@ -66,7 +74,7 @@ class GatewaySettings(BaseSettings):
     wallet_api_url: str | None = None
     """Reporting API whose wallet view gives the tenant's available tokens (the allowance in a
     cluster), asked with the ServiceAccount token in `wallet_token_file`."""
-    wallet_token_file: Path = Path("/var/run/secrets/aiconn/token")
+    wallet_token_file: Path = Path(WALLET_TOKEN_FILE)
     """Projected ServiceAccount token presented to the wallet API (re-read: it rotates)."""
     ledger_url: str | None = None
     """Ledger (SQLAlchemy URL) read directly for the allowance: single-host setups only, since

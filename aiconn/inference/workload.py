@@ -19,6 +19,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiconn.contracts.gateway_pod import (
+    GATEWAY_PORT,
+    GATEWAY_PORT_NAME,
+    KEYS_FILE,
+    KEYS_MOUNT_PATH,
+    METRICS_PORT,
+    METRICS_PORT_NAME,
+    UPSTREAM_URL,
+    VLLM_HOST,
+    VLLM_PORT,
+    WALLET_TOKEN_DIR,
+    WALLET_TOKEN_FILE,
+    gateway_env,
+    hash_key,
+)
 from aiconn.crd import GROUP
 from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
@@ -31,24 +46,13 @@ from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 SLA_LABEL = "aiconn.io/sla"
 COMPONENT = "inference"
 
-GATEWAY_PORT = 8000
-GATEWAY_PORT_NAME = "http"
-METRICS_PORT = 9100
-"""The gateway's `/metrics` and `/metrics/vllm`: scraped in the pod, never in the Service."""
-METRICS_PORT_NAME = "metrics"
-VLLM_HOST = "127.0.0.1"
-VLLM_PORT = 8001
-
-KEYS_SECRET_KEY = "keys"
+KEYS_SECRET_KEY = KEYS_FILE
 """Secret key holding the SHA-256 hex hashes of valid API keys, one per line."""
 PLAINTEXT_SECRET_KEY = "api-key"
 """Secret key holding the first API key in plain text, for the tenant to read."""
-KEYS_MOUNT_PATH = "/etc/aiconn/keys"
 HF_HOME = "/cache/huggingface"
 MODELS_PATH = "/models"
 HF_TOKEN_SECRET = "aiconn-hf-token"
-WALLET_TOKEN_DIR = "/var/run/secrets/aiconn"
-WALLET_TOKEN_FILE = f"{WALLET_TOKEN_DIR}/token"
 WALLET_TOKEN_SECONDS = 3600
 """Lifetime of the gateway's projected ServiceAccount token; the kubelet renews it at 80 %."""
 WALLET_TOKEN_AUDIENCE = "aiconn.io/api"
@@ -376,28 +380,27 @@ def gateway_container(
     there, authenticated by its own ServiceAccount token (see `gateway_role`): the API server
     decides what it may read, and the pod holds no ledger credential.
     """
-    # Names follow aiconn.gateway.settings.GatewaySettings (prefix AICONN_).
-    env = {
-        "AICONN_SLA": sla_name,
-        "AICONN_NAMESPACE": namespace,
-        "AICONN_MODEL": spec.model.name,
-        "AICONN_UPSTREAM": f"http://{VLLM_HOST}:{VLLM_PORT}",
-        "AICONN_LISTEN_PORT": str(GATEWAY_PORT),
-        "AICONN_METRICS_PORT": str(METRICS_PORT),
-        "AICONN_KEYS_DIR": KEYS_MOUNT_PATH,
-        "AICONN_TTFT_THRESHOLD_MS": str(spec.objectives.ttft.threshold_ms),
-        "AICONN_TPOT_THRESHOLD_MS": str(spec.objectives.tpot.threshold_ms),
-        "AICONN_RATE_RPS": f"{spec.tokens.rate_limit.requests_per_second:g}",
-        "AICONN_RATE_TPM": str(spec.tokens.rate_limit.tokens_per_minute),
-        "AICONN_TENANT": wallet_owner(namespace, spec.tenant),
-    }
+    env = gateway_env(
+        sla=sla_name,
+        namespace=namespace,
+        model=spec.model.name,
+        upstream=UPSTREAM_URL,
+        listen_port=GATEWAY_PORT,
+        metrics_port=METRICS_PORT,
+        keys_dir=KEYS_MOUNT_PATH,
+        ttft_threshold_ms=spec.objectives.ttft.threshold_ms,
+        tpot_threshold_ms=spec.objectives.tpot.threshold_ms,
+        rate_rps=spec.tokens.rate_limit.requests_per_second,
+        rate_tpm=spec.tokens.rate_limit.tokens_per_minute,
+        tenant=wallet_owner(namespace, spec.tenant),
+        wallet_api_url=wallet_api_url or None,
+        wallet_token_file=WALLET_TOKEN_FILE if wallet_api_url else None,
+    )
     mounts = [
         {"name": "api-keys", "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if wallet_api_url:
-        env["AICONN_WALLET_API_URL"] = wallet_api_url
-        env["AICONN_WALLET_TOKEN_FILE"] = WALLET_TOKEN_FILE
         mounts.append({"name": "wallet-token", "mountPath": WALLET_TOKEN_DIR, "readOnly": True})
     return {
         "name": "gateway",
@@ -643,11 +646,6 @@ def pod_disruption_budget(
         ),
         "spec": {"minAvailable": replicas - 1, "selector": {"matchLabels": pod_selector(sla_name)}},
     }
-
-
-def hash_key(key: str) -> str:
-    """SHA-256 hex of an API key: what the Secret stores and the gateway compares."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def api_key_secret(

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from aiconn.contracts.gateway_pod import GATEWAY_PORT
 from aiconn.crd import API_VERSION
 from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
@@ -287,7 +288,7 @@ async def reconcile_sla(
             "phase": phase,
             "placement": placement,
             "children": children,
-            "endpoint": f"http://{names.service}.{namespace}.svc:{workload.GATEWAY_PORT}/v1",
+            "endpoint": f"http://{names.service}.{namespace}.svc:{GATEWAY_PORT}/v1",
             "inForceGeneration": generation,
             "pending": None,
         },

@@ -12,12 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from aiconn.inference.workload import (
-    GATEWAY_PORT_NAME,
-    METRICS_PORT_NAME,
-    SliceAttachment,
-    owner_reference,
-)
+from aiconn.contracts.gateway_pod import GATEWAY_PORT_NAME, METRICS_PORT_NAME
+from aiconn.inference.workload import SliceAttachment, owner_reference
 from aiconn.slices.model import NetworkSliceSpec, SliceServiceType
 
 INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
