@@ -40,12 +40,12 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import Kind, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
+from aiconn.operator.slaevents import post_sla_event
 from aiconn.sla.assurance import HISTORY_LENGTH
 from aiconn.sla.prometheus import PrometheusSource, QueryClient
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 SLAS = Kind(API_VERSION, "aiinferenceslas", namespaced=False)  # across all namespaces
 TIERS = Kind(API_VERSION, "inferencetiers", namespaced=False)
-COMPONENT = "aiconn-operator"
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
 SignalReader = Callable[
@@ -337,31 +336,16 @@ class AssuranceLoop:
     async def _event(self, sla: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
         meta = sla["metadata"]
-        stamp = now_iso()
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": SLA_KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-        }
-        try:
-            await self.kube.call(
-                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body
-            )
-        except ApiException as err:
-            log.warning("Event %s on %s not posted: %s", reason, meta["name"], err)
+        await post_sla_event(
+            self.kube,
+            kind=SLA_KIND,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            type_=type_,
+            reason=reason,
+            message=message,
+        )
 
 
 class _Fleet:

@@ -53,12 +53,12 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import condition, now_iso
 from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
+from aiconn.operator.slaevents import post_sla_event
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
@@ -108,7 +108,6 @@ SLA_KIND = "AIInferenceSLA"
 MAINTENANCE_KIND = "MaintenanceWindow"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
-COMPONENT = "aiconn-operator"
 
 
 @dataclass(frozen=True)
@@ -745,29 +744,16 @@ class FleetEvaluator:
 
     async def post_event(self, sla: SLARef, *, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
-        stamp = now_iso()
-        body = {
-            "metadata": {"generateName": f"{sla.name}.", "namespace": sla.namespace},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": SLA_KIND,
-                "name": sla.name,
-                "namespace": sla.namespace,
-                "uid": sla.uid,
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-        }
-        try:
-            await self.kube.call("POST", f"/api/v1/namespaces/{sla.namespace}/events", body=body)
-        except ApiException as err:
-            log.warning("Event %s on %s/%s not posted: %s", reason, sla.namespace, sla.name, err)
+        await post_sla_event(
+            self.kube,
+            kind=SLA_KIND,
+            name=sla.name,
+            namespace=sla.namespace,
+            uid=sla.uid,
+            type_=type_,
+            reason=reason,
+            message=message,
+        )
 
     @staticmethod
     async def _gather(calls: Iterable[Any]) -> None:
