@@ -175,15 +175,7 @@ def _evidence_from_ledger(
         # Evidence is written in the settlement's own transaction: without its row there is
         # nothing to compare the evidence with, which is a fault of the ledger, not a match.
         raise ValueError(f"the ledger has evidence but no settlement of {args.sla} for {start}")
-    figures = LedgerFigures(
-        state=str(settlement.state),
-        charges_micros=settlement.charges_micros,
-        credit_micros=settlement.credit_micros,
-        credit_tokens=settlement.credit_tokens,
-        credit_percent=str(settlement.credit_percent),
-        excused_minutes=settlement.excused_minutes,
-    )
-    return stored.document, stored.sha256, figures
+    return stored.document, stored.sha256, LedgerFigures.of(settlement)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -66,6 +66,35 @@ class LedgerFigures:
     credit_percent: str
     excused_minutes: int | None = None
     """Minutes the settlement excused for announced maintenance (None: not recorded)."""
+
+    @classmethod
+    def of(cls, settlement: SettlementRecord) -> LedgerFigures:
+        """The figures of a ledger `Settlement` (verify itself never reads the ledger)."""
+        return cls(
+            state=str(settlement.state),
+            charges_micros=settlement.charges_micros,
+            credit_micros=settlement.credit_micros,
+            credit_tokens=settlement.credit_tokens,
+            credit_percent=str(settlement.credit_percent),
+            excused_minutes=settlement.excused_minutes,
+        )
+
+
+class SettlementRecord(Protocol):
+    """What `LedgerFigures.of` reads of `aiconn.sla.ledger.Settlement`."""
+
+    @property
+    def state(self) -> object: ...
+    @property
+    def charges_micros(self) -> int: ...
+    @property
+    def credit_micros(self) -> int: ...
+    @property
+    def credit_tokens(self) -> int: ...
+    @property
+    def credit_percent(self) -> object: ...
+    @property
+    def excused_minutes(self) -> int | None: ...
 
 
 @dataclass(frozen=True)

@@ -102,14 +102,7 @@ def test_excused_and_off_hours_minutes_settle_and_verify(tmp_path: Path) -> None
     )
     assert document["terms"]["serviceHours"]["timeZone"] == "Europe/Berlin"
     assert document["terms"]["excusedSpans"] == [["2024-02-05T07:40:00Z", "2024-02-05T07:45:00Z"]]
-    figures = LedgerFigures(
-        state=str(settled.state),
-        charges_micros=settled.charges_micros,
-        credit_micros=settled.credit_micros,
-        credit_tokens=settled.credit_tokens,
-        credit_percent=str(settled.credit_percent),
-        excused_minutes=settled.excused_minutes,
-    )
+    figures = LedgerFigures.of(settled)
     outcome = verify(document, stored.sha256, ledger=figures)
     assert outcome.ok, outcome.render()
 

@@ -9,6 +9,7 @@ ledger paid.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from aiconn.api.deps import Parts, ReadableSLA
 from aiconn.api.models import ApiModel, Problem
 from aiconn.api.reports import resolve_period
 from aiconn.api.routes.responses import TENANT
+from aiconn.sla.verify import LedgerFigures
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -105,12 +107,7 @@ def evidence(
         period_end=closed.end,
         sha256=stored.sha256,
         evidence=document,
-        settlement=LedgerSettlementFigures(
-            state=str(settlement.state),
-            charges_micros=settlement.charges_micros,
-            credit_micros=settlement.credit_micros,
-            credit_tokens=settlement.credit_tokens,
-            credit_percent=str(settlement.credit_percent),
-            excused_minutes=settlement.excused_minutes,
+        settlement=LedgerSettlementFigures.model_validate(
+            dataclasses.asdict(LedgerFigures.of(settlement))
         ),
     )
