@@ -43,6 +43,19 @@ def not_found() -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
 
 
+def page_size(settings: ApiSettings, limit: int | None, *, what: str, follow: str) -> int:
+    """The page size asked for (`limit`), or the default; over the largest page a 422 that says
+    how to get the rest (`follow`: the cursor to pass on)."""
+    size = settings.default_page_size if limit is None else limit
+    if size > settings.max_page_size:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"query parameter 'limit': {size} is over the largest page,"
+            f" {settings.max_page_size} {what}; follow {follow} for more",
+        )
+    return size
+
+
 def _parts(request: Request) -> AppParts:
     parts: AppParts = request.app.state.parts
     return parts

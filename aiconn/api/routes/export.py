@@ -15,7 +15,7 @@ import yaml
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
-from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA
+from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, page_size
 from aiconn.api.models import Problem
 from aiconn.api.routes.responses import TENANT
 from aiconn.export.cloudevents import START, BadCursor, Cursor, export_page
@@ -65,14 +65,7 @@ def usage_events(
         Query(alias="format", description="json: one array (batch mode); jsonl: one per line."),
     ] = "json",
 ) -> Response:
-    settings = parts.settings
-    size = settings.default_page_size if limit is None else limit
-    if size > settings.max_page_size:
-        raise HTTPException(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"query parameter 'limit': {size} is over the largest page,"
-            f" {settings.max_page_size} events; follow {NEXT_CURSOR} for more",
-        )
+    size = page_size(parts.settings, limit, what="events", follow=NEXT_CURSOR)
     try:
         cursor = Cursor.parse(after)
     except BadCursor as err:

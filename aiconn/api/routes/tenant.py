@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import Response
 
 from aiconn.api.csvout import CSV_MEDIA_TYPE, report_csv, statement_csv
-from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, not_found
+from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, not_found, page_size
 from aiconn.api.models import (
     NamespaceWallets,
     PeriodReport,
@@ -138,14 +138,7 @@ def statement(
         Query(max_length=32, pattern=r"^[A-Za-z0-9-]+$", description="tokens or e.g. EUR-micro."),
     ] = None,
 ) -> Statement | Response:
-    settings = parts.settings
-    size = settings.default_page_size if limit is None else limit
-    if size > settings.max_page_size:
-        raise HTTPException(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"query parameter 'limit': {size} is over the largest page,"
-            f" {settings.max_page_size} entries; follow nextAfter for more",
-        )
+    size = page_size(parts.settings, limit, what="entries", follow="nextAfter")
     account = wallet_account(sla.tenant)
     page = parts.ledger.statement(account, unit=unit, after=after, limit=size)
     result = Statement(
