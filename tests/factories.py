@@ -8,14 +8,21 @@ one edit here, not one per test file.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aiconn.operator.evaluation import SLARef
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
+from aiconn.sla.spec import AIInferenceSLASpec
 
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+"""A creation time before every period a test measures: the SLA is in force throughout."""
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
 
 
@@ -102,4 +109,26 @@ def latency_from_buckets(buckets: Mapping[float, float], threshold: float) -> Oc
     counts = [count for _, count in finite] or [0.0]
     return occurrences_from_buckets(
         bounds=[bounds], counts=[counts], totals=[buckets[math.inf]], thresholds=[threshold]
+    )
+
+
+def sla_ref(
+    name: str,
+    spec: AIInferenceSLASpec,
+    *,
+    namespace: str = "acme",
+    created: datetime = LONG_AGO,
+    offer: AIInferenceOfferSpec | None = None,
+    status: dict[str, Any] | None = None,
+    uid: str | None = None,
+) -> SLARef:
+    """One SLA as the evaluation sees it; a fresh uid unless one is given."""
+    return SLARef(
+        uid=str(uuid.uuid4()) if uid is None else uid,
+        namespace=namespace,
+        name=name,
+        created=created,
+        spec=spec,
+        status={} if status is None else status,
+        offer=offer,
     )

@@ -30,6 +30,7 @@ from aiconn.sla.budget import budget_millionths
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec, Window
+from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
@@ -60,14 +61,7 @@ def name(window: str, pattern: str) -> str:
 
 
 def ref(window: str, pattern: str) -> SLARef:
-    return SLARef(
-        uid=str(uuid.uuid4()),
-        namespace="acme",
-        name=name(window, pattern),
-        created=datetime(2020, 1, 1, tzinfo=UTC),
-        spec=spec(window),
-        status={},
-    )
+    return sla_ref(name(window, pattern), spec(window))
 
 
 def write_history(history: History) -> None:

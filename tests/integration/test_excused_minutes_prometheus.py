@@ -8,7 +8,6 @@ server stamps the present: `test_maintenance_windows.py` proves that side).
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
@@ -46,15 +46,7 @@ SPEC = AIInferenceSLASpec.model_validate(
 
 
 def sla(name: str) -> SLARef:
-    return SLARef(
-        uid=str(uuid.uuid4()),
-        namespace="acme",
-        name=name,
-        created=datetime(2020, 1, 1, tzinfo=UTC),
-        spec=SPEC,
-        status={},
-        offer=OFFER,
-    )
+    return sla_ref(name, SPEC, offer=OFFER)
 
 
 def test_an_outage_in_announced_maintenance_is_excused_and_a_late_announcement_is_not(

@@ -11,18 +11,17 @@ left-open, and the engine must judge the same minutes on both.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from aiconn.operator.evaluation import SLARef
 from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SLATarget
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 SELF = {"job": "prometheus", "instance": "self"}
@@ -124,11 +123,4 @@ def test_a_sample_on_a_minute_boundary_belongs_to_the_minute_that_ends_there(
 
 
 def sla(name: str) -> SLATarget:
-    return SLARef(
-        uid=str(uuid.uuid4()),
-        namespace="acme",
-        name=name,
-        created=datetime(2020, 1, 1, tzinfo=UTC),
-        spec=SPEC,
-        status={},
-    ).target
+    return sla_ref(name, SPEC).target

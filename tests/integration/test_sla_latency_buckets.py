@@ -9,20 +9,20 @@ on 3.x (`prometheus_bin`); one Prometheus on the history serves both tests.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from aiconn.operator.evaluation import SLARef, measure
+from aiconn.operator.evaluation import measure
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import HoldReason, Ledger, SettlementState, settle_period
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
@@ -73,14 +73,7 @@ def evaluate(url: str, period: Period, *, threshold_ms: int) -> SLAEvaluation:
             "tokens": {"pricePerMillionTokens": 1000},
         }
     )
-    ref = SLARef(
-        uid=str(uuid.uuid4()),
-        namespace="acme",
-        name="edited",
-        created=datetime(2020, 1, 1, tzinfo=UTC),
-        spec=spec,
-        status={},
-    )
+    ref = sla_ref("edited", spec)
     return measure(PrometheusSource.from_url(url), [ref], period, lookback_minutes=0).sla(0)
 
 

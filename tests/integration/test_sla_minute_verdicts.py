@@ -8,7 +8,6 @@ Prometheus on it and runs the operator's own `measure` over it, on Debian's Prom
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
@@ -34,14 +34,7 @@ SPEC = {
 
 
 def sla(name: str) -> SLARef:
-    return SLARef(
-        uid=str(uuid.uuid4()),
-        namespace="acme",
-        name=name,
-        created=datetime(2020, 1, 1, tzinfo=UTC),
-        spec=AIInferenceSLASpec.model_validate(SPEC),
-        status={},
-    )
+    return sla_ref(name, AIInferenceSLASpec.model_validate(SPEC))
 
 
 def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unknown(

@@ -23,7 +23,7 @@ from aiconn.operator.evaluation import (
 from aiconn.operator.reconcile import inference_ready, readiness, slice_ready
 from aiconn.sla.periods import Period
 from aiconn.sla.spec import AIInferenceSLASpec
-from tests.factories import sla_evaluation
+from tests.factories import sla_evaluation, sla_ref
 
 SPEC = AIInferenceSLASpec.model_validate(
     {
@@ -263,14 +263,7 @@ def test_a_held_or_absent_settlement_is_unsettled_in_status() -> None:
 
     def ref(last: dict[str, Any] | None) -> SLARef:
         status = {} if last is None else {"lastSettlement": last}
-        return SLARef(
-            uid="u",
-            namespace="n",
-            name="chat",
-            created=jan.start,
-            spec=SPEC,
-            status=status,
-        )
+        return sla_ref("chat", SPEC, created=jan.start, status=status)
 
     assert _unsettled_in_status(ref(None), jan)
     assert _unsettled_in_status(ref({"periodStart": jan.start_iso, "state": "HeldForReview"}), jan)
