@@ -117,15 +117,7 @@ class Settled:
         return found.document, found.sha256
 
     def figures(self) -> LedgerFigures:
-        s = self.settlement
-        return LedgerFigures(
-            state=str(s.state),
-            charges_micros=s.charges_micros,
-            credit_micros=s.credit_micros,
-            credit_tokens=s.credit_tokens,
-            credit_percent=str(s.credit_percent),
-            excused_minutes=s.excused_minutes,
-        )
+        return LedgerFigures.of(self.settlement)
 
 
 @pytest.fixture
