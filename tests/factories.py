@@ -132,3 +132,26 @@ def sla_ref(
         status={} if status is None else status,
         offer=offer,
     )
+
+
+def llama_8b_spec(
+    *, source: str = "hf://meta-llama/Meta-Llama-3-8B-Instruct", dtype: str = "bfloat16", **kw: Any
+) -> AIInferenceSLASpec:
+    """An SLA for Llama 3 8B with TTFT and TPOT objectives; `kw` adds or replaces spec fields."""
+    return AIInferenceSLASpec.model_validate(
+        {
+            "model": {
+                "name": "llama-3-8b",
+                "source": source,
+                "parametersBillions": 8,
+                "dtype": dtype,
+                "maxModelLen": 4096,
+            },
+            "objectives": {
+                "ttft": {"thresholdMs": 300, "targetPercent": 99},
+                "tpot": {"thresholdMs": 45, "targetPercent": 99},
+            },
+            "network": {"rttBudgetMs": 20},
+            **kw,
+        }
+    )

@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import llama_8b_spec
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +23,7 @@ WALLET = "http://aiconn-api.aiconn-system.svc:8080"
 
 
 def spec(source: str) -> AIInferenceSLASpec:
-    return AIInferenceSLASpec.model_validate(
-        {
-            "model": {
-                "name": "llama-3-8b",
-                "source": source,
-                "parametersBillions": 8,
-                "dtype": "bfloat16",
-                "maxModelLen": 4096,
-            },
-            "objectives": {
-                "ttft": {"thresholdMs": 300, "targetPercent": 99},
-                "tpot": {"thresholdMs": 45, "targetPercent": 99},
-            },
-            "network": {"rttBudgetMs": 20},
-        }
-    )
+    return llama_8b_spec(source=source)
 
 
 def rendered_pod(namespace: str, source: str) -> dict[str, Any]:

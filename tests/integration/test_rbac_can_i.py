@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from aiconn.devstack.kube import apply_manifests
 from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import SliceAttachment, deployment
-from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import llama_8b_spec
 from tests.helpers import eventually, operator_kubeconfig
 
 pytestmark = pytest.mark.integration
@@ -122,22 +122,7 @@ def test_operator_may_not_go_beyond_its_children(
 
 
 def rendered(namespace: str) -> dict[str, Any]:
-    spec = AIInferenceSLASpec.model_validate(
-        {
-            "model": {
-                "name": "llama-3-8b",
-                "source": "hf://meta-llama/Meta-Llama-3-8B-Instruct",
-                "parametersBillions": 8,
-                "dtype": "bfloat16",
-                "maxModelLen": 4096,
-            },
-            "objectives": {
-                "ttft": {"thresholdMs": 300, "targetPercent": 99},
-                "tpot": {"thresholdMs": 45, "targetPercent": 99},
-            },
-            "network": {"rttBudgetMs": 20},
-        }
-    )
+    spec = llama_8b_spec()
     decision = plan(spec, default_tiers())
     assert decision.placed, decision.message
     return deployment(

@@ -37,6 +37,7 @@ from aiconn.inference.workload import (
     vllm_args,
 )
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import llama_8b_spec as sla
 
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "s", "uid": "u-1"}
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -47,28 +48,6 @@ ATTACHMENT = SliceAttachment(
         "kubernetes.io/egress-bandwidth": "200M",
     },
 )
-
-
-def sla(
-    *, source: str = "hf://meta-llama/Meta-Llama-3-8B-Instruct", dtype: str = "bfloat16", **kw: Any
-) -> AIInferenceSLASpec:
-    return AIInferenceSLASpec.model_validate(
-        {
-            "model": {
-                "name": "llama-3-8b",
-                "source": source,
-                "parametersBillions": 8,
-                "dtype": dtype,
-                "maxModelLen": 4096,
-            },
-            "objectives": {
-                "ttft": {"thresholdMs": 300, "targetPercent": 99},
-                "tpot": {"thresholdMs": 45, "targetPercent": 99},
-            },
-            "network": {"rttBudgetMs": 20},
-            **kw,
-        }
-    )
 
 
 def placed(spec: AIInferenceSLASpec) -> PlacementDecision:
