@@ -21,7 +21,10 @@ def iso_z(t: datetime) -> str:
 
 
 def iso_seconds(t: datetime) -> str:
-    """A UTC `t` to the second, RFC 3339 with `Z` (the form of Kubernetes timestamps)."""
+    """`t` to the second, RFC 3339 with `Z` (the form of Kubernetes timestamps); an aware `t` is
+    converted to UTC first."""
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
     return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 

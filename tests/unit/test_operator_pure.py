@@ -1,9 +1,10 @@
 """The operator's pure decisions, without a cluster: conditions and their transition times, the
-phase from the children, compliance and exactness, and which Events a period change posts."""
+phase from the children, compliance and exactness, which Events a period change posts, and how
+instants are written in status."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiconn.operator.evaluation import (
 from aiconn.operator.reconcile import inference_ready, readiness, slice_ready
 from aiconn.sla.periods import Period
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.timestamps import as_utc, iso_seconds, iso_z, parse_iso
 from tests.factories import sla_evaluation, sla_ref
 
 SPEC = AIInferenceSLASpec.model_validate(
@@ -269,3 +271,12 @@ def test_a_held_or_absent_settlement_is_unsettled_in_status() -> None:
     assert _unsettled_in_status(ref({"periodStart": jan.start_iso, "state": "HeldForReview"}), jan)
     assert not _unsettled_in_status(ref({"periodStart": jan.start_iso, "state": "Settled"}), jan)
     assert _unsettled_in_status(ref({"periodStart": "2024-12-01T00:00:00Z"}), jan)
+
+
+def test_instants_are_written_in_utc_with_z() -> None:
+    berlin = timezone(timedelta(hours=1))
+    at = datetime(2025, 1, 1, 8, 30, 15, 123456, tzinfo=berlin)
+    assert iso_seconds(at) == "2025-01-01T07:30:15Z"
+    assert iso_z(at) == "2025-01-01T07:30:15.123456Z"
+    assert parse_iso("2025-01-01T07:30:15Z") == at.replace(microsecond=0)
+    assert as_utc(datetime(2025, 1, 1, 7, 30)) == datetime(2025, 1, 1, 7, 30, tzinfo=UTC)
