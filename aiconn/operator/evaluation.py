@@ -73,6 +73,7 @@ from aiconn.sla.ledger import (
     UsageReading,
     fund_allowance,
     settle_period,
+    units,
 )
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
@@ -125,6 +126,9 @@ class SLARef:
     """The offer `spec` was rebuilt from (None: a legacy SLA funded by its own commitment)."""
     generation: int | None = None
     """`metadata.generation` of the spec read; the evidence of a settlement names it."""
+    units_per_million_tokens: int | None = None
+    """The plan's exchange rate for the SLA's model class, as pinned for the period being
+    evaluated or settled (None: one wallet unit per token); set by `pinned`."""
 
     @property
     def in_force(self) -> datetime:
@@ -298,6 +302,7 @@ def settle_closed(
                 currency=sla.spec.tokens.currency,
                 evidence=measured,
                 hold=hold,
+                units_per_million_tokens=sla.units_per_million_tokens,
             )
         )
     return settled
@@ -585,7 +590,7 @@ class FleetEvaluator:
                     sla_uid=sla.uid,
                     tenant=sla.tenant,
                     period=period,
-                    tokens=fleet.sla(i).tokens_used,
+                    tokens=units(fleet.sla(i).tokens_used, sla.units_per_million_tokens),
                     measured_at=measured_until,
                 )
                 for i, sla in enumerate(slas)
@@ -787,11 +792,33 @@ def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARe
     evaluation of a period pins the terms in force then, so an offer edited mid-period re-prices
     nothing before its next period (blocking: run in a thread)."""
     terms = ledger.pin_terms(
-        [TermsPin(sla_uid=s.uid, period=period, terms=PeriodTerms.of(s.spec)) for s in slas]
+        [
+            TermsPin(
+                sla_uid=s.uid,
+                period=period,
+                terms=dataclasses.replace(
+                    PeriodTerms.of(s.spec), units_per_million_tokens=exchange_rate(s)
+                ),
+            )
+            for s in slas
+        ]
     )
     return [
-        dataclasses.replace(sla, spec=t.apply(sla.spec)) for sla, t in zip(slas, terms, strict=True)
+        dataclasses.replace(
+            sla, spec=t.apply(sla.spec), units_per_million_tokens=t.units_per_million_tokens
+        )
+        for sla, t in zip(slas, terms, strict=True)
     ]
+
+
+def exchange_rate(sla: SLARef) -> int | None:
+    """The offer's plan rate for the SLA's model class; None without an offer or without
+    exchange rates in its plan (one unit per token)."""
+    offer = sla.offer
+    if offer is None or not offer.plan.exchange_rates:
+        return None
+    found = offer.model_class(sla.spec.model.name)
+    return None if found is None else offer.plan.units_per_million_tokens(found[0].name)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:
