@@ -56,7 +56,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from aiconn.sla.credits import exact_decimal, to_micros
 from aiconn.sla.ledger import (
@@ -66,6 +66,7 @@ from aiconn.sla.ledger import (
     Kind,
     Ledger,
     Transfer,
+    TransferRow,
     TransferSpec,
     _insert_transfer,
     _transfer_id,
@@ -151,9 +152,27 @@ def fund_plan(
             sla_namespace=namespace,
             sla_name=offer,
             period=plan_period(plan, at),
-            metadata={"offer": offer, "source": "plan"},
+            metadata={"offer": offer, "source": "plan", "overage": plan.overage.mode},
         )
     )
+
+
+def overage_mode(ledger: Ledger, tenant: str) -> str:
+    """How the gateway treats a spent wallet: the overage mode of the plan that funded it last
+    (`PayPerUse`: keep serving, charged at the close; `HardStop`, also without a plan: 402)."""
+    with Session(ledger.engine) as session:
+        row = session.exec(
+            select(TransferRow)
+            .where(
+                TransferRow.credit_account == wallet_account(tenant),
+                TransferRow.kind == Kind.ALLOWANCE.value,
+                col(TransferRow.sla_uid).startswith("plan:"),
+            )
+            .order_by(col(TransferRow.seq).desc())
+            .limit(1)
+        ).first()
+    mode = None if row is None else row.meta.get("overage")
+    return "PayPerUse" if mode == "PayPerUse" else "HardStop"
 
 
 def add_duration(t: datetime, text: str) -> datetime:

@@ -42,7 +42,7 @@ from aiconn.sla.topups import top_up
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "manifests" / "samples"
+PLANS = ROOT / "manifests" / "samples" / "plans" / "token-plans.yaml"
 GROUP, VERSION = "aiconn.io", "v1alpha1"
 
 
@@ -416,19 +416,20 @@ def test_the_api_server_refuses_a_plan_that_makes_no_sense(
 def test_the_three_sample_plans_apply_and_keep_every_field(k8s: Any) -> None:
     """The bundle, the subscription with top-ups and the multi-model units, as the API server
     stores them: nothing pruned, and each parses to its plan."""
-    docs = [d for d in load_documents([SAMPLES / "offers.yaml"]) if d["kind"] == "AIInferenceOffer"]
-    apply_manifests(k8s, [SAMPLES / "offers.yaml"])
+    docs = [d for d in load_documents([PLANS]) if d["kind"] == "AIInferenceOffer"]
+    apply_manifests(k8s, [PLANS])
     custom = client.CustomObjectsApi(k8s)
     plans = {}
     for doc in docs:
         name = doc["metadata"]["name"]
         stored = custom.get_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
-        assert stored["spec"]["plan"] == doc["spec"]["plan"]
+        kept = stored["spec"]["plan"]
+        assert {k: kept.get(k) for k in doc["spec"]["plan"]} == doc["spec"]["plan"]
         plans[name] = AIInferenceOfferSpec.model_validate(stored["spec"]).plan
-    bundle = plans["5g-enterprise-bundle"]
+    bundle = plans["bundle-5g-enterprise-1m"]
     assert bundle.bundle is not None and bundle.included_tokens_per_period == 1_000_000
-    subscription = plans["business-subscription"]
+    subscription = plans["subscription-with-top-ups"]
     assert subscription.fee_per_period > 0 and subscription.top_ups.expire_after is not None
-    units = plans["multi-model-units"]
+    units = plans["units-across-models"]
     rates = {r.model_class: r.units_per_million_tokens for r in units.exchange_rates}
     assert rates["frontier"] > rates["large"] > rates["small"]
