@@ -65,6 +65,7 @@ from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import (
     HoldReason,
+    Kind,
     Ledger,
     Settlement,
     SettlementState,
@@ -72,6 +73,7 @@ from aiconn.sla.ledger import (
     TransferConflict,
     UsageReading,
     fund_allowance,
+    idempotency_key,
     settle_period,
     units,
 )
@@ -85,7 +87,7 @@ from aiconn.sla.periods import (
     period_containing,
     previous_period,
 )
-from aiconn.sla.plans import fund_plan, plan_period, plan_subject
+from aiconn.sla.plans import close_plan_period, fund_plan, plan_period, plan_subject
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
@@ -479,6 +481,7 @@ class FleetEvaluator:
         self.settings = settings
         self.clock = clock
         self._funded: set[tuple[str, datetime]] = set()
+        self._plans_closed: set[tuple[str, datetime]] = set()
         self._windows: tuple[MaintenanceWindow, ...] = ()
         self._windows_listed = True
         """False when this pass could not read the MaintenanceWindows: its settlements wait."""
@@ -501,6 +504,7 @@ class FleetEvaluator:
             await self._evaluate_group(window, members, now, report)
             if window.calendar_aligned:
                 await self._settle_group(window, members, now, report)
+        await asyncio.to_thread(self._close_plans, slas, now)
         return report
 
     async def list_slas(self) -> list[SLARef]:
@@ -695,6 +699,51 @@ class FleetEvaluator:
             log.warning("plan %s of %s not re-funded: %s", name, sla.tenant, err)
         self._funded = {k for k in self._funded if k[0] != key[0] or k[1] >= key[1]}
         self._funded.add(key)
+
+    def _close_plans(self, slas: Sequence[SLARef], now: datetime) -> None:
+        """Close each tenant's previous plan period (rollover, expiry, overage, fee: see
+        `aiconn.sla.plans`) once every SLA under the plan has settled its part of it. A period
+        the plan never funded is not closed; each close happens once (the ledger's claim), this
+        set only spares the queries (blocking: run in a thread)."""
+        groups: dict[tuple[str, str], list[SLARef]] = {}
+        for sla in slas:
+            if sla.offer is not None and sla.spec.offer:
+                groups.setdefault((sla.tenant, sla.spec.offer), []).append(sla)
+        for (tenant, name), members in groups.items():
+            offer = members[0].offer
+            assert offer is not None
+            closed = previous_period(offer.plan.window, now)
+            subject = plan_subject(tenant, name)
+            if (subject, closed.start) in self._plans_closed or now - closed.end < timedelta(
+                seconds=self.settings.settlement_grace_seconds
+            ):
+                continue
+            funded = self.ledger.transfer_by_key(
+                idempotency_key(subject, closed, Kind.ALLOWANCE.value)
+            )
+            if funded is not None and not all(self._settled_through(s, closed) for s in members):
+                continue
+            if funded is not None:
+                close_plan_period(
+                    self.ledger,
+                    tenant=tenant,
+                    namespace=members[0].namespace,
+                    offer=name,
+                    plan=offer.plan,
+                    currency=offer.currency,
+                    period=closed,
+                )
+            self._plans_closed = {k for k in self._plans_closed if k[1] >= closed.start}
+            self._plans_closed.add((subject, closed.start))
+
+    def _settled_through(self, sla: SLARef, closed: Period) -> bool:
+        """Whether the SLA's usage in the plan period `closed` is all settled: its last period
+        in it is (or the SLA came later, or its rolling window never settles)."""
+        window = sla.spec.objectives.window
+        if sla.in_force >= closed.end or not window.calendar_aligned:
+            return True
+        last = period_containing(window, closed.end - timedelta(microseconds=1))
+        return self.ledger.settlement(sla.uid, last) is not None
 
     async def _settle_group(
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from aiconn.devstack.kube import apply_manifests, load_documents
 from aiconn.devstack.processes import free_port
-from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned
+from aiconn.operator.evaluation import FleetEvaluator, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.credits import CreditBreakdown
@@ -34,7 +35,7 @@ from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, currency_unit, settle_period, wallet_account
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
-from aiconn.sla.plans import close_plan_period, fund_plan, plan_period
+from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_period, plan_subject
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
@@ -52,6 +53,7 @@ def month(m: int) -> Period:
 
 JAN, FEB, MAR, APR = (month(m) for m in (1, 2, 3, 4))
 EUR = currency_unit("EUR")
+DAY = timedelta(days=1)
 UNITS = "tokens"  # the wallet's ledger unit: plan units (one per token at the default rate)
 
 
@@ -226,18 +228,17 @@ def offer(k8s: Any) -> Iterator[str]:
     custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
 
 
-def list_slas(k8s: Any, namespace: str) -> list[SLARef]:
-    """The SLAs as the operator sees them: read from the API server, rebuilt from the offer."""
+def operator(k8s: Any, namespace: str, ledger: Ledger) -> FleetEvaluator:
+    """The operator's evaluator on the namespace (no Prometheus: nothing here measures)."""
     settings = OperatorSettings(
         namespaces=[namespace], prometheus_url=f"http://127.0.0.1:{free_port()}"
     )
-    fleet = FleetEvaluator(
+    return FleetEvaluator(
         kube=KubeApi(k8s),
         source=PrometheusSource.from_url(settings.prometheus_url or "", timeout_s=2),
-        ledger=None,  # type: ignore[arg-type]  # listing never touches the ledger
+        ledger=ledger,
         settings=settings,
     )
-    return sorted(asyncio.run(fleet.list_slas()), key=lambda s: s.name)
 
 
 def test_a_plan_over_four_months_matches_the_hand_computed_statement(
@@ -248,7 +249,13 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, "aiinferenceslas", sla_body(name, offer, model, size)
         )
-    slas = list_slas(k8s, namespace)
+    fleet = operator(k8s, namespace, ledger)
+    # The SLAs as the operator sees them (read from the API server, rebuilt from the offer), in
+    # force since January.
+    slas = sorted(
+        (dataclasses.replace(s, created=JAN.start) for s in asyncio.run(fleet.list_slas())),
+        key=lambda s: s.name,
+    )
     assert [s.name for s in slas] == ["analyst", "chat"]
     plan_offer = slas[0].offer
     assert isinstance(plan_offer, AIInferenceOfferSpec)
@@ -258,16 +265,12 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
     wallet = wallet_account(tenant)
 
     def close(period: Period) -> None:
-        closed = close_plan_period(
-            ledger,
-            tenant=tenant,
-            namespace=namespace,
-            offer=offer,
-            plan=plan,
-            currency="EUR",
-            period=period,
-        )
-        # A second close (a restart, a racing operator) posts nothing more.
+        # The operator's pass a day after the period ended closes the plan period (the SLA
+        # periods are settled); closing again, as a restart or a racing operator would, posts
+        # nothing more.
+        fleet._close_plans(slas, period.end + DAY)
+        closed = plan_close(ledger, plan_subject(tenant, offer), period)
+        assert closed is not None
         again = close_plan_period(
             ledger,
             tenant=tenant,
@@ -302,6 +305,9 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
                     why="launch campaign",
                     at=at,
                 )
+        # Before its SLAs' periods are settled, the operator leaves the plan period open.
+        fleet._close_plans(slas, period.end + DAY)
+        assert plan_close(ledger, plan_subject(tenant, offer), period) is None
         for sla in pinned(ledger, slas, period):
             for _ in range(2):
                 settle_period(
