@@ -87,7 +87,13 @@ from aiconn.sla.periods import (
     period_containing,
     previous_period,
 )
-from aiconn.sla.plans import close_plan_period, fund_plan, plan_period, plan_subject
+from aiconn.sla.plans import (
+    close_plan_period,
+    fund_plan,
+    funded_plan,
+    plan_period,
+    plan_subject,
+)
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
@@ -724,12 +730,13 @@ class FleetEvaluator:
             if funded is not None and not all(self._settled_through(s, closed) for s in members):
                 continue
             if funded is not None:
+                pinned_plan = funded_plan(self.ledger, tenant=tenant, offer=name, period=closed)
                 close_plan_period(
                     self.ledger,
                     tenant=tenant,
                     namespace=members[0].namespace,
                     offer=name,
-                    plan=offer.plan,
+                    plan=pinned_plan or offer.plan,
                     currency=offer.currency,
                     period=closed,
                 )

@@ -71,6 +71,7 @@ from aiconn.sla.ledger import (
     _insert_transfer,
     _transfer_id,
     currency_unit,
+    idempotency_key,
     wallet_account,
 )
 from aiconn.sla.offer import TokenPlan
@@ -136,8 +137,9 @@ def fund_plan(
     """Fund the tenant's wallet with the plan's included tokens for the period containing `at`,
     once per tenant, offer and period. None when the plan includes no tokens.
 
-    Raises TransferConflict when the period was funded with another amount (the plan changed
-    mid-period): the funded amount stands, transfers are immutable.
+    Raises TransferConflict when the period was funded with another amount or plan (the plan
+    changed mid-period): the funded amount stands, transfers are immutable, and the period
+    closes on the plan it was funded with (`funded_plan`).
     """
     if plan.included_tokens_per_period == 0:
         return None
@@ -152,9 +154,26 @@ def fund_plan(
             sla_namespace=namespace,
             sla_name=offer,
             period=plan_period(plan, at),
-            metadata={"offer": offer, "source": "plan", "overage": plan.overage.mode},
+            # The plan as funded: the period closes on it, whatever the offer says by then.
+            metadata={
+                "offer": offer,
+                "source": "plan",
+                "overage": plan.overage.mode,
+                "plan": plan.to_k8s(),
+            },
         )
     )
+
+
+def funded_plan(ledger: Ledger, *, tenant: str, offer: str, period: Period) -> TokenPlan | None:
+    """The plan the period was funded with (None: not funded by a plan, or funded before plans
+    were recorded with their funding)."""
+    funded = ledger.transfer_by_key(
+        idempotency_key(plan_subject(tenant, offer), period, Kind.ALLOWANCE.value)
+    )
+    if funded is None or "plan" not in funded.metadata:
+        return None
+    return TokenPlan.model_validate(funded.metadata["plan"])
 
 
 def overage_mode(ledger: Ledger, tenant: str) -> str:

@@ -22,6 +22,7 @@ from aiconn.sla.plans import (
     add_duration,
     close_plan_period,
     fund_plan,
+    funded_plan,
     overage_mode,
     plan_subject,
 )
@@ -161,6 +162,19 @@ def test_a_period_closes_once_and_a_changed_plan_cannot_reclose_it(ledger: Ledge
         fund_plan(
             ledger, tenant=TENANT, namespace=TENANT, offer="o", plan=bigger, at=month(1).start
         )
+
+
+def test_a_period_closes_on_the_plan_it_was_funded_with(ledger: Ledger) -> None:
+    """The provider raises the fee mid-period: January was funded on the old plan and closes on
+    it (the operator passes `funded_plan`); February is funded, and closes, on the new one."""
+    old = TokenPlan.model_validate({"includedTokensPerPeriod": 1000, "feePerPeriod": 5})
+    new = TokenPlan.model_validate({"includedTokensPerPeriod": 1000, "feePerPeriod": 7.5})
+    fund_plan(ledger, tenant=TENANT, namespace=TENANT, offer="o", plan=old, at=month(1).start)
+    assert funded_plan(ledger, tenant=TENANT, offer="o", period=month(1)) == old
+    assert funded_plan(ledger, tenant=TENANT, offer="o", period=month(2)) is None
+    summaries = run(ledger, new, {2: 0})
+    assert summaries[2]["feeMicros"] == 7_500_000
+    assert funded_plan(ledger, tenant=TENANT, offer="o", period=month(2)) == new
 
 
 def test_units_round_up_to_a_whole_unit() -> None:
