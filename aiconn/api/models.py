@@ -207,6 +207,10 @@ class Wallet(ApiModel):
     """Tokens used in periods not yet settled, as of the SLA engine's last pass."""
     available_tokens: int
     """What the gateway lets the tenant spend: `tokens` minus `pendingUsageTokens`."""
+    overage: str = "HardStop"
+    """What the gateway does once `availableTokens` is spent, by the tenant's token plan:
+    HardStop refuses with 402; PayPerUse keeps serving and the overage is charged at the plan
+    period's close."""
     money_micros: dict[str, int]
     """Net micro-units per currency unit, e.g. EUR-micro (charges out, nothing in)."""
 

@@ -1,7 +1,8 @@
 """How many tokens the tenant may still spend, as the gateway sees it before each request.
 
 The balance lives in the ledger (`aiconn.sla.ledger`), which the gateway does not import: the
-lead wires a plain `Callable[[], int]` that reads the tenant's wallet into `LedgerAllowance`, so
+lead wires a plain `Callable[[], int | None]` that reads the tenant's wallet into `LedgerAllowance`
+(None: the tenant's token plan pays overage per use, so there is nothing to refuse), so
 the gateway stays an adapter that can run, and be tested, without a database.
 
 Remaining = the tenant's available tokens as last read from the ledger (wallet balance minus the
@@ -71,7 +72,7 @@ class LedgerAllowance:
 
     def __init__(
         self,
-        read_balance: Callable[[], int],
+        read_balance: Callable[[], int | None],
         *,
         fail_mode: FailMode = "open",
         grace_seconds: float = 300.0,
@@ -124,7 +125,8 @@ class LedgerAllowance:
                 self._fail_mode,
             )
             return
-        self._balance = int(balance)
+        # None: the plan pays overage per use, nothing to refuse (`WalletApiReader`).
+        self._balance = None if balance is None else int(balance)
         self._read_at = started
         # Tokens metered while the read was in flight may be missing from the balance: keep them.
         self._metered_since_read -= metered_before

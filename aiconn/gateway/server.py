@@ -208,14 +208,17 @@ def create_apps(
 
 def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
     from aiconn.sla.ledger import Ledger
+    from aiconn.sla.plans import overage_mode
 
     ledger: list[Ledger] = []
 
-    def read_balance() -> int:
+    def read_balance() -> int | None:
         # Opened on first use, in the allowance's worker thread, so a ledger that is down at
         # start-up is handled by the fail-mode policy like any later outage.
         if not ledger:
             ledger.append(Ledger.open(url))
+        if overage_mode(ledger[0], settings.tenant) == "PayPerUse":
+            return None
         return ledger[0].available_tokens(settings.tenant)
 
     return _wallet_allowance(settings, read_balance)

@@ -40,7 +40,9 @@ class WalletApiReader:
         self._token_file = token_file
         self._client = client or httpx.Client(timeout=timeout_s)
 
-    def __call__(self) -> int:
+    def __call__(self) -> int | None:
+        """The available tokens; None when the tenant's plan pays overage per use (the gateway
+        then serves past the wallet: the overage is charged at the period's close)."""
         token = self._token_file.read_text().strip()
         response = self._client.get(self._url, headers={"Authorization": f"Bearer {token}"})
         if response.status_code != 200:
@@ -50,5 +52,7 @@ class WalletApiReader:
             )
         for wallet in response.json().get("wallets", []):
             if wallet.get("tenant") == self._tenant:
+                if wallet.get("overage") == "PayPerUse":
+                    return None
                 return int(wallet["availableTokens"])
         raise WalletUnavailable(f"no wallet of tenant {self._tenant} in {self._namespace}")

@@ -65,6 +65,7 @@ from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import (
     HoldReason,
+    Kind,
     Ledger,
     Settlement,
     SettlementState,
@@ -72,7 +73,9 @@ from aiconn.sla.ledger import (
     TransferConflict,
     UsageReading,
     fund_allowance,
+    idempotency_key,
     settle_period,
+    units,
 )
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
@@ -85,7 +88,13 @@ from aiconn.sla.periods import (
     period_containing,
     previous_period,
 )
-from aiconn.sla.plans import fund_plan, plan_period, plan_subject
+from aiconn.sla.plans import (
+    close_plan_period,
+    fund_plan,
+    funded_plan,
+    plan_period,
+    plan_subject,
+)
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
@@ -126,6 +135,9 @@ class SLARef:
     """The offer `spec` was rebuilt from (None: a legacy SLA funded by its own commitment)."""
     generation: int | None = None
     """`metadata.generation` of the spec read; the evidence of a settlement names it."""
+    units_per_million_tokens: int | None = None
+    """The plan's exchange rate for the SLA's model class, as pinned for the period being
+    evaluated or settled (None: one wallet unit per token); set by `pinned`."""
 
     @property
     def in_force(self) -> datetime:
@@ -299,6 +311,7 @@ def settle_closed(
                 currency=sla.spec.tokens.currency,
                 evidence=measured,
                 hold=hold,
+                units_per_million_tokens=sla.units_per_million_tokens,
             )
         )
     return settled
@@ -471,6 +484,7 @@ class FleetEvaluator:
         self.settings = settings
         self.clock = clock
         self._funded: set[tuple[str, datetime]] = set()
+        self._plans_closed: set[tuple[str, datetime]] = set()
         self._windows: tuple[MaintenanceWindow, ...] = ()
         self._windows_listed = True
         """False when this pass could not read the MaintenanceWindows: its settlements wait."""
@@ -493,6 +507,7 @@ class FleetEvaluator:
             await self._evaluate_group(window, members, now, report)
             if window.calendar_aligned:
                 await self._settle_group(window, members, now, report)
+        await asyncio.to_thread(self._close_plans, slas, now)
         return report
 
     async def list_slas(self) -> list[SLARef]:
@@ -582,7 +597,7 @@ class FleetEvaluator:
                     sla_uid=sla.uid,
                     tenant=sla.tenant,
                     period=period,
-                    tokens=fleet.sla(i).tokens_used,
+                    tokens=units(fleet.sla(i).tokens_used, sla.units_per_million_tokens),
                     measured_at=measured_until,
                 )
                 for i, sla in enumerate(slas)
@@ -688,6 +703,52 @@ class FleetEvaluator:
         self._funded = {k for k in self._funded if k[0] != key[0] or k[1] >= key[1]}
         self._funded.add(key)
 
+    def _close_plans(self, slas: Sequence[SLARef], now: datetime) -> None:
+        """Close each tenant's previous plan period (rollover, expiry, overage, fee: see
+        `aiconn.sla.plans`) once every SLA under the plan has settled its part of it. A period
+        the plan never funded is not closed; each close happens once (the ledger's claim), this
+        set only spares the queries (blocking: run in a thread)."""
+        groups: dict[tuple[str, str], list[SLARef]] = {}
+        for sla in slas:
+            if sla.offer is not None and sla.spec.offer:
+                groups.setdefault((sla.tenant, sla.spec.offer), []).append(sla)
+        for (tenant, name), members in groups.items():
+            offer = members[0].offer
+            assert offer is not None
+            closed = previous_period(offer.plan.window, now)
+            subject = plan_subject(tenant, name)
+            if (subject, closed.start) in self._plans_closed or now - closed.end < timedelta(
+                seconds=self.settings.settlement_grace_seconds
+            ):
+                continue
+            funded = self.ledger.transfer_by_key(
+                idempotency_key(subject, closed, Kind.ALLOWANCE.value)
+            )
+            if funded is not None and not all(self._settled_through(s, closed) for s in members):
+                continue
+            if funded is not None:
+                pinned_plan = funded_plan(self.ledger, tenant=tenant, offer=name, period=closed)
+                close_plan_period(
+                    self.ledger,
+                    tenant=tenant,
+                    namespace=members[0].namespace,
+                    offer=name,
+                    plan=pinned_plan or offer.plan,
+                    currency=offer.currency,
+                    period=closed,
+                )
+            self._plans_closed = {k for k in self._plans_closed if k[1] >= closed.start}
+            self._plans_closed.add((subject, closed.start))
+
+    def _settled_through(self, sla: SLARef, closed: Period) -> bool:
+        """Whether the SLA's usage in the plan period `closed` is all settled: its last period
+        in it is (or the SLA came later, or its rolling window never settles)."""
+        window = sla.spec.objectives.window
+        if sla.in_force >= closed.end or not window.calendar_aligned:
+            return True
+        last = period_containing(window, closed.end - timedelta(microseconds=1))
+        return self.ledger.settlement(sla.uid, last) is not None
+
     async def _settle_group(
         self, window: Window, slas: list[SLARef], now: datetime, report: PassReport
     ) -> None:
@@ -771,11 +832,33 @@ def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARe
     evaluation of a period pins the terms in force then, so an offer edited mid-period re-prices
     nothing before its next period (blocking: run in a thread)."""
     terms = ledger.pin_terms(
-        [TermsPin(sla_uid=s.uid, period=period, terms=PeriodTerms.of(s.spec)) for s in slas]
+        [
+            TermsPin(
+                sla_uid=s.uid,
+                period=period,
+                terms=dataclasses.replace(
+                    PeriodTerms.of(s.spec), units_per_million_tokens=exchange_rate(s)
+                ),
+            )
+            for s in slas
+        ]
     )
     return [
-        dataclasses.replace(sla, spec=t.apply(sla.spec)) for sla, t in zip(slas, terms, strict=True)
+        dataclasses.replace(
+            sla, spec=t.apply(sla.spec), units_per_million_tokens=t.units_per_million_tokens
+        )
+        for sla, t in zip(slas, terms, strict=True)
     ]
+
+
+def exchange_rate(sla: SLARef) -> int | None:
+    """The offer's plan rate for the SLA's model class; None without an offer or without
+    exchange rates in its plan (one unit per token)."""
+    offer = sla.offer
+    if offer is None or not offer.plan.exchange_rates:
+        return None
+    found = offer.model_class(sla.spec.model.name)
+    return None if found is None else offer.plan.units_per_million_tokens(found[0].name)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

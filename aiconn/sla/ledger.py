@@ -208,6 +208,8 @@ class SettlementRow(SQLModel, table=True):
     good_minutes: int | None = Field(default=None, sa_type=BigInteger)
     bad_minutes: int | None = Field(default=None, sa_type=BigInteger)
     excused_minutes: int | None = Field(default=None, sa_type=BigInteger)
+    # Migration 8: the plan's exchange rate the usage was converted to wallet units at.
+    units_per_million_tokens: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class EvidenceRow(SQLModel, table=True):
@@ -412,6 +414,17 @@ class Settlement:
     bad_minutes: int | None = None
     excused_minutes: int | None = None
     """Minutes excused by maintenance announced in advance (neither good, bad nor unknown)."""
+    units_per_million_tokens: int | None = None
+    """The token plan's exchange rate for the SLA's model class: the usage and credit transfers
+    moved `units(tokens)` wallet units (None: one unit per token)."""
+
+
+def units(tokens: int, units_per_million_tokens: int | None) -> int:
+    """Wallet units for `tokens` at a plan's exchange rate, rounded up to a whole unit (None:
+    one unit per token)."""
+    if units_per_million_tokens is None:
+        return tokens
+    return -(-tokens * units_per_million_tokens // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -805,6 +818,7 @@ def settle_period(
     currency: str = "EUR",
     evidence: Measured | None = None,
     hold: HoldReason | None = None,
+    units_per_million_tokens: int | None = None,
 ) -> Settlement:
     """Settle a closed period once: hold it for review when data coverage is below the floor or
     an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
@@ -814,6 +828,8 @@ def settle_period(
     Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
     first settlement of a period is final: corrections are new transfers, not a re-settlement.
     `hold` holds the period for that reason whatever the measurements say.
+    `units_per_million_tokens` is the token plan's exchange rate for the SLA's model class: the
+    wallet pays (and is credited) in plan units, `units(tokens, rate)`; None: one per token.
     """
     existing = ledger.settlement(sla_uid, period)
     if existing is not None:
@@ -843,6 +859,7 @@ def settle_period(
             credit_tokens=credit_tokens,
             unit=currency_unit(currency),
             credit_percent=str(result.credit.total_percent),
+            rate=units_per_million_tokens,
         )
     )
     now = datetime.now(UTC)
@@ -879,6 +896,7 @@ def settle_period(
                 good_minutes=result.good_minutes,
                 bad_minutes=result.bad_minutes,
                 excused_minutes=result.excused_minutes,
+                units_per_million_tokens=units_per_million_tokens,
             )
             session.add(row)
             session.flush()
@@ -1090,6 +1108,7 @@ def release_held(
                     credit_tokens=credit_tokens,
                     unit=currency_unit(row.currency),
                     credit_percent=row.credit_percent,
+                    rate=row.units_per_million_tokens,
                 )
                 now = datetime.now(UTC)
                 row.transfer_ids = _insert_transfers(session, specs, now=now)
@@ -1119,14 +1138,17 @@ def _settlement_transfers(
     credit_tokens: int,
     unit: str,
     credit_percent: str,
+    rate: int | None = None,
 ) -> list[TransferSpec]:
-    """The transfers that settle a period (zero amounts are not recorded)."""
+    """The transfers that settle a period (zero amounts are not recorded). With a plan's
+    exchange rate the wallet's usage and credit are plan units, and say so in their metadata."""
     planned: list[tuple[str, str, int, str, Kind]] = [
-        (wallet, REVENUE, tokens_used, TOKENS, Kind.USAGE),
+        (wallet, REVENUE, units(tokens_used, rate), TOKENS, Kind.USAGE),
         (wallet, REVENUE, charges, unit, Kind.CHARGE),
-        (SLA_PENALTY, wallet, credit_tokens, TOKENS, Kind.CREDIT),
+        (SLA_PENALTY, wallet, units(credit_tokens, rate), TOKENS, Kind.CREDIT),
         (REVENUE, SLA_PENALTY, credit, unit, Kind.PENALTY),
     ]
+    converted = {Kind.USAGE: tokens_used, Kind.CREDIT: credit_tokens}
     return [
         TransferSpec(
             debit_account=debit,
@@ -1138,7 +1160,12 @@ def _settlement_transfers(
             sla_namespace=namespace,
             sla_name=name,
             period=period,
-            metadata={"creditPercent": credit_percent},
+            metadata={"creditPercent": credit_percent}
+            | (
+                {"tokens": converted[kind], "unitsPerMillionTokens": rate}
+                if rate is not None and kind in converted
+                else {}
+            ),
         )
         for debit, credit_account, amount, amount_unit, kind in planned
         # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
@@ -1176,6 +1203,7 @@ def _settlement(row: SettlementRow) -> Settlement:
         good_minutes=row.good_minutes,
         bad_minutes=row.bad_minutes,
         excused_minutes=row.excused_minutes,
+        units_per_million_tokens=row.units_per_million_tokens,
     )
 
 

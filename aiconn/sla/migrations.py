@@ -210,6 +210,30 @@ def _v7_period_terms(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v8_plan_closes(conn: Connection) -> None:
+    # Token plans: the close of each tenant's plan period (rollover, expiry, overage, fee) is
+    # claimed by one row, unique per plan subject and period, written in the same transaction as
+    # its transfers, so a close happens exactly once. Settlements record the exchange rate their
+    # usage was converted to plan units at (NULL: one unit per token).
+    metadata = MetaData()
+    Table(
+        "plan_closes",
+        metadata,
+        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        Column("subject", String(512), nullable=False),
+        Column("tenant", String(512), nullable=False),
+        Column("offer", String(253), nullable=False),
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+        Column("summary", JSON, nullable=False),
+        Column("transfer_ids", JSON, nullable=False),
+        Column("closed_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("subject", "period_start", name="uq_plan_closes_subject_period"),
+    )
+    metadata.create_all(conn)
+    conn.execute(text("ALTER TABLE settlements ADD COLUMN units_per_million_tokens BIGINT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -228,6 +252,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "evidence stored with each settlement", _v5_settlement_evidence),
     Migration(6, "judged, good, bad and excused minutes of settlements", _v6_minute_counts),
     Migration(7, "terms pinned per SLA period", _v7_period_terms),
+    Migration(8, "token plan closes; exchange rate of settled usage", _v8_plan_closes),
 )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from aiconn.crd import CamelModel, cel, validations
 from aiconn.sla.maintenance import MaintenanceTerms
@@ -134,18 +134,131 @@ class NamespaceSelector(CamelModel):
         )
 
 
-class TokenPlan(CamelModel):
-    """The tokens a tenant's wallet receives from the plan, per tenant and plan period."""
+UNITS_PER_MILLION_TOKENS = 1_000_000
+"""The default exchange rate: one plan unit per token."""
 
+
+class ExchangeRate(CamelModel):
+    """How many plan units a million tokens of one model class cost."""
+
+    model_class: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    """A class of the offer's modelClasses."""
+    units_per_million_tokens: int = Field(ge=1, le=10**12)
+    """Plan units one million tokens of the class cost (1000000: one unit per token; a large
+    model costing four times as much per token states 4000000). A period's usage of one SLA is
+    converted once, rounded up to a whole unit."""
+
+
+class Rollover(CamelModel):
+    """Included tokens not used in their period carried into the next, up to a cap."""
+
+    max_tokens: int = Field(ge=0, le=10**15)
+    """The most unused included units carried over at one period's close; the rest expires."""
+    lifetime_periods: int = Field(default=1, ge=1, le=24)
+    """Plan periods rolled-over units stay usable after the one they were included in; what is
+    left of them at the close of the last one expires."""
+
+
+class TopUpTerms(CamelModel):
+    """How long bought tokens (top-ups) last under the plan."""
+
+    expire_after: str | None = Field(default=None, pattern=DURATION_PATTERN, max_length=5)
+    """Top-ups expire this long after they were bought (OpenSLO shorthand: m, h, d, w, M);
+    what is left of them expires at the first plan-period close at or after that time. Unset:
+    top-ups never expire."""
+
+
+class Overage(CamelModel):
+    """What happens when the wallet is spent."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.mode == 'PayPerUse' ? has(self.pricePerMillionUnits)"
+                " : !has(self.pricePerMillionUnits)",
+                "pricePerMillionUnits is required with PayPerUse and not allowed with HardStop",
+                ".pricePerMillionUnits",
+            ),
+        )
+    }
+    mode: Literal["HardStop", "PayPerUse"] = "HardStop"
+    """HardStop: the gateway refuses requests with 402 once the wallet is spent. PayPerUse: it
+    keeps serving and the units used beyond the wallet are charged at the period's close."""
+    price_per_million_units: float | None = Field(default=None, ge=0, le=1_000_000)
+    """PayPerUse only: the price of a million units used beyond the wallet, in the offer's
+    currency."""
+
+    @model_validator(mode="after")
+    def _price_with_pay_per_use(self) -> Overage:
+        if (self.mode == "PayPerUse") != (self.price_per_million_units is not None):
+            raise ValueError(
+                "overage.pricePerMillionUnits is required with PayPerUse and not allowed with"
+                " HardStop"
+            )
+        return self
+
+
+class Bundle(CamelModel):
+    """What the plan is sold with, for statements and catalogues (no effect on the ledger)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    """The commercial name, e.g. 5G Enterprise 1M."""
+    included_with: str | None = Field(default=None, max_length=256)
+    """The product the tokens come with, e.g. a 5G enterprise connectivity plan."""
+
+
+class TokenPlan(CamelModel):
+    """The units a tenant's wallet receives from the plan, per tenant and plan period, and what
+    happens to units left over or missing at the period's close (`aiconn.sla.plans`).
+
+    Units: a token of a model class costs unitsPerMillionTokens / 1e6 units (one unit without an
+    exchange rate), so one balance serves every model of the offer."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.exchangeRates) ||"
+                " self.exchangeRates.all(a, self.exchangeRates.exists_one(b,"
+                " b.modelClass == a.modelClass))",
+                "exchangeRates must name each model class once",
+                ".exchangeRates",
+            ),
+        )
+    }
     included_tokens_per_period: int = Field(ge=0, le=10**15)
-    """Tokens funded into the tenant's wallet once per period, however many SLAs name the offer."""
+    """Units (tokens at the default rate) funded into the tenant's wallet once per period,
+    however many SLAs name the offer."""
     period: str = Field(default="1M", pattern=DURATION_PATTERN)
     """Plan period, calendar-aligned in UTC, in OpenSLO shorthand (m, h, d, w, M)."""
+    fee_per_period: float = Field(default=0, ge=0, le=10**9)
+    """The subscription's price per period, in the offer's currency, charged at the close."""
+    exchange_rates: list[ExchangeRate] = Field(default_factory=list, max_length=16)
+    """Units per million tokens of each model class; a class not listed costs one unit per
+    token."""
+    rollover: Rollover | None = None
+    """Unused included units carried to the next period; unset: they expire at the close."""
+    top_ups: TopUpTerms = TopUpTerms()
+    """How long top-ups last."""
+    overage: Overage = Overage()
+    """Hard stop (402) or pay per use once the wallet is spent."""
+    bundle: Bundle | None = None
+    """What the plan is sold with."""
 
     @property
     def window(self) -> Window:
         """The plan period as a calendar window."""
         return Window(duration=self.period, calendar_aligned=True)
+
+    def units_per_million_tokens(self, model_class: str) -> int:
+        """The exchange rate of a model class (the default for a class not listed)."""
+        return next(
+            (
+                r.units_per_million_tokens
+                for r in self.exchange_rates
+                if r.model_class == model_class
+            ),
+            UNITS_PER_MILLION_TOKENS,
+        )
 
 
 class SliceProfile(CamelModel):
@@ -170,6 +283,17 @@ class SliceManager(CamelModel):
 
 class AIInferenceOfferSpec(CamelModel):
     """What an SLA naming this offer may get: prices, plan, credits, rates, slices, tiers."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.plan.exchangeRates) || self.plan.exchangeRates.all(r,"
+                " self.modelClasses.exists(c, c.name == r.modelClass))",
+                "plan.exchangeRates may only name classes of modelClasses",
+                ".plan.exchangeRates",
+            ),
+        )
+    }
 
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     """ISO 4217 currency of every price in the offer."""
@@ -206,6 +330,14 @@ class AIInferenceOfferSpec(CamelModel):
     """Hours the availability objective counts, local to a time zone (e.g. Mon-Fri 08:00-18:00 Europe/Berlin); minutes outside are not judged (neither good, bad nor unknown, and not in the coverage). Latency objectives count every request. Without it, every minute counts."""
     maintenance: MaintenanceTerms | None = None
     """Planned maintenance excluded from availability: MaintenanceWindows naming this offer excuse the minutes that begin at least noticeMinutes after the window was created (its creationTimestamp), never earlier. Without it, maintenance is judged like any other minute."""
+
+    @model_validator(mode="after")
+    def _rates_name_classes(self) -> AIInferenceOfferSpec:
+        classes = {c.name for c in self.model_classes}
+        unknown = [r.model_class for r in self.plan.exchange_rates if r.model_class not in classes]
+        if unknown:
+            raise ValueError(f"plan.exchangeRates name classes not in modelClasses: {unknown}")
+        return self
 
     def admits_namespace(self, labels: Mapping[str, str]) -> bool:
         """Whether SLAs in a namespace with `labels` may buy under the offer."""

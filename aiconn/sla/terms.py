@@ -36,6 +36,10 @@ class PeriodTerms:
     included_tokens_per_period: int
     """The plan's (or legacy commitment's) tokens per period, for the record: funding itself is
     keyed per tenant and plan period and immutable once posted."""
+    units_per_million_tokens: int | None = None
+    """The token plan's exchange rate for the SLA's model class: wallet units per million tokens
+    (None: one unit per token). Pinned with the price, so a rate edited mid-period applies from
+    the next period."""
 
     @classmethod
     def of(cls, spec: AIInferenceSLASpec) -> PeriodTerms:
@@ -69,7 +73,11 @@ class PeriodTerms:
             "pricePerMillionTokens": str(self.price_per_million_tokens),
             "credits": self.credits.model_dump(mode="json", by_alias=True),
             "includedTokensPerPeriod": self.included_tokens_per_period,
-        }
+        } | (
+            {}
+            if self.units_per_million_tokens is None
+            else {"unitsPerMillionTokens": self.units_per_million_tokens}
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PeriodTerms:
@@ -80,4 +88,9 @@ class PeriodTerms:
             price_per_million_tokens=Decimal(str(data["pricePerMillionTokens"])),
             credits=CreditsSpec.model_validate(data["credits"]),
             included_tokens_per_period=int(data["includedTokensPerPeriod"]),
+            units_per_million_tokens=(
+                None
+                if data.get("unitsPerMillionTokens") is None
+                else int(data["unitsPerMillionTokens"])
+            ),
         )

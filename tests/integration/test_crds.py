@@ -76,6 +76,9 @@ def test_every_sample_applies(k8s: Any, namespace: str) -> None:
     kinds = {d["kind"] for d in load_documents(files)}
     assert {"AIInferenceSLA", "InferenceTier", "AIInferenceOffer"} <= kinds
     assert len(names) >= 6
+    # The token plans of the three operator styles (samples/plans/): offers the API server keeps.
+    plans = sorted(SAMPLES.glob("plans/*.yaml"))
+    assert len(apply_manifests(k8s, plans)) == 3
 
 
 def test_table_output_has_the_declared_columns(k8s: Any, namespace: str) -> None:

@@ -426,6 +426,28 @@ def test_the_wallet_reader_re_reads_its_rotating_token_and_never_reports_it(
     assert presented == ["Bearer secret-1", "Bearer secret-2"]
 
 
+def test_the_wallet_reader_reports_no_limit_under_a_pay_per_use_plan(tmp_path: Path) -> None:
+    """The wallet API says the tenant's plan pays overage per use: the reader answers None, so
+    the gateway serves past a spent wallet (the overage is charged at the period's close)."""
+
+    def api(request: httpx.Request) -> httpx.Response:
+        wallets = [{"tenant": "team-a", "availableTokens": -5, "overage": "PayPerUse"}]
+        return httpx.Response(200, json={"namespace": "team-a", "wallets": wallets})
+
+    token = tmp_path / "token"
+    token.write_text("secret")
+    reader = WalletApiReader(
+        "http://api.example/",
+        namespace="team-a",
+        tenant="team-a",
+        token_file=token,
+        client=httpx.Client(transport=httpx.MockTransport(api)),
+    )
+    assert reader() is None
+    allowance = LedgerAllowance(reader)
+    assert asyncio.run(allowance.remaining()) is None
+
+
 def test_the_wallet_reader_refuses_an_answer_without_its_tenant(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("t")

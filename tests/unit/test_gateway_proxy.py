@@ -35,7 +35,9 @@ from aiconn.gateway.keys import hash_key
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
+from aiconn.sla.offer import TokenPlan
 from aiconn.sla.periods import Period
+from aiconn.sla.plans import fund_plan
 from aiconn.sla.sli import classify_minutes
 
 KEY = "sk-tenant-7c1d0e"
@@ -504,6 +506,43 @@ def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
         second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
     assert first.status_code == 200, "what is left covers this request exactly (issue 14)"
     assert second.status_code == 402
+
+
+@pytest.mark.parametrize(("mode", "served"), [("HardStop", [200, 402]), ("PayPerUse", [200, 200])])
+def test_a_spent_plan_wallet_stops_or_pays_per_use_as_the_plan_says(
+    gateway: Gateway, tmp_path: Path, mode: str, served: list[int]
+) -> None:
+    """A real SQLite ledger funded by a token plan whose wallet the open period's usage spent
+    down to one request: a hard-stop plan refuses the next with 402, a pay-per-use plan serves it
+    (its overage is charged when the plan period closes, `aiconn.sla.plans`)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    period = Period(start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 12, 1, tzinfo=UTC))
+    overage: dict[str, Any] = {"mode": mode}
+    if mode == "PayPerUse":
+        overage["pricePerMillionUnits"] = 2.5
+    plan = TokenPlan.model_validate({"includedTokensPerPeriod": 1_000, "overage": overage})
+    ledger = Ledger.open(url)
+    fund_plan(ledger, tenant="acme", namespace="acme", offer="o", plan=plan, at=period.start)
+    ledger.record_usage(
+        [
+            UsageReading(
+                sla_uid="u1",
+                tenant="acme",
+                period=period,
+                tokens=1_000 - PROMPT_TOKENS - COMPLETION_TOKENS,
+                measured_at=period.start,
+            )
+        ]
+    )
+    ledger.close()
+    with gateway(ledger_url=url, tenant="acme") as gw:
+        statuses = [
+            httpx.post(
+                f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
+            ).status_code
+            for _ in range(2)
+        ]
+    assert statuses == served
 
 
 def test_an_unreadable_ledger_in_closed_mode_is_a_503(gateway: Gateway) -> None:

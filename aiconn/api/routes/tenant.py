@@ -35,6 +35,7 @@ from aiconn.api.reports import (
 )
 from aiconn.api.routes.responses import TENANT
 from aiconn.sla.ledger import TOKENS, currency_unit, wallet_account
+from aiconn.sla.plans import overage_mode
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -191,6 +192,7 @@ def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
                 tokens=(tokens := parts.ledger.balance(account, TOKENS).net),
                 pending_usage_tokens=(pending := parts.ledger.pending_usage(tenant)),
                 available_tokens=tokens - pending,
+                overage=overage_mode(parts.ledger, tenant),
                 money_micros={
                     currency_unit(c): parts.ledger.balance(account, currency_unit(c)).net
                     for c in sorted(held)
