@@ -225,7 +225,7 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
 
 
 def _wallet_allowance(
-    settings: GatewaySettings, read_balance: Callable[[], int]
+    settings: GatewaySettings, read_balance: Callable[[], int | None]
 ) -> LedgerAllowance:
     """The wallet's balance as the allowance, under the settings' fail-mode policy, whichever
     way it is read (the reporting API's wallet route, or the ledger directly)."""
