@@ -149,6 +149,7 @@ def create_apps(
                 namespace=settings.namespace,
                 tenant=settings.tenant,
                 token_file=settings.wallet_token_file,
+                ca_file=settings.wallet_ca_file,
             ),
             fail_mode=settings.allowance_fail_mode,
             grace_seconds=settings.allowance_grace_seconds,
