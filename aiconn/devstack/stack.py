@@ -65,7 +65,7 @@ class Endpoints:
     system's CAs."""
 
     def api_tls(self) -> ssl.SSLContext:
-        """A client context that trusts the API's certificate and nothing the stack did not make."""
+        """A client context that trusts `api_ca` alone (the system's CAs when it is empty)."""
         return ssl.create_default_context(cafile=self.api_ca or None)
 
     def save(self, path: Path) -> None:
