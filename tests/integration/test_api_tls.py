@@ -7,7 +7,6 @@ nothing in plaintext and will not start without a certificate unless told to ser
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import subprocess
@@ -28,8 +27,6 @@ from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_objects
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.processes import ProcessGroup, free_port
-from aiconn.gateway.server import create_apps
-from aiconn.gateway.settings import GatewaySettings
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
 from aiconn.sla.ledger import Ledger, fund_allowance
@@ -150,22 +147,23 @@ def served(
     )
 
 
-def gateway_settings(served: Served, **overrides: Any) -> GatewaySettings:
-    """The gateway's settings as the operator renders them (aiconn.inference.workload), in fail
-    mode closed: a wallet that cannot be read refuses the request."""
+def gateway_env(served: Served, **overrides: str) -> dict[str, str]:
+    """The gateway's environment as the operator renders it (aiconn.inference.workload), in fail
+    mode closed: a wallet that cannot be read refuses the request. Its vLLM is a port nobody
+    listens on: every request here is decided at admission."""
     keys = write_keys(served.tmp / "keys", KEY)
-    values: dict[str, Any] = {
-        "sla": SLA,
-        "namespace": served.namespace,
-        "tenant": served.tenant,
-        "keys_dir": keys,
-        "wallet_api_url": served.url,
-        "wallet_ca_file": served.ca,
-        "wallet_token_file": served.token_file,
-        "allowance_fail_mode": "closed",
+    return {
+        "AICONN_SLA": SLA,
+        "AICONN_NAMESPACE": served.namespace,
+        "AICONN_TENANT": served.tenant,
+        "AICONN_KEYS_DIR": str(keys),
+        "AICONN_UPSTREAM": f"http://127.0.0.1:{free_port()}",
+        "AICONN_WALLET_API_URL": served.url,
+        "AICONN_WALLET_CA_FILE": str(served.ca),
+        "AICONN_WALLET_TOKEN_FILE": str(served.token_file),
+        "AICONN_ALLOWANCE_FAIL_MODE": "closed",
         **overrides,
     }
-    return GatewaySettings.model_validate(values)
 
 
 def reader(served: Served, *, url: str | None = None, ca: Path | None = None) -> WalletApiReader:
@@ -178,49 +176,74 @@ def reader(served: Served, *, url: str | None = None, ca: Path | None = None) ->
     )
 
 
-def completion(settings: GatewaySettings) -> httpx.Response:
-    """One request through the gateway's client app; `max_tokens` is set, so admission decides
-    without asking vLLM (none runs here): 402 when the wallet is read and short, 503 when the
-    allowance cannot be verified."""
+def completion(
+    served: Served, groups: list[ProcessGroup], *, without: tuple[str, ...] = (), **overrides: str
+) -> httpx.Response:
+    """One request through a real `aiconn gateway` process. `max_tokens` asks for more than the
+    wallet holds: 402 when the wallet was read, 503 when the allowance cannot be verified."""
+    port, metrics = free_port(), free_port()
+    env = {k: v for k, v in gateway_env(served, **overrides).items() if k not in without}
+    env |= {
+        "AICONN_LISTEN_HOST": "127.0.0.1",
+        "AICONN_LISTEN_PORT": str(port),
+        "AICONN_METRICS_HOST": "127.0.0.1",
+        "AICONN_METRICS_PORT": str(metrics),
+    }
+    group = ProcessGroup(served.tmp / f"gateway-{port}")
+    groups.append(group)
+    gateway = group.start(
+        "gateway", [sys.executable, "-m", "aiconn.cli", "gateway"], env=_api_env(**env)
+    )
 
-    async def send() -> httpx.Response:
-        apps = create_apps(settings)
-        transport = httpx.ASGITransport(app=apps.client)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
-            return await c.post(
-                "/v1/chat/completions",
-                headers={"Authorization": f"Bearer {KEY}"},
-                json={
-                    "model": "unknown",
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "max_tokens": FUNDED + 1,
-                },
-            )
+    def listening() -> bool | None:
+        gateway.ensure_alive()
+        try:
+            return httpx.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200 or None
+        except httpx.TransportError:
+            return None
 
-    return asyncio.run(send())
+    eventually(listening, timeout=60, what="the gateway listening")
+    try:
+        return httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={
+                "model": "unknown",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": FUNDED + 1,
+            },
+            timeout=30,
+        )
+    finally:
+        group.stop_all()
 
 
-def test_the_gateway_reads_its_wallet_over_tls_with_the_provider_s_ca(served: Served) -> None:
+def test_the_gateway_reads_its_wallet_over_tls_with_the_provider_s_ca(
+    served: Served, groups: list[ProcessGroup]
+) -> None:
     assert reader(served)() == FUNDED
     # Through the gateway: the wallet was read (FUNDED tokens), and the request asks for more.
-    refused = completion(gateway_settings(served))
+    refused = completion(served, groups)
     assert refused.status_code == 402, refused.text
     assert refused.json()["error"]["code"] == "insufficient_quota"
 
 
-def test_a_certificate_from_another_ca_fails_closed(served: Served) -> None:
+def test_a_certificate_from_another_ca_fails_closed(
+    served: Served, groups: list[ProcessGroup]
+) -> None:
     with pytest.raises(WalletUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
         reader(served, ca=served.other_ca)()
-    refused = completion(gateway_settings(served, wallet_ca_file=served.other_ca))
+    refused = completion(served, groups, AICONN_WALLET_CA_FILE=str(served.other_ca))
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["code"] == "allowance_unavailable"
 
 
-def test_the_system_cas_do_not_trust_the_provider_s_private_ca(served: Served) -> None:
+def test_the_system_cas_do_not_trust_the_provider_s_private_ca(
+    served: Served, groups: list[ProcessGroup]
+) -> None:
     """Without the provider's bundle the gateway verifies against the system's CAs: a private
     CA's certificate is refused, not accepted unverified."""
-    settings = gateway_settings(served, wallet_ca_file=None)
-    refused = completion(settings)
+    refused = completion(served, groups, without=("AICONN_WALLET_CA_FILE",))
     assert refused.status_code == 503, refused.text
 
 
@@ -234,7 +257,7 @@ def test_a_rotated_ca_bundle_is_picked_up_without_a_restart(served: Served) -> N
     assert read() == FUNDED
 
 
-def test_the_api_answers_nothing_in_plaintext(served: Served) -> None:
+def test_the_api_answers_nothing_in_plaintext(served: Served, groups: list[ProcessGroup]) -> None:
     plain = f"http://127.0.0.1:{served.port}"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{plain}/healthz")
@@ -242,14 +265,23 @@ def test_the_api_answers_nothing_in_plaintext(served: Served) -> None:
     with pytest.raises(WalletUnavailable, match="unreachable"):
         reader(served, url=plain)()
     refused = completion(
-        gateway_settings(served, wallet_api_url=plain, wallet_allow_plaintext=True)
+        served, groups, AICONN_WALLET_API_URL=plain, AICONN_WALLET_ALLOW_PLAINTEXT="true"
     )
     assert refused.status_code == 503, refused.text
 
 
 def test_the_gateway_will_not_start_with_a_plain_http_wallet_url(served: Served) -> None:
-    with pytest.raises(ValueError, match="AICONN_WALLET_ALLOW_PLAINTEXT"):
-        gateway_settings(served, wallet_api_url=f"http://127.0.0.1:{served.port}")
+    env = gateway_env(served, AICONN_WALLET_API_URL=f"http://127.0.0.1:{served.port}")
+    started = subprocess.run(
+        [sys.executable, "-m", "aiconn.cli", "gateway"],
+        env=_api_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "AICONN_WALLET_ALLOW_PLAINTEXT" in started.stderr, started.stderr[-2000:]
 
 
 def test_the_api_will_not_serve_plaintext_unless_told_to(tmp_path: Path) -> None:
