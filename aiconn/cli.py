@@ -72,7 +72,13 @@ def _api(args: argparse.Namespace) -> int:
     from aiconn.api.server import run
     from aiconn.api.settings import ApiSettings
 
-    run(ApiSettings())
+    settings = ApiSettings()
+    try:
+        settings.serving_tls()
+    except ValueError as err:
+        print(f"aiconn api: {err}", file=sys.stderr)
+        return 2
+    run(settings)
     return 0
 
 

@@ -3,6 +3,10 @@
 Authentication is a deliberate choice, never a fallback: `kubernetes` (TokenReview and
 SubjectAccessReview, the default and what the manifests deploy) or `static`, which must be named
 explicitly together with its token file and exists for a laptop without a cluster's RBAC.
+
+So is plaintext: the API serves HTTPS with the certificate and key it is given (the manifests
+mount them from the `aiconn-api-tls` Secret); bearer tokens and wallets never cross the network
+in the clear unless `allow_plaintext` is set, for a process on loopback.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ class ApiSettings(BaseSettings):
     """Listen address."""
     port: int = Field(default=8080, ge=1, le=65535)
     """Listen port."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain the API serves HTTPS with (a cert-manager Secret's `tls.crt`)."""
+    tls_key_file: Path | None = None
+    """PEM private key of `tls_cert_file` (the Secret's `tls.key`)."""
+    allow_plaintext: bool = False
+    """Serve plain HTTP when no certificate is given: local use only, never deployed."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes; each builds its app from the environment (its own SLA cache)."""
     default_page_size: int = Field(default=100, ge=1, le=500)
@@ -61,3 +71,25 @@ class ApiSettings(BaseSettings):
                 " a CSV of `token,user,namespace...` lines"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_cert_and_key_together(self) -> ApiSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls_cert_file and tls_key_file (AICONN_API_TLS_CERT_FILE, AICONN_API_TLS_KEY_FILE)"
+                " go together: give both for HTTPS"
+            )
+        return self
+
+    def serving_tls(self) -> tuple[Path, Path] | None:
+        """The certificate and key to serve with; None only where plaintext was asked for.
+        Raises ValueError, naming the settings, for an API that would serve plaintext unasked."""
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            return self.tls_cert_file, self.tls_key_file
+        if self.allow_plaintext:
+            return None
+        raise ValueError(
+            "the API serves HTTPS: set AICONN_API_TLS_CERT_FILE and AICONN_API_TLS_KEY_FILE"
+            " (the aiconn-api-tls Secret's tls.crt and tls.key), or AICONN_API_ALLOW_PLAINTEXT=true"
+            " for a local process that serves plain HTTP"
+        )

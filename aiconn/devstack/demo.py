@@ -20,6 +20,7 @@ import copy
 import datetime as dt
 import json
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -79,9 +80,10 @@ def demo_sla() -> dict[str, Any]:
     return sla
 
 
-def _get_json(url: str, token: str | None = None) -> Any:
+def _get_json(url: str, token: str | None = None, context: ssl.SSLContext | None = None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10, context=context) as r:
         return json.load(r)
 
 
@@ -237,8 +239,9 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
         result.statuses = watcher.seen
         watcher.close()
     base = f"{endpoints.api}/v1/namespaces/{endpoints.namespace}/slas/{endpoints.sla_name}"
-    result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token)
-    result.statement = _get_json(f"{base}/statement", endpoints.api_token)
+    tls = endpoints.api_tls()
+    result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token, tls)
+    result.statement = _get_json(f"{base}/statement", endpoints.api_token, tls)
     result.scenes = assurance_scenes.run(
         endpoints, state_dir=state_dir or stack.default_state_dir()
     )
@@ -254,7 +257,7 @@ def verify_evidence(result: DemoResult, *, directory: Path) -> None:
     ledger's stored evidence, with one bad minute turned good, does not (then it is restored)."""
     e = result.endpoints
     base = f"{e.api}/v1/namespaces/{e.namespace}/slas/{e.sla_name}"
-    body = _get_json(f"{base}/evidence?period={result.period_start}", e.api_token)
+    body = _get_json(f"{base}/evidence?period={result.period_start}", e.api_token, e.api_tls())
     download = directory / "evidence.json"
     download.write_text(json.dumps(body, indent=2))
     print("\n=== evidence of the settled period ===")
@@ -350,7 +353,11 @@ def _wait_settled(watcher: Watcher, period_start: str, timeout: float = 240) -> 
 def _open_noc(endpoints: stack.Endpoints, screenshot: Path) -> nocview.NocView:
     """Open the NOC page afresh after the incident, as an engineer would, and say what it shows."""
     stack.say("opening the NOC page in headless Chromium (a fresh load, as after a reload)")
-    view = nocview.load(endpoints.noc, screenshot=screenshot)
+    view = nocview.load(
+        endpoints.noc,
+        screenshot=screenshot,
+        ca_file=Path(endpoints.api_ca) if endpoints.api_ca else None,
+    )
     key = f"{endpoints.namespace}/{endpoints.sla_name}"
     line = view.budget.get(key)
     history = (

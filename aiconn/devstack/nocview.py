@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from aiconn.devstack.pki import spki_sha256
+
 WIDTH = 1280
 HEIGHT = 1900
 """Tall enough for the charts, the fleet table and the top of the activity feed in one image."""
@@ -142,16 +144,27 @@ def _run(args: list[str], timeout: float) -> str:
     return done.stdout
 
 
-def load(url: str, *, screenshot: Path | None = None, timeout: float = 120) -> NocView:
+def load(
+    url: str, *, screenshot: Path | None = None, timeout: float = 120, ca_file: Path | None = None
+) -> NocView:
     """Open the NOC page afresh and read what it shows; with `screenshot`, also save a PNG.
 
     The URL carries the NOC token in its fragment (`/noc#token=...`): the fragment never reaches
-    a server or a log, and the token is not printed here.
+    a server or a log, and the token is not printed here. With `ca_file` (the dev stack's private
+    CA) Chromium accepts exactly the chains that carry that CA's key, and no other certificate.
     """
     browser = chromium()
+    flags = list(FLAGS)
+    if ca_file is not None:
+        flags.append(f"--ignore-certificate-errors-spki-list={spki_sha256(ca_file.read_bytes())}")
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        _run([browser, *FLAGS, f"--screenshot={screenshot}", url], timeout)
+        _run([browser, *flags, f"--screenshot={screenshot}", url], timeout)
         if not screenshot.exists():
             raise NocViewError(f"chromium wrote no screenshot at {screenshot}")
-    return read_dom(_run([browser, *FLAGS, "--dump-dom", url], timeout))
+    dom = _run([browser, *flags, "--dump-dom", url], timeout)
+    if not dom.strip():
+        # Chromium dumps nothing for a page it would not load (e.g. a certificate it does not
+        # trust); the fragment holds the token, so it stays out of the message.
+        raise NocViewError(f"chromium loaded nothing from {url.split('#', 1)[0]}")
+    return read_dom(dom)

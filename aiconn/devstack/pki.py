@@ -3,14 +3,16 @@ certificate and the service-account signing key. Made with `cryptography`, never
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -127,4 +129,95 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
     )
     for name in ("apiserver.key", "sa.key", "kubelet-client.key"):
         paths[name].chmod(0o600)
+    return paths
+
+
+def spki_sha256(cert_pem: bytes) -> str:
+    """Base64 SHA-256 of a certificate's public key: what Chromium's
+    `--ignore-certificate-errors-spki-list` pins."""
+    public = x509.load_pem_x509_certificate(cert_pem).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def write_serving_tls(
+    directory: Path,
+    *,
+    common_name: str,
+    dns_names: tuple[str, ...] = ("localhost",),
+    addresses: tuple[str, ...] = ("127.0.0.1",),
+) -> dict[str, Path]:
+    """Write a fresh CA (ca.crt) and a serving certificate it signed (tls.crt, tls.key) for
+    `dns_names` and `addresses`: the file names of a cert-manager Secret, so a process started
+    here reads the same paths as the pod that mounts one. A new CA every call: whoever trusts
+    the previous one does not trust this one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = _key()
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    *(x509.DNSName(n) for n in dns_names),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {name: directory / name for name in ("ca.crt", "tls.crt", "tls.key")}
+    paths["ca.crt"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    # The chain, as cert-manager writes it: a client that pins the CA's key (Chromium's
+    # --ignore-certificate-errors-spki-list) finds it in what the server presents.
+    paths["tls.crt"].write_bytes(
+        server.public_bytes(serialization.Encoding.PEM)
+        + ca.public_bytes(serialization.Encoding.PEM)
+    )
+    paths["tls.key"].write_bytes(_pem_key(server_key))
+    paths["tls.key"].chmod(0o600)
     return paths

@@ -32,6 +32,8 @@ class ScrapeTarget:
     metrics_path: str = "/metrics"
     bearer_token: str | None = None
     """Sent as `Authorization: Bearer`, for targets such as the API's /metrics (a fleet view)."""
+    ca_file: str | None = None
+    """Scrape over HTTPS, verifying the target's certificate against this CA bundle."""
 
 
 PROMETHEUS3_VERSION = "3.16.0"
@@ -77,9 +79,9 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, Any]:
-        jobs: dict[tuple[str, str, str | None], list[ScrapeTarget]] = {}
+        jobs: dict[tuple[str, str, str | None, str | None], list[ScrapeTarget]] = {}
         for t in self.targets:
-            jobs.setdefault((t.job, t.metrics_path, t.bearer_token), []).append(t)
+            jobs.setdefault((t.job, t.metrics_path, t.bearer_token, t.ca_file), []).append(t)
         return {
             "global": {
                 "scrape_interval": self.scrape_interval,
@@ -101,8 +103,9 @@ class PrometheusServer:
                             {"targets": [t.address], "labels": t.labels} for t in targets
                         ],
                         **({"authorization": {"credentials": token}} if token else {}),
+                        **({"scheme": "https", "tls_config": {"ca_file": ca}} if ca else {}),
                     }
-                    for (job, path, token), targets in jobs.items()
+                    for (job, path, token, ca), targets in jobs.items()
                 ),
             ],
         }

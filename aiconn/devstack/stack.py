@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 import sys
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from aiconn.contracts.gateway_pod import KEYS_FILE, gateway_env
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_manifests, apply_objects
+from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wait_until
 from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
 from aiconn.devstack.vllm import VllmServer, make_tiny_model
@@ -59,6 +61,13 @@ class Endpoints:
     namespace: str
     gateway_keys_dir: str = ""
     """The local gateway's keys directory (a cluster mounts the SLA's Secret there)."""
+    api_ca: str = ""
+    """CA bundle the API's HTTPS certificate verifies against (the stack's own CA); empty: the
+    system's CAs."""
+
+    def api_tls(self) -> ssl.SSLContext:
+        """A client context that trusts `api_ca` alone (the system's CAs when it is empty)."""
+        return ssl.create_default_context(cafile=self.api_ca or None)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -73,8 +82,8 @@ def _aiconn(*args: str) -> list[str]:
     return [sys.executable, "-m", "aiconn.cli", *args]
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as resp:
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=2, context=context) as resp:
         return int(resp.status) == 200
 
 
@@ -176,6 +185,9 @@ def up(
     pod_labels = {"namespace": DEMO_NAMESPACE, "sla": name, "pod": f"{name}-vllm-0", "tier": "edge"}
     api_port = free_port()
     api_token = secrets.token_urlsafe(24)
+    # The API serves HTTPS as in a cluster, with a CA made for this run (a cert-manager Secret's
+    # files): the stack's clients trust that CA, and only for this API.
+    api_tls = write_serving_tls(state / "api-tls", common_name="aiconn-api")
     prometheus = PrometheusServer(
         group=group,
         data_dir=state / "prometheus",
@@ -185,7 +197,12 @@ def up(
             ScrapeTarget("vllm", vllm.url.removeprefix("http://"), pod_labels),
             # The API's /metrics is a fleet view: scraped with the NOC token, and it is what the
             # NOC page's history reads back (AICONN_API_PROMETHEUS_URL).
-            ScrapeTarget("aiconn-api", f"127.0.0.1:{api_port}", bearer_token=api_token),
+            ScrapeTarget(
+                "aiconn-api",
+                f"127.0.0.1:{api_port}",
+                bearer_token=api_token,
+                ca_file=str(api_tls["ca.crt"]),
+            ),
         ],
     ).start()
     say(f"Prometheus at {prometheus.url}, scraping the gateway and vLLM as the edge pod")
@@ -221,11 +238,17 @@ def up(
             "AICONN_API_KUBECONFIG": str(cp.kubeconfig),
             "AICONN_API_PORT": str(api_port),
             "AICONN_API_PROMETHEUS_URL": prometheus.url,
+            "AICONN_API_TLS_CERT_FILE": str(api_tls["tls.crt"]),
+            "AICONN_API_TLS_KEY_FILE": str(api_tls["tls.key"]),
         },
     )
-    api_url = f"http://127.0.0.1:{api_port}"
+    api_url = f"https://127.0.0.1:{api_port}"
+    api_context = ssl.create_default_context(cafile=api_tls["ca.crt"])
     wait_until(
-        lambda: _http_ok(f"{api_url}/healthz"), timeout=60, what="reporting API", proc=api_proc
+        lambda: _http_ok(f"{api_url}/healthz", api_context),
+        timeout=60,
+        what="reporting API",
+        proc=api_proc,
     )
     operator.ensure_alive()
     say(f"operator running (ServiceAccount aiconn-operator); reporting API at {api_url}")
@@ -244,6 +267,7 @@ def up(
         gateway_keys_dir=str(keys_dir),
         sla_name=name,
         namespace=DEMO_NAMESPACE,
+        api_ca=str(api_tls["ca.crt"]),
     )
     endpoints.save(state / "endpoints.json")
     return endpoints
@@ -290,10 +314,10 @@ def trust_secret_keys(
     return base64.b64decode(data[PLAINTEXT_SECRET_KEY]).decode()
 
 
-DATA = ("controlplane", "prometheus", "ledger.db", "gateway-keys", "endpoints.json")
+DATA = ("controlplane", "prometheus", "ledger.db", "gateway-keys", "api-tls", "endpoints.json")
 """What a stack run leaves that the next run must not inherit: the cluster's etcd (its SLAs and
-namespaces), Prometheus's series, the ledger's settlements, keys and endpoints. The tiny model
-is kept: it is made the same way every time, and making it is the slow part."""
+namespaces), Prometheus's series, the ledger's settlements, keys, the API's CA and endpoints.
+The tiny model is kept: it is made the same way every time, and making it is the slow part."""
 
 
 def clear_data(state: Path) -> None:

@@ -143,6 +143,7 @@ def create_apps(
                 namespace=settings.namespace,
                 tenant=settings.tenant,
                 token_file=settings.wallet_token_file,
+                ca_file=settings.wallet_ca_file,
             ),
         )
     elif allowance is None and settings.ledger_url:

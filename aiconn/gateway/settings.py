@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aiconn.contracts.gateway_pod import (
@@ -76,6 +76,12 @@ class GatewaySettings(BaseSettings):
     cluster), asked with the ServiceAccount token in `wallet_token_file`."""
     wallet_token_file: Path = Path(WALLET_TOKEN_FILE)
     """Projected ServiceAccount token presented to the wallet API (re-read: it rotates)."""
+    wallet_ca_file: Path | None = None
+    """PEM CA bundle the wallet API's certificate is verified against (the ConfigMap the
+    operator renders from the provider's bundle); unset means the system's trusted CAs."""
+    wallet_allow_plaintext: bool = False
+    """Accept an http:// `wallet_api_url`: a gateway and an API on one host, for development.
+    Without it the token would cross the network in the clear, so the gateway refuses to start."""
     ledger_url: str | None = None
     """Ledger (SQLAlchemy URL) read directly for the allowance: single-host setups only, since
     the credential reads every wallet; clusters use `wallet_api_url`."""
@@ -87,3 +93,14 @@ class GatewaySettings(BaseSettings):
     """How long fail mode open serves after the last successful ledger read."""
     upstream_timeout_seconds: float = Field(default=600.0, gt=0)
     """Longest wait for vLLM to connect, or between two reads of its answer."""
+
+    @model_validator(mode="after")
+    def _wallet_over_tls(self) -> GatewaySettings:
+        url = self.wallet_api_url
+        if url and not url.lower().startswith("https://") and not self.wallet_allow_plaintext:
+            raise ValueError(
+                f"wallet_api_url (AICONN_WALLET_API_URL) {url!r} is not https://: the gateway"
+                " presents its ServiceAccount token there; use the API's HTTPS address, or set"
+                " AICONN_WALLET_ALLOW_PLAINTEXT=true for an API on the same host"
+            )
+        return self

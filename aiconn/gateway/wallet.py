@@ -6,12 +6,19 @@ reporting API's wallet view, and the API asks the Kubernetes API server (TokenRe
 SubjectAccessReview for `get aiinferenceslas` in the namespace) before it answers. What the pod
 may see is decided by RBAC, never by the pod: another namespace's wallet is a 404 to it.
 
+The API is reached over HTTPS and its certificate verified against the CA bundle the provider
+gives (`ca_file`, mounted from the ConfigMap the operator renders; re-read when the kubelet
+updates it, so a rotated CA needs no restart) or, without one, the system's trusted CAs. A
+failed handshake is a failed read like any other: the fail-mode policy decides, and the token was
+never sent.
+
 `WalletApiReader` is the blocking `read_balance` callable of `LedgerAllowance`, which runs it in a
 thread, caches it and applies the fail-mode policy when it raises.
 """
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -31,6 +38,7 @@ class WalletApiReader:
         namespace: str,
         tenant: str,
         token_file: Path,
+        ca_file: Path | None = None,
         client: httpx.Client | None = None,
         timeout_s: float = 5.0,
     ) -> None:
@@ -38,13 +46,35 @@ class WalletApiReader:
         self._namespace = namespace
         self._tenant = tenant
         self._token_file = token_file
+        self._ca_file = None if client is not None else ca_file
+        self._ca_pem: bytes | None = None
+        self._timeout_s = timeout_s
         self._client = client or httpx.Client(timeout=timeout_s)
+
+    def _current_client(self) -> httpx.Client:
+        """The client, rebuilt when the CA bundle's content changed since the last call."""
+        if self._ca_file is None:
+            return self._client
+        pem = self._ca_file.read_bytes()
+        if pem != self._ca_pem:
+            context = ssl.create_default_context(cadata=pem.decode())
+            self._client.close()
+            self._client = httpx.Client(timeout=self._timeout_s, verify=context)
+            self._ca_pem = pem
+        return self._client
 
     def __call__(self) -> int | None:
         """The available tokens; None when the tenant's plan pays overage per use (the gateway
         then serves past the wallet: the overage is charged at the period's close)."""
         token = self._token_file.read_text().strip()
-        response = self._client.get(self._url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            response = self._current_client().get(
+                self._url, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as err:
+            # The failure's own words (a certificate that does not verify, a refused connection)
+            # name no header, so no token reaches the logs.
+            raise WalletUnavailable(f"wallet API unreachable: {err}") from err
         if response.status_code != 200:
             # The reason, never the token: this message reaches the logs.
             raise WalletUnavailable(

@@ -55,6 +55,9 @@ MODELS_PATH = "/models"
 HF_TOKEN_SECRET = "aiconn-hf-token"
 WALLET_TOKEN_SECONDS = 3600
 """Lifetime of the gateway's projected ServiceAccount token; the kubelet renews it at 80 %."""
+WALLET_CA_DIR = "/etc/aiconn/wallet-ca"
+WALLET_CA_KEY = "ca.crt"
+"""Key of the CA bundle in the ConfigMap the operator renders next to each SLA's Deployment."""
 WALLET_TOKEN_AUDIENCE = "aiconn.io/api"
 """Audience of the gateway's projected token: the reporting API reviews it for this audience,
 and the Kubernetes API server, which accepts only its own, refuses it."""
@@ -110,6 +113,8 @@ class ChildNames:
     network_slice: str
     gateway_identity: str
     """The gateway's ServiceAccount and its Role and RoleBinding (one name for the three)."""
+    wallet_ca: str
+    """ConfigMap with the CA bundle the gateway verifies the wallet API's certificate with."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ def child_names(sla_name: str) -> ChildNames:
         api_key_secret=child_name(sla_name, "keys"),
         network_slice=child_name(sla_name, "slice"),
         gateway_identity=child_name(sla_name, "gateway"),
+        wallet_ca=child_name(sla_name, "wallet-ca"),
     )
 
 
@@ -373,12 +379,14 @@ def gateway_container(
     spec: AIInferenceSLASpec,
     image: str = AICONN_IMAGE,
     wallet_api_url: str | None = None,
+    wallet_ca: bool = False,
 ) -> dict[str, Any]:
     """The token gateway sidecar: the only way into the pod, and where the SLA is measured.
 
     With `wallet_api_url` (the reporting API) the gateway reads its tenant's available tokens
     there, authenticated by its own ServiceAccount token (see `gateway_role`): the API server
-    decides what it may read, and the pod holds no ledger credential.
+    decides what it may read, and the pod holds no ledger credential. With `wallet_ca` it
+    verifies the API's certificate against the bundle in `wallet_ca_config_map`.
     """
     env = gateway_env(
         sla=sla_name,
@@ -402,6 +410,9 @@ def gateway_container(
     ]
     if wallet_api_url:
         mounts.append({"name": "wallet-token", "mountPath": WALLET_TOKEN_DIR, "readOnly": True})
+        if wallet_ca:
+            env["AICONN_WALLET_CA_FILE"] = f"{WALLET_CA_DIR}/{WALLET_CA_KEY}"
+            mounts.append({"name": "wallet-ca", "mountPath": WALLET_CA_DIR, "readOnly": True})
     return {
         "name": "gateway",
         "image": image,
@@ -446,11 +457,13 @@ def deployment(
     vllm_image: str = VLLM_IMAGE,
     gateway_image: str = AICONN_IMAGE,
     wallet_api_url: str | None = None,
+    wallet_ca: bool = False,
 ) -> dict[str, Any]:
     """The apps/v1 Deployment running vLLM and the gateway on the placed tier and site.
 
     The pods run as the SLA's gateway ServiceAccount with no token mounted by default; with
-    `wallet_api_url` a projected token reaches the gateway container alone, never vLLM.
+    `wallet_api_url` a projected token reaches the gateway container alone, never vLLM, and
+    with `wallet_ca` the gateway alone mounts the wallet API's CA bundle.
     """
     tp = _require_placed(decision)
     names = child_names(sla_name)
@@ -496,6 +509,17 @@ def deployment(
                 },
             }
         )
+        if wallet_ca:
+            volumes.append(
+                {
+                    "name": "wallet-ca",
+                    "configMap": {
+                        "name": names.wallet_ca,
+                        "items": [{"key": WALLET_CA_KEY, "path": WALLET_CA_KEY}],
+                        "defaultMode": 0o444,
+                    },
+                }
+            )
     if spec.model.source.startswith("pvc://"):
         claim = spec.model.source.removeprefix("pvc://").split("/", 1)[0]
         volumes.append(
@@ -517,6 +541,7 @@ def deployment(
                 spec=spec,
                 image=gateway_image,
                 wallet_api_url=wallet_api_url,
+                wallet_ca=wallet_ca,
             ),
         ],
         "volumes": volumes,
@@ -578,6 +603,19 @@ def gateway_service_account(
         "kind": "ServiceAccount",
         "metadata": _metadata(child_names(sla_name).gateway_identity, namespace, sla_name, owner),
         "automountServiceAccountToken": False,
+    }
+
+
+def wallet_ca_config_map(
+    *, sla_name: str, namespace: str, owner: Mapping[str, str], ca_bundle: str
+) -> dict[str, Any]:
+    """The CA bundle the gateway verifies the wallet API with, copied from the provider's
+    (pods mount ConfigMaps of their own namespace only). Public certificates, not a secret."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(child_names(sla_name).wallet_ca, namespace, sla_name, owner),
+        "data": {WALLET_CA_KEY: ca_bundle},
     }
 
 

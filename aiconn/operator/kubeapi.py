@@ -42,6 +42,7 @@ KINDS: dict[str, Kind] = {
     "Pod": Kind("v1", "pods"),
     "Namespace": Kind("v1", "namespaces", namespaced=False),
     "Secret": Kind("v1", "secrets"),
+    "ConfigMap": Kind("v1", "configmaps"),
     "ServiceAccount": Kind("v1", "serviceaccounts"),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),

@@ -144,6 +144,15 @@ def readiness(
     ]
 
 
+def _wallet_ca_bundle(settings: OperatorSettings) -> str | None:
+    """The provider's CA bundle for the wallet API, when the gateways call one and a bundle is
+    mounted (the manifests mount it optionally: a public CA's certificate needs none)."""
+    path = settings.wallet_ca_file
+    if not settings.wallet_api_url or path is None or not path.is_file():
+        return None
+    return path.read_text()
+
+
 async def reconcile_sla(
     kube: KubeApi,
     body: Mapping[str, Any],
@@ -245,6 +254,15 @@ async def reconcile_sla(
         workload.gateway_role_binding,
     ):
         await kube.apply(build(sla_name=name, namespace=namespace, owner=owner))
+    # Before the Deployment that mounts it; read every time, so a rotated bundle reaches the
+    # pods' mounted copy at the next reconcile.
+    wallet_ca = _wallet_ca_bundle(settings)
+    if wallet_ca is not None:
+        await kube.apply(
+            workload.wallet_ca_config_map(
+                sla_name=name, namespace=namespace, owner=owner, ca_bundle=wallet_ca
+            )
+        )
     deployment = await kube.apply(
         workload.deployment(
             sla_name=name,
@@ -257,6 +275,7 @@ async def reconcile_sla(
             vllm_image=settings.vllm_image,
             gateway_image=settings.gateway_image,
             wallet_api_url=settings.wallet_api_url,
+            wallet_ca=wallet_ca is not None,
         )
     )
     await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
@@ -19,7 +21,12 @@ class OperatorSettings(BaseSettings):
     """Image of the token-gateway sidecar (the operator's own image)."""
     wallet_api_url: str | None = None
     """Reporting API the inference pods' gateways read their tenant's available tokens from
-    (with their own ServiceAccount token); None leaves the gateways without an allowance."""
+    (with their own ServiceAccount token); None leaves the gateways without an allowance.
+    HTTPS only: the gateways present their token there."""
+    wallet_ca_file: Path | None = None
+    """PEM CA bundle of the wallet API's certificate (the `ca.crt` of the aiconn-api-tls
+    Secret, mounted); copied into a ConfigMap beside each SLA's pods, re-read every reconcile.
+    Unset: the gateways trust the system's CAs (an API certificate from a public CA)."""
     monitoring_namespace: str = "monitoring"
     """Namespace whose Prometheus may always scrape the inference pods."""
     namespaces: list[str] = Field(default_factory=list)
@@ -52,3 +59,13 @@ class OperatorSettings(BaseSettings):
     require_offer: bool = False
     """Serve only SLAs that name an AIInferenceOffer (the manifests set it); False lets SLAs
     created before offers keep their own terms while they are migrated."""
+
+    @model_validator(mode="after")
+    def _wallet_over_tls(self) -> OperatorSettings:
+        url = self.wallet_api_url
+        if url and not url.lower().startswith("https://"):
+            raise ValueError(
+                f"wallet_api_url (AICONN_WALLET_API_URL) {url!r} is not https://: inference"
+                " gateways present their ServiceAccount token there; give the API's HTTPS address"
+            )
+        return self

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -369,3 +370,55 @@ def test_the_api_rbac_serves_tenants_and_the_metrics_scraper(
             assert api.get("/metrics", headers=tenant).status_code == 403
     finally:
         core.delete_namespace(namespace)
+
+
+def test_the_api_serves_https_with_the_certificate_the_tls_manifests_issue(base: Objects) -> None:
+    """The API, its Service, its scrape, the operator and the gateways' wallet URL all agree on
+    one Secret and one address; manifests/tls issues that Secret for that address."""
+    tls_objects = render("manifests/tls")
+    certificate = one(tls_objects, "Certificate", "aiconn-api")
+    assert certificate["metadata"]["namespace"] == SYSTEM
+    secret = certificate["spec"]["secretName"]
+    assert secret == "aiconn-api-tls"
+
+    api = pod_spec(base, "aiconn-api")
+    (container,) = api["containers"]
+    env = env_of(container)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (volume,) = [v for v in api["volumes"] if v.get("secret", {}).get("secretName") == secret]
+    assert {i["key"] for i in volume["secret"]["items"]} == {"tls.crt", "tls.key"}
+    assert env["AICONN_API_TLS_CERT_FILE"] == f"{mounts[volume['name']]}/tls.crt"
+    assert env["AICONN_API_TLS_KEY_FILE"] == f"{mounts[volume['name']]}/tls.key"
+    assert "AICONN_API_ALLOW_PLAINTEXT" not in env
+    (port,) = container["ports"]
+    assert int(env["AICONN_API_PORT"]) == port["containerPort"]
+    for probe in (container["livenessProbe"], container["readinessProbe"]):
+        assert probe["httpGet"]["scheme"] == "HTTPS"
+
+    (service_port,) = one(base, "Service", "aiconn-api")["spec"]["ports"]
+    assert service_port["targetPort"] == port["name"]
+    config = next(
+        o
+        for o in base
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("aiconn-config")
+    )
+    wallet = httpx.URL(config["data"]["wallet-api-url"])
+    assert wallet.scheme == "https"
+    assert wallet.host in certificate["spec"]["dnsNames"]
+    assert wallet.port == service_port["port"]
+
+    # The operator gets the CA of that Secret and nothing else of it (never the key).
+    operator = pod_spec(base, "aiconn-operator")
+    (op_container,) = operator["containers"]
+    op_mounts = {m["name"]: m["mountPath"] for m in op_container["volumeMounts"]}
+    (ca_volume,) = [
+        v for v in operator["volumes"] if v.get("secret", {}).get("secretName") == secret
+    ]
+    assert ca_volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert env_of(op_container)["AICONN_WALLET_CA_FILE"] == f"{op_mounts[ca_volume['name']]}/ca.crt"
+
+    (endpoint,) = one(base, "ServiceMonitor", "aiconn-api")["spec"]["endpoints"]
+    assert endpoint["port"] == service_port["name"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": secret, "key": "ca.crt"}
+    assert endpoint["tlsConfig"]["serverName"] in certificate["spec"]["dnsNames"]

@@ -19,7 +19,7 @@ from tests.factories import llama_8b_spec
 pytestmark = pytest.mark.integration
 
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "f", "uid": "u-1"}
-WALLET = "http://aiconn-api.aiconn-system.svc:8080"
+WALLET = "https://aiconn-api.aiconn-system.svc:8443"
 
 
 def spec(source: str) -> AIInferenceSLASpec:
@@ -40,6 +40,7 @@ def rendered_pod(namespace: str, source: str) -> dict[str, Any]:
         owner=OWNER,
         api_key_secret="factory-keys",
         wallet_api_url=WALLET,
+        wallet_ca=True,
     )
     template = dep["spec"]["template"]
     return {
@@ -70,7 +71,10 @@ def dry_run_create(k8s: Any, pod: dict[str, Any]) -> None:
 def test_rendered_inference_pod_is_admitted_under_restricted(
     k8s: Any, restricted: str, source: str
 ) -> None:
-    dry_run_create(k8s, rendered_pod(restricted, source))
+    pod = rendered_pod(restricted, source)
+    # What is judged carries the wallet's projected token and the CA bundle's ConfigMap volume.
+    assert {"wallet-token", "wallet-ca"} <= {v["name"] for v in pod["spec"]["volumes"]}
+    dry_run_create(k8s, pod)
 
 
 def _weaken_vllm(pod: dict[str, Any], change: str) -> None:

@@ -74,6 +74,8 @@ def operator_api(control_plane: Any, k8s: Any) -> Iterator[Any]:
         ("patch", "deployments", "apps"),
         ("create", "services", ""),
         ("create", "secrets", ""),
+        ("create", "configmaps", ""),
+        ("patch", "configmaps", ""),
         ("create", "serviceaccounts", ""),
         ("create", "rolebindings", "rbac.authorization.k8s.io"),
         ("patch", "aiinferenceslas", "aiconn.io"),
@@ -213,6 +215,7 @@ def test_the_operator_may_not_write_in_kube_system_or_its_own_namespace(
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": protected}],
     }
     secret = {"metadata": {"name": "aiconn-probe", "namespace": protected}}
+    config_map = {"metadata": {"name": "aiconn-probe", "namespace": protected}}
     calls = {
         "roles": lambda: rbac_api.create_namespaced_role(protected, role, dry_run="All"),
         "rolebindings": lambda: rbac_api.create_namespaced_role_binding(
@@ -220,6 +223,9 @@ def test_the_operator_may_not_write_in_kube_system_or_its_own_namespace(
         ),
         "secrets": lambda: client.CoreV1Api(enforced).create_namespaced_secret(
             protected, secret, dry_run="All"
+        ),
+        "configmaps": lambda: client.CoreV1Api(enforced).create_namespaced_config_map(
+            protected, config_map, dry_run="All"
         ),
         "deployments": lambda: create_deployment(enforced, rendered(protected)),
     }

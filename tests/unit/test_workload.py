@@ -35,6 +35,7 @@ from aiconn.inference.workload import (
     pod_selector,
     service,
     vllm_args,
+    wallet_ca_config_map,
 )
 from aiconn.sla.spec import AIInferenceSLASpec
 from tests.factories import llama_8b_spec as sla
@@ -363,11 +364,11 @@ def test_label_values_fit_63_characters() -> None:
 
 
 def test_the_gateway_reads_its_wallet_from_the_api_with_its_own_projected_token() -> None:
-    dep = build(wallet_api_url="http://aiconn-api.aiconn-system.svc:8080")
+    dep = build(wallet_api_url="https://aiconn-api.aiconn-system.svc:8443")
     pod = dep["spec"]["template"]["spec"]
     gateway, vllm = container(dep, "gateway"), container(dep, "vllm")
     env = {e["name"]: e["value"] for e in gateway["env"]}
-    assert env["AICONN_WALLET_API_URL"] == "http://aiconn-api.aiconn-system.svc:8080"
+    assert env["AICONN_WALLET_API_URL"] == "https://aiconn-api.aiconn-system.svc:8443"
     assert env["AICONN_TENANT"] == "acme"
     assert "AICONN_LEDGER_URL" not in env, "no ledger credential in tenant pods"
     # The token is projected into the gateway only: vLLM and the pod default get none.
@@ -384,6 +385,36 @@ def test_the_gateway_reads_its_wallet_from_the_api_with_its_own_projected_token(
         {k.removeprefix("AICONN_").lower(): v for k, v in env.items()}
     )
     assert str(settings.wallet_token_file) == env["AICONN_WALLET_TOKEN_FILE"]
+
+
+def test_the_gateway_alone_mounts_the_wallet_api_s_ca_bundle_from_the_sla_s_config_map() -> None:
+    dep = build(wallet_api_url="https://aiconn-api.aiconn-system.svc:8443", wallet_ca=True)
+    pod = dep["spec"]["template"]["spec"]
+    gateway, vllm = container(dep, "gateway"), container(dep, "vllm")
+    env = {e["name"]: e["value"] for e in gateway["env"]}
+    bundle = wallet_ca_config_map(
+        sla_name="factory", namespace="acme", owner=OWNER, ca_bundle="-----BEGIN CERTIFICATE-----"
+    )
+    assert bundle["kind"] == "ConfigMap"
+    assert bundle["metadata"]["namespace"] == "acme"
+    assert bundle["metadata"]["ownerReferences"][0]["uid"] == OWNER["uid"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "wallet-ca"]
+    assert volume["configMap"]["name"] == bundle["metadata"]["name"] == "factory-wallet-ca"
+    (item,) = volume["configMap"]["items"]
+    assert item["key"] in bundle["data"]
+    (mount,) = [m for m in gateway["volumeMounts"] if m["name"] == "wallet-ca"]
+    assert mount["readOnly"] is True
+    assert env["AICONN_WALLET_CA_FILE"] == f"{mount['mountPath']}/{item['path']}"
+    assert not [m for m in vllm["volumeMounts"] if m["name"] == "wallet-ca"]
+    settings = GatewaySettings.model_validate(
+        {k.removeprefix("AICONN_").lower(): v for k, v in env.items()}
+    )
+    assert str(settings.wallet_ca_file) == env["AICONN_WALLET_CA_FILE"]
+    assert settings.wallet_allow_plaintext is False
+    # Without a bundle from the provider nothing is mounted: the system's CAs verify the API.
+    plain = build(wallet_api_url="https://aiconn-api.aiconn-system.svc:8443")
+    assert "wallet-ca" not in {v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]}
+    assert "AICONN_WALLET_CA_FILE" not in {e["name"] for e in container(plain, "gateway")["env"]}
 
 
 def test_without_a_wallet_api_no_token_is_projected() -> None:
@@ -411,9 +442,9 @@ def test_the_gateway_identity_may_read_only_its_namespace_s_slas() -> None:
         assert obj["metadata"]["ownerReferences"][0]["uid"] == OWNER["uid"]
 
 
-@pytest.mark.parametrize("wallet", [None, "http://aiconn-api.aiconn-system.svc:8080"])
+@pytest.mark.parametrize("wallet", [None, "https://aiconn-api.aiconn-system.svc:8443"])
 def test_every_container_meets_pod_security_restricted(wallet: str | None) -> None:
-    pod = build(wallet_api_url=wallet)["spec"]["template"]["spec"]
+    pod = build(wallet_api_url=wallet, wallet_ca=wallet is not None)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {c["name"] for c in pod["containers"]} == {"vllm", "gateway"}
