@@ -85,6 +85,7 @@ from aiconn.sla.periods import (
     previous_period,
 )
 from aiconn.sla.plans import fund_plan, plan_period, plan_subject
+from aiconn.sla.prices import PriceVersion
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
@@ -125,6 +126,9 @@ class SLARef:
     """The offer `spec` was rebuilt from (None: a legacy SLA funded by its own commitment)."""
     generation: int | None = None
     """`metadata.generation` of the spec read; the evidence of a settlement names it."""
+    terms: PeriodTerms | None = None
+    """The terms pinned for the period acted on (set by `pinned`); settlement lines name their
+    price version."""
 
     @property
     def in_force(self) -> datetime:
@@ -298,6 +302,7 @@ def settle_closed(
                 currency=sla.spec.tokens.currency,
                 evidence=measured,
                 hold=hold,
+                price_version=None if sla.terms is None else sla.terms.price_version,
             )
         )
     return settled
@@ -787,11 +792,28 @@ def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARe
     evaluation of a period pins the terms in force then, so an offer edited mid-period re-prices
     nothing before its next period (blocking: run in a thread)."""
     terms = ledger.pin_terms(
-        [TermsPin(sla_uid=s.uid, period=period, terms=PeriodTerms.of(s.spec)) for s in slas]
+        [
+            TermsPin(
+                sla_uid=s.uid,
+                period=period,
+                terms=PeriodTerms.of(s.spec, price=_price_at_start(s, period)),
+            )
+            for s in slas
+        ]
     )
     return [
-        dataclasses.replace(sla, spec=t.apply(sla.spec)) for sla, t in zip(slas, terms, strict=True)
+        dataclasses.replace(sla, spec=t.apply(sla.spec), terms=t)
+        for sla, t in zip(slas, terms, strict=True)
     ]
+
+
+def _price_at_start(sla: SLARef, period: Period) -> PriceVersion | None:
+    """The offer's price version in force when `period` began (None: a legacy SLA's price)."""
+    offer = sla.offer
+    if offer is None:
+        return None
+    found = offer.model_class(sla.spec.model.name)
+    return None if found is None else offer.price_at(found[0].name, period.start)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

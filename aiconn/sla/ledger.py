@@ -163,6 +163,8 @@ class TransferRow(SQLModel, table=True):
     meta: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
     )
+    # Migration 9: the offer's price version a charge was made at (None: not a priced line).
+    price_version: int | None = None
 
 
 class SettlementRow(SQLModel, table=True):
@@ -207,6 +209,8 @@ class SettlementRow(SQLModel, table=True):
     good_minutes: int | None = Field(default=None, sa_type=BigInteger)
     bad_minutes: int | None = Field(default=None, sa_type=BigInteger)
     excused_minutes: int | None = Field(default=None, sa_type=BigInteger)
+    # Migration 9: the offer's price version the period was charged at.
+    price_version: int | None = None
 
 
 class EvidenceRow(SQLModel, table=True):
@@ -325,6 +329,8 @@ class TransferSpec:
     sla_name: str
     period: Period
     metadata: dict[str, Any] = field(default_factory=dict)
+    price_version: int | None = None
+    """The offer's price version the line was charged at (settlement lines; None elsewhere)."""
 
     def __post_init__(self) -> None:
         if self.amount <= 0:
@@ -356,6 +362,8 @@ class Transfer:
     period: Period
     created_at: datetime
     metadata: dict[str, Any]
+    price_version: int | None = None
+    """The offer's price version the line was charged at (None: not a priced line)."""
 
     def spec(self) -> TransferSpec:
         """The contents, for comparison with a replayed post."""
@@ -370,6 +378,7 @@ class Transfer:
             sla_name=self.sla_name,
             period=self.period,
             metadata=self.metadata,
+            price_version=self.price_version,
         )
 
 
@@ -411,6 +420,8 @@ class Settlement:
     bad_minutes: int | None = None
     excused_minutes: int | None = None
     """Minutes excused by maintenance announced in advance (neither good, bad nor unknown)."""
+    price_version: int | None = None
+    """The offer's price version the period was charged at (None: settled before versions)."""
 
 
 @dataclass(frozen=True)
@@ -804,6 +815,7 @@ def settle_period(
     currency: str = "EUR",
     evidence: Measured | None = None,
     hold: HoldReason | None = None,
+    price_version: int | None = None,
 ) -> Settlement:
     """Settle a closed period once: hold it for review when data coverage is below the floor or
     an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
@@ -812,7 +824,8 @@ def settle_period(
 
     Everything is one transaction; a replay (or a racing settler) gets the stored settlement. The
     first settlement of a period is final: corrections are new transfers, not a re-settlement.
-    `hold` holds the period for that reason whatever the measurements say.
+    `hold` holds the period for that reason whatever the measurements say. `price_version` is
+    the offer's price version the period's terms were pinned at; every line names it.
     """
     existing = ledger.settlement(sla_uid, period)
     if existing is not None:
@@ -842,6 +855,7 @@ def settle_period(
             credit_tokens=credit_tokens,
             unit=currency_unit(currency),
             credit_percent=str(result.credit.total_percent),
+            price_version=price_version,
         )
     )
     now = datetime.now(UTC)
@@ -878,6 +892,7 @@ def settle_period(
                 good_minutes=result.good_minutes,
                 bad_minutes=result.bad_minutes,
                 excused_minutes=result.excused_minutes,
+                price_version=price_version,
             )
             session.add(row)
             session.flush()
@@ -1000,6 +1015,7 @@ def _insert_transfer(
         period_end=spec.period.end,
         created_at=now or datetime.now(UTC),
         meta=dict(spec.metadata),
+        price_version=spec.price_version,
     )
     session.add(row)
     return row
@@ -1027,6 +1043,7 @@ def _transfer(row: TransferRow) -> Transfer:
         period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
         created_at=_utc(row.created_at),
         metadata=dict(row.meta),
+        price_version=row.price_version,
     )
 
 
@@ -1081,6 +1098,7 @@ def release_held(
                     credit_tokens=credit_tokens,
                     unit=currency_unit(row.currency),
                     credit_percent=row.credit_percent,
+                    price_version=row.price_version,
                 )
                 now = datetime.now(UTC)
                 for spec in specs:
@@ -1112,6 +1130,7 @@ def _settlement_transfers(
     credit_tokens: int,
     unit: str,
     credit_percent: str,
+    price_version: int | None,
 ) -> list[TransferSpec]:
     """The transfers that settle a period (zero amounts are not recorded)."""
     planned: list[tuple[str, str, int, str, Kind]] = [
@@ -1132,6 +1151,7 @@ def _settlement_transfers(
             sla_name=name,
             period=period,
             metadata={"creditPercent": credit_percent},
+            price_version=price_version,
         )
         for debit, credit_account, amount, amount_unit, kind in planned
         # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
@@ -1169,6 +1189,7 @@ def _settlement(row: SettlementRow) -> Settlement:
         good_minutes=row.good_minutes,
         bad_minutes=row.bad_minutes,
         excused_minutes=row.excused_minutes,
+        price_version=row.price_version,
     )
 
 

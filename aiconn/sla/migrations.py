@@ -210,6 +210,13 @@ def _v7_period_terms(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v9_price_versions(conn: Connection) -> None:
+    # The offer's price version each settlement and each of its transfers was charged at, so a
+    # statement line names it (`aiconn.sla.prices`); NULL for rows written before versions.
+    for table in ("settlements", "transfers"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN price_version INTEGER"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -228,6 +235,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "evidence stored with each settlement", _v5_settlement_evidence),
     Migration(6, "judged, good, bad and excused minutes of settlements", _v6_minute_counts),
     Migration(7, "terms pinned per SLA period", _v7_period_terms),
+    Migration(9, "price version of settlements and transfers", _v9_price_versions),
 )
 
 

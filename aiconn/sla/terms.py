@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.sla.credits import exact_decimal
+from aiconn.sla.prices import PriceVersion
 from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
 
@@ -36,16 +37,23 @@ class PeriodTerms:
     included_tokens_per_period: int
     """The plan's (or legacy commitment's) tokens per period, for the record: funding itself is
     keyed per tenant and plan period and immutable once posted."""
+    price_version: int = 1
+    """The offer's price version (`aiconn.sla.prices`) in force at the period's start; statement
+    lines name it. 1 for a legacy SLA's own price and for terms pinned before versions existed."""
 
     @classmethod
-    def of(cls, spec: AIInferenceSLASpec) -> PeriodTerms:
-        """The terms of an effective spec (`aiconn.sla.offer.effective_spec`'s result)."""
+    def of(cls, spec: AIInferenceSLASpec, *, price: PriceVersion | None = None) -> PeriodTerms:
+        """The terms of an effective spec (`aiconn.sla.offer.effective_spec`'s result), at
+        `price` (the offer's version in force at the period's start) when given."""
         return cls(
             offer=spec.offer,
             currency=spec.tokens.currency,
-            price_per_million_tokens=exact_decimal(spec.tokens.price_per_million_tokens),
+            price_per_million_tokens=exact_decimal(spec.tokens.price_per_million_tokens)
+            if price is None
+            else price.price_per_million_tokens,
             credits=spec.credits,
             included_tokens_per_period=spec.tokens.monthly_commitment,
+            price_version=1 if price is None else price.version,
         )
 
     def apply(self, spec: AIInferenceSLASpec) -> AIInferenceSLASpec:
@@ -69,6 +77,7 @@ class PeriodTerms:
             "pricePerMillionTokens": str(self.price_per_million_tokens),
             "credits": self.credits.model_dump(mode="json", by_alias=True),
             "includedTokensPerPeriod": self.included_tokens_per_period,
+            "priceVersion": self.price_version,
         }
 
     @classmethod
@@ -80,4 +89,5 @@ class PeriodTerms:
             price_per_million_tokens=Decimal(str(data["pricePerMillionTokens"])),
             credits=CreditsSpec.model_validate(data["credits"]),
             included_tokens_per_period=int(data["includedTokensPerPeriod"]),
+            price_version=int(data.get("priceVersion", 1)),
         )
