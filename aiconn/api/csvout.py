@@ -28,6 +28,7 @@ STATEMENT_COLUMNS = (
     "amount",
     "signedAmount",
     "unit",
+    "priceVersion",
 )
 TRANSFER_COLUMNS = ("seq", "id", "kind", "debitAccount", "creditAccount", "amount", "unit")
 
@@ -52,7 +53,7 @@ def statement_csv(statement: Statement) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(STATEMENT_COLUMNS)
     for entry in statement.model_dump(mode="json", by_alias=True)["entries"]:
-        writer.writerow(entry[c] for c in STATEMENT_COLUMNS)
+        writer.writerow("" if entry[c] is None else entry[c] for c in STATEMENT_COLUMNS)
     return out.getvalue()
 
 

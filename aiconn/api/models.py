@@ -183,6 +183,9 @@ class StatementEntryOut(ApiModel):
     amount: int
     signed_amount: int
     unit: str
+    price_version: int | None = None
+    """The offer's price version the line was charged at (settlement lines; null for funding,
+    top-ups and lines settled before prices were versioned)."""
 
 
 class Statement(ApiModel):
@@ -209,6 +212,21 @@ class Wallet(ApiModel):
     """What the gateway lets the tenant spend: `tokens` minus `pendingUsageTokens`."""
     money_micros: dict[str, int]
     """Net micro-units per currency unit, e.g. EUR-micro (charges out, nothing in)."""
+    burn_tokens_per_day: Decimal
+    """Recent burn: tokens a day over the open periods' usage, summed over the tenant's SLAs
+    (exact; method in aiconn.sla.exhaustion)."""
+    burn_measured_to: datetime | None
+    """The newest usage reading the burn and the balance are as of (None: no open usage)."""
+    projected_exhaustion: datetime | None
+    """When `availableTokens` runs out at that burn, to the second, never later than the exact
+    instant; null when nothing burns. At or before `burnMeasuredTo`: already exhausted."""
+
+
+class FleetWallets(ApiModel):
+    """Every tenant's wallet, soonest exhaustion first (the NOC's view)."""
+
+    generated_at: datetime
+    wallets: list[Wallet]
 
 
 class NamespaceWallets(ApiModel):

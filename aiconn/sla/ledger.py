@@ -69,6 +69,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from aiconn.sla.credits import attainment_percent, to_micros, tokens_for_amount
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.evidence import Decided, Measured, canonical, evidence_document, sha256_of
+from aiconn.sla.exhaustion import OpenUsage
 from aiconn.sla.migrations import migrate
 from aiconn.sla.periods import Period
 from aiconn.sla.terms import PeriodTerms
@@ -649,22 +650,27 @@ class Ledger:
 
     def pending_usage(self, tenant: str) -> int:
         """Tokens the tenant used in periods not yet settled (usage not yet posted)."""
-        settled = (
-            select(SettlementRow.seq)
-            .where(
-                SettlementRow.sla_uid == UsageRow.sla_uid,
-                SettlementRow.period_start == UsageRow.period_start,
-                SettlementRow.state == SettlementState.SETTLED.value,
-            )
-            .exists()
-        )
         with Session(self.engine) as session:
             total = session.exec(
                 select(func.coalesce(func.sum(UsageRow.tokens), 0)).where(
-                    UsageRow.tenant == tenant, ~settled
+                    UsageRow.tenant == tenant, ~_settled_usage()
                 )
             ).one()
         return int(total)
+
+    def open_usage(self, tenant: str) -> list[OpenUsage]:
+        """The tenant's usage readings of periods not yet settled (the burn's data,
+        `aiconn.sla.exhaustion`)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(UsageRow).where(UsageRow.tenant == tenant, ~_settled_usage())
+            ).all()
+            return [
+                OpenUsage(
+                    tokens=row.tokens, since=_utc(row.period_start), until=_utc(row.measured_at)
+                )
+                for row in rows
+            ]
 
     def available_tokens(self, tenant: str) -> int:
         """What the tenant may still spend: the wallet balance minus usage not yet settled."""
@@ -769,6 +775,19 @@ class Ledger:
             query = query.where(SettlementRow.sla_uid == sla_uid)
         with Session(self.engine) as session:
             return [_settlement(row) for row in session.exec(query)]
+
+
+def _settled_usage() -> Any:
+    """Whether a usage row's period is settled (its usage then posted as a transfer)."""
+    return (
+        select(SettlementRow.seq)
+        .where(
+            SettlementRow.sla_uid == UsageRow.sla_uid,
+            SettlementRow.period_start == UsageRow.period_start,
+            SettlementRow.state == SettlementState.SETTLED.value,
+        )
+        .exists()
+    )
 
 
 def fund_allowance(

@@ -22,7 +22,6 @@ from aiconn.api.models import (
     SLAList,
     Statement,
     StatementEntryOut,
-    Wallet,
 )
 from aiconn.api.reports import (
     CURRENT,
@@ -34,7 +33,8 @@ from aiconn.api.reports import (
     summary,
 )
 from aiconn.api.routes.responses import TENANT
-from aiconn.sla.ledger import TOKENS, currency_unit, wallet_account
+from aiconn.api.wallets import wallet as wallet_of
+from aiconn.sla.ledger import wallet_account
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -166,6 +166,7 @@ def statement(
                 amount=e.transfer.amount,
                 signed_amount=e.signed_amount,
                 unit=e.transfer.unit,
+                price_version=e.transfer.price_version,
             )
             for e in page.entries
         ],
@@ -179,29 +180,16 @@ def statement(
 @router.get(
     "/wallet",
     response_model=NamespaceWallets,
-    summary="Token and money balances of the tenants whose SLAs live in the namespace",
+    summary="Balances, burn and projected exhaustion of the namespace's tenants' wallets",
 )
 def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
+    """Balances, the recent burn and the projected exhaustion date of each tenant's tokens
+    (method: aiconn.sla.exhaustion)."""
     slas = parts.reader.in_namespace(namespace)
     if not slas:
         raise not_found()
     currencies: dict[str, set[str]] = {}
     for sla in slas:
         currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
-    wallets = []
-    for tenant, held in sorted(currencies.items()):
-        account = wallet_account(tenant)
-        wallets.append(
-            Wallet(
-                tenant=tenant,
-                account=account,
-                tokens=(tokens := parts.ledger.balance(account, TOKENS).net),
-                pending_usage_tokens=(pending := parts.ledger.pending_usage(tenant)),
-                available_tokens=tokens - pending,
-                money_micros={
-                    currency_unit(c): parts.ledger.balance(account, currency_unit(c)).net
-                    for c in sorted(held)
-                },
-            )
-        )
-    return NamespaceWallets(namespace=namespace, wallets=wallets)
+    found = [wallet_of(parts.ledger, tenant, held) for tenant, held in sorted(currencies.items())]
+    return NamespaceWallets(namespace=namespace, wallets=found)
