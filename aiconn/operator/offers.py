@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,8 +23,14 @@ from aiconn.inference.capacity import Capacity
 from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
-from aiconn.sla.prices import NoticeProblem, notice_problems, price_notice
+from aiconn.sla.offer import (
+    AIInferenceOfferSpec,
+    OfferViolation,
+    admitted_offer,
+    effective_spec,
+    offer_notice_problems,
+)
+from aiconn.sla.prices import NoticeProblem
 from aiconn.sla.spec import AIInferenceSLASpec
 
 OFFER_KIND = "AIInferenceOffer"
@@ -41,41 +46,23 @@ class OfferProblem(Exception):
 
 def parse_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
     """An offer object's spec, typed, without the price changes announced with too short a
-    notice (`price_notice_problems`): those are never applied, whatever admission let through.
-    Raises OfferProblem when the stored offer is malformed."""
+    notice (`admitted_offer`): those are never applied. Raises OfferProblem when the stored
+    offer is malformed."""
     name = body.get("metadata", {}).get("name")
     try:
-        offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+        return admitted_offer(body)
     except ValidationError as err:
         raise OfferProblem("OfferInvalid", f"AIInferenceOffer {name} is malformed: {err}") from err
-    refused = {p.version for p in price_notice_problems(body, offer)}
-    if not refused:
-        return offer
-    kept = [c for c in offer.price_changes if c.version not in refused]
-    return offer.model_copy(update={"price_changes": kept})
 
 
-def price_notice_problems(
-    body: Mapping[str, Any], offer: AIInferenceOfferSpec | None = None
-) -> list[NoticeProblem]:
-    """Price changes of the offer taking effect sooner than its creation plus its notice: the
-    operator's own check, for clusters without the admission policy (which also judges changes
-    added later, against the time of the edit). None for an offer that does not parse."""
-    if offer is None:
-        try:
-            offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            return []
-    created = (body.get("metadata") or {}).get("creationTimestamp")
-    return notice_problems(
-        offer.price_changes,
-        notice=price_notice(offer.price_notice_days),
-        announced=None if not created else _parse_time(created),
-    )
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+def price_notice_problems(body: Mapping[str, Any]) -> list[NoticeProblem]:
+    """The offer's price changes never applied for too short a notice (none when the offer
+    does not parse: that is reported as OfferInvalid)."""
+    try:
+        offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return []
+    return offer_notice_problems(body, offer)
 
 
 async def fetch_offers(kube: KubeApi) -> dict[str, Mapping[str, Any]]:

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from aiconn.crd import CamelModel, cel, validations
 from aiconn.sla.maintenance import MaintenanceTerms
-from aiconn.sla.prices import PRICE_CHANGES_RULES, PriceChange, PriceVersion, in_force
+from aiconn.sla.prices import (
+    PRICE_CHANGES_RULES,
+    NoticeProblem,
+    PriceChange,
+    PriceVersion,
+    in_force,
+    notice_problems,
+    price_notice,
+)
 from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.spec import (
     DURATION_PATTERN,
@@ -234,6 +242,34 @@ class AIInferenceOfferSpec(CamelModel):
         base = {c.name: c.price_per_million_tokens for c in self.model_classes}
         allowed = frozenset(c.version for c in self.price_changes) if valid is None else valid
         return in_force(base, self.price_changes, model_class, at, valid=allowed)
+
+
+def admitted_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
+    """An offer object's spec without the price changes announced with too short a notice
+    (`notice_problems` against its creationTimestamp): those are never applied, whatever
+    admission let through. Raises pydantic's ValidationError when the spec is malformed."""
+    offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    refused = {p.version for p in offer_notice_problems(body, offer)}
+    if not refused:
+        return offer
+    kept = [c for c in offer.price_changes if c.version not in refused]
+    return offer.model_copy(update={"price_changes": kept})
+
+
+def offer_notice_problems(
+    body: Mapping[str, Any], offer: AIInferenceOfferSpec
+) -> list[NoticeProblem]:
+    """The offer's price changes taking effect sooner than its creation plus its notice: the
+    check that needs no admission policy (which also judges changes added later, against the
+    time of the edit)."""
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    return notice_problems(
+        offer.price_changes,
+        notice=price_notice(offer.price_notice_days),
+        announced=None
+        if not created
+        else datetime.fromisoformat(str(created).replace("Z", "+00:00")).astimezone(UTC),
+    )
 
 
 class OfferViolation(ValueError):
