@@ -346,3 +346,55 @@ class Activity(ApiModel):
     """Events on SLAs and their slices, newest first."""
 
     items: list[ActivityEvent]
+
+
+class PriceVersionOut(ApiModel):
+    """One model class's price from one version on."""
+
+    version: int
+    model_class: str
+    price_per_million_tokens: Decimal
+    """Exactly as the offer states it, in the offer's currency."""
+    effective_from: datetime | None
+    """Null for version 1, the offer's price since it was created."""
+
+
+class RefusedPriceChange(ApiModel):
+    """A price change never applied: announced with less notice than the offer states."""
+
+    version: int
+    field: str
+    message: str
+
+
+class PriceHistory(ApiModel):
+    """An offer's prices, every version oldest first, and the version in force now."""
+
+    offer: str
+    currency: str
+    price_notice_days: int
+    versions: list[PriceVersionOut]
+    refused: list[RefusedPriceChange]
+    in_force: dict[str, int]
+    """The version in force now per model class."""
+    generated_at: datetime
+
+
+class Quote(ApiModel):
+    """What a month of an SLA costs at the price in force at `at`, and its credit exposure
+    (the same figures as `aiconn plan`, from aiconn.planning.price_month)."""
+
+    namespace: str
+    name: str
+    offer: str | None
+    at: datetime
+    model_class: str | None
+    price_version: int | None
+    """The offer's price version in force at `at` (null: an SLA without an offer)."""
+    currency: str
+    price_per_million_tokens: Decimal
+    monthly_tokens: int
+    monthly_charge: Decimal
+    max_credit_percent: Decimal
+    max_monthly_credit: Decimal
+    """The credit exposure: the most a month's credits can pay back."""
