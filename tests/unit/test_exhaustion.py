@@ -1,4 +1,4 @@
-"""The projected exhaustion date, against hand-computed values (the method: aiconn.sla.exhaustion)."""
+"""The projected exhaustion date against hand-computed values (method: aiconn.sla.exhaustion)."""
 
 from __future__ import annotations
 
