@@ -430,7 +430,7 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
 ) -> None:
     from kubernetes import client
 
-    from aiconn.sla.ledger import UsageReading
+    from aiconn.sla.ledger import UsageReading, fund_allowance
     from aiconn.sla.periods import period_containing
     from aiconn.sla.spec import Window, wallet_owner
 
@@ -448,7 +448,7 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
         timeout=30,
         what="every wallet in the wallets table",
     )
-    # Usage of the open period, as the SLA loop records it: 600,000 tokens in 2 days 3 hours.
+    # The plan funds 10,000,000 tokens; the SLA loop records 600,000 used in 2 days 3 hours.
     uid = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "sla-0"
     )["metadata"]["uid"]
@@ -456,14 +456,24 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
     measured = current.start + timedelta(days=2, hours=3)
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
+        fund_allowance(
+            ledger,
+            sla_uid=uid,
+            namespace=namespace,
+            name="sla-0",
+            tenant=tenant,
+            period=current,
+            tokens=10_000_000,
+        )
         ledger.record_usage(
             [UsageReading(uid, tenant, current, tokens=600_000, measured_at=measured)]
         )
     finally:
         ledger.close()
-    left = before[tenant]["availableTokens"] - 600_000
-    # left / (600,000 tokens / 183,600 s), truncated to the second; or now, when nothing is left.
-    seconds = max(left, 0) * 183_600 // 600_000
+    left = before[tenant]["availableTokens"] + 10_000_000 - 600_000
+    assert left > 0
+    # left / (600,000 tokens / 183,600 s), truncated to the second.
+    seconds = left * 183_600 // 600_000
     expected = measured + timedelta(seconds=seconds)
 
     browser.send("Page.reload", ignoreCache=True)
