@@ -30,7 +30,16 @@ STATEMENT_COLUMNS = (
     "unit",
     "priceVersion",
 )
-TRANSFER_COLUMNS = ("seq", "id", "kind", "debitAccount", "creditAccount", "amount", "unit")
+TRANSFER_COLUMNS = (
+    "seq",
+    "id",
+    "kind",
+    "debitAccount",
+    "creditAccount",
+    "amount",
+    "unit",
+    "priceVersion",
+)
 
 
 def report_csv(report: PeriodReport) -> str:
@@ -43,7 +52,7 @@ def report_csv(report: PeriodReport) -> str:
     writer.writerows(_flatten(data, ""))
     writer.writerow(())
     writer.writerow(TRANSFER_COLUMNS)
-    writer.writerows([t[c] for c in TRANSFER_COLUMNS] for t in transfers)
+    writer.writerows(["" if t[c] is None else t[c] for c in TRANSFER_COLUMNS] for t in transfers)
     return out.getvalue()
 
 

@@ -125,6 +125,9 @@ class TransferOut(ApiModel):
     amount: int
     unit: str
     created_at: datetime
+    price_version: int | None = None
+    """The offer's price version the line was charged at (null: funding, top-ups, or settled
+    before prices were versioned)."""
 
 
 class PeriodReport(ApiModel):
@@ -150,6 +153,10 @@ class PeriodReport(ApiModel):
     alerts: list[str]
     tokens_used: int | None
     price_per_million_tokens: Decimal
+    """The price the period is charged at: for a closed period the one pinned when it began."""
+    price_version: int | None = None
+    """The offer's price version of that price (null: the open period, or a settlement made
+    before prices were versioned)."""
     currency: str
     charges_micros: int | None
     credit: CreditBasis

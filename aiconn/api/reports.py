@@ -35,6 +35,7 @@ from aiconn.sla.credits import (
 from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
+from aiconn.sla.terms import PeriodTerms
 
 CURRENT = "current"
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -242,13 +243,25 @@ def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[Trans
                 amount=row.amount,
                 unit=row.unit,
                 created_at=_utc(row.created_at),
+                price_version=row.price_version,
             )
             for row in session.exec(TRANSFERS_OF_PERIOD, params=params)
         ]
 
 
-def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) -> PeriodReport:
-    """A closed period, from the ledger's settlement and the transfers it posted."""
+def settled_report(
+    sla: SLA,
+    settlement: Settlement,
+    mine: list[TransferOut],
+    terms: PeriodTerms | None = None,
+) -> PeriodReport:
+    """A closed period, from the ledger's settlement and the transfers it posted, at the price
+    of the terms pinned for it (`terms`; the SLA's price now when none were pinned)."""
+    price = (
+        exact_decimal(sla.spec.tokens.price_per_million_tokens)
+        if terms is None
+        else terms.price_per_million_tokens
+    )
     target = sla.spec.objectives.availability.target_percent
     availability = settlement.availability_percent
     budget = (
@@ -286,7 +299,8 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
         burn_rates={},
         alerts=[],
         tokens_used=settlement.tokens_used,
-        price_per_million_tokens=exact_decimal(sla.spec.tokens.price_per_million_tokens),
+        price_per_million_tokens=price,
+        price_version=settlement.price_version,
         currency=settlement.currency,
         charges_micros=settlement.charges_micros,
         credit=CreditBasis(

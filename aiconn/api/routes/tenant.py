@@ -108,7 +108,10 @@ def report(
                 " (closed periods are settled by the operator shortly after they end)",
             )
         result = settled_report(
-            sla, settlement, period_transfers(parts.ledger, sla.uid, settlement.period)
+            sla,
+            settlement,
+            period_transfers(parts.ledger, sla.uid, settlement.period),
+            parts.ledger.pinned_terms(sla.uid, settlement.period.start),
         )
     if _wants_csv(fmt, accept):
         stamp = result.period_start.strftime("%Y-%m-%d")
