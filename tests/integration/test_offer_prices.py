@@ -149,11 +149,14 @@ def test_a_price_change_with_too_short_a_notice_is_refused_naming_the_field(
     assert "spec.priceChanges[].effectiveFrom: version 3" in message
 
     # Lowering the notice in the same edit does not shorten the notice the change is owed.
-    lowered = json.loads(json.dumps(stored))
+    plain_name = f"prices-{uuid.uuid4().hex[:8]}"
+    plain = create(k8s, offer_body(plain_name))
+    names.append(plain_name)
+    lowered = json.loads(json.dumps(plain))
     lowered["spec"]["priceNoticeDays"] = 1
-    lowered["spec"]["priceChanges"].append(change(3, now + timedelta(days=NOTICE_DAYS - 2), 4))
+    lowered["spec"]["priceChanges"] = [change(2, now + timedelta(days=NOTICE_DAYS - 2))]
     message = refused(lambda: replace(k8s, lowered))
-    assert "spec.priceChanges[].effectiveFrom: version 3" in message
+    assert "spec.priceChanges[].effectiveFrom: version 2" in message
 
     announced = json.loads(json.dumps(stored))
     announced["spec"]["priceChanges"].append(change(3, now + timedelta(days=NOTICE_DAYS + 2), 4))
