@@ -448,7 +448,11 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
         timeout=30,
         what="every wallet in the wallets table",
     )
-    # The plan funds 10,000,000 tokens; the SLA loop records 600,000 used in 2 days 3 hours.
+    # A top-up brings the wallet (overdrawn by the seeded months) to 10,000,000 tokens; the SLA
+    # loop records 600,000 used in 2 days 3 hours of the open period.
+    start = before[tenant]["availableTokens"]
+    funding = 10_000_000 - start
+    assert funding > 0
     uid = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "sla-0"
     )["metadata"]["uid"]
@@ -463,17 +467,17 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
             name="sla-0",
             tenant=tenant,
             period=current,
-            tokens=10_000_000,
+            tokens=funding,
         )
         ledger.record_usage(
             [UsageReading(uid, tenant, current, tokens=600_000, measured_at=measured)]
         )
     finally:
         ledger.close()
-    left = before[tenant]["availableTokens"] + 10_000_000 - 600_000
-    assert left > 0
-    # left / (600,000 tokens / 183,600 s), truncated to the second.
+    left = 10_000_000 - 600_000
+    # 9,400,000 / (600,000 tokens / 183,600 s) = 2,876,400 s = 33 d 7 h.
     seconds = left * 183_600 // 600_000
+    assert seconds == 33 * 86_400 + 7 * 3_600
     expected = measured + timedelta(seconds=seconds)
 
     browser.send("Page.reload", ignoreCache=True)
