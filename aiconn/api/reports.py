@@ -7,6 +7,7 @@ transfers, the same rows money moved by, so a report can never disagree with wha
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -165,8 +166,11 @@ def _basis(
     }
 
 
-def current_report(sla: SLA, now: datetime) -> PeriodReport:
-    """The open period, from the SLA's status (numbers are null until the first evaluation)."""
+def current_report(sla: SLA, now: datetime, terms: PeriodTerms | None = None) -> PeriodReport:
+    """The open period, from the SLA's status (numbers are null until the first evaluation), on
+    the terms pinned for it when the SLA loop has pinned them (the price its charges accrue at)."""
+    if terms is not None:
+        sla = dataclasses.replace(sla, spec=terms.apply(sla.spec))
     status = sla.status.period
     fallback = current_period(sla.spec.objectives.window, now)
     start = _instant(status.start) if status and status.start else fallback.start
@@ -210,6 +214,7 @@ def current_report(sla: SLA, now: datetime) -> PeriodReport:
         alerts=list(status.alerts) if status else [],
         tokens_used=status.tokens_used if status else None,
         price_per_million_tokens=price,
+        price_version=None if terms is None else terms.price_version,
         currency=sla.spec.tokens.currency,
         charges_micros=to_micros(charges) if charges is not None else None,
         credit=CreditBasis(

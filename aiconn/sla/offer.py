@@ -309,11 +309,13 @@ def effective_spec(
     tokens = spec.tokens
     chosen = tokens.model_fields_set
     price = offer.price_at(model_class.name, at or datetime.now(UTC))
+    # A tenant-stated price is judged like the admission policy judges it, against version 1:
+    # a later version must not turn an admitted SLA into one outside its offer.
     _same(
         "spec.tokens.pricePerMillionTokens",
         chosen,
         tokens.price_per_million_tokens,
-        float(price.price_per_million_tokens),
+        model_class.price_per_million_tokens,
     )
     _same("spec.tokens.currency", chosen, tokens.currency, offer.currency)
     _same(

@@ -35,6 +35,7 @@ from aiconn.api.reports import (
 from aiconn.api.routes.responses import TENANT
 from aiconn.api.wallets import wallet as wallet_of
 from aiconn.sla.ledger import wallet_account
+from aiconn.sla.periods import current_period
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -98,7 +99,8 @@ def report(
     now = datetime.now(UTC)
     closed = resolve_period(period, sla.spec.objectives.window, now)
     if closed is None:
-        result = current_report(sla, now)
+        open_period = current_period(sla.spec.objectives.window, now)
+        result = current_report(sla, now, parts.ledger.pinned_terms(sla.uid, open_period.start))
     else:
         settlement = parts.ledger.settlement(sla.uid, closed)
         if settlement is None:
