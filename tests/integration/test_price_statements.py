@@ -236,6 +236,11 @@ def test_a_price_change_with_notice_takes_effect_at_its_period_and_statements_na
     ]
     assert [s.price_version for s in ledger.settlements(sla_uid=sla.uid)] == [1, 2]
 
+    # The open period is pinned at version 1 too; its report says so.
+    pinned(ledger, [sla], period_containing(MONTH, datetime.now(UTC)))
+    current = api.get(f"{base}/report").json()
+    assert (current["priceVersion"], current["pricePerMillionTokens"]) == (1, "2.345")
+
     history = api.get(f"{base}/prices").json()
     assert history["offer"] == offer
     assert history["priceNoticeDays"] == 20
