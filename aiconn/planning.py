@@ -108,10 +108,23 @@ def load_tiers(path: Path) -> dict[str, InferenceTierSpec]:
         raise ManifestError(path, [("document", f"not an InferenceTier list: {err}")]) from err
 
 
-def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Plan:
-    """Place the SLA on `tiers` and price the month."""
-    decision = plan(spec, tiers)
-    tokens = spec.tokens
+@dataclass(frozen=True)
+class MonthPrice:
+    """What a month of an SLA costs at its price, and the most its credits can pay back."""
+
+    monthly_charge: Decimal
+    """monthlyCommitment tokens at the SLA's price, in its currency (`usage_charge`)."""
+    max_credit_percent: Decimal
+    """Both schedules' largest credits added, capped at capPercent."""
+
+    @property
+    def max_credit(self) -> Decimal:
+        """The credit exposure: the most a month's credits can pay back, in the currency."""
+        return money(self.monthly_charge * self.max_credit_percent / 100)
+
+
+def price_month(spec: AIInferenceSLASpec) -> MonthPrice:
+    """A month of the SLA, priced by the money rules settlement uses (`aiconn.sla.credits`)."""
     credits = spec.credits
     largest = sum(
         (
@@ -120,7 +133,19 @@ def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceT
         ),
         Decimal(0),
     )
-    credit_percent = min(largest, Decimal(repr(credits.cap_percent)))
+    return MonthPrice(
+        monthly_charge=usage_charge(
+            spec.tokens.monthly_commitment, spec.tokens.price_per_million_tokens
+        ),
+        max_credit_percent=min(largest, Decimal(repr(credits.cap_percent))),
+    )
+
+
+def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Plan:
+    """Place the SLA on `tiers` and price the month."""
+    decision = plan(spec, tiers)
+    tokens = spec.tokens
+    month = price_month(spec)
     cost = None
     if decision.price_per_million_tokens is not None and decision.currency == tokens.currency:
         cost = usage_charge(tokens.monthly_commitment, decision.price_per_million_tokens)
@@ -128,8 +153,8 @@ def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceT
         name=name,
         spec=spec,
         decision=decision,
-        monthly_charge=usage_charge(tokens.monthly_commitment, tokens.price_per_million_tokens),
-        max_credit_percent=credit_percent,
+        monthly_charge=month.monthly_charge,
+        max_credit_percent=month.max_credit_percent,
         monthly_cost=cost,
     )
 

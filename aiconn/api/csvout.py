@@ -28,8 +28,18 @@ STATEMENT_COLUMNS = (
     "amount",
     "signedAmount",
     "unit",
+    "priceVersion",
 )
-TRANSFER_COLUMNS = ("seq", "id", "kind", "debitAccount", "creditAccount", "amount", "unit")
+TRANSFER_COLUMNS = (
+    "seq",
+    "id",
+    "kind",
+    "debitAccount",
+    "creditAccount",
+    "amount",
+    "unit",
+    "priceVersion",
+)
 
 
 def report_csv(report: PeriodReport) -> str:
@@ -42,7 +52,7 @@ def report_csv(report: PeriodReport) -> str:
     writer.writerows(_flatten(data, ""))
     writer.writerow(())
     writer.writerow(TRANSFER_COLUMNS)
-    writer.writerows([t[c] for c in TRANSFER_COLUMNS] for t in transfers)
+    writer.writerows(["" if t[c] is None else t[c] for c in TRANSFER_COLUMNS] for t in transfers)
     return out.getvalue()
 
 
@@ -52,7 +62,7 @@ def statement_csv(statement: Statement) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(STATEMENT_COLUMNS)
     for entry in statement.model_dump(mode="json", by_alias=True)["entries"]:
-        writer.writerow(entry[c] for c in STATEMENT_COLUMNS)
+        writer.writerow("" if entry[c] is None else entry[c] for c in STATEMENT_COLUMNS)
     return out.getvalue()
 
 

@@ -125,6 +125,9 @@ class TransferOut(ApiModel):
     amount: int
     unit: str
     created_at: datetime
+    price_version: int | None = None
+    """The offer's price version the line was charged at (null: funding, top-ups, or settled
+    before prices were versioned)."""
 
 
 class PeriodReport(ApiModel):
@@ -150,6 +153,10 @@ class PeriodReport(ApiModel):
     alerts: list[str]
     tokens_used: int | None
     price_per_million_tokens: Decimal
+    """The price the period is charged at: for a closed period the one pinned when it began."""
+    price_version: int | None = None
+    """The offer's price version of that price (null: the open period, or a settlement made
+    before prices were versioned)."""
     currency: str
     charges_micros: int | None
     credit: CreditBasis
@@ -183,6 +190,9 @@ class StatementEntryOut(ApiModel):
     amount: int
     signed_amount: int
     unit: str
+    price_version: int | None = None
+    """The offer's price version the line was charged at (settlement lines; null for funding,
+    top-ups and lines settled before prices were versioned)."""
 
 
 class Statement(ApiModel):
@@ -213,6 +223,21 @@ class Wallet(ApiModel):
     period's close."""
     money_micros: dict[str, int]
     """Net micro-units per currency unit, e.g. EUR-micro (charges out, nothing in)."""
+    burn_tokens_per_day: Decimal
+    """Recent burn: tokens a day over the open periods' usage, summed over the tenant's SLAs
+    (exact; method in aiconn.sla.exhaustion)."""
+    burn_measured_to: datetime | None
+    """The newest usage reading the burn and the balance are as of (None: no open usage)."""
+    projected_exhaustion: datetime | None
+    """When `availableTokens` runs out at that burn, to the second, never later than the exact
+    instant; null when nothing burns. At or before `burnMeasuredTo`: already exhausted."""
+
+
+class FleetWallets(ApiModel):
+    """Every tenant's wallet, soonest exhaustion first (the NOC's view)."""
+
+    generated_at: datetime
+    wallets: list[Wallet]
 
 
 class NamespaceWallets(ApiModel):
@@ -332,3 +357,55 @@ class Activity(ApiModel):
     """Events on SLAs and their slices, newest first."""
 
     items: list[ActivityEvent]
+
+
+class PriceVersionOut(ApiModel):
+    """One model class's price from one version on."""
+
+    version: int
+    model_class: str
+    price_per_million_tokens: Decimal
+    """Exactly as the offer states it, in the offer's currency."""
+    effective_from: datetime | None
+    """Null for version 1, the offer's price since it was created."""
+
+
+class RefusedPriceChange(ApiModel):
+    """A price change never applied: announced with less notice than the offer states."""
+
+    version: int
+    field: str
+    message: str
+
+
+class PriceHistory(ApiModel):
+    """An offer's prices, every version oldest first, and the version in force now."""
+
+    offer: str
+    currency: str
+    price_notice_days: int
+    versions: list[PriceVersionOut]
+    refused: list[RefusedPriceChange]
+    in_force: dict[str, int]
+    """The version in force now per model class."""
+    generated_at: datetime
+
+
+class Quote(ApiModel):
+    """What a month of an SLA costs at the price in force at `at`, and its credit exposure
+    (the same figures as `aiconn plan`, from aiconn.planning.price_month)."""
+
+    namespace: str
+    name: str
+    offer: str | None
+    at: datetime
+    model_class: str | None
+    price_version: int | None
+    """The offer's price version in force at `at` (null: an SLA without an offer)."""
+    currency: str
+    price_per_million_tokens: Decimal
+    monthly_tokens: int
+    monthly_charge: Decimal
+    max_credit_percent: Decimal
+    max_monthly_credit: Decimal
+    """The credit exposure: the most a month's credits can pay back."""

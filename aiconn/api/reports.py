@@ -7,6 +7,7 @@ transfers, the same rows money moved by, so a report can never disagree with wha
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from aiconn.sla.credits import (
 from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
+from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import as_utc
 
 CURRENT = "current"
@@ -165,8 +167,11 @@ def _basis(
     }
 
 
-def current_report(sla: SLA, now: datetime) -> PeriodReport:
-    """The open period, from the SLA's status (numbers are null until the first evaluation)."""
+def current_report(sla: SLA, now: datetime, terms: PeriodTerms | None = None) -> PeriodReport:
+    """The open period, from the SLA's status (numbers are null until the first evaluation), on
+    the terms pinned for it when the SLA loop has pinned them (the price its charges accrue at)."""
+    if terms is not None:
+        sla = dataclasses.replace(sla, spec=terms.apply(sla.spec))
     status = sla.status.period
     fallback = current_period(sla.spec.objectives.window, now)
     start = _instant(status.start) if status and status.start else fallback.start
@@ -210,6 +215,7 @@ def current_report(sla: SLA, now: datetime) -> PeriodReport:
         alerts=list(status.alerts) if status else [],
         tokens_used=status.tokens_used if status else None,
         price_per_million_tokens=price,
+        price_version=None if terms is None else terms.price_version,
         currency=sla.spec.tokens.currency,
         charges_micros=to_micros(charges) if charges is not None else None,
         credit=CreditBasis(
@@ -243,13 +249,25 @@ def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[Trans
                 amount=row.amount,
                 unit=row.unit,
                 created_at=as_utc(row.created_at),
+                price_version=row.price_version,
             )
             for row in session.exec(TRANSFERS_OF_PERIOD, params=params)
         ]
 
 
-def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) -> PeriodReport:
-    """A closed period, from the ledger's settlement and the transfers it posted."""
+def settled_report(
+    sla: SLA,
+    settlement: Settlement,
+    mine: list[TransferOut],
+    terms: PeriodTerms | None = None,
+) -> PeriodReport:
+    """A closed period, from the ledger's settlement and the transfers it posted, at the price
+    of the terms pinned for it (`terms`; the SLA's price now when none were pinned)."""
+    price = (
+        exact_decimal(sla.spec.tokens.price_per_million_tokens)
+        if terms is None
+        else terms.price_per_million_tokens
+    )
     target = sla.spec.objectives.availability.target_percent
     availability = settlement.availability_percent
     budget = (
@@ -287,7 +305,8 @@ def settled_report(sla: SLA, settlement: Settlement, mine: list[TransferOut]) ->
         burn_rates={},
         alerts=[],
         tokens_used=settlement.tokens_used,
-        price_per_million_tokens=exact_decimal(sla.spec.tokens.price_per_million_tokens),
+        price_per_million_tokens=price,
+        price_version=settlement.price_version,
         currency=settlement.currency,
         charges_micros=settlement.charges_micros,
         credit=CreditBasis(

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from aiconn.crd import GROUP, VERSION
-from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
+from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec
 from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus, wallet_owner
 
 PLURAL = "aiinferenceslas"
@@ -75,6 +75,9 @@ class SLAReader(Protocol):
     def ping(self) -> None:
         """Raise SLAUnavailable when the API server cannot be reached."""
 
+    def offer(self, name: str) -> dict[str, Any] | None:
+        """The AIInferenceOffer object named `name` as stored, or None when there is none."""
+
 
 def parse_sla(obj: dict[str, Any]) -> SLA | None:
     """An SLA from the API server's JSON; None (logged) when it does not match the models."""
@@ -107,7 +110,7 @@ def with_offer_terms(sla: SLA, offers: dict[str, dict[str, Any]]) -> SLA:
     if sla.spec.offer is None or sla.spec.offer not in offers:
         return sla
     try:
-        offer = AIInferenceOfferSpec.model_validate(offers[sla.spec.offer].get("spec") or {})
+        offer = admitted_offer(offers[sla.spec.offer])
         return dataclasses.replace(sla, spec=effective_spec(sla.spec, offer))
     except (ValidationError, OfferViolation) as err:
         log.warning("AIInferenceSLA %s/%s outside its offer: %s", sla.namespace, sla.name, err)
@@ -179,6 +182,20 @@ class DirectSLAReader:
 
         _kube(lambda: client.VersionApi(self._api).get_code())
 
+    def offer(self, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found: dict[str, Any] = _kube(
+                lambda: self._objects.get_cluster_custom_object(GROUP, VERSION, OFFERS, name),
+                passthrough=ApiException,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise SLAUnavailable(f"reading offer failed with status {err.status}") from err
+        return found
+
     @staticmethod
     def _pages(fetch: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -249,6 +266,10 @@ class CachedSLAReader:
 
     def ping(self) -> None:
         self._source.ping()
+
+    def offer(self, name: str) -> dict[str, Any] | None:
+        # Offers are read on demand (price history and quotes are rare next to reports).
+        return self._source.offer(name)
 
 
 def _kube(request: Any, *, passthrough: type[Exception] | None = None) -> Any:

@@ -95,6 +95,7 @@ from aiconn.sla.plans import (
     plan_period,
     plan_subject,
 )
+from aiconn.sla.prices import PriceVersion
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
@@ -138,6 +139,9 @@ class SLARef:
     units_per_million_tokens: int | None = None
     """The plan's exchange rate for the SLA's model class, as pinned for the period being
     evaluated or settled (None: one wallet unit per token); set by `pinned`."""
+    terms: PeriodTerms | None = None
+    """The terms pinned for the period acted on (set by `pinned`); settlement lines name their
+    price version."""
 
     @property
     def in_force(self) -> datetime:
@@ -312,6 +316,7 @@ def settle_closed(
                 evidence=measured,
                 hold=hold,
                 units_per_million_tokens=sla.units_per_million_tokens,
+                price_version=None if sla.terms is None else sla.terms.price_version,
             )
         )
     return settled
@@ -837,7 +842,8 @@ def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARe
                 sla_uid=s.uid,
                 period=period,
                 terms=dataclasses.replace(
-                    PeriodTerms.of(s.spec), units_per_million_tokens=exchange_rate(s)
+                    PeriodTerms.of(s.spec, price=_price_at_start(s, period)),
+                    units_per_million_tokens=exchange_rate(s),
                 ),
             )
             for s in slas
@@ -845,7 +851,10 @@ def pinned(ledger: Ledger, slas: Sequence[SLARef], period: Period) -> list[SLARe
     )
     return [
         dataclasses.replace(
-            sla, spec=t.apply(sla.spec), units_per_million_tokens=t.units_per_million_tokens
+            sla,
+            spec=t.apply(sla.spec),
+            units_per_million_tokens=t.units_per_million_tokens,
+            terms=t,
         )
         for sla, t in zip(slas, terms, strict=True)
     ]
@@ -859,6 +868,15 @@ def exchange_rate(sla: SLARef) -> int | None:
         return None
     found = offer.model_class(sla.spec.model.name)
     return None if found is None else offer.plan.units_per_million_tokens(found[0].name)
+
+
+def _price_at_start(sla: SLARef, period: Period) -> PriceVersion | None:
+    """The offer's price version in force when `period` began (None: a legacy SLA's price)."""
+    offer = sla.offer
+    if offer is None:
+        return None
+    found = offer.model_class(sla.spec.model.name)
+    return None if found is None else offer.price_at(found[0].name, period.start)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

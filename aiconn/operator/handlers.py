@@ -34,6 +34,7 @@ from aiconn.operator.failures import (
     transient,
 )
 from aiconn.operator.health import display_update
+from aiconn.operator.offers import price_notice_problems
 from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
 from aiconn.operator.retirement import NotYet, settle_deleted
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
@@ -246,12 +247,17 @@ async def tier_changed(
 @kopf.on.event(GROUP, VERSION, "aiinferenceoffers")
 async def offer_changed(
     name: str,
+    body: kopf.Body,
     tier_index: kopf.Index[str, InferenceTierSpec],
     sla_offer_index: kopf.Index[str | None, tuple[str, str]],
     **_: Any,
 ) -> None:
     """Re-apply an offer's terms to the SLAs naming it (a watch event handler: the provider's
-    offers carry none of the operator's bookkeeping, and it needs no write access to them)."""
+    offers carry none of the operator's bookkeeping, and it needs no write access to them).
+    A price change announced with too short a notice is never applied; a Warning Event on the
+    offer names its field."""
+    for problem in price_notice_problems(body):
+        kopf.warn(body, reason="PriceNoticeTooShort", message=f"{problem.field}: {problem.message}")
     await _replan(set(sla_offer_index.get(name, [])), tier_index)
 
 

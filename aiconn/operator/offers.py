@@ -23,7 +23,14 @@ from aiconn.inference.capacity import Capacity
 from aiconn.inference.placement import PlacementDecision, plan
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.sla.offer import AIInferenceOfferSpec, OfferViolation, effective_spec
+from aiconn.sla.offer import (
+    AIInferenceOfferSpec,
+    OfferViolation,
+    admitted_offer,
+    effective_spec,
+    offer_notice_problems,
+)
+from aiconn.sla.prices import NoticeProblem
 from aiconn.sla.spec import AIInferenceSLASpec
 
 OFFER_KIND = "AIInferenceOffer"
@@ -38,12 +45,24 @@ class OfferProblem(Exception):
 
 
 def parse_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
-    """An offer object's spec, typed; raises OfferProblem when the stored offer is malformed."""
+    """An offer object's spec, typed, without the price changes announced with too short a
+    notice (`admitted_offer`): those are never applied. Raises OfferProblem when the stored
+    offer is malformed."""
     name = body.get("metadata", {}).get("name")
     try:
-        return AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+        return admitted_offer(body)
     except ValidationError as err:
         raise OfferProblem("OfferInvalid", f"AIInferenceOffer {name} is malformed: {err}") from err
+
+
+def price_notice_problems(body: Mapping[str, Any]) -> list[NoticeProblem]:
+    """The offer's price changes never applied for too short a notice (none when the offer
+    does not parse: that is reported as OfferInvalid)."""
+    try:
+        offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return []
+    return offer_notice_problems(body, offer)
 
 
 async def fetch_offers(kube: KubeApi) -> dict[str, Mapping[str, Any]]:

@@ -167,7 +167,7 @@ async def _settle(
     hold = None
     terms = await asyncio.to_thread(evaluator.ledger.pinned_terms, sla.uid, period.start)
     if terms is not None:
-        sla = dataclasses.replace(sla, spec=terms.apply(sla.spec))
+        sla = dataclasses.replace(sla, spec=terms.apply(sla.spec), terms=terms)
     elif problem is None:
         (sla,) = await asyncio.to_thread(pinned, evaluator.ledger, [sla], period)
     else:

@@ -69,6 +69,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from aiconn.sla.credits import attainment_percent, to_micros, tokens_for_amount
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.evidence import Decided, Measured, canonical, evidence_document, sha256_of
+from aiconn.sla.exhaustion import OpenUsage
 from aiconn.sla.migrations import migrate
 from aiconn.sla.periods import Period
 from aiconn.sla.terms import PeriodTerms
@@ -164,6 +165,8 @@ class TransferRow(SQLModel, table=True):
     meta: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
     )
+    # Migration 9: the offer's price version a charge was made at (None: not a priced line).
+    price_version: int | None = None
 
 
 class SettlementRow(SQLModel, table=True):
@@ -210,6 +213,8 @@ class SettlementRow(SQLModel, table=True):
     excused_minutes: int | None = Field(default=None, sa_type=BigInteger)
     # Migration 8: the plan's exchange rate the usage was converted to wallet units at.
     units_per_million_tokens: int | None = Field(default=None, sa_type=BigInteger)
+    # Migration 9: the offer's price version the period was charged at.
+    price_version: int | None = None
 
 
 class EvidenceRow(SQLModel, table=True):
@@ -328,6 +333,8 @@ class TransferSpec:
     sla_name: str
     period: Period
     metadata: dict[str, Any] = field(default_factory=dict)
+    price_version: int | None = None
+    """The offer's price version the line was charged at (settlement lines; None elsewhere)."""
 
     def __post_init__(self) -> None:
         if self.amount <= 0:
@@ -359,6 +366,8 @@ class Transfer:
     period: Period
     created_at: datetime
     metadata: dict[str, Any]
+    price_version: int | None = None
+    """The offer's price version the line was charged at (None: not a priced line)."""
 
     def spec(self) -> TransferSpec:
         """The contents, for comparison with a replayed post."""
@@ -373,6 +382,7 @@ class Transfer:
             sla_name=self.sla_name,
             period=self.period,
             metadata=self.metadata,
+            price_version=self.price_version,
         )
 
 
@@ -414,6 +424,8 @@ class Settlement:
     bad_minutes: int | None = None
     excused_minutes: int | None = None
     """Minutes excused by maintenance announced in advance (neither good, bad nor unknown)."""
+    price_version: int | None = None
+    """The offer's price version the period was charged at (None: settled before versions)."""
     units_per_million_tokens: int | None = None
     """The token plan's exchange rate for the SLA's model class: the usage and credit transfers
     moved `units(tokens)` wallet units (None: one unit per token)."""
@@ -652,22 +664,27 @@ class Ledger:
 
     def pending_usage(self, tenant: str) -> int:
         """Tokens the tenant used in periods not yet settled (usage not yet posted)."""
-        settled = (
-            select(SettlementRow.seq)
-            .where(
-                SettlementRow.sla_uid == UsageRow.sla_uid,
-                SettlementRow.period_start == UsageRow.period_start,
-                SettlementRow.state == SettlementState.SETTLED.value,
-            )
-            .exists()
-        )
         with Session(self.engine) as session:
             total = session.exec(
                 select(func.coalesce(func.sum(UsageRow.tokens), 0)).where(
-                    UsageRow.tenant == tenant, ~settled
+                    UsageRow.tenant == tenant, ~_settled_usage()
                 )
             ).one()
         return int(total)
+
+    def open_usage(self, tenant: str) -> list[OpenUsage]:
+        """The tenant's usage readings of periods not yet settled (the burn's data,
+        `aiconn.sla.exhaustion`)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(UsageRow).where(UsageRow.tenant == tenant, ~_settled_usage())
+            ).all()
+            return [
+                OpenUsage(
+                    tokens=row.tokens, since=as_utc(row.period_start), until=as_utc(row.measured_at)
+                )
+                for row in rows
+            ]
 
     def available_tokens(self, tenant: str) -> int:
         """What the tenant may still spend: the wallet balance minus usage not yet settled."""
@@ -774,6 +791,19 @@ class Ledger:
             return [_settlement(row) for row in session.exec(query)]
 
 
+def _settled_usage() -> Any:
+    """Whether a usage row's period is settled (its usage then posted as a transfer)."""
+    return (
+        select(SettlementRow.seq)
+        .where(
+            SettlementRow.sla_uid == UsageRow.sla_uid,
+            SettlementRow.period_start == UsageRow.period_start,
+            SettlementRow.state == SettlementState.SETTLED.value,
+        )
+        .exists()
+    )
+
+
 def fund_allowance(
     ledger: Ledger,
     *,
@@ -819,6 +849,7 @@ def settle_period(
     evidence: Measured | None = None,
     hold: HoldReason | None = None,
     units_per_million_tokens: int | None = None,
+    price_version: int | None = None,
 ) -> Settlement:
     """Settle a closed period once: hold it for review when data coverage is below the floor or
     an inexact latency attainment could change the credit (`result.credit_uncertain`), otherwise
@@ -830,6 +861,8 @@ def settle_period(
     `hold` holds the period for that reason whatever the measurements say.
     `units_per_million_tokens` is the token plan's exchange rate for the SLA's model class: the
     wallet pays (and is credited) in plan units, `units(tokens, rate)`; None: one per token.
+    `price_version` is the offer's price version the period's terms were pinned at; every line
+    names it.
     """
     existing = ledger.settlement(sla_uid, period)
     if existing is not None:
@@ -860,6 +893,7 @@ def settle_period(
             unit=currency_unit(currency),
             credit_percent=str(result.credit.total_percent),
             rate=units_per_million_tokens,
+            price_version=price_version,
         )
     )
     now = datetime.now(UTC)
@@ -897,6 +931,7 @@ def settle_period(
                 bad_minutes=result.bad_minutes,
                 excused_minutes=result.excused_minutes,
                 units_per_million_tokens=units_per_million_tokens,
+                price_version=price_version,
             )
             session.add(row)
             session.flush()
@@ -1018,6 +1053,7 @@ def _insert_transfer(
         period_end=spec.period.end,
         created_at=now or datetime.now(UTC),
         meta=dict(spec.metadata),
+        price_version=spec.price_version,
     )
     session.add(row)
     return row
@@ -1054,6 +1090,7 @@ def _transfer(row: TransferRow) -> Transfer:
         period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
         created_at=as_utc(row.created_at),
         metadata=dict(row.meta),
+        price_version=row.price_version,
     )
 
 
@@ -1109,6 +1146,7 @@ def release_held(
                     unit=currency_unit(row.currency),
                     credit_percent=row.credit_percent,
                     rate=row.units_per_million_tokens,
+                    price_version=row.price_version,
                 )
                 now = datetime.now(UTC)
                 row.transfer_ids = _insert_transfers(session, specs, now=now)
@@ -1139,6 +1177,7 @@ def _settlement_transfers(
     unit: str,
     credit_percent: str,
     rate: int | None = None,
+    price_version: int | None = None,
 ) -> list[TransferSpec]:
     """The transfers that settle a period (zero amounts are not recorded). With a plan's
     exchange rate the wallet's usage and credit are plan units, and say so in their metadata."""
@@ -1166,6 +1205,7 @@ def _settlement_transfers(
                 if rate is not None and kind in converted
                 else {}
             ),
+            price_version=price_version,
         )
         for debit, credit_account, amount, amount_unit, kind in planned
         # Ledgers refuse zero transfers (TigerBeetle does): nothing moved, nothing recorded.
@@ -1204,6 +1244,7 @@ def _settlement(row: SettlementRow) -> Settlement:
         bad_minutes=row.bad_minutes,
         excused_minutes=row.excused_minutes,
         units_per_million_tokens=row.units_per_million_tokens,
+        price_version=row.price_version,
     )
 
 

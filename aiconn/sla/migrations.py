@@ -234,6 +234,13 @@ def _v8_plan_closes(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE settlements ADD COLUMN units_per_million_tokens BIGINT"))
 
 
+def _v9_price_versions(conn: Connection) -> None:
+    # The offer's price version each settlement and each of its transfers was charged at, so a
+    # statement line names it (`aiconn.sla.prices`); NULL for rows written before versions.
+    for table in ("settlements", "transfers"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN price_version INTEGER"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -253,6 +260,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "judged, good, bad and excused minutes of settlements", _v6_minute_counts),
     Migration(7, "terms pinned per SLA period", _v7_period_terms),
     Migration(8, "token plan closes; exchange rate of settled usage", _v8_plan_closes),
+    Migration(9, "price version of settlements and transfers", _v9_price_versions),
 )
 
 

@@ -19,12 +19,22 @@ to the policy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from aiconn.crd import CamelModel, cel, validations
 from aiconn.sla.maintenance import MaintenanceTerms
+from aiconn.sla.prices import (
+    PRICE_CHANGES_RULES,
+    NoticeProblem,
+    PriceChange,
+    PriceVersion,
+    in_force,
+    notice_problems,
+    price_notice,
+)
 from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.spec import (
     DURATION_PATTERN,
@@ -311,7 +321,13 @@ class AIInferenceOfferSpec(CamelModel):
             )
         ),
     )
-    """Price per model class; each class lists the models it covers by name."""
+    """Price per model class (price version 1); each class lists the models it covers by name. A price is changed by a new priceChanges entry, never by editing it here."""
+    price_notice_days: int = Field(default=30, ge=0, le=3650)
+    """Notice of a price change: a priceChanges entry takes effect at least this many days after it is written (refused at admission otherwise, and never applied)."""
+    price_changes: list[PriceChange] = Field(
+        default_factory=list, max_length=64, json_schema_extra=PRICE_CHANGES_RULES
+    )
+    """Price versions 2, 3, ...: each changes some classes' prices from its effectiveFrom on. Append-only; every statement line names the version it was charged at."""
     plan: TokenPlan
     """Tokens included per tenant and period."""
     credits: CreditsSpec = CreditsSpec()
@@ -350,6 +366,43 @@ class AIInferenceOfferSpec(CamelModel):
             None,
         )
 
+    def price_at(
+        self, model_class: str, at: datetime, *, valid: frozenset[int] | None = None
+    ) -> PriceVersion:
+        """The class's price version in force at `at` (`valid`: the change versions that may
+        apply; None: every one, as the API server admitted them)."""
+        base = {c.name: c.price_per_million_tokens for c in self.model_classes}
+        allowed = frozenset(c.version for c in self.price_changes) if valid is None else valid
+        return in_force(base, self.price_changes, model_class, at, valid=allowed)
+
+
+def admitted_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
+    """An offer object's spec without the price changes announced with too short a notice
+    (`notice_problems` against its creationTimestamp): those are never applied, whatever
+    admission let through. Raises pydantic's ValidationError when the spec is malformed."""
+    offer = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    refused = {p.version for p in offer_notice_problems(body, offer)}
+    if not refused:
+        return offer
+    kept = [c for c in offer.price_changes if c.version not in refused]
+    return offer.model_copy(update={"price_changes": kept})
+
+
+def offer_notice_problems(
+    body: Mapping[str, Any], offer: AIInferenceOfferSpec
+) -> list[NoticeProblem]:
+    """The offer's price changes taking effect sooner than its creation plus its notice: the
+    check that needs no admission policy (which also judges changes added later, against the
+    time of the edit)."""
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    return notice_problems(
+        offer.price_changes,
+        notice=price_notice(offer.price_notice_days),
+        announced=None
+        if not created
+        else datetime.fromisoformat(str(created).replace("Z", "+00:00")).astimezone(UTC),
+    )
+
 
 class OfferViolation(ValueError):
     """An SLA asks for something outside its offer; `field` names the SLA field."""
@@ -359,8 +412,11 @@ class OfferViolation(ValueError):
         self.field = field
 
 
-def effective_spec(spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec) -> AIInferenceSLASpec:
-    """The SLA as the operator acts on it: the tenant's choices, the offer's terms.
+def effective_spec(
+    spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec, *, at: datetime | None = None
+) -> AIInferenceSLASpec:
+    """The SLA as the operator acts on it: the tenant's choices, the offer's terms, at the price
+    version in force at `at` (now when None; a period is charged at its start's, see `pinned`).
 
     Price, currency, funded tokens, credits, slice identity (hence priority) and the slice
     manager come from the offer; the rate limit is the tenant's choice capped by the ceiling.
@@ -384,6 +440,9 @@ def effective_spec(spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec) -> AII
         )
     tokens = spec.tokens
     chosen = tokens.model_fields_set
+    price = offer.price_at(model_class.name, at or datetime.now(UTC))
+    # A tenant-stated price is judged like the admission policy judges it, against version 1:
+    # a later version must not turn an admitted SLA into one outside its offer.
     _same(
         "spec.tokens.pricePerMillionTokens",
         chosen,
@@ -426,7 +485,7 @@ def effective_spec(spec: AIInferenceSLASpec, offer: AIInferenceOfferSpec) -> AII
         update={
             "tokens": TokensSpec(
                 monthly_commitment=offer.plan.included_tokens_per_period,
-                price_per_million_tokens=model_class.price_per_million_tokens,
+                price_per_million_tokens=float(price.price_per_million_tokens),
                 currency=offer.currency,
                 rate_limit=rate,
             ),

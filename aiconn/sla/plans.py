@@ -76,6 +76,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.offer import TokenPlan
 from aiconn.sla.periods import Period, parse_duration, period_containing
+from aiconn.sla.timestamps import as_utc
 
 EXPIRED = "expired"
 """Account that expired units go to."""
@@ -504,16 +505,12 @@ def plan_close(ledger: Ledger, subject: str, period: Period) -> PlanClose | None
         return None if row is None else _close(row)
 
 
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
 def _close(row: PlanCloseRow) -> PlanClose:
     return PlanClose(
         tenant=row.tenant,
         offer=row.offer,
-        period=Period(start=_utc(row.period_start), end=_utc(row.period_end)),
+        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
         summary=dict(row.summary),
         transfer_ids=tuple(row.transfer_ids),
-        closed_at=_utc(row.closed_at),
+        closed_at=as_utc(row.closed_at),
     )

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.sla.credits import exact_decimal
+from aiconn.sla.prices import PriceVersion
 from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
 
@@ -40,16 +41,23 @@ class PeriodTerms:
     """The token plan's exchange rate for the SLA's model class: wallet units per million tokens
     (None: one unit per token). Pinned with the price, so a rate edited mid-period applies from
     the next period."""
+    price_version: int = 1
+    """The offer's price version (`aiconn.sla.prices`) in force at the period's start; statement
+    lines name it. 1 for a legacy SLA's own price and for terms pinned before versions existed."""
 
     @classmethod
-    def of(cls, spec: AIInferenceSLASpec) -> PeriodTerms:
-        """The terms of an effective spec (`aiconn.sla.offer.effective_spec`'s result)."""
+    def of(cls, spec: AIInferenceSLASpec, *, price: PriceVersion | None = None) -> PeriodTerms:
+        """The terms of an effective spec (`aiconn.sla.offer.effective_spec`'s result), at
+        `price` (the offer's version in force at the period's start) when given."""
         return cls(
             offer=spec.offer,
             currency=spec.tokens.currency,
-            price_per_million_tokens=exact_decimal(spec.tokens.price_per_million_tokens),
+            price_per_million_tokens=exact_decimal(spec.tokens.price_per_million_tokens)
+            if price is None
+            else price.price_per_million_tokens,
             credits=spec.credits,
             included_tokens_per_period=spec.tokens.monthly_commitment,
+            price_version=1 if price is None else price.version,
         )
 
     def apply(self, spec: AIInferenceSLASpec) -> AIInferenceSLASpec:
@@ -73,6 +81,7 @@ class PeriodTerms:
             "pricePerMillionTokens": str(self.price_per_million_tokens),
             "credits": self.credits.model_dump(mode="json", by_alias=True),
             "includedTokensPerPeriod": self.included_tokens_per_period,
+            "priceVersion": self.price_version,
         } | (
             {}
             if self.units_per_million_tokens is None
@@ -93,4 +102,5 @@ class PeriodTerms:
                 if data.get("unitsPerMillionTokens") is None
                 else int(data["unitsPerMillionTokens"])
             ),
+            price_version=int(data.get("priceVersion", 1)),
         )

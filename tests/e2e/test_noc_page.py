@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -421,5 +421,81 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
     )
     shot = browser.send("Page.captureScreenshot", format="png")
     (artifacts_dir / "noc-after-reload.png").write_bytes(base64.b64decode(shot["data"]))
+    browser.evaluate("1")  # drain pending events
+    assert _errors(browser.events) == []
+
+
+def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
+    api_url: str, browser: DevTools, namespace: str, k8s: Any, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    from aiconn.sla.ledger import UsageReading, fund_allowance
+    from aiconn.sla.periods import period_containing
+    from aiconn.sla.spec import Window, wallet_owner
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    browser.send("Page.navigate", url=f"{api_url}/noc#token={TOKEN}")
+    tenant = wallet_owner(namespace, "tenant-0")
+    before = {
+        w["tenant"]: w
+        for w in httpx.get(f"{api_url}/v1/fleet/wallets", headers=headers).json()["wallets"]
+    }
+    eventually(
+        lambda: (
+            browser.evaluate("document.querySelectorAll('#wallets tbody tr').length") == len(before)
+        ),
+        timeout=30,
+        what="every wallet in the wallets table",
+    )
+    # A top-up brings the wallet (overdrawn by the seeded months) to 10,000,000 tokens; the SLA
+    # loop records 600,000 used in 2 days 3 hours of the open period.
+    start = before[tenant]["availableTokens"]
+    funding = 10_000_000 - start
+    assert funding > 0
+    uid = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "sla-0"
+    )["metadata"]["uid"]
+    current = period_containing(Window(duration="1M", calendar_aligned=True), datetime.now(UTC))
+    measured = current.start + timedelta(days=2, hours=3)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        fund_allowance(
+            ledger,
+            sla_uid=uid,
+            namespace=namespace,
+            name="sla-0",
+            tenant=tenant,
+            period=current,
+            tokens=funding,
+        )
+        ledger.record_usage(
+            [UsageReading(uid, tenant, current, tokens=600_000, measured_at=measured)]
+        )
+    finally:
+        ledger.close()
+    left = 10_000_000 - 600_000
+    # 9,400,000 / (600,000 tokens / 183,600 s) = 2,876,400 s = 33 d 7 h.
+    seconds = left * 183_600 // 600_000
+    assert seconds == 33 * 86_400 + 7 * 3_600
+    expected = measured + timedelta(seconds=seconds)
+
+    browser.send("Page.reload", ignoreCache=True)
+    row = f'#wallets tbody tr[data-tenant="{tenant}"]'
+
+    def shown() -> dict[str, str] | None:
+        found = browser.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(row)});"
+            " return r && {available: r.querySelector('.available').textContent,"
+            " burn: r.querySelector('.burn').textContent,"
+            " at: r.querySelector('.exhaustion').dataset.at}; })()"
+        )
+        return found if found and found["at"] else None
+
+    cells = eventually(shown, timeout=30, what="the wallet's exhaustion date after a reload")
+    assert int("".join(c for c in cells["available"] if c.isdigit() or c == "-")) == left
+    # 600,000 x 86,400 / 183,600 = 282,352.9411... tokens a day.
+    assert cells["burn"] == "282352.941"
+    assert datetime.fromisoformat(cells["at"]) == expected
     browser.evaluate("1")  # drain pending events
     assert _errors(browser.events) == []

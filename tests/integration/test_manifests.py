@@ -121,8 +121,9 @@ def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Object
     for name in ("aiconn-operator", "aiconn-api"):
         apps.delete_namespaced_deployment(name, SYSTEM, propagation_policy="Foreground")
     admission = client.AdmissionregistrationV1Api(k8s)
-    admission.delete_validating_admission_policy_binding("aiconn-sla-within-offer")
-    admission.delete_validating_admission_policy("aiconn-sla-within-offer")
+    for policy in ("aiconn-sla-within-offer", "aiconn-offer-price-notice"):
+        admission.delete_validating_admission_policy_binding(policy)
+        admission.delete_validating_admission_policy(policy)
     # The API server drops a deleted policy from its admission chain a moment later: wait until
     # an SLA without an offer is admitted again, so the next module does not race it.
     offerless = {

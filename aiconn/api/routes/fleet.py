@@ -16,10 +16,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aiconn.api.deps import FleetCaller, Parts
 from aiconn.api.fleetview import fleet_items, group_summaries
-from aiconn.api.models import Activity, CreditsByPeriod, Fleet, FleetHistory, FleetSummary, Problem
+from aiconn.api.models import (
+    Activity,
+    CreditsByPeriod,
+    Fleet,
+    FleetHistory,
+    FleetSummary,
+    FleetWallets,
+    Problem,
+)
 from aiconn.api.nochistory import HistoryUnavailable, activity, credits_by_period, history
 from aiconn.api.routes.responses import NOC
 from aiconn.api.slas import SLAUnavailable
+from aiconn.api.wallets import wallets
 
 router = APIRouter(tags=["noc"], responses=NOC)
 MAX_HISTORY_MINUTES = 7 * 24 * 60
@@ -42,6 +51,18 @@ def fleet_summary(_: FleetCaller, parts: Parts) -> FleetSummary:
         by_tier=group_summaries(items, lambda i: i.tier),
         by_site=group_summaries(items, lambda i: i.site),
     )
+
+
+@router.get(
+    "/v1/fleet/wallets",
+    response_model=FleetWallets,
+    summary="Every tenant's balance, burn and projected exhaustion, soonest first",
+)
+def fleet_wallets(_: FleetCaller, parts: Parts) -> FleetWallets:
+    currencies: dict[str, set[str]] = {}
+    for sla in parts.reader.all():
+        currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
+    return FleetWallets(generated_at=datetime.now(UTC), wallets=wallets(parts.ledger, currencies))
 
 
 @router.get(

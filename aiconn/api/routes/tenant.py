@@ -22,7 +22,6 @@ from aiconn.api.models import (
     SLAList,
     Statement,
     StatementEntryOut,
-    Wallet,
 )
 from aiconn.api.reports import (
     CURRENT,
@@ -34,8 +33,9 @@ from aiconn.api.reports import (
     summary,
 )
 from aiconn.api.routes.responses import TENANT
-from aiconn.sla.ledger import TOKENS, currency_unit, wallet_account
-from aiconn.sla.plans import overage_mode
+from aiconn.api.wallets import wallet as wallet_of
+from aiconn.sla.ledger import wallet_account
+from aiconn.sla.periods import current_period
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -99,7 +99,8 @@ def report(
     now = datetime.now(UTC)
     closed = resolve_period(period, sla.spec.objectives.window, now)
     if closed is None:
-        result = current_report(sla, now)
+        open_period = current_period(sla.spec.objectives.window, now)
+        result = current_report(sla, now, parts.ledger.pinned_terms(sla.uid, open_period.start))
     else:
         settlement = parts.ledger.settlement(sla.uid, closed)
         if settlement is None:
@@ -109,7 +110,10 @@ def report(
                 " (closed periods are settled by the operator shortly after they end)",
             )
         result = settled_report(
-            sla, settlement, period_transfers(parts.ledger, sla.uid, settlement.period)
+            sla,
+            settlement,
+            period_transfers(parts.ledger, sla.uid, settlement.period),
+            parts.ledger.pinned_terms(sla.uid, settlement.period.start),
         )
     if _wants_csv(fmt, accept):
         stamp = result.period_start.strftime("%Y-%m-%d")
@@ -160,6 +164,7 @@ def statement(
                 amount=e.transfer.amount,
                 signed_amount=e.signed_amount,
                 unit=e.transfer.unit,
+                price_version=e.transfer.price_version,
             )
             for e in page.entries
         ],
@@ -173,30 +178,16 @@ def statement(
 @router.get(
     "/wallet",
     response_model=NamespaceWallets,
-    summary="Token and money balances of the tenants whose SLAs live in the namespace",
+    summary="Balances, burn and projected exhaustion of the namespace's tenants' wallets",
 )
 def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
+    """Balances, the recent burn and the projected exhaustion date of each tenant's tokens
+    (method: aiconn.sla.exhaustion)."""
     slas = parts.reader.in_namespace(namespace)
     if not slas:
         raise not_found()
     currencies: dict[str, set[str]] = {}
     for sla in slas:
         currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
-    wallets = []
-    for tenant, held in sorted(currencies.items()):
-        account = wallet_account(tenant)
-        wallets.append(
-            Wallet(
-                tenant=tenant,
-                account=account,
-                tokens=(tokens := parts.ledger.balance(account, TOKENS).net),
-                pending_usage_tokens=(pending := parts.ledger.pending_usage(tenant)),
-                available_tokens=tokens - pending,
-                overage=overage_mode(parts.ledger, tenant),
-                money_micros={
-                    currency_unit(c): parts.ledger.balance(account, currency_unit(c)).net
-                    for c in sorted(held)
-                },
-            )
-        )
-    return NamespaceWallets(namespace=namespace, wallets=wallets)
+    found = [wallet_of(parts.ledger, tenant, held) for tenant, held in sorted(currencies.items())]
+    return NamespaceWallets(namespace=namespace, wallets=found)

@@ -1,7 +1,8 @@
 // aiconn NOC page: polls the NOC API and draws the table, charts and activity feed.
 // Nothing the page shows is remembered by the page: budget and attainment over time come from
 // /v1/fleet/history (Prometheus), credits per period from /v1/fleet/credits (the ledger) and the
-// activity feed from /v1/fleet/events (Kubernetes Events), so a reload shows the same history.
+// activity feed from /v1/fleet/events (Kubernetes Events), wallets (balance, burn, projected
+// exhaustion) from /v1/fleet/wallets (the ledger), so a reload shows the same history.
 // The bearer token lives in sessionStorage (this tab only, gone when it closes). It can be typed
 // into the form, or handed over once as #token=... in the URL fragment, which browsers never
 // send to a server, so it cannot land in access logs; the fragment is removed at once.
@@ -287,6 +288,40 @@ function renderEvents(events, problem) {
   document.getElementById("events-count").textContent = "(" + shown.length + " of " + events.items.length + ")";
 }
 
+// Token counts are integers (exact in JSON up to 2^53, far above any wallet); the burn is a
+// decimal string, shown as the API sends it, never through a float that could round it.
+function tokens(text) {
+  return BigInt(text).toLocaleString();
+}
+
+function renderWallets(wallets, problem) {
+  const body = document.querySelector("#wallets tbody");
+  if (problem) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, "wallets unavailable: " + problem);
+    td.colSpan = 6;
+    body.replaceChildren(tr);
+    return;
+  }
+  body.replaceChildren(...wallets.wallets.map((w) => {
+    const tr = document.createElement("tr");
+    tr.dataset.tenant = w.tenant;
+    const exhausted = w.projectedExhaustion !== null && w.burnMeasuredTo !== null
+      && new Date(w.projectedExhaustion) <= new Date(w.burnMeasuredTo);
+    if (exhausted) tr.className = "warning";
+    cell(tr, w.tenant);
+    cell(tr, tokens(String(w.availableTokens)), true, "available");
+    cell(tr, tokens(String(w.pendingUsageTokens)), true);
+    cell(tr, w.burnTokensPerDay, true, "burn");
+    const when = cell(tr, w.projectedExhaustion === null ? "never at this burn"
+      : (exhausted ? "exhausted " : "") + new Date(w.projectedExhaustion).toISOString(), true, "exhaustion");
+    when.dataset.at = w.projectedExhaustion || "";
+    cell(tr, w.burnMeasuredTo === null ? "—" : new Date(w.burnMeasuredTo).toLocaleString(), true);
+    return tr;
+  }));
+  document.getElementById("wallets-count").textContent = "(" + wallets.wallets.length + ")";
+}
+
 // One failing source must not blank the others: each settles to its value or its problem.
 async function settle(promise) {
   try {
@@ -306,11 +341,12 @@ async function refresh() {
     return;
   }
   try {
-    const [fleet, history, credits, events] = await Promise.all([
+    const [fleet, history, credits, events, wallets] = await Promise.all([
       getJSON("/v1/fleet", token),
       settle(getJSON("/v1/fleet/history?minutes=" + HISTORY_MINUTES, token)),
       settle(getJSON("/v1/fleet/credits", token)),
       settle(getJSON("/v1/fleet/events?limit=" + EVENTS_SHOWN * 4, token)),
+      settle(getJSON("/v1/fleet/wallets", token)),
     ]);
     lastFleet = fleet;
     lastHistory = history[0];
@@ -320,6 +356,7 @@ async function refresh() {
     renderHistory(history[1]);
     renderCredits(credits[0], credits[1]);
     renderEvents(events[0], events[1]);
+    renderWallets(wallets[0], wallets[1]);
     setStatus("updated " + new Date(fleet.generatedAt).toLocaleTimeString(), false);
   } catch (error) {
     if (error.status === 401 || error.status === 403) {

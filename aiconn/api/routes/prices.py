@@ -1,0 +1,149 @@
+"""Prices that never surprise: an offer's price history and what a month of an SLA costs.
+
+A tenant reads the history of the offer its SLA buys under (authorized like its reports: `get`
+on AIInferenceSLAs in the namespace; tenants cannot read cluster-scoped offers themselves), the
+NOC any offer's. A quote prices a month of the SLA at the version in force at a given time with
+the same rules `aiconn plan` prints (`aiconn.planning.price_month`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import ValidationError
+
+from aiconn.api.deps import DNS_SUBDOMAIN, FleetCaller, Parts, ReadableSLA, not_found
+from aiconn.api.models import PriceHistory, PriceVersionOut, Quote, RefusedPriceChange
+from aiconn.api.routes.responses import NOC, TENANT
+from aiconn.api.slas import SLAReader
+from aiconn.planning import price_month
+from aiconn.sla.credits import exact_decimal
+from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
+from aiconn.sla.prices import history
+
+router = APIRouter(tags=["prices"])
+
+OfferName = Annotated[str, Path(max_length=253, pattern=DNS_SUBDOMAIN)]
+
+
+def _offer(reader: SLAReader, name: str) -> tuple[dict[str, Any], AIInferenceOfferSpec]:
+    body = reader.offer(name)
+    if body is None:
+        raise not_found()
+    try:
+        return body, admitted_offer(body)
+    except ValidationError as err:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail=f"AIInferenceOffer {name} is malformed: {err.error_count()} errors",
+        ) from err
+
+
+def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> PriceHistory:
+    now = datetime.now(UTC)
+    raw = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
+    base = {c.name: c.price_per_million_tokens for c in offer.model_classes}
+    valid = frozenset(c.version for c in offer.price_changes)
+    return PriceHistory(
+        offer=name,
+        currency=offer.currency,
+        price_notice_days=offer.price_notice_days,
+        versions=[
+            PriceVersionOut(
+                version=v.version,
+                model_class=v.model_class,
+                price_per_million_tokens=v.price_per_million_tokens,
+                effective_from=v.effective,
+            )
+            for v in history(base, offer.price_changes, valid=valid)
+        ],
+        refused=[
+            RefusedPriceChange(version=p.version, field=p.field, message=p.message)
+            for p in offer_notice_problems(body, raw)
+        ],
+        in_force={c: offer.price_at(c, now).version for c in base},
+        generated_at=now,
+    )
+
+
+@router.get(
+    "/v1/namespaces/{namespace}/slas/{name}/prices",
+    response_model=PriceHistory,
+    summary="The price history of the offer the SLA buys under",
+    responses=TENANT,
+)
+def sla_prices(sla: ReadableSLA, parts: Parts) -> PriceHistory:
+    if sla.spec.offer is None:
+        raise HTTPException(
+            status_code=status.HTTP_404_NOT_FOUND,
+            detail="this SLA names no offer (spec.offer): its price is not versioned",
+        )
+    body, offer = _offer(parts.reader, sla.spec.offer)
+    return _history(sla.spec.offer, body, offer)
+
+
+@router.get(
+    "/v1/offers/{offer}/prices",
+    response_model=PriceHistory,
+    summary="An offer's price history (the NOC's view)",
+    responses={**NOC, 404: TENANT[404]},
+)
+def offer_prices(offer: OfferName, _: FleetCaller, parts: Parts) -> PriceHistory:
+    body, spec = _offer(parts.reader, offer)
+    return _history(offer, body, spec)
+
+
+@router.get(
+    "/v1/namespaces/{namespace}/slas/{name}/quote",
+    response_model=Quote,
+    summary="What a month of the SLA costs at the price in force then, and its credit exposure",
+    responses=TENANT,
+)
+def quote(
+    sla: ReadableSLA,
+    parts: Parts,
+    at: Annotated[
+        datetime | None,
+        Query(description="When the month would start (RFC 3339); now when unset."),
+    ] = None,
+) -> Quote:
+    when = datetime.now(UTC) if at is None else at
+    if when.tzinfo is None:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="query parameter 'at': give a time zone, e.g. 2027-01-01T00:00:00Z",
+        )
+    spec, version, model_class = sla.spec, None, None
+    if sla.spec.offer is not None:
+        _, offer = _offer(parts.reader, sla.spec.offer)
+        found = offer.model_class(sla.spec.model.name)
+        if found is None:
+            raise HTTPException(
+                status_code=status.HTTP_409_CONFLICT,
+                detail=f"spec.model.name: {sla.spec.model.name!r} is not in offer"
+                f" {sla.spec.offer}'s catalogue",
+            )
+        model_class = found[0].name
+        price = offer.price_at(model_class, when)
+        version = price.version
+        tokens = spec.tokens.model_copy(
+            update={"price_per_million_tokens": float(price.price_per_million_tokens)}
+        )
+        spec = spec.model_copy(update={"tokens": tokens})
+    month = price_month(spec)
+    return Quote(
+        namespace=sla.namespace,
+        name=sla.name,
+        offer=sla.spec.offer,
+        at=when,
+        model_class=model_class,
+        price_version=version,
+        currency=spec.tokens.currency,
+        price_per_million_tokens=exact_decimal(spec.tokens.price_per_million_tokens),
+        monthly_tokens=spec.tokens.monthly_commitment,
+        monthly_charge=month.monthly_charge,
+        max_credit_percent=month.max_credit_percent,
+        max_monthly_credit=month.max_credit,
+    )
