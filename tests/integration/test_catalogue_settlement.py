@@ -32,7 +32,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.prometheus import PrometheusSource
-from tests.helpers import eventually
+from tests.helpers import eventually, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 pytestmark = pytest.mark.integration
@@ -277,6 +277,11 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
     sla(k8s, "retired", name)
     cleanup.append("retired")
     apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
+    # The pod serves on a node: its deletion is graceful (it is left, terminating, until its
+    # kubelet confirms it stopped). A pod never bound to a node is removed at once, and has
+    # served nothing: it would not show a deletion waiting for a pod that still serves.
+    node = f"{NS}-node"
+    core.create_node({"metadata": {"name": node}})
     selector = workload.pod_selector("retired")
     apps.create_namespaced_deployment(
         NS,
@@ -287,7 +292,10 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": selector},
-                    "spec": {"containers": [{"name": "gateway", "image": "aiconn:test"}]},
+                    "spec": {
+                        "nodeName": node,
+                        "containers": [{"name": "gateway", "image": "aiconn:test"}],
+                    },
                 },
             },
         },
@@ -297,7 +305,13 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
     def pods() -> list[Any]:
         return list(core.list_namespaced_pod(NS, label_selector=labels).items)
 
-    eventually(pods, what="the controller-manager to create the inference pod")
+    def kubelet_confirms_stopped() -> None:
+        """What the node's kubelet does once a terminating pod's containers have exited."""
+        for pod in pods():
+            if pod.metadata.deletion_timestamp is not None:
+                core.delete_namespaced_pod(pod.metadata.name, NS, grace_period_seconds=0)
+
+    play_kubelet(k8s, NS, labels)
     fleet = evaluator(k8s, ledger, prometheus, at=T0)
     deleted_at = T0 + timedelta(minutes=20)
     try:
@@ -309,6 +323,20 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
             )
         stopped = apps.read_namespaced_deployment(workload.child_names("retired").deployment, NS)
         assert stopped.spec.replicas == 0
+        # Terminating is not gone: the pod may still serve until its kubelet confirms.
+        eventually(
+            lambda: all(p.metadata.deletion_timestamp is not None for p in pods()) and pods(),
+            what="the ReplicaSet controller to delete the inference pod",
+        )
+        with pytest.raises(NotYet, match="still serving"):
+            asyncio.run(
+                settle_deleted(
+                    fleet,
+                    deleted(k8s, "retired", at=deleted_at),
+                    now=deleted_at + timedelta(minutes=1),
+                )
+            )
+        kubelet_confirms_stopped()
         eventually(lambda: not pods(), what="the inference pod to go")
         # The history's pod served until minute 40: the operator saw it gone at 40:05.
         gone_at = T0 + timedelta(minutes=40, seconds=5)
@@ -322,10 +350,13 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
         apps.delete_namespaced_deployment(
             workload.child_names("retired").deployment, NS, propagation_policy="Foreground"
         )
-        eventually(
-            lambda: not apps.list_namespaced_deployment(NS).items and not pods(),
-            what="the Deployment and its pods to go",
-        )
+
+        def all_gone() -> bool:
+            kubelet_confirms_stopped()
+            return not apps.list_namespaced_deployment(NS).items and not pods()
+
+        eventually(all_gone, what="the Deployment and its pods to go")
+        core.delete_node(node)
     assert settled.period == Period(start=T0, end=T0 + timedelta(minutes=41))
     assert settled.state == SettlementState.SETTLED
     ref = SLARef.from_body(body)
