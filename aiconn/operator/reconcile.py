@@ -256,6 +256,7 @@ async def reconcile_sla(
             vllm_image=settings.vllm_image,
             gateway_image=settings.gateway_image,
             wallet_api_url=settings.wallet_api_url,
+            vllm_runtime_claim=settings.vllm_runtime_claim,
         )
     )
     await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))

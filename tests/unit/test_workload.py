@@ -301,6 +301,20 @@ def test_pvc_sources_mount_the_claim_read_only() -> None:
     assert mount == {"name": "model", "mountPath": "/models", "readOnly": True}
 
 
+def test_a_provider_runtime_claim_reaches_vllm_alone_read_only() -> None:
+    dep = build(vllm_runtime_claim="vllm-runtime")
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["vllm-runtime"]["persistentVolumeClaim"] == {
+        "claimName": "vllm-runtime",
+        "readOnly": True,
+    }
+    mount = next(m for m in container(dep, "vllm")["volumeMounts"] if m["name"] == "vllm-runtime")
+    assert mount == {"name": "vllm-runtime", "mountPath": "/opt/vllm", "readOnly": True}
+    assert all(m["name"] != "vllm-runtime" for m in container(dep, "gateway")["volumeMounts"])
+    plain = build()
+    assert all(v["name"] != "vllm-runtime" for v in plain["spec"]["template"]["spec"]["volumes"])
+
+
 def test_service_targets_the_gateway_port_by_name() -> None:
     svc = service(sla_name="factory", namespace="acme", owner=OWNER)
     assert svc["metadata"]["name"] == "factory-vllm"
