@@ -425,6 +425,13 @@ def gateway_container(
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        # Liveness counts only once the socket is up: on a loaded node the interpreter's start
+        # alone outlasted liveness' 30 s, and kubelet killed a gateway that was about to serve.
+        "startupProbe": {
+            "tcpSocket": {"port": GATEWAY_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 36,
+        },
         # Liveness checks only the gateway's own socket: restarting it cannot heal vLLM, whose
         # state readiness already reflects.
         "livenessProbe": {

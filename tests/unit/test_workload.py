@@ -215,6 +215,12 @@ def test_probes_reach_vllm_from_inside_and_the_gateway_from_the_kubelet() -> Non
     assert readiness["httpGet"] == {"path": "/health", "port": "http"}
     assert readiness["periodSeconds"] == 5
     assert gateway["livenessProbe"]["periodSeconds"] == 10
+    # Liveness waits for the gateway's socket: a slow interpreter start is not a dead gateway.
+    assert gateway["startupProbe"]["tcpSocket"] == {"port": "http"}
+    assert (
+        gateway["startupProbe"]["periodSeconds"] * gateway["startupProbe"]["failureThreshold"]
+        >= 120
+    )
 
 
 def test_gateway_env_is_what_the_gateway_settings_read() -> None:
