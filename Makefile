@@ -47,7 +47,8 @@ kwok:
 prometheus3:
 	bash tools/prometheus/build.sh >/dev/null
 
-# The real node's images: the sandbox, a Debian Python base, aiconn's own (needs root).
+# The real node's images: the sandbox, a Debian Python base, aiconn's own, vLLM's CPU build
+# (needs root).
 images: $(STAMP) system-deps
 	PYTHON=$(BIN)/python bash tools/images/build.sh >/dev/null
 

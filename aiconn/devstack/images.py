@@ -1,7 +1,8 @@
 """Container images for the real node, built here by `tools/images/build.sh` (no registry is
-reachable): the sandbox (pause) image, a Debian Python base and aiconn's own image. Each is an
-OCI archive whose index names only a tag; the repository it is imported as comes from here.
-aiconn's image gets the name the manifests use (AICONN_IMAGE), so they run unchanged.
+reachable): the sandbox (pause) image, a Debian Python base, aiconn's own image and the CPU
+build of vLLM. Each is an OCI archive whose index names only a tag; the repository it is
+imported as comes from here. aiconn's image gets the name the manifests use (AICONN_IMAGE), so
+they run unchanged; vLLM's the name `manifests/overlays/devcluster` gives the operator.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ REPOSITORIES = {
     "pause": "localhost/pause",
     "python": "localhost/python",
     "aiconn": AICONN_IMAGE.rsplit(":", 1)[0],
+    "vllm": "localhost/vllm-cpu",
 }
 
 
@@ -40,6 +42,7 @@ def build_images(*names: str) -> tuple[ImageArchive, ...]:
     return tuple(ImageArchive(p, REPOSITORIES[n]) for n, p in zip(names, paths, strict=True))
 
 
-def node_images(*, aiconn: bool = False) -> tuple[ImageArchive, ...]:
-    """What a real node needs: the sandbox image, and aiconn's image when it runs aiconn."""
-    return build_images("pause", *(["aiconn"] if aiconn else []))
+def node_images(*, aiconn: bool = False, vllm: bool = False) -> tuple[ImageArchive, ...]:
+    """What a real node needs: the sandbox image, aiconn's image when it runs aiconn, and vLLM's
+    when it runs inference pods."""
+    return build_images("pause", *(["aiconn"] if aiconn else []), *(["vllm"] if vllm else []))

@@ -64,6 +64,9 @@ and the Kubernetes API server, which accepts only its own, refuses it."""
 SCRATCH_PATH = "/tmp"
 """vLLM's writable scratch (HOME, torch.compile and Triton caches): its root filesystem is
 read-only."""
+VLLM_RUNTIME_PATH = "/opt/vllm"
+"""Where a vLLM runtime volume (the operator's `vllm_runtime_claim`) is mounted, read-only: for
+an image that carries the interpreter and not vLLM (the dev cluster's CPU build)."""
 POD_USER = 65532
 """The non-root user both containers run as (the distroless `nonroot` uid)."""
 
@@ -309,7 +312,7 @@ def _restricted() -> dict[str, Any]:
 
 
 def _vllm_container(
-    spec: AIInferenceSLASpec, decision: PlacementDecision, image: str
+    spec: AIInferenceSLASpec, decision: PlacementDecision, image: str, *, runtime: bool
 ) -> dict[str, Any]:
     tp = _require_placed(decision)
     mounts: list[dict[str, Any]] = [
@@ -319,6 +322,8 @@ def _vllm_container(
     ]
     if spec.model.source.startswith("pvc://"):
         mounts.append({"name": "model", "mountPath": MODELS_PATH, "readOnly": True})
+    if runtime:
+        mounts.append({"name": "vllm-runtime", "mountPath": VLLM_RUNTIME_PATH, "readOnly": True})
     exec_probe: dict[str, Any] = {"exec": {"command": _VLLM_HEALTH}, "timeoutSeconds": 10}
     return {
         "name": "vllm",
@@ -434,6 +439,13 @@ def gateway_container(
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        # Liveness counts only once the socket is up: on a loaded node the interpreter's start
+        # alone outlasted liveness' 30 s, and kubelet killed a gateway that was about to serve.
+        "startupProbe": {
+            "tcpSocket": {"port": GATEWAY_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 36,
+        },
         # Liveness checks only the gateway's own socket: restarting it cannot heal vLLM, whose
         # state readiness already reflects.
         "livenessProbe": {
@@ -458,12 +470,15 @@ def deployment(
     gateway_image: str = AICONN_IMAGE,
     wallet_api_url: str | None = None,
     wallet_ca: bool = False,
+    vllm_runtime_claim: str | None = None,
 ) -> dict[str, Any]:
     """The apps/v1 Deployment running vLLM and the gateway on the placed tier and site.
 
     The pods run as the SLA's gateway ServiceAccount with no token mounted by default; with
     `wallet_api_url` a projected token reaches the gateway container alone, never vLLM, and
-    with `wallet_ca` the gateway alone mounts the wallet API's CA bundle.
+    with `wallet_ca` the gateway alone mounts the wallet API's CA bundle. With
+    `vllm_runtime_claim` (a provider setting) vLLM's container mounts that claim of the SLA's
+    namespace read-only at VLLM_RUNTIME_PATH.
     """
     tp = _require_placed(decision)
     names = child_names(sla_name)
@@ -525,6 +540,13 @@ def deployment(
         volumes.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    if vllm_runtime_claim:
+        volumes.append(
+            {
+                "name": "vllm-runtime",
+                "persistentVolumeClaim": {"claimName": vllm_runtime_claim, "readOnly": True},
+            }
+        )
     pod_annotations = {
         # The gateway is the SLA's measurement point; its metrics port is not in the Service.
         "prometheus.io/scrape": "true",
@@ -534,7 +556,7 @@ def deployment(
     }
     pod_spec: dict[str, Any] = {
         "containers": [
-            _vllm_container(spec, decision, vllm_image),
+            _vllm_container(spec, decision, vllm_image, runtime=bool(vllm_runtime_claim)),
             gateway_container(
                 sla_name=sla_name,
                 namespace=namespace,

@@ -276,6 +276,7 @@ async def reconcile_sla(
             gateway_image=settings.gateway_image,
             wallet_api_url=settings.wallet_api_url,
             wallet_ca=wallet_ca is not None,
+            vllm_runtime_claim=settings.vllm_runtime_claim,
         )
     )
     await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))

