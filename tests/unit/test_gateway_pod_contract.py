@@ -30,7 +30,7 @@ EVERY_SETTING = {
     "tenant": "acme",
     "listen_host": "127.0.0.2",
     "metrics_host": "127.0.0.3",
-    "wallet_api_url": "http://api:8080",
+    "wallet_api_url": "https://api:8443",
     "wallet_token_file": "/token",
     "allowance_tokens": 77,
 }
