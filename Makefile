@@ -81,7 +81,9 @@ lint: $(STAMP)
 # the `serial` tests, which hold latencies to thresholds, alone. Both parts always run; a part's
 # exit code 5 (no tests collected) is a failure, not a green run; the first failure's code is
 # make's. `pytest -q` alone still runs the whole suite in one process.
-TEST_WORKERS ?= 4
+# TEST_WORKERS=0 (the default until a full parallel run has passed on the CI machine) runs the
+# first part in one process too; `make test TEST_WORKERS=4` is the parallel suite.
+TEST_WORKERS ?= 0
 test: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm sloth lint
 	@$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=30; \
 	parallel=$$?; \
