@@ -1,5 +1,9 @@
 """Session fixtures that start real components: the control plane, PostgreSQL, Prometheus and
-vLLM are started once per session, on loopback, and fail loudly when they cannot start."""
+vLLM are started once per session, on loopback, and fail loudly when they cannot start.
+
+Under pytest-xdist (`make test`) a session is one worker: each worker starts its own, on ports no
+other worker can pick (`AICONN_PORT_SLOT`) and in state dirs of its own, and stops them when it
+ends. How the files are spread over the workers: tests/parallel.py."""
 
 from __future__ import annotations
 
@@ -25,6 +29,19 @@ from aiconn.devstack.vllm import VllmServer, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
+SAMPLES = ROOT / "manifests" / "samples"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        # gw0 .. gwN-1: worker i gets only ports of slot i of N from free_port().
+        slots = os.environ["PYTEST_XDIST_WORKER_COUNT"]
+        os.environ["AICONN_PORT_SLOT"] = f"{worker.removeprefix('gw')}/{slots}"
+    if config.pluginmanager.hasplugin("xdist"):
+        from tests.parallel import XdistScheduling
+
+        config.pluginmanager.register(XdistScheduling(), "aiconn-xdist-scheduling")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +65,35 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = previous
+
+
+@pytest.fixture(scope="module")
+def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A cluster that schedules: control plane, kube-scheduler and KWOK, one node per site of every
+    shipped tier, with the sample tiers and offers installed. One per module: its tests fill
+    sites and take nodes down."""
+    from aiconn.devstack.cluster import Cluster
+    from aiconn.devstack.kube import apply_objects, load_documents
+    from aiconn.inference.placement import default_tiers
+
+    started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"))
+    try:
+        started.start(crds=CRDS)
+        api = started.api_client()
+        apply_objects(api, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
+        api.close()
+        started.add_simulated_nodes(default_tiers())
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def kwok_k8s(kwok_cluster: Any) -> Iterator[Any]:
+    """An admin ApiClient of the module's KWOK cluster."""
+    api = kwok_cluster.api_client()
+    yield api
+    api.close()
 
 
 @pytest.fixture(scope="session")

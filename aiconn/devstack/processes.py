@@ -19,10 +19,36 @@ class StackError(RuntimeError):
     """A local component could not start; the message names it and shows its log tail."""
 
 
+def _port_slot() -> tuple[int, int]:
+    """`AICONN_PORT_SLOT=i/n`: this process may pick only ports p with (p // 2) % n == i (set for
+    each pytest-xdist worker, so workers starting servers at the same moment never pick the same
+    port between free_port() and the server's bind). Halved because Linux hands out odd ports to
+    bind(port 0) first. Unset: any port."""
+    raw = os.environ.get("AICONN_PORT_SLOT", "")
+    if not raw:
+        return 0, 1
+    slot, _, slots = raw.partition("/")
+    n = int(slots)
+    if not 0 <= int(slot) < n:
+        raise ValueError(f"AICONN_PORT_SLOT={raw!r}: want i/n with 0 <= i < n")
+    return int(slot), n
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    slot, slots = _port_slot()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(64 * slots):
+            s = socket.socket()
+            held.append(s)  # kept bound until a port of the slot turns up: the kernel moves on
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if (port // 2) % slots == slot:
+                return port
+    finally:
+        for s in held:
+            s.close()
+    raise StackError(f"no free loopback port in slot {slot} of {slots}")
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

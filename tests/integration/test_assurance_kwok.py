@@ -29,7 +29,6 @@ from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.tiernodes import set_site_ready
 from aiconn.inference import workload
-from aiconn.inference.placement import default_tiers
 from aiconn.operator.assurance import AssuranceLoop
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
@@ -42,7 +41,6 @@ from tests.integration.test_capacity_placement import (
     create,
     edge_or_regional,
 )
-from tests.integration.test_cluster_placement import CRDS
 
 pytestmark = pytest.mark.integration
 
@@ -54,29 +52,14 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"))
-    try:
-        started.start(crds=CRDS)
-        api = started.api_client()
-        apply_objects(api, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
-        api.close()
-        started.add_simulated_nodes(default_tiers())
-        yield started
-    finally:
-        started.stop()
+def k8s(kwok_k8s: Any) -> Any:
+    """The admin client of this module's KWOK cluster (`kwok_cluster`, tests/conftest.py)."""
+    return kwok_k8s
 
 
 @pytest.fixture(scope="module")
-def k8s(cluster: Cluster) -> Iterator[Any]:
-    api = cluster.api_client()
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
-    yield from run_operator(cluster.control_plane, k8s, SETTINGS)
+def operator(kwok_cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
+    yield from run_operator(kwok_cluster.control_plane, k8s, SETTINGS)
 
 
 @pytest.fixture
@@ -260,12 +243,12 @@ def scaled_to(k8s: Any, ns: str, sla: str) -> Callable[[int], bool]:
 
 
 def test_ten_simulated_minutes_at_the_threshold_scale_once_and_never_flap(
-    cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
+    kwok_cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
     create(k8s, namespace, regional_sla("steady", replicas=1, max_replicas=3))
     at = scaled_to(k8s, namespace, "steady")
     eventually(lambda: at(1), what="one replica Running")
-    loop = SimulatedLoop(cluster, namespace, "steady")
+    loop = SimulatedLoop(kwok_cluster, namespace, "steady")
     step = timedelta(seconds=15)
     try:
         with free_capacity(k8s), replicas_seen(k8s, namespace, "steady") as seen:
@@ -288,12 +271,12 @@ def test_ten_simulated_minutes_at_the_threshold_scale_once_and_never_flap(
 
 
 def test_a_surge_never_takes_the_deployment_past_max_replicas(
-    cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
+    kwok_cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
     create(k8s, namespace, regional_sla("surging", replicas=1, max_replicas=3))
     at = scaled_to(k8s, namespace, "surging")
     eventually(lambda: at(1), what="one replica Running")
-    loop = SimulatedLoop(cluster, namespace, "surging")
+    loop = SimulatedLoop(kwok_cluster, namespace, "surging")
     try:
         with free_capacity(k8s), replicas_seen(k8s, namespace, "surging") as seen:
             # 500 in flight asks for 63 replicas; three minutes of it, a pass every 15 s.

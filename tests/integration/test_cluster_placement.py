@@ -18,7 +18,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.cluster import Cluster
-from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.devstack.kube import load_documents
 from aiconn.devstack.tiernodes import GPU_RESOURCE
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
@@ -28,36 +28,19 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-CRDS = sorted((ROOT / "crds").glob("*.yaml"))
 G, V = "aiconn.io", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Control plane + scheduler + KWOK, one node per site of every shipped tier."""
-    started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"))
-    try:
-        started.start(crds=CRDS)
-        api = started.api_client()
-        apply_objects(api, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
-        api.close()
-        started.add_simulated_nodes(default_tiers())
-        yield started
-    finally:
-        started.stop()
+def k8s(kwok_k8s: Any) -> Any:
+    """The admin client of this module's KWOK cluster (`kwok_cluster`, tests/conftest.py)."""
+    return kwok_k8s
 
 
 @pytest.fixture(scope="module")
-def k8s(cluster: Cluster) -> Iterator[Any]:
-    api = cluster.api_client()
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
+def operator(kwok_cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
     """The operator as its ServiceAccount, bound to exactly manifests/rbac."""
-    kubeconfig = operator_kubeconfig(cluster.control_plane, k8s)
+    kubeconfig = operator_kubeconfig(kwok_cluster.control_plane, k8s)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kubeconfig)
     args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
