@@ -126,7 +126,12 @@ def test_each_tiers_sla_runs_its_pods_on_that_tiers_nodes(
         timeout=90,
         what=f"{replicas} inference pod(s) of {name} Running",
     )
-    placement = sla_status(k8s, namespace, name)["placement"]
+    # KWOK runs a pod the moment it is scheduled, which can be before the reconcile that created
+    # the Deployment has written the SLA's status: wait for that write, then check it.
+    placement = eventually(
+        lambda: sla_status(k8s, namespace, name).get("placement"),
+        what=f"{name}'s status to show its placement",
+    )
     assert placement["tier"] == tier
     core = client.CoreV1Api(k8s)
     tier_spec = default_tiers()[tier]
