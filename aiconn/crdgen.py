@@ -20,6 +20,7 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.sla.maintenance import MaintenanceWindowSpec
 from aiconn.sla.offer import PROVIDER_OWNED, AIInferenceOfferSpec
 from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+from aiconn.sla.topups import TopUpSpec, TopUpStatus
 from aiconn.slices.model import NetworkSliceSpec, NetworkSliceStatus
 
 _DROP = {"title"}
@@ -278,6 +279,26 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("Start", "string", ".spec.start", "First excused minute (UTC)"),
             _col("End", "string", ".spec.end", "End of the window (UTC, exclusive)"),
             _col("Reason", "string", ".spec.reason", "What is maintained"),
+            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+        ),
+    ),
+    CrdInfo(
+        kind="TopUp",
+        plural="topups",
+        short_names=("topup",),
+        scope="Namespaced",
+        description="Tokens bought beyond the plan for a wallet of this namespace: the operator "
+        "posts one ledger transfer per TopUp (keyed by its uid) with who, when and why. Creating "
+        "one needs `create` on topups.aiconn.io (ClusterRole aiconn-billing), the same right the "
+        "reporting API's top-ups need; the spec cannot be changed once created.",
+        spec=TopUpSpec,
+        status=TopUpStatus,
+        printer_columns=(
+            _col("Tokens", "integer", ".spec.tokens", "Tokens credited"),
+            _col("Wallet", "string", ".status.wallet", "Wallet credited"),
+            _col("By", "string", ".spec.requestedBy", "Who asked"),
+            _col("Phase", "string", ".status.phase", "Applied or Refused"),
+            _col("Transfer", "string", ".status.transferId", "Ledger transfer"),
             _col("Age", "date", ".metadata.creationTimestamp", "Age"),
         ),
     ),

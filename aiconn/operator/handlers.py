@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 import aiconn.operator.assurance
 import aiconn.operator.loop
+import aiconn.operator.topups  # registers the TopUp handler
 from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL

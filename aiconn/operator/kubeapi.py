@@ -54,6 +54,7 @@ KINDS: dict[str, Kind] = {
     "InferenceTier": Kind("aiconn.io/v1alpha1", "inferencetiers", namespaced=False),
     "AIInferenceOffer": Kind("aiconn.io/v1alpha1", "aiinferenceoffers", namespaced=False),
     "MaintenanceWindow": Kind("aiconn.io/v1alpha1", "maintenancewindows", namespaced=False),
+    "TopUp": Kind("aiconn.io/v1alpha1", "topups"),
 }
 
 

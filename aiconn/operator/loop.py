@@ -33,6 +33,11 @@ def evaluator() -> FleetEvaluator | None:
     return _evaluator
 
 
+def ledger() -> Ledger | None:
+    """The running loop's ledger (None while the SLA engine is off), for top-ups to share."""
+    return _ledger
+
+
 async def run_forever(evaluator: FleetEvaluator, interval_s: float) -> None:
     """A pass every `interval_s` (measured start to start); a failed pass is logged, not fatal."""
     loop = asyncio.get_running_loop()
