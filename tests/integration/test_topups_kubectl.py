@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from kopf.testing import KopfRunner
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -31,7 +34,7 @@ from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
 from aiconn.sla.ledger import Ledger, wallet_account
-from tests.helpers import operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -236,4 +239,87 @@ def test_billing_tops_up_with_kubectl_once_with_who_when_and_why(
     assert answer.status_code == 200, answer.text
     (shown_wallet,) = answer.json()["wallets"]
     assert (shown_wallet["tenant"], shown_wallet["tokens"]) == (wallet, 250_000)
+    ledger.close()
+
+
+def test_the_operator_role_reads_topups_and_writes_only_their_status(
+    control_plane: ControlPlane, k8s: Any, namespace: str
+) -> None:
+    operator_kubeconfig(control_plane, k8s)
+    reviews = client.AuthorizationV1Api(k8s)
+
+    def allowed(verb: str, subresource: str = "") -> bool:
+        review = reviews.create_subject_access_review(
+            {
+                "spec": {
+                    "user": "system:serviceaccount:aiconn-system:aiconn-operator",
+                    "groups": ["system:serviceaccounts"],
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "group": G,
+                        "resource": PLURAL,
+                        "subresource": subresource,
+                        "namespace": namespace,
+                    },
+                }
+            }
+        )
+        return bool(review.status.allowed)
+
+    assert all(allowed(verb) for verb in ("get", "list", "watch"))
+    assert allowed("patch", "status")
+    assert not any(allowed(verb) for verb in ("create", "update", "patch", "delete"))
+
+
+def applied(custom: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    status: dict[str, Any] = custom.get_namespaced_custom_object(G, V, namespace, PLURAL, name).get(
+        "status", {}
+    )
+    return status if status.get("transferId") else None
+
+
+def test_the_running_operator_applies_a_topup_created_with_kubectl(
+    control_plane: ControlPlane, k8s: Any, billing: str, tmp_path: Path
+) -> None:
+    """The whole path with Kopf: the operator, as its ServiceAccount with exactly the shipped
+    role, sees the TopUp, posts the transfer, writes the status and an Event."""
+    namespace = billing
+    ledger_url = f"sqlite:///{tmp_path / 'operator-ledger.db'}"
+    made = create(control_plane, "noc", namespace, topup_body("order-4712", "noc", 1_000))
+    assert made.returncode == 0, made.stderr
+    kubeconfig = operator_kubeconfig(control_plane, k8s)
+    saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "AICONN_LEDGER_URL")}
+    os.environ.update(KUBECONFIG=str(kubeconfig), AICONN_LEDGER_URL=ledger_url)
+    custom = client.CustomObjectsApi(k8s)
+    args = ["run", "--standalone", f"--namespace={namespace}", "-m", "aiconn.operator.handlers"]
+    try:
+        with KopfRunner(args, timeout=120) as runner:
+            status = eventually(
+                lambda: applied(custom, namespace, "order-4712"),
+                what="the TopUp's transfer id in its status",
+            )
+            event = eventually(
+                lambda: [
+                    e
+                    for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+                    if e.involved_object.name == "order-4712" and e.reason == "TopUpApplied"
+                ],
+                what="the TopUpApplied Event",
+            )[0]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert runner.exception is None, runner.output[-4000:]
+    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    assert status["phase"] == "Applied" and status["transferId"] in event.message
+    ledger = Ledger.open(ledger_url)
+    (transfer,) = ledger.transfers(kind="topup")
+    assert (transfer.id, transfer.amount, transfer.metadata["by"]) == (
+        status["transferId"],
+        1_000,
+        "noc",
+    )
     ledger.close()
