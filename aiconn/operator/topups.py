@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import kopf
@@ -45,6 +46,7 @@ REFUSED = "Refused"
 DONE = (APPLIED, REFUSED)
 
 _own_ledger: Ledger | None = None
+_opening = threading.Lock()
 
 
 async def _refuse(kube: Any, body: Any, reason: str, message: str) -> list[Event]:
@@ -141,9 +143,10 @@ def _ledger() -> Ledger:
     shared = aiconn.operator.loop.ledger()
     if shared is not None:
         return shared
-    if _own_ledger is None:
-        _own_ledger = Ledger.open(state.settings().ledger_url)
-    return _own_ledger
+    with _opening:
+        if _own_ledger is None:
+            _own_ledger = Ledger.open(state.settings().ledger_url)
+        return _own_ledger
 
 
 @kopf.on.event(GROUP, VERSION, "topups")

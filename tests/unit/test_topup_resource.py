@@ -118,3 +118,25 @@ def test_refusals_name_the_field_and_credit_nothing(ledger: Ledger) -> None:
     messages = [p["conditions"][0]["message"] for p in kube.patches]
     assert messages[0].startswith("spec.tenant:") and messages[1].startswith("spec.tokens:")
     assert ledger.transfers(kind="topup") == []
+
+
+def test_only_the_billing_role_may_create_topups() -> None:
+    """The operator reads TopUps and writes their status; tenants' roles never buy tokens."""
+    creators, operator_rules = [], []
+    for path in sorted((ROOT / "manifests").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("ClusterRole", "Role"):
+                continue
+            for rule in doc.get("rules") or []:
+                resources = set(rule.get("resources", []))
+                if not resources & {"topups", "topups/status", "*"}:
+                    continue
+                if doc["metadata"]["name"] == "aiconn-operator":
+                    operator_rules.append((sorted(resources), sorted(rule["verbs"])))
+                if {"create", "*"} & set(rule.get("verbs", [])):
+                    creators.append(doc["metadata"]["name"])
+    assert creators == ["aiconn-billing"]
+    assert sorted(operator_rules) == [
+        (["topups"], ["get", "list", "watch"]),
+        (["topups/status"], ["patch"]),
+    ]
