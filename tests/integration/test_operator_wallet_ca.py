@@ -5,6 +5,7 @@ the real API server, configured by the provider's settings, never by the SLA."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
 WALLET = "https://aiconn-api.aiconn-system.svc:8443"
+
+
+RBAC_REFUSAL = re.compile(r"cannot \w+ resource")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,10 @@ def operator(control_plane: Any, k8s: Any, ca_bundle: Path) -> Iterator[KopfRunn
             else:
                 os.environ[key] = value
     assert runner.exception is None, runner.output[-4000:]
-    assert " cannot " not in runner.output, runner.output[-4000:]
+    # The API server's words for an RBAC refusal ('User "..." cannot list resource "pods"'), not
+    # any " cannot ": the operator watches all namespaces and may log that an earlier module's
+    # slice manager, long gone, "cannot" be reached.
+    assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]
 
 
 def test_the_gateway_verifies_the_wallet_api_with_the_provider_s_bundle(
