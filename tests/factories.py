@@ -72,6 +72,21 @@ def sla_evaluation(
     )
 
 
+def fully_available(tokens: int) -> SLAEvaluation:
+    """A 31-day period, every minute good, that used `tokens` at no price and owes no credit (a
+    token plan's lines then stand alone)."""
+    return sla_evaluation(
+        minutes=44640,
+        good_minutes=44640,
+        bad_minutes=0,
+        availability_percent=100.0,
+        budget_remaining_percent=100.0,
+        tokens_used=tokens,
+        price_per_million_tokens=Decimal(0),
+        charges=Decimal(0),
+    )
+
+
 def month_evaluation(
     *,
     coverage: float = 100.0,

@@ -17,7 +17,6 @@ import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,6 @@ from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import FleetEvaluator, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.credits import CreditBreakdown
-from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, currency_unit, settle_period, wallet_account
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
@@ -39,6 +36,7 @@ from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_peri
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
+from tests.factories import fully_available
 
 pytestmark = pytest.mark.integration
 
@@ -186,27 +184,7 @@ FINAL_BALANCES = {
 }
 
 
-def usage_result(tokens: int) -> SLAEvaluation:
-    """A fully available period that used `tokens` (no credit: the plan's lines stand alone)."""
-    return SLAEvaluation(
-        minutes=44640,
-        good_minutes=44640,
-        bad_minutes=0,
-        availability_percent=100.0,
-        coverage_percent=100.0,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=100.0,
-        burn_rates={},
-        alerts=(),
-        tokens_used=tokens,
-        price_per_million_tokens=Decimal(0),
-        charges=Decimal(0),
-        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
-    )
+usage_result = fully_available
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

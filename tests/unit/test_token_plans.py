@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from aiconn.sla.credits import CreditBreakdown
-from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, TransferConflict, settle_period, units
 from aiconn.sla.offer import AIInferenceOfferSpec, TokenPlan
 from aiconn.sla.periods import Period
@@ -26,6 +23,7 @@ from aiconn.sla.plans import (
     overage_mode,
     plan_subject,
 )
+from tests.factories import fully_available
 
 TENANT = "acme"
 
@@ -34,26 +32,7 @@ def month(m: int) -> Period:
     return Period(start=datetime(2026, m, 1, tzinfo=UTC), end=datetime(2026, m + 1, 1, tzinfo=UTC))
 
 
-def used(tokens: int) -> SLAEvaluation:
-    return SLAEvaluation(
-        minutes=44640,
-        good_minutes=44640,
-        bad_minutes=0,
-        availability_percent=100.0,
-        coverage_percent=100.0,
-        ttft_attainment_percent=None,
-        ttft_exact=True,
-        tpot_attainment_percent=None,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
-        budget_remaining_percent=100.0,
-        burn_rates={},
-        alerts=(),
-        tokens_used=tokens,
-        price_per_million_tokens=Decimal(0),
-        charges=Decimal(0),
-        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
-    )
+used = fully_available
 
 
 @pytest.fixture
