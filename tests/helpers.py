@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+from kubernetes import client
+
+from aiconn.devstack.kube import apply_objects, load_documents
 
 T = TypeVar("T")
 
@@ -73,3 +77,46 @@ def operator_kubeconfig(control_plane: object, k8s: object) -> object:
         "aiconn-operator", "aiconn-system", {"spec": {"expirationSeconds": 3600}}
     ).status.token
     return control_plane.kubeconfig_with_token("aiconn-operator", token)  # type: ignore[attr-defined]
+
+
+def grant_billing_and_sla_editing(k8s: Any, namespace: str, api_rbac: Path) -> None:
+    """The shipped aiconn-billing ClusterRole (from `api_rbac`) held by user noc in `namespace`,
+    and user tenant-a allowed to edit only AIInferenceSLAs there."""
+    billing = [
+        d
+        for d in load_documents([api_rbac])
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "aiconn-billing"
+    ]
+    apply_objects(k8s, billing)
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "sla-editor"},
+            "rules": [
+                {
+                    "apiGroups": ["aiconn.io"],
+                    "resources": ["aiinferenceslas"],
+                    "verbs": ["get", "list", "create", "update", "patch", "delete"],
+                }
+            ],
+        },
+    )
+    for role_kind, role, user in (
+        ("Role", "sla-editor", "tenant-a"),
+        ("ClusterRole", "aiconn-billing", "noc"),
+    ):
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": f"{role}-{user}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": role_kind,
+                    "name": role,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                ],
+            },
+        )

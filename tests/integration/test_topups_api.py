@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kubernetes import client
 
 from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
-from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.sla.ledger import Ledger
+from tests.helpers import grant_billing_and_sla_editing
 
 pytestmark = pytest.mark.integration
 
@@ -31,44 +30,7 @@ def api(
 ) -> Iterator[tuple[TestClient, Ledger]]:
     """The API in kubernetes auth mode (as the admin, whose rights include the reviews); tenant-a
     may edit SLAs in `namespace`, noc holds the shipped aiconn-billing ClusterRole there."""
-    billing = [
-        d
-        for d in load_documents([API_RBAC])
-        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "aiconn-billing"
-    ]
-    apply_objects(k8s, billing)
-    rbac = client.RbacAuthorizationV1Api(k8s)
-    rbac.create_namespaced_role(
-        namespace,
-        {
-            "metadata": {"name": "sla-editor"},
-            "rules": [
-                {
-                    "apiGroups": ["aiconn.io"],
-                    "resources": ["aiinferenceslas"],
-                    "verbs": ["get", "list", "create", "update", "patch", "delete"],
-                }
-            ],
-        },
-    )
-    for role_kind, role, user in (
-        ("Role", "sla-editor", "tenant-a"),
-        ("ClusterRole", "aiconn-billing", "noc"),
-    ):
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": f"{role}-{user}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": role_kind,
-                    "name": role,
-                },
-                "subjects": [
-                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
-                ],
-            },
-        )
+    grant_billing_and_sla_editing(k8s, namespace, API_RBAC)
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     settings = ApiSettings(
         kubeconfig=control_plane.kubeconfig, sla_cache_seconds=0, ledger_url="sqlite://"

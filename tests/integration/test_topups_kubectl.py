@@ -30,11 +30,11 @@ from kubernetes.client.rest import ApiException
 from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane, assets_dir
-from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents
+from aiconn.devstack.kube import apply_manifests
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
 from aiconn.sla.ledger import Ledger, wallet_account
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, grant_billing_and_sla_editing, operator_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -64,46 +64,7 @@ def billing(control_plane: ControlPlane, k8s: Any, namespace: str) -> Iterator[s
     """The shipped policy and aiconn-billing role (noc holds it in `namespace`; tenant-a may
     only edit SLAs there), and an SLA of tenant `acme` in `namespace`."""
     apply_manifests(k8s, [POLICY])
-    apply_objects(
-        k8s,
-        [
-            d
-            for d in load_documents([API_RBAC])
-            if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "aiconn-billing"
-        ],
-    )
-    rbac = client.RbacAuthorizationV1Api(k8s)
-    rbac.create_namespaced_role(
-        namespace,
-        {
-            "metadata": {"name": "sla-editor"},
-            "rules": [
-                {
-                    "apiGroups": ["aiconn.io"],
-                    "resources": ["aiinferenceslas"],
-                    "verbs": ["get", "list", "create", "update", "patch", "delete"],
-                }
-            ],
-        },
-    )
-    for role_kind, role, user in (
-        ("Role", "sla-editor", "tenant-a"),
-        ("ClusterRole", "aiconn-billing", "noc"),
-    ):
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": f"{role}-{user}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": role_kind,
-                    "name": role,
-                },
-                "subjects": [
-                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
-                ],
-            },
-        )
+    grant_billing_and_sla_editing(k8s, namespace, API_RBAC)
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         G,
         V,
