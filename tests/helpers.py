@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
@@ -120,3 +124,37 @@ def grant_billing_and_sla_editing(k8s: Any, namespace: str, api_rbac: Path) -> N
                 ],
             },
         )
+
+
+RBAC_REFUSAL = re.compile(r'aiconn-operator\\*" cannot|cannot \w+ resource')
+"""How the API server words an RBAC refusal in the operator's log ('User "system:serviceaccount:
+aiconn-system:aiconn-operator" cannot list resource "pods"', quotes escaped in JSON logs); not any
+" cannot ": the operator may log that a slice manager cannot be reached."""
+
+
+@contextmanager
+def running_operator(
+    kubeconfig: object, settings: Mapping[str, str] | None = None, *, namespace: str | None = None
+) -> Iterator[KopfRunner]:
+    """The operator (`aiconn.operator.handlers`) under Kopf's test runner, as the identity of
+    `kubeconfig`, watching `namespace` (all namespaces when None), with `settings` in its
+    environment, restored afterwards. When it has stopped, its log must show no exception and no
+    RBAC refusal: every test that runs it as its ServiceAccount also proves the shipped RBAC
+    suffices."""
+    environment = {**(settings or {}), "KUBECONFIG": str(kubeconfig)}
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
+    try:
+        with KopfRunner(
+            ["run", "--standalone", *scope, "-m", "aiconn.operator.handlers"], timeout=120
+        ) as runner:
+            yield runner
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    assert runner.exception is None, runner.output[-4000:]
+    assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]

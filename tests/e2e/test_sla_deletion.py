@@ -10,8 +10,6 @@ per period.
 
 from __future__ import annotations
 
-import os
-import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.gateway import GatewayThread, write_keys
@@ -31,7 +28,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import ceil_minute
 from aiconn.sla.spec import wallet_owner
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -127,28 +124,16 @@ def operator(
 ) -> Iterator[str]:
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    kubeconfig = operator_kubeconfig(control_plane, k8s)
     environment = {
-        "KUBECONFIG": str(operator_kubeconfig(control_plane, k8s)),
         "AICONN_PROMETHEUS_URL": prometheus_url,
         "AICONN_LEDGER_URL": ledger_url,
         "AICONN_NAMESPACES": f'["{namespace}"]',
         "AICONN_EVALUATION_INTERVAL_SECONDS": "5",
         "AICONN_SETTLEMENT_GRACE_SECONDS": "10",
     }
-    previous = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield ledger_url
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.output[-4000:]
-    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    with running_operator(kubeconfig, environment, namespace=namespace):
+        yield ledger_url
 
 
 def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(

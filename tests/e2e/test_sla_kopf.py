@@ -9,8 +9,6 @@ burn-rate Events and the settlement of the closed period in the ledger.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.spec import Window
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -112,27 +110,15 @@ def operator(
 ) -> Iterator[tuple[KopfRunner, str]]:
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml"]))
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    kubeconfig = operator_kubeconfig(control_plane, k8s)
     environment = {
-        "KUBECONFIG": str(operator_kubeconfig(control_plane, k8s)),
         "AICONN_PROMETHEUS_URL": served.prometheus_url,
         "AICONN_LEDGER_URL": ledger_url,
         "AICONN_EVALUATION_INTERVAL_SECONDS": "5",
         "AICONN_SETTLEMENT_GRACE_SECONDS": "10",
     }
-    previous = {key: os.environ.get(key) for key in environment}
-    os.environ.update(environment)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner, ledger_url
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.output[-4000:]
-    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    with running_operator(kubeconfig, environment) as runner:
+        yield runner, ledger_url
 
 
 # Issue 11 item 10: burn windows scale with the SLA window, so this 5-minute SLA pages on its

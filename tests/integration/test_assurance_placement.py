@@ -10,7 +10,6 @@ for outcomes instead of sleeping.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,7 +21,7 @@ from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.inference.tier import SITE_LABEL
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 from tests.integration.test_capacity_placement import (
     SAMPLES,
     TIERS,
@@ -45,23 +44,9 @@ LOOP_SETTINGS = {
 def run_operator(control_plane: Any, k8s: Any, settings: dict[str, str]) -> Iterator[KopfRunner]:
     """The operator as its ServiceAccount, with `settings` in its environment."""
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
-    kubeconfig = operator_kubeconfig(control_plane, k8s)
-    saved = {key: os.environ.get(key) for key in [*settings, "KUBECONFIG"]}
-    os.environ.update({**settings, "KUBECONFIG": str(kubeconfig)})
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.output[-4000:]
+    with running_operator(operator_kubeconfig(control_plane, k8s), settings) as runner:
+        yield runner
     assert "assurance pass failed" not in runner.output, runner.output[-4000:]
-    for refused in ("cannot list resource", "cannot watch resource"):
-        assert refused not in runner.output, runner.output[-4000:]
 
 
 @pytest.fixture(scope="module")

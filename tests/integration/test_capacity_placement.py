@@ -11,7 +11,6 @@ ServiceAccount under manifests/rbac, so this also proves it may list Nodes and P
 from __future__ import annotations
 
 import copy
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from kubernetes import client
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.tier import SITE_LABEL
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +36,8 @@ TIERS = default_tiers()
 @pytest.fixture(scope="module")
 def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
-    kubeconfig = operator_kubeconfig(control_plane, k8s)
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner
-    finally:
-        if previous is not None:
-            os.environ["KUBECONFIG"] = previous
-    assert runner.exception is None, runner.output[-4000:]
-    assert "cannot list resource" not in runner.output, runner.output[-4000:]
+    with running_operator(operator_kubeconfig(control_plane, k8s)) as runner:
+        yield runner
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ here writes a pod's node or status by hand."""
 from __future__ import annotations
 
 import copy
-import os
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from aiconn.devstack.kube import load_documents
 from aiconn.devstack.tiernodes import GPU_RESOURCE
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +38,8 @@ def k8s(kwok_k8s: Any) -> Any:
 @pytest.fixture(scope="module")
 def operator(kwok_cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
     """The operator as its ServiceAccount, bound to exactly manifests/rbac."""
-    kubeconfig = operator_kubeconfig(kwok_cluster.control_plane, k8s)
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner
-    finally:
-        if previous is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
-    assert runner.exception is None, runner.output[-4000:]
-    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    with running_operator(operator_kubeconfig(kwok_cluster.control_plane, k8s)) as runner:
+        yield runner
 
 
 @pytest.fixture

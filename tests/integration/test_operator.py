@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.helpers import eventually, operator_kubeconfig, play_kubelet
+from tests.helpers import eventually, operator_kubeconfig, play_kubelet, running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +39,8 @@ def tiers(k8s: Any) -> Iterator[None]:
 def operator(control_plane: Any, k8s: Any, tiers: None) -> Iterator[KopfRunner]:
     """The operator, authenticated as its ServiceAccount bound to exactly manifests/rbac: every
     test here also proves that RBAC is sufficient."""
-    kubeconfig = operator_kubeconfig(control_plane, k8s)
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner
-    finally:
-        if previous is not None:
-            os.environ["KUBECONFIG"] = previous
-    assert runner.exception is None, runner.output[-4000:]
-    # An RBAC denial names the user and what it "cannot" do; a terminating namespace is not one.
-    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    with running_operator(operator_kubeconfig(control_plane, k8s)) as runner:
+        yield runner
 
 
 def custom(k8s: Any) -> client.CustomObjectsApi:

@@ -4,8 +4,6 @@ the real API server, configured by the provider's settings, never by the SLA."""
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +16,13 @@ from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.inference.workload import child_names
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
 WALLET = "https://aiconn-api.aiconn-system.svc:8443"
-
-
-RBAC_REFUSAL = re.compile(r"cannot \w+ resource")
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +33,9 @@ def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def operator(control_plane: Any, k8s: Any, ca_bundle: Path) -> Iterator[KopfRunner]:
     apply_objects(k8s, load_documents([SAMPLES / "tiers.yaml", SAMPLES / "offers.yaml"]))
-    kubeconfig = operator_kubeconfig(control_plane, k8s)
-    env = {
-        "KUBECONFIG": str(kubeconfig),
-        "AICONN_WALLET_API_URL": WALLET,
-        "AICONN_WALLET_CA_FILE": str(ca_bundle),
-    }
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    args = ["run", "--standalone", "--all-namespaces", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            yield runner
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.output[-4000:]
-    # The API server's words for an RBAC refusal ('User "..." cannot list resource "pods"'), not
-    # any " cannot ": the operator watches all namespaces and may log that an earlier module's
-    # slice manager, long gone, "cannot" be reached.
-    assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]
+    settings = {"AICONN_WALLET_API_URL": WALLET, "AICONN_WALLET_CA_FILE": str(ca_bundle)}
+    with running_operator(operator_kubeconfig(control_plane, k8s), settings) as runner:
+        yield runner
 
 
 def test_the_gateway_verifies_the_wallet_api_with_the_provider_s_bundle(

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from kopf.testing import KopfRunner
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -34,7 +31,12 @@ from aiconn.devstack.kube import apply_manifests
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
 from aiconn.sla.ledger import Ledger, wallet_account
-from tests.helpers import eventually, grant_billing_and_sla_editing, operator_kubeconfig
+from tests.helpers import (
+    eventually,
+    grant_billing_and_sla_editing,
+    operator_kubeconfig,
+    running_operator,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -249,32 +251,21 @@ def test_the_running_operator_applies_a_topup_created_with_kubectl(
     made = create(control_plane, "noc", namespace, topup_body("order-4712", "noc", 1_000))
     assert made.returncode == 0, made.stderr
     kubeconfig = operator_kubeconfig(control_plane, k8s)
-    saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "AICONN_LEDGER_URL")}
-    os.environ.update(KUBECONFIG=str(kubeconfig), AICONN_LEDGER_URL=ledger_url)
     custom = client.CustomObjectsApi(k8s)
-    args = ["run", "--standalone", f"--namespace={namespace}", "-m", "aiconn.operator.handlers"]
-    try:
-        with KopfRunner(args, timeout=120) as runner:
-            status = eventually(
-                lambda: applied(custom, namespace, "order-4712"),
-                what="the TopUp's transfer id in its status",
-            )
-            event = eventually(
-                lambda: [
-                    e
-                    for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
-                    if e.involved_object.name == "order-4712" and e.reason == "TopUpApplied"
-                ],
-                what="the TopUpApplied Event",
-            )[0]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    assert runner.exception is None, runner.output[-4000:]
-    assert not re.search(r'aiconn-operator\\*" cannot', runner.output), runner.output[-4000:]
+    settings = {"AICONN_LEDGER_URL": ledger_url}
+    with running_operator(kubeconfig, settings, namespace=namespace):
+        status = eventually(
+            lambda: applied(custom, namespace, "order-4712"),
+            what="the TopUp's transfer id in its status",
+        )
+        event = eventually(
+            lambda: [
+                e
+                for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+                if e.involved_object.name == "order-4712" and e.reason == "TopUpApplied"
+            ],
+            what="the TopUpApplied Event",
+        )[0]
     assert status["phase"] == "Applied" and status["transferId"] in event.message
     ledger = Ledger.open(ledger_url)
     (transfer,) = ledger.transfers(kind="topup")
