@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +28,17 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from aiconn.contracts.gateway_pod import VLLM_HOST, VLLM_PORT
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.images import node_images
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_NAME
+from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.sla import metricnames as mn
 from tests.helpers import eventually
+from tests.integration.test_cluster_real_node import process_of
 from tests.integration.test_manifests import MONITORING_CRDS, render
 
 # Minutes of it are vLLM starting on a loaded 2-core machine: above the suite's 900 s default.
@@ -43,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
 SYSTEM = "aiconn-system"
 NONROOT = 65532
+API_ADDRESS = "198.19.0.80"
+"""The API Service's address in manifests/overlays/devcluster."""
 RUNTIME_CLAIM = "vllm-runtime"
 """The claim manifests/overlays/devcluster names in AICONN_VLLM_RUNTIME_CLAIM."""
 MODEL_CLAIM = "models"
@@ -111,6 +118,23 @@ def installed(k8s: Any, cluster: Cluster) -> None:
         "aiconn-ledger", ledger, namespace=SYSTEM, claim="aiconn-ledger", mode="ReadWriteOnce"
     )
     core.create_persistent_volume(volume)
+    # The API's certificate, as manifests/tls would issue it: for the fixed Service address the
+    # gateways are told (no cluster DNS here); the operator copies its CA beside the SLA's pods.
+    tls = write_serving_tls(
+        cluster.state_dir / "api-tls",
+        common_name="aiconn-api",
+        dns_names=(f"aiconn-api.{SYSTEM}.svc",),
+        addresses=(API_ADDRESS,),
+    )
+    core.create_namespace({"metadata": {"name": SYSTEM}})
+    core.create_namespaced_secret(
+        SYSTEM,
+        {
+            "metadata": {"name": "aiconn-api-tls"},
+            "type": "kubernetes.io/tls",
+            "stringData": {key: path.read_text() for key, path in tls.items()},
+        },
+    )
     apply_objects(k8s, render("manifests/overlays/devcluster"))
 
 
@@ -135,11 +159,9 @@ def tenant(k8s: Any, cluster: Cluster, installed: None) -> str:
     site_packages = venv / "lib" / "python3.11" / "site-packages"
     assert site_packages.is_dir(), site_packages
     models = cluster.state_dir / "models"
+    models.mkdir()
+    models.chmod(0o755)
     make_tiny_model(models / "tiny-llama")
-    # pytest's directories are private and safetensors writes its file 0600; the pod runs as
-    # 65532, so the tenant's volume must be readable by others.
-    for path in (models, *models.rglob("*")):
-        path.chmod(0o755 if path.is_dir() else 0o644)
     for name, path, claim_name in (
         (f"{namespace}-runtime", site_packages, RUNTIME_CLAIM),
         (f"{namespace}-models", models, MODEL_CLAIM),
@@ -197,8 +219,56 @@ def tokens_metered(pod_ip: str) -> dict[str, float]:
     return counted
 
 
+def vllm_tokens(pid: int) -> dict[str, float]:
+    """vLLM's own token counters, read inside the pod's network namespace: vLLM listens on the
+    pod's loopback only, where the gateway reaches it."""
+    script = (
+        "import urllib.request as r; "
+        f"print(r.urlopen('http://{VLLM_HOST}:{VLLM_PORT}/metrics', timeout=10).read().decode())"
+    )
+    text = subprocess.run(
+        ["nsenter", "--target", str(pid), "--net", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counted: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
+                kind = sample.name.removeprefix("vllm:").removesuffix("_tokens_total")
+                counted[kind] = counted.get(kind, 0) + sample.value
+    return counted
+
+
+def container_process(cluster: Cluster, pod: Any, container: str) -> int:
+    """The host PID of one of the pod's running containers."""
+    (status,) = [s for s in pod.status.container_statuses if s.name == container]
+    return process_of(cluster, status.container_id.removeprefix("containerd://"))
+
+
+def user_ids(pid: int) -> set[str]:
+    """The real, effective, saved and filesystem UIDs of a host process."""
+    line = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Uid:")
+    )
+    return set(line.split()[1:])
+
+
+def root_mount_options(pid: int) -> list[str]:
+    """The mount options of the root filesystem a host process sees."""
+    root = next(
+        line.split()
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+        if line.split()[4] == "/"
+    )
+    return root[5].split(",")
+
+
 def test_an_sla_s_pod_serves_a_completion_through_its_gateway_on_the_real_node(
-    k8s: Any, tenant: str
+    cluster: Cluster, k8s: Any, tenant: str
 ) -> None:
     core = client.CoreV1Api(k8s)
     # The real node stands for the edge tier's first site but has no GPU: advertise some the way
@@ -256,6 +326,30 @@ def test_an_sla_s_pod_serves_a_completion_through_its_gateway_on_the_real_node(
         "prompt": usage["prompt_tokens"],
         "completion": usage["completion_tokens"],
     }
+
+    # The answer is the real vLLM's: its own counters, in its container on the real node, hold
+    # exactly the tokens the client was told of and the gateway metered.
+    vllm_pid = container_process(cluster, pod, "vllm")
+    assert vllm_tokens(vllm_pid) == {
+        "prompt": usage["prompt_tokens"],
+        "generation": usage["completion_tokens"],
+    }
+    # Both containers run as the non-root user on a read-only root filesystem, as read from the
+    # running processes (not from the spec the operator wrote).
+    for name in ("vllm", "gateway"):
+        pid = container_process(cluster, pod, name)
+        assert user_ids(pid) == {str(NONROOT)}, name
+        assert "ro" in root_mount_options(pid), name
+
+    # aiconn itself serves from the cluster: its operator and API pods, from the image built
+    # here, on the real node, neither restarted on the way (kubelet's probes once killed the API
+    # while the node was busy starting vLLM).
+    for component in ("operator", "api"):
+        selector = f"app.kubernetes.io/name=aiconn,app.kubernetes.io/component={component}"
+        (system_pod,) = core.list_namespaced_pod(SYSTEM, label_selector=selector).items
+        assert system_pod.spec.node_name == NODE_NAME, component
+        (status,) = system_pod.status.container_statuses
+        assert status.ready and status.restart_count == 0, (component, status)
 
     # The allowance came from the tenant's wallet, read from the in-cluster API with the
     # gateway's projected token: an unreadable wallet would have been logged (and served open).
