@@ -43,7 +43,18 @@ def make_tiny_model(directory: Path) -> Path:
     )
     if result.returncode != 0:
         raise StackError(f"making the tiny model failed:\n{result.stderr[-3000:]}")
+    readable_by_all(directory)
     return directory
+
+
+def readable_by_all(directory: Path) -> None:
+    """Directories 0755 and files 0644 under `directory` (itself included). safetensors writes
+    its weights 0600; a model volume is read by vLLM running as another, non-root user (the
+    inference pod's 65532), which must not be refused its weights. Also applied to a model made
+    earlier, so a cached one is fixed too."""
+    for path in (directory, *directory.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 @dataclass

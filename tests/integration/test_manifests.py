@@ -230,8 +230,9 @@ def test_operator_runs_non_root_on_a_read_only_root(k8s: Any, installed: Objects
     assert security.allow_privilege_escalation is False
     assert security.capabilities.drop == ["ALL"]
     assert container.resources.requests and container.resources.limits
-    for probe in (container.liveness_probe, container.readiness_probe):
+    for probe in (container.startup_probe, container.liveness_probe, container.readiness_probe):
         assert probe.http_get.path == "/healthz"
+    assert container.startup_probe.period_seconds * container.startup_probe.failure_threshold >= 120
     assert {p.name: p.container_port for p in container.ports}["health"] == 8080
     mounts = {m.mount_path: m.name for m in container.volume_mounts}
     volumes = {v.name: v for v in pod.volumes}
@@ -252,6 +253,10 @@ def test_api_is_hardened_and_uses_kubernetes_auth(installed: Objects) -> None:
     }
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Liveness waits for the start, which on a loaded node takes minutes (kubelet killed it).
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     env = env_of(container)
     assert env["AICONN_API_AUTH_MODE"] == "kubernetes"
     assert not [name for name in env if "STATIC" in name]
@@ -393,7 +398,11 @@ def test_the_api_serves_https_with_the_certificate_the_tls_manifests_issue(base:
     assert "AICONN_API_ALLOW_PLAINTEXT" not in env
     (port,) = container["ports"]
     assert int(env["AICONN_API_PORT"]) == port["containerPort"]
-    for probe in (container["livenessProbe"], container["readinessProbe"]):
+    for probe in (
+        container["startupProbe"],
+        container["livenessProbe"],
+        container["readinessProbe"],
+    ):
         assert probe["httpGet"]["scheme"] == "HTTPS"
 
     (service_port,) = one(base, "Service", "aiconn-api")["spec"]["ports"]
