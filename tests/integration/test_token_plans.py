@@ -544,6 +544,16 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
         ),
         ("plan.rollover", {"maxTokens": -1}, "spec.plan.rollover.maxTokens"),
         ("plan.topUps", {"expireAfter": "30 days"}, "spec.plan.topUps.expireAfter"),
+        (
+            "priceChanges",
+            [{"version": 2, "effectiveFrom": "2099-01-01T00:00:00Z"}],
+            "spec.priceChanges[0].prices",
+        ),
+        (
+            "priceChanges",
+            [{"version": 2, "effectiveFrom": "2099-01-01T00:00:00Z", "plan": {}}],
+            "spec.priceChanges[0].plan",
+        ),
     ],
 )
 def test_the_api_server_refuses_a_plan_that_makes_no_sense(
@@ -561,6 +571,21 @@ def test_the_api_server_refuses_a_plan_that_makes_no_sense(
         )
     assert refused.value.status == 422
     assert field in refused.value.body
+
+
+def test_the_api_server_refuses_an_overage_price_change_without_pay_per_use(k8s: Any) -> None:
+    body = copy.deepcopy(offer_body(f"bad-{uuid.uuid4().hex[:8]}"))
+    body["spec"]["plan"]["overage"] = {"mode": "HardStop"}
+    body["spec"]["priceChanges"] = [
+        PRICE_CHANGE | {"effectiveFrom": "2099-01-01T00:00:00Z", "prices": []}
+    ]
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(
+            GROUP, VERSION, "aiinferenceoffers", body
+        )
+    assert refused.value.status == 422
+    assert "spec.priceChanges" in refused.value.body
+    assert "overagePricePerMillionUnits: the plan's overage is not PayPerUse" in refused.value.body
 
 
 def test_the_three_sample_plans_apply_and_keep_every_field(k8s: Any) -> None:
