@@ -72,10 +72,9 @@ from aiconn.sla.ledger import (
     Transfer,
     TransferRow,
     TransferSpec,
-    _insert_transfer,
-    _transfer_id,
     currency_unit,
     idempotency_key,
+    insert_transfers,
     wallet_account,
 )
 from aiconn.sla.offer import TokenPlan
@@ -527,13 +526,13 @@ def close_plan_period(
                 period_start=period.start,
                 period_end=period.end,
                 summary=summary,
-                transfer_ids=[_transfer_id(s.key) for s in specs],
                 closed_at=now,
             )
+            # The close's row first: it claims the period, so a racing closer stops here.
             session.add(row)
             session.flush()
-            for spec in specs:
-                _insert_transfer(session, spec, now=now)
+            row.transfer_ids = insert_transfers(session, specs, now=now)
+            session.add(row)
             session.flush()
             return _close(row)
     except IntegrityError:
