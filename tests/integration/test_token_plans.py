@@ -449,6 +449,14 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
         (f"{YEAR}-04-01", "overage-charge", "-930012", "2"),
         (f"{YEAR}-04-01", "fee", "-12500000", "2"),
     ]
+    # The API serves the plan's price history: version 1 since the offer exists, version 2
+    # from 15 February; today (long before it) version 1 is in force.
+    history = api.get(f"/v1/namespaces/{namespace}/slas/analyst/prices").json()
+    assert [
+        (v["version"], v["feePerPeriod"], v["overagePricePerMillionUnits"], v["effectiveFrom"])
+        for v in history["planVersions"]
+    ] == [(1, "10.0", "2.5", None), (2, "12.5", "3.1", PRICE_CHANGE["effectiveFrom"])]
+    assert history["planInForce"] == {"fee": 1, "overage": 1}
     # Each fee and overage charge says what it was charged at, and by which version.
     charged = [
         (
