@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from kopf.testing import KopfRunner
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from aiconn.devstack.kube import apply_objects, load_documents
 
@@ -158,3 +161,61 @@ def running_operator(
                 os.environ[key] = value
     assert runner.exception is None, runner.output[-4000:]
     assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]
+
+
+PRICE_NOTICE_POLICY = (
+    Path(__file__).resolve().parents[1] / "manifests" / "policy" / "offer-price-notice.yaml"
+)
+
+
+@contextmanager
+def price_notice_policy(k8s: Any) -> Iterator[None]:
+    """The shipped price-notice ValidatingAdmissionPolicy, active in the API server's admission
+    for the block, removed after it (other tests edit offers' prices in place to test period
+    pinning, or run without it). Active and gone are both proved by a dry-run create of an offer
+    whose change is announced a day ahead."""
+    from aiconn.devstack.kube import apply_manifests
+
+    apply_manifests(k8s, [PRICE_NOTICE_POLICY])
+    admission = client.AdmissionregistrationV1Api(k8s)
+    soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    probe = {
+        "apiVersion": "aiconn.io/v1alpha1",
+        "kind": "AIInferenceOffer",
+        "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}"},
+        "spec": {
+            "modelClasses": [
+                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
+            ],
+            "priceChanges": [
+                {
+                    "version": 2,
+                    "effectiveFrom": soon,
+                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
+                }
+            ],
+            "plan": {"includedTokensPerPeriod": 1_000_000},
+            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+            "allowedTiers": ["edge"],
+        },
+    }
+
+    def refused() -> bool:
+        """Whether the policy refuses the probe (False: the API server would create it)."""
+        try:
+            client.CustomObjectsApi(k8s).create_cluster_custom_object(
+                "aiconn.io", "v1alpha1", "aiinferenceoffers", probe, dry_run="All"
+            )
+        except ApiException as err:
+            if err.status == 422 and "aiconn-offer-price-notice" in str(err.body):
+                return True
+            raise
+        return False
+
+    eventually(refused, what="the price-notice policy in the API server's admission")
+    try:
+        yield
+    finally:
+        admission.delete_validating_admission_policy_binding("aiconn-offer-price-notice")
+        admission.delete_validating_admission_policy("aiconn-offer-price-notice")
+        eventually(lambda: not refused(), what="the price-notice policy gone from the API server")

@@ -370,6 +370,19 @@ class PriceVersionOut(ApiModel):
     """Null for version 1, the offer's price since it was created."""
 
 
+class PlanPriceVersionOut(ApiModel):
+    """The token plan's fee and overage price from one version on (a version that set either)."""
+
+    version: int
+    fee_per_period: Decimal
+    """The fee per plan period in force from this version, in the offer's currency."""
+    overage_price_per_million_units: Decimal | None
+    """The PayPerUse overage price in force from this version (null: HardStop)."""
+    effective_from: datetime | None
+    """Null for version 1, the plan's prices since the offer was created. A plan period is
+    charged at the prices in force at its start."""
+
+
 class RefusedPriceChange(ApiModel):
     """A price change never applied: announced with less notice than the offer states."""
 
@@ -388,6 +401,10 @@ class PriceHistory(ApiModel):
     refused: list[RefusedPriceChange]
     in_force: dict[str, int]
     """The version in force now per model class."""
+    plan_versions: list[PlanPriceVersionOut] = []
+    """The plan's fee and overage price, every version that set one, oldest first."""
+    plan_in_force: dict[str, int] = {}
+    """The version the plan's `fee` and `overage` price in force now were set by."""
     generated_at: datetime
 
 

@@ -694,14 +694,17 @@ class FleetEvaluator:
         key = (plan_subject(sla.tenant, name), plan_period(offer.plan, now).start)
         if key in self._funded:
             return
+        # The fee and overage price in force at the period's start (price versions).
+        plan, versions = offer.plan_at(key[1])
         try:
             fund_plan(
                 self.ledger,
                 tenant=sla.tenant,
                 namespace=sla.namespace,
                 offer=name,
-                plan=offer.plan,
+                plan=plan,
                 at=now,
+                price_versions=versions,
             )
         except TransferConflict as err:
             log.warning("plan %s of %s not re-funded: %s", name, sla.tenant, err)

@@ -935,7 +935,7 @@ def settle_period(
             )
             session.add(row)
             session.flush()
-            _insert_transfers(session, specs, now=now)
+            insert_transfers(session, specs, now=now)
             if evidence is not None:
                 document = evidence_document(
                     evidence,
@@ -1064,10 +1064,15 @@ def _transfer_ids(specs: Iterable[TransferSpec]) -> list[str]:
     return [_transfer_id(spec.key) for spec in specs]
 
 
-def _insert_transfers(
+def insert_transfers(
     session: Session, specs: Sequence[TransferSpec], *, now: datetime
 ) -> list[str]:
-    """Insert a settlement's transfers in the caller's transaction; their ids, for the row."""
+    """Insert transfers in the caller's transaction; their ids, for the row that records them.
+
+    For a module that posts several transfers together with a row claiming what they settle
+    (a settlement, a plan period's close): the caller's transaction inserts the claim first, so
+    a racing poster fails on the claim's unique key and none of the transfers is posted twice.
+    Each transfer's own idempotency key still refuses a duplicate."""
     for spec in specs:
         _insert_transfer(session, spec, now=now)
     return _transfer_ids(specs)
@@ -1149,7 +1154,7 @@ def release_held(
                     price_version=row.price_version,
                 )
                 now = datetime.now(UTC)
-                row.transfer_ids = _insert_transfers(session, specs, now=now)
+                row.transfer_ids = insert_transfers(session, specs, now=now)
                 row.state = SettlementState.SETTLED.value
                 row.credit_micros, row.credit_tokens = credit, credit_tokens
                 row.reviewed_by, row.reviewed_at, row.review_note = reviewer, now, note[:1024]

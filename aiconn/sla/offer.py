@@ -29,10 +29,12 @@ from aiconn.sla.maintenance import MaintenanceTerms
 from aiconn.sla.prices import (
     PRICE_CHANGES_RULES,
     NoticeProblem,
+    PlanPriceVersions,
     PriceChange,
     PriceVersion,
     in_force,
     notice_problems,
+    plan_in_force,
     price_notice,
 )
 from aiconn.sla.servicehours import ServiceHours
@@ -302,6 +304,14 @@ class AIInferenceOfferSpec(CamelModel):
                 "plan.exchangeRates may only name classes of modelClasses",
                 ".plan.exchangeRates",
             ),
+            cel(
+                "!has(self.priceChanges) || self.priceChanges.all(c, !has(c.plan)"
+                " || !has(c.plan.overagePricePerMillionUnits) || (has(self.plan.overage)"
+                " && has(self.plan.overage.mode) && self.plan.overage.mode == 'PayPerUse'))",
+                "priceChanges[].plan.overagePricePerMillionUnits: the plan's overage is not"
+                " PayPerUse; there is no overage price to change",
+                ".priceChanges",
+            ),
         )
     }
 
@@ -355,6 +365,18 @@ class AIInferenceOfferSpec(CamelModel):
             raise ValueError(f"plan.exchangeRates name classes not in modelClasses: {unknown}")
         return self
 
+    @model_validator(mode="after")
+    def _overage_price_changes_need_pay_per_use(self) -> AIInferenceOfferSpec:
+        if self.plan.overage.mode != "PayPerUse" and any(
+            c.plan is not None and c.plan.overage_price_per_million_units is not None
+            for c in self.price_changes
+        ):
+            raise ValueError(
+                "priceChanges[].plan.overagePricePerMillionUnits: the plan's overage is not"
+                " PayPerUse; there is no overage price to change"
+            )
+        return self
+
     def admits_namespace(self, labels: Mapping[str, str]) -> bool:
         """Whether SLAs in a namespace with `labels` may buy under the offer."""
         return self.namespace_selector is None or self.namespace_selector.matches(labels)
@@ -374,6 +396,31 @@ class AIInferenceOfferSpec(CamelModel):
         base = {c.name: c.price_per_million_tokens for c in self.model_classes}
         allowed = frozenset(c.version for c in self.price_changes) if valid is None else valid
         return in_force(base, self.price_changes, model_class, at, valid=allowed)
+
+    def plan_at(
+        self, at: datetime, *, valid: frozenset[int] | None = None
+    ) -> tuple[TokenPlan, PlanPriceVersions]:
+        """The plan with the fee and overage price in force at `at` (a plan period's start; see
+        `aiconn.sla.prices.plan_in_force`), and the versions they were set by."""
+        allowed = frozenset(c.version for c in self.price_changes) if valid is None else valid
+        plan = self.plan
+        prices = plan_in_force(
+            plan.fee_per_period,
+            plan.overage.price_per_million_units,
+            self.price_changes,
+            at,
+            valid=allowed,
+        )
+        overage = plan.overage
+        if prices.overage_price_per_million_units is not None:
+            overage = overage.model_copy(
+                update={"price_per_million_units": float(prices.overage_price_per_million_units)}
+            )
+        # The fields are floats; the float of a repr-exact decimal round-trips.
+        priced = plan.model_copy(
+            update={"fee_per_period": float(prices.fee_per_period), "overage": overage}
+        )
+        return priced, prices
 
 
 def admitted_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:

@@ -40,6 +40,10 @@ by a `plan_closes` row unique per tenant, offer and period, so it happens exactl
   refused once the wallet was spent (402) and the few units served in flight are written off;
 - `fee`: the subscription's fee for the period, wallet -> revenue in currency micro-units.
 
+The fee and the overage price are those in force at the period's start (the offer's price
+versions, `aiconn.sla.prices.plan_in_force`), recorded with the period's funding; the `fee` and
+`overage-charge` lines name the version they were charged at (`priceVersion`).
+
 The granularity is the plan period: a top-up bought or expiring inside a period counts as usable
 for that whole period's usage, and expires at the first close at or after its expiry time. A
 tenant holds one plan at a time (its wallet is one; top-up expiry follows the plan that closes).
@@ -68,14 +72,14 @@ from aiconn.sla.ledger import (
     Transfer,
     TransferRow,
     TransferSpec,
-    _insert_transfer,
-    _transfer_id,
     currency_unit,
     idempotency_key,
+    insert_transfers,
     wallet_account,
 )
 from aiconn.sla.offer import TokenPlan
 from aiconn.sla.periods import Period, parse_duration, period_containing
+from aiconn.sla.prices import PlanPriceVersions
 from aiconn.sla.timestamps import as_utc
 
 EXPIRED = "expired"
@@ -134,9 +138,16 @@ def fund_plan(
     offer: str,
     plan: TokenPlan,
     at: datetime,
+    price_versions: PlanPriceVersions | None = None,
 ) -> Transfer | None:
     """Fund the tenant's wallet with the plan's included tokens for the period containing `at`,
     once per tenant, offer and period. None when the plan includes no tokens.
+
+    `plan` is the plan priced as in force at the period's start (`AIInferenceOfferSpec.plan_at`)
+    and `price_versions` the versions its fee and overage price were set by: the funding records
+    both, and the period's close charges them (`close_plan_period`), so a price change announced
+    for a date inside the period applies from the next period on. Versions are recorded only
+    when one is not the plan's own (1), so a plan never changed funds as it always did.
 
     Raises TransferConflict when the period was funded with another amount or plan (the plan
     changed mid-period): the funded amount stands, transfers are immutable, and the period
@@ -161,9 +172,28 @@ def fund_plan(
                 "source": "plan",
                 "overage": plan.overage.mode,
                 "plan": plan.to_k8s(),
-            },
+            }
+            | _versions_meta(price_versions),
         )
     )
+
+
+def _versions_meta(versions: PlanPriceVersions | None) -> dict[str, Any]:
+    if versions is None or (versions.fee_version, versions.overage_version) == (1, 1):
+        return {}
+    return {"priceVersions": {"fee": versions.fee_version, "overage": versions.overage_version}}
+
+
+def funded_price_versions(
+    ledger: Ledger, *, tenant: str, offer: str, period: Period
+) -> tuple[int, int]:
+    """The price versions (fee, overage) the plan period was funded at: (1, 1) when the funding
+    records none (no change in force, or funded before plan prices were versioned)."""
+    funded = ledger.transfer_by_key(
+        idempotency_key(plan_subject(tenant, offer), period, Kind.ALLOWANCE.value)
+    )
+    recorded = {} if funded is None else funded.metadata.get("priceVersions") or {}
+    return int(recorded.get("fee", 1)), int(recorded.get("overage", 1))
 
 
 def funded_plan(ledger: Ledger, *, tenant: str, offer: str, period: Period) -> TokenPlan | None:
@@ -387,6 +417,7 @@ def close_plan_period(
                     sla_name=offer,
                     period=kw.get("period", period),
                     metadata={"offer": offer, **meta},
+                    price_version=kw.get("price_version"),
                     lot=kw.get("lot", ""),
                 )
             )
@@ -426,6 +457,10 @@ def close_plan_period(
             expired += lot.remaining
     overage = state.uncovered
     overage_micros = 0
+    # The prices are the plan's as funded at the period's start; the versions they were set by.
+    fee_version, overage_version = funded_price_versions(
+        ledger, tenant=tenant, offer=offer, period=period
+    )
     mode = plan.overage.mode
     if overage:
         price = plan.overage.price_per_million_units
@@ -436,6 +471,7 @@ def close_plan_period(
         meta = {
             "mode": mode,
             "pricePerMillionUnits": None if price is None else str(exact_decimal(price)),
+            "priceVersion": overage_version,
             "reason": "units used beyond the wallet"
             + (
                 ", charged per use"
@@ -444,10 +480,29 @@ def close_plan_period(
             ),
         }
         post(OVERAGE, wallet, overage, PlanKind.OVERAGE, meta)
-        post(wallet, REVENUE, overage_micros, PlanKind.OVERAGE_CHARGE, meta, unit=unit)
-    fee_micros = to_micros(exact_decimal(plan.fee_per_period))
+        post(
+            wallet,
+            REVENUE,
+            overage_micros,
+            PlanKind.OVERAGE_CHARGE,
+            meta,
+            unit=unit,
+            price_version=overage_version,
+        )
+    fee = exact_decimal(plan.fee_per_period)
+    fee_micros = to_micros(fee)
     post(
-        wallet, REVENUE, fee_micros, PlanKind.FEE, {"reason": "plan fee for the period"}, unit=unit
+        wallet,
+        REVENUE,
+        fee_micros,
+        PlanKind.FEE,
+        {
+            "reason": "plan fee for the period",
+            "feePerPeriod": str(fee),
+            "priceVersion": fee_version,
+        },
+        unit=unit,
+        price_version=fee_version,
     )
     summary = {
         "usedUnits": state.used,
@@ -457,6 +512,8 @@ def close_plan_period(
         "overageMode": mode,
         "overageMicros": overage_micros,
         "feeMicros": fee_micros,
+        "feePriceVersion": fee_version,
+        "overagePriceVersion": overage_version,
         "currency": currency,
     }
     now = datetime.now(UTC)
@@ -469,13 +526,13 @@ def close_plan_period(
                 period_start=period.start,
                 period_end=period.end,
                 summary=summary,
-                transfer_ids=[_transfer_id(s.key) for s in specs],
                 closed_at=now,
             )
+            # The close's row first: it claims the period, so a racing closer stops here.
             session.add(row)
             session.flush()
-            for spec in specs:
-                _insert_transfer(session, spec, now=now)
+            row.transfer_ids = insert_transfers(session, specs, now=now)
+            session.add(row)
             session.flush()
             return _close(row)
     except IntegrityError:

@@ -11,21 +11,17 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn.devstack.kube import apply_manifests
 from aiconn.operator.offers import parse_offer, price_notice_problems
-from tests.helpers import eventually
+from tests.helpers import price_notice_policy
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = ROOT / "manifests" / "policy" / "offer-price-notice.yaml"
 GROUP, VERSION, PLURAL = "aiconn.io", "v1alpha1", "aiinferenceoffers"
 NOTICE_DAYS = 30
 
@@ -63,37 +59,9 @@ def change(version: int, effective: datetime, price: float = 3) -> dict[str, Any
 
 @pytest.fixture
 def policy(k8s: Any) -> Iterator[None]:
-    """The price-notice policy, removed after the test (other tests edit offers' prices in place
-    to test period pinning, or run without it)."""
-    apply_manifests(k8s, [POLICY])
-    admission = client.AdmissionregistrationV1Api(k8s)
-    probe = f"probe-{uuid.uuid4().hex[:8]}"
-    soon = datetime.now(UTC) + timedelta(days=1)
-
-    def active() -> bool:
-        try:
-            create(k8s, offer_body(probe, [change(2, soon)]), dry_run=True)
-        except ApiException as err:
-            return err.status == 422 and "aiconn-offer-price-notice" in str(err.body)
-        return False
-
-    eventually(active, what="the price-notice policy in the API server's admission")
-    try:
+    """The price-notice policy, removed after the test."""
+    with price_notice_policy(k8s):
         yield
-    finally:
-        admission.delete_validating_admission_policy_binding("aiconn-offer-price-notice")
-        admission.delete_validating_admission_policy("aiconn-offer-price-notice")
-
-        def gone() -> bool:
-            try:
-                create(k8s, offer_body(probe, [change(2, soon)]), dry_run=True)
-            except ApiException as err:
-                if err.status == 422 and "aiconn-offer-price-notice" in str(err.body):
-                    return False
-                raise
-            return True
-
-        eventually(gone, what="the price-notice policy gone from the API server")
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
 from aiconn.sla.terms import PeriodTerms
 
@@ -83,3 +86,72 @@ def test_pinned_terms_keep_their_price_version() -> None:
     older = terms.to_json()
     del older["priceVersion"]
     assert PeriodTerms.from_json(older).price_version == 1
+
+
+def plan_offer(*changes: dict[str, Any], mode: str = "PayPerUse") -> dict[str, Any]:
+    body = offer(*changes)
+    body["spec"]["plan"] = {
+        "includedTokensPerPeriod": 1000,
+        "feePerPeriod": 10,
+        "overage": {"mode": mode} | ({"pricePerMillionUnits": 2.5} if mode == "PayPerUse" else {}),
+    }
+    return body
+
+
+def test_the_plan_fee_and_overage_price_are_versioned_per_period_start() -> None:
+    spec = admitted_offer(
+        plan_offer(
+            {
+                "version": 2,
+                "effectiveFrom": "2027-03-15T00:00:00Z",
+                "plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 3.1},
+            },
+            {"version": 3, "effectiveFrom": "2027-05-01T00:00:00Z", "plan": {"feePerPeriod": 9}},
+        )
+    )
+    march, april, may = (datetime(2027, m, 1, tzinfo=UTC) for m in (3, 4, 5))
+    # Dated inside March: March's period began before it, April's is the first it prices.
+    plan, versions = spec.plan_at(march)
+    assert (plan.fee_per_period, plan.overage.price_per_million_units) == (10, 2.5)
+    assert (versions.fee_version, versions.overage_version) == (1, 1)
+    plan, versions = spec.plan_at(april)
+    assert (versions.fee_per_period, versions.overage_price_per_million_units) == (
+        Decimal("12.5"),
+        Decimal("3.1"),
+    )
+    assert (plan.fee_per_period, plan.overage.price_per_million_units) == (12.5, 3.1)
+    assert (versions.fee_version, versions.overage_version) == (2, 2)
+    # Version 3 changes only the fee: the overage price stays at version 2.
+    plan, versions = spec.plan_at(may)
+    assert (plan.fee_per_period, plan.overage.price_per_million_units) == (9, 3.1)
+    assert (versions.fee_version, versions.overage_version) == (3, 2)
+    # Model-class prices are untouched by a plan-only change.
+    assert spec.price_at("small", may).version == 1
+
+
+def test_a_plan_change_given_too_little_notice_never_applies() -> None:
+    spec = admitted_offer(
+        plan_offer(
+            {"version": 2, "effectiveFrom": "2027-01-10T00:00:00Z", "plan": {"feePerPeriod": 99}}
+        )
+    )
+    plan, versions = spec.plan_at(datetime(2027, 2, 1, tzinfo=UTC))
+    assert (plan.fee_per_period, versions.fee_version) == (10, 1)
+
+
+def test_a_price_change_names_a_price_and_an_overage_price_needs_pay_per_use() -> None:
+    with pytest.raises(ValidationError, match="names prices, plan or both"):
+        AIInferenceOfferSpec.model_validate(
+            plan_offer({"version": 2, "effectiveFrom": "2027-03-01T00:00:00Z"})["spec"]
+        )
+    with pytest.raises(ValidationError, match="overagePricePerMillionUnits"):
+        AIInferenceOfferSpec.model_validate(
+            plan_offer(
+                {
+                    "version": 2,
+                    "effectiveFrom": "2027-03-01T00:00:00Z",
+                    "plan": {"overagePricePerMillionUnits": 3},
+                },
+                mode="HardStop",
+            )["spec"]
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from aiconn.sla.plans import (
     close_plan_period,
     fund_plan,
     funded_plan,
+    funded_price_versions,
     overage_mode,
     plan_subject,
 )
+from aiconn.sla.prices import PlanPriceVersions
 from tests.factories import fully_available
 
 TENANT = "acme"
@@ -42,12 +45,26 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened.close()
 
 
-def run(ledger: Ledger, plan: TokenPlan, usage: dict[int, int]) -> dict[int, dict[str, Any]]:
-    """Fund, settle one SLA's usage and close each month; the close summaries by month."""
+def run(
+    ledger: Ledger,
+    plan: TokenPlan,
+    usage: dict[int, int],
+    versions: PlanPriceVersions | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Fund (at `versions`), settle one SLA's usage and close each month; the close summaries
+    by month."""
     out = {}
     for m, tokens in usage.items():
         period = month(m)
-        fund_plan(ledger, tenant=TENANT, namespace=TENANT, offer="o", plan=plan, at=period.start)
+        fund_plan(
+            ledger,
+            tenant=TENANT,
+            namespace=TENANT,
+            offer="o",
+            plan=plan,
+            at=period.start,
+            price_versions=versions,
+        )
         if tokens:
             settle_period(
                 ledger,
@@ -154,6 +171,41 @@ def test_a_period_closes_on_the_plan_it_was_funded_with(ledger: Ledger) -> None:
     summaries = run(ledger, new, {2: 0})
     assert summaries[2]["feeMicros"] == 7_500_000
     assert funded_plan(ledger, tenant=TENANT, offer="o", period=month(2)) == new
+
+
+def test_a_close_charges_the_prices_funded_and_names_their_versions(ledger: Ledger) -> None:
+    """January is funded on the plan's own prices (no versions recorded: version 1); February
+    on version 2's fee and version 3's overage price, as `AIInferenceOfferSpec.plan_at` gives
+    them."""
+    plan = TokenPlan.model_validate(
+        {
+            "includedTokensPerPeriod": 1000,
+            "feePerPeriod": 5,
+            "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 2},
+        }
+    )
+    run(ledger, plan, {1: 1500})
+    assert "priceVersions" not in ledger.transfers(kind="allowance")[0].metadata
+    priced = plan.model_copy(
+        update={
+            "fee_per_period": 6.25,
+            "overage": plan.overage.model_copy(update={"price_per_million_units": 3}),
+        }
+    )
+    run(ledger, priced, {2: 1500}, PlanPriceVersions(Decimal("6.25"), 2, Decimal(3), 3))
+    charged = [
+        (t.kind, t.amount, t.price_version, t.metadata["priceVersion"])
+        for t in ledger.transfers(sla_uid=plan_subject(TENANT, "o"))
+        if t.kind in ("fee", "overage-charge")
+    ]
+    # 500 units x 2 EUR / 1e6 = 0.001 EUR; 500 x 3 EUR / 1e6 = 0.0015 EUR.
+    assert charged == [
+        ("overage-charge", 1_000, 1, 1),
+        ("fee", 5_000_000, 1, 1),
+        ("overage-charge", 1_500, 3, 3),
+        ("fee", 6_250_000, 2, 2),
+    ]
+    assert funded_price_versions(ledger, tenant=TENANT, offer="o", period=month(2)) == (2, 3)
 
 
 def test_units_round_up_to_a_whole_unit() -> None:

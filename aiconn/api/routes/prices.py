@@ -2,8 +2,9 @@
 
 A tenant reads the history of the offer its SLA buys under (authorized like its reports: `get`
 on AIInferenceSLAs in the namespace; tenants cannot read cluster-scoped offers themselves), the
-NOC any offer's. A quote prices a month of the SLA at the version in force at a given time with
-the same rules `aiconn plan` prints (`aiconn.planning.price_month`).
+NOC any offer's; the history covers the model classes' prices and the token plan's fee and
+overage price (`planVersions`). A quote prices a month of the SLA at the version in force at a
+given time with the same rules `aiconn plan` prints (`aiconn.planning.price_month`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import ValidationError
 
 from aiconn.api.deps import DNS_SUBDOMAIN, FleetCaller, Parts, ReadableSLA, not_found
-from aiconn.api.models import PriceHistory, PriceVersionOut, Quote, RefusedPriceChange
+from aiconn.api.models import (
+    PlanPriceVersionOut,
+    PriceHistory,
+    PriceVersionOut,
+    Quote,
+    RefusedPriceChange,
+)
 from aiconn.api.routes.responses import NOC, TENANT
 from aiconn.api.slas import SLAReader
 from aiconn.planning import price_month
@@ -43,6 +50,7 @@ def _offer(reader: SLAReader, name: str) -> tuple[dict[str, Any], AIInferenceOff
 
 def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> PriceHistory:
     now = datetime.now(UTC)
+    plan_now = offer.plan_at(now)[1]
     raw = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
     base = {c.name: c.price_per_million_tokens for c in offer.model_classes}
     valid = frozenset(c.version for c in offer.price_changes)
@@ -64,8 +72,29 @@ def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> Pr
             for p in offer_notice_problems(body, raw)
         ],
         in_force={c: offer.price_at(c, now).version for c in base},
+        plan_versions=_plan_versions(offer),
+        plan_in_force={"fee": plan_now.fee_version, "overage": plan_now.overage_version},
         generated_at=now,
     )
+
+
+def _plan_versions(offer: AIInferenceOfferSpec) -> list[PlanPriceVersionOut]:
+    """Version 1 of the plan's prices, then each applied change that set one, with the prices
+    in force from it on."""
+    changes = [c for c in sorted(offer.price_changes, key=lambda c: c.version) if c.plan]
+    out = []
+    for change in [None, *changes]:
+        at = None if change is None else change.effective
+        prices = offer.plan_at(at or datetime.min.replace(tzinfo=UTC))[1]
+        out.append(
+            PlanPriceVersionOut(
+                version=1 if change is None else change.version,
+                fee_per_period=prices.fee_per_period,
+                overage_price_per_million_units=prices.overage_price_per_million_units,
+                effective_from=at,
+            )
+        )
+    return out
 
 
 @router.get(
