@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from aiconn.inference import throughput as physics
 from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
 from aiconn.inference.throughput import ReplicaThroughput
 from aiconn.inference.tier import InferenceTierSpec
-from aiconn.sla.credits import money, usage_charge
+from aiconn.sla.credits import from_micros, money, to_micros, usage_charge
+from aiconn.sla.ledger import units
+from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
 
 KIND = "AIInferenceSLA"
@@ -138,6 +142,80 @@ def price_month(spec: AIInferenceSLASpec) -> MonthPrice:
             spec.tokens.monthly_commitment, spec.tokens.price_per_million_tokens
         ),
         max_credit_percent=min(largest, Decimal(repr(credits.cap_percent))),
+    )
+
+
+@dataclass(frozen=True)
+class PlanPrice:
+    """What an SLA's committed tokens come to under its offer's token plan, for one plan period
+    (`price_plan`)."""
+
+    period: Period
+    """The plan period containing the quoted time; the fee and the overage price are those in
+    force at its start, as its close charges them (`aiconn.sla.plans`)."""
+    fee_per_period: Decimal
+    """The plan fee for the period, rounded half-even to the micro-unit as the close posts it."""
+    fee_version: int
+    included_units: int
+    """Units funded into the tenant's wallet for the period."""
+    units_per_million_tokens: int
+    """The plan's exchange rate for the SLA's model class."""
+    committed_units: int
+    """The SLA's monthly commitment in wallet units (`aiconn.sla.ledger.units`, rounded up)."""
+    overage_mode: str
+    overage_price_per_million_units: Decimal | None
+    """PayPerUse only."""
+    overage_version: int | None
+    """PayPerUse only: the version the overage price was set by."""
+    overage_units: int | None
+    """Committed units beyond the included ones (HardStop: the gateway refuses them); None when
+    the plan period is not one calendar month, so a month's commitment does not compare."""
+    overage_charge: Decimal | None
+    """What the overage units cost (HardStop: 0, they are not served), as the close charges
+    them: units x price / 1e6, half-even to the micro-unit; None with overage_units."""
+
+    @property
+    def plan_charge(self) -> Decimal | None:
+        """The fee plus the overage charge: what the tenant pays for the period (None when the
+        overage does not compare)."""
+        if self.overage_charge is None:
+            return None
+        return self.fee_per_period + self.overage_charge
+
+
+def price_plan(
+    offer: AIInferenceOfferSpec, model_class: str, monthly_tokens: int, at: datetime
+) -> PlanPrice:
+    """The offer's token plan for the period containing `at`, with the SLA's monthly commitment
+    of `model_class` tokens in wallet units and what would be charged beyond the included units.
+
+    The figures are this SLA's alone: a tenant's SLAs under one offer share one wallet."""
+    plan = offer.plan
+    period = period_containing(plan.window, at)
+    priced, versions = offer.plan_at(period.start)
+    rate = plan.units_per_million_tokens(model_class)
+    committed = units(monthly_tokens, rate)
+    pay_per_use = priced.overage.mode == "PayPerUse"
+    price = versions.overage_price_per_million_units if pay_per_use else None
+    monthly = parse_duration(plan.period)
+    overage = charge = None
+    if (monthly.count, monthly.unit) == (1, "M"):
+        overage = max(0, committed - plan.included_tokens_per_period)
+        charge = Decimal(0)
+        if price is not None:
+            charge = from_micros(to_micros(Decimal(overage) * price / 1_000_000))
+    return PlanPrice(
+        period=period,
+        fee_per_period=money(versions.fee_per_period),
+        fee_version=versions.fee_version,
+        included_units=plan.included_tokens_per_period,
+        units_per_million_tokens=rate,
+        committed_units=committed,
+        overage_mode=priced.overage.mode,
+        overage_price_per_million_units=price,
+        overage_version=versions.overage_version if pay_per_use else None,
+        overage_units=overage,
+        overage_charge=charge,
     )
 
 

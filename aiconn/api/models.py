@@ -426,3 +426,35 @@ class Quote(ApiModel):
     max_credit_percent: Decimal
     max_monthly_credit: Decimal
     """The credit exposure: the most a month's credits can pay back."""
+    plan_period: str | None = None
+    """The offer's token plan (null: an SLA without an offer), from here on: its period
+    (OpenSLO shorthand). The plan figures are for the plan period containing `at`."""
+    plan_period_start: datetime | None = None
+    plan_period_end: datetime | None = None
+    plan_fee_per_period: Decimal | None = None
+    """The plan fee for the period at the version in force at the period's start, as its close
+    charges it."""
+    plan_fee_version: int | None = None
+    """The price version the fee was set by (1: as the plan states it)."""
+    included_units_per_period: int | None = None
+    """Units the plan funds into the tenant's wallet per period."""
+    units_per_million_tokens: int | None = None
+    """The plan's exchange rate for the SLA's model class (1,000,000: a unit per token)."""
+    monthly_units: int | None = None
+    """monthlyTokens in wallet units at that rate, rounded up to a whole unit."""
+    overage_mode: str | None = None
+    """HardStop (requests beyond the wallet get 402) or PayPerUse."""
+    overage_price_per_million_units: Decimal | None = None
+    """PayPerUse: the price of a million overage units in force at the period's start."""
+    overage_price_version: int | None = None
+    """PayPerUse: the price version the overage price was set by."""
+    overage_units: int | None = None
+    """monthlyUnits beyond the included units (HardStop: refused, not charged); null when the
+    plan period is not one calendar month. This SLA's alone: a tenant's SLAs under one offer
+    share one wallet."""
+    overage_charge: Decimal | None = None
+    """What the overage units cost at the overage price, half-even to the micro-unit (HardStop:
+    0); null with overageUnits."""
+    plan_charge: Decimal | None = None
+    """planFeePerPeriod + overageCharge: what the tenant pays for the period under the plan;
+    null with overageUnits."""

@@ -4,7 +4,9 @@ A tenant reads the history of the offer its SLA buys under (authorized like its 
 on AIInferenceSLAs in the namespace; tenants cannot read cluster-scoped offers themselves), the
 NOC any offer's; the history covers the model classes' prices and the token plan's fee and
 overage price (`planVersions`). A quote prices a month of the SLA at the version in force at a
-given time with the same rules `aiconn plan` prints (`aiconn.planning.price_month`).
+given time with the same rules `aiconn plan` prints (`aiconn.planning.price_month`), and under the
+offer's token plan (`aiconn.planning.price_plan`): the period's fee, the SLA's commitment in
+wallet units and what it would cost beyond the included units, at the versions in force.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from aiconn.api.models import (
 )
 from aiconn.api.routes.responses import NOC, TENANT
 from aiconn.api.slas import SLAReader
-from aiconn.planning import price_month
+from aiconn.planning import PlanPrice, price_month, price_plan
 from aiconn.sla.credits import exact_decimal
 from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
 from aiconn.sla.prices import history
@@ -145,6 +147,7 @@ def quote(
             detail="query parameter 'at': give a time zone, e.g. 2027-01-01T00:00:00Z",
         )
     spec, version, model_class = sla.spec, None, None
+    planned: PlanPrice | None = None
     if sla.spec.offer is not None:
         _, offer = _offer(parts.reader, sla.spec.offer)
         found = offer.model_class(sla.spec.model.name)
@@ -161,6 +164,7 @@ def quote(
             update={"price_per_million_tokens": float(price.price_per_million_tokens)}
         )
         spec = spec.model_copy(update={"tokens": tokens})
+        planned = price_plan(offer, model_class, spec.tokens.monthly_commitment, when)
     month = price_month(spec)
     return Quote(
         namespace=sla.namespace,
@@ -175,4 +179,24 @@ def quote(
         monthly_charge=month.monthly_charge,
         max_credit_percent=month.max_credit_percent,
         max_monthly_credit=month.max_credit,
+        **({} if planned is None else _plan_fields(offer.plan.period, planned)),
     )
+
+
+def _plan_fields(period: str, planned: PlanPrice) -> dict[str, Any]:
+    return {
+        "plan_period": period,
+        "plan_period_start": planned.period.start,
+        "plan_period_end": planned.period.end,
+        "plan_fee_per_period": planned.fee_per_period,
+        "plan_fee_version": planned.fee_version,
+        "included_units_per_period": planned.included_units,
+        "units_per_million_tokens": planned.units_per_million_tokens,
+        "monthly_units": planned.committed_units,
+        "overage_mode": planned.overage_mode,
+        "overage_price_per_million_units": planned.overage_price_per_million_units,
+        "overage_price_version": planned.overage_version,
+        "overage_units": planned.overage_units,
+        "overage_charge": planned.overage_charge,
+        "plan_charge": planned.plan_charge,
+    }

@@ -1,0 +1,112 @@
+"""A quote under an offer's token plan (`aiconn.planning.price_plan`): the period's fee and
+overage price at the versions in force at its start, the commitment in wallet units at the
+model class's exchange rate, and the overage to the micro-unit, hand-computed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiconn.planning import price_plan
+from aiconn.sla.offer import AIInferenceOfferSpec
+
+MAR, APR = datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 4, 1, tzinfo=UTC)
+
+
+def offer(mode: str = "PayPerUse", period: str = "1M") -> AIInferenceOfferSpec:
+    overage: dict[str, Any] = {"mode": mode}
+    if mode == "PayPerUse":
+        overage["pricePerMillionUnits"] = 1.234567
+    changes: list[dict[str, Any]] = [
+        {"version": 2, "effectiveFrom": "2027-04-01T00:00:00Z", "plan": {"feePerPeriod": 12.5}}
+    ]
+    if mode == "PayPerUse":
+        changes.append(
+            {
+                "version": 3,
+                "effectiveFrom": "2027-04-01T00:00:00Z",
+                "plan": {"overagePricePerMillionUnits": 2.5},
+            }
+        )
+    return AIInferenceOfferSpec.model_validate(
+        {
+            "modelClasses": [
+                {"name": "small", "models": [{"name": "tiny"}], "pricePerMillionTokens": 2},
+                {"name": "large", "models": [{"name": "big"}], "pricePerMillionTokens": 8},
+            ],
+            "priceChanges": changes,
+            "plan": {
+                "includedTokensPerPeriod": 10_000_000,
+                "period": period,
+                "feePerPeriod": 9.990001,
+                "exchangeRates": [{"modelClass": "large", "unitsPerMillionTokens": 4_000_000}],
+                "overage": overage,
+            },
+            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+            "allowedTiers": ["edge"],
+        }
+    )
+
+
+def test_a_pay_per_use_quote_charges_the_units_beyond_the_included_ones_half_even() -> None:
+    # 3,000,001 large tokens x 4,000,000 units/1M = 12,000,004 units; 2,000,004 beyond the
+    # 10,000,000 included; x 1.234567 / 1e6 = 2.469138938268 -> 2.469139 EUR (half-even).
+    mid_march = datetime(2027, 3, 17, 12, tzinfo=UTC)
+    quoted = price_plan(offer(), "large", 3_000_001, mid_march)
+    assert (quoted.period.start, quoted.period.end) == (MAR, APR)
+    assert (quoted.fee_per_period, quoted.fee_version) == (Decimal("9.990001"), 1)
+    assert (quoted.included_units, quoted.units_per_million_tokens) == (10_000_000, 4_000_000)
+    assert quoted.committed_units == 12_000_004
+    assert quoted.overage_mode == "PayPerUse"
+    assert (quoted.overage_price_per_million_units, quoted.overage_version) == (
+        Decimal("1.234567"),
+        1,
+    )
+    assert quoted.overage_units == 2_000_004
+    assert quoted.overage_charge == Decimal("2.469139")
+    # 9.990001 + 2.469139 = 12.459140
+    assert quoted.plan_charge == Decimal("12.459140")
+
+
+def test_the_versions_in_force_at_the_period_start_price_the_period() -> None:
+    # From April (versions 2 and 3): fee 12.5; 2,000,004 x 2.5 / 1e6 = 5.00001 EUR.
+    april = price_plan(offer(), "large", 3_000_001, APR)
+    assert (april.fee_per_period, april.fee_version) == (Decimal("12.500000"), 2)
+    assert (april.overage_price_per_million_units, april.overage_version) == (Decimal("2.5"), 3)
+    assert april.overage_charge == Decimal("5.000010")
+    assert april.plan_charge == Decimal("17.500010")
+    # The last minute of March is still March's period, at version 1.
+    march = price_plan(offer(), "large", 3_000_001, datetime(2027, 3, 31, 23, 59, tzinfo=UTC))
+    assert (march.fee_version, march.overage_version) == (1, 1)
+
+
+def test_a_class_without_a_rate_costs_a_unit_a_token_and_within_the_plan_nothing_more() -> None:
+    quoted = price_plan(offer(), "small", 10_000_000, MAR)
+    # Exactly the included units: no overage.
+    assert (quoted.units_per_million_tokens, quoted.committed_units) == (1_000_000, 10_000_000)
+    assert (quoted.overage_units, quoted.overage_charge) == (0, Decimal(0))
+    assert quoted.plan_charge == Decimal("9.990001")
+
+
+def test_hard_stop_refuses_the_overage_and_charges_nothing_for_it() -> None:
+    # 2,750,001 large tokens x 4 = 11,000,004 units; the 1,000,004 beyond 10,000,000 are
+    # refused (402), not charged; April's fee (version 2) is all the tenant pays.
+    quoted = price_plan(offer("HardStop"), "large", 2_750_001, APR)
+    assert quoted.committed_units == 11_000_004
+    assert quoted.overage_mode == "HardStop"
+    assert (quoted.overage_price_per_million_units, quoted.overage_version) == (None, None)
+    assert (quoted.overage_units, quoted.overage_charge) == (1_000_004, Decimal(0))
+    assert (quoted.fee_version, quoted.plan_charge) == (2, Decimal("12.500000"))
+
+
+def test_a_plan_period_that_is_not_a_month_gives_no_overage_for_a_monthly_commitment() -> None:
+    quoted = price_plan(offer(period="1w"), "small", 3_000_000, MAR)
+    assert quoted.period.end - quoted.period.start == timedelta(days=7)
+    assert (quoted.overage_units, quoted.overage_charge, quoted.plan_charge) == (None, None, None)
+    assert quoted.fee_per_period == Decimal("9.990001")
+
+
+def test_units_round_up_to_a_whole_unit() -> None:
+    # 1 large token x 4 units/token = 4 units; 1 token at 1.5 units/token would be 2.
+    assert price_plan(offer(), "large", 1, MAR).committed_units == 4
