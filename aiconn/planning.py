@@ -150,6 +150,8 @@ class PlanPrice:
     """What an SLA's committed tokens come to under its offer's token plan, for one plan period
     (`price_plan`)."""
 
+    duration: str
+    """The plan period's length (OpenSLO shorthand, e.g. 1M)."""
     period: Period
     """The plan period containing the quoted time; the fee and the overage price are those in
     force at its start, as its close charges them (`aiconn.sla.plans`)."""
@@ -205,6 +207,7 @@ def price_plan(
         if price is not None:
             charge = from_micros(to_micros(Decimal(overage) * price / 1_000_000))
     return PlanPrice(
+        duration=plan.period,
         period=period,
         fee_per_period=money(versions.fee_per_period),
         fee_version=versions.fee_version,

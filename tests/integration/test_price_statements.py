@@ -108,6 +108,55 @@ def offer(k8s: Any) -> Iterator[str]:
     custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
 
 
+@pytest.fixture
+def plan_offer(k8s: Any) -> Iterator[str]:
+    """An offer whose token plan is pay per use: 1,234,567 units included a month for 9.990001
+    EUR, overage at 1.234567 EUR per million units, 2.5 units per token of the class `small`;
+    from the start of the month after next the fee is 12.5 EUR and the overage price 2.5 EUR
+    (version 2), announced with more than the offer's 20 days of notice."""
+    name = f"plan-prices-{uuid.uuid4().hex[:8]}"
+    effective = months_ahead(2).start_iso
+    custom = client.CustomObjectsApi(k8s)
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "aiinferenceoffers",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AIInferenceOffer",
+            "metadata": {"name": name},
+            "spec": {
+                "modelClasses": [
+                    {
+                        "name": "small",
+                        "models": [{"name": "tiny-chat"}],
+                        "pricePerMillionTokens": 2.345,
+                    }
+                ],
+                "priceNoticeDays": 20,
+                "priceChanges": [
+                    {
+                        "version": 2,
+                        "effectiveFrom": effective,
+                        "plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 2.5},
+                    },
+                ],
+                "plan": {
+                    "includedTokensPerPeriod": INCLUDED,
+                    "period": "1M",
+                    "feePerPeriod": 9.990001,
+                    "exchangeRates": [{"modelClass": "small", "unitsPerMillionTokens": 2_500_000}],
+                    "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1.234567},
+                },
+                "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+                "allowedTiers": ["edge"],
+            },
+        },
+    )
+    yield name
+    custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
+
+
 def create_sla(k8s: Any, namespace: str, offer: str) -> None:
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         GROUP,
@@ -275,6 +324,24 @@ def test_a_quote_prices_a_month_and_its_credit_exposure_to_the_micro_unit(
     second = api.get(base, params={"at": months_ahead(2).start_iso}).json()
     assert (second["priceVersion"], second["pricePerMillionTokens"]) == (2, "3.5")
     assert (second["monthlyCharge"], second["maxMonthlyCredit"]) == ("4.320984", "1.296295")
+    # The offer's plan is the default one: HardStop, no fee, a unit per token; the commitment
+    # is the included units, so nothing is beyond them.
+    assert (second["planPeriod"], second["planFeePerPeriod"], second["planFeeVersion"]) == (
+        "1M",
+        "0.000000",
+        1,
+    )
+    assert (second["includedUnitsPerPeriod"], second["unitsPerMillionTokens"]) == (
+        INCLUDED,
+        1_000_000,
+    )
+    assert (second["monthlyUnits"], second["overageMode"]) == (INCLUDED, "HardStop")
+    assert (second["overagePricePerMillionUnits"], second["overagePriceVersion"]) == (None, None)
+    assert (second["overageUnits"], second["overageCharge"], second["planCharge"]) == (
+        0,
+        "0",
+        "0.000000",
+    )
     naive = api.get(base, params={"at": "2027-01-01T00:00:00"})
     assert naive.status_code == 422
     assert "'at'" in naive.json()["detail"]
@@ -312,3 +379,47 @@ def test_the_wallet_shows_balance_burn_and_a_hand_computed_exhaustion_date(
     fleet = api.get("/v1/fleet/wallets", headers={"Authorization": f"Bearer {NOC_TOKEN}"}).json()
     mine = [w for w in fleet["wallets"] if w["tenant"] == tenant]
     assert mine == [found]
+
+
+def test_a_quote_under_a_pay_per_use_plan_prices_the_fee_and_overage_at_their_versions(
+    k8s: Any, namespace: str, plan_offer: str, api: TestClient
+) -> None:
+    create_sla(k8s, namespace, plan_offer)
+    base = f"/v1/namespaces/{namespace}/slas/chat/quote"
+    before, after = months_ahead(1), months_ahead(2)
+    # The commitment (the included 1,234,567 tokens) at 2.5 units a token: 3,086,417.5 ->
+    # 3,086,418 units (rounded up), 1,851,851 beyond the 1,234,567 included.
+    # Version 1: 1,851,851 x 1.234567 / 1e6 = 2.286234133517 -> 2.286234 EUR;
+    # with the fee: 9.990001 + 2.286234 = 12.276235 EUR.
+    first = api.get(base, params={"at": before.start_iso}).json()
+    assert (first["planPeriodStart"], first["planPeriodEnd"]) == (
+        before.start_iso,
+        before.end_iso,
+    )
+    assert (first["planFeePerPeriod"], first["planFeeVersion"]) == ("9.990001", 1)
+    assert (first["includedUnitsPerPeriod"], first["unitsPerMillionTokens"]) == (
+        INCLUDED,
+        2_500_000,
+    )
+    assert (first["monthlyTokens"], first["monthlyUnits"]) == (INCLUDED, 3_086_418)
+    assert first["overageMode"] == "PayPerUse"
+    assert (first["overagePricePerMillionUnits"], first["overagePriceVersion"]) == ("1.234567", 1)
+    assert (first["overageUnits"], first["overageCharge"]) == (1_851_851, "2.286234")
+    assert first["planCharge"] == "12.276235"
+    # The usage price is unchanged by the plan: 1,234,567 x 2.345 / 1e6 -> 2.895060 EUR.
+    assert (first["priceVersion"], first["monthlyCharge"]) == (1, "2.895060")
+    # The last minute before the change is still version 1's period.
+    last = api.get(base, params={"at": (after.start - timedelta(minutes=1)).isoformat()}).json()
+    assert (last["planFeeVersion"], last["overagePriceVersion"], last["planCharge"]) == (
+        1,
+        1,
+        "12.276235",
+    )
+    # From effectiveFrom: fee 12.5 EUR (version 2); 1,851,851 x 2.5 / 1e6 = 4.6296275 -> 4.629628
+    # EUR (half-even: the tie goes to the even 8); 12.5 + 4.629628 = 17.129628 EUR.
+    second = api.get(base, params={"at": after.start_iso}).json()
+    assert (second["planFeePerPeriod"], second["planFeeVersion"]) == ("12.500000", 2)
+    assert (second["overagePricePerMillionUnits"], second["overagePriceVersion"]) == ("2.5", 2)
+    assert (second["overageUnits"], second["overageCharge"]) == (1_851_851, "4.629628")
+    assert second["planCharge"] == "17.129628"
+    assert second["priceVersion"] == 1

@@ -18,17 +18,15 @@ def offer(mode: str = "PayPerUse", period: str = "1M") -> AIInferenceOfferSpec:
     overage: dict[str, Any] = {"mode": mode}
     if mode == "PayPerUse":
         overage["pricePerMillionUnits"] = 1.234567
-    changes: list[dict[str, Any]] = [
-        {"version": 2, "effectiveFrom": "2027-04-01T00:00:00Z", "plan": {"feePerPeriod": 12.5}}
-    ]
+    # Version 2 from April: the fee, and the overage price where there is one; version 3 from
+    # mid-April: a fee that no period starting in April is charged at.
+    prices: dict[str, Any] = {"feePerPeriod": 12.5}
     if mode == "PayPerUse":
-        changes.append(
-            {
-                "version": 3,
-                "effectiveFrom": "2027-04-01T00:00:00Z",
-                "plan": {"overagePricePerMillionUnits": 2.5},
-            }
-        )
+        prices["overagePricePerMillionUnits"] = 2.5
+    changes: list[dict[str, Any]] = [
+        {"version": 2, "effectiveFrom": "2027-04-01T00:00:00Z", "plan": prices},
+        {"version": 3, "effectiveFrom": "2027-04-15T00:00:00Z", "plan": {"feePerPeriod": 99}},
+    ]
     return AIInferenceOfferSpec.model_validate(
         {
             "modelClasses": [
@@ -70,12 +68,22 @@ def test_a_pay_per_use_quote_charges_the_units_beyond_the_included_ones_half_eve
 
 
 def test_the_versions_in_force_at_the_period_start_price_the_period() -> None:
-    # From April (versions 2 and 3): fee 12.5; 2,000,004 x 2.5 / 1e6 = 5.00001 EUR.
+    # From April (version 2): fee 12.5; 2,000,004 x 2.5 / 1e6 = 5.00001 EUR.
     april = price_plan(offer(), "large", 3_000_001, APR)
     assert (april.fee_per_period, april.fee_version) == (Decimal("12.500000"), 2)
-    assert (april.overage_price_per_million_units, april.overage_version) == (Decimal("2.5"), 3)
+    assert (april.overage_price_per_million_units, april.overage_version) == (Decimal("2.5"), 2)
     assert april.overage_charge == Decimal("5.000010")
     assert april.plan_charge == Decimal("17.500010")
+    # Version 3 takes effect mid-April: April's period started at version 2 and its close
+    # charges version 2, so a quote inside April says so; May's period is version 3's.
+    late_april = price_plan(offer(), "large", 3_000_001, datetime(2027, 4, 20, tzinfo=UTC))
+    assert (late_april.fee_version, late_april.fee_per_period) == (2, Decimal("12.500000"))
+    may = price_plan(offer(), "large", 3_000_001, datetime(2027, 5, 1, tzinfo=UTC))
+    assert (may.fee_version, may.fee_per_period, may.overage_version) == (
+        3,
+        Decimal("99.000000"),
+        2,
+    )
     # The last minute of March is still March's period, at version 1.
     march = price_plan(offer(), "large", 3_000_001, datetime(2027, 3, 31, 23, 59, tzinfo=UTC))
     assert (march.fee_version, march.overage_version) == (1, 1)
@@ -108,5 +116,8 @@ def test_a_plan_period_that_is_not_a_month_gives_no_overage_for_a_monthly_commit
 
 
 def test_units_round_up_to_a_whole_unit() -> None:
-    # 1 large token x 4 units/token = 4 units; 1 token at 1.5 units/token would be 2.
-    assert price_plan(offer(), "large", 1, MAR).committed_units == 4
+    # 1,000,001 large tokens at 1,500,000 units/1M = 1,500,001.5 units -> 1,500,002 (up).
+    spec = offer()
+    rates = [spec.plan.exchange_rates[0].model_copy(update={"units_per_million_tokens": 1_500_000})]
+    spec = spec.model_copy(update={"plan": spec.plan.model_copy(update={"exchange_rates": rates})})
+    assert price_plan(spec, "large", 1_000_001, MAR).committed_units == 1_500_002

@@ -179,13 +179,14 @@ def quote(
         monthly_charge=month.monthly_charge,
         max_credit_percent=month.max_credit_percent,
         max_monthly_credit=month.max_credit,
-        **({} if planned is None else _plan_fields(offer.plan.period, planned)),
+        **({} if planned is None else _plan_fields(planned)),
     )
 
 
-def _plan_fields(period: str, planned: PlanPrice) -> dict[str, Any]:
+def _plan_fields(planned: PlanPrice) -> dict[str, Any]:
+    """The quote's token-plan fields (unset for an SLA without an offer)."""
     return {
-        "plan_period": period,
+        "plan_period": planned.duration,
         "plan_period_start": planned.period.start,
         "plan_period_end": planned.period.end,
         "plan_fee_per_period": planned.fee_per_period,
