@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from aiconn.sla.verify import LedgerFigures
 
 
@@ -103,6 +105,16 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aware_time(text: str) -> datetime:
+    """An RFC 3339 time with its zone, in UTC (argparse names the option on a ValueError)."""
+    from datetime import UTC, datetime
+
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"give a time zone, e.g. 2027-01-01T00:00:00Z, got {text!r}")
+    return parsed.astimezone(UTC)
+
+
 def _plan(args: argparse.Namespace) -> int:
     import json
 
@@ -116,7 +128,30 @@ def _plan(args: argparse.Namespace) -> int:
         for field, reason in err.problems:
             print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
         return 2
-    report = planning.plan_sla(name, spec, tiers)
+    priced = None
+    if args.offer:
+        from datetime import UTC, datetime
+
+        from aiconn.sla.offer import OfferViolation, effective_spec
+
+        at = datetime.now(UTC) if args.at is None else args.at
+        if spec.offer is None:
+            print(f"aiconn plan: {args.file}: spec.offer: required with --offer", file=sys.stderr)
+            return 2
+        try:
+            offer = planning.load_offer(Path(args.offer), spec.offer)
+            spec = effective_spec(spec, offer, at=at)
+        except planning.ManifestError as err:
+            for field, reason in err.problems:
+                print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
+            return 2
+        except OfferViolation as err:
+            print(f"aiconn plan: {args.file}: {err}", file=sys.stderr)
+            return 2
+        found = offer.model_class(spec.model.name)
+        assert found is not None  # effective_spec refuses a model outside the catalogue
+        priced = planning.price_plan(offer, found[0].name, spec.tokens.monthly_commitment, at)
+    report = planning.plan_sla(name, spec, tiers, plan_price=priced)
     if args.output == "json":
         print(json.dumps(planning.to_json(report), indent=2))
     else:
@@ -228,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("file", help="an AIInferenceSLA manifest")
     plan.add_argument("--tiers", help="InferenceTier manifests to plan on (default: shipped)")
     plan.add_argument("--output", choices=["text", "json"], default="text")
+    plan.add_argument(
+        "--offer",
+        help="the AIInferenceOffer manifest the SLA buys under: its terms, prices and token plan",
+    )
+    plan.add_argument(
+        "--at",
+        type=_aware_time,
+        help="with --offer: when the month starts (RFC 3339 with a time zone; default now)",
+    )
     plan.set_defaults(func=_plan)
 
     export = sub.add_parser(

@@ -28,7 +28,7 @@ from aiconn.inference.throughput import ReplicaThroughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.sla.credits import from_micros, money, to_micros, usage_charge
 from aiconn.sla.ledger import units
-from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer
 from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.spec import AIInferenceSLASpec
 
@@ -59,6 +59,8 @@ class Plan:
     monthly_cost: Decimal | None
     """monthlyCommitment tokens at the chosen tier's price; None when unplaced or in another
     currency."""
+    plan_price: PlanPrice | None = None
+    """The offer's token plan for the commitment (`price_plan`); None without an offer."""
 
     @property
     def max_credit(self) -> Decimal:
@@ -96,6 +98,32 @@ def load_sla(path: Path) -> tuple[str, AIInferenceSLASpec]:
     except ValidationError as err:
         raise ManifestError(path, _validation_problems("spec", err)) from err
     return str(name), spec
+
+
+def load_offer(path: Path, name: str) -> AIInferenceOfferSpec:
+    """The admitted spec of the AIInferenceOffer called `name` in `path` (price changes
+    announced with too short a notice against its creationTimestamp left out, as the operator
+    leaves them out)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    except OSError as err:
+        raise ManifestError(path, [("file", err.strerror or str(err))]) from err
+    except yaml.YAMLError as err:
+        raise ManifestError(path, [("yaml", _yaml_reason(err))]) from err
+    found = [
+        d
+        for d in docs
+        if d.get("kind") == "AIInferenceOffer"
+        and isinstance(d.get("metadata"), dict)
+        and d["metadata"].get("name") == name
+    ]
+    if len(found) != 1:
+        reason = f"expected one AIInferenceOffer named {name!r} (the SLA's spec.offer)"
+        raise ManifestError(path, [("document", f"{reason}, found {len(found)}")])
+    try:
+        return admitted_offer(found[0])
+    except ValidationError as err:
+        raise ManifestError(path, _validation_problems("spec", err)) from err
 
 
 def load_tiers(path: Path) -> dict[str, InferenceTierSpec]:
@@ -203,7 +231,7 @@ def price_plan(
     overage = charge = None
     if (monthly.count, monthly.unit) == (1, "M"):
         overage = max(0, committed - plan.included_tokens_per_period)
-        charge = Decimal(0)
+        charge = money(0)
         if price is not None:
             charge = from_micros(to_micros(Decimal(overage) * price / 1_000_000))
     return PlanPrice(
@@ -222,8 +250,14 @@ def price_plan(
     )
 
 
-def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec]) -> Plan:
-    """Place the SLA on `tiers` and price the month."""
+def plan_sla(
+    name: str,
+    spec: AIInferenceSLASpec,
+    tiers: Mapping[str, InferenceTierSpec],
+    *,
+    plan_price: PlanPrice | None = None,
+) -> Plan:
+    """Place the SLA on `tiers` and price the month (`plan_price`: under its offer's plan)."""
     decision = plan(spec, tiers)
     tokens = spec.tokens
     month = price_month(spec)
@@ -237,6 +271,7 @@ def plan_sla(name: str, spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceT
         monthly_charge=month.monthly_charge,
         max_credit_percent=month.max_credit_percent,
         monthly_cost=cost,
+        plan_price=plan_price,
     )
 
 
@@ -307,9 +342,57 @@ def render_text(report: Plan) -> str:
         f" ({_percent(report.max_credit_percent)} % of charges,"
         f" capPercent {spec.credits.cap_percent:g})"
     )
+    if report.plan_price is not None:
+        lines += _plan_lines(report.plan_price, cur)
     lines.append("  rejected:" if decision.rejected else "  rejected:        none")
     lines += [f"    {reason}" for _, reason in decision.rejected]
     return "\n".join(lines) + "\n"
+
+
+def _plan_lines(priced: PlanPrice, cur: str) -> list[str]:
+    lines = [
+        f"  plan period:     {priced.period.start_iso} to {priced.period.end_iso}"
+        f" ({priced.duration}): fee {priced.fee_per_period} {cur}"
+        f" (price version {priced.fee_version})",
+        f"  plan units:      {priced.committed_units:,} units for the commitment"
+        f" ({priced.units_per_million_tokens:,} units/1M tokens),"
+        f" {priced.included_units:,} included",
+    ]
+    over = f"  overage:         {priced.overage_mode}"
+    if priced.overage_price_per_million_units is not None:
+        over += (
+            f" at {priced.overage_price_per_million_units} {cur}/1M units"
+            f" (price version {priced.overage_version})"
+        )
+    if priced.overage_units is not None:
+        over += f"; {priced.overage_units:,} units beyond: {priced.overage_charge} {cur}"
+        over += f"; plan charge {priced.plan_charge} {cur}"
+    return [*lines, over]
+
+
+def _plan_json(priced: PlanPrice | None) -> dict[str, Any] | None:
+    if priced is None:
+        return None
+
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "period": priced.duration,
+        "periodStart": priced.period.start_iso,
+        "periodEnd": priced.period.end_iso,
+        "feePerPeriod": str(priced.fee_per_period),
+        "feeVersion": priced.fee_version,
+        "includedUnitsPerPeriod": priced.included_units,
+        "unitsPerMillionTokens": priced.units_per_million_tokens,
+        "monthlyUnits": priced.committed_units,
+        "overageMode": priced.overage_mode,
+        "overagePricePerMillionUnits": text(priced.overage_price_per_million_units),
+        "overagePriceVersion": priced.overage_version,
+        "overageUnits": priced.overage_units,
+        "overageCharge": text(priced.overage_charge),
+        "planCharge": text(priced.plan_charge),
+    }
 
 
 def _sizing_lines(report: Plan) -> list[str]:
@@ -417,5 +500,6 @@ def to_json(report: Plan) -> dict[str, Any]:
         "monthlyTierCost": None if report.monthly_cost is None else str(report.monthly_cost),
         "maxCreditPercent": _percent(report.max_credit_percent),
         "maxMonthlyCredit": str(report.max_credit),
+        "plan": _plan_json(report.plan_price),
         "rejected": [{"tier": tier, "reason": reason} for tier, reason in decision.rejected],
     }

@@ -339,7 +339,7 @@ def test_a_quote_prices_a_month_and_its_credit_exposure_to_the_micro_unit(
     assert (second["overagePricePerMillionUnits"], second["overagePriceVersion"]) == (None, None)
     assert (second["overageUnits"], second["overageCharge"], second["planCharge"]) == (
         0,
-        "0",
+        "0.000000",
         "0.000000",
     )
     naive = api.get(base, params={"at": "2027-01-01T00:00:00"})

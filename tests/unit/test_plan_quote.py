@@ -1,13 +1,19 @@
-"""A quote under an offer's token plan (`aiconn.planning.price_plan`): the period's fee and
-overage price at the versions in force at its start, the commitment in wallet units at the
-model class's exchange rate, and the overage to the micro-unit, hand-computed."""
+"""A quote under an offer's token plan (`aiconn.planning.price_plan`, shared by the API's quote
+and `aiconn plan --offer`): the period's fee and overage price at the versions in force at its
+start, the commitment in wallet units at the model class's exchange rate, and the overage to the
+micro-unit, hand-computed."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from aiconn.cli import main
 from aiconn.planning import price_plan
 from aiconn.sla.offer import AIInferenceOfferSpec
 
@@ -121,3 +127,103 @@ def test_units_round_up_to_a_whole_unit() -> None:
     rates = [spec.plan.exchange_rates[0].model_copy(update={"units_per_million_tokens": 1_500_000})]
     spec = spec.model_copy(update={"plan": spec.plan.model_copy(update={"exchange_rates": rates})})
     assert price_plan(spec, "large", 1_000_001, MAR).committed_units == 1_500_002
+
+
+EDGE_SLA = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "sla-edge-urllc.yaml"
+BUNDLE = """
+apiVersion: aiconn.io/v1alpha1
+kind: AIInferenceOffer
+metadata: {name: other}
+spec:
+  modelClasses: [{name: standard, pricePerMillionTokens: 1, models: [{name: x}]}]
+  plan: {includedTokensPerPeriod: 1}
+  sliceProfiles: [{name: embb, sst: 1, fiveQI: 9}]
+  allowedTiers: [edge]
+---
+apiVersion: aiconn.io/v1alpha1
+kind: AIInferenceOffer
+metadata: {name: 5g-enterprise-bundle, creationTimestamp: "2027-01-01T00:00:00Z"}
+spec:
+  currency: EUR
+  modelClasses:
+    - {name: standard, pricePerMillionTokens: 0.9, models: [{name: llama-3-8b-instruct}]}
+  priceNoticeDays: 30
+  priceChanges:
+    - version: 2
+      effectiveFrom: "2027-04-01T00:00:00Z"
+      plan: {feePerPeriod: 59.99, overagePricePerMillionUnits: 0.5}
+  plan:
+    includedTokensPerPeriod: 200000000
+    period: 1M
+    feePerPeriod: 49.99
+    exchangeRates: [{modelClass: standard, unitsPerMillionTokens: 1250000}]
+    overage: {mode: PayPerUse, pricePerMillionUnits: 0.33333325}
+  sliceProfiles: [{name: urllc-factory, sst: 2, sd: "0000A1", fiveQI: 82}]
+  allowedTiers: [edge, regional]
+"""
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    assert main(["plan", "--output", "json", *args]) == 0
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def test_aiconn_plan_with_the_offer_prints_the_plan_at_the_versions_in_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(BUNDLE)
+    args = [str(EDGE_SLA), "--offer", str(offers), "--at"]
+    # The commitment is the offer's 200,000,000 tokens: at 1.25 units a token 250,000,000 units,
+    # 50,000,000 beyond the included 200,000,000; x 0.33333325 / 1e6 = 16.6666625 -> 16.666662
+    # EUR (half-even: the tie goes to the even 2); with the fee 49.99 + 16.666662 = 66.656662.
+    march = plan_json(capsys, *args, "2027-03-01T00:00:00Z")
+    assert (march["monthlyTokens"], march["monthlyCharge"]) == (200_000_000, "180.000000")
+    assert march["plan"] == {
+        "period": "1M",
+        "periodStart": "2027-03-01T00:00:00Z",
+        "periodEnd": "2027-04-01T00:00:00Z",
+        "feePerPeriod": "49.990000",
+        "feeVersion": 1,
+        "includedUnitsPerPeriod": 200_000_000,
+        "unitsPerMillionTokens": 1_250_000,
+        "monthlyUnits": 250_000_000,
+        "overageMode": "PayPerUse",
+        "overagePricePerMillionUnits": "0.33333325",
+        "overagePriceVersion": 1,
+        "overageUnits": 50_000_000,
+        "overageCharge": "16.666662",
+        "planCharge": "66.656662",
+    }
+    # From April (version 2): 50,000,000 x 0.5 / 1e6 = 25; 59.99 + 25 = 84.99 EUR.
+    april = plan_json(capsys, *args, "2027-04-01T00:00:00+02:00")  # 2027-03-31T22:00Z: March
+    assert april["plan"]["feeVersion"] == 1
+    april = plan_json(capsys, *args, "2027-04-01T00:00:00Z")["plan"]
+    assert (april["feePerPeriod"], april["feeVersion"], april["overagePriceVersion"]) == (
+        "59.990000",
+        2,
+        2,
+    )
+    assert (april["overageCharge"], april["planCharge"]) == ("25.000000", "84.990000")
+    assert main(["plan", *args, "2027-04-01T00:00:00Z"]) == 0
+    text = capsys.readouterr().out
+    assert "fee 59.990000 EUR (price version 2)" in text
+    assert "overage:         PayPerUse at 0.5 EUR/1M units (price version 2)" in text
+    assert "50,000,000 units beyond: 25.000000 EUR; plan charge 84.990000 EUR" in text
+    # Without --offer the plan is not known.
+    assert plan_json(capsys, str(EDGE_SLA))["plan"] is None
+
+
+def test_aiconn_plan_names_a_missing_offer_and_a_time_without_a_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(BUNDLE.split("---")[0])
+    assert main(["plan", str(EDGE_SLA), "--offer", str(offers)]) == 2
+    err = capsys.readouterr().err
+    assert "expected one AIInferenceOffer named '5g-enterprise-bundle'" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", str(EDGE_SLA), "--offer", str(offers), "--at", "2027-03-01T00:00:00"])
+    assert exited.value.code == 2
+    assert "--at" in capsys.readouterr().err
