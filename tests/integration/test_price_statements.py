@@ -60,12 +60,18 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
     opened.close()
 
 
-@pytest.fixture
-def offer(k8s: Any) -> Iterator[str]:
-    """An offer at 2.345 EUR per million tokens whose version 2 (3.5 EUR) takes effect at the
-    start of the month after next: at least 28 days ahead, more than its 20 days of notice."""
-    name = f"prices-{uuid.uuid4().hex[:8]}"
+def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
+    """The offer `name` on the API server: one model class `small` (tiny-chat at 2.345 EUR per
+    million tokens), 20 days of price notice, the edge tier, plus `spec`; deleted afterwards."""
     custom = client.CustomObjectsApi(k8s)
+    body = {
+        "modelClasses": [
+            {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2.345}
+        ],
+        "priceNoticeDays": 20,
+        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+        "allowedTiers": ["edge"],
+    }
     custom.create_cluster_custom_object(
         GROUP,
         VERSION,
@@ -74,38 +80,39 @@ def offer(k8s: Any) -> Iterator[str]:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "AIInferenceOffer",
             "metadata": {"name": name},
-            "spec": {
-                "modelClasses": [
-                    {
-                        "name": "small",
-                        "models": [{"name": "tiny-chat"}],
-                        "pricePerMillionTokens": 2.345,
-                    }
-                ],
-                "priceNoticeDays": 20,
-                "priceChanges": [
-                    {
-                        "version": 2,
-                        "effectiveFrom": months_ahead(2).start_iso,
-                        "prices": [{"modelClass": "small", "pricePerMillionTokens": 3.5}],
-                    }
-                ],
-                "plan": {"includedTokensPerPeriod": INCLUDED, "period": "1M"},
-                "credits": {
-                    "availability": [
-                        {"belowPercent": 99.9, "creditPercent": 10},
-                        {"belowPercent": 99.0, "creditPercent": 25},
-                    ],
-                    "latency": [{"belowPercent": 95, "creditPercent": 10}],
-                    "capPercent": 30,
-                },
-                "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-                "allowedTiers": ["edge"],
-            },
+            "spec": body | spec,
         },
     )
     yield name
     custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
+
+
+@pytest.fixture
+def offer(k8s: Any) -> Iterator[str]:
+    """An offer at 2.345 EUR per million tokens whose version 2 (3.5 EUR) takes effect at the
+    start of the month after next: at least 28 days ahead, more than its 20 days of notice."""
+    yield from offer_applied(
+        k8s,
+        f"prices-{uuid.uuid4().hex[:8]}",
+        {
+            "priceChanges": [
+                {
+                    "version": 2,
+                    "effectiveFrom": months_ahead(2).start_iso,
+                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3.5}],
+                }
+            ],
+            "plan": {"includedTokensPerPeriod": INCLUDED, "period": "1M"},
+            "credits": {
+                "availability": [
+                    {"belowPercent": 99.9, "creditPercent": 10},
+                    {"belowPercent": 99.0, "creditPercent": 25},
+                ],
+                "latency": [{"belowPercent": 95, "creditPercent": 10}],
+                "capPercent": 30,
+            },
+        },
+    )
 
 
 @pytest.fixture
@@ -114,47 +121,26 @@ def plan_offer(k8s: Any) -> Iterator[str]:
     EUR, overage at 1.234567 EUR per million units, 2.5 units per token of the class `small`;
     from the start of the month after next the fee is 12.5 EUR and the overage price 2.5 EUR
     (version 2), announced with more than the offer's 20 days of notice."""
-    name = f"plan-prices-{uuid.uuid4().hex[:8]}"
-    effective = months_ahead(2).start_iso
-    custom = client.CustomObjectsApi(k8s)
-    custom.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "aiinferenceoffers",
+    yield from offer_applied(
+        k8s,
+        f"plan-prices-{uuid.uuid4().hex[:8]}",
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AIInferenceOffer",
-            "metadata": {"name": name},
-            "spec": {
-                "modelClasses": [
-                    {
-                        "name": "small",
-                        "models": [{"name": "tiny-chat"}],
-                        "pricePerMillionTokens": 2.345,
-                    }
-                ],
-                "priceNoticeDays": 20,
-                "priceChanges": [
-                    {
-                        "version": 2,
-                        "effectiveFrom": effective,
-                        "plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 2.5},
-                    },
-                ],
-                "plan": {
-                    "includedTokensPerPeriod": INCLUDED,
-                    "period": "1M",
-                    "feePerPeriod": 9.990001,
-                    "exchangeRates": [{"modelClass": "small", "unitsPerMillionTokens": 2_500_000}],
-                    "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1.234567},
+            "priceChanges": [
+                {
+                    "version": 2,
+                    "effectiveFrom": months_ahead(2).start_iso,
+                    "plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 2.5},
                 },
-                "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-                "allowedTiers": ["edge"],
+            ],
+            "plan": {
+                "includedTokensPerPeriod": INCLUDED,
+                "period": "1M",
+                "feePerPeriod": 9.990001,
+                "exchangeRates": [{"modelClass": "small", "unitsPerMillionTokens": 2_500_000}],
+                "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1.234567},
             },
         },
     )
-    yield name
-    custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
 
 
 def create_sla(k8s: Any, namespace: str, offer: str) -> None:
