@@ -35,9 +35,17 @@ NONROOT = 65532
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster with one real node, the sandbox and aiconn images imported into it."""
+    yield from real_node_cluster(tmp_path_factory)
+
+
+def real_node_cluster(
+    tmp_path_factory: pytest.TempPathFactory, *, vllm: bool = False
+) -> Iterator[Cluster]:
+    """A cluster with one real node, the sandbox and aiconn images (and vLLM's, if asked)
+    imported into it; stopped afterwards, the real node's kubelet among what was stopped."""
     started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"), real_node=True)
     try:
-        started.start(crds=CRDS, node_images=node_images(aiconn=True))
+        started.start(crds=CRDS, node_images=node_images(aiconn=True, vllm=vllm))
         yield started
     finally:
         stopped = started.stop()

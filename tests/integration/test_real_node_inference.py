@@ -30,7 +30,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aiconn.contracts.gateway_pod import VLLM_HOST, VLLM_PORT
 from aiconn.devstack.cluster import Cluster
-from aiconn.devstack.images import node_images
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_NAME
 from aiconn.devstack.pki import write_serving_tls
@@ -38,7 +37,7 @@ from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.sla import metricnames as mn
 from tests.helpers import eventually
-from tests.integration.test_cluster_real_node import process_of
+from tests.integration.test_cluster_real_node import process_of, real_node_cluster
 from tests.integration.test_manifests import MONITORING_CRDS, render
 
 # Minutes of it are vLLM starting on a loaded 2-core machine: above the suite's 900 s default.
@@ -61,13 +60,7 @@ MODEL = "llama-3-8b-instruct"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster with one real node and the sandbox, aiconn and vLLM images imported into it."""
-    started = Cluster(state_dir=tmp_path_factory.mktemp("cluster"), real_node=True)
-    try:
-        started.start(crds=CRDS, node_images=node_images(aiconn=True, vllm=True))
-        yield started
-    finally:
-        stopped = started.stop()
-        assert "kubelet" in stopped, stopped
+    yield from real_node_cluster(tmp_path_factory, vllm=True)
 
 
 @pytest.fixture(scope="module")
