@@ -24,7 +24,7 @@ from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.operator import scheduling, state
-from aiconn.operator.conditions import condition
+from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
     EventLimiter,
@@ -124,7 +124,8 @@ def _post(body: Any, event: Event, said: list[Any]) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
 
 
-async def _write(outcome: Outcome, body: Any) -> None:
+async def _write(outcome: Outcome, body: Any) -> dict[str, Any]:
+    """Post the outcome's Events and write its status; returns the SLA as written."""
     meta, status = body["metadata"], body.get("status") or {}
     said = list(status.get("conditions") or [])
     for event in outcome.events:
@@ -135,14 +136,27 @@ async def _write(outcome: Outcome, body: Any) -> None:
         "metadata": {"resourceVersion": meta.get("resourceVersion")},
         "status": {"conditions": list(status.get("conditions") or [])},
     }
-    await state.kube().update_status(
+    return await state.kube().update_status(
         "AIInferenceSLA",
         meta["name"],
         meta["namespace"],
-        fields=outcome.status,
+        fields=_with_display(body, outcome),
         conditions=outcome.conditions,
         current=seen,
     )
+
+
+def _with_display(body: Any, outcome: Outcome) -> dict[str, Any]:
+    """The outcome's status fields plus the summary (and serving phase) `sla_seen` would write
+    after them, in the same patch: one status write per reconcile, not two."""
+    status = dict(body.get("status") or {})
+    after = {
+        **status,
+        **outcome.status,
+        "conditions": merge(status.get("conditions") or [], outcome.conditions),
+    }
+    display = display_update({"spec": body.get("spec") or {}, "status": after}) or {}
+    return {**outcome.status, **display}
 
 
 async def _reconcile(
@@ -153,10 +167,11 @@ async def _reconcile(
     meta = body["metadata"]
     try:
         outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
-        await _write(outcome, body)
+        written = await _write(outcome, body)
         # A child may have become ready between its apply and the status write, and its watch
-        # event found no status to refresh: look once more now that the status is there.
-        await refresh_readiness(state.kube(), meta["namespace"], meta["name"])
+        # event found no status to refresh: look once more now that the status is there (at
+        # the children; the SLA is the one just written).
+        await refresh_readiness(state.kube(), meta["namespace"], meta["name"], sla=written)
     except Exception as err:
         message = describe(err)
         terminating = isinstance(err, ApiException) and _namespace_terminating(err)
@@ -292,11 +307,11 @@ def _namespace_terminating(err: ApiException) -> bool:
     return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
-async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
+async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: Any = None) -> None:
     for ref in meta.get("ownerReferences", []):
         if ref.get("kind") == "AIInferenceSLA" and namespace:
             try:
-                await refresh_readiness(state.kube(), namespace, ref["name"])
+                await refresh_readiness(state.kube(), namespace, ref["name"], deployment=deployment)
             except ApiException as err:
                 if err.status != 404 and not _namespace_terminating(err):
                     raise
@@ -305,8 +320,11 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
 # Watch events, not field handlers: Kopf's diff-base leaves status out, so a handler on a status
 # field never fires. Each event re-reads the owner and writes only when something changed.
 @kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})
-async def deployment_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
-    await _refresh_owner(namespace, meta)
+async def deployment_seen(
+    namespace: str | None, meta: kopf.Meta, body: kopf.Body, type: str | None, **_: Any
+) -> None:
+    # The Deployment as this event has it: no need to read it back.
+    await _refresh_owner(namespace, meta, deployment=None if type == "DELETED" else body)
 
 
 # A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.
