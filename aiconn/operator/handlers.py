@@ -56,7 +56,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # "Handler failed" Warning per retry and two "succeeded" Events per change.
     settings.posting.level = logging.CRITICAL + 1
     settings.watching.server_timeout = 300
-    settings.queueing.worker_limit = 64
+    # No cap on the per-object workers: Kopf keeps an object's worker for `idle_timeout` (5 s)
+    # after its last event, and a new object's first event waits for a free worker, so a cap of
+    # 64 let a burst of SLAs (or of their pods) through at about 64 objects per 5 s.
+    settings.queueing.worker_limit = None
     settings.execution.max_workers = 16
     state.open_runtime()
 
@@ -81,8 +84,9 @@ async def close(**_: Any) -> None:
     await state.close_runtime()
 
 
+# Index functions are coroutines: Kopf runs plain functions in a thread, on every event.
 @kopf.index(GROUP, VERSION, "inferencetiers")
-def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
+async def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
     try:
         return {name: InferenceTierSpec.model_validate(dict(spec))}
     except ValueError as err:
@@ -91,7 +95,7 @@ def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierS
 
 
 @kopf.index(GROUP, VERSION, "aiinferenceslas")
-def sla_tier_index(
+async def sla_tier_index(
     namespace: str, name: str, status: kopf.Status, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
     """SLAs by the tier they are placed on (None: not placed), for re-planning on tier edits."""
@@ -99,7 +103,7 @@ def sla_tier_index(
 
 
 @kopf.index(GROUP, VERSION, "aiinferenceslas")
-def sla_offer_index(
+async def sla_offer_index(
     namespace: str, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
     """SLAs by the offer they name, for re-applying an offer's terms when the offer changes."""
