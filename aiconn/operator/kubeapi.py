@@ -183,10 +183,13 @@ class KubeApi:
         return True
 
     async def get(
-        self, kind: str, name: str, namespace: str | None = None
+        self, kind: str, name: str, namespace: str | None = None, *, shared: bool = False
     ) -> dict[str, Any] | None:
+        """The object, None when absent; `shared` reads through `fresh_get` (the caller must
+        not modify the answer)."""
+        path = KINDS[kind].path(namespace, name)
         try:
-            return await self.call("GET", KINDS[kind].path(namespace, name))
+            return await (self.fresh_get(path) if shared else self.call("GET", path))
         except ApiException as err:
             if err.status == 404:
                 return None
