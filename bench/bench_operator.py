@@ -9,7 +9,8 @@ runs the operator as a separate process (`aiconn operator`), so its peak RSS (Vm
 time are its own. The SLAs are the three samples, one third each, with one replica of one GPU,
 so that the tiers' sites need few simulated nodes: the edge sample (8B, DE) lands on edge, the
 regional sample with an 8B model its offer sells, kept in France, on regional (edge serves EU
-and DE; the cloud's RTT is over its budget), the cloud sample with an 8B model on cloud. The
+and DE; the cloud's RTT is over its budget), the cloud sample with an 8B model (at its offer's
+price for that class: the sample's 405B price is refused) on cloud. The
 operator places its SLAs on each tier's first site (the first with room: it is sized for all of
 them); the plain client pins the same specs to each tier's second site, so neither run's pods
 take the other's GPUs.
@@ -51,6 +52,7 @@ from aiconn.devstack.processes import wait_until
 from aiconn.devstack.tiernodes import SIMULATED_LABEL, simulated_node
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
+from aiconn.operator.offers import resolve
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.slices.kubernetes import network_policy, pod_attachment, priority_class
 from aiconn.slices.realize import slice_for
@@ -80,16 +82,28 @@ def variants() -> list[dict[str, Any]]:
     }
     for body in (regional, cloud):
         body["spec"]["model"] = dict(small)
+    # The 8B model is the offer's small class: its price is the offer's (0.5), not the 405B
+    # sample's 3.0, which the operator refuses (OutsideOffer), so it is left unset.
+    del cloud["spec"]["tokens"]["pricePerMillionTokens"]
     # Kept in France: the edge tier (EU, DE) cannot take it; the cloud's RTT is over budget.
     regional["spec"]["placement"]["dataResidency"] = "FR"
     return [edge, regional, cloud]
 
 
 def decisions(bodies: list[dict[str, Any]]) -> list[PlacementDecision]:
+    """Each variant's placement; raises when a variant is outside its offer's terms (the
+    operator would refuse it with OutsideOffer, and the benchmark would wait for nothing)."""
     tiers = default_tiers()
+    offers = {
+        o["metadata"]["name"]: o
+        for o in load_documents([SAMPLES / "offers.yaml"])
+        if o.get("kind") == "AIInferenceOffer"
+    }
     out = []
     for body, tier in zip(bodies, ("edge", "regional", "cloud"), strict=True):
-        decision = plan(AIInferenceSLASpec.model_validate(body["spec"]), tiers)
+        spec = AIInferenceSLASpec.model_validate(body["spec"])
+        resolve(spec, offers.get(spec.offer or ""), require_offer=True)
+        decision = plan(spec, tiers)
         assert decision.tier == tier and decision.gpus_per_replica == 1, (tier, decision.message)
         out.append(decision)
     return out
@@ -205,6 +219,24 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def why_not_running(api: Any, namespace: str, running: set[str]) -> str:
+    """The status conditions of the SLAs without a Running pod, one line per distinct reason."""
+    custom = client.CustomObjectsApi(api)
+    items = custom.list_namespaced_custom_object(G, V, namespace, "aiinferenceslas")["items"]
+    reasons: Counter[str] = Counter()
+    for sla in items:
+        if workload.label_value(sla["metadata"]["name"]) in running:
+            continue
+        status = sla.get("status") or {}
+        conditions = "; ".join(
+            f"{c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
+            for c in status.get("conditions") or []
+            if c.get("status") != "True" or c.get("type") != "Ready"
+        )
+        reasons[f"phase {status.get('phase')}; {conditions}"] += 1
+    return "\n".join(f"not Running: {k} SLAs: {why}" for why, k in reasons.most_common())
+
+
 def timed_run(api: Any, namespace: str, n: int, create: Any, *, timeout: float) -> dict[str, Any]:
     """Create n SLAs with `create(i) -> name` (16 threads) and wait for their pods Running."""
     created: dict[str, float] = {}
@@ -225,6 +257,8 @@ def timed_run(api: Any, namespace: str, n: int, create: Any, *, timeout: float) 
     pods.done.wait(timeout=timeout)
     after = request_counts(api)
     running = pods.running
+    if len(running) < n:
+        print(why_not_running(api, namespace, set(running)), file=sys.stderr)
     total = max(running.values()) - start if len(running) >= n else float("nan")
     latencies = [running[k] - created[k] for k in running if k in created]
     return {

@@ -2,8 +2,11 @@
 
 Read at each reconcile rather than kept in an informer: placement happens when an SLA is
 created or changed, not on a hot path, and a fresh list cannot be stale by an event the
-operator has not yet seen. A cluster without any node of a tier costs one list of Nodes (no
-Pods are read), which is the case of the tests and the demo without simulated nodes.
+operator has not yet seen. Reconciles that run at once share their lists (`KubeApi.fresh_get`:
+each still gets lists the API server answered after it asked), so a burst of new SLAs costs a
+list per round of concurrent reconciles, not two per SLA. A cluster without any node of a tier
+costs one list of Nodes (no Pods are read), which is the case of the tests and the demo without
+simulated nodes.
 
 The SLA's own inference pods are left out, so re-planning an SLA that already runs counts the
 GPUs it holds as its own, not as taken: it stays where it is while its site still fits it.
@@ -32,11 +35,11 @@ async def observe_capacity(
     sla_name: str,
 ) -> Capacity:
     """Free GPUs per observed tier and site, not counting the pods of `namespace/sla_name`."""
-    nodes: list[dict[str, Any]] = (await kube.call("GET", NODES.path(None))).get("items", [])
+    nodes: list[dict[str, Any]] = (await kube.fresh_get(NODES.path(None))).get("items", [])
     if not observe(nodes=nodes, pods=[], tiers=tiers):
         return {}
     pods: list[dict[str, Any]] = (
-        await kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
+        await kube.fresh_get(PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
     ).get("items", [])
     own = workload.pod_selector(sla_name)
     return observe(

@@ -24,7 +24,7 @@ from aiconn.crd import GROUP, VERSION
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.operator import scheduling, state
-from aiconn.operator.conditions import condition
+from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
     EventLimiter,
@@ -56,7 +56,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # "Handler failed" Warning per retry and two "succeeded" Events per change.
     settings.posting.level = logging.CRITICAL + 1
     settings.watching.server_timeout = 300
-    settings.queueing.worker_limit = 64
+    # No cap on the per-object workers: Kopf keeps an object's worker for `idle_timeout` (5 s)
+    # after its last event, and a new object's first event waits for a free worker, so a cap of
+    # 64 let a burst of SLAs (or of their pods) through at about 64 objects per 5 s.
+    settings.queueing.worker_limit = None
     settings.execution.max_workers = 16
     state.open_runtime()
 
@@ -81,8 +84,9 @@ async def close(**_: Any) -> None:
     await state.close_runtime()
 
 
+# Index functions are coroutines: Kopf runs plain functions in a thread, on every event.
 @kopf.index(GROUP, VERSION, "inferencetiers")
-def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
+async def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
     try:
         return {name: InferenceTierSpec.model_validate(dict(spec))}
     except ValueError as err:
@@ -91,7 +95,7 @@ def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierS
 
 
 @kopf.index(GROUP, VERSION, "aiinferenceslas")
-def sla_tier_index(
+async def sla_tier_index(
     namespace: str, name: str, status: kopf.Status, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
     """SLAs by the tier they are placed on (None: not placed), for re-planning on tier edits."""
@@ -99,7 +103,7 @@ def sla_tier_index(
 
 
 @kopf.index(GROUP, VERSION, "aiinferenceslas")
-def sla_offer_index(
+async def sla_offer_index(
     namespace: str, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
     """SLAs by the offer they name, for re-applying an offer's terms when the offer changes."""
@@ -124,7 +128,8 @@ def _post(body: Any, event: Event, said: list[Any]) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
 
 
-async def _write(outcome: Outcome, body: Any) -> None:
+async def _write(outcome: Outcome, body: Any) -> dict[str, Any]:
+    """Post the outcome's Events and write its status; returns the SLA as written."""
     meta, status = body["metadata"], body.get("status") or {}
     said = list(status.get("conditions") or [])
     for event in outcome.events:
@@ -135,14 +140,27 @@ async def _write(outcome: Outcome, body: Any) -> None:
         "metadata": {"resourceVersion": meta.get("resourceVersion")},
         "status": {"conditions": list(status.get("conditions") or [])},
     }
-    await state.kube().update_status(
+    return await state.kube().update_status(
         "AIInferenceSLA",
         meta["name"],
         meta["namespace"],
-        fields=outcome.status,
+        fields=_with_display(body, outcome),
         conditions=outcome.conditions,
         current=seen,
     )
+
+
+def _with_display(body: Any, outcome: Outcome) -> dict[str, Any]:
+    """The outcome's status fields plus the summary (and serving phase) `sla_seen` would write
+    after them, in the same patch: one status write per reconcile, not two."""
+    status = dict(body.get("status") or {})
+    after = {
+        **status,
+        **outcome.status,
+        "conditions": merge(status.get("conditions") or [], outcome.conditions),
+    }
+    display = display_update({"spec": body.get("spec") or {}, "status": after}) or {}
+    return {**outcome.status, **display}
 
 
 async def _reconcile(
@@ -153,10 +171,11 @@ async def _reconcile(
     meta = body["metadata"]
     try:
         outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
-        await _write(outcome, body)
+        written = await _write(outcome, body)
         # A child may have become ready between its apply and the status write, and its watch
-        # event found no status to refresh: look once more now that the status is there.
-        await refresh_readiness(state.kube(), meta["namespace"], meta["name"])
+        # event found no status to refresh: look once more now that the status is there (at
+        # the children; the SLA is the one just written).
+        await refresh_readiness(state.kube(), meta["namespace"], meta["name"], sla=written)
     except Exception as err:
         message = describe(err)
         terminating = isinstance(err, ApiException) and _namespace_terminating(err)
@@ -292,11 +311,11 @@ def _namespace_terminating(err: ApiException) -> bool:
     return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
-async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
+async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: Any = None) -> None:
     for ref in meta.get("ownerReferences", []):
         if ref.get("kind") == "AIInferenceSLA" and namespace:
             try:
-                await refresh_readiness(state.kube(), namespace, ref["name"])
+                await refresh_readiness(state.kube(), namespace, ref["name"], deployment=deployment)
             except ApiException as err:
                 if err.status != 404 and not _namespace_terminating(err):
                     raise
@@ -305,8 +324,11 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta) -> None:
 # Watch events, not field handlers: Kopf's diff-base leaves status out, so a handler on a status
 # field never fires. Each event re-reads the owner and writes only when something changed.
 @kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})
-async def deployment_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
-    await _refresh_owner(namespace, meta)
+async def deployment_seen(
+    namespace: str | None, meta: kopf.Meta, body: kopf.Body, type: str | None, **_: Any
+) -> None:
+    # The Deployment as this event has it: no need to read it back.
+    await _refresh_owner(namespace, meta, deployment=None if type == "DELETED" else body)
 
 
 # A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.

@@ -73,8 +73,9 @@ async def fetch_offers(kube: KubeApi) -> dict[str, Mapping[str, Any]]:
 async def terms_for(
     kube: KubeApi, spec: AIInferenceSLASpec, *, require_offer: bool
 ) -> tuple[AIInferenceSLASpec, AIInferenceOfferSpec | None]:
-    """Read the offer `spec` names and `resolve` against it (one GET; none without an offer)."""
-    offer = None if spec.offer is None else await kube.get(OFFER_KIND, spec.offer)
+    """Read the offer `spec` names and `resolve` against it (one GET, shared with concurrent
+    reconciles; none without an offer)."""
+    offer = None if spec.offer is None else await kube.get(OFFER_KIND, spec.offer, shared=True)
     return resolve(spec, offer, require_offer=require_offer)
 
 
@@ -83,10 +84,11 @@ async def check_namespace(
 ) -> None:
     """Raise OfferProblem (NamespaceNotSelected) when the offer's namespaceSelector does not
     select the SLA's namespace: the admission policy refuses such SLAs, but a selector or a
-    namespace's labels edited since leave admitted SLAs outside it (one GET)."""
+    namespace's labels edited since leave admitted SLAs outside it (one GET, shared with
+    concurrent reconciles)."""
     if offer is None or offer.namespace_selector is None:
         return
-    found = await kube.get("Namespace", namespace)
+    found = await kube.get("Namespace", namespace, shared=True)
     labels = ((found or {}).get("metadata") or {}).get("labels") or {}
     if not offer.admits_namespace(labels):
         raise OfferProblem(

@@ -363,14 +363,26 @@ async def _stop_serving(kube: KubeApi, namespace: str, sla_name: str) -> bool:
     return True
 
 
-async def refresh_readiness(kube: KubeApi, namespace: str, sla_name: str) -> dict[str, Any] | None:
-    """Recompute the readiness conditions after a child changed; None when nothing changed."""
-    sla = await kube.get(SLA_KIND, sla_name, namespace)
+async def refresh_readiness(
+    kube: KubeApi,
+    namespace: str,
+    sla_name: str,
+    *,
+    sla: Mapping[str, Any] | None = None,
+    deployment: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Recompute the readiness conditions after a child changed; None when nothing changed.
+
+    `sla` and `deployment` are the objects as the caller has them from the API server just now
+    (a write's answer, a watch event), read here when not given."""
+    if sla is None:
+        sla = await kube.get(SLA_KIND, sla_name, namespace)
     if sla is None or (sla.get("status") or {}).get("phase") in UNSERVED_PHASES:
         return None
     names = workload.child_names(sla_name)
     slice_obj = await kube.get("NetworkSlice", names.network_slice, namespace)
-    deployment = await kube.get("Deployment", names.deployment, namespace)
+    if deployment is None or (deployment.get("metadata") or {}).get("name") != names.deployment:
+        deployment = await kube.get("Deployment", names.deployment, namespace)
     # The count the Deployment runs (the assurance loop may have scaled it), else the spec's.
     replicas = int(
         ((deployment or {}).get("spec") or {}).get("replicas")

@@ -1,0 +1,96 @@
+"""The operator's ways to write and read less: concurrent identical reads share a request that
+is never older than the call, and a reconcile's status write carries the printed summary."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aiconn.operator.handlers import _with_display
+from aiconn.operator.health import display_update
+from aiconn.operator.kubeapi import _Coalesced
+from aiconn.operator.reconcile import Outcome
+
+
+def test_callers_arriving_during_a_read_share_the_next_one_sent_after_they_asked() -> None:
+    async def scenario() -> tuple[list[Any], list[str]]:
+        log: list[str] = []
+        gates: list[asyncio.Event] = []
+
+        async def fetch() -> int:
+            number = len(gates) + 1
+            gate = asyncio.Event()
+            gates.append(gate)
+            log.append(f"sent {number}")
+            await gate.wait()
+            log.append(f"answered {number}")
+            return number
+
+        shared = _Coalesced(fetch)
+        first = asyncio.create_task(shared.get())
+        while not gates:
+            await asyncio.sleep(0)
+        log.append("second and third ask")
+        later = [asyncio.create_task(shared.get()) for _ in range(2)]
+        await asyncio.sleep(0)
+        gates[0].set()
+        await first
+        while len(gates) < 2:
+            await asyncio.sleep(0)
+        gates[1].set()
+        results = [await first, *[await t for t in later]]
+        fourth = asyncio.create_task(shared.get())
+        while len(gates) < 3:
+            await asyncio.sleep(0)
+        gates[2].set()
+        return [*results, await fourth], log
+
+    results, log = asyncio.run(scenario())
+    assert results == [1, 2, 2, 3]
+    # The shared read was sent after the callers asked and after the one in flight returned.
+    assert log[:5] == ["sent 1", "second and third ask", "answered 1", "sent 2", "answered 2"]
+
+
+def test_a_failed_shared_read_fails_every_caller_and_the_next_read_is_sent_again() -> None:
+    async def scenario() -> list[Any]:
+        calls = 0
+
+        async def fetch() -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.01)
+            if calls == 2:
+                raise RuntimeError("the API server said no")
+            return calls
+
+        shared = _Coalesced(fetch)
+        first = asyncio.create_task(shared.get())
+        await asyncio.sleep(0)
+        others = [asyncio.create_task(shared.get()) for _ in range(2)]
+        outcomes = await asyncio.gather(first, *others, return_exceptions=True)
+        return [*outcomes, await shared.get()]
+
+    first, second, third, after = asyncio.run(scenario())
+    assert first == 1
+    assert isinstance(second, RuntimeError) and isinstance(third, RuntimeError)
+    assert after == 3
+
+
+@pytest.mark.parametrize("compliant", [None, "False"])
+def test_a_reconciles_status_write_carries_what_sla_seen_would_write_after_it(
+    compliant: str | None,
+) -> None:
+    conditions = [{"type": "Compliant", "status": compliant}] if compliant else []
+    body = {
+        "spec": {"tokens": {"currency": "EUR"}},
+        "status": {"conditions": conditions, "period": {"availabilityPercent": 99.5}},
+    }
+    outcome = Outcome(status={"phase": "Ready", "observedGeneration": 1})
+    fields = _with_display(body, outcome)
+    after = {**body["status"], **fields}
+    assert fields["observedGeneration"] == 1
+    assert fields["summary"]["availability"] == "99.50%"
+    # Nothing is left for the watch event of this write to patch.
+    assert display_update({"spec": body["spec"], "status": after}) is None
