@@ -136,15 +136,18 @@ async def _write(outcome: Outcome, body: Any) -> dict[str, Any]:
         _post(body, event, said)
     # Written here rather than through Kopf's patch: the SLA loop owns Compliant in the same
     # list, so the conditions are merged into the version this reconcile saw (see update_status).
+    # The summary is derived from the whole status: after a conflict it is derived again from
+    # the status re-read, not from this reconcile's older view.
     seen = {
         "metadata": {"resourceVersion": meta.get("resourceVersion")},
-        "status": {"conditions": list(status.get("conditions") or [])},
+        "spec": dict(body.get("spec") or {}),
+        "status": {**status, "conditions": list(status.get("conditions") or [])},
     }
     return await state.kube().update_status(
         "AIInferenceSLA",
         meta["name"],
         meta["namespace"],
-        fields=_with_display(body, outcome),
+        fields=lambda current: _with_display(current, outcome),
         conditions=outcome.conditions,
         current=seen,
     )

@@ -230,7 +230,7 @@ class KubeApi:
         name: str,
         namespace: str | None,
         *,
-        fields: Mapping[str, Any],
+        fields: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]],
         conditions: Sequence[dict[str, Any]],
         current: Mapping[str, Any] | None = None,
         attempts: int = 5,
@@ -240,7 +240,10 @@ class KubeApi:
         A merge patch replaces a list whole, and the operator's reconcile and its SLA loop each
         own some of the conditions: the patch therefore carries the resourceVersion its list was
         merged into, and a conflict (someone wrote in between) re-reads and merges again.
-        `current` is the object as the caller last saw it; None reads it first.
+        `current` is the object as the caller last saw it; None reads it first. `fields` may be
+        a function of the object the patch applies to, called again after each re-read: fields
+        derived from the status (the printed summary and phase) then follow the other writer's
+        newer status instead of overwriting it with what the caller saw before.
         """
         for _ in range(max(attempts, 1)):
             if current is None or not current.get("metadata", {}).get("resourceVersion"):
@@ -248,9 +251,10 @@ class KubeApi:
                 if current is None:
                     raise ApiException(status=404, reason=f"{kind} {namespace}/{name} not found")
             previous = (current.get("status") or {}).get("conditions") or []
+            values = fields(current) if callable(fields) else fields
             body = {
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "status": {**fields, "conditions": merge(previous, conditions)},
+                "status": {**values, "conditions": merge(previous, conditions)},
             }
             try:
                 return await self.call(

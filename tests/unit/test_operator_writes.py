@@ -94,3 +94,53 @@ def test_a_reconciles_status_write_carries_what_sla_seen_would_write_after_it(
     assert fields["summary"]["availability"] == "99.50%"
     # Nothing is left for the watch event of this write to patch.
     assert display_update({"spec": body["spec"], "status": after}) is None
+
+
+def test_a_conflicting_status_write_derives_its_summary_again_from_the_status_re_read() -> None:
+    """A reconcile's write that meets a newer status (the SLA loop wrote between its read and
+    its patch) is retried on the status re-read, and the summary and phase it carries are
+    derived from that newer status, not from the reconcile's older view."""
+    from kubernetes.client.exceptions import ApiException
+
+    from aiconn.operator.kubeapi import KubeApi
+
+    spec = {"tokens": {"currency": "EUR"}}
+    older = {"conditions": [], "period": {"availabilityPercent": 99.5}}
+    newer = {
+        "conditions": [{"type": "Compliant", "status": "False"}],
+        "period": {"availabilityPercent": 97.25},
+    }
+
+    class Conflicting(KubeApi):
+        def __init__(self) -> None:
+            self.patches: list[dict[str, Any]] = []
+
+        async def get(
+            self, kind: str, name: str, namespace: str | None = None, *, shared: bool = False
+        ) -> dict[str, Any] | None:
+            return {"metadata": {"resourceVersion": "8"}, "spec": spec, "status": newer}
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.patches.append(kwargs["body"])
+            if len(self.patches) == 1:
+                raise ApiException(status=409)
+            return dict(kwargs["body"])
+
+    kube = Conflicting()
+    outcome = Outcome(status={"phase": "Ready", "observedGeneration": 1})
+    asyncio.run(
+        kube.update_status(
+            "AIInferenceSLA",
+            "chat",
+            "tenant-a",
+            fields=lambda current: _with_display(current, outcome),
+            conditions=[],
+            current={"metadata": {"resourceVersion": "7"}, "spec": spec, "status": older},
+        )
+    )
+    first, retried = (patch["status"] for patch in kube.patches)
+    assert first["summary"]["availability"] == "99.50%"
+    assert retried["summary"]["availability"] == "97.25%"
+    assert kube.patches[1]["metadata"]["resourceVersion"] == "8"
+    # What the retried write carries is what sla_seen would derive from the status it lands on.
+    assert display_update({"spec": spec, "status": {**newer, **retried}}) is None
