@@ -180,6 +180,12 @@ class TopUpTerms(CamelModel):
     top-ups never expire."""
 
 
+UNFUNDED_PLAN_CHARGES = (
+    "a plan with a fee or pay-per-use overage must include units: a plan period with none is"
+    " never funded, so it would never be closed and charged"
+)
+
+
 class Overage(CamelModel):
     """What happens when the wallet is spent."""
 
@@ -235,6 +241,13 @@ class TokenPlan(CamelModel):
                 "exchangeRates must name each model class once",
                 ".exchangeRates",
             ),
+            cel(
+                "self.includedTokensPerPeriod > 0 || ((!has(self.feePerPeriod)"
+                " || self.feePerPeriod == 0.0) && (!has(self.overage) || !has(self.overage.mode)"
+                " || self.overage.mode != 'PayPerUse'))",
+                UNFUNDED_PLAN_CHARGES,
+                ".includedTokensPerPeriod",
+            ),
         )
     }
     included_tokens_per_period: int = Field(ge=0, le=10**15)
@@ -255,6 +268,14 @@ class TokenPlan(CamelModel):
     """Hard stop (402) or pay per use once the wallet is spent."""
     bundle: Bundle | None = None
     """What the plan is sold with."""
+
+    @model_validator(mode="after")
+    def _charges_need_included_units(self) -> TokenPlan:
+        if self.included_tokens_per_period == 0 and (
+            self.fee_per_period > 0 or self.overage.mode == "PayPerUse"
+        ):
+            raise ValueError(f"plan.includedTokensPerPeriod: {UNFUNDED_PLAN_CHARGES}")
+        return self
 
     @property
     def window(self) -> Window:
@@ -312,6 +333,13 @@ class AIInferenceOfferSpec(CamelModel):
                 " PayPerUse; there is no overage price to change",
                 ".priceChanges",
             ),
+            cel(
+                "self.plan.includedTokensPerPeriod > 0 || !has(self.priceChanges)"
+                " || self.priceChanges.all(c, !has(c.plan) || !has(c.plan.feePerPeriod)"
+                " || c.plan.feePerPeriod == 0.0)",
+                f"priceChanges[].plan.feePerPeriod: {UNFUNDED_PLAN_CHARGES}",
+                ".priceChanges",
+            ),
         )
     }
 
@@ -363,6 +391,14 @@ class AIInferenceOfferSpec(CamelModel):
         unknown = [r.model_class for r in self.plan.exchange_rates if r.model_class not in classes]
         if unknown:
             raise ValueError(f"plan.exchangeRates name classes not in modelClasses: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _fee_changes_need_included_units(self) -> AIInferenceOfferSpec:
+        if self.plan.included_tokens_per_period == 0 and any(
+            c.plan is not None and (c.plan.fee_per_period or 0) > 0 for c in self.price_changes
+        ):
+            raise ValueError(f"priceChanges[].plan.feePerPeriod: {UNFUNDED_PLAN_CHARGES}")
         return self
 
     @model_validator(mode="after")

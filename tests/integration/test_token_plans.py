@@ -562,6 +562,21 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
             [{"version": 2, "effectiveFrom": "2099-01-01T00:00:00Z", "plan": {}}],
             "spec.priceChanges[0].plan",
         ),
+        # A period of a plan without units is never funded, so never closed: its fee or its
+        # pay-per-use overage would never be charged.
+        (
+            "plan",
+            {"includedTokensPerPeriod": 0, "feePerPeriod": 5},
+            "spec.plan.includedTokensPerPeriod",
+        ),
+        (
+            "plan",
+            {
+                "includedTokensPerPeriod": 0,
+                "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1},
+            },
+            "spec.plan.includedTokensPerPeriod",
+        ),
     ],
 )
 def test_the_api_server_refuses_a_plan_that_makes_no_sense(
@@ -594,6 +609,31 @@ def test_the_api_server_refuses_an_overage_price_change_without_pay_per_use(k8s:
     assert refused.value.status == 422
     assert "spec.priceChanges" in refused.value.body
     assert "overagePricePerMillionUnits: the plan's overage is not PayPerUse" in refused.value.body
+
+
+def test_the_api_server_refuses_a_fee_change_on_a_plan_without_units(k8s: Any) -> None:
+    body = copy.deepcopy(offer_body(f"bad-{uuid.uuid4().hex[:8]}"))
+    body["spec"]["plan"] = {"includedTokensPerPeriod": 0}
+    body["spec"]["priceChanges"] = [
+        {"version": 2, "effectiveFrom": "2099-01-01T00:00:00Z", "plan": {"feePerPeriod": 5}}
+    ]
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(
+            GROUP, VERSION, "aiinferenceoffers", body
+        )
+    assert refused.value.status == 422
+    assert "spec.priceChanges" in refused.value.body
+    assert "feePerPeriod: a plan with a fee or pay-per-use overage must include" in (
+        refused.value.body
+    )
+    # Without the fee the same plan is a valid offer: the API server accepts it.
+    body["spec"].pop("priceChanges")
+    client.CustomObjectsApi(k8s).create_cluster_custom_object(
+        GROUP, VERSION, "aiinferenceoffers", body
+    )
+    client.CustomObjectsApi(k8s).delete_cluster_custom_object(
+        GROUP, VERSION, "aiinferenceoffers", body["metadata"]["name"]
+    )
 
 
 def test_the_three_sample_plans_apply_and_keep_every_field(k8s: Any) -> None:

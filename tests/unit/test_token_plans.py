@@ -248,3 +248,18 @@ def test_a_plan_that_makes_no_sense_is_refused(plan: dict[str, Any], message: st
     spec = OFFER | {"plan": {"includedTokensPerPeriod": 1} | plan}
     with pytest.raises(ValidationError, match=message):
         AIInferenceOfferSpec.model_validate(spec)
+
+
+def test_a_plan_that_charges_must_include_units() -> None:
+    """A period of a plan with no units is never funded and so never closed: a fee or a
+    pay-per-use overage on it would never be charged, so the operator refuses it as the API
+    server does, naming the field."""
+    from pydantic import ValidationError
+
+    for charging in (
+        {"feePerPeriod": 5},
+        {"overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1}},
+    ):
+        with pytest.raises(ValidationError, match=r"plan\.includedTokensPerPeriod"):
+            TokenPlan.model_validate({"includedTokensPerPeriod": 0, **charging})
+    assert TokenPlan.model_validate({"includedTokensPerPeriod": 0}).fee_per_period == 0
