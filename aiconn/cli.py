@@ -106,12 +106,17 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _aware_time(text: str) -> datetime:
-    """An RFC 3339 time with its zone, in UTC (argparse names the option on a ValueError)."""
+    """An RFC 3339 time with its zone, in UTC (argparse prints the reason with the option)."""
     from datetime import UTC, datetime
 
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from err
     if parsed.tzinfo is None:
-        raise ValueError(f"give a time zone, e.g. 2027-01-01T00:00:00Z, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"give a time zone, e.g. 2027-01-01T00:00:00Z, got {text!r}"
+        )
     return parsed.astimezone(UTC)
 
 
@@ -129,6 +134,9 @@ def _plan(args: argparse.Namespace) -> int:
             print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
         return 2
     priced = None
+    if args.at is not None and not args.offer:
+        print("aiconn plan: --at: prices a plan period, so it needs --offer", file=sys.stderr)
+        return 2
     if args.offer:
         from datetime import UTC, datetime
 

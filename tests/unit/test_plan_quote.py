@@ -226,4 +226,7 @@ def test_aiconn_plan_names_a_missing_offer_and_a_time_without_a_zone(
     with pytest.raises(SystemExit) as exited:
         main(["plan", str(EDGE_SLA), "--offer", str(offers), "--at", "2027-03-01T00:00:00"])
     assert exited.value.code == 2
-    assert "--at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--at" in err and "give a time zone" in err
+    assert main(["plan", str(EDGE_SLA), "--at", "2027-03-01T00:00:00Z"]) == 2
+    assert "--at: prices a plan period, so it needs --offer" in capsys.readouterr().err
