@@ -404,7 +404,8 @@ class PriceHistory(ApiModel):
     plan_versions: list[PlanPriceVersionOut] = []
     """The plan's fee and overage price, every version that set one, oldest first."""
     plan_in_force: dict[str, int] = {}
-    """The version the plan's `fee` and `overage` price in force now were set by."""
+    """The versions of the plan's `fee` and `overage` price the current plan period is charged
+    at: those in force at its start (a change dated inside a period applies from the next)."""
     generated_at: datetime
 
 

@@ -30,6 +30,7 @@ from aiconn.api.slas import SLAReader
 from aiconn.planning import PlanPrice, price_month, price_plan
 from aiconn.sla.credits import exact_decimal
 from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
+from aiconn.sla.periods import period_containing
 from aiconn.sla.prices import history
 
 router = APIRouter(tags=["prices"])
@@ -52,7 +53,8 @@ def _offer(reader: SLAReader, name: str) -> tuple[dict[str, Any], AIInferenceOff
 
 def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> PriceHistory:
     now = datetime.now(UTC)
-    plan_now = offer.plan_at(now)[1]
+    # What the current plan period is charged at: the versions in force at its start.
+    plan_now = offer.plan_at(period_containing(offer.plan.window, now).start)[1]
     raw = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
     base = {c.name: c.price_per_million_tokens for c in offer.model_classes}
     valid = frozenset(c.version for c in offer.price_changes)
