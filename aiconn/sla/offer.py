@@ -365,7 +365,7 @@ class AIInferenceOfferSpec(CamelModel):
     price_changes: list[PriceChange] = Field(
         default_factory=list, max_length=64, json_schema_extra=PRICE_CHANGES_RULES
     )
-    """Price versions 2, 3, ...: each changes some classes' prices from its effectiveFrom on. Append-only; every statement line names the version it was charged at."""
+    """Price versions 2, 3, ...: each changes some model classes' prices and/or the plan's fee and overage price from its effectiveFrom on (plan prices from the first plan period starting at or after it). An overage price change is only allowed while the plan is PayPerUse, so once one is written the plan stays PayPerUse. Append-only; every statement line names the version it was charged at."""
     plan: TokenPlan
     """Tokens included per tenant and period."""
     credits: CreditsSpec = CreditsSpec()
