@@ -84,6 +84,11 @@ class _Coalesced:
             self._next = asyncio.get_running_loop().create_future()
         return await asyncio.shield(self._next)
 
+    @property
+    def idle(self) -> bool:
+        """No read in flight and none asked for."""
+        return self._running is None and self._next is None
+
     def _start(self) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(self._fetch())
         task.add_done_callback(self._finished)
@@ -156,8 +161,18 @@ class KubeApi:
             shared = self._shared[key] = _Coalesced(
                 functools.partial(self.call, "GET", path, query=query)
             )
-        result: dict[str, Any] = await shared.get()
+        try:
+            result: dict[str, Any] = await shared.get()
+        finally:
+            # Forgotten once idle: one entry per read in flight, not per path ever read.
+            if shared.idle and self._shared.get(key) is shared:
+                del self._shared[key]
         return result
+
+    def close(self) -> None:
+        """Close the client's connections and stop the pool its calls run on."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply `obj` as the operator's field manager (conflicts forced)."""

@@ -32,7 +32,7 @@ def open_runtime(settings: OperatorSettings | None = None) -> Runtime:
 async def close_runtime() -> None:
     global _runtime
     if _runtime is not None:
-        await asyncio.to_thread(_runtime.kube.api.close)
+        await asyncio.to_thread(_runtime.kube.close)
         _runtime = None
 
 

@@ -144,3 +144,30 @@ def test_a_conflicting_status_write_derives_its_summary_again_from_the_status_re
     assert kube.patches[1]["metadata"]["resourceVersion"] == "8"
     # What the retried write carries is what sla_seen would derive from the status it lands on.
     assert display_update({"spec": spec, "status": {**newer, **retried}}) is None
+
+
+def test_shared_reads_are_forgotten_once_idle() -> None:
+    """A shared read's entry lives while the read is in flight or asked for, so the operator
+    does not keep one per namespace or offer it ever read."""
+    from aiconn.operator.kubeapi import KubeApi
+
+    class Counting(KubeApi):
+        def __init__(self) -> None:
+            self._shared = {}
+            self.sent = 0
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.sent += 1
+            await asyncio.sleep(0.01)
+            return {"path": path}
+
+    async def scenario() -> tuple[list[Any], Counting]:
+        kube = Counting()
+        answers = await asyncio.gather(
+            *(kube.fresh_get(f"/api/v1/namespaces/t-{i % 2}") for i in range(6))
+        )
+        return answers, kube
+
+    answers, kube = asyncio.run(scenario())
+    assert [a["path"][-3:] for a in answers] == ["t-0", "t-1"] * 3
+    assert kube.sent <= 4 and kube._shared == {}
