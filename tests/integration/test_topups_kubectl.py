@@ -87,6 +87,24 @@ def billing(control_plane: ControlPlane, k8s: Any, namespace: str) -> Iterator[s
             },
         },
     )
+
+    # A policy just written is enforced once the API server's admission has loaded it: wait until
+    # it refuses a forged buyer (server-side dry run, nothing stored), or the first assertion
+    # below would race it.
+    def enforced() -> bool:
+        probe = kubectl(
+            control_plane,
+            "noc",
+            namespace,
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(topup_body("probe", "someone-else", 1)),
+        )
+        return probe.returncode != 0 and "spec.requestedBy" in probe.stderr
+
+    eventually(enforced, what="the requested-by policy in the API server's admission")
     admission = client.AdmissionregistrationV1Api(k8s)
     try:
         yield namespace
