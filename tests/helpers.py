@@ -6,7 +6,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,3 +219,25 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
         admission.delete_validating_admission_policy_binding("aiconn-offer-price-notice")
         admission.delete_validating_admission_policy("aiconn-offer-price-notice")
         eventually(lambda: not refused(), what="the price-notice policy gone from the API server")
+
+
+@contextmanager
+def static_token_api(
+    tokens: Path, lines: Sequence[str], *, ledger: Any, kube: Any, token: str
+) -> Iterator[Any]:
+    """The reporting API in-process on `ledger` and `kube`, authenticating the static tokens of
+    `lines` (`token,user,namespace`, written to `tokens`), as a client presenting `token`."""
+    from fastapi.testclient import TestClient
+
+    from aiconn.api.app import create_app
+    from aiconn.api.settings import ApiSettings
+
+    tokens.write_text("".join(f"{line}\n" for line in lines))
+    settings = ApiSettings(
+        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
+    )
+    with TestClient(
+        create_app(settings, ledger=ledger, kube=kube),
+        headers={"Authorization": f"Bearer {token}"},
+    ) as test_client:
+        yield test_client

@@ -24,8 +24,6 @@ import pytest
 from fastapi.testclient import TestClient
 from kubernetes import client
 
-from aiconn.api.app import create_app
-from aiconn.api.settings import ApiSettings
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
@@ -35,6 +33,7 @@ from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance, settle
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window, wallet_owner
+from tests.helpers import static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -182,14 +181,9 @@ def listed(k8s: Any, namespace: str, ledger: Ledger) -> list[SLARef]:
 
 @pytest.fixture
 def api(k8s: Any, namespace: str, ledger: Ledger, tmp_path: Path) -> Iterator[TestClient]:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},tenant,{namespace}\n{NOC_TOKEN},noc,*\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
-    )
-    with TestClient(
-        create_app(settings, ledger=ledger, kube=k8s),
-        headers={"Authorization": f"Bearer {TOKEN}"},
+    lines = [f"{TOKEN},tenant,{namespace}", f"{NOC_TOKEN},noc,*"]
+    with static_token_api(
+        tmp_path / "tokens.csv", lines, ledger=ledger, kube=k8s, token=TOKEN
     ) as test_client:
         yield test_client
 

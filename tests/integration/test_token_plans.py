@@ -35,8 +35,6 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from aiconn.api.app import create_app
-from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_manifests, load_documents
 from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import FleetEvaluator, pinned
@@ -52,7 +50,7 @@ from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
 from tests.factories import fully_available
-from tests.helpers import price_notice_policy
+from tests.helpers import price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -265,14 +263,9 @@ def policy(k8s: Any) -> Iterator[None]:
 @pytest.fixture
 def api(k8s: Any, namespace: str, ledger: Ledger, tmp_path: Path) -> Iterator[TestClient]:
     """The reporting API on the same ledger, as the namespace's tenant."""
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},tenant,{namespace}\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
-    )
-    with TestClient(
-        create_app(settings, ledger=ledger, kube=k8s),
-        headers={"Authorization": f"Bearer {TOKEN}"},
+    lines = [f"{TOKEN},tenant,{namespace}"]
+    with static_token_api(
+        tmp_path / "tokens.csv", lines, ledger=ledger, kube=k8s, token=TOKEN
     ) as test_client:
         yield test_client
 
