@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
@@ -25,6 +26,10 @@ class FaultInjector:
         self._target = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.delay = 0.0
         """Seconds every byte from the upstream is held back."""
+        self.hold_after: Callable[[bytes], bool] | None = None
+        """Once a chunk from the upstream matches, the rest of that connection's answer is held
+        back (dropped) and the connection stays open until the client closes it: a stream that
+        stalls mid-way, whatever the upstream's pace."""
         self._refuse = False
         self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -87,11 +92,16 @@ class FaultInjector:
             return
         self._open.update((client_w, upstream_w))
 
+        client_gone = asyncio.Event()
+
         async def up() -> None:
-            while data := await client_r.read(65536):
-                upstream_w.write(data)
-                await upstream_w.drain()
-            upstream_w.close()
+            try:
+                while data := await client_r.read(65536):
+                    upstream_w.write(data)
+                    await upstream_w.drain()
+                upstream_w.close()
+            finally:
+                client_gone.set()
 
         async def down() -> None:
             # Every chunk leaves `delay` after it arrived, in order: holding back only the first
@@ -100,10 +110,16 @@ class FaultInjector:
             queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
             async def pace() -> None:
+                holding = False
                 while (item := await queue.get())[1]:
+                    if holding:
+                        continue
                     await asyncio.sleep(max(0.0, item[0] - loop.time()))
                     client_w.write(item[1])
                     await client_w.drain()
+                    holding = self.hold_after is not None and self.hold_after(item[1])
+                if holding:
+                    await client_gone.wait()
                 client_w.close()
 
             pacer = asyncio.ensure_future(pace())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -34,6 +35,8 @@ KEY = "sk-integration-5f2a"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SLA, NAMESPACE = "gold", "acme"
 VOLATILE = ("id", "created", "system_fingerprint")
+# A stream event that carries text: `"content": ""` (the role's first event) does not.
+VISIBLE_TOKEN = re.compile(rb'"content":\s*"[^"]')
 
 
 class VllmServer(Protocol):
@@ -426,11 +429,15 @@ def test_responses_through_the_openai_sdk_are_metered_as_vllm_counts(
 
 
 def test_a_cancelled_stream_bills_the_prompt_vllm_prefilled(
-    vllm_server: VllmServer, start_gateway: StartGateway
+    vllm_server: VllmServer, latency_proxy: FaultInjector, start_gateway: StartGateway
 ) -> None:
     """Issue 11 item 7: the prompt is counted with vLLM's own tokenizer and chat template."""
     body = chat(vllm_server.model, stream=True, max_tokens=200)
-    with start_gateway() as gateway:
+    # The stream stalls after its first visible token, so the client leaves mid-stream: a tiny
+    # model can otherwise write all 200 tokens into the socket before the client's close is seen
+    # (a CI run recorded a whole answer, not a cancel).
+    latency_proxy.hold_after = lambda chunk: VISIBLE_TOKEN.search(chunk) is not None
+    with start_gateway(upstream=latency_proxy.url) as gateway:
         with httpx.stream(
             "POST", f"{gateway}/v1/chat/completions", json=body, headers=AUTH, timeout=60
         ) as response:
