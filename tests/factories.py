@@ -17,7 +17,9 @@ from typing import Any
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.sla.spec import AIInferenceSLASpec
 
@@ -147,6 +149,41 @@ def sla_ref(
         status={} if status is None else status,
         offer=offer,
     )
+
+
+def settle(
+    ledger: Ledger,
+    *,
+    period: Period,
+    result: SLAEvaluation,
+    sla_uid: str = "uid",
+    namespace: str = "acme",
+    name: str = "chat",
+    tenant: str | None = None,
+    coverage_floor_percent: float = 90.0,
+    **options: Any,
+) -> Settlement:
+    """`settle_period` for one SLA named only as far as the claim needs: `chat` in `acme`, its
+    wallet the namespace's own (`tenant` None), a 90 % coverage floor; `options` pass through."""
+    return settle_period(
+        ledger,
+        sla_uid=sla_uid,
+        namespace=namespace,
+        name=name,
+        tenant=namespace if tenant is None else tenant,
+        period=period,
+        result=result,
+        coverage_floor_percent=coverage_floor_percent,
+        **options,
+    )
+
+
+def settle_ref(
+    ledger: Ledger, sla: SLARef, *, period: Period, result: SLAEvaluation, **options: Any
+) -> Settlement:
+    """`settle` for an `SLARef`: its uid, namespace, name and tenant, as the evaluation settles."""
+    named = {"sla_uid": sla.uid, "namespace": sla.namespace, "name": sla.name}
+    return settle(ledger, period=period, result=result, tenant=sla.tenant, **named, **options)
 
 
 def llama_8b_spec(

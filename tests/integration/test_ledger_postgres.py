@@ -27,7 +27,7 @@ from aiconn.sla.ledger import (
 )
 from aiconn.sla.periods import Period
 from aiconn.sla.spec import wallet_owner
-from tests.factories import availability_credit, sla_evaluation
+from tests.factories import availability_credit, settle, sla_evaluation
 
 pytestmark = pytest.mark.integration
 
@@ -70,16 +70,7 @@ def _settler(url: str, run: str, barrier: multiprocessing.synchronize.Barrier) -
     result = _evaluation()
     for i in range(RACES):
         barrier.wait()
-        settle_period(
-            ledger,
-            sla_uid=run,
-            namespace="acme",
-            name="chat",
-            tenant="acme",
-            period=_period(i),
-            result=result,
-            coverage_floor_percent=95.0,
-        )
+        settle(ledger, sla_uid=run, period=_period(i), result=result, coverage_floor_percent=95.0)
     ledger.close()
 
 
@@ -166,12 +157,9 @@ def test_two_reviewers_releasing_at_once_pay_once(ledger: Ledger, postgres_url: 
     run = str(uuid.uuid4())
     periods = [_period(100 + i) for i in range(20)]
     for period in periods:
-        held = settle_period(
+        held = settle(
             ledger,
             sla_uid=run,
-            namespace="acme",
-            name="chat",
-            tenant="acme",
             period=period,
             result=_evaluation(),
             coverage_floor_percent=101.0,  # nothing is covered enough: every period is held

@@ -29,10 +29,11 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.credits import CreditBreakdown, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance, settle_period
+from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window, wallet_owner
+from tests.factories import settle_ref
 from tests.helpers import static_token_api
 
 pytestmark = pytest.mark.integration
@@ -214,15 +215,11 @@ def settle_on_pinned_terms(ledger: Ledger, sla: SLARef, period: Period) -> None:
         charges=usage_charge(USED, price),
         credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
     )
-    settle_period(
+    settle_ref(
         ledger,
-        sla_uid=sla.uid,
-        namespace=sla.namespace,
-        name=sla.name,
-        tenant=sla.tenant,
+        sla,
         period=period,
         result=result,
-        coverage_floor_percent=90.0,
         currency=acting.spec.tokens.currency,
         price_version=acting.terms.price_version,
     )

@@ -33,10 +33,11 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Kind, Ledger, SettlementState, settle_period
+from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
+from tests.factories import settle_ref
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -330,12 +331,9 @@ def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
     )
     assert result.coverage_percent is not None and result.coverage_percent < 90
     assert result.bad_minutes == 0, "minutes Prometheus did not see are unknown, not bad"
-    settlement = settle_period(
+    settlement = settle_ref(
         ledger,
-        sla_uid=sla.uid,
-        namespace=sla.namespace,
-        name=sla.name,
-        tenant=sla.tenant,
+        sla,
         period=period,
         result=result,
         coverage_floor_percent=settings.coverage_floor_percent,

@@ -18,11 +18,11 @@ import pytest
 from aiconn.operator.evaluation import measure
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import HoldReason, Ledger, SettlementState, settle_period
+from aiconn.sla.ledger import HoldReason, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
-from tests.factories import sla_ref
+from tests.factories import settle, sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = [pytest.mark.integration]
@@ -101,15 +101,8 @@ def test_a_threshold_no_pod_carries_is_interpolated_from_shared_bounds_and_held_
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
         period = edited[1]
-        settlement = settle_period(
-            ledger,
-            sla_uid="uid-edited",
-            namespace="acme",
-            name="edited",
-            tenant="acme",
-            period=period,
-            result=result,
-            coverage_floor_percent=90.0,
+        settlement = settle(
+            ledger, sla_uid="uid-edited", name="edited", period=period, result=result
         )
         assert settlement.state is SettlementState.HELD_FOR_REVIEW
         assert settlement.hold_reason is HoldReason.INEXACT_ATTAINMENT

@@ -19,10 +19,10 @@ from aiconn.api.settings import ApiSettings
 from aiconn.cli import main
 from aiconn.export.cloudevents import Cursor, export_page, settlement_id
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, fund_allowance, settle_period
+from aiconn.sla.ledger import Ledger, fund_allowance
 from aiconn.sla.periods import Period
 from aiconn.sla.topups import top_up
-from tests.factories import month_evaluation
+from tests.factories import month_evaluation, settle
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 REQUIRED = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}
@@ -44,12 +44,10 @@ def _fill(ledger: Ledger, namespace: str, uid: str) -> None:
         period=JAN,
         tokens=100_000_000,
     )
-    settle_period(
+    settle(
         ledger,
         sla_uid=uid,
         namespace=namespace,
-        name="chat",
-        tenant=namespace,
         period=JAN,
         result=_evaluation(),
         coverage_floor_percent=95.0,

@@ -13,10 +13,11 @@ import pytest
 
 from aiconn.operator.evaluation import exactness
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, SLAEvaluation, evaluate_fleet
-from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState, settle_period
+from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests import factories
 from tests.factories import latency_from_buckets
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
@@ -94,16 +95,7 @@ def test_an_interpolated_attainment_inside_one_tier_is_not_uncertain() -> None:
 
 
 def settle(ledger: Ledger, result: SLAEvaluation, *, uid: str = "uid-1") -> Settlement:
-    return settle_period(
-        ledger,
-        sla_uid=uid,
-        namespace="acme",
-        name="chat",
-        tenant="acme",
-        period=JAN,
-        result=result,
-        coverage_floor_percent=90.0,
-    )
+    return factories.settle(ledger, sla_uid=uid, period=JAN, result=result)
 
 
 def test_an_uncertain_credit_holds_the_period_and_the_ledger_says_why(ledger: Ledger) -> None:

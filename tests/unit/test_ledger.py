@@ -26,11 +26,11 @@ from aiconn.sla.ledger import (
     UsageReading,
     fund_allowance,
     release_held,
-    settle_period,
     wallet_account,
 )
 from aiconn.sla.migrations import MIGRATIONS, migrate
 from aiconn.sla.periods import Period
+from tests import factories
 from tests.factories import month_evaluation
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
@@ -47,12 +47,9 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 def settle(
     ledger: Ledger, period: Period = JAN, *, coverage: float = 100.0, credit: str = "0.5"
 ) -> Settlement:
-    return settle_period(
+    return factories.settle(
         ledger,
         sla_uid="uid-1",
-        namespace="acme",
-        name="chat",
-        tenant="acme",
         period=period,
         result=month_evaluation(coverage=coverage, credit_amount=credit),
         coverage_floor_percent=95.0,

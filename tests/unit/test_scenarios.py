@@ -53,12 +53,13 @@ import yaml
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.judged import MinuteRules
-from aiconn.sla.ledger import Ledger, SettlementState, settle_period
+from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.maintenance import MaintenanceWindow
 from aiconn.sla.offer import AIInferenceOfferSpec, effective_spec
 from aiconn.sla.periods import period_containing
 from aiconn.sla.sli import Occurrences
 from aiconn.sla.spec import AIInferenceSLASpec, Window
+from tests.factories import settle, settle_ref
 
 TOKENS = 123_456_789
 CHARGE_MICROS = 61_728_394
@@ -174,16 +175,7 @@ def test_settlement_to_the_micro_unit(case: Scenario, ledger: Ledger) -> None:
             tokens=np.array([TOKENS], dtype=np.int64),
         ),
     ).sla(0)
-    settlement = settle_period(
-        ledger,
-        sla_uid="uid",
-        namespace="acme",
-        name="chat",
-        tenant="acme",
-        period=period,
-        result=result,
-        coverage_floor_percent=90.0,
-    )
+    settlement = settle(ledger, period=period, result=result)
     assert settlement.state is case.state
     assert settlement.charges_micros == CHARGE_MICROS
     assert settlement.credit_percent == Decimal(case.credit_percent)
@@ -399,16 +391,7 @@ def test_the_published_business_hours_sla_settles_to_the_micro_unit(
         case.bad,
         case.excused,
     )
-    settlement = settle_period(
-        ledger,
-        sla_uid=sla.uid,
-        namespace=sla.namespace,
-        name=sla.name,
-        tenant=sla.tenant,
-        period=period,
-        result=result,
-        coverage_floor_percent=90.0,
-    )
+    settlement = settle_ref(ledger, sla, period=period, result=result)
     assert settlement.state is SettlementState.SETTLED
     assert settlement.charges_micros == PUBLISHED_CHARGE_MICROS
     # Latency at 90 % earns nothing: the published SLA credits availability only.

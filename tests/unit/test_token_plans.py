@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from aiconn.sla.ledger import Ledger, TransferConflict, settle_period, units
+from aiconn.sla.ledger import Ledger, TransferConflict, units
 from aiconn.sla.offer import AIInferenceOfferSpec, TokenPlan
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import (
@@ -26,7 +26,7 @@ from aiconn.sla.plans import (
     plan_subject,
 )
 from aiconn.sla.prices import PlanPriceVersions
-from tests.factories import fully_available
+from tests.factories import fully_available, settle
 
 TENANT = "acme"
 
@@ -66,16 +66,7 @@ def run(
             price_versions=versions,
         )
         if tokens:
-            settle_period(
-                ledger,
-                sla_uid="sla-1",
-                namespace=TENANT,
-                name="chat",
-                tenant=TENANT,
-                period=period,
-                result=used(tokens),
-                coverage_floor_percent=90.0,
-            )
+            settle(ledger, sla_uid="sla-1", namespace=TENANT, period=period, result=used(tokens))
         closed = close_plan_period(
             ledger,
             tenant=TENANT,
