@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,13 +106,10 @@ def k8s(control_plane: ControlPlane) -> Iterator[Any]:
 @pytest.fixture
 def namespace(k8s: Any) -> Iterator[str]:
     """A namespace of its own for each test, deleted afterwards."""
-    from kubernetes import client
+    from tests.helpers import fresh_namespace
 
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(k8s)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(k8s) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

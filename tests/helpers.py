@@ -136,6 +136,23 @@ aiconn-system:aiconn-operator" cannot list resource "pods"', quotes escaped in J
 
 
 @contextmanager
+def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False) -> Iterator[str]:
+    """A namespace of its own, deleted afterwards; with `wait_deleted`, until it is gone, so the
+    pods it held have freed their GPUs before the next test counts on them."""
+    core = client.CoreV1Api(k8s)
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+    if wait_deleted:
+        eventually(
+            lambda: name not in {n.metadata.name for n in core.list_namespace().items},
+            timeout=120,
+            what=f"namespace {name} deleted",
+        )
+
+
+@contextmanager
 def running_operator(
     kubeconfig: object, settings: Mapping[str, str] | None = None, *, namespace: str | None = None
 ) -> Iterator[KopfRunner]:

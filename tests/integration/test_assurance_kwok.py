@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +31,7 @@ from aiconn.inference import workload
 from aiconn.operator.assurance import AssuranceLoop
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
-from tests.helpers import eventually
+from tests.helpers import eventually, fresh_namespace
 from tests.integration.test_assurance_placement import events, run_operator, status_of, where
 from tests.integration.test_capacity_placement import (
     SAMPLES,
@@ -65,16 +64,8 @@ def operator(kwok_cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
 @pytest.fixture
 def namespace(k8s: Any) -> Iterator[str]:
     """A namespace per test, deleted and waited for, so its pods free their GPUs."""
-    core = client.CoreV1Api(k8s)
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
-    eventually(
-        lambda: name not in {n.metadata.name for n in core.list_namespace().items},
-        timeout=120,
-        what=f"namespace {name} deleted",
-    )
+    with fresh_namespace(k8s, wait_deleted=True) as name:
+        yield name
 
 
 def running_at(k8s: Any, ns: str, sla: str) -> dict[str, int]:

@@ -6,7 +6,6 @@ here writes a pod's node or status by hand."""
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from aiconn.devstack.kube import load_documents
 from aiconn.devstack.tiernodes import GPU_RESOURCE
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
-from tests.helpers import eventually, operator_kubeconfig, running_operator
+from tests.helpers import eventually, fresh_namespace, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +45,8 @@ def operator(kwok_cluster: Cluster, k8s: Any) -> Iterator[KopfRunner]:
 def namespace(k8s: Any) -> Iterator[str]:
     """A namespace per test, deleted and waited for: its pods must free their GPUs before the
     next test counts on them."""
-    core = client.CoreV1Api(k8s)
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
-    eventually(
-        lambda: name not in {n.metadata.name for n in core.list_namespace().items},
-        timeout=120,
-        what=f"namespace {name} deleted",
-    )
+    with fresh_namespace(k8s, wait_deleted=True) as name:
+        yield name
 
 
 def sample(name: str, *, rename: str | None = None) -> dict[str, Any]:

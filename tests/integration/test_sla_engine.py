@@ -38,7 +38,7 @@ from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 from tests.factories import settle_ref
-from tests.helpers import eventually
+from tests.helpers import eventually, fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -117,11 +117,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def sla_namespace(k8s: Any) -> Iterator[str]:
-    name = f"sla-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(k8s)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(k8s, prefix="sla-") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
