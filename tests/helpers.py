@@ -135,6 +135,15 @@ aiconn-system:aiconn-operator" cannot list resource "pods"', quotes escaped in J
 " cannot ": the operator may log that a slice manager cannot be reached."""
 
 
+def ledger_url_for(request: Any, tmp_path: Path) -> str:
+    """The ledger a fixture parametrized by backend asks for: a fresh SQLite file when its param
+    is "sqlite", otherwise the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @contextmanager
 def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False) -> Iterator[str]:
     """A namespace of its own, deleted afterwards; with `wait_deleted`, until it is gone, so the

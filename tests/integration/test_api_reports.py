@@ -36,6 +36,7 @@ from aiconn.sla.ledger import (
 from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import Window
 from tests.factories import sla_evaluation
+from tests.helpers import ledger_url_for
 
 pytestmark = pytest.mark.integration
 TOKEN = "reports-token"
@@ -62,10 +63,7 @@ class Seeded:
 def seeded(
     request: pytest.FixtureRequest, k8s: Any, namespace: str, tmp_path: Path
 ) -> Iterator[Seeded]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
+    url = ledger_url_for(request, tmp_path)
     ledger = Ledger.open(url)
     tenant = f"acme-{uuid.uuid4().hex[:8]}"  # a fresh wallet, also on the shared PostgreSQL
     # Index 3 misses its objectives, so the closed periods carry credits and penalties.

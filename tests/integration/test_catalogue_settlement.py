@@ -32,7 +32,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.prometheus import PrometheusSource
-from tests.helpers import eventually, play_kubelet
+from tests.helpers import eventually, ledger_url_for, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 pytestmark = pytest.mark.integration
@@ -89,10 +89,7 @@ def tenant_ns(k8s: Any) -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        opened = Ledger.open(request.getfixturevalue("postgres_url"))
+    opened = Ledger.open(ledger_url_for(request, tmp_path))
     yield opened
     opened.close()
 

@@ -29,7 +29,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.ledger import Kind, Ledger
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
-from tests.helpers import eventually
+from tests.helpers import eventually, ledger_url_for
 
 pytestmark = pytest.mark.integration
 
@@ -378,10 +378,7 @@ def test_the_operator_takes_priority_rates_and_endpoint_from_the_offer(
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+    return ledger_url_for(request, tmp_path)
 
 
 def test_deleting_and_recreating_slas_funds_the_plan_once(

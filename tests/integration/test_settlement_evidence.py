@@ -43,7 +43,7 @@ from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.sla.verify import from_download, verify
-from tests.helpers import eventually
+from tests.helpers import eventually, ledger_url_for
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = pytest.mark.integration
@@ -98,11 +98,7 @@ def settled(
     services_dir: Path,
     prometheus_bin: Path,
 ) -> Iterator[Settled]:
-    url = (
-        f"sqlite:///{tmp_path / 'ledger.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = ledger_url_for(request, tmp_path)
     body = client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         "aiconn.io", "v1alpha1", namespace, "aiinferenceslas", manifest()
     )

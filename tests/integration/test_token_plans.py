@@ -50,7 +50,7 @@ from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
 from tests.factories import fully_available
-from tests.helpers import price_notice_policy, static_token_api
+from tests.helpers import ledger_url_for, price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -245,10 +245,7 @@ def usage_result(tokens: int, price: Decimal) -> SLAEvaluation:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        opened = Ledger.open(request.getfixturevalue("postgres_url"))
+    opened = Ledger.open(ledger_url_for(request, tmp_path))
     yield opened
     opened.close()
 
