@@ -57,6 +57,14 @@ def create(k8s: Any, ns: str, body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def create_sample(k8s: Any, ns: str, sample_file: str) -> str:
+    """Create the sample SLA of `sample_file` in `ns`; returns its name."""
+    body = sample(sample_file)
+    create(k8s, ns, body)
+    name: str = body["metadata"]["name"]
+    return name
+
+
 def placed(k8s: Any, ns: str, name: str) -> dict[str, Any] | None:
     status = get_sla(k8s, ns, name).get("status") or {}
     conds = {c["type"]: c for c in status.get("conditions", [])}
@@ -214,9 +222,7 @@ def test_impossible_sla_is_unplaced_with_every_tiers_reason(
 def test_spec_update_converges_and_delete_collects_children(
     k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    body = sample("sla-edge-urllc.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
+    name = create_sample(k8s, namespace, "sla-edge-urllc.yaml")
     eventually(
         lambda: (placed(k8s, namespace, name) or {}).get("placement", {}).get("tier") == "edge",
         what="edge",
@@ -287,9 +293,7 @@ def test_spec_update_converges_and_delete_collects_children(
 def test_available_replicas_make_the_sla_ready(
     k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    body = sample("sla-regional-eu-70b.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
+    name = create_sample(k8s, namespace, "sla-regional-eu-70b.yaml")
     status = eventually(lambda: placed(k8s, namespace, name), what="placed")
     assert condition(status, "InferenceReady")["status"] == "False"
     play_kubelet(k8s, namespace, f"aiconn.io/sla={name}")
@@ -450,6 +454,20 @@ def _conditions(k8s: Any, namespace: str, name: str) -> dict[str, dict[str, Any]
     return {c["type"]: c for c in status.get("conditions", [])}
 
 
+def _condition_once(
+    k8s: Any, namespace: str, name: str, kind: str, **expected: str
+) -> dict[str, Any]:
+    """The SLA's `kind` condition, waited for until its fields have the `expected` values."""
+    return eventually(
+        lambda: (
+            (c := _conditions(k8s, namespace, name).get(kind))
+            and all(c[field] == value for field, value in expected.items())
+            and c
+        ),
+        what=f"{kind} {expected} on the SLA",
+    )
+
+
 def _events(k8s: Any, namespace: str, name: str, reason: str) -> list[Any]:
     return [
         e
@@ -474,17 +492,8 @@ def _table_row(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
 def test_slice_ready_follows_the_child_without_touching_the_sla(
     k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    body = sample("sla-regional-eu-70b.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
-    cond = eventually(
-        lambda: (
-            (c := _conditions(k8s, namespace, name).get("SliceReady"))
-            and c["status"] == "True"
-            and c
-        ),
-        what="SliceReady=True on the SLA",
-    )
+    name = create_sample(k8s, namespace, "sla-regional-eu-70b.yaml")
+    cond = _condition_once(k8s, namespace, name, "SliceReady", status="True")
     assert cond["reason"] == "Realized"
     assert get_sla(k8s, namespace, name)["metadata"]["generation"] == 1
     # The Deployment's readiness is followed the same way: pods turn Ready, the SLA follows.
@@ -558,17 +567,8 @@ def test_a_reconcile_failure_is_a_condition_and_one_event(
     policy = _deny_services(k8s, namespace)
     admission = client.AdmissionregistrationV1Api(k8s)
     try:
-        body = sample("sla-regional-eu-70b.yaml")
-        name = body["metadata"]["name"]
-        create(k8s, namespace, body)
-        ready = eventually(
-            lambda: (
-                (c := _conditions(k8s, namespace, name).get("Ready"))
-                and c["reason"] == "ReconcileFailed"
-                and c
-            ),
-            what="Ready=False/ReconcileFailed",
-        )
+        name = create_sample(k8s, namespace, "sla-regional-eu-70b.yaml")
+        ready = _condition_once(k8s, namespace, name, "Ready", reason="ReconcileFailed")
         assert ready["status"] == "False"
         assert "services are not allowed in this namespace" in ready["message"], ready
         assert len(ready["message"]) <= 1024
@@ -612,9 +612,7 @@ def _all_events(k8s: Any, namespace: str, name: str) -> list[Any]:
 def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    body = sample("sla-edge-urllc.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
+    name = create_sample(k8s, namespace, "sla-edge-urllc.yaml")
     eventually(
         lambda: (get_sla(k8s, namespace, name).get("status") or {}).get("inForceGeneration") == 1,
         what="generation 1 in force",
@@ -707,9 +705,7 @@ def test_the_dev_gateway_accepts_the_key_in_the_slas_secret(
     from aiconn.gateway.keys import KeyStore
 
     keys_dir = write_keys(tmp_path / "keys", "aic_dev-stack-own-key")
-    body = sample("sla-edge-urllc.yaml")
-    name = body["metadata"]["name"]
-    create(k8s, namespace, body)
+    name = create_sample(k8s, namespace, "sla-edge-urllc.yaml")
     key = trust_secret_keys(k8s, name, keys_dir, namespace=namespace)
     secret = client.CoreV1Api(k8s).read_namespaced_secret(f"{name}-keys", namespace)
     assert key.startswith("aic_") and key != "aic_dev-stack-own-key"
