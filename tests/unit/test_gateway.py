@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -393,6 +394,17 @@ def test_ledger_outage_in_closed_mode_refuses_at_once() -> None:
     asyncio.run(scenario())
 
 
+def team_a_reader(token: Path, api: Callable[[httpx.Request], httpx.Response]) -> WalletApiReader:
+    """The gateway's wallet reader for tenant team-a of namespace team-a, answered by `api`."""
+    return WalletApiReader(
+        "http://api.example/",
+        namespace="team-a",
+        tenant="team-a",
+        token_file=token,
+        client=httpx.Client(transport=httpx.MockTransport(api)),
+    )
+
+
 def test_the_wallet_reader_re_reads_its_rotating_token_and_never_reports_it(
     tmp_path: Path,
 ) -> None:
@@ -411,13 +423,7 @@ def test_the_wallet_reader_re_reads_its_rotating_token_and_never_reports_it(
 
     token = tmp_path / "token"
     token.write_text("secret-1\n")
-    reader = WalletApiReader(
-        "http://api.example/",
-        namespace="team-a",
-        tenant="team-a",
-        token_file=token,
-        client=httpx.Client(transport=httpx.MockTransport(api)),
-    )
+    reader = team_a_reader(token, api)
     assert reader() == 7
     token.write_text("secret-2")  # the kubelet rotated it
     with pytest.raises(WalletUnavailable) as refused:
@@ -436,13 +442,7 @@ def test_the_wallet_reader_reports_no_limit_under_a_pay_per_use_plan(tmp_path: P
 
     token = tmp_path / "token"
     token.write_text("secret")
-    reader = WalletApiReader(
-        "http://api.example/",
-        namespace="team-a",
-        tenant="team-a",
-        token_file=token,
-        client=httpx.Client(transport=httpx.MockTransport(api)),
-    )
+    reader = team_a_reader(token, api)
     assert reader() is None
     allowance = LedgerAllowance(reader)
     assert asyncio.run(allowance.remaining()) is None
