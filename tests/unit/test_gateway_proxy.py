@@ -472,6 +472,23 @@ def test_static_allowance_comes_from_the_settings(gateway: Gateway) -> None:
     assert response.status_code == 402
 
 
+def leave_one_request(ledger: Ledger, period: Period) -> None:
+    """Record open-period usage of acme's SLA u1 that leaves exactly one request's tokens of a
+    1,000-token allowance, then close the ledger: the gateway opens it itself."""
+    ledger.record_usage(
+        [
+            UsageReading(
+                sla_uid="u1",
+                tenant="acme",
+                period=period,
+                tokens=1_000 - PROMPT_TOKENS - COMPLETION_TOKENS,
+                measured_at=period.start,
+            )
+        ]
+    )
+    ledger.close()
+
+
 def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -489,18 +506,7 @@ def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
         period=period,
         tokens=1_000,
     )
-    ledger.record_usage(
-        [
-            UsageReading(
-                sla_uid="u1",
-                tenant="acme",
-                period=period,
-                tokens=1_000 - PROMPT_TOKENS - COMPLETION_TOKENS,
-                measured_at=period.start,
-            )
-        ]
-    )
-    ledger.close()
+    leave_one_request(ledger, period)
     with gateway(ledger_url=url, tenant="acme") as gw:
         first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
@@ -523,18 +529,7 @@ def test_a_spent_plan_wallet_stops_or_pays_per_use_as_the_plan_says(
     plan = TokenPlan.model_validate({"includedTokensPerPeriod": 1_000, "overage": overage})
     ledger = Ledger.open(url)
     fund_plan(ledger, tenant="acme", namespace="acme", offer="o", plan=plan, at=period.start)
-    ledger.record_usage(
-        [
-            UsageReading(
-                sla_uid="u1",
-                tenant="acme",
-                period=period,
-                tokens=1_000 - PROMPT_TOKENS - COMPLETION_TOKENS,
-                measured_at=period.start,
-            )
-        ]
-    )
-    ledger.close()
+    leave_one_request(ledger, period)
     with gateway(ledger_url=url, tenant="acme") as gw:
         statuses = [
             httpx.post(
