@@ -63,6 +63,13 @@ class Nodes:
         self.suffix = uuid.uuid4().hex[:6]
         self.names: list[str] = []
 
+    def __enter__(self) -> Nodes:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for name in self.names:
+            self.core.delete_node(name)
+
     def add(self, tier: str, site: str, gpus: int) -> str:
         name = f"gpu-{tier}-{len(self.names)}-{self.suffix}"
         labels = {**TIERS[tier].node_selector, SITE_LABEL: site}
@@ -95,10 +102,8 @@ class Nodes:
 
 @pytest.fixture
 def nodes(k8s: Any) -> Iterator[Nodes]:
-    made = Nodes(k8s)
-    yield made
-    for name in made.names:
-        made.core.delete_node(name)
+    with Nodes(k8s) as made:
+        yield made
 
 
 def status_of(k8s: Any, ns: str, name: str) -> dict[str, Any]:

@@ -39,10 +39,8 @@ def operator(control_plane: Any, k8s: Any) -> Iterator[KopfRunner]:
 
 @pytest.fixture
 def nodes(k8s: Any) -> Iterator[Nodes]:
-    made = Nodes(k8s)
-    yield made
-    for name in made.names:
-        made.core.delete_node(name)
+    with Nodes(k8s) as made:
+        yield made
 
 
 def test_a_node_going_not_ready_wakes_the_loop_and_the_stabilisation_time_brings_it_back(
