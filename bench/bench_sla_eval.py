@@ -127,25 +127,15 @@ def bench_settle(result: FleetEvaluation, url: str) -> dict[str, str]:
     before = len(ledger.transfers())
     started = time.perf_counter()
     for i in range(len(result)):
-        uid = f"{run}-{i}"
-        fund_allowance(
-            ledger,
-            sla_uid=uid,
-            namespace="bench",
-            name=f"sla-{i}",
-            tenant=f"t{i % 500}",
-            period=period,
-            tokens=10**9,
-        )
+        sla = {
+            "sla_uid": f"{run}-{i}",
+            "namespace": "bench",
+            "name": f"sla-{i}",
+            "tenant": f"t{i % 500}",
+        }
+        fund_allowance(ledger, **sla, period=period, tokens=10**9)
         settle_period(
-            ledger,
-            sla_uid=uid,
-            namespace="bench",
-            name=f"sla-{i}",
-            tenant=f"t{i % 500}",
-            period=period,
-            result=result.sla(i),
-            coverage_floor_percent=95.0,
+            ledger, **sla, period=period, result=result.sla(i), coverage_floor_percent=95.0
         )
     elapsed = time.perf_counter() - started
     posted = len(ledger.transfers()) - before

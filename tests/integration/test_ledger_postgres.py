@@ -117,15 +117,8 @@ def test_the_longest_wallet_owner_settles_and_its_usage_counts(ledger: Ledger) -
     owner = wallet_owner("n" * 63, "t" * 63)
     assert len(owner) == 127
     period = _period(0)
-    fund_allowance(
-        ledger,
-        sla_uid="uid-long",
-        namespace="n" * 63,
-        name="chat",
-        tenant=owner,
-        period=period,
-        tokens=10_000_000,
-    )
+    sla = {"sla_uid": "uid-long", "namespace": "n" * 63, "name": "chat", "tenant": owner}
+    fund_allowance(ledger, **sla, period=period, tokens=10_000_000)
     reading = UsageReading(
         sla_uid="uid-long",
         tenant=owner,
@@ -137,14 +130,7 @@ def test_the_longest_wallet_owner_settles_and_its_usage_counts(ledger: Ledger) -
     ledger.record_usage([reading])
     assert ledger.available_tokens(owner) == 7_000_000
     settlement = settle_period(
-        ledger,
-        sla_uid="uid-long",
-        namespace="n" * 63,
-        name="chat",
-        tenant=owner,
-        period=period,
-        result=_evaluation(),
-        coverage_floor_percent=95.0,
+        ledger, **sla, period=period, result=_evaluation(), coverage_floor_percent=95.0
     )
     assert settlement.state == SettlementState.SETTLED
     # Settled: the 4M tokens of posted usage replace the 3M pending, and the credit comes back.
