@@ -17,6 +17,7 @@ from aiconn.sla.ledger import Ledger, TransferConflict, units
 from aiconn.sla.offer import AIInferenceOfferSpec, TokenPlan
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import (
+    PlanClose,
     add_duration,
     close_plan_period,
     fund_plan,
@@ -45,6 +46,19 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened.close()
 
 
+def close(ledger: Ledger, plan: TokenPlan, period: Period) -> PlanClose:
+    """Close the tenant's period of offer `o` in EUR."""
+    return close_plan_period(
+        ledger,
+        tenant=TENANT,
+        namespace=TENANT,
+        offer="o",
+        plan=plan,
+        currency="EUR",
+        period=period,
+    )
+
+
 def run(
     ledger: Ledger,
     plan: TokenPlan,
@@ -67,15 +81,7 @@ def run(
         )
         if tokens:
             settle(ledger, sla_uid="sla-1", namespace=TENANT, period=period, result=used(tokens))
-        closed = close_plan_period(
-            ledger,
-            tenant=TENANT,
-            namespace=TENANT,
-            offer="o",
-            plan=plan,
-            currency="EUR",
-            period=period,
-        )
+        closed = close(ledger, plan, period)
         out[m] = closed.summary | {"wallet": ledger.wallet_balance(TENANT)}
     return out
 
@@ -132,15 +138,7 @@ def test_pay_per_use_overage_is_charged_to_the_micro_unit(ledger: Ledger) -> Non
 def test_a_period_closes_once_and_a_changed_plan_cannot_reclose_it(ledger: Ledger) -> None:
     plan = TokenPlan.model_validate({"includedTokensPerPeriod": 1000})
     first = run(ledger, plan, {1: 10})[1]
-    again = close_plan_period(
-        ledger,
-        tenant=TENANT,
-        namespace=TENANT,
-        offer="o",
-        plan=plan,
-        currency="EUR",
-        period=month(1),
-    )
+    again = close(ledger, plan, month(1))
     assert again.summary | {"wallet": 0} == first
     assert len(ledger.transfers(sla_uid=plan_subject(TENANT, "o"), kind="expiry")) == 1
     # Funding the same period with another amount is refused: the funded amount stands.
