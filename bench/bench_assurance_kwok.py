@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import os
 import signal
 import statistics
@@ -33,10 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 from prometheus_client import start_http_server
 
+from aiconn.devstack.assurance_scenes import scene_sla
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import ProcessGroup, free_port
@@ -57,14 +56,9 @@ POLL_S = 0.1
 
 
 def sla_body(name: str, *, sites: list[str], replicas: int, max_replicas: int) -> dict[str, Any]:
-    """The edge sample, servable by regional too (RTT budget 60 ms, TTFT 1 s), at `sites`."""
-    body = copy.deepcopy(yaml.safe_load((SAMPLES / "sla-edge-urllc.yaml").read_text()))
+    """The assurance scenes' SLA (`scene_sla`), in whichever namespace it is created in."""
+    body = scene_sla(name, sites=sites, replicas=replicas, max_replicas=max_replicas)
     body["metadata"] = {"name": name}
-    spec = body["spec"]
-    spec["network"]["rttBudgetMs"] = 60
-    spec["objectives"]["ttft"]["thresholdMs"] = 1000
-    spec["placement"]["sites"] = sites
-    spec["capacity"] = {"replicas": replicas, "maxReplicas": max_replicas}
     return body
 
 
