@@ -27,6 +27,27 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
+def _certificate(
+    subject: x509.Name,
+    *,
+    issuer: x509.Name,
+    key: rsa.RSAPrivateKey,
+    now: dt.datetime,
+    days: int = 365,
+) -> x509.CertificateBuilder:
+    """What every certificate here starts as: `subject`'s, for `key`, issued by `issuer`, valid
+    from five minutes before `now` (a skewed clock still accepts it) for `days`."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+
+
 def _named_addresses(cert: Path) -> set[object]:
     parsed = x509.load_pem_x509_certificate(cert.read_bytes())
     names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -60,25 +81,18 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aiconn-local-ca")])
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        _certificate(ca_name, issuer=ca_name, key=ca_key, now=now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     server_key = _key()
     server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            issuer=ca_name,
+            key=server_key,
+            now=now,
+        )
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -98,23 +112,17 @@ def write_pki(directory: Path, *, addresses: tuple[str, ...] = ()) -> dict[str, 
     )
     # What kube-apiserver presents to a kubelet (logs, exec, port-forward): an admin identity.
     client_key = _key()
-    kubelet_client = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
-                ]
-            )
-        )
-        .issuer_name(ca_name)
-        .public_key(client_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .sign(ca_key, hashes.SHA256())
-    )
+    kubelet_client = _certificate(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+            ]
+        ),
+        issuer=ca_name,
+        key=client_key,
+        now=now,
+    ).sign(ca_key, hashes.SHA256())
     paths["kubelet-client.crt"].write_bytes(kubelet_client.public_bytes(serialization.Encoding.PEM))
     paths["kubelet-client.key"].write_bytes(_pem_key(client_key))
     sa_key = _key()
@@ -158,13 +166,7 @@ def write_serving_tls(
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        _certificate(ca_name, issuer=ca_name, key=ca_key, now=now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -187,13 +189,13 @@ def write_serving_tls(
     )
     server_key = _key()
     server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=90))
+        _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+            issuer=ca_name,
+            key=server_key,
+            now=now,
+            days=90,
+        )
         .add_extension(
             x509.SubjectAlternativeName(
                 [
