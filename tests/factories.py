@@ -23,9 +23,25 @@ from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.sla.spec import AIInferenceSLASpec
 
+API_VERSION = "aiconn.io/v1alpha1"
+"""The group and version of every custom resource the tests create."""
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 """A creation time before every period a test measures: the SLA is in force throughout."""
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+
+
+def sla_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """An AIInferenceSLA named `name` with `spec`, as a test creates it."""
+    return _manifest("AIInferenceSLA", name, spec)
+
+
+def offer_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """An AIInferenceOffer named `name` with `spec`, as a test creates it."""
+    return _manifest("AIInferenceOffer", name, spec)
+
+
+def _manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
 def availability_credit(amount: str | int = 0, *, percent: int = 10) -> CreditBreakdown:

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from aiconn.devstack.kube import apply_objects, load_documents
+from tests.factories import offer_manifest
 
 T = TypeVar("T")
 
@@ -205,11 +206,9 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
     apply_manifests(k8s, [PRICE_NOTICE_POLICY])
     admission = client.AdmissionregistrationV1Api(k8s)
     soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
-    probe = {
-        "apiVersion": "aiconn.io/v1alpha1",
-        "kind": "AIInferenceOffer",
-        "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}"},
-        "spec": {
+    probe = offer_manifest(
+        f"probe-{uuid.uuid4().hex[:8]}",
+        {
             "modelClasses": [
                 {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
             ],
@@ -224,7 +223,7 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
             "allowedTiers": ["edge"],
         },
-    }
+    )
 
     def refused() -> bool:
         """Whether the policy refuses the probe (False: the API server would create it)."""

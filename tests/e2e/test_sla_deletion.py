@@ -28,6 +28,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import ceil_minute
 from aiconn.sla.spec import wallet_owner
+from tests.factories import offer_manifest, sla_manifest
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +43,9 @@ INCLUDED = 5_000_000
 
 
 def offer_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "AIInferenceOffer",
-        "metadata": {"name": name},
-        "spec": {
+    return offer_manifest(
+        name,
+        {
             "modelClasses": [
                 {
                     "name": "tiny",
@@ -58,15 +57,13 @@ def offer_body(name: str) -> dict[str, Any]:
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
             "allowedTiers": ["edge", "regional", "cloud"],
         },
-    }
+    )
 
 
 def sla_body(offer: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": NAME},
-        "spec": {
+    return sla_manifest(
+        NAME,
+        {
             "offer": offer,
             "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
             "objectives": {
@@ -76,7 +73,7 @@ def sla_body(offer: str) -> dict[str, Any]:
             },
             "network": {"rttBudgetMs": 50},
         },
-    }
+    )
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.spec import Window
+from tests.factories import sla_manifest
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +43,9 @@ NAME = "gold"
 
 
 def sla_body() -> dict[str, Any]:
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": NAME},
-        "spec": {
+    return sla_manifest(
+        NAME,
+        {
             "tenant": "acme",
             "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
             "objectives": {
@@ -59,7 +58,7 @@ def sla_body() -> dict[str, Any]:
             "network": {"rttBudgetMs": 50},
             "tokens": {"pricePerMillionTokens": 1000, "monthlyCommitment": 1000000},
         },
-    }
+    )
 
 
 @dataclass

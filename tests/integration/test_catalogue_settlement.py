@@ -32,6 +32,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.prometheus import PrometheusSource
+from tests.factories import offer_manifest, sla_manifest
 from tests.helpers import eventually, ledger_url_for, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
@@ -121,11 +122,9 @@ def offer(k8s: Any, price: float) -> str:
         GROUP,
         VERSION,
         "aiinferenceoffers",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AIInferenceOffer",
-            "metadata": {"name": name},
-            "spec": {
+        offer_manifest(
+            name,
+            {
                 "modelClasses": [
                     {
                         "name": "tiny",
@@ -137,7 +136,7 @@ def offer(k8s: Any, price: float) -> str:
                 "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
                 "allowedTiers": ["edge"],
             },
-        },
+        ),
     )
     return name
 
@@ -174,11 +173,9 @@ def sla(k8s: Any, name: str, offer_name: str) -> dict[str, Any]:
         VERSION,
         NS,
         "aiinferenceslas",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AIInferenceSLA",
-            "metadata": {"name": name},
-            "spec": {
+        sla_manifest(
+            name,
+            {
                 "offer": offer_name,
                 "model": {
                     "name": "tiny-chat",
@@ -191,7 +188,7 @@ def sla(k8s: Any, name: str, offer_name: str) -> dict[str, Any]:
                 },
                 "network": {"rttBudgetMs": 50},
             },
-        },
+        ),
     )
     return body
 

@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from aiconn import crdgen
 from aiconn.devstack.kube import apply_manifests, load_documents
+from tests.factories import sla_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
 GROUP, VERSION = "aiconn.io", "v1alpha1"
 
-VALID_SLA: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "AIInferenceSLA",
-    "metadata": {"name": "probe"},
-    "spec": {
+VALID_SLA: dict[str, Any] = sla_manifest(
+    "probe",
+    {
         "model": {
             "name": "llama-3-8b",
             "source": "hf://meta-llama/Meta-Llama-3-8B-Instruct",
@@ -34,7 +33,7 @@ VALID_SLA: dict[str, Any] = {
         },
         "network": {"rttBudgetMs": 20},
     },
-}
+)
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:

@@ -16,15 +16,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import sla_manifest
 
 pytestmark = [pytest.mark.integration]
 
 GROUP, VERSION = "aiconn.io", "v1alpha1"
-BASE: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "AIInferenceSLA",
-    "metadata": {"name": "schedule"},
-    "spec": {
+BASE: dict[str, Any] = sla_manifest(
+    "schedule",
+    {
         "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
         "network": {"rttBudgetMs": 20},
         "objectives": {
@@ -33,7 +32,7 @@ BASE: dict[str, Any] = {
             "tpot": {"thresholdMs": 100, "targetPercent": 95},
         },
     },
-}
+)
 
 
 def body(credits: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.inference.images import AICONN_IMAGE
+from tests.factories import sla_manifest
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -126,15 +127,13 @@ def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Object
         admission.delete_validating_admission_policy(policy)
     # The API server drops a deleted policy from its admission chain a moment later: wait until
     # an SLA without an offer is admitted again, so the next module does not race it.
-    offerless = {
-        "apiVersion": "aiconn.io/v1alpha1",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": "policy-gone-probe"},
-        "spec": {
+    offerless = sla_manifest(
+        "policy-gone-probe",
+        {
             "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 1},
             "network": {"rttBudgetMs": 50},
         },
-    }
+    )
 
     def admitted() -> bool:
         try:

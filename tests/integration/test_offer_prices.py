@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.operator.offers import parse_offer, price_notice_problems
+from tests.factories import offer_manifest
 from tests.helpers import price_notice_policy
 
 pytestmark = pytest.mark.integration
@@ -31,11 +32,9 @@ def minute(t: datetime) -> str:
 
 
 def offer_body(name: str, changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AIInferenceOffer",
-        "metadata": {"name": name},
-        "spec": {
+    return offer_manifest(
+        name,
+        {
             "modelClasses": [
                 {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2},
                 {"name": "large", "models": [{"name": "big-chat"}], "pricePerMillionTokens": 8},
@@ -46,7 +45,7 @@ def offer_body(name: str, changes: list[dict[str, Any]] | None = None) -> dict[s
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
             "allowedTiers": ["edge"],
         },
-    }
+    )
 
 
 def change(version: int, effective: datetime, price: float = 3) -> dict[str, Any]:

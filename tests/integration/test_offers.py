@@ -29,6 +29,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.ledger import Kind, Ledger
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
+from tests.factories import offer_manifest, sla_manifest
 from tests.helpers import eventually, ledger_url_for
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,9 @@ INCLUDED = 1_000_000
 
 
 def offer_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AIInferenceOffer",
-        "metadata": {"name": name},
-        "spec": {
+    return offer_manifest(
+        name,
+        {
             "currency": "EUR",
             "modelClasses": [
                 {
@@ -71,15 +70,13 @@ def offer_body(name: str) -> dict[str, Any]:
             "sliceManager": {"url": "https://nsmf.provider.example/ProvMnS"},
             "allowedTiers": ["edge", "regional"],
         },
-    }
+    )
 
 
 def sla_body(name: str, offer: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": name},
-        "spec": {
+    return sla_manifest(
+        name,
+        {
             "offer": offer,
             "model": {
                 "name": "llama-3-8b",
@@ -88,7 +85,7 @@ def sla_body(name: str, offer: str) -> dict[str, Any]:
             },
             "network": {"rttBudgetMs": 20},
         },
-    }
+    )
 
 
 def with_value(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

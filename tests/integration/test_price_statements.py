@@ -33,7 +33,7 @@ from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window, wallet_owner
-from tests.factories import settle_ref
+from tests.factories import offer_manifest, settle_ref, sla_manifest
 from tests.helpers import static_token_api
 
 pytestmark = pytest.mark.integration
@@ -76,12 +76,7 @@ def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
         GROUP,
         VERSION,
         "aiinferenceoffers",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AIInferenceOffer",
-            "metadata": {"name": name},
-            "spec": body | spec,
-        },
+        offer_manifest(name, body | spec),
     )
     yield name
     custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
@@ -149,11 +144,9 @@ def create_sla(k8s: Any, namespace: str, offer: str) -> None:
         VERSION,
         namespace,
         "aiinferenceslas",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AIInferenceSLA",
-            "metadata": {"name": "chat"},
-            "spec": {
+        sla_manifest(
+            "chat",
+            {
                 "offer": offer,
                 "model": {
                     "name": "tiny-chat",
@@ -163,7 +156,7 @@ def create_sla(k8s: Any, namespace: str, offer: str) -> None:
                 "objectives": {"availability": {"targetPercent": 99.0}},
                 "network": {"rttBudgetMs": 50},
             },
-        },
+        ),
     )
 
 

@@ -43,6 +43,7 @@ from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.sla.verify import from_download, verify
+from tests.factories import sla_manifest
 from tests.helpers import eventually, ledger_url_for
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
@@ -55,11 +56,9 @@ WINDOW = Window(duration="30m", calendar_aligned=True)
 
 
 def manifest() -> dict[str, Any]:
-    return {
-        "apiVersion": "aiconn.io/v1alpha1",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": NAME},
-        "spec": {
+    return sla_manifest(
+        NAME,
+        {
             "tenant": "acme",
             "model": {"name": "tiny", "source": "hf://aiconn/tiny", "parametersBillions": 1},
             "objectives": {
@@ -69,7 +68,7 @@ def manifest() -> dict[str, Any]:
             "network": {"rttBudgetMs": 50},
             "tokens": {"pricePerMillionTokens": 1000},
         },
-    }
+    )
 
 
 @dataclass(frozen=True)

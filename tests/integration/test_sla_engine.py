@@ -37,7 +37,7 @@ from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
-from tests.factories import settle_ref
+from tests.factories import settle_ref, sla_manifest
 from tests.helpers import eventually, fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,11 +49,9 @@ G, V = "aiconn.io", "v1alpha1"
 
 
 def sla_body(name: str, *, window: str = "1d") -> dict[str, Any]:
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": name},
-        "spec": {
+    return sla_manifest(
+        name,
+        {
             "tenant": "acme",
             "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
             "objectives": {
@@ -65,7 +63,7 @@ def sla_body(name: str, *, window: str = "1d") -> dict[str, Any]:
             "network": {"rttBudgetMs": 50},
             "tokens": {"pricePerMillionTokens": 1000},
         },
-    }
+    )
 
 
 def sla_ref(namespace: str, name: str = SLA_NAME, *, window: str = "1d") -> SLARef:

@@ -49,7 +49,7 @@ from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_peri
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
-from tests.factories import fully_available
+from tests.factories import fully_available, offer_manifest, sla_manifest
 from tests.helpers import ledger_url_for, price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
@@ -79,11 +79,9 @@ def offer_body(name: str) -> dict[str, Any]:
     10 EUR, the large model at 3.5 units per token, 300,000 unused units rolled over for one
     period, top-ups good for a month, overage at 2.50 EUR per million units; 30 days' notice of
     a price change. Version 1 charges no per-token price (the plan charges by fee and overage)."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AIInferenceOffer",
-        "metadata": {"name": name},
-        "spec": {
+    return offer_manifest(
+        name,
+        {
             "currency": "EUR",
             "modelClasses": [
                 {
@@ -116,7 +114,7 @@ def offer_body(name: str) -> dict[str, Any]:
             "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
             "allowedTiers": ["regional"],
         },
-    }
+    )
 
 
 NOTICE_DAYS = 30
@@ -132,17 +130,15 @@ PRICE_CHANGE: dict[str, Any] = {
 
 
 def sla_body(name: str, offer: str, model: str, size: int) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AIInferenceSLA",
-        "metadata": {"name": name},
-        "spec": {
+    return sla_manifest(
+        name,
+        {
             "offer": offer,
             "model": {"name": model, "source": "hf://meta/" + model, "parametersBillions": size},
             "objectives": {"window": {"duration": "1M"}},
             "network": {"rttBudgetMs": 50},
         },
-    }
+    )
 
 
 # Tokens each SLA used per month (chat: llama-3-8b, small, 1 unit/token; analyst: llama-3-70b,

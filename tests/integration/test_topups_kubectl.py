@@ -31,6 +31,7 @@ from aiconn.devstack.kube import apply_manifests
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
 from aiconn.sla.ledger import Ledger, wallet_account
+from tests.factories import sla_manifest
 from tests.helpers import (
     eventually,
     grant_billing_and_sla_editing,
@@ -72,11 +73,9 @@ def billing(control_plane: ControlPlane, k8s: Any, namespace: str) -> Iterator[s
         V,
         namespace,
         "aiinferenceslas",
-        {
-            "apiVersion": f"{G}/{V}",
-            "kind": "AIInferenceSLA",
-            "metadata": {"name": "chat"},
-            "spec": {
+        sla_manifest(
+            "chat",
+            {
                 "tenant": TENANT,
                 "model": {
                     "name": "llama-3-8b",
@@ -85,7 +84,7 @@ def billing(control_plane: ControlPlane, k8s: Any, namespace: str) -> Iterator[s
                 },
                 "network": {"rttBudgetMs": 20},
             },
-        },
+        ),
     )
 
     # A policy just written is enforced once the API server's admission has loaded it: wait until
