@@ -27,13 +27,12 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.credits import CreditBreakdown, usage_charge
-from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.credits import usage_charge
 from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window, wallet_owner
-from tests.factories import offer_manifest, settle_ref, sla_manifest
+from tests.factories import offer_manifest, settle_ref, sla_evaluation, sla_manifest
 from tests.helpers import static_token_api
 
 pytestmark = pytest.mark.integration
@@ -189,24 +188,17 @@ def settle_on_pinned_terms(ledger: Ledger, sla: SLARef, period: Period) -> None:
     assert acting.terms is not None
     price = Decimal(repr(acting.spec.tokens.price_per_million_tokens))
     minutes = period.minutes
-    result = SLAEvaluation(
+    result = sla_evaluation(
         minutes=minutes,
         good_minutes=minutes,
         bad_minutes=0,
         availability_percent=100.0,
-        coverage_percent=100.0,
         ttft_attainment_percent=100.0,
-        ttft_exact=True,
         tpot_attainment_percent=100.0,
-        tpot_exact=True,
-        inference_ttft_attainment_percent=None,
         budget_remaining_percent=100.0,
-        burn_rates={},
-        alerts=(),
         tokens_used=USED,
         price_per_million_tokens=price,
         charges=usage_charge(USED, price),
-        credit=CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0)),
     )
     settle_ref(
         ledger,
