@@ -146,6 +146,16 @@ def ledger_url_for(request: Any, tmp_path: Path) -> str:
 
 
 @contextmanager
+def created_offer(k8s: Any, body: dict[str, Any]) -> Iterator[str]:
+    """The AIInferenceOffer `body` on the API server, deleted afterwards; yields its name."""
+    custom = client.CustomObjectsApi(k8s)
+    name: str = body["metadata"]["name"]
+    custom.create_cluster_custom_object("aiconn.io", "v1alpha1", "aiinferenceoffers", body)
+    yield name
+    custom.delete_cluster_custom_object("aiconn.io", "v1alpha1", "aiinferenceoffers", name)
+
+
+@contextmanager
 def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False) -> Iterator[str]:
     """A namespace of its own, deleted afterwards; with `wait_deleted`, until it is gone, so the
     pods it held have freed their GPUs before the next test counts on them."""

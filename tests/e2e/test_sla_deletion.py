@@ -29,7 +29,7 @@ from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import ceil_minute
 from aiconn.sla.spec import wallet_owner
 from tests.factories import offer_manifest, sla_manifest
-from tests.helpers import eventually, operator_kubeconfig, running_operator
+from tests.helpers import created_offer, eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,8 @@ def sla_body(offer: str) -> dict[str, Any]:
 
 @pytest.fixture
 def offer(k8s: Any) -> Iterator[str]:
-    name = f"deletion-{uuid.uuid4().hex[:8]}"
-    custom = client.CustomObjectsApi(k8s)
-    custom.create_cluster_custom_object(G, V, "aiinferenceoffers", offer_body(name))
-    yield name
-    custom.delete_cluster_custom_object(G, V, "aiinferenceoffers", name)
+    with created_offer(k8s, offer_body(f"deletion-{uuid.uuid4().hex[:8]}")) as name:
+        yield name
 
 
 @pytest.fixture

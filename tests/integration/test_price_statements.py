@@ -33,7 +33,7 @@ from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window, wallet_owner
 from tests.factories import offer_manifest, settle_ref, sla_evaluation, sla_manifest
-from tests.helpers import static_token_api
+from tests.helpers import created_offer, static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,6 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
 def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
     """The offer `name` on the API server: one model class `small` (tiny-chat at 2.345 EUR per
     million tokens), 20 days of price notice, the edge tier, plus `spec`; deleted afterwards."""
-    custom = client.CustomObjectsApi(k8s)
     body = {
         "modelClasses": [
             {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2.345}
@@ -71,14 +70,8 @@ def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
         "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
         "allowedTiers": ["edge"],
     }
-    custom.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "aiinferenceoffers",
-        offer_manifest(name, body | spec),
-    )
-    yield name
-    custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
+    with created_offer(k8s, offer_manifest(name, body | spec)) as created:
+        yield created
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
 from tests.factories import fully_available, offer_manifest, sla_manifest
-from tests.helpers import ledger_url_for, price_notice_policy, static_token_api
+from tests.helpers import created_offer, ledger_url_for, price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -273,11 +273,8 @@ def announce(k8s: Any, offer: str, change: dict[str, Any]) -> None:
 
 @pytest.fixture
 def offer(k8s: Any) -> Iterator[str]:
-    name = f"plan-{uuid.uuid4().hex[:8]}"
-    custom = client.CustomObjectsApi(k8s)
-    custom.create_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", offer_body(name))
-    yield name
-    custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
+    with created_offer(k8s, offer_body(f"plan-{uuid.uuid4().hex[:8]}")) as name:
+        yield name
 
 
 def operator(k8s: Any, namespace: str, ledger: Ledger) -> FleetEvaluator:
