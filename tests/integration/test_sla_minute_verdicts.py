@@ -16,6 +16,7 @@ import pytest
 from aiconn.devstack.processes import ProcessGroup
 from aiconn.operator.evaluation import SLARef, measure
 from aiconn.sla import metricnames as mn
+from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import AIInferenceSLASpec
@@ -37,6 +38,25 @@ def sla(name: str) -> SLARef:
     return sla_ref(name, AIInferenceSLASpec.model_validate(SPEC))
 
 
+def measured(
+    history: History,
+    name: str,
+    services_dir: Path,
+    prometheus_bin: Path,
+    groups: list[ProcessGroup],
+) -> SLAEvaluation:
+    """SLA `name` measured over the first MINUTES of `history`, backfilled into a Prometheus of
+    its own (stopped with `groups`), with no look-back."""
+    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
+    groups.append(group)
+    return measure(
+        PrometheusSource.from_url(server.url),
+        [sla(name)],
+        Period(start=history.start, end=history.start + timedelta(minutes=MINUTES)),
+        lookback_minutes=0,
+    ).sla(0)
+
+
 def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unknown(
     services_dir: Path, prometheus_bin: Path, groups: list[ProcessGroup]
 ) -> None:
@@ -46,15 +66,7 @@ def test_pods_gone_while_prometheus_scrapes_are_down_and_prometheus_down_is_unkn
     history.gauge("up", {"job": "prometheus", "instance": "self"}, 1, range(25))
     # The SLA's only pod serves minutes 0-9, then is deleted: its series vanish.
     serving(history, "gone", "0", range(10), per_minute=60)
-    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
-    groups.append(group)
-
-    result = measure(
-        PrometheusSource.from_url(server.url),
-        [sla("gone")],
-        Period(start=start, end=start + timedelta(minutes=MINUTES)),
-        lookback_minutes=0,
-    ).sla(0)
+    result = measured(history, "gone", services_dir, prometheus_bin, groups)
 
     assert result.good_minutes == 10  # served
     assert result.bad_minutes == 15  # monitored, nothing serving (was: unknown)
@@ -81,15 +93,7 @@ def test_a_replica_loading_while_another_serves_everything_is_a_good_minute(
     # Both replicas down together in minutes 20-21: the service was down.
     history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod("pair", "a"), 0, range(20, 22))
     history.gauge(mn.GATEWAY_UPSTREAM_UP, b, 0, range(20, 22))
-    server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
-    groups.append(group)
-
-    result = measure(
-        PrometheusSource.from_url(server.url),
-        [sla("pair")],
-        Period(start=start, end=start + timedelta(minutes=MINUTES)),
-        lookback_minutes=0,
-    ).sla(0)
+    result = measured(history, "pair", services_dir, prometheus_bin, groups)
 
     assert result.coverage_percent == 100.0
     assert result.bad_minutes == 2  # only the minutes no replica could serve (was: 12)
