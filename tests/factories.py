@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.credits import CreditBreakdown
-from aiconn.sla.evaluate import SLAEvaluation
+from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
@@ -129,6 +132,24 @@ def month_evaluation(
         charges=charges,
         credit=availability_credit(credit_amount),
         **rest,
+    )
+
+
+def availability_series(
+    up: NDArray[np.floating], *, tokens: int = 0, lookback_minutes: int = 0
+) -> FleetSeries:
+    """One SLA's series with only availability measured: `up` (1 x minutes), no request in
+    contract, no latency observed, `tokens` metered."""
+    minutes = up.shape[1]
+    none = Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
+    return FleetSeries(
+        in_contract=np.zeros((1, minutes)),
+        failed=np.zeros((1, minutes)),
+        up=up,
+        ttft=none,
+        tpot=none,
+        tokens=np.array([tokens], dtype=np.int64),
+        lookback_minutes=lookback_minutes,
     )
 
 

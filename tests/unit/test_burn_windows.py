@@ -27,9 +27,10 @@ from aiconn.sla.burnwindows import (
     shortest_burn_rate,
     window_minutes,
 )
-from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
-from aiconn.sla.sli import Occurrences, Timeslices
+from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
+from aiconn.sla.sli import Timeslices
 from aiconn.sla.spec import AIInferenceSLASpec, Window
+from tests.factories import availability_series
 from tests.unit.test_api_monitoring import MONITORING
 
 
@@ -248,7 +249,6 @@ def test_windows_no_longer_measured_are_removed_from_the_status() -> None:
 
 
 def test_one_day_slas_are_evaluated_on_their_own_windows() -> None:
-    none = Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
     up = np.ones((1, 300), dtype=np.float32)
     up[0, -1] = 0
     spec = AIInferenceSLASpec.model_validate(
@@ -260,15 +260,7 @@ def test_one_day_slas_are_evaluated_on_their_own_windows() -> None:
     )
     result = evaluate_fleet(
         terms=FleetTerms.from_specs([spec]),
-        series=FleetSeries(
-            in_contract=np.zeros((1, 300)),
-            failed=np.zeros((1, 300)),
-            up=up,
-            ttft=none,
-            tpot=none,
-            tokens=np.zeros(1, dtype=np.int64),
-            lookback_minutes=144,
-        ),
+        series=availability_series(up, lookback_minutes=144),
         rules=alert_rules(spec.objectives.window),
     ).sla(0)
     assert list(result.burn_rates) == ["w1m", "w2m", "w4m", "w12m", "w48m", "w2h24m"]

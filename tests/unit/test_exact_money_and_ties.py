@@ -14,9 +14,10 @@ from aiconn.sla.budget import (
     burning_above,
     remaining_percent_exact,
 )
-from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
-from aiconn.sla.sli import Occurrences, Timeslices
+from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
+from aiconn.sla.sli import Timeslices
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import availability_series
 
 MINUTES = 4320
 
@@ -31,10 +32,6 @@ def spec(**tokens: object) -> AIInferenceSLASpec:
     )
 
 
-def none_measured() -> Occurrences:
-    return Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
-
-
 def test_the_price_is_not_rounded_before_it_is_multiplied() -> None:
     # 0.0000015 per million tokens rounded to micro-units first would be 0.000002: a third more.
     terms = FleetTerms.from_specs([spec(pricePerMillionTokens=0.0000015)])
@@ -42,14 +39,7 @@ def test_the_price_is_not_rounded_before_it_is_multiplied() -> None:
     up = np.ones((1, 10), dtype=np.float32)
     result = evaluate_fleet(
         terms=terms,
-        series=FleetSeries(
-            in_contract=np.zeros((1, 10)),
-            failed=np.zeros((1, 10)),
-            up=up,
-            ttft=none_measured(),
-            tpot=none_measured(),
-            tokens=np.array([1_000_000_000], dtype=np.int64),
-        ),
+        series=availability_series(up, tokens=1_000_000_000),
     ).sla(0)
     assert result.charges == Decimal("0.0015")
 

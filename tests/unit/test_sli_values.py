@@ -10,15 +10,14 @@ import pytest
 
 from aiconn.sla.budget import budget_report, window_burn_rates, window_counts
 from aiconn.sla.burnwindows import alert_rules
-from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
+from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
 from aiconn.sla.sli import (
-    Occurrences,
     Timeslices,
     availability,
     classify_minutes,
 )
 from aiconn.sla.spec import AIInferenceSLASpec, Window
-from tests.factories import latency_from_buckets
+from tests.factories import availability_series, latency_from_buckets
 
 NAN = float("nan")
 SPEC = AIInferenceSLASpec.model_validate(
@@ -113,17 +112,8 @@ def test_budget_value_and_credit_to_the_micro_unit() -> None:
     # 1000 minutes, 15 bad, 99 % target: 10 minutes of budget, 150 % spent, -50 % left.
     up = np.ones((1, 1000), dtype=np.float32)
     up[0, :15] = 0
-    none = Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
     result = evaluate_fleet(
-        terms=FleetTerms.from_specs([SPEC]),
-        series=FleetSeries(
-            in_contract=np.zeros((1, 1000)),
-            failed=np.zeros((1, 1000)),
-            up=up,
-            ttft=none,
-            tpot=none,
-            tokens=np.array([1_234_567], dtype=np.int64),
-        ),
+        terms=FleetTerms.from_specs([SPEC]), series=availability_series(up, tokens=1_234_567)
     ).sla(0)
     assert result.availability_percent == 98.5
     assert result.budget_remaining_percent == -50.0
@@ -137,18 +127,8 @@ def test_a_look_back_is_not_counted_against_the_periods_budget() -> None:
     # 60 look-back minutes all down, then 100 period minutes all up.
     up = np.ones((1, 160), dtype=np.float32)
     up[0, :60] = 0
-    none = Occurrences(good=np.zeros(1), total=np.zeros(1), exact=np.ones(1, dtype=bool))
     result = evaluate_fleet(
-        terms=FleetTerms.from_specs([SPEC]),
-        series=FleetSeries(
-            in_contract=np.zeros((1, 160)),
-            failed=np.zeros((1, 160)),
-            up=up,
-            ttft=none,
-            tpot=none,
-            tokens=np.zeros(1, dtype=np.int64),
-            lookback_minutes=60,
-        ),
+        terms=FleetTerms.from_specs([SPEC]), series=availability_series(up, lookback_minutes=60)
     ).sla(0)
     assert (result.good_minutes, result.bad_minutes, result.minutes) == (100, 0, 100)
     assert result.budget_remaining_percent == 100.0
