@@ -4,9 +4,7 @@ credit it could change holds the period, and the ledger records both."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,13 +26,6 @@ SPEC = AIInferenceSLASpec.model_validate(
         "objectives": {"ttft": {"thresholdMs": 300, "targetPercent": 99}},
     }
 )
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def test_bounds_of_an_interpolated_count_are_its_bucket() -> None:

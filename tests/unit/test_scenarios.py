@@ -40,7 +40,6 @@ service-desk-8b): 99.9 % during Mon-Fri 08:00-18:00 Europe/Berlin per UTC calend
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -143,13 +142,6 @@ SCENARIOS = [
         state=SettlementState.HELD_FOR_REVIEW,
     ),
 ]
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 @pytest.mark.parametrize("case", SCENARIOS, ids=[s.name for s in SCENARIOS])

@@ -4,10 +4,8 @@ tests/integration/test_token_plans.py, on PostgreSQL and the API server)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,13 +35,6 @@ def month(m: int) -> Period:
 
 
 used = fully_available
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def close(ledger: Ledger, plan: TokenPlan, period: Period) -> PlanClose:

@@ -6,7 +6,6 @@ runs the same function against the real API server)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ class StatusWrites:
 
     async def list(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return [{"spec": {"tenant": "acme"}}]
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def body(spec: dict[str, Any], uid: str = "0b7c-uid-1") -> dict[str, Any]:

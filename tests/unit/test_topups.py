@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +11,6 @@ from aiconn.sla.ledger import Ledger
 from aiconn.sla.topups import TopUpConflict, top_up
 
 AT = datetime(2026, 12, 2, 10, 30, 15, tzinfo=UTC)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def buy(ledger: Ledger, *, tokens: int = 1000, key: str = "k-1", at: datetime = AT) -> int:
