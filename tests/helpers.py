@@ -17,6 +17,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_objects, load_documents
 from tests.factories import offer_manifest
 
@@ -256,6 +257,15 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
         eventually(lambda: not refused(), what="the price-notice policy gone from the API server")
 
 
+def static_token_settings(tokens: Path, lines: Sequence[str], **overrides: Any) -> ApiSettings:
+    """Settings of a reporting API that authenticates the static tokens of `lines`
+    (`token,user,namespace`, written to `tokens`), with no SLA cache and an in-memory ledger
+    unless `overrides` say otherwise."""
+    tokens.write_text("".join(f"{line}\n" for line in lines))
+    defaults: dict[str, Any] = {"sla_cache_seconds": 0, "ledger_url": "sqlite://"}
+    return ApiSettings(auth_mode="static", static_tokens_file=tokens, **(defaults | overrides))
+
+
 @contextmanager
 def static_token_api(
     tokens: Path, lines: Sequence[str], *, ledger: Any, kube: Any, token: str
@@ -265,12 +275,8 @@ def static_token_api(
     from fastapi.testclient import TestClient
 
     from aiconn.api.app import create_app
-    from aiconn.api.settings import ApiSettings
 
-    tokens.write_text("".join(f"{line}\n" for line in lines))
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
-    )
+    settings = static_token_settings(tokens, lines)
     with TestClient(
         create_app(settings, ledger=ledger, kube=kube),
         headers={"Authorization": f"Bearer {token}"},

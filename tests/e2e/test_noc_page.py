@@ -30,13 +30,12 @@ import websocket
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import PLURAL, create_sla, settle_history, status
-from aiconn.api.settings import ApiSettings
 from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import AIInferenceSLASpec
-from tests.helpers import eventually
+from tests.helpers import eventually, static_token_settings
 
 pytestmark = pytest.mark.e2e
 TOKEN = "noc-page-token"
@@ -101,16 +100,13 @@ def api_url(k8s: Any, namespace: str, tmp_path: Path, prometheus_factory: Any) -
             months=MONTHS,
             now=datetime.now(UTC),
         )
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},noc,*\n")
     port = free_port()
     target = ScrapeTarget(job="aiconn-api", address=f"127.0.0.1:{port}", bearer_token=TOKEN)
     prometheus = prometheus_factory([target])
-    settings = ApiSettings(
-        auth_mode="static",
-        static_tokens_file=tokens,
+    settings = static_token_settings(
+        tmp_path / "tokens.csv",
+        [f"{TOKEN},noc,*"],
         sla_cache_seconds=1,
-        ledger_url="sqlite://",
         prometheus_url=prometheus.url,
     )
     server = uvicorn.Server(

@@ -12,7 +12,7 @@ from kubernetes import client
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla
-from aiconn.api.settings import ApiSettings
+from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +63,9 @@ def test_the_assurance_report_is_the_status_in_ts_28536_shape(
     k8s: Any, namespace: str, tmp_path: Path
 ) -> None:
     create_sla(k8s, namespace, "chat", tenant="acme", index=0)
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},reporter,{namespace}\n")
-    settings = ApiSettings(
-        auth_mode="static",
-        static_tokens_file=tokens,
-        sla_cache_seconds=0,
+    settings = static_token_settings(
+        tmp_path / "tokens.csv",
+        [f"{TOKEN},reporter,{namespace}"],
         ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}",
     )
     headers = {"Authorization": f"Bearer {TOKEN}"}

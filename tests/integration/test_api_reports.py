@@ -23,7 +23,6 @@ from kubernetes import client
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
-from aiconn.api.settings import ApiSettings
 from aiconn.sla.credits import money, to_micros
 from aiconn.sla.ledger import (
     Kind,
@@ -36,7 +35,7 @@ from aiconn.sla.ledger import (
 from aiconn.sla.periods import period_containing
 from aiconn.sla.spec import Window
 from tests.factories import sla_evaluation
-from tests.helpers import ledger_url_for
+from tests.helpers import ledger_url_for, static_token_settings
 
 pytestmark = pytest.mark.integration
 TOKEN = "reports-token"
@@ -81,10 +80,8 @@ def seeded(
     obj = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "chat"
     )
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},reporter,{namespace}\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url=url
+    settings = static_token_settings(
+        tmp_path / "tokens.csv", [f"{TOKEN},reporter,{namespace}"], ledger_url=url
     )
     with TestClient(create_app(settings, ledger=ledger, kube=k8s)) as api:
         yield Seeded(api, ledger, namespace, uid, settlements, obj["status"])

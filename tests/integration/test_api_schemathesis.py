@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
-from aiconn.api.settings import ApiSettings
 from aiconn.sla.ledger import Ledger
+from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration
 TOKEN = "schemathesis-token"
@@ -64,11 +64,7 @@ def app(k8s: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]
             months=3,
             now=datetime.now(UTC),
         )
-    tokens = state / "tokens.csv"
-    tokens.write_text(f"{TOKEN},fuzzer,*\n")
-    settings_ = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
-    )
+    settings_ = static_token_settings(state / "tokens.csv", [f"{TOKEN},fuzzer,*"])
     yield create_app(settings_, ledger=ledger, kube=k8s)
     ledger.close()
     core.delete_namespace(namespace)

@@ -31,13 +31,13 @@ from fastapi.testclient import TestClient
 from aiconn import planning
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla
-from aiconn.api.settings import ApiSettings
 from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.helpers import static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 pytestmark = [pytest.mark.integration]
@@ -361,10 +361,8 @@ def test_the_api_exports_a_cluster_slas_slos_that_sloth_validates(
 ) -> None:
     """`/slas/{name}/slo` of an SLA stored in a real API server, for a reader of its namespace."""
     create_sla(k8s, namespace, "chat", tenant="acme", index=2)
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"tok-reader,alice,{namespace}\ntok-other,bob,elsewhere\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
+    settings = static_token_settings(
+        tmp_path / "tokens.csv", [f"tok-reader,alice,{namespace}", "tok-other,bob,elsewhere"]
     )
     ledger = Ledger.open("sqlite://")
     path = f"/v1/namespaces/{namespace}/slas/chat/slo"

@@ -23,12 +23,12 @@ from kubernetes.client.exceptions import ApiException
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
-from aiconn.api.settings import ApiSettings
 from aiconn.crd import API_VERSION
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import free_port
 from aiconn.sla.ledger import Ledger
+from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,17 +105,13 @@ def world(control_plane: ControlPlane, k8s: Any, namespace: str, tmp_path: Path)
             months=MONTHS,
             now=datetime.now(UTC),
         )
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{NOC_TOKEN},noc,*\n{TENANT_TOKEN},tenant-a,{namespace}\n")
     kubeconfig = control_plane.kubeconfig_with_token(
         f"noc-api-{uuid.uuid4().hex[:6]}", _api_token(k8s)
     )
-    settings = ApiSettings(
-        auth_mode="static",
-        static_tokens_file=tokens,
+    settings = static_token_settings(
+        tmp_path / "tokens.csv",
+        [f"{NOC_TOKEN},noc,*", f"{TENANT_TOKEN},tenant-a,{namespace}"],
         kubeconfig=kubeconfig,
-        sla_cache_seconds=0,
-        ledger_url="sqlite://",
     )
     with TestClient(create_app(settings, ledger=ledger)) as api:
         yield World(api=api, namespace=namespace, ledger=ledger, uids=uids)
@@ -219,13 +215,9 @@ def test_history_needs_the_noc_role(world: World, path: str) -> None:
 
 
 def test_an_unreachable_prometheus_is_503_with_a_reason_not_500(k8s: Any, tmp_path: Path) -> None:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{NOC_TOKEN},noc,*\n")
-    settings = ApiSettings(
-        auth_mode="static",
-        static_tokens_file=tokens,
-        sla_cache_seconds=0,
-        ledger_url="sqlite://",
+    settings = static_token_settings(
+        tmp_path / "tokens.csv",
+        [f"{NOC_TOKEN},noc,*"],
         prometheus_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
     )
     with TestClient(create_app(settings, kube=k8s)) as api:

@@ -32,7 +32,6 @@ from prometheus_api_client import PrometheusConnect
 from sqlalchemy import text
 
 from aiconn.api.app import create_app
-from aiconn.api.settings import ApiSettings
 from aiconn.devstack import demo, stack
 from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import SLARef, settle_closed
@@ -44,7 +43,7 @@ from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.sla.verify import from_download, verify
 from tests.factories import sla_manifest
-from tests.helpers import eventually, ledger_url_for
+from tests.helpers import eventually, ledger_url_for, static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = pytest.mark.integration
@@ -112,10 +111,8 @@ def settled(
     history.gauge(mn.GATEWAY_UPSTREAM_UP, gateway_pod(NAME, "0", namespace), 0, range(10, 12))
     server, group = backfilled_prometheus(history, services_dir, binary=prometheus_bin)
     ledger = Ledger.open(url)
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text(f"{TOKEN},reporter,{namespace}\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url=url
+    settings = static_token_settings(
+        tmp_path / "tokens.csv", [f"{TOKEN},reporter,{namespace}"], ledger_url=url
     )
     try:
         [settlement] = settle_closed(

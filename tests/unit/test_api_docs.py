@@ -10,19 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aiconn.api.app import create_app
-from aiconn.api.settings import ApiSettings
 from aiconn.sla.ledger import Ledger
+from tests.helpers import static_token_settings
 
 _REFERENCE = re.compile(r"""(?:src|href|url)\s*[=:(]\s*['"]?([^'")\s>]+)""")
 
 
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[TestClient]:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text("tok,noc,*\n")
-    settings = ApiSettings(
-        auth_mode="static", static_tokens_file=tokens, sla_cache_seconds=0, ledger_url="sqlite://"
-    )
+    settings = static_token_settings(tmp_path / "tokens.csv", ["tok,noc,*"])
     ledger = Ledger.open("sqlite://")
     # The docs pages never reach Kubernetes; no client is needed to serve them.
     with TestClient(create_app(settings, ledger=ledger, kube=object())) as client:

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aiconn.api.app import create_app
-from aiconn.api.settings import ApiSettings
 from aiconn.cli import main
 from aiconn.export.cloudevents import Cursor, export_page, settlement_id
 from aiconn.sla.evaluate import SLAEvaluation
@@ -23,6 +22,7 @@ from aiconn.sla.ledger import Ledger, fund_allowance
 from aiconn.sla.periods import Period
 from aiconn.sla.topups import top_up
 from tests.factories import month_evaluation, settle
+from tests.helpers import static_token_settings
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 REQUIRED = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}
@@ -166,14 +166,8 @@ def test_the_cli_prints_json_lines_and_the_cursor(
 
 @pytest.fixture
 def http(ledger: Ledger, tmp_path: Path) -> Iterator[TestClient]:
-    tokens = tmp_path / "tokens.csv"
-    tokens.write_text("tok-acme,alice,acme\n")
-    settings = ApiSettings(
-        auth_mode="static",
-        static_tokens_file=tokens,
-        sla_cache_seconds=0,
-        ledger_url="sqlite://",
-        max_page_size=3,
+    settings = static_token_settings(
+        tmp_path / "tokens.csv", ["tok-acme,alice,acme"], max_page_size=3
     )
     # The usage feed reads only the ledger; no Kubernetes client is needed.
     with TestClient(create_app(settings, ledger=ledger, kube=object())) as client:
