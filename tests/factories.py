@@ -47,6 +47,23 @@ def _manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
+def llama_model_classes(small: float, large: float) -> list[dict[str, Any]]:
+    """An offer's two model classes: `small` (Llama 3 8B) and `large` (Llama 3 70B), at these
+    prices per million tokens."""
+    return [
+        {
+            "name": "small",
+            "models": [{"name": "llama-3-8b", "parametersBillions": 8}],
+            "pricePerMillionTokens": small,
+        },
+        {
+            "name": "large",
+            "models": [{"name": "llama-3-70b", "parametersBillions": 70}],
+            "pricePerMillionTokens": large,
+        },
+    ]
+
+
 def availability_credit(amount: str | int = 0, *, percent: int = 10) -> CreditBreakdown:
     """An availability credit of `percent` (latency 0) worth `amount` in the contract currency."""
     return CreditBreakdown(Decimal(percent), Decimal(0), Decimal(percent), Decimal(amount))

@@ -29,7 +29,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.ledger import Kind, Ledger
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
-from tests.factories import offer_manifest, sla_manifest
+from tests.factories import llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import eventually, ledger_url_for
 
 pytestmark = pytest.mark.integration
@@ -47,18 +47,7 @@ def offer_body(name: str) -> dict[str, Any]:
         name,
         {
             "currency": "EUR",
-            "modelClasses": [
-                {
-                    "name": "small",
-                    "models": [{"name": "llama-3-8b", "parametersBillions": 8}],
-                    "pricePerMillionTokens": 0.5,
-                },
-                {
-                    "name": "large",
-                    "models": [{"name": "llama-3-70b", "parametersBillions": 70}],
-                    "pricePerMillionTokens": 1.6,
-                },
-            ],
+            "modelClasses": llama_model_classes(small=0.5, large=1.6),
             "plan": {"includedTokensPerPeriod": INCLUDED, "period": "1M"},
             "credits": {
                 "availability": [{"belowPercent": 99, "creditPercent": 20}],

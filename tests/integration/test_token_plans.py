@@ -49,7 +49,7 @@ from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_peri
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
-from tests.factories import fully_available, offer_manifest, sla_manifest
+from tests.factories import fully_available, llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import created_offer, ledger_url_for, price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
@@ -83,20 +83,9 @@ def offer_body(name: str) -> dict[str, Any]:
         name,
         {
             "currency": "EUR",
-            "modelClasses": [
-                {
-                    "name": "small",
-                    "models": [{"name": "llama-3-8b", "parametersBillions": 8}],
-                    # The plan charges by fee and overage; per-token prices are for
-                    # pay-as-you-go offers (version 2 adds one for the large model).
-                    "pricePerMillionTokens": 0,
-                },
-                {
-                    "name": "large",
-                    "models": [{"name": "llama-3-70b", "parametersBillions": 70}],
-                    "pricePerMillionTokens": 0,
-                },
-            ],
+            # The plan charges by fee and overage; per-token prices are for pay-as-you-go
+            # offers (version 2 adds one for the large model).
+            "modelClasses": llama_model_classes(small=0, large=0),
             "plan": {
                 "includedTokensPerPeriod": 1_000_000,
                 "period": "1M",
