@@ -41,6 +41,13 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
     return entry
 
 
+def once_each(message: str, key: str | None = None) -> dict[str, str]:
+    """The CEL rule that a list holds each item once: no two items with the same `key` field
+    (the same value, when `key` is None)."""
+    a, b = ("a", "b") if key is None else (f"a.{key}", f"b.{key}")
+    return cel(f"self.all(a, self.exists_one(b, {b} == {a}))", message)
+
+
 def validations(*rules: dict[str, str]) -> dict[str, Any]:
     """`json_schema_extra` carrying CEL rules for a model or field."""
     return {"x-kubernetes-validations": list(rules)}

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from aiconn.crd import CamelModel, cel, validations
+from aiconn.crd import CamelModel, cel, once_each, validations
 from aiconn.sla.periods import ceil_minute
 
 OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
@@ -62,9 +62,7 @@ class MaintenanceWindowSpec(CamelModel):
     offers: list[Annotated[str, Field(max_length=253, pattern=OFFER_NAME_PATTERN)]] = Field(
         min_length=1,
         max_length=64,
-        json_schema_extra=validations(
-            cel("self.all(a, self.exists_one(b, b == a))", "offers must not repeat an offer")
-        ),
+        json_schema_extra=validations(once_each("offers must not repeat an offer")),
     )
     """AIInferenceOffers whose SLAs the window excuses (each offer's maintenance.noticeMinutes applies)."""
     reason: str = Field(default="", max_length=1024)

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from aiconn.crd import CamelModel, cel, validations
+from aiconn.crd import CamelModel, cel, once_each, validations
 from aiconn.sla.maintenance import MaintenanceTerms
 from aiconn.sla.prices import (
     PRICE_CHANGES_RULES,
@@ -89,12 +89,7 @@ class ModelClassPrice(CamelModel):
     models: list[CatalogueModel] = Field(
         min_length=1,
         max_length=64,
-        json_schema_extra=validations(
-            cel(
-                "self.all(a, self.exists_one(b, b.name == a.name))",
-                "models must be listed once each",
-            )
-        ),
+        json_schema_extra=validations(once_each("models must be listed once each", "name")),
     )
     """The models of the class, by name: an SLA's `spec.model.name` picks the class (the first
     class listing it); a model no class lists is not offered."""
@@ -352,12 +347,7 @@ class AIInferenceOfferSpec(CamelModel):
     model_classes: list[ModelClassPrice] = Field(
         min_length=1,
         max_length=16,
-        json_schema_extra=validations(
-            cel(
-                "self.all(a, self.exists_one(b, b.name == a.name))",
-                "modelClasses must be named once each",
-            )
-        ),
+        json_schema_extra=validations(once_each("modelClasses must be named once each", "name")),
     )
     """Price per model class (price version 1); each class lists the models it covers by name. A price is changed by a new priceChanges entry, never by editing it here."""
     price_notice_days: int = Field(default=30, ge=0, le=3650)

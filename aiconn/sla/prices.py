@@ -28,7 +28,7 @@ from decimal import Decimal
 
 from pydantic import Field, model_validator
 
-from aiconn.crd import CamelModel, cel, validations
+from aiconn.crd import CamelModel, cel, once_each, validations
 from aiconn.sla.credits import exact_decimal
 from aiconn.sla.maintenance import UTC_MINUTE_PATTERN
 
@@ -83,10 +83,7 @@ class PriceChange(CamelModel):
         default_factory=list,
         max_length=16,
         json_schema_extra=validations(
-            cel(
-                "self.all(a, self.exists_one(b, b.modelClass == a.modelClass))",
-                "prices: name each model class once",
-            )
+            once_each("prices: name each model class once", "modelClass")
         ),
     )
     """The classes whose price changes, and their new prices; classes not named keep theirs."""

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, field_validator
 
-from aiconn.crd import CamelModel, cel, validations
+from aiconn.crd import CamelModel, cel, once_each, validations
 
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -46,9 +46,7 @@ class ServiceHours(CamelModel):
     days: list[Weekday] = Field(
         min_length=1,
         max_length=7,
-        json_schema_extra=validations(
-            cel("self.all(a, self.exists_one(b, b == a))", "days must not repeat a day")
-        ),
+        json_schema_extra=validations(once_each("days must not repeat a day")),
     )
     """Days of the week with service hours: Mon, Tue, Wed, Thu, Fri, Sat, Sun."""
     start: str = Field(pattern=CLOCK_PATTERN, max_length=5)
