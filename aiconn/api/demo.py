@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.crd import API_VERSION, GROUP, VERSION
-from aiconn.sla.credits import money, period_credit, usage_charge
+from aiconn.sla.credits import CreditBreakdown, money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec, Window, wallet_owner
+from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec, Window, wallet_owner
 from aiconn.sla.timestamps import iso_z
 
 PLURAL = "aiinferenceslas"
@@ -46,6 +46,16 @@ class Measured:
             tpot=round(99.4 - wobble, 4),
             coverage=97.5 if index % 9 == 8 else 100.0,
             tokens=5_000_000 + 250_000 * ((index + month) % 17),
+        )
+
+    def credit(self, charges: Decimal, schedule: CreditsSpec) -> CreditBreakdown:
+        """The credit these attainments earn on `charges` under `schedule`."""
+        return period_credit(
+            charges=charges,
+            availability=Decimal(repr(self.availability)),
+            ttft=Decimal(repr(self.ttft)),
+            tpot=Decimal(repr(self.tpot)),
+            schedule=schedule,
         )
 
 
@@ -90,13 +100,7 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
     period = period_containing(spec.objectives.window, now)
     m = Measured.for_index(index)
     charges = usage_charge(m.tokens, spec.tokens.price_per_million_tokens)
-    credit = period_credit(
-        charges=charges,
-        availability=Decimal(repr(m.availability)),
-        ttft=Decimal(repr(m.ttft)),
-        tpot=Decimal(repr(m.tpot)),
-        schedule=spec.credits,
-    )
+    credit = m.credit(charges, spec.credits)
     budget_fraction = 1 - spec.objectives.availability.target_percent / 100
     budget = round(100 * (1 - (1 - m.availability / 100) / budget_fraction), 3)
     compliant = (
@@ -188,13 +192,7 @@ def settle_history(
         m = Measured.for_index(index, month)
         price = money(terms.tokens.price_per_million_tokens)
         charges = usage_charge(m.tokens, price)
-        credit = period_credit(
-            charges=charges,
-            availability=Decimal(repr(m.availability)),
-            ttft=Decimal(repr(m.ttft)),
-            tpot=Decimal(repr(m.tpot)),
-            schedule=terms.credits,
-        )
+        credit = m.credit(charges, terms.credits)
         minutes = period.minutes
         bad = round(minutes * (100 - m.availability) / 100)
         result = SLAEvaluation(
