@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from aiconn.devstack.prometheus import ScrapeTarget
+from aiconn.gateway.settings import GatewaySettings
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
@@ -61,6 +63,30 @@ def llama_model_classes(small: float, large: float) -> list[dict[str, Any]]:
             "models": [{"name": "llama-3-70b", "parametersBillions": 70}],
             "pricePerMillionTokens": large,
         },
+    ]
+
+
+def sla_gateway_settings(
+    name: str, namespace: str, *, ttft_threshold_ms: int = 5000, **where: Any
+) -> GatewaySettings:
+    """The gateway of SLA `name` in `namespace`: TPOT threshold 1 s, 100 requests/s; `where`
+    names its model, upstream and keys_dir."""
+    fixed = {"tpot_threshold_ms": 1000, "rate_rps": 100}
+    return GatewaySettings(
+        sla=name, namespace=namespace, ttft_threshold_ms=ttft_threshold_ms, **fixed, **where
+    )
+
+
+def sla_pod_targets(
+    namespace: str, name: str, gateway_metrics_url: str, vllm_url: str | None = None
+) -> list[ScrapeTarget]:
+    """What Prometheus scrapes as the SLA's pod `name-0`: its gateway, and vLLM when given."""
+    pod = {"namespace": namespace, "sla": name, "pod": f"{name}-0"}
+    urls = {"aiconn-gateway": gateway_metrics_url, "vllm": vllm_url}
+    return [
+        ScrapeTarget(job, url.removeprefix("http://"), pod)
+        for job, url in urls.items()
+        if url is not None
     ]
 
 

@@ -22,13 +22,11 @@ from kubernetes import client
 from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
-from aiconn.devstack.prometheus import ScrapeTarget
-from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import ceil_minute
 from aiconn.sla.spec import wallet_owner
-from tests.factories import offer_manifest, sla_manifest
+from tests.factories import offer_manifest, sla_gateway_settings, sla_manifest, sla_pod_targets
 from tests.helpers import created_offer, eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
@@ -88,21 +86,12 @@ def prometheus_url(
 ) -> Iterator[str]:
     """The gateway (labelled as the SLA's pod) in front of vLLM, scraped, under steady load."""
     keys = write_keys(tmp_path / "keys", KEY)
-    settings = GatewaySettings(
-        sla=NAME,
-        namespace=namespace,
-        model=vllm_server.model,
-        upstream=vllm_server.url,
-        keys_dir=keys,
-        ttft_threshold_ms=5000,
-        tpot_threshold_ms=1000,
-        rate_rps=100,
+    settings = sla_gateway_settings(
+        NAME, namespace, model=vllm_server.model, upstream=vllm_server.url, keys_dir=keys
     )
     with GatewayThread(settings) as gateway:
-        pod = {"namespace": namespace, "sla": NAME, "pod": f"{NAME}-0"}
         prometheus = prometheus_factory(
-            [ScrapeTarget("aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod)],
-            scrape_interval="1s",
+            sla_pod_targets(namespace, NAME, gateway.metrics_url), scrape_interval="1s"
         )
         prometheus.wait_for_series(f'{mn.GATEWAY_UPSTREAM_UP}{{namespace="{namespace}"}}')
         load = LoadGenerator(

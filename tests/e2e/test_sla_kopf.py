@@ -24,13 +24,11 @@ from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.injector import FaultInjector
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
-from aiconn.devstack.prometheus import ScrapeTarget
-from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.spec import Window
-from tests.factories import sla_manifest
+from tests.factories import sla_gateway_settings, sla_manifest, sla_pod_targets
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
@@ -74,25 +72,12 @@ def served(
     """Injector, gateway (labelled as the SLA), Prometheus scraping both, and steady load."""
     keys = write_keys(tmp_path / "keys", KEY)
     with FaultInjector(vllm_server.url) as injector:
-        settings = GatewaySettings(
-            sla=NAME,
-            namespace=namespace,
-            model=vllm_server.model,
-            upstream=injector.url,
-            keys_dir=keys,
-            ttft_threshold_ms=5000,
-            tpot_threshold_ms=1000,
-            rate_rps=100,
+        settings = sla_gateway_settings(
+            NAME, namespace, model=vllm_server.model, upstream=injector.url, keys_dir=keys
         )
         with GatewayThread(settings) as gateway:
-            pod = {"namespace": namespace, "sla": NAME, "pod": f"{NAME}-0"}
             prometheus = prometheus_factory(
-                [
-                    ScrapeTarget(
-                        "aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod
-                    ),
-                    ScrapeTarget("vllm", vllm_server.url.removeprefix("http://"), pod),
-                ],
+                sla_pod_targets(namespace, NAME, gateway.metrics_url, vllm_server.url),
                 scrape_interval="1s",
             )
             prometheus.wait_for_series(f'{mn.GATEWAY_UPSTREAM_UP}{{namespace="{namespace}"}}')

@@ -20,10 +20,11 @@ from prometheus_api_client import PrometheusConnect
 
 from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.processes import ProcessGroup, free_port
-from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
+from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.prometheus import RangeRule
+from tests.factories import sla_pod_targets
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,15 +45,12 @@ def test_each_prometheus_scrapes_the_gateway_and_tells_its_range_rule(
         ttft_threshold_ms=TTFT_THRESHOLD_MS,
         tpot_threshold_ms=100,
     )
-    pod = {"namespace": "acme", "sla": "versions", "pod": "versions-0"}
     group = ProcessGroup(services_dir / f"prom-versions-{uuid.uuid4().hex[:6]}")
     with GatewayThread(settings) as gateway:
         prometheus = PrometheusServer(
             group=group,
             data_dir=group.state_dir / "data",
-            targets=[
-                ScrapeTarget("aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod)
-            ],
+            targets=sla_pod_targets("acme", "versions", gateway.metrics_url),
             scrape_interval="1s",
             binary=prometheus_bin,
         )

@@ -27,8 +27,7 @@ from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.injector import FaultInjector
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord, ttft_attainment_percent
 from aiconn.devstack.processes import ProcessGroup
-from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
-from aiconn.gateway.settings import GatewaySettings
+from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
@@ -37,7 +36,7 @@ from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
-from tests.factories import settle_ref, sla_manifest
+from tests.factories import settle_ref, sla_gateway_settings, sla_manifest, sla_pod_targets
 from tests.helpers import eventually, fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -128,28 +127,22 @@ def stack(
 ) -> Iterator[Stack]:
     keys = write_keys(tmp_path_factory.mktemp("keys"), KEY)
     with FaultInjector(vllm_server.url) as injector:
-        settings = GatewaySettings(
-            sla=SLA_NAME,
-            namespace=sla_namespace,
+        settings = sla_gateway_settings(
+            SLA_NAME,
+            sla_namespace,
             model=vllm_server.model,
             upstream=injector.url,
             keys_dir=keys,
             ttft_threshold_ms=TTFT_THRESHOLD_MS,
-            tpot_threshold_ms=1000,
-            rate_rps=100,
         )
         with GatewayThread(settings) as gateway:
-            pod = {"namespace": sla_namespace, "sla": SLA_NAME, "pod": f"{SLA_NAME}-0"}
             group = ProcessGroup(services_dir / f"prom-sla-{uuid.uuid4().hex[:6]}")
             prometheus = PrometheusServer(
                 group=group,
                 data_dir=group.state_dir / "data",
-                targets=[
-                    ScrapeTarget(
-                        "aiconn-gateway", gateway.metrics_url.removeprefix("http://"), pod
-                    ),
-                    ScrapeTarget("vllm", vllm_server.url.removeprefix("http://"), pod),
-                ],
+                targets=sla_pod_targets(
+                    sla_namespace, SLA_NAME, gateway.metrics_url, vllm_server.url
+                ),
                 scrape_interval="1s",
             ).start()
             try:
