@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -46,19 +45,6 @@ def eventually(
                 return last  # type: ignore[return-value]
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-
-
-def server_table(k8s: Any, path: str) -> dict[str, Any]:
-    """What `kubectl get` prints for the resource(s) at `path`: the API server's Table view."""
-    response = k8s.call_api(
-        path,
-        "GET",
-        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        _preload_content=False,
-        auth_settings=["BearerToken"],
-    )
-    table: dict[str, Any] = json.loads(response[0].data)
-    return table
 
 
 def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 1) -> int:

@@ -15,13 +15,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.helpers import (
-    eventually,
-    operator_kubeconfig,
-    play_kubelet,
-    running_operator,
-    server_table,
-)
+from tests.helpers import eventually, operator_kubeconfig, play_kubelet, running_operator
 
 pytestmark = pytest.mark.integration
 
@@ -483,7 +477,14 @@ def _events(k8s: Any, namespace: str, name: str, reason: str) -> list[Any]:
 
 
 def _table_row(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
-    table = server_table(k8s, f"/apis/{G}/{V}/namespaces/{namespace}/aiinferenceslas/{name}")
+    response = k8s.call_api(
+        f"/apis/{G}/{V}/namespaces/{namespace}/aiinferenceslas/{name}",
+        "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        _preload_content=False,
+        auth_settings=["BearerToken"],
+    )
+    table = json.loads(response[0].data)
     columns = [c["name"] for c in table["columnDefinitions"]]
     return dict(zip(columns, table["rows"][0]["cells"], strict=True))
 
