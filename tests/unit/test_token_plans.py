@@ -37,19 +37,6 @@ def month(m: int) -> Period:
 used = fully_available
 
 
-def close(ledger: Ledger, plan: TokenPlan, period: Period) -> PlanClose:
-    """Close the tenant's period of offer `o` in EUR."""
-    return close_plan_period(
-        ledger,
-        tenant=TENANT,
-        namespace=TENANT,
-        offer="o",
-        plan=plan,
-        currency="EUR",
-        period=period,
-    )
-
-
 def run(
     ledger: Ledger,
     plan: TokenPlan,
@@ -75,6 +62,19 @@ def run(
         closed = close(ledger, plan, period)
         out[m] = closed.summary | {"wallet": ledger.wallet_balance(TENANT)}
     return out
+
+
+def close(ledger: Ledger, plan: TokenPlan, period: Period) -> PlanClose:
+    """Close the tenant's period of offer `o` in EUR."""
+    return close_plan_period(
+        ledger,
+        tenant=TENANT,
+        namespace=TENANT,
+        offer="o",
+        plan=plan,
+        currency="EUR",
+        period=period,
+    )
 
 
 def test_rolled_over_units_last_their_lifetime_then_expire(ledger: Ledger) -> None:
