@@ -95,7 +95,11 @@ def test_a_full_site_sends_the_next_sla_to_the_next_tier_with_the_reason(
         lambda: running_at(k8s, namespace, "second") == {"de-fra-dc-01": 1},
         what="second's pod Running on the regional site",
     )
-    assert where(k8s, namespace, "second") == ("regional", "de-fra-dc-01")
+    # KWOK runs the pod at once; the status is written after the Deployment.
+    eventually(
+        lambda: where(k8s, namespace, "second") == ("regional", "de-fra-dc-01"),
+        what="second's status placed on the regional site",
+    )
     status = status_of(k8s, namespace, "second")
     rejected = {r["tier"]: r["reason"] for r in status["placement"]["rejected"]}
     assert rejected["edge"] == "edge de-fra-edge-01: 0 of 2 L40S free, 1 needed (1 replica(s) x 1)"
