@@ -11,9 +11,6 @@ a tenant and Prometheus' scraper.
 from __future__ import annotations
 
 import functools
-import os
-import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from kubernetes import client
 
@@ -29,6 +25,7 @@ from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
+from aiconn.devstack.incluster import MONITORING_CRDS, render
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.inference.images import AICONN_IMAGE
 from tests.factories import sla_manifest
@@ -37,33 +34,8 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "tools" / "kustomize" / "build.sh"
-MONITORING_CRDS = sorted((ROOT / "tests" / "fixtures" / "monitoring-crds").glob("*.yaml"))
 SYSTEM = "aiconn-system"
 Objects = list[dict[str, Any]]
-
-
-def kustomize_binary() -> Path:
-    """The binary tools/kustomize/build.sh builds, at the version pinned there."""
-    version = re.search(r"^KUSTOMIZE_VERSION=(\S+)$", BUILD_SCRIPT.read_text(), re.M)
-    assert version, f"no KUSTOMIZE_VERSION in {BUILD_SCRIPT}"
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
-    binary = cache / "kustomize" / version.group(1) / "kustomize"
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"kustomize is not built: run `bash {BUILD_SCRIPT.relative_to(ROOT)}`")
-    return binary
-
-
-def render(directory: str) -> Objects:
-    result = subprocess.run(
-        [str(kustomize_binary()), "build", str(ROOT / directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
 def one(objects: Objects, kind: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,420 @@
+"""The demo's first act, in a real cluster: aiconn installed from its own manifests, an SLA's
+inference pod scheduled onto the real node and serving a client outside the cluster.
+
+`run` starts the dev cluster with its real node (containerd, kubelet, kube-proxy) and KWOK nodes
+for the other tiers' sites, then does what a provider and a tenant would:
+- the provider applies `manifests/overlays/devcluster` (the operator and the reporting API as
+  pods from the image built here, under their own ServiceAccounts), the tiers and the offers, and
+  binds what a bare cluster lacks to host directories (no storage provisioner, no cert-manager
+  runs here): the ledger's volume, the API's certificate, vLLM's environment;
+- the tenant, in a namespace enforcing Pod Security "restricted", applies the edge sample SLA for
+  the tiny model (made on the spot) from a claim of its own;
+- the operator renders the pod, the scheduler places it on the edge tier's node, kubelet runs
+  vLLM and the gateway sidecar, and a chat completion sent from the host to the SLA's Service with
+  the tenant's key is answered through the gateway, which meters it.
+
+Each phase's time is printed. The same steps are what `tests/integration/test_real_node_inference`
+runs and checks further (the processes' users, the root filesystem, vLLM's own counters).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+
+from aiconn.contracts.gateway_pod import GATEWAY_PORT, METRICS_PORT
+from aiconn.devstack.cluster import Cluster, stop_cluster
+from aiconn.devstack.devcluster import CLUSTER_DIR
+from aiconn.devstack.images import node_images
+from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents, wait_established
+from aiconn.devstack.node import NODE_NAME
+from aiconn.devstack.pki import write_serving_tls
+from aiconn.devstack.processes import StackError
+from aiconn.devstack.stack import ROOT, default_state_dir, say
+from aiconn.devstack.vllm import make_tiny_model, vllm_python
+from aiconn.inference import workload
+from aiconn.inference.placement import default_tiers
+from aiconn.sla import metricnames as mn
+
+T = TypeVar("T")
+
+SYSTEM = "aiconn-system"
+NONROOT = 65532
+"""The user aiconn's and vLLM's images run as."""
+API_ADDRESS = "198.19.0.80"
+"""The API Service's address in manifests/overlays/devcluster."""
+OVERLAY = "manifests/overlays/devcluster"
+RUNTIME_CLAIM = "vllm-runtime"
+"""The claim manifests/overlays/devcluster names in AICONN_VLLM_RUNTIME_CLAIM."""
+MODEL_CLAIM = "models"
+MONITORING_CRDS = sorted((ROOT / "tests" / "fixtures" / "monitoring-crds").glob("*.yaml"))
+"""The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), which the manifests use."""
+SAMPLE = ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
+SLA_NAME = "tiny-edge"
+TENANT_NAMESPACE = "acme-edge"
+OPERATOR = "app.kubernetes.io/name=aiconn,app.kubernetes.io/component=operator"
+API = "app.kubernetes.io/name=aiconn,app.kubernetes.io/component=api"
+KUSTOMIZE_SCRIPT = ROOT / "tools" / "kustomize" / "build.sh"
+
+
+def kustomize_binary() -> Path:
+    """The binary tools/kustomize/build.sh builds, at the version pinned there."""
+    version = re.search(r"^KUSTOMIZE_VERSION=(\S+)$", KUSTOMIZE_SCRIPT.read_text(), re.M)
+    if not version:
+        raise StackError(f"no KUSTOMIZE_VERSION in {KUSTOMIZE_SCRIPT}")
+    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    binary = cache / "kustomize" / version.group(1) / "kustomize"
+    if not os.access(binary, os.X_OK):
+        raise StackError(f"kustomize is not built: run `bash {KUSTOMIZE_SCRIPT}` (make kustomize)")
+    return binary
+
+
+def render(directory: str) -> list[dict[str, Any]]:
+    """`kustomize build` of one of the repository's kustomizations."""
+    result = subprocess.run(
+        [str(kustomize_binary()), "build", str(ROOT / directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise StackError(f"kustomize build {directory}: {result.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def host_volume(name: str, path: Path, *, namespace: str, claim: str, mode: str) -> dict[str, Any]:
+    """A PersistentVolume of a host directory, bound in advance to one claim (no provisioner
+    runs here). The pods see only the claim, which Pod Security "restricted" allows."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": [mode],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+
+
+def volume_claim(name: str, namespace: str, *, volume: str, mode: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "accessModes": [mode],
+            "storageClassName": "",
+            "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def poll(check: Callable[[], T], *, timeout: float, what: str, interval: float = 2.0) -> T:
+    """Call `check` until it returns instead of raising; raise StackError with its last reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, OSError, httpx.TransportError) as err:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"timed out after {timeout:.0f} s waiting for {what}: {err}"
+                ) from err
+        time.sleep(interval)
+
+
+def ready_pod(k8s: Any, namespace: str, selector: str) -> Any:
+    """A Running and Ready pod matching `selector`; otherwise raise with what the pods and their
+    namespace's latest events say."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    for pod in pods:
+        conditions = {c.type: c.status for c in pod.status.conditions or []}
+        if pod.status.phase == "Running" and conditions.get("Ready") == "True":
+            return pod
+    events = core.list_namespaced_event(namespace).items
+    raise AssertionError(
+        {
+            "pods": [
+                (p.metadata.name, p.status.phase, p.spec.node_name, p.status.container_statuses)
+                for p in pods
+            ],
+            "events": [(e.involved_object.name, e.reason, e.message) for e in events[-8:]],
+        }
+    )
+
+
+def install(k8s: Any, state_dir: Path) -> None:
+    """The provider's install: `manifests/overlays/devcluster` applied as a user would, the
+    tiers and offers, plus what a bare cluster lacks: the Prometheus Operator's CRDs, a volume
+    for the ledger's claim and the API's certificate (as manifests/tls would issue it)."""
+    from kubernetes import client
+
+    wait_established(k8s, apply_objects(k8s, load_documents(MONITORING_CRDS)))
+    ledger = state_dir / "ledger-volume"
+    ledger.mkdir(exist_ok=True)
+    os.chown(ledger, NONROOT, NONROOT)
+    core = client.CoreV1Api(k8s)
+    core.create_persistent_volume(
+        host_volume(
+            "aiconn-ledger", ledger, namespace=SYSTEM, claim="aiconn-ledger", mode="ReadWriteOnce"
+        )
+    )
+    # For the fixed Service address the gateways are told (no cluster DNS here); the operator
+    # copies its CA beside the SLA's pods.
+    tls = write_serving_tls(
+        state_dir / "api-tls",
+        common_name="aiconn-api",
+        dns_names=(f"aiconn-api.{SYSTEM}.svc",),
+        addresses=(API_ADDRESS,),
+    )
+    core.create_namespace({"metadata": {"name": SYSTEM}})
+    core.create_namespaced_secret(
+        SYSTEM,
+        {
+            "metadata": {"name": "aiconn-api-tls"},
+            "type": "kubernetes.io/tls",
+            "stringData": {key: path.read_text() for key, path in tls.items()},
+        },
+    )
+    apply_objects(k8s, render(OVERLAY))
+    samples = ROOT / "manifests" / "samples"
+    apply_manifests(k8s, [samples / "tiers.yaml", samples / "offers.yaml"])
+
+
+def tenant_namespace(k8s: Any, state_dir: Path, namespace: str) -> None:
+    """A tenant namespace enforcing Pod Security "restricted", with the provider's runtime claim
+    (vLLM's environment, read-only) and the tenant's own model claim (the tiny model, made here)
+    bound to host directories."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": namespace,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            }
+        }
+    )
+    # vLLM's environment as its own interpreter places it (whatever its Python version).
+    purelib = subprocess.run(
+        [str(vllm_python()), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    site_packages = Path(purelib).resolve()
+    if not site_packages.is_dir():
+        raise StackError(f"vLLM's site-packages {site_packages} is not a directory")
+    models = state_dir / f"models-{namespace}"
+    models.mkdir(exist_ok=True)
+    models.chmod(0o755)
+    make_tiny_model(models / "tiny-llama")
+    for name, path, claim in (
+        (f"{namespace}-runtime", site_packages, RUNTIME_CLAIM),
+        (f"{namespace}-models", models, MODEL_CLAIM),
+    ):
+        core.create_persistent_volume(
+            host_volume(name, path, namespace=namespace, claim=claim, mode="ReadOnlyMany")
+        )
+        core.create_namespaced_persistent_volume_claim(
+            namespace, volume_claim(claim, namespace, volume=name, mode="ReadOnlyMany")
+        )
+
+
+def tiny_sla(*, site: str | None = None) -> dict[str, Any]:
+    """The edge sample for the tiny model from the tenant's claim, one replica; on `site` only,
+    when given (the site the real node stands for, where KWOK nodes serve the others)."""
+    (sla, *_) = load_documents([SAMPLE])
+    sla["metadata"]["name"] = SLA_NAME
+    model = sla["spec"]["model"]
+    model["source"] = f"pvc://{MODEL_CLAIM}/tiny-llama"
+    model["maxModelLen"] = 512
+    model.pop("architecture")
+    sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 1}
+    if site:
+        sla["spec"]["placement"] = {**sla["spec"]["placement"], "tier": "edge", "sites": [site]}
+    return sla
+
+
+def gateway_tokens(pod_ip: str) -> dict[str, float]:
+    """The gateway's token counter by type, read from its metrics port as Prometheus would."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://{pod_ip}:{METRICS_PORT}/metrics", timeout=10).text
+    counted: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == mn.GATEWAY_TOKENS:
+                counted[sample.labels[mn.TOKEN_TYPE_LABEL]] = sample.value
+    return counted
+
+
+def advertise_gpus(k8s: Any, count: int = 4) -> None:
+    """The real node stands for the edge tier's first site but has no GPU: advertise some the way
+    a device plugin would, so the scheduler can place the pods' nvidia.com/gpu requests there."""
+    from kubernetes import client
+
+    gpus = {"nvidia.com/gpu": str(count)}
+    client.CoreV1Api(k8s).patch_node_status(
+        NODE_NAME, {"status": {"capacity": gpus, "allocatable": gpus}}
+    )
+
+
+@dataclass
+class Served:
+    """What the in-cluster act saw."""
+
+    pod: Any
+    """The SLA's inference pod, Running and Ready."""
+    key: str
+    """The tenant's key, from the Secret the operator wrote."""
+    url: str
+    """The SLA's Service, from the host."""
+    model: str
+    answer: dict[str, Any]
+    """The chat completion's body."""
+    refused: int
+    """The status of the same request without a key."""
+    metered: dict[str, float]
+    """The gateway's token counter by type, from its metrics port, after the answer."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def phase(timings: dict[str, float], name: str) -> Iterator[None]:
+    began = time.monotonic()
+    yield
+    timings[name] = time.monotonic() - began
+    say(f"{name}: {timings[name]:.1f} s")
+
+
+def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900) -> Served:
+    """Apply `sla` in `namespace`, wait for its pod to run and answer a completion through its
+    Service with the tenant's key; the time of each phase in `Served.timings`."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    name = sla["metadata"]["name"]
+    timings: dict[str, float] = {}
+    with phase(timings, "operator and API pods Ready"):
+        for what, selector in (("operator", OPERATOR), ("reporting API", API)):
+            poll(
+                functools.partial(ready_pod, k8s, SYSTEM, selector),
+                timeout=timeout,
+                what=f"the {what} pod Running and Ready",
+            )
+    client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+        "aiconn.io", "v1alpha1", namespace, "aiinferenceslas", sla
+    )
+    selector = ",".join(f"{k}={v}" for k, v in workload.pod_selector(name).items())
+
+    def scheduled() -> Any:
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        assert [p for p in pods if p.spec.node_name], "no pod scheduled yet"
+        return pods
+
+    with phase(timings, "inference pod scheduled"):
+        poll(scheduled, timeout=timeout, what="the SLA's inference pod scheduled")
+    # vLLM's start on a loaded 2-core machine takes minutes: the bound is generous.
+    with phase(timings, "inference pod Running and Ready (vLLM started)"):
+        pod = poll(
+            lambda: ready_pod(k8s, namespace, selector),
+            timeout=timeout,
+            what="the SLA's inference pod Running and Ready",
+        )
+    names = workload.child_names(name)
+    secret = core.read_namespaced_secret(names.api_key_secret, namespace)
+    key = base64.b64decode(secret.data[workload.PLAINTEXT_SECRET_KEY]).decode()
+    address = core.read_namespaced_service(names.service, namespace).spec.cluster_ip
+    url = f"http://{address}:{GATEWAY_PORT}/v1/chat/completions"
+    model = sla["spec"]["model"]["name"]
+    question = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Is the edge within its latency budget?"}],
+        "max_tokens": 8,
+    }
+
+    def answered() -> httpx.Response:
+        # Until the Service's endpoints reach kube-proxy the connection is refused; until the
+        # operator's first evaluation pass funds the tenant's plan the gateway answers 402.
+        response = httpx.post(
+            url, json=question, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        )
+        assert response.status_code == 200, (response.status_code, response.text)
+        return response
+
+    with phase(timings, "first completion through the gateway"):
+        response = poll(answered, timeout=120, what="a completion through the Service")
+    refused = httpx.post(url, json=question, timeout=60).status_code
+    return Served(
+        pod=pod,
+        key=key,
+        url=url,
+        model=model,
+        answer=response.json(),
+        refused=refused,
+        metered=gateway_tokens(pod.status.pod_ip),
+        timings=timings,
+    )
+
+
+def run(*, state_dir: Path | None = None) -> Served:
+    """The whole act, on the dev cluster's state directory (so `aiconn dev down` stops it if
+    interrupted); stopped at the end, before the measured scenes start a stack of their own."""
+    state = (state_dir or default_state_dir()) / CLUSTER_DIR
+    if stop_cluster(state):
+        say("stopped the previous in-cluster act's cluster")
+    say("act 1, in a real cluster: aiconn installed from its manifests, an SLA served on the node")
+    cluster = Cluster(state_dir=state, real_node=True)
+    timings: dict[str, float] = {}
+    try:
+        with phase(timings, "images built or reused"):
+            images = node_images(aiconn=True, vllm=True)
+        with phase(timings, "cluster up (control plane, scheduler, real node, images imported)"):
+            cluster.start(crds=sorted((ROOT / "crds").glob("*.yaml")), node_images=images)
+        with phase(timings, "KWOK nodes for the other tiers' sites Ready"):
+            nodes = cluster.add_simulated_nodes(default_tiers())
+        say(f"nodes: {NODE_NAME} (real, edge site {cluster.node_site}) and {len(nodes)} on KWOK")
+        k8s = cluster.api_client()
+        try:
+            with phase(timings, "aiconn installed (manifests/overlays/devcluster)"):
+                install(k8s, state)
+                tenant_namespace(k8s, state, TENANT_NAMESPACE)
+                advertise_gpus(k8s)
+            served = serve(k8s, TENANT_NAMESPACE, tiny_sla(site=cluster.node_site))
+        finally:
+            k8s.close()
+    finally:
+        cluster.stop()
+    served.timings = timings | served.timings
+    usage = served.answer["usage"]
+    metered = ", ".join(f"{int(n)} {kind}" for kind, n in sorted(served.metered.items()))
+    say(
+        f"{served.model} answered from pod {served.pod.metadata.name} on node "
+        f"{served.pod.spec.node_name} through its gateway at {served.url}: usage "
+        f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens; "
+        f"the gateway metered {metered}; without the tenant's key: HTTP {served.refused}"
+    )
+    say(f"act 1 took {sum(served.timings.values()):.1f} s; the cluster is stopped")
+    return served
