@@ -389,7 +389,11 @@ def operator_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> 
 
 
 def start_operator(
-    cluster: Cluster, namespace: str, state: Path, src: Path | None
+    cluster: Cluster,
+    namespace: str,
+    state: Path,
+    src: Path | None,
+    extra_env: Mapping[str, str] = {},
 ) -> subprocess.Popen[bytes]:
     log = (state / "operator.log").open("wb")
     env = {
@@ -397,6 +401,7 @@ def start_operator(
         "KUBECONFIG": str(cluster.control_plane.kubeconfig),
         "AICONN_NAMESPACES": json.dumps([namespace]),
         "AICONN_HEALTH_PORT": "0",
+        **extra_env,
     }
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -436,7 +441,15 @@ def main() -> None:
     parser.add_argument("--operator-src", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the operator's environment only (e.g. MALLOC_ARENA_MAX=2)",
+    )
     args = parser.parse_args()
+    operator_env = dict(item.split("=", 1) for item in args.operator_env)
     n = args.slas
     # A terminated benchmark still stops the cluster it started (the `finally` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -461,7 +474,7 @@ def main() -> None:
             api, "bench-plain", n, plain_creator(api, "bench-plain", bodies), timeout=args.timeout
         )
         print(f"plain client: {runs['plain client']['total_s']:.1f} s", file=sys.stderr)
-        op = start_operator(cluster, "bench-operator", state, args.operator_src)
+        op = start_operator(cluster, "bench-operator", state, args.operator_src, operator_env)
         # Started once it has handled the tiers (Kopf's annotation on each), so that its first
         # look at the tiers and offers does not re-plan the SLAs being created.
         custom = client.CustomObjectsApi(api)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -47,9 +47,11 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
 from aiconn.sla.assurance import HISTORY_LENGTH
-from aiconn.sla.prometheus import PrometheusSource, QueryClient
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.timestamps import iso_seconds
+
+if TYPE_CHECKING:
+    from aiconn.sla.prometheus import QueryClient
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,9 @@ class AssuranceLoop:
         if self.signal_reader is not None:
             return self.signal_reader(thresholds)
         if self._prometheus is None:
+            # Imported on first use: an operator without Prometheus loads no SLA engine.
+            from aiconn.sla.prometheus import PrometheusSource
+
             self._prometheus = PrometheusSource.from_url(str(url)).client
         client = self._prometheus
         try:

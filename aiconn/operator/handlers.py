@@ -37,7 +37,6 @@ from aiconn.operator.failures import (
 from aiconn.operator.health import display_update
 from aiconn.operator.offers import price_notice_problems
 from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
-from aiconn.operator.retirement import NotYet, settle_deleted
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 
 log = logging.getLogger(__name__)
@@ -245,6 +244,9 @@ async def sla_deleted(body: kopf.Body, **_: Any) -> None:
     evaluator = aiconn.operator.loop.evaluator()
     if evaluator is None:
         return  # the SLA engine stopped since the finalizer was added: nothing to settle with
+    # With the SLA engine, which an operator without Prometheus never loads.
+    from aiconn.operator.retirement import NotYet, settle_deleted
+
     try:
         await settle_deleted(evaluator, body, now=datetime.now(UTC))
     except NotYet as wait:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
 from aiconn.operator import state
-from aiconn.operator.evaluation import FleetEvaluator
-from aiconn.sla.ledger import Ledger
-from aiconn.sla.prometheus import PrometheusSource
+
+if TYPE_CHECKING:
+    # Imported when the loop starts: the SLA engine (SQLAlchemy, numpy) is about 34 MiB of an
+    # operator's memory, which one without AICONN_PROMETHEUS_URL does not need.
+    from aiconn.operator.evaluation import FleetEvaluator
+    from aiconn.sla.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,10 @@ async def start_evaluation_loop(**_: Any) -> None:
     if not settings.prometheus_url:
         log.info("AICONN_PROMETHEUS_URL is not set: the SLA evaluation loop is off")
         return
+    from aiconn.operator.evaluation import FleetEvaluator
+    from aiconn.sla.ledger import Ledger
+    from aiconn.sla.prometheus import PrometheusSource
+
     _ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
     evaluator = FleetEvaluator(
         kube=runtime.kube,

@@ -13,10 +13,12 @@ the current burn.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiconn.sla import metricnames as mn
-from aiconn.sla.prometheus import QueryClient
+
+if TYPE_CHECKING:
+    from aiconn.sla.prometheus import QueryClient
 
 _BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
 IN_FLIGHT = f"sum by ({_BY}) (rate({mn.GATEWAY_DURATION}_sum[1m]))"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -33,10 +33,11 @@ from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
 from aiconn.operator.reconcile import Event
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.timestamps import iso_seconds, parse_iso
-from aiconn.sla.topups import TopUpConflict, TopUpSpec, top_up
+
+if TYPE_CHECKING:
+    from aiconn.sla.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     """Credit the wallet once for this TopUp and write its status; the Events to post.
     A TopUp whose status already says Applied or Refused is left alone. Raises on failures
     worth retrying (the ledger or the API server unreachable)."""
+    # The ledger's code (SQLAlchemy) is loaded with the first TopUp, not with the operator.
+    from aiconn.sla.topups import TopUpConflict, TopUpSpec, top_up
+
     meta, status = body["metadata"], body.get("status") or {}
     if status.get("phase") in DONE:
         return []
@@ -139,6 +143,8 @@ async def retry_later(kube: Any, body: Any, err: BaseException) -> list[Event]:
 
 def _ledger() -> Ledger:
     """The SLA loop's ledger when it runs, else one opened for top-ups alone."""
+    from aiconn.sla.ledger import Ledger
+
     global _own_ledger
     shared = aiconn.operator.loop.ledger()
     if shared is not None:

@@ -21,14 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import Field
 
 from aiconn.crd import CamelModel, cel, once_each, validations
 from aiconn.sla.periods import ceil_minute
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
 UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
@@ -116,6 +118,8 @@ def excused_minutes(
     spans: Sequence[tuple[datetime, datetime]], *, start: datetime, minutes: int
 ) -> NDArray[np.bool_]:
     """For each minute [start + j, start + j + 1), whether it begins inside an excused span."""
+    import numpy as np  # here, not at the top: the offer model (and the operator) need no numpy
+
     mask = np.zeros(minutes, dtype=np.bool_)
     for lo, hi in spans:
         first = -(-int((lo - start).total_seconds()) // 60)

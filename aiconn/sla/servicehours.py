@@ -16,14 +16,16 @@ Hours that cross midnight are written as two days' hours, which the model refuse
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import Field, field_validator
 
 from aiconn.crd import CamelModel, cel, once_each, validations
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -78,6 +80,8 @@ def service_minutes(hours: ServiceHours, *, start: datetime, minutes: int) -> ND
     """
     if start.utcoffset() != timedelta(0) or start.second or start.microsecond:
         raise ValueError(f"start must be a whole minute in UTC, got {start!r}")
+    import numpy as np  # here, not at the top: the offer model (and the operator) need no numpy
+
     mask = np.zeros(minutes, dtype=np.bool_)
     zone = ZoneInfo(hours.time_zone)
     open_at, close_at = _clock(hours.start), _clock(hours.end)
