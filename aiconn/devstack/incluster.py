@@ -35,6 +35,7 @@ import httpx
 import yaml
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT, METRICS_PORT
+from aiconn.crd import GROUP, VERSION
 from aiconn.devstack.cluster import Cluster, stop_cluster
 from aiconn.devstack.devcluster import CLUSTER_DIR
 from aiconn.devstack.images import node_images
@@ -325,7 +326,7 @@ def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900
                 what=f"the {what} pod Running and Ready",
             )
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        "aiconn.io", "v1alpha1", namespace, "aiinferenceslas", sla
+        GROUP, VERSION, namespace, "aiinferenceslas", sla
     )
     selector = ",".join(f"{k}={v}" for k, v in workload.pod_selector(name).items())
 
