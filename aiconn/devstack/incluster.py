@@ -288,8 +288,6 @@ class Served:
 
     pod: Any
     """The SLA's inference pod, Running and Ready."""
-    key: str
-    """The tenant's key, from the Secret the operator wrote."""
     url: str
     """The SLA's Service, from the host."""
     model: str
@@ -340,7 +338,7 @@ def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900
     # vLLM's start on a loaded 2-core machine takes minutes: the bound is generous.
     with phase(timings, "inference pod Running and Ready (vLLM started)"):
         pod = poll(
-            lambda: ready_pod(k8s, namespace, selector),
+            functools.partial(ready_pod, k8s, namespace, selector),
             timeout=timeout,
             what="the SLA's inference pod Running and Ready",
         )
@@ -370,7 +368,6 @@ def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900
     refused = httpx.post(url, json=question, timeout=60).status_code
     return Served(
         pod=pod,
-        key=key,
         url=url,
         model=model,
         answer=response.json(),

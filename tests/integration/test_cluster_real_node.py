@@ -18,10 +18,10 @@ from kubernetes import client
 
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.images import node_images
+from aiconn.devstack.incluster import MONITORING_CRDS, host_volume, ready_pod, render
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_NAME
 from tests.helpers import eventually
-from tests.integration.test_manifests import MONITORING_CRDS, render
 
 pytestmark = pytest.mark.integration
 
@@ -68,31 +68,11 @@ def installed(k8s: Any, cluster: Cluster) -> None:
     ledger.mkdir()
     os.chown(ledger, NONROOT, NONROOT)
     client.CoreV1Api(k8s).create_persistent_volume(
-        {
-            "metadata": {"name": "aiconn-ledger"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": str(ledger), "type": "Directory"},
-                "claimRef": {"namespace": SYSTEM, "name": "aiconn-ledger"},
-            },
-        }
+        host_volume(
+            "aiconn-ledger", ledger, namespace=SYSTEM, claim="aiconn-ledger", mode="ReadWriteOnce"
+        )
     )
     apply_objects(k8s, render("manifests/base"))
-
-
-def operator_pod(k8s: Any) -> Any:
-    pods = client.CoreV1Api(k8s).list_namespaced_pod(SYSTEM, label_selector=OPERATOR).items
-    ready = [
-        p
-        for p in pods
-        if p.status.phase == "Running"
-        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    ]
-    if ready:
-        return ready[0]
-    states = [(p.status.phase, [c.state for c in p.status.container_statuses or []]) for p in pods]
-    raise AssertionError(f"operator pods: {states}")
 
 
 def process_of(cluster: Cluster, container_id: str) -> int:
@@ -106,7 +86,11 @@ def process_of(cluster: Cluster, container_id: str) -> int:
 def test_operator_pod_runs_read_only_non_root_and_reconciles_an_sla(
     cluster: Cluster, k8s: Any, installed: None
 ) -> None:
-    pod = eventually(lambda: operator_pod(k8s), timeout=180, what="the operator pod Running, Ready")
+    pod = eventually(
+        lambda: ready_pod(k8s, SYSTEM, OPERATOR),
+        timeout=180,
+        what="the operator pod Running, Ready",
+    )
     assert pod.spec.node_name == NODE_NAME
     (status,) = pod.status.container_statuses
     assert status.image.endswith(":0.1.0") or "aiconn" in status.image
