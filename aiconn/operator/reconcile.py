@@ -396,11 +396,17 @@ async def refresh_readiness(
         generation=status.get("observedGeneration"),
         health=status,
     )
-    if status.get("pending"):
-        phase = status.get("phase") or phase
+
+    def phase_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+        # An edit that could not be placed keeps its phase (EditUnplaceable) while generation 1
+        # serves. Judged on the object each patch applies to: a reconcile that wrote the pending
+        # edit after `sla` was read makes the patch conflict, and the retry must keep its phase.
+        current = obj.get("status") or {}
+        return {"phase": (current.get("phase") or phase) if current.get("pending") else phase}
+
     old = status.get("conditions", [])
-    if phase == status.get("phase") and merge(old, conds) == old:
+    if phase_of(sla)["phase"] == status.get("phase") and merge(old, conds) == old:
         return None
     return await kube.update_status(
-        SLA_KIND, sla_name, namespace, fields={"phase": phase}, conditions=conds, current=sla
+        SLA_KIND, sla_name, namespace, fields=phase_of, conditions=conds, current=sla
     )
