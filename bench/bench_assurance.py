@@ -36,6 +36,9 @@ class MemoryKube:
         plural = path.rsplit("/", 1)[-1]
         return {"items": self.listing[plural]}
 
+    async def list_all(self, path: str, *_: Any, **__: Any) -> list[dict[str, Any]]:
+        return (await self.call("GET", path))["items"]
+
     async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
         """The offers the loop reads each pass: none in this fleet (its SLAs name no offer)."""
         return []

@@ -137,6 +137,49 @@ def observe(
     return result
 
 
+def node_view(node: Mapping[str, Any]) -> dict[str, Any]:
+    """What `observe` reads of a Node: a listed Node cut down to it observes the same."""
+    meta, spec, status = (node.get(k) or {} for k in ("metadata", "spec", "status"))
+    return {
+        "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+        "spec": {"unschedulable": spec.get("unschedulable")},
+        "status": {
+            "allocatable": {
+                k: v for k, v in (status.get("allocatable") or {}).items() if k == GPU_RESOURCE
+            },
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+        },
+    }
+
+
+def pod_view(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What `observe` reads of a Pod (and what tells whose pod it is: its name, namespace and
+    labels): a listed Pod cut down to it observes the same."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+
+    def requests(containers: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+        return [{"resources": c.get("resources") or {}} for c in containers or []]
+
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "labels": meta.get("labels") or {},
+        },
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "nodeSelector": spec.get("nodeSelector") or {},
+            "containers": requests(spec.get("containers")),
+            "initContainers": requests(spec.get("initContainers")),
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
 def pod_gpu_request(pod: Mapping[str, Any]) -> int:
     """GPUs the scheduler reserves for `pod`."""
     spec = pod.get("spec") or {}

@@ -98,15 +98,12 @@ class AssuranceLoop:
     async def run_once(self) -> dict[Step, int]:
         """One pass; returns how many SLAs took each step."""
         tiers = await self._tiers()
-        nodes: list[dict[str, Any]] = (await self.kube.call("GET", NODES.path(None))).get(
-            "items", []
-        )
+        # Held for the whole pass: read in pages, without managedFields (see `list_all`).
+        nodes = await self.kube.list_all(NODES.path(None))
         pods: list[dict[str, Any]] = []
         if observe(nodes=nodes, pods=[], tiers=tiers):
-            pods = (
-                await self.kube.call("GET", PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
-            ).get("items", [])
-        slas = (await self.kube.call("GET", SLAS.path(None))).get("items", [])
+            pods = await self.kube.list_all(PODS.path(None), [("fieldSelector", LIVE_PODS)])
+        slas = await self.kube.list_all(SLAS.path(None))
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers, offers=await fetch_offers(self.kube))
         self.signals = await self._signals(slas)
         counts: dict[Step, int] = {}

@@ -2,11 +2,12 @@
 
 Read at each reconcile rather than kept in an informer: placement happens when an SLA is
 created or changed, not on a hot path, and a fresh list cannot be stale by an event the
-operator has not yet seen. Reconciles that run at once share their lists (`KubeApi.fresh_get`:
+operator has not yet seen. Reconciles that run at once share their lists (`KubeApi.fresh_list`:
 each still gets lists the API server answered after it asked), so a burst of new SLAs costs a
-list per round of concurrent reconciles, not two per SLA. A cluster without any node of a tier
-costs one list of Nodes (no Pods are read), which is the case of the tests and the demo without
-simulated nodes.
+list per round of concurrent reconciles, not two per SLA; the lists are read in pages and keep
+only what placement reads of each Node and Pod (`node_view`, `pod_view`). A cluster without
+any node of a tier costs one list of Nodes (no Pods are read), which is the case of the tests
+and the demo without simulated nodes.
 
 The SLA's own inference pods are left out, so re-planning an SLA that already runs counts the
 GPUs it holds as its own, not as taken: it stays where it is while its site still fits it.
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiconn.inference import workload
-from aiconn.inference.capacity import Capacity, observe
+from aiconn.inference.capacity import Capacity, node_view, observe, pod_view
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import Kind, KubeApi
 
@@ -35,12 +36,10 @@ async def observe_capacity(
     sla_name: str,
 ) -> Capacity:
     """Free GPUs per observed tier and site, not counting the pods of `namespace/sla_name`."""
-    nodes: list[dict[str, Any]] = (await kube.fresh_get(NODES.path(None))).get("items", [])
+    nodes = await kube.fresh_list(NODES.path(None), None, keep=node_view)
     if not observe(nodes=nodes, pods=[], tiers=tiers):
         return {}
-    pods: list[dict[str, Any]] = (
-        await kube.fresh_get(PODS.path(None), query=[("fieldSelector", LIVE_PODS)])
-    ).get("items", [])
+    pods = await kube.fresh_list(PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view)
     own = workload.pod_selector(sla_name)
     return observe(
         nodes=nodes,

@@ -7,7 +7,12 @@ The sync client runs in threads so Kopf's event loop never blocks: a pool of its
 the client's connection pool (asyncio's default pool has cpu_count + 4 threads, 6 on two cores,
 which capped the operator at 6 requests in flight whatever its connection pool). Identical reads
 that many reconciles make at once (the cluster's Nodes and Pods for capacity) share one request
-(`fresh_get`).
+(`fresh_get`, `fresh_list`).
+
+Cluster-wide lists are read in pages (`list_all`), and each page is cut down to what the caller
+reads before the next is asked for: a list of every pod in the cluster is tens of kilobytes of
+Python objects per pod (most of it `managedFields` and container specs), so a whole list as the
+API server wrote it grew the operator's memory with the cluster, once per list held at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +33,22 @@ from aiconn.operator.conditions import merge
 
 FIELD_MANAGER = "aiconn-operator"
 DEFAULT_POOL_SIZE = 32
+LIST_PAGE = 250
+"""Items per page of a cluster-wide list (kubectl's default chunk is 500)."""
+
+Item = dict[str, Any]
+Query = list[tuple[str, Any]] | None
+Keep = Callable[[Item], Item]
+"""What a list keeps of each item it reads."""
+
+
+def without_managed_fields(item: Item) -> Item:
+    """`item` less `metadata.managedFields`, which the operator never reads (often half of an
+    object's size)."""
+    meta = item.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return item
 
 
 @dataclass(frozen=True)
@@ -122,7 +143,7 @@ class KubeApi:
         self.api = api
         size = getattr(api.configuration, "connection_pool_maxsize", None) or DEFAULT_POOL_SIZE
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="kubeapi")
-        self._shared: dict[tuple[str, tuple[tuple[str, Any], ...]], _Coalesced] = {}
+        self._shared: dict[tuple[Any, ...], _Coalesced] = {}
 
     def _call(
         self,
@@ -155,19 +176,64 @@ class KubeApi:
     ) -> dict[str, Any]:
         """GET `path`, sharing the request with concurrent callers of the same read (see
         `_Coalesced`): the answer is never older than the call. Callers must not modify it."""
-        key = (path, tuple(query or ()))
+        result: dict[str, Any] = await self._shared_read(
+            (path, tuple(query or ())), functools.partial(self.call, "GET", path, query=query)
+        )
+        return result
+
+    async def fresh_list(self, path: str, query: Query, *, keep: Keep) -> list[Item]:
+        """`list_all`, shared with concurrent callers of the same list and `keep` as
+        `fresh_get` shares a read. Callers must not modify the answer."""
+        result: list[Item] = await self._shared_read(
+            ("list", path, tuple(query or ()), keep),
+            functools.partial(self.list_all, path, query, keep=keep),
+        )
+        return result
+
+    async def _shared_read(self, key: tuple[Any, ...], fetch: Callable[[], Awaitable[Any]]) -> Any:
         shared = self._shared.get(key)
         if shared is None:
-            shared = self._shared[key] = _Coalesced(
-                functools.partial(self.call, "GET", path, query=query)
-            )
+            shared = self._shared[key] = _Coalesced(fetch)
         try:
-            result: dict[str, Any] = await shared.get()
+            return await shared.get()
         finally:
             # Forgotten once idle: one entry per read in flight, not per path ever read.
             if shared.idle and self._shared.get(key) is shared:
                 del self._shared[key]
-        return result
+
+    async def list_all(
+        self,
+        path: str,
+        query: Query = None,
+        *,
+        keep: Keep = without_managed_fields,
+    ) -> list[Item]:
+        """Every item of the list at `path`, read LIST_PAGE items at a time, each passed through
+        `keep` as its page arrives (see the module doc). A continue token that expired in
+        between (410 Gone, after the API server compacted) starts the list again."""
+        for _ in range(3):
+            items: list[Item] = []
+            token: str | None = None
+            try:
+                while True:
+                    page = await self.call(
+                        "GET",
+                        path,
+                        query=[
+                            *(query or ()),
+                            ("limit", LIST_PAGE),
+                            *((("continue", token),) if token else ()),
+                        ],
+                    )
+                    items.extend(keep(item) for item in page.get("items") or [])
+                    token = (page.get("metadata") or {}).get("continue") or None
+                    del page  # not held while the next page is read
+                    if token is None:
+                        return items
+            except ApiException as err:
+                if err.status != 410 or token is None:
+                    raise
+        raise ApiException(status=410, reason=f"the list at {path} kept expiring; not read")
 
     def close(self) -> None:
         """Close the client's connections and stop the pool its calls run on."""

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from aiconn.inference.capacity import SiteCapacity, observe, pod_gpu_request
+from aiconn.inference.capacity import (
+    SiteCapacity,
+    node_view,
+    observe,
+    pod_gpu_request,
+    pod_view,
+)
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.tier import SITE_LABEL
 
@@ -122,6 +128,8 @@ def test_free_gpus_per_site(
 ) -> None:
     room = edge_fra(nodes, pods)
     assert (room.allocatable, room.free_per_node) == (allocatable, free_per_node), case
+    # What the operator keeps of each listed Node and Pod observes the same.
+    assert edge_fra([node_view(n) for n in nodes], [pod_view(p) for p in pods]) == room, case
 
 
 def test_nodes_are_matched_to_tiers_by_every_selector_label_and_to_listed_sites() -> None:
@@ -182,3 +190,18 @@ def test_a_pod_requests_its_containers_sum_or_its_largest_init_container() -> No
     spec["initContainers"] = [container(4), container(1)]
     assert pod_gpu_request({"spec": spec}) == 4
     assert pod_gpu_request({"spec": {"containers": [{"name": "no-resources"}]}}) == 0
+    # The init containers' requests survive the operator's cut of a listed pod.
+    assert pod_gpu_request(pod_view({"spec": spec})) == 4
+
+
+def test_a_listed_pod_is_kept_without_what_placement_does_not_read() -> None:
+    listed = pod(1, on="a")
+    listed["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    listed["spec"]["containers"][0]["env"] = [{"name": "VLLM_ARGS", "value": "--x"}]
+    listed["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    kept = pod_view(listed)
+    assert "managedFields" not in kept["metadata"]
+    assert kept["spec"]["containers"] == [
+        {"resources": listed["spec"]["containers"][0]["resources"]}
+    ]
+    assert kept["status"] == {"phase": "Running"}

@@ -171,3 +171,38 @@ def test_shared_reads_are_forgotten_once_idle() -> None:
     answers, kube = asyncio.run(scenario())
     assert [a["path"][-3:] for a in answers] == ["t-0", "t-1"] * 3
     assert kube.sent <= 4 and kube._shared == {}
+
+
+def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
+    """A list is asked for LIST_PAGE items at a time, each item passed through `keep` as its
+    page arrives, and started again when its continue token expired between pages."""
+    from kubernetes.client.exceptions import ApiException
+
+    from aiconn.operator.kubeapi import LIST_PAGE, KubeApi
+
+    class Paged(KubeApi):
+        def __init__(self) -> None:
+            self._shared = {}
+            self.queries: list[dict[str, Any]] = []
+            self.expire_once = True
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            query = dict(kwargs["query"])
+            self.queries.append(query)
+            page = int(query.get("continue", 0))
+            if page == 1 and self.expire_once:
+                self.expire_once = False
+                raise ApiException(status=410)
+            items = [
+                {"metadata": {"name": f"p{page}-{i}", "managedFields": [{}]}} for i in range(2)
+            ]
+            return {"metadata": {"continue": str(page + 1) if page < 2 else ""}, "items": items}
+
+    kube = Paged()
+    items = asyncio.run(kube.list_all("/api/v1/pods", [("fieldSelector", "x")]))
+    assert [i["metadata"] for i in items] == [
+        {"name": f"p{p}-{i}"} for p in range(3) for i in range(2)
+    ]
+    assert all(q["limit"] == LIST_PAGE and q["fieldSelector"] == "x" for q in kube.queries)
+    # The first read, its expired second page, then the whole list again.
+    assert [q.get("continue") for q in kube.queries] == [None, "1", None, "1", "2"]
