@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiconn.inference.placement import default_tiers
@@ -36,8 +37,10 @@ class MemoryKube:
         plural = path.rsplit("/", 1)[-1]
         return {"items": self.listing[plural]}
 
-    async def list_all(self, path: str, *_: Any, **__: Any) -> list[dict[str, Any]]:
-        return (await self.call("GET", path))["items"]
+    async def list_all(
+        self, path: str, query: Any = None, *, keep: Callable[[Any], Any] = lambda item: item
+    ) -> list[dict[str, Any]]:
+        return [keep(item) for item in (await self.call("GET", path))["items"]]
 
     async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
         """The offers the loop reads each pass: none in this fleet (its SLAs name no offer)."""

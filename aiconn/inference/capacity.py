@@ -157,9 +157,10 @@ def node_view(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pod_view(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What `observe` reads of a Pod (and what tells whose pod it is: its name, namespace and
-    labels): a listed Pod cut down to it observes the same."""
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    """What `observe` reads of a Pod, what tells whose pod it is (its name, namespace and
+    labels) and its PodScheduled condition (whether and since when the scheduler could not
+    place it): a listed Pod cut down to it observes the same."""
+    meta, spec, status = (pod.get(k) or {} for k in ("metadata", "spec", "status"))
 
     def requests(containers: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
         return [{"resources": c.get("resources") or {}} for c in containers or []]
@@ -176,7 +177,12 @@ def pod_view(pod: Mapping[str, Any]) -> dict[str, Any]:
             "containers": requests(spec.get("containers")),
             "initContainers": requests(spec.get("initContainers")),
         },
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+        "status": {
+            "phase": status.get("phase"),
+            "conditions": [
+                c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
+            ],
+        },
     }
 
 

@@ -32,7 +32,7 @@ from aiconn.inference.assurance import (
     placement_step,
     serving_in_place,
 )
-from aiconn.inference.capacity import GPU_RESOURCE, observe, schedulable
+from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view, schedulable
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
@@ -98,11 +98,14 @@ class AssuranceLoop:
     async def run_once(self) -> dict[Step, int]:
         """One pass; returns how many SLAs took each step."""
         tiers = await self._tiers()
-        # Held for the whole pass: read in pages, without managedFields (see `list_all`).
-        nodes = await self.kube.list_all(NODES.path(None))
+        # Held for the whole pass: read in pages, each Node and Pod cut down to what the pass
+        # reads of it (`node_view`, `pod_view`), each SLA without managedFields (`list_all`).
+        nodes = await self.kube.list_all(NODES.path(None), keep=node_view)
         pods: list[dict[str, Any]] = []
         if observe(nodes=nodes, pods=[], tiers=tiers):
-            pods = await self.kube.list_all(PODS.path(None), [("fieldSelector", LIVE_PODS)])
+            pods = await self.kube.list_all(
+                PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view
+            )
         slas = await self.kube.list_all(SLAS.path(None))
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers, offers=await fetch_offers(self.kube))
         self.signals = await self._signals(slas)

@@ -15,6 +15,7 @@ from aiconn.inference.capacity import (
 )
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.tier import SITE_LABEL
+from aiconn.operator.assurance import unschedulable_since
 
 TIERS = default_tiers()
 EDGE_LABELS = dict(TIERS["edge"].node_selector)
@@ -198,10 +199,18 @@ def test_a_listed_pod_is_kept_without_what_placement_does_not_read() -> None:
     listed = pod(1, on="a")
     listed["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
     listed["spec"]["containers"][0]["env"] = [{"name": "VLLM_ARGS", "value": "--x"}]
-    listed["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    unschedulable = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "lastTransitionTime": "2026-12-02T10:00:00Z",
+    }
+    listed["status"]["conditions"] = [{"type": "Ready", "status": "False"}, unschedulable]
     kept = pod_view(listed)
     assert "managedFields" not in kept["metadata"]
     assert kept["spec"]["containers"] == [
         {"resources": listed["spec"]["containers"][0]["resources"]}
     ]
-    assert kept["status"] == {"phase": "Running"}
+    assert kept["status"] == {"phase": "Running", "conditions": [unschedulable]}
+    # The assurance loop reads the same of it.
+    assert unschedulable_since([kept]) == unschedulable_since([listed]) is not None
