@@ -33,8 +33,8 @@ from aiconn.operator.conditions import merge
 
 FIELD_MANAGER = "aiconn-operator"
 DEFAULT_POOL_SIZE = 32
-LIST_PAGE = 250
-"""Items per page of a cluster-wide list (kubectl's default chunk is 500)."""
+LIST_PAGE = 500
+"""Items per page of a cluster-wide list (kubectl's default chunk)."""
 
 Item = dict[str, Any]
 Query = list[tuple[str, Any]] | None
@@ -216,24 +216,28 @@ class KubeApi:
             token: str | None = None
             try:
                 while True:
-                    page = await self.call(
-                        "GET",
-                        path,
-                        query=[
-                            *(query or ()),
-                            ("limit", LIST_PAGE),
-                            *((("continue", token),) if token else ()),
-                        ],
+                    page_query = [
+                        *(query or ()),
+                        ("limit", LIST_PAGE),
+                        *((("continue", token),) if token else ()),
+                    ]
+                    kept, token = await asyncio.get_running_loop().run_in_executor(
+                        self._threads, functools.partial(self._page, path, page_query, keep)
                     )
-                    items.extend(keep(item) for item in page.get("items") or [])
-                    token = (page.get("metadata") or {}).get("continue") or None
-                    del page  # not held while the next page is read
+                    items.extend(kept)
                     if token is None:
                         return items
             except ApiException as err:
                 if err.status != 410 or token is None:
                     raise
         raise ApiException(status=410, reason=f"the list at {path} kept expiring; not read")
+
+    def _page(self, path: str, query: Query, keep: Keep) -> tuple[list[Item], str | None]:
+        """One page, cut down in the thread that parsed it: the whole page never reaches the
+        event loop, and is garbage before the next page is asked for."""
+        page = self._call("GET", path, query=query)
+        token = (page.get("metadata") or {}).get("continue") or None
+        return [keep(item) for item in page.get("items") or []], token
 
     def close(self) -> None:
         """Close the client's connections and stop the pool its calls run on."""

@@ -176,6 +176,8 @@ def test_shared_reads_are_forgotten_once_idle() -> None:
 def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     """A list is asked for LIST_PAGE items at a time, each item passed through `keep` as its
     page arrives, and started again when its continue token expired between pages."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kubernetes.client.exceptions import ApiException
 
     from aiconn.operator.kubeapi import LIST_PAGE, KubeApi
@@ -183,10 +185,11 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     class Paged(KubeApi):
         def __init__(self) -> None:
             self._shared = {}
+            self._threads = ThreadPoolExecutor(max_workers=1)
             self.queries: list[dict[str, Any]] = []
             self.expire_once = True
 
-        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
             query = dict(kwargs["query"])
             self.queries.append(query)
             page = int(query.get("continue", 0))
