@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from aiconn.api.deps import Parts, ReadableSLA
+from aiconn.api.deps import Parts, ReadableSLA, settlement_of
 from aiconn.api.models import ApiModel, Problem
 from aiconn.api.reports import resolve_period
 from aiconn.api.routes.responses import TENANT
@@ -77,13 +77,7 @@ def evidence(
             status_code=status.HTTP_404_NOT_FOUND,
             detail=f"period {period!r} is still open; its evidence is stored when it settles",
         )
-    settlement = parts.ledger.settlement(sla.uid, closed)
-    if settlement is None:
-        raise HTTPException(
-            status_code=status.HTTP_404_NOT_FOUND,
-            detail=f"period {closed.start_iso} of this SLA has no settlement, so no evidence"
-            " (closed periods are settled by the operator shortly after they end)",
-        )
+    settlement = settlement_of(parts.ledger, sla, closed, missing=", so no evidence")
     stored = parts.ledger.evidence(sla.uid, closed.start)
     if stored is None:
         raise HTTPException(
