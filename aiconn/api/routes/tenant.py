@@ -24,7 +24,6 @@ from aiconn.api.deps import (
 from aiconn.api.models import (
     NamespaceWallets,
     PeriodReport,
-    Problem,
     SLADetail,
     SLAList,
     Statement,
@@ -39,7 +38,7 @@ from aiconn.api.reports import (
     settled_report,
     summary,
 )
-from aiconn.api.routes.responses import TENANT
+from aiconn.api.routes.responses import TENANT, problem
 from aiconn.api.wallets import wallet as wallet_of
 from aiconn.sla.ledger import wallet_account
 from aiconn.sla.periods import current_period
@@ -87,7 +86,7 @@ def get_sla(sla: ReadableSLA) -> SLADetail:
     summary="A period report: attainment, budget, usage, credits and penalties",
     responses={
         200: {"content": CSV_CONTENT},
-        400: {"model": Problem, "description": "`period` names no reportable period."},
+        400: problem("`period` names no reportable period."),
     },
 )
 def report(
