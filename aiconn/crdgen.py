@@ -201,6 +201,10 @@ def _col(name: str, kind: str, path: str, description: str) -> dict[str, str]:
     return {"name": name, "type": kind, "jsonPath": path, "description": description}
 
 
+_AGE = _col("Age", "date", ".metadata.creationTimestamp", "Age")
+_PHASE = _col("Phase", "string", ".status.phase", "Lifecycle phase")
+
+
 RESOURCES: tuple[CrdInfo, ...] = (
     CrdInfo(
         kind="AIInferenceSLA",
@@ -220,8 +224,8 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("Budget", "string", ".status.summary.budget", "Error budget remaining"),
             _col("Credits", "string", ".status.summary.credits", "Credits accrued this period"),
             _col("Compliant", "string", ".status.summary.compliant", "Objectives met so far"),
-            _col("Phase", "string", ".status.phase", "Lifecycle phase"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _PHASE,
+            _AGE,
         ),
     ),
     CrdInfo(
@@ -238,8 +242,8 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("SD", "string", ".spec.sd", "Slice Differentiator"),
             _col("5QI", "integer", ".spec.fiveQI", "5G QoS Identifier"),
             _col("Backend", "string", ".spec.backend", "Realization backend"),
-            _col("Phase", "string", ".status.phase", "Lifecycle phase"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _PHASE,
+            _AGE,
         ),
     ),
     CrdInfo(
@@ -261,7 +265,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
                 "Tokens included per tenant and period",
             ),
             _col("Period", "string", ".spec.plan.period", "Plan period"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _AGE,
         ),
     ),
     CrdInfo(
@@ -279,7 +283,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("Start", "string", ".spec.start", "First excused minute (UTC)"),
             _col("End", "string", ".spec.end", "End of the window (UTC, exclusive)"),
             _col("Reason", "string", ".spec.reason", "What is maintained"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _AGE,
         ),
     ),
     CrdInfo(
@@ -299,7 +303,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("By", "string", ".spec.requestedBy", "Who asked"),
             _col("Phase", "string", ".status.phase", "Applied or Refused"),
             _col("Transfer", "string", ".status.transferId", "Ledger transfer"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _AGE,
         ),
     ),
     CrdInfo(
@@ -317,7 +321,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
             _col("MaxB", "number", ".spec.maxModelBillions", "Largest model (billions)"),
             _col("RTTms", "number", ".spec.networkRtt.maxMs", "Highest typical RTT"),
             _col("Price/1M", "number", ".spec.pricePerMillionTokens", "Price per 1M tokens"),
-            _col("Age", "date", ".metadata.creationTimestamp", "Age"),
+            _AGE,
         ),
     ),
 )

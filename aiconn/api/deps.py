@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from aiconn.api.auth import Authorizer, Caller
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import SLA, SLAReader
-from aiconn.sla.ledger import Ledger
+from aiconn.sla.ledger import Ledger, Settlement
+from aiconn.sla.periods import Period
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -41,6 +42,19 @@ class AppParts:
 def not_found() -> HTTPException:
     """The one answer for "does not exist" and "not yours"."""
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+
+
+def settlement_of(ledger: Ledger, sla: SLA, period: Period, *, missing: str = "") -> Settlement:
+    """The settlement of the SLA's closed `period`; a 404 naming the period while it has none
+    (`missing`: what else the caller is told is missing with it)."""
+    settlement = ledger.settlement(sla.uid, period)
+    if settlement is None:
+        raise HTTPException(
+            status_code=status.HTTP_404_NOT_FOUND,
+            detail=f"period {period.start_iso} of this SLA has no settlement{missing}"
+            " (closed periods are settled by the operator shortly after they end)",
+        )
+    return settlement
 
 
 def page_size(settings: ApiSettings, limit: int | None, *, what: str, follow: str) -> int:

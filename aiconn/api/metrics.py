@@ -34,6 +34,31 @@ AVAILABILITY_BUDGET = mn.SLA_AVAILABILITY_BUDGET
 BURN_RATE = "aiconn_sla_burn_rate"
 BURN_WINDOW_LABEL = "burn_window"
 LABELS = (mn.NAMESPACE_LABEL, mn.SLA_LABEL, "tenant", "tier", "site")
+_FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (COMPLIANT, "1 when the Compliant condition is True, 0 when False", LABELS),
+    (BUDGET_REMAINING, "Availability error budget left this period", LABELS),
+    (
+        CREDITS_ACCRUED,
+        "Credits this period would pay if it closed now, in the SLA currency",
+        (*LABELS, "currency"),
+    ),
+    (EVALUATION_AGE, "Seconds since the SLA engine last evaluated the SLA", LABELS),
+    (AVAILABILITY, "Availability this period", LABELS),
+    (TTFT_ATTAINMENT, "Requests within the TTFT threshold this period", LABELS),
+    (TPOT_ATTAINMENT, "Requests within the TPOT threshold this period", LABELS),
+    (AVAILABILITY_OBJECTIVE, "Availability target as a ratio (0.999)", LABELS),
+    (
+        AVAILABILITY_BUDGET,
+        "Availability error budget in millionths of a percent (99.9 % gives 100000)",
+        (*LABELS, mn.WINDOW_LABEL),
+    ),
+    (
+        BURN_RATE,
+        "Availability burn rate the SLA engine measured, by window (1 = on budget)",
+        (*LABELS, BURN_WINDOW_LABEL),
+    ),
+)
+"""Each gauge's name, help and labels, in the order a scrape lists them."""
 
 
 class FleetCollector(Collector):
@@ -47,42 +72,8 @@ class FleetCollector(Collector):
         slas = self._reader.all()
         items = fleet_items(slas, self._clock())
         families = {
-            COMPLIANT: GaugeMetricFamily(
-                COMPLIANT, "1 when the Compliant condition is True, 0 when False", labels=LABELS
-            ),
-            BUDGET_REMAINING: GaugeMetricFamily(
-                BUDGET_REMAINING, "Availability error budget left this period", labels=LABELS
-            ),
-            CREDITS_ACCRUED: GaugeMetricFamily(
-                CREDITS_ACCRUED,
-                "Credits this period would pay if it closed now, in the SLA currency",
-                labels=(*LABELS, "currency"),
-            ),
-            EVALUATION_AGE: GaugeMetricFamily(
-                EVALUATION_AGE, "Seconds since the SLA engine last evaluated the SLA", labels=LABELS
-            ),
-            AVAILABILITY: GaugeMetricFamily(
-                AVAILABILITY, "Availability this period", labels=LABELS
-            ),
-            TTFT_ATTAINMENT: GaugeMetricFamily(
-                TTFT_ATTAINMENT, "Requests within the TTFT threshold this period", labels=LABELS
-            ),
-            TPOT_ATTAINMENT: GaugeMetricFamily(
-                TPOT_ATTAINMENT, "Requests within the TPOT threshold this period", labels=LABELS
-            ),
-            AVAILABILITY_OBJECTIVE: GaugeMetricFamily(
-                AVAILABILITY_OBJECTIVE, "Availability target as a ratio (0.999)", labels=LABELS
-            ),
-            AVAILABILITY_BUDGET: GaugeMetricFamily(
-                AVAILABILITY_BUDGET,
-                "Availability error budget in millionths of a percent (99.9 % gives 100000)",
-                labels=(*LABELS, mn.WINDOW_LABEL),
-            ),
-            BURN_RATE: GaugeMetricFamily(
-                BURN_RATE,
-                "Availability burn rate the SLA engine measured, by window (1 = on budget)",
-                labels=(*LABELS, BURN_WINDOW_LABEL),
-            ),
+            name: GaugeMetricFamily(name, documentation, labels=labels)
+            for name, documentation, labels in _FAMILIES
         }
         targets = {
             (s.namespace, s.name): s.spec.objectives.availability.target_percent for s in slas

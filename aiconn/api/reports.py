@@ -12,8 +12,6 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlmodel import Session
-
 from aiconn.api.models import (
     CreditBasis,
     CreditTierOut,
@@ -33,11 +31,10 @@ from aiconn.sla.credits import (
     to_micros,
     tokens_for_amount,
 )
-from aiconn.sla.ledger import TRANSFERS_OF_PERIOD, Kind, Ledger, Settlement
+from aiconn.sla.ledger import Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.spec import Window
 from aiconn.sla.terms import PeriodTerms
-from aiconn.sla.timestamps import as_utc
 
 CURRENT = "current"
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -233,26 +230,11 @@ def current_report(sla: SLA, now: datetime, terms: PeriodTerms | None = None) ->
 
 
 def period_transfers(ledger: Ledger, sla_uid: str, period: Period) -> list[TransferOut]:
-    """The transfers of one SLA's period, in posting order, in one indexed query.
-
-    The ledger's own `transfers()` returns an SLA's whole history; a report needs one period.
-    """
-    params = {"sla_uid": sla_uid, "period_start": period.start}
-    with Session(ledger.engine) as session:
-        return [
-            TransferOut(
-                seq=row.seq or 0,
-                id=row.id,
-                kind=row.kind,
-                debit_account=row.debit_account,
-                credit_account=row.credit_account,
-                amount=row.amount,
-                unit=row.unit,
-                created_at=as_utc(row.created_at),
-                price_version=row.price_version,
-            )
-            for row in session.exec(TRANSFERS_OF_PERIOD, params=params)
-        ]
+    """The transfers of one SLA's period, in posting order."""
+    return [
+        TransferOut.model_validate(t, from_attributes=True)
+        for t in ledger.period_transfers(sla_uid, period)
+    ]
 
 
 def settled_report(

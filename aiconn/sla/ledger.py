@@ -275,7 +275,7 @@ _SETTLEMENT_OF_PERIOD = select(SettlementRow).where(
     SettlementRow.sla_uid == bindparam("sla_uid"),
     SettlementRow.period_start == bindparam("period_start"),
 )
-TRANSFERS_OF_PERIOD = (
+_TRANSFERS_OF_PERIOD = (
     select(TransferRow)
     .where(
         TransferRow.sla_uid == bindparam("sla_uid"),
@@ -529,6 +529,13 @@ class Ledger:
             query = query.where(TransferRow.kind == kind)
         with Session(self.engine) as session:
             return [_transfer(row) for row in session.exec(query)]
+
+    def period_transfers(self, sla_uid: str, period: Period) -> list[Transfer]:
+        """One SLA's transfers of one period, in posting order, in one indexed query (a report
+        needs one period; `transfers` returns an SLA's whole history)."""
+        params = {"sla_uid": sla_uid, "period_start": period.start}
+        with Session(self.engine) as session:
+            return [_transfer(row) for row in session.exec(_TRANSFERS_OF_PERIOD, params=params)]
 
     def balance(self, account: str, unit: str) -> Balance:
         """Debits and credits of one account in one unit."""

@@ -16,6 +16,7 @@ addresses the same profile (PUT is idempotent) and a recreated slice gets a new 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -171,6 +172,7 @@ class NsmfClient:
         ok: frozenset[int],
     ) -> NsmfResult:
         url = self.url(profile_id)
+        result = functools.partial(NsmfResult, profile_id=profile_id)
         attempts = self._endpoint.retries + 1
         status: int | None = None
         problem = ""
@@ -194,29 +196,14 @@ class NsmfClient:
             status = response.status_code
             if status in ok:
                 done = "removed" if method == "DELETE" else "provisioned"
-                return NsmfResult(
-                    ok=True,
-                    reason=f"SliceProfile {profile_id} {done} (HTTP {status})",
-                    profile_id=profile_id,
-                    status_code=status,
-                    attempts=attempt,
-                )
+                reason = f"SliceProfile {profile_id} {done} (HTTP {status})"
+                return result(ok=True, reason=reason, status_code=status, attempts=attempt)
             excerpt = " ".join(response.text.split())[:_BODY_EXCERPT]
             problem = f"HTTP {status} {response.reason_phrase}" + (
                 f": {excerpt}" if excerpt else ""
             )
             if status not in RETRYABLE_STATUS:
-                return NsmfResult(
-                    ok=False,
-                    reason=f"{method} {url} refused: {problem}",
-                    profile_id=profile_id,
-                    status_code=status,
-                    attempts=attempt,
-                )
-        return NsmfResult(
-            ok=False,
-            reason=f"{method} {url} failed after {attempts} attempt(s): {problem}",
-            profile_id=profile_id,
-            status_code=status,
-            attempts=attempts,
-        )
+                reason = f"{method} {url} refused: {problem}"
+                return result(ok=False, reason=reason, status_code=status, attempts=attempt)
+        reason = f"{method} {url} failed after {attempts} attempt(s): {problem}"
+        return result(ok=False, reason=reason, status_code=status, attempts=attempts)

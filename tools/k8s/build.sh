@@ -8,7 +8,8 @@
 set -euo pipefail
 K8S_VERSION=1.37.2
 here=$(cd "$(dirname "$0")" && pwd)
-assets=${KUBEBUILDER_ASSETS:-${AICONN_CACHE:-$HOME/.cache/aiconn}/k8s/${K8S_VERSION}-linux-amd64}
+source "$here/../lib.sh"
+assets=${KUBEBUILDER_ASSETS:-$(cache_dir "k8s/${K8S_VERSION}-linux-amd64")}
 missing=()
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   [[ -x $assets/$cmd ]] || missing+=("k8s.io/kubernetes/cmd/$cmd")

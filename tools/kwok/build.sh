@@ -6,17 +6,15 @@
 # the binary. KWOK plays the kubelet of simulated GPU nodes: the tiers' sites at scale.
 # Prints the directory holding `kwok` and `stages.yaml`; skips the build when both exist.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
 KWOK_VERSION=0.8.0
-dir=${AICONN_CACHE:-$HOME/.cache/aiconn}/kwok/${KWOK_VERSION}
+dir=$(cache_dir "kwok/${KWOK_VERSION}")
 if [[ -x $dir/kwok && -s $dir/stages.yaml ]]; then
   echo "$dir"
   exit 0
 fi
-mkdir -p "$dir"
-start=$(date +%s)
-echo "building kwok v${KWOK_VERSION} into $dir (first time: a few minutes)" >&2
-CGO_ENABLED=0 GOBIN=$dir go install -trimpath -ldflags "-s -w" \
-  "sigs.k8s.io/kwok/cmd/kwok@v${KWOK_VERSION}" >&2
+go_install kwok "$KWOK_VERSION" "$dir" "a few minutes" "sigs.k8s.io/kwok/cmd/kwok@v${KWOK_VERSION}" \
+  -ldflags "-s -w"
 src=$(go mod download -json "sigs.k8s.io/kwok@v${KWOK_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 stages=$src/kustomize/stage
 tmp=$(mktemp "$dir/stages.XXXXXX")
@@ -26,5 +24,4 @@ for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat
   cat "$stages/$f" >>"$tmp"
 done
 mv "$tmp" "$dir/stages.yaml"
-echo "kwok built in $(( $(date +%s) - start )) s" >&2
 echo "$dir"

@@ -8,22 +8,14 @@
 # binary is smaller and quicker to build, and the HTTP API the engine queries is all there.
 # Prints the directory holding `prometheus`; skips the build when it exists.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
 PROM_MODULE_VERSION=0.316.0
 PROM_VERSION=3.16.0
-dir=${AICONN_CACHE:-$HOME/.cache/aiconn}/prometheus-${PROM_VERSION}
-if [[ -x $dir/prometheus ]]; then
-  echo "$dir"
-  exit 0
+dir=$(cache_dir "prometheus-${PROM_VERSION}")
+if [[ ! -x $dir/prometheus ]]; then
+  v=github.com/prometheus/common/version
+  go_install prometheus "$PROM_VERSION" "$dir" "many minutes" \
+    "github.com/prometheus/prometheus/cmd/prometheus@v${PROM_MODULE_VERSION}" -tags remove_all_sd \
+    -ldflags "-s -w -X $v.Version=${PROM_VERSION} -X $v.Branch=module -X $v.Revision=v${PROM_MODULE_VERSION}"
 fi
-mkdir -p "$dir"
-start=$(date +%s)
-echo "building prometheus v${PROM_VERSION} into $dir (first time: many minutes)" >&2
-v=github.com/prometheus/common/version
-ldflags="-s -w -X $v.Version=${PROM_VERSION} -X $v.Branch=module -X $v.Revision=v${PROM_MODULE_VERSION}"
-tmp=$(mktemp -d "$dir/bin.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 GOBIN=$tmp go install -trimpath -tags remove_all_sd -ldflags "$ldflags" \
-  "github.com/prometheus/prometheus/cmd/prometheus@v${PROM_MODULE_VERSION}" >&2
-mv "$tmp/prometheus" "$dir/prometheus"
-echo "prometheus built in $(( $(date +%s) - start )) s" >&2
 echo "$dir"

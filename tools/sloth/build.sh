@@ -6,20 +6,12 @@
 # module proxy but no release downloads.
 # Prints the directory holding `sloth`; skips the build when it exists.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
 SLOTH_VERSION=0.16.0
-dir=${AICONN_CACHE:-$HOME/.cache/aiconn}/sloth-${SLOTH_VERSION}
-if [[ -x $dir/sloth ]]; then
-  echo "$dir"
-  exit 0
+dir=$(cache_dir "sloth-${SLOTH_VERSION}")
+if [[ ! -x $dir/sloth ]]; then
+  go_install sloth "$SLOTH_VERSION" "$dir" "a few minutes" \
+    "github.com/slok/sloth/cmd/sloth@v${SLOTH_VERSION}" \
+    -ldflags "-s -w -X github.com/slok/sloth/internal/info.Version=v${SLOTH_VERSION}"
 fi
-mkdir -p "$dir"
-start=$(date +%s)
-echo "building sloth v${SLOTH_VERSION} into $dir (first time: a few minutes)" >&2
-tmp=$(mktemp -d "$dir/bin.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 GOBIN=$tmp go install -trimpath \
-  -ldflags "-s -w -X github.com/slok/sloth/internal/info.Version=v${SLOTH_VERSION}" \
-  "github.com/slok/sloth/cmd/sloth@v${SLOTH_VERSION}" >&2
-mv "$tmp/sloth" "$dir/sloth"
-echo "sloth built in $(( $(date +%s) - start )) s" >&2
 echo "$dir"

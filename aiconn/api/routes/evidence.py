@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from aiconn.api.deps import Parts, ReadableSLA
-from aiconn.api.models import ApiModel, Problem
+from aiconn.api.deps import Parts, ReadableSLA, settlement_of
+from aiconn.api.models import ApiModel
 from aiconn.api.reports import resolve_period
-from aiconn.api.routes.responses import TENANT
+from aiconn.api.routes.responses import TENANT, problem
 from aiconn.sla.verify import LedgerFigures
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
@@ -56,8 +56,8 @@ class SettlementEvidence(ApiModel):
     response_model=SettlementEvidence,
     summary="The evidence a closed period was settled on (verify it with `aiconn verify FILE`)",
     responses={
-        400: {"model": Problem, "description": "`period` names no settled period."},
-        409: {"model": Problem, "description": "The stored evidence is no longer readable JSON."},
+        400: problem("`period` names no settled period."),
+        409: problem("The stored evidence is no longer readable JSON."),
     },
 )
 def evidence(
@@ -77,13 +77,7 @@ def evidence(
             status_code=status.HTTP_404_NOT_FOUND,
             detail=f"period {period!r} is still open; its evidence is stored when it settles",
         )
-    settlement = parts.ledger.settlement(sla.uid, closed)
-    if settlement is None:
-        raise HTTPException(
-            status_code=status.HTTP_404_NOT_FOUND,
-            detail=f"period {closed.start_iso} of this SLA has no settlement, so no evidence"
-            " (closed periods are settled by the operator shortly after they end)",
-        )
+    settlement = settlement_of(parts.ledger, sla, closed, missing=", so no evidence")
     stored = parts.ledger.evidence(sla.uid, closed.start)
     if stored is None:
         raise HTTPException(

@@ -16,8 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
 from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, page_size
-from aiconn.api.models import Problem
-from aiconn.api.routes.responses import TENANT
+from aiconn.api.routes.responses import TENANT, problem
 from aiconn.export.cloudevents import START, BadCursor, Cursor, export_page
 from aiconn.export.openslo import openslo_documents
 from aiconn.export.sloth import UnsupportedWindow, sloth_spec
@@ -91,7 +90,7 @@ def usage_events(
     response_class=Response,
     responses={
         200: {"content": {YAML_MEDIA_TYPE: {}}},
-        400: {"model": Problem, "description": "Sloth has no period for the SLA's window."},
+        400: problem("Sloth has no period for the SLA's window."),
     },
 )
 def slo(

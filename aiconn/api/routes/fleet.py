@@ -23,10 +23,9 @@ from aiconn.api.models import (
     FleetHistory,
     FleetSummary,
     FleetWallets,
-    Problem,
 )
 from aiconn.api.nochistory import HistoryUnavailable, activity, credits_by_period, history
-from aiconn.api.routes.responses import NOC
+from aiconn.api.routes.responses import NOC, problem
 from aiconn.api.slas import SLAUnavailable
 from aiconn.api.wallets import wallets
 
@@ -80,8 +79,8 @@ def metrics(_: FleetCaller, parts: Parts) -> Response:
     response_model=FleetHistory,
     summary="Budget and attainment of every SLA over time (from Prometheus)",
     responses={
-        404: {"model": Problem, "description": "No Prometheus is configured for the API."},
-        503: {"model": Problem, "description": "Prometheus did not answer."},
+        404: problem("No Prometheus is configured for the API."),
+        503: problem("Prometheus did not answer."),
     },
 )
 def fleet_history(

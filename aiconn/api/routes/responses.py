@@ -6,21 +6,27 @@ from typing import Any
 
 from aiconn.api.models import Problem
 
-_PROBLEM: dict[str, Any] = {"model": Problem}
+
+def problem(description: str) -> dict[str, Any]:
+    """A documented error status: a `Problem` body, and when it is sent."""
+    return {"model": Problem, "description": description}
+
 
 UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
-    401: {**_PROBLEM, "description": "No bearer token, or one that is not valid."},
-    422: {**_PROBLEM, "description": "A path or query parameter is malformed."},
-    503: {**_PROBLEM, "description": "The Kubernetes API or the ledger is unavailable."},
+    401: problem("No bearer token, or one that is not valid."),
+    422: problem("A path or query parameter is malformed."),
+    503: problem("The Kubernetes API or the ledger is unavailable."),
 }
 TENANT: dict[int | str, dict[str, Any]] = {
     **UNAUTHENTICATED,
-    404: {
-        **_PROBLEM,
-        "description": "Not found, or not readable by the caller: the two are indistinguishable.",
-    },
+    404: problem("Not found, or not readable by the caller: the two are indistinguishable."),
 }
 NOC: dict[int | str, dict[str, Any]] = {
     **UNAUTHENTICATED,
-    403: {**_PROBLEM, "description": "The caller may not list SLAs in all namespaces."},
+    403: problem("The caller may not list SLAs in all namespaces."),
 }
+WITH_BODY: dict[int | str, dict[str, Any]] = {
+    **UNAUTHENTICATED,
+    422: problem("The body is malformed (the field is named)."),
+}
+"""A route that reads a JSON body: its 422 names the body's field as well."""

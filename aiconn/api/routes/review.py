@@ -24,8 +24,8 @@ from aiconn.api.deps import (
     Parts,
     not_found,
 )
-from aiconn.api.models import ApiModel, Problem
-from aiconn.api.routes.responses import UNAUTHENTICATED
+from aiconn.api.models import ApiModel
+from aiconn.api.routes.responses import WITH_BODY, problem
 from aiconn.sla.ledger import NotHeld, Settlement, release_held
 from aiconn.sla.timestamps import as_utc
 
@@ -33,11 +33,10 @@ router = APIRouter(
     prefix="/v1/namespaces/{namespace}",
     tags=["review"],
     responses={
-        **UNAUTHENTICATED,
-        403: {"model": Problem, "description": "The caller may not approve settlements here."},
-        404: {"model": Problem, "description": "No such SLA, or no settlement of that period."},
-        409: {"model": Problem, "description": "The period was settled when it closed."},
-        422: {"model": Problem, "description": "The body is malformed (the field is named)."},
+        **WITH_BODY,
+        403: problem("The caller may not approve settlements here."),
+        404: problem("No such SLA, or no settlement of that period."),
+        409: problem("The period was settled when it closed."),
     },
 )
 

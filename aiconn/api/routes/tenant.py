@@ -9,15 +9,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from aiconn.api.csvout import CSV_MEDIA_TYPE, report_csv, statement_csv
-from aiconn.api.deps import Parts, ReadableNamespace, ReadableSLA, not_found, page_size
+from aiconn.api.deps import (
+    Parts,
+    ReadableNamespace,
+    ReadableSLA,
+    not_found,
+    page_size,
+    settlement_of,
+)
 from aiconn.api.models import (
     NamespaceWallets,
     PeriodReport,
-    Problem,
     SLADetail,
     SLAList,
     Statement,
@@ -32,7 +38,7 @@ from aiconn.api.reports import (
     settled_report,
     summary,
 )
-from aiconn.api.routes.responses import TENANT
+from aiconn.api.routes.responses import TENANT, problem
 from aiconn.api.wallets import wallet as wallet_of
 from aiconn.sla.ledger import wallet_account
 from aiconn.sla.periods import current_period
@@ -80,7 +86,7 @@ def get_sla(sla: ReadableSLA) -> SLADetail:
     summary="A period report: attainment, budget, usage, credits and penalties",
     responses={
         200: {"content": CSV_CONTENT},
-        400: {"model": Problem, "description": "`period` names no reportable period."},
+        400: problem("`period` names no reportable period."),
     },
 )
 def report(
@@ -102,13 +108,7 @@ def report(
         open_period = current_period(sla.spec.objectives.window, now)
         result = current_report(sla, now, parts.ledger.pinned_terms(sla.uid, open_period.start))
     else:
-        settlement = parts.ledger.settlement(sla.uid, closed)
-        if settlement is None:
-            raise HTTPException(
-                status_code=status.HTTP_404_NOT_FOUND,
-                detail=f"period {closed.start_iso} of this SLA has no settlement"
-                " (closed periods are settled by the operator shortly after they end)",
-            )
+        settlement = settlement_of(parts.ledger, sla, closed)
         result = settled_report(
             sla,
             settlement,

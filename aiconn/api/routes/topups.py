@@ -15,8 +15,8 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import Field
 
 from aiconn.api.deps import CurrentCaller, NamespaceName, Parts
-from aiconn.api.models import ApiModel, Problem
-from aiconn.api.routes.responses import UNAUTHENTICATED
+from aiconn.api.models import ApiModel
+from aiconn.api.routes.responses import WITH_BODY, problem
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import MAX_TOKENS, TopUpConflict, top_up
 
@@ -24,10 +24,9 @@ router = APIRouter(
     prefix="/v1/namespaces/{namespace}",
     tags=["billing"],
     responses={
-        **UNAUTHENTICATED,
-        403: {"model": Problem, "description": "The caller may not top up wallets here."},
-        409: {"model": Problem, "description": "The idempotency key was used for another top-up."},
-        422: {"model": Problem, "description": "The body is malformed (the field is named)."},
+        **WITH_BODY,
+        403: problem("The caller may not top up wallets here."),
+        409: problem("The idempotency key was used for another top-up."),
     },
 )
 
