@@ -40,7 +40,8 @@ class MemoryKube:
     async def list_all(
         self, path: str, query: Any = None, *, keep: Callable[[Any], Any] = lambda item: item
     ) -> list[dict[str, Any]]:
-        return [keep(item) for item in (await self.call("GET", path))["items"]]
+        kept = (keep(item) for item in (await self.call("GET", path))["items"])
+        return [item for item in kept if item is not None]
 
     async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
         """The offers the loop reads each pass: none in this fleet (its SLAs name no offer)."""

@@ -26,6 +26,7 @@ limit it. A tier with nodes at some sites has 0 GPUs at the others.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,14 @@ from kubernetes.utils import parse_quantity
 from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@functools.lru_cache(maxsize=64)
+def _gpus(value: str | int) -> int:
+    """A GPU quantity as an integer: the same few strings on every Node and Pod, parsed once."""
+    return int(parse_quantity(value))
+
+
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -71,13 +80,44 @@ class _Node:
     free: int
 
 
+@dataclass(frozen=True, slots=True)
+class GpuPod:
+    """What placement reads of a pod that holds GPUs or waits for them: a cluster's pod list
+    read as these (`GpuPod.of` as the list's cut) is a few hundred bytes a GPU pod, and costs
+    each placement that reads it no quantity parsing."""
+
+    namespace: str | None
+    labels: Mapping[str, str]
+    node_name: str | None
+    node_selector: Mapping[str, str]
+    gpus: int
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> GpuPod | None:
+        """`pod` as placement reads it; None when it holds no GPUs (finished, or none asked)."""
+        if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
+            return None
+        gpus = pod_gpu_request(pod)
+        if gpus == 0:
+            return None
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        return cls(
+            namespace=meta.get("namespace"),
+            labels=meta.get("labels") or {},
+            node_name=spec.get("nodeName") or None,
+            node_selector=spec.get("nodeSelector") or {},
+            gpus=gpus,
+        )
+
+
 def observe(
     *,
     nodes: Iterable[Mapping[str, Any]],
-    pods: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any] | GpuPod],
     tiers: Mapping[str, InferenceTierSpec],
 ) -> dict[str, dict[str | None, SiteCapacity]]:
-    """Free GPUs per tier and site from the cluster's Nodes and the Pods that request GPUs."""
+    """Free GPUs per tier and site from the cluster's Nodes and the Pods that request GPUs
+    (as listed, or already read as `GpuPod`s)."""
     observed: list[_Node] = []
     for node in nodes:
         labels = _labels(node)
@@ -95,19 +135,15 @@ def observe(
     for n in observed:
         by_name.setdefault(n.name, []).append(n)
     pending: list[tuple[int, Mapping[str, str]]] = []
-    for pod in pods:
-        if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
+    for item in pods:
+        pod = item if isinstance(item, GpuPod) else GpuPod.of(item)
+        if pod is None:
             continue
-        gpus = pod_gpu_request(pod)
-        if gpus == 0:
-            continue
-        spec = pod.get("spec") or {}
-        bound = spec.get("nodeName")
-        if bound:
-            for n in by_name.get(bound, []):
-                n.free -= gpus
+        if pod.node_name:
+            for n in by_name.get(pod.node_name, []):
+                n.free -= pod.gpus
         else:
-            pending.append((gpus, spec.get("nodeSelector") or {}))
+            pending.append((pod.gpus, pod.node_selector))
 
     # Largest pending requests first, each on the fullest node that still takes it (best fit,
     # what the scheduler's MostAllocated scoring does). A site's total of free GPUs is exact;
@@ -199,7 +235,7 @@ def _container_gpus(container: Mapping[str, Any]) -> int:
     value = (resources.get("requests") or {}).get(GPU_RESOURCE)
     if value is None:
         value = (resources.get("limits") or {}).get(GPU_RESOURCE)
-    return 0 if value is None else int(parse_quantity(value))
+    return 0 if value is None else _gpus(value)
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -221,4 +257,4 @@ def schedulable(node: Mapping[str, Any]) -> bool:
 
 def _allocatable(node: Mapping[str, Any]) -> int:
     value = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
-    return 0 if value is None else int(parse_quantity(value))
+    return 0 if value is None else _gpus(value)

@@ -40,7 +40,7 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import Kind, KubeApi
+from aiconn.operator.kubeapi import Kind, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
@@ -106,7 +106,7 @@ class AssuranceLoop:
             pods = await self.kube.list_all(
                 PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view
             )
-        slas = await self.kube.list_all(SLAS.path(None))
+        slas = await self.kube.list_all(SLAS.path(None), keep=without_managed_fields)
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers, offers=await fetch_offers(self.kube))
         self.signals = await self._signals(slas)
         counts: dict[Step, int] = {}

@@ -5,7 +5,8 @@ created or changed, not on a hot path, and a fresh list cannot be stale by an ev
 operator has not yet seen. Reconciles that run at once share their lists (`KubeApi.fresh_list`:
 each still gets lists the API server answered after it asked), so a burst of new SLAs costs a
 list per round of concurrent reconciles, not two per SLA; the lists are read in pages and keep
-only what placement reads of each Node and Pod (`node_view`, `pod_view`). A cluster without
+only what placement reads of each Node and Pod (`node_view`, `GpuPod`: a pod that holds no
+GPUs is not kept at all). A cluster without
 any node of a tier costs one list of Nodes (no Pods are read), which is the case of the tests
 and the demo without simulated nodes.
 
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiconn.inference import workload
-from aiconn.inference.capacity import Capacity, node_view, observe, pod_view
+from aiconn.inference.capacity import Capacity, GpuPod, node_view, observe
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import Kind, KubeApi
 
@@ -39,23 +40,35 @@ async def observe_capacity(
     nodes = await kube.fresh_list(NODES.path(None), None, keep=node_view)
     if not observe(nodes=nodes, pods=[], tiers=tiers):
         return {}
-    pods = await kube.fresh_list(PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view)
+    pods = await kube.fresh_list(PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=GpuPod.of)
     own = workload.pod_selector(sla_name)
     return observe(
         nodes=nodes,
-        pods=[p for p in pods if not _owned(p, namespace=namespace, selector=own)],
+        pods=[
+            p for p in pods if not _owned(p.namespace, p.labels, namespace=namespace, selector=own)
+        ],
         tiers=tiers,
     )
 
 
-def _owned(pod: Mapping[str, Any], *, namespace: str, selector: Mapping[str, str]) -> bool:
-    meta = pod.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    return meta.get("namespace") == namespace and all(
+def _owned(
+    pod_namespace: str | None,
+    labels: Mapping[str, str],
+    *,
+    namespace: str,
+    selector: Mapping[str, str],
+) -> bool:
+    return pod_namespace == namespace and all(
         labels.get(key) == value for key, value in selector.items()
     )
 
 
 def owned(pod: Mapping[str, Any], *, namespace: str, sla_name: str) -> bool:
     """Whether `pod` is one of the inference pods of `namespace/sla_name`."""
-    return _owned(pod, namespace=namespace, selector=workload.pod_selector(sla_name))
+    meta = pod.get("metadata") or {}
+    return _owned(
+        meta.get("namespace"),
+        meta.get("labels") or {},
+        namespace=namespace,
+        selector=workload.pod_selector(sla_name),
+    )

@@ -24,7 +24,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -38,8 +38,9 @@ LIST_PAGE = 500
 
 Item = dict[str, Any]
 Query = list[tuple[str, Any]] | None
-Keep = Callable[[Item], Item]
-"""What a list keeps of each item it reads."""
+T = TypeVar("T")
+Keep = Callable[[Item], T | None]
+"""What a list keeps of each item it reads (None: the item is left out)."""
 
 
 def without_managed_fields(item: Item) -> Item:
@@ -181,10 +182,10 @@ class KubeApi:
         )
         return result
 
-    async def fresh_list(self, path: str, query: Query, *, keep: Keep) -> list[Item]:
+    async def fresh_list(self, path: str, query: Query, *, keep: Keep[T]) -> list[T]:
         """`list_all`, shared with concurrent callers of the same list and `keep` as
         `fresh_get` shares a read. Callers must not modify the answer."""
-        result: list[Item] = await self._shared_read(
+        result: list[T] = await self._shared_read(
             ("list", path, tuple(query or ()), keep),
             functools.partial(self.list_all, path, query, keep=keep),
         )
@@ -206,13 +207,13 @@ class KubeApi:
         path: str,
         query: Query = None,
         *,
-        keep: Keep = without_managed_fields,
-    ) -> list[Item]:
+        keep: Keep[T],
+    ) -> list[T]:
         """Every item of the list at `path`, read LIST_PAGE items at a time, each passed through
         `keep` as its page arrives (see the module doc). A continue token that expired in
         between (410 Gone, after the API server compacted) starts the list again."""
         for _ in range(3):
-            items: list[Item] = []
+            items: list[T] = []
             token: str | None = None
             try:
                 while True:
@@ -232,12 +233,13 @@ class KubeApi:
                     raise
         raise ApiException(status=410, reason=f"the list at {path} kept expiring; not read")
 
-    def _page(self, path: str, query: Query, keep: Keep) -> tuple[list[Item], str | None]:
+    def _page(self, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
         """One page, cut down in the thread that parsed it: the whole page never reaches the
         event loop, and is garbage before the next page is asked for."""
         page = self._call("GET", path, query=query)
         token = (page.get("metadata") or {}).get("continue") or None
-        return [keep(item) for item in page.get("items") or []], token
+        kept = (keep(item) for item in page.get("items") or [])
+        return [item for item in kept if item is not None], token
 
     def close(self) -> None:
         """Close the client's connections and stop the pool its calls run on."""

@@ -180,7 +180,7 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
 
     from kubernetes.client.exceptions import ApiException
 
-    from aiconn.operator.kubeapi import LIST_PAGE, KubeApi
+    from aiconn.operator.kubeapi import LIST_PAGE, KubeApi, without_managed_fields
 
     class Paged(KubeApi):
         def __init__(self) -> None:
@@ -202,7 +202,9 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
             return {"metadata": {"continue": str(page + 1) if page < 2 else ""}, "items": items}
 
     kube = Paged()
-    items = asyncio.run(kube.list_all("/api/v1/pods", [("fieldSelector", "x")]))
+    items = asyncio.run(
+        kube.list_all("/api/v1/pods", [("fieldSelector", "x")], keep=without_managed_fields)
+    )
     assert [i["metadata"] for i in items] == [
         {"name": f"p{p}-{i}"} for p in range(3) for i in range(2)
     ]
