@@ -90,17 +90,17 @@ def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def kwok_k8s(kwok_cluster: Any) -> Iterator[Any]:
     """An admin ApiClient of the module's KWOK cluster."""
-    api = kwok_cluster.api_client()
-    yield api
-    api.close()
+    from tests.helpers import admin_api
+
+    yield from admin_api(kwok_cluster)
 
 
 @pytest.fixture(scope="session")
 def k8s(control_plane: ControlPlane) -> Iterator[Any]:
     """An admin ApiClient of the real API server."""
-    api = control_plane.api_client()
-    yield api
-    api.close()
+    from tests.helpers import admin_api
+
+    yield from admin_api(control_plane)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 
 from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.inference.placement import PlacementDecision, default_tiers, plan
+from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.operator.evaluation import SLARef
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
@@ -33,6 +35,12 @@ API_VERSION = "aiconn.io/v1alpha1"
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 """A creation time before every period a test measures: the SLA is in force throughout."""
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+TIER_SAMPLES = [
+    ("sla-edge-urllc.yaml", "edge"),
+    ("sla-regional-eu-70b.yaml", "regional"),
+    ("sla-cloud-405b.yaml", "cloud"),
+]
+"""A shipped sample SLA (`manifests/samples`) of each tier, with the tier it is placed on."""
 
 
 def sla_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +55,23 @@ def offer_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def tiny_sla_manifest(
+    name: str, objectives: dict[str, Any], *, model: str = "tiny-llama", **tokens: Any
+) -> dict[str, Any]:
+    """An SLA `name` of tenant acme for the tiny test model (served as `model`), with
+    `objectives`, a 50 ms RTT budget and 1000 per million tokens; `tokens` adds token terms."""
+    return sla_manifest(
+        name,
+        {
+            "tenant": "acme",
+            "model": {"name": model, "source": "hf://aiconn/tiny", "parametersBillions": 1},
+            "objectives": objectives,
+            "network": {"rttBudgetMs": 50},
+            "tokens": {"pricePerMillionTokens": 1000, **tokens},
+        },
+    )
 
 
 def llama_model_classes(small: float, large: float) -> list[dict[str, Any]]:
@@ -286,4 +311,32 @@ def llama_8b_spec(
             "network": {"rttBudgetMs": 20},
             **kw,
         }
+    )
+
+
+def factory_deployment(
+    namespace: str,
+    spec: AIInferenceSLASpec | None = None,
+    *,
+    owner: dict[str, Any],
+    decision: PlacementDecision | None = None,
+    attachment: SliceAttachment | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The vLLM Deployment the operator renders for SLA `factory` in `namespace` (its API keys in
+    Secret `factory-keys`): `spec` (`llama_8b_spec()` unless given) as the default tiers place
+    it unless `decision` says otherwise, no slice attachment unless given; `extra` passes on."""
+    spec = llama_8b_spec() if spec is None else spec
+    if decision is None:
+        decision = plan(spec, default_tiers())
+        assert decision.placed, decision.message
+    return deployment(
+        sla_name="factory",
+        namespace=namespace,
+        spec=spec,
+        decision=decision,
+        attachment=SliceAttachment() if attachment is None else attachment,
+        owner=owner,
+        api_key_secret="factory-keys",
+        **extra,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -19,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.sla.ledger import Ledger
 from tests.factories import offer_manifest
 
 T = TypeVar("T")
@@ -146,6 +148,45 @@ def ledger_url_for(request: Any, tmp_path: Path) -> str:
     return url
 
 
+def admin_api(cluster: Any) -> Iterator[Any]:
+    """The body of an ApiClient fixture: `cluster`'s admin client (a control plane, KWOK or real
+    cluster: anything with `api_client()`), closed after its scope."""
+    api = cluster.api_client()
+    yield api
+    api.close()
+
+
+def backend_ledger(request: Any, tmp_path: Path) -> Iterator[Ledger]:
+    """The body of a ledger fixture parametrized by backend: the ledger `ledger_url_for` names,
+    closed after the test."""
+    opened = Ledger.open(ledger_url_for(request, tmp_path))
+    yield opened
+    opened.close()
+
+
+def delete_admission_policies(k8s: Any, *names: str) -> None:
+    """Delete each ValidatingAdmissionPolicy of `names` with its binding (named the same), the
+    binding first so no binding is left pointing at a missing policy."""
+    admission = client.AdmissionregistrationV1Api(k8s)
+    for name in names:
+        admission.delete_validating_admission_policy_binding(name)
+        admission.delete_validating_admission_policy(name)
+
+
+def sla_table(k8s: Any, path: str) -> dict[str, Any]:
+    """The API server's Table view (what `kubectl get` prints) of the AIInferenceSLAs at `path`
+    (`namespaces/<ns>/aiinferenceslas[/<name>]`): the printer columns as the server renders them."""
+    response = k8s.call_api(
+        f"/apis/aiconn.io/v1alpha1/{path}",
+        "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        _preload_content=False,
+        auth_settings=["BearerToken"],
+    )
+    table: dict[str, Any] = json.loads(response[0].data)
+    return table
+
+
 @contextmanager
 def created_offer(k8s: Any, body: dict[str, Any]) -> Iterator[str]:
     """The AIInferenceOffer `body` on the API server, deleted afterwards; yields its name."""
@@ -215,7 +256,6 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
     from aiconn.devstack.kube import apply_manifests
 
     apply_manifests(k8s, [PRICE_NOTICE_POLICY])
-    admission = client.AdmissionregistrationV1Api(k8s)
     soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
     probe = offer_manifest(
         f"probe-{uuid.uuid4().hex[:8]}",
@@ -252,8 +292,7 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        admission.delete_validating_admission_policy_binding("aiconn-offer-price-notice")
-        admission.delete_validating_admission_policy("aiconn-offer-price-notice")
+        delete_admission_policies(k8s, "aiconn-offer-price-notice")
         eventually(lambda: not refused(), what="the price-notice policy gone from the API server")
 
 

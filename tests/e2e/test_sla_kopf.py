@@ -28,7 +28,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.spec import Window
-from tests.factories import sla_gateway_settings, sla_manifest, sla_pod_targets
+from tests.factories import sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.e2e
@@ -41,21 +41,16 @@ NAME = "gold"
 
 
 def sla_body() -> dict[str, Any]:
-    return sla_manifest(
+    return tiny_sla_manifest(
         NAME,
         {
-            "tenant": "acme",
-            "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
-            "objectives": {
-                "availability": {"targetPercent": 99.9},
-                # Generous latency objectives: this test moves availability only.
-                "ttft": {"thresholdMs": 5000, "targetPercent": 90},
-                "tpot": {"thresholdMs": 1000, "targetPercent": 90},
-                "window": {"duration": "5m"},
-            },
-            "network": {"rttBudgetMs": 50},
-            "tokens": {"pricePerMillionTokens": 1000, "monthlyCommitment": 1000000},
+            "availability": {"targetPercent": 99.9},
+            # Generous latency objectives: this test moves availability only.
+            "ttft": {"thresholdMs": 5000, "targetPercent": 90},
+            "tpot": {"thresholdMs": 1000, "targetPercent": 90},
+            "window": {"duration": "5m"},
         },
+        monthlyCommitment=1000000,
     )
 
 

@@ -237,13 +237,21 @@ def scaled_to(k8s: Any, ns: str, sla: str) -> Callable[[int], bool]:
     return check
 
 
+def one_replica_running(
+    kwok_cluster: Cluster, k8s: Any, ns: str, sla: str
+) -> tuple[Callable[[int], bool], SimulatedLoop]:
+    """SLA `sla` created with 1 of at most 3 replicas, its one replica Running: how many run (as
+    `scaled_to` asks it) and the assurance loop simulated on it."""
+    create(k8s, ns, regional_sla(sla, replicas=1, max_replicas=3))
+    at = scaled_to(k8s, ns, sla)
+    eventually(lambda: at(1), what="one replica Running")
+    return at, SimulatedLoop(kwok_cluster, ns, sla)
+
+
 def test_ten_simulated_minutes_at_the_threshold_scale_once_and_never_flap(
     kwok_cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    create(k8s, namespace, regional_sla("steady", replicas=1, max_replicas=3))
-    at = scaled_to(k8s, namespace, "steady")
-    eventually(lambda: at(1), what="one replica Running")
-    loop = SimulatedLoop(kwok_cluster, namespace, "steady")
+    at, loop = one_replica_running(kwok_cluster, k8s, namespace, "steady")
     step = timedelta(seconds=15)
     try:
         with free_capacity(k8s), replicas_seen(k8s, namespace, "steady") as seen:
@@ -268,10 +276,7 @@ def test_ten_simulated_minutes_at_the_threshold_scale_once_and_never_flap(
 def test_a_surge_never_takes_the_deployment_past_max_replicas(
     kwok_cluster: Cluster, k8s: Any, namespace: str, operator: KopfRunner
 ) -> None:
-    create(k8s, namespace, regional_sla("surging", replicas=1, max_replicas=3))
-    at = scaled_to(k8s, namespace, "surging")
-    eventually(lambda: at(1), what="one replica Running")
-    loop = SimulatedLoop(kwok_cluster, namespace, "surging")
+    at, loop = one_replica_running(kwok_cluster, k8s, namespace, "surging")
     try:
         with free_capacity(k8s), replicas_seen(k8s, namespace, "surging") as seen:
             # 500 in flight asks for 63 replicas; three minutes of it, a pass every 15 s.

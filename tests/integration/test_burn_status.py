@@ -46,9 +46,7 @@ def evaluation(burn_rates: dict[str, float | None], alerts: tuple[str, ...]) -> 
 def test_status_shows_scaled_windows_and_drops_stale_ones(
     k8s: Any, namespace: str, tmp_path: Path
 ) -> None:
-    body = sample_sla(k8s)
-    body["metadata"] = {"name": "burn"}
-    body["spec"]["objectives"]["window"] = {"duration": "1d"}
+    body = sample_sla(k8s, "burn", window="1d")
     api = client.CustomObjectsApi(k8s)
     api.create_namespaced_custom_object(G, V, namespace, "aiinferenceslas", body)
     # What an operator before scaled windows wrote: camel-cased fixed windows.

@@ -33,7 +33,7 @@ from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.prometheus import PrometheusSource
 from tests.factories import offer_manifest, sla_manifest
-from tests.helpers import eventually, ledger_url_for, play_kubelet
+from tests.helpers import backend_ledger, eventually, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 pytestmark = pytest.mark.integration
@@ -90,9 +90,7 @@ def tenant_ns(k8s: Any) -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(ledger_url_for(request, tmp_path))
-    yield opened
-    opened.close()
+    yield from backend_ledger(request, tmp_path)
 
 
 @pytest.fixture
@@ -167,7 +165,8 @@ def delete_offer(k8s: Any, name: str) -> None:
     )
 
 
-def sla(k8s: Any, name: str, offer_name: str) -> dict[str, Any]:
+def sla(k8s: Any, name: str, offer_name: str, *, cleanup: list[str]) -> dict[str, Any]:
+    """SLA `name` under offer `offer_name` in NS, on `cleanup`'s list to delete after the test."""
     body: dict[str, Any] = client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -190,6 +189,7 @@ def sla(k8s: Any, name: str, offer_name: str) -> dict[str, Any]:
             },
         ),
     )
+    cleanup.append(name)
     return body
 
 
@@ -246,8 +246,7 @@ def test_an_offer_edited_mid_period_prices_from_the_next_period(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
     name = offer(k8s, PRICE)
-    uid = sla(k8s, "repriced", name)["metadata"]["uid"]
-    cleanup.append("repriced")
+    uid = sla(k8s, "repriced", name, cleanup=cleanup)["metadata"]["uid"]
     try:
         asyncio.run(evaluator(k8s, ledger, prometheus, at=T0 + timedelta(minutes=30)).run_once())
         set_price(k8s, name, EDITED_PRICE)
@@ -268,8 +267,7 @@ def test_a_deleted_sla_is_cut_once_its_pods_stopped_serving(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
     name = offer(k8s, PRICE)
-    sla(k8s, "retired", name)
-    cleanup.append("retired")
+    sla(k8s, "retired", name, cleanup=cleanup)
     apps, core = client.AppsV1Api(k8s), client.CoreV1Api(k8s)
     # The pod serves on a node: its deletion is graceful (it is left, terminating, until its
     # kubelet confirms it stopped). A pod never bound to a node is removed at once, and has
@@ -363,8 +361,7 @@ def test_a_deleted_offer_settles_on_the_pinned_terms(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
     name = offer(k8s, PRICE)
-    sla(k8s, "orphan", name)
-    cleanup.append("orphan")
+    sla(k8s, "orphan", name, cleanup=cleanup)
     fleet = evaluator(k8s, ledger, prometheus, at=T0 + timedelta(minutes=10))
     asyncio.run(fleet.run_once())  # pins the period's terms
     delete_offer(k8s, name)
@@ -377,8 +374,7 @@ def test_a_deleted_offer_settles_on_the_pinned_terms(
 def test_no_terms_and_no_offer_is_held_for_review_with_its_usage(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
-    uid = sla(k8s, "unpriced", "no-such-offer")["metadata"]["uid"]
-    cleanup.append("unpriced")
+    uid = sla(k8s, "unpriced", "no-such-offer", cleanup=cleanup)["metadata"]["uid"]
     fleet = evaluator(k8s, ledger, prometheus, at=T0)
     body, (held,) = settle_without_pods(fleet, k8s, "unpriced", at=T0 + timedelta(minutes=31))
     assert (held.state, held.hold_reason) == (
@@ -399,8 +395,7 @@ def test_pods_that_never_go_do_not_hold_the_deletion_forever(
     k8s: Any, tenant_ns: str, prometheus: PrometheusServer, ledger: Ledger, cleanup: list[str]
 ) -> None:
     name = offer(k8s, PRICE)
-    uid = sla(k8s, "stuck", name)["metadata"]["uid"]
-    cleanup.append("stuck")
+    uid = sla(k8s, "stuck", name, cleanup=cleanup)["metadata"]["uid"]
     core = client.CoreV1Api(k8s)
     # A pod of the SLA that scaling does not remove (no ReplicaSet owns it; think of a node gone
     # dark): the deletion waits for it, but not forever.

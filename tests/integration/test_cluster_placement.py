@@ -19,6 +19,7 @@ from aiconn.devstack.kube import load_documents
 from aiconn.devstack.tiernodes import GPU_RESOURCE
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
+from tests.factories import TIER_SAMPLES
 from tests.helpers import eventually, fresh_namespace, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration
@@ -83,14 +84,7 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
-@pytest.mark.parametrize(
-    ("sample_file", "tier"),
-    [
-        ("sla-edge-urllc.yaml", "edge"),
-        ("sla-regional-eu-70b.yaml", "regional"),
-        ("sla-cloud-405b.yaml", "cloud"),
-    ],
-)
+@pytest.mark.parametrize(("sample_file", "tier"), TIER_SAMPLES)
 def test_each_tiers_sla_runs_its_pods_on_that_tiers_nodes(
     k8s: Any, operator: KopfRunner, namespace: str, sample_file: str, tier: str
 ) -> None:

@@ -21,7 +21,7 @@ from aiconn.devstack.images import node_images
 from aiconn.devstack.incluster import MONITORING_CRDS, host_volume, ready_pod, render
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_NAME
-from tests.helpers import eventually
+from tests.helpers import admin_api, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +54,7 @@ def real_node_cluster(
 
 @pytest.fixture(scope="module")
 def k8s(cluster: Cluster) -> Iterator[Any]:
-    api = cluster.api_client()
-    yield api
-    api.close()
+    yield from admin_api(cluster)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 from aiconn import crdgen
 from aiconn.devstack.kube import apply_manifests, load_documents
 from tests.factories import sla_manifest
+from tests.helpers import sla_table
 
 pytestmark = pytest.mark.integration
 
@@ -82,14 +83,7 @@ def test_every_sample_applies(k8s: Any, namespace: str) -> None:
 
 def test_table_output_has_the_declared_columns(k8s: Any, namespace: str) -> None:
     _create(k8s, namespace, VALID_SLA)
-    response = k8s.call_api(
-        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/aiinferenceslas",
-        "GET",
-        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        _preload_content=False,
-        auth_settings=["BearerToken"],
-    )
-    table = json.loads(response[0].data)
+    table = sla_table(k8s, f"namespaces/{namespace}/aiinferenceslas")
     assert table["kind"] == "Table"
     columns = [c["name"] for c in table["columnDefinitions"]]
     assert columns == [

@@ -65,26 +65,17 @@ def test_an_outage_in_announced_maintenance_is_excused_and_a_late_announcement_i
     def at(minute: int) -> datetime:
         return origin + timedelta(minutes=minute)
 
-    windows = [
-        # Declared a day ahead: all of 20-24 excused.
-        MaintenanceWindow(
-            name="in-time",
-            start=at(20),
-            end=at(25),
-            offers=frozenset({"gold"}),
-            declared=at(20) - timedelta(days=1),
-        ),
-    ]
-    late = [
-        # Declared 58 minutes ahead with 60 minutes' notice: only minute 22 on is excused.
-        MaintenanceWindow(
-            name="late",
-            start=at(20),
-            end=at(25),
-            offers=frozenset({"gold"}),
-            declared=at(20) - timedelta(minutes=58),
-        ),
-    ]
+    def minutes_20_to_24(name: str, *, ahead: timedelta) -> list[MaintenanceWindow]:
+        """The gold offer's window `name` over minutes 20-24, declared `ahead` of its start."""
+        gold = frozenset({"gold"})
+        return [
+            MaintenanceWindow(name, start=at(20), end=at(25), offers=gold, declared=at(20) - ahead)
+        ]
+
+    # Declared a day ahead: all of 20-24 excused.
+    windows = minutes_20_to_24("in-time", ahead=timedelta(days=1))
+    # Declared 58 minutes ahead with 60 minutes' notice: only minute 22 on is excused.
+    late = minutes_20_to_24("late", ahead=timedelta(minutes=58))
     source = PrometheusSource.from_url(server.url)
     # The period starts at minute 10 and the 10 minutes before it are fetched as look-back.
     period = Period(start=at(10), end=at(40))

@@ -136,27 +136,29 @@ def _aiconn_burn_rules(spec: AIInferenceSLASpec) -> list[tuple[str, str, float, 
 def _sloth_burn_rules(rules: dict) -> set[tuple[str, float, int, int]]:
     """(page|ticket, factor, long, short) of Sloth's availability alerts for one SLO."""
     found = set()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") != "AIInferenceSLAAvailabilityBudgetBurn":
-                continue
-            pairs = re.findall(
-                r"ratio_rate(\w+)\{[^}]*\} > \(([\d.]+) \* [\d.e-]+\)\) without \(sloth_window\)"
-                r"\s*and\s*max\(slo:sli_error:ratio_rate(\w+)\{[^}]*\} > \(([\d.]+) \*",
-                rule["expr"],
+    for rule in _sloth_burn_alerts(rules):
+        pairs = re.findall(
+            r"ratio_rate(\w+)\{[^}]*\} > \(([\d.]+) \* [\d.e-]+\)\) without \(sloth_window\)"
+            r"\s*and\s*max\(slo:sli_error:ratio_rate(\w+)\{[^}]*\} > \(([\d.]+) \*",
+            rule["expr"],
+        )
+        assert len(pairs) == 2, rule["expr"]
+        for short, factor, long, factor2 in pairs:
+            assert factor == factor2
+            found.add(
+                (rule["labels"]["sloth_severity"], float(factor), _minutes(long), _minutes(short))
             )
-            assert len(pairs) == 2, rule["expr"]
-            for short, factor, long, factor2 in pairs:
-                assert factor == factor2
-                found.add(
-                    (
-                        rule["labels"]["sloth_severity"],
-                        float(factor),
-                        _minutes(long),
-                        _minutes(short),
-                    )
-                )
     return found
+
+
+def _sloth_burn_alerts(rules: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sloth's availability burn-rate alert rules, from every group of its output."""
+    return [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "AIInferenceSLAAvailabilityBudgetBurn"
+    ]
 
 
 # Whole minutes in which every in-contract request failed, as minutes before the end of the
@@ -220,17 +222,14 @@ def _sloth_active(url: str, rules: dict[str, Any], at: float) -> set[str]:
         and rule.get("labels", {}).get("sloth_slo") == "availability"
     }
     active = set()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") != "AIInferenceSLAAvailabilityBudgetBurn":
-                continue
-            expr = re.sub(
-                r"slo:sli_error:ratio_rate(\w+)\{[^}]*\}",
-                lambda m: f"({records[m.group(1)]})",
-                rule["expr"],
-            )
-            if _query(url, expr, at):
-                active.add(rule["labels"]["sloth_severity"])
+    for rule in _sloth_burn_alerts(rules):
+        expr = re.sub(
+            r"slo:sli_error:ratio_rate(\w+)\{[^}]*\}",
+            lambda m: f"({records[m.group(1)]})",
+            rule["expr"],
+        )
+        if _query(url, expr, at):
+            active.add(rule["labels"]["sloth_severity"])
     return active
 
 

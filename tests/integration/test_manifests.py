@@ -29,7 +29,7 @@ from aiconn.devstack.incluster import MONITORING_CRDS, render
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.inference.images import AICONN_IMAGE
 from tests.factories import sla_manifest
-from tests.helpers import eventually
+from tests.helpers import delete_admission_policies, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -93,10 +93,7 @@ def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Object
     apps = client.AppsV1Api(k8s)
     for name in ("aiconn-operator", "aiconn-api"):
         apps.delete_namespaced_deployment(name, SYSTEM, propagation_policy="Foreground")
-    admission = client.AdmissionregistrationV1Api(k8s)
-    for policy in ("aiconn-sla-within-offer", "aiconn-offer-price-notice"):
-        admission.delete_validating_admission_policy_binding(policy)
-        admission.delete_validating_admission_policy(policy)
+    delete_admission_policies(k8s, "aiconn-sla-within-offer", "aiconn-offer-price-notice")
     # The API server drops a deleted policy from its admission chain a moment later: wait until
     # an SLA without an offer is admitted again, so the next module does not race it.
     offerless = sla_manifest(

@@ -30,7 +30,7 @@ from aiconn.sla.ledger import Kind, Ledger
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from tests.factories import llama_model_classes, offer_manifest, sla_manifest
-from tests.helpers import eventually, ledger_url_for
+from tests.helpers import delete_admission_policies, eventually, ledger_url_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,12 +95,10 @@ def offer(k8s: Any) -> Iterator[str]:
     custom = client.CustomObjectsApi(k8s)
     custom.create_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", offer_body(name))
     apply_manifests(k8s, [POLICY])
-    admission = client.AdmissionregistrationV1Api(k8s)
     try:
         yield name
     finally:
-        admission.delete_validating_admission_policy_binding("aiconn-sla-within-offer")
-        admission.delete_validating_admission_policy("aiconn-sla-within-offer")
+        delete_admission_policies(k8s, "aiconn-sla-within-offer")
         custom.delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)
 
 

@@ -15,7 +15,15 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.helpers import eventually, operator_kubeconfig, play_kubelet, running_operator
+from tests.factories import TIER_SAMPLES
+from tests.helpers import (
+    delete_admission_policies,
+    eventually,
+    operator_kubeconfig,
+    play_kubelet,
+    running_operator,
+    sla_table,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,14 +95,7 @@ def arg_value(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
-@pytest.mark.parametrize(
-    ("sample_file", "tier"),
-    [
-        ("sla-edge-urllc.yaml", "edge"),
-        ("sla-regional-eu-70b.yaml", "regional"),
-        ("sla-cloud-405b.yaml", "cloud"),
-    ],
-)
+@pytest.mark.parametrize(("sample_file", "tier"), TIER_SAMPLES)
 def test_each_sample_lands_on_its_tier_with_children(
     k8s: Any, namespace: str, operator: KopfRunner, sample_file: str, tier: str
 ) -> None:
@@ -477,14 +478,7 @@ def _events(k8s: Any, namespace: str, name: str, reason: str) -> list[Any]:
 
 
 def _table_row(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
-    response = k8s.call_api(
-        f"/apis/{G}/{V}/namespaces/{namespace}/aiinferenceslas/{name}",
-        "GET",
-        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        _preload_content=False,
-        auth_settings=["BearerToken"],
-    )
-    table = json.loads(response[0].data)
+    table = sla_table(k8s, f"namespaces/{namespace}/aiinferenceslas/{name}")
     columns = [c["name"] for c in table["columnDefinitions"]]
     return dict(zip(columns, table["rows"][0]["cells"], strict=True))
 
@@ -565,7 +559,6 @@ def test_a_reconcile_failure_is_a_condition_and_one_event(
     the operator sees. It becomes Ready=False/ReconcileFailed and one Warning, however often the
     operator retries, and the SLA recovers by itself once the policy is gone."""
     policy = _deny_services(k8s, namespace)
-    admission = client.AdmissionregistrationV1Api(k8s)
     try:
         name = create_sample(k8s, namespace, "sla-regional-eu-70b.yaml")
         ready = _condition_once(k8s, namespace, name, "Ready", reason="ReconcileFailed")
@@ -588,8 +581,7 @@ def test_a_reconcile_failure_is_a_condition_and_one_event(
         # No Kopf log lines turned into Events (a "Handler failed" per retry).
         assert all(e.reason in _OPERATOR_REASONS for e in _all_events(k8s, namespace, name))
     finally:
-        admission.delete_validating_admission_policy_binding(policy)
-        admission.delete_validating_admission_policy(policy)
+        delete_admission_policies(k8s, policy)
     eventually(
         lambda: get_sla(k8s, namespace, name)["status"]["phase"] != "Failed",
         timeout=120,

@@ -11,10 +11,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn.inference.placement import default_tiers, plan
-from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.sla.spec import AIInferenceSLASpec
-from tests.factories import llama_8b_spec
+from tests.factories import factory_deployment, llama_8b_spec
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +26,8 @@ def spec(source: str) -> AIInferenceSLASpec:
 
 def rendered_pod(namespace: str, source: str) -> dict[str, Any]:
     """The rendered Deployment's pod template, as a Pod."""
-    s = spec(source)
-    decision = plan(s, default_tiers())
-    assert decision.placed, decision.message
-    dep = deployment(
-        sla_name="factory",
-        namespace=namespace,
-        spec=s,
-        decision=decision,
-        attachment=SliceAttachment(),
-        owner=OWNER,
-        api_key_secret="factory-keys",
-        wallet_api_url=WALLET,
-        wallet_ca=True,
+    dep = factory_deployment(
+        namespace, spec(source), owner=OWNER, wallet_api_url=WALLET, wallet_ca=True
     )
     template = dep["spec"]["template"]
     return {

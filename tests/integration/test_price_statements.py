@@ -59,9 +59,12 @@ def ledger(postgres_url: str) -> Iterator[Ledger]:
     opened.close()
 
 
-def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
-    """The offer `name` on the API server: one model class `small` (tiny-chat at 2.345 EUR per
-    million tokens), 20 days of price notice, the edge tier, plus `spec`; deleted afterwards."""
+def offer_applied(
+    k8s: Any, prefix: str, *, version_2: dict[str, Any], **spec: Any
+) -> Iterator[str]:
+    """An offer named `prefix-<random>` on the API server: one model class `small` (tiny-chat at
+    2.345 EUR per million tokens), 20 days of price notice, the edge tier, a version 2 of
+    `version_2`'s terms from the start of the month after next, plus `spec`; deleted afterwards."""
     body = {
         "modelClasses": [
             {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2.345}
@@ -69,7 +72,11 @@ def offer_applied(k8s: Any, name: str, spec: dict[str, Any]) -> Iterator[str]:
         "priceNoticeDays": 20,
         "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
         "allowedTiers": ["edge"],
+        "priceChanges": [
+            {"version": 2, "effectiveFrom": months_ahead(2).start_iso, **version_2},
+        ],
     }
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     with created_offer(k8s, offer_manifest(name, body | spec)) as created:
         yield created
 
@@ -80,24 +87,16 @@ def offer(k8s: Any) -> Iterator[str]:
     start of the month after next: at least 28 days ahead, more than its 20 days of notice."""
     yield from offer_applied(
         k8s,
-        f"prices-{uuid.uuid4().hex[:8]}",
-        {
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": months_ahead(2).start_iso,
-                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3.5}],
-                }
+        "prices",
+        version_2={"prices": [{"modelClass": "small", "pricePerMillionTokens": 3.5}]},
+        plan={"includedTokensPerPeriod": INCLUDED, "period": "1M"},
+        credits={
+            "availability": [
+                {"belowPercent": 99.9, "creditPercent": 10},
+                {"belowPercent": 99.0, "creditPercent": 25},
             ],
-            "plan": {"includedTokensPerPeriod": INCLUDED, "period": "1M"},
-            "credits": {
-                "availability": [
-                    {"belowPercent": 99.9, "creditPercent": 10},
-                    {"belowPercent": 99.0, "creditPercent": 25},
-                ],
-                "latency": [{"belowPercent": 95, "creditPercent": 10}],
-                "capPercent": 30,
-            },
+            "latency": [{"belowPercent": 95, "creditPercent": 10}],
+            "capPercent": 30,
         },
     )
 
@@ -110,22 +109,14 @@ def plan_offer(k8s: Any) -> Iterator[str]:
     (version 2), announced with more than the offer's 20 days of notice."""
     yield from offer_applied(
         k8s,
-        f"plan-prices-{uuid.uuid4().hex[:8]}",
-        {
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": months_ahead(2).start_iso,
-                    "plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 2.5},
-                },
-            ],
-            "plan": {
-                "includedTokensPerPeriod": INCLUDED,
-                "period": "1M",
-                "feePerPeriod": 9.990001,
-                "exchangeRates": [{"modelClass": "small", "unitsPerMillionTokens": 2_500_000}],
-                "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1.234567},
-            },
+        "plan-prices",
+        version_2={"plan": {"feePerPeriod": 12.5, "overagePricePerMillionUnits": 2.5}},
+        plan={
+            "includedTokensPerPeriod": INCLUDED,
+            "period": "1M",
+            "feePerPeriod": 9.990001,
+            "exchangeRates": [{"modelClass": "small", "unitsPerMillionTokens": 2_500_000}],
+            "overage": {"mode": "PayPerUse", "pricePerMillionUnits": 1.234567},
         },
     )
 

@@ -19,10 +19,8 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from aiconn.devstack.kube import apply_manifests
-from aiconn.inference.placement import default_tiers, plan
-from aiconn.inference.workload import SliceAttachment, deployment
-from tests.factories import llama_8b_spec
-from tests.helpers import eventually, operator_kubeconfig
+from tests.factories import factory_deployment
+from tests.helpers import delete_admission_policies, eventually, operator_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -61,10 +59,7 @@ def operator_api(control_plane: Any, k8s: Any) -> Iterator[Any]:
     api = client.ApiClient(configuration)
     yield api
     api.close()
-    admission = client.AdmissionregistrationV1Api(k8s)
-    for name in ("aiconn-operator-namespaces", "aiconn-operator-workloads"):
-        admission.delete_validating_admission_policy_binding(name)
-        admission.delete_validating_admission_policy(name)
+    delete_admission_policies(k8s, "aiconn-operator-namespaces", "aiconn-operator-workloads")
 
 
 @pytest.mark.parametrize(
@@ -124,18 +119,7 @@ def test_operator_may_not_go_beyond_its_children(
 
 
 def rendered(namespace: str) -> dict[str, Any]:
-    spec = llama_8b_spec()
-    decision = plan(spec, default_tiers())
-    assert decision.placed, decision.message
-    return deployment(
-        sla_name="factory",
-        namespace=namespace,
-        spec=spec,
-        decision=decision,
-        attachment=SliceAttachment(),
-        owner=OWNER,
-        api_key_secret="factory-keys",
-    )
+    return factory_deployment(namespace, owner=OWNER)
 
 
 def create_deployment(api: Any, body: dict[str, Any]) -> None:

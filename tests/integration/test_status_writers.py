@@ -35,15 +35,19 @@ SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 G, V, KIND = "aiconn.io", "v1alpha1", "AIInferenceSLA"
 
 
-def sample_sla(k8s: Any) -> dict[str, Any]:
-    """The edge sample, with the sample offers it buys under installed (the provider's)."""
+def sample_sla(k8s: Any, name: str, *, window: str | None = None) -> dict[str, Any]:
+    """The edge sample named `name` (its window `window` when given), with the sample offers it
+    buys under installed (the provider's)."""
     apply_objects(k8s, load_documents([SAMPLES / "offers.yaml"]))
-    return next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+    body: dict[str, Any] = next(iter(load_documents([SAMPLES / "sla-edge-urllc.yaml"])))
+    body["metadata"] = {"name": name}
+    if window is not None:
+        body["spec"]["objectives"]["window"] = {"duration": window}
+    return body
 
 
 def create_sla(k8s: Any, namespace: str) -> str:
-    body = sample_sla(k8s)
-    body["metadata"] = {"name": "writers"}
+    body = sample_sla(k8s, "writers")
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         G, V, namespace, "aiinferenceslas", body
     )
@@ -128,9 +132,7 @@ class _PrometheusDown:
 def test_a_released_held_period_shows_settled_in_status(
     k8s: Any, namespace: str, tmp_path: Path
 ) -> None:
-    body = sample_sla(k8s)
-    body["metadata"] = {"name": "held"}
-    body["spec"]["objectives"]["window"] = {"duration": "5m"}
+    body = sample_sla(k8s, "held", window="5m")
     created = client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         G, V, namespace, "aiinferenceslas", body
     )

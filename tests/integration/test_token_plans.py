@@ -50,7 +50,7 @@ from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
 from tests.factories import fully_available, llama_model_classes, offer_manifest, sla_manifest
-from tests.helpers import created_offer, ledger_url_for, price_notice_policy, static_token_api
+from tests.helpers import backend_ledger, created_offer, price_notice_policy, static_token_api
 
 pytestmark = pytest.mark.integration
 
@@ -230,9 +230,7 @@ def usage_result(tokens: int, price: Decimal) -> SLAEvaluation:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(ledger_url_for(request, tmp_path))
-    yield opened
-    opened.close()
+    yield from backend_ledger(request, tmp_path)
 
 
 @pytest.fixture

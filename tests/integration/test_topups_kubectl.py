@@ -33,6 +33,7 @@ from aiconn.operator.topups import apply_topup
 from aiconn.sla.ledger import Ledger, wallet_account
 from tests.factories import sla_manifest
 from tests.helpers import (
+    delete_admission_policies,
     eventually,
     grant_billing_and_sla_editing,
     operator_kubeconfig,
@@ -104,12 +105,10 @@ def billing(control_plane: ControlPlane, k8s: Any, namespace: str) -> Iterator[s
         return probe.returncode != 0 and "spec.requestedBy" in probe.stderr
 
     eventually(enforced, what="the requested-by policy in the API server's admission")
-    admission = client.AdmissionregistrationV1Api(k8s)
     try:
         yield namespace
     finally:
-        admission.delete_validating_admission_policy_binding("aiconn-topup-requested-by")
-        admission.delete_validating_admission_policy("aiconn-topup-requested-by")
+        delete_admission_policies(k8s, "aiconn-topup-requested-by")
 
 
 def kubectl(

@@ -49,14 +49,17 @@ def tokens(gw: Any, kind: str) -> float:
 # Free tokens: `stream` that is not a JSON boolean
 
 
+def post_stream_as(gw: Any, value: object) -> httpx.Response:
+    """A chat request asking for a stream, its `stream` field `value` instead of `true`."""
+    return httpx.post(f"{gw.url}{CHAT}", json={**chat(stream=True), "stream": value}, headers=AUTH)
+
+
 @pytest.mark.parametrize("value", ["true", 1, "yes", "on", "True"])
 def test_a_stream_asked_for_with_a_non_boolean_is_streamed_and_metered(
     fake: FakeVllm, gateway: Gateway, value: object
 ) -> None:
     with gateway() as gw:
-        response = httpx.post(
-            f"{gw.url}{CHAT}", json={**chat(stream=True), "stream": value}, headers=AUTH
-        )
+        response = post_stream_as(gw, value)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert b"data: [DONE]" in response.content
@@ -71,9 +74,7 @@ def test_a_stream_value_pydantic_refuses_is_a_400_naming_the_field(
     fake: FakeVllm, gateway: Gateway, value: object
 ) -> None:
     with gateway() as gw:
-        response = httpx.post(
-            f"{gw.url}{CHAT}", json={**chat(stream=True), "stream": value}, headers=AUTH
-        )
+        response = post_stream_as(gw, value)
         assert response.status_code == 400
         assert response.json()["error"]["message"].startswith("stream:")
     assert fake.seen == []

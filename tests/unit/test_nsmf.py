@@ -118,6 +118,17 @@ def delete(url: str, profile_id: str) -> NsmfResult:
     return asyncio.run(run())
 
 
+def assert_failed(
+    result: NsmfResult, manager: SliceManager, *, status_code: int, attempts: int, reason: str
+) -> None:
+    """`result` is a failure at `status_code` after `attempts` requests, all of which reached the
+    slice manager, and says `reason`."""
+    assert not result.ok
+    assert (result.status_code, result.attempts) == (status_code, attempts)
+    assert reason in result.reason
+    assert len(manager.requests) == attempts
+
+
 def test_created_profile_is_put_at_its_id_with_ts_28_541_attributes(
     manager: SliceManager,
 ) -> None:
@@ -163,10 +174,8 @@ def test_success_statuses_are_success(manager: SliceManager, status: int) -> Non
 def test_server_errors_are_retried_then_reported(manager: SliceManager) -> None:
     manager.script = [(500, 0.0)] * 3
     result = provision(slice_spec(manager.base_url, retries=2))
-    assert not result.ok
-    assert (result.status_code, result.attempts) == (500, 3)
-    assert "failed after 3 attempt(s): HTTP 500 Internal Server Error" in result.reason
-    assert len(manager.requests) == 3
+    reason = "failed after 3 attempt(s): HTTP 500 Internal Server Error"
+    assert_failed(result, manager, status_code=500, attempts=3, reason=reason)
 
 
 def test_a_transient_error_then_success_is_success(manager: SliceManager) -> None:
@@ -178,10 +187,8 @@ def test_a_transient_error_then_success_is_success(manager: SliceManager) -> Non
 def test_a_client_error_is_final(manager: SliceManager) -> None:
     manager.script = [(400, 0.0)]
     result = provision(slice_spec(manager.base_url))
-    assert not result.ok
-    assert (result.status_code, result.attempts) == (400, 1)
-    assert "refused: HTTP 400 Bad Request" in result.reason
-    assert len(manager.requests) == 1
+    reason = "refused: HTTP 400 Bad Request"
+    assert_failed(result, manager, status_code=400, attempts=1, reason=reason)
 
 
 def test_a_slow_slice_manager_times_out(manager: SliceManager) -> None:

@@ -72,12 +72,15 @@ SPEC = AIInferenceSLASpec.model_validate(
 )
 
 
+LEAP_FEB = (2028, 2)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    month: tuple[int, int]
-    minutes: int
     bad: int
+    month: tuple[int, int] = LEAP_FEB
+    minutes: int = 41_760
     unknown: int = 0
     ttft_good_per_mille: int = 1000
     state: SettlementState = SettlementState.SETTLED
@@ -86,38 +89,20 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("leap Feb, 41 bad: within budget", (2028, 2), 41_760, bad=41),
-    Scenario(
-        "leap Feb, 42 bad", (2028, 2), 41_760, bad=42, credit_percent="10", credit_micros=6_172_839
-    ),
+    Scenario("leap Feb, 41 bad: within budget", bad=41),
+    Scenario("leap Feb, 42 bad", bad=42, credit_percent="10", credit_micros=6_172_839),
     Scenario(
         "Feb 2027, 41 bad: 28 days make it a miss",
-        (2027, 2),
-        40_320,
         bad=41,
+        month=(2027, 2),
+        minutes=40_320,
         credit_percent="10",
         credit_micros=6_172_839,
     ),
-    Scenario(
-        "417 bad: still >= 99 %",
-        (2028, 2),
-        41_760,
-        bad=417,
-        credit_percent="10",
-        credit_micros=6_172_839,
-    ),
-    Scenario(
-        "418 bad: < 99 %",
-        (2028, 2),
-        41_760,
-        bad=418,
-        credit_percent="25",
-        credit_micros=15_432_098,
-    ),
+    Scenario("417 bad: still >= 99 %", bad=417, credit_percent="10", credit_micros=6_172_839),
+    Scenario("418 bad: < 99 %", bad=418, credit_percent="25", credit_micros=15_432_098),
     Scenario(
         "2089 bad and TTFT 98.5 %: 100 % + 5 % capped at 100 %",
-        (2028, 2),
-        41_760,
         bad=2_089,
         ttft_good_per_mille=985,
         credit_percent="100",
@@ -125,23 +110,34 @@ SCENARIOS = [
     ),
     Scenario(
         "TTFT 98.5 % only",
-        (2028, 2),
-        41_760,
         bad=0,
         ttft_good_per_mille=985,
         credit_percent="5",
         credit_micros=3_086_420,
     ),
-    Scenario("coverage exactly at the 90 % floor", (2028, 2), 41_760, bad=0, unknown=4_176),
+    Scenario("coverage exactly at the 90 % floor", bad=0, unknown=4_176),
     Scenario(
         "coverage just below the floor",
-        (2028, 2),
-        41_760,
         bad=0,
         unknown=4_177,
         state=SettlementState.HELD_FOR_REVIEW,
     ),
 ]
+
+
+def month_series(up: np.ndarray, *, ttft_good: float, tpot_good: float) -> FleetSeries:
+    """One SLA's month: availability `up`, no request in contract, `ttft_good` and `tpot_good` of
+    1,000 requests within their thresholds (exact), TOKENS metered."""
+    minutes = up.shape[1]
+    one = np.ones(1, dtype=bool)
+    return FleetSeries(
+        in_contract=np.zeros((1, minutes), dtype=np.uint16),
+        failed=np.zeros((1, minutes), dtype=np.uint16),
+        up=up,
+        ttft=Occurrences(good=np.array([ttft_good]), total=np.array([1000.0]), exact=one),
+        tpot=Occurrences(good=np.array([tpot_good]), total=np.array([1000.0]), exact=one),
+        tokens=np.array([TOKENS], dtype=np.int64),
+    )
 
 
 @pytest.mark.parametrize("case", SCENARIOS, ids=[s.name for s in SCENARIOS])
@@ -151,22 +147,8 @@ def test_settlement_to_the_micro_unit(case: Scenario, ledger: Ledger) -> None:
     up = np.ones((1, case.minutes), dtype=np.float32)
     up[0, : case.bad] = 0
     up[0, case.bad : case.bad + case.unknown] = np.nan
-    one = np.ones(1, dtype=bool)
-    result = evaluate_fleet(
-        terms=FleetTerms.from_specs([SPEC]),
-        series=FleetSeries(
-            in_contract=np.zeros((1, case.minutes), dtype=np.uint16),
-            failed=np.zeros((1, case.minutes), dtype=np.uint16),
-            up=up,
-            ttft=Occurrences(
-                good=np.array([float(case.ttft_good_per_mille)]),
-                total=np.array([1000.0]),
-                exact=one,
-            ),
-            tpot=Occurrences(good=np.array([1000.0]), total=np.array([1000.0]), exact=one),
-            tokens=np.array([TOKENS], dtype=np.int64),
-        ),
-    ).sla(0)
+    series = month_series(up, ttft_good=float(case.ttft_good_per_mille), tpot_good=1000.0)
+    result = evaluate_fleet(terms=FleetTerms.from_specs([SPEC]), series=series).sla(0)
     settlement = settle(ledger, period=period, result=result)
     assert settlement.state is case.state
     assert settlement.charges_micros == CHARGE_MICROS
@@ -219,9 +201,9 @@ class Declared:
 @dataclass(frozen=True)
 class CalendarScenario:
     name: str
-    month: tuple[int, int]
-    judged: int
     bad: int
+    month: tuple[int, int] = LEAP_FEB
+    judged: int = 12_600
     credit_percent: str = "0"
     credit_micros: int = 0
     excused: int = 0
@@ -235,15 +217,11 @@ OUTAGE_FEB9 = Span(utc("2028-02-09", "09:00"), 50)
 CALENDAR_SCENARIOS = [
     CalendarScenario(
         "leap Feb, 12 bad minutes in business hours",
-        (2028, 2),
-        judged=12_600,
         bad=12,
         down=(Span(utc("2028-02-01", "07:00"), 12),),
     ),
     CalendarScenario(
         "leap Feb, 13 bad",
-        (2028, 2),
-        judged=12_600,
         bad=13,
         credit_percent="5",
         credit_micros=7_407_407,
@@ -251,15 +229,11 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "a ten-hour night outage is outside business hours",
-        (2028, 2),
-        judged=12_600,
         bad=12,
         down=(Span(utc("2028-02-01", "07:00"), 12), Span(utc("2028-02-01", "20:00"), 600)),
     ),
     CalendarScenario(
         "630 bad: exactly 95 %",
-        (2028, 2),
-        judged=12_600,
         bad=630,
         credit_percent="10",
         credit_micros=14_814_815,
@@ -267,8 +241,6 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "631 bad: below 95 %",
-        (2028, 2),
-        judged=12_600,
         bad=631,
         credit_percent="25",
         credit_micros=37_037_037,
@@ -276,7 +248,6 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "maintenance announced 96 h ahead excuses the outage in it",
-        (2028, 2),
         judged=12_540,
         bad=0,
         excused=60,
@@ -285,8 +256,6 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "maintenance announced 48 h ahead (under the notice) excuses nothing",
-        (2028, 2),
-        judged=12_600,
         bad=50,
         credit_percent="10",
         credit_micros=14_814_815,
@@ -295,7 +264,6 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "maintenance announced 71 h 30 min ahead excuses only its last half hour",
-        (2028, 2),
         judged=12_570,
         bad=30,
         credit_percent="5",
@@ -306,7 +274,6 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "unseen minutes in an announced window are excused, not unknown",
-        (2028, 2),
         judged=12_540,
         bad=0,
         excused=60,
@@ -315,7 +282,7 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "spring DST: 06:00 UTC is outside on Friday, inside on Monday",
-        (2026, 3),
+        month=(2026, 3),
         judged=13_200,
         bad=60,
         credit_percent="10",
@@ -324,14 +291,14 @@ CALENDAR_SCENARIOS = [
     ),
     CalendarScenario(
         "spring DST: 16:00 UTC on Monday is after closing",
-        (2026, 3),
+        month=(2026, 3),
         judged=13_200,
         bad=0,
         down=(Span(utc("2026-03-30", "16:00"), 60),),
     ),
     CalendarScenario(
         "autumn DST: 06:00 UTC is inside on Friday, outside on Monday",
-        (2026, 10),
+        month=(2026, 10),
         judged=13_200,
         bad=60,
         credit_percent="10",
@@ -365,17 +332,9 @@ def test_the_published_business_hours_sla_settles_to_the_micro_unit(
     rules = MinuteRules.build(
         [sla.minute_rule(windows)], start=period.start, columns=period.minutes
     )
-    one = np.ones(1, dtype=bool)
     result = evaluate_fleet(
         terms=FleetTerms.from_specs([sla.spec]),
-        series=FleetSeries(
-            in_contract=np.zeros((1, period.minutes), dtype=np.uint16),
-            failed=np.zeros((1, period.minutes), dtype=np.uint16),
-            up=up,
-            ttft=Occurrences(good=np.array([900.0]), total=np.array([1000.0]), exact=one),
-            tpot=Occurrences(good=np.array([900.0]), total=np.array([1000.0]), exact=one),
-            tokens=np.array([TOKENS], dtype=np.int64),
-        ),
+        series=month_series(up, ttft_good=900.0, tpot_good=900.0),
         minute_rules=rules,
     ).sla(0)
     assert (result.judged_minutes, result.bad_minutes, result.excused_minutes) == (

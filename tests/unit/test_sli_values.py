@@ -10,7 +10,7 @@ import pytest
 
 from aiconn.sla.budget import budget_report, window_burn_rates, window_counts
 from aiconn.sla.burnwindows import alert_rules
-from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
+from aiconn.sla.evaluate import FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.sli import (
     Timeslices,
     availability,
@@ -108,13 +108,18 @@ def test_a_scaled_windows_tie_stays_silent() -> None:
     assert report.firing(0) == ["ticket-16h48m"]
 
 
+def first_minutes_down(minutes: int, down: int, **series: int) -> SLAEvaluation:
+    """SPEC's evaluation over `minutes` of availability only, down in the first `down`; `series`
+    (tokens, lookback_minutes) passes on to `availability_series`."""
+    up = np.ones((1, minutes), dtype=np.float32)
+    up[0, :down] = 0
+    terms = FleetTerms.from_specs([SPEC])
+    return evaluate_fleet(terms=terms, series=availability_series(up, **series)).sla(0)
+
+
 def test_budget_value_and_credit_to_the_micro_unit() -> None:
     # 1000 minutes, 15 bad, 99 % target: 10 minutes of budget, 150 % spent, -50 % left.
-    up = np.ones((1, 1000), dtype=np.float32)
-    up[0, :15] = 0
-    result = evaluate_fleet(
-        terms=FleetTerms.from_specs([SPEC]), series=availability_series(up, tokens=1_234_567)
-    ).sla(0)
+    result = first_minutes_down(1000, 15, tokens=1_234_567)
     assert result.availability_percent == 98.5
     assert result.budget_remaining_percent == -50.0
     # Derived schedule at 99 %: < 99 pays 10 %. 1,234,567 tokens at 0.5 per million.
@@ -125,11 +130,7 @@ def test_budget_value_and_credit_to_the_micro_unit() -> None:
 
 def test_a_look_back_is_not_counted_against_the_periods_budget() -> None:
     # 60 look-back minutes all down, then 100 period minutes all up.
-    up = np.ones((1, 160), dtype=np.float32)
-    up[0, :60] = 0
-    result = evaluate_fleet(
-        terms=FleetTerms.from_specs([SPEC]), series=availability_series(up, lookback_minutes=60)
-    ).sla(0)
+    result = first_minutes_down(160, 60, lookback_minutes=60)
     assert (result.good_minutes, result.bad_minutes, result.minutes) == (100, 0, 100)
     assert result.budget_remaining_percent == 100.0
     assert result.availability_percent == 100.0

@@ -24,7 +24,6 @@ from aiconn.inference.workload import (
     api_key_secret,
     child_name,
     child_names,
-    deployment,
     gateway_role,
     gateway_role_binding,
     gateway_service_account,
@@ -38,6 +37,7 @@ from aiconn.inference.workload import (
     wallet_ca_config_map,
 )
 from aiconn.sla.spec import AIInferenceSLASpec
+from tests.factories import factory_deployment
 from tests.factories import llama_8b_spec as sla
 
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "s", "uid": "u-1"}
@@ -67,17 +67,7 @@ def options(args: list[str]) -> dict[str, str]:
 
 
 def build(spec: AIInferenceSLASpec | None = None, **extra: Any) -> dict[str, Any]:
-    spec = spec or sla()
-    return deployment(
-        sla_name="factory",
-        namespace="acme",
-        spec=spec,
-        decision=placed(spec),
-        attachment=ATTACHMENT,
-        owner=OWNER,
-        api_key_secret="factory-keys",
-        **extra,
-    )
+    return factory_deployment("acme", spec or sla(), attachment=ATTACHMENT, owner=OWNER, **extra)
 
 
 def container(dep: dict[str, Any], name: str) -> dict[str, Any]:
@@ -503,15 +493,7 @@ def test_host_resources_grow_with_the_replica_s_gpus() -> None:
     spec = sla()
     one = build(spec)
     decision = dataclasses.replace(placed(spec), tensor_parallel_size=4, gpus_per_replica=4)
-    four = deployment(
-        sla_name="factory",
-        namespace="acme",
-        spec=spec,
-        decision=decision,
-        attachment=ATTACHMENT,
-        owner=OWNER,
-        api_key_secret="factory-keys",
-    )
+    four = factory_deployment("acme", spec, decision=decision, attachment=ATTACHMENT, owner=OWNER)
     small, big = container(one, "vllm")["resources"], container(four, "vllm")["resources"]
     assert big["limits"]["nvidia.com/gpu"] == "4"
     assert int(big["limits"]["cpu"]) == 4 * int(small["limits"]["cpu"])
