@@ -13,6 +13,8 @@ Cluster-wide lists are read in pages (`list_all`), and each page is cut down to 
 reads before the next is asked for: a list of every pod in the cluster is tens of kilobytes of
 Python objects per pod (most of it `managedFields` and container specs), so a whole list as the
 API server wrote it grew the operator's memory with the cluster, once per list held at a time.
+Every answer loses `metadata.managedFields` in the thread that parsed it: the operator never
+reads them, and they are the largest part of an object that several writers have touched.
 """
 
 from __future__ import annotations
@@ -165,7 +167,12 @@ class KubeApi:
             _preload_content=False,
         )
         data = response[0].data
-        return json.loads(data) if data else {}
+        answer: dict[str, Any] = json.loads(data) if data else {}
+        # Cut in this thread, before the answer is held: the operator never reads them.
+        without_managed_fields(answer)
+        for item in answer.get("items") or ():
+            without_managed_fields(item)
+        return answer
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
