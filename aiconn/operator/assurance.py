@@ -40,7 +40,7 @@ from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import Kind, KubeApi, without_managed_fields
+from aiconn.operator.kubeapi import KINDS, Kind, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
 from aiconn.operator.settings import OperatorSettings
@@ -106,7 +106,9 @@ class AssuranceLoop:
             pods = await self.kube.list_all(
                 PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view
             )
-        slas = await self.kube.list_all(SLAS.path(None), keep=without_managed_fields)
+        slas: list[dict[str, Any]] = []
+        for path in self._sla_paths():
+            slas += await self.kube.list_all(path, keep=without_managed_fields)
         fleet = _Fleet(nodes=nodes, pods=pods, tiers=tiers, offers=await fetch_offers(self.kube))
         self.signals = await self._signals(slas)
         counts: dict[Step, int] = {}
@@ -124,6 +126,14 @@ class AssuranceLoop:
                 dues.append(taken.due)
         self.next_due = min(dues, default=None)
         return counts
+
+    def _sla_paths(self) -> list[str]:
+        """Where the SLAs it serves are listed: in each namespace of `settings.namespaces`, or
+        across the cluster when it serves them all. An operator given some namespaces neither
+        reads nor moves another's SLAs (nor needs to be allowed to list them)."""
+        if not self.settings.namespaces:
+            return [SLAS.path(None)]
+        return [KINDS[SLA_KIND].path(namespace) for namespace in self.settings.namespaces]
 
     async def _signals(
         self, slas: list[dict[str, Any]]

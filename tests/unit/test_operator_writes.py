@@ -211,3 +211,40 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     assert all(q["limit"] == LIST_PAGE and q["fieldSelector"] == "x" for q in kube.queries)
     # The first read, its expired second page, then the whole list again.
     assert [q.get("continue") for q in kube.queries] == [None, "1", None, "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "listed"),
+    [
+        (["team-a", "team-b"], ["team-a", "team-b"]),
+        ([], [None]),
+    ],
+)
+def test_the_assurance_loop_lists_only_the_slas_of_the_namespaces_it_serves(
+    namespaces: list[str], listed: list[str | None]
+) -> None:
+    """An operator given namespaces neither reads nor moves another's SLAs (nor needs RBAC to
+    list them across the cluster); one serving them all lists them once, cluster-wide."""
+    from aiconn.operator.assurance import AssuranceLoop
+    from aiconn.operator.settings import OperatorSettings
+
+    paths: list[str] = []
+
+    class Cluster:
+        async def call(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+            return {"items": []}  # no tiers
+
+        async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[Any]:
+            return []  # no offers
+
+        async def list_all(self, path: str, query: Any = None, *, keep: Any) -> list[Any]:
+            paths.append(path)
+            return []
+
+    loop = AssuranceLoop(Cluster(), OperatorSettings(namespaces=namespaces))  # type: ignore[arg-type]
+    asyncio.run(loop.run_once())
+    sla_paths = [p for p in paths if p.endswith("/aiinferenceslas")]
+    assert sla_paths == [
+        f"/apis/aiconn.io/v1alpha1{f'/namespaces/{ns}' if ns else ''}/aiinferenceslas"
+        for ns in listed
+    ]
