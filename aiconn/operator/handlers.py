@@ -36,7 +36,13 @@ from aiconn.operator.failures import (
 )
 from aiconn.operator.health import display_update
 from aiconn.operator.offers import price_notice_problems
-from aiconn.operator.reconcile import Event, Outcome, reconcile_sla, refresh_readiness
+from aiconn.operator.reconcile import (
+    Event,
+    Outcome,
+    inference_inputs,
+    reconcile_sla,
+    refresh_readiness,
+)
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup()
 async def close(**_: Any) -> None:
+    _deployment_inputs.clear()
     await state.close_runtime()
 
 
@@ -328,12 +335,27 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: 
 
 # Watch events, not field handlers: Kopf's diff-base leaves status out, so a handler on a status
 # field never fires. Each event re-reads the owner and writes only when something changed.
+# A Deployment's status changes several times as its pods start (conditions, counts of
+# replicas); only a change of what readiness reads of it (`inference_inputs`) re-reads its SLA.
+_deployment_inputs: dict[str, tuple[Any, ...]] = {}
+"""Each inference Deployment's readiness inputs as last refreshed, by uid."""
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})
 async def deployment_seen(
     namespace: str | None, meta: kopf.Meta, body: kopf.Body, type: str | None, **_: Any
 ) -> None:
+    uid = meta.get("uid") or ""
+    if type == "DELETED":
+        _deployment_inputs.pop(uid, None)
+        await _refresh_owner(namespace, meta)
+        return
+    inputs = inference_inputs(body)
+    if _deployment_inputs.get(uid) == inputs:
+        return
     # The Deployment as this event has it: no need to read it back.
-    await _refresh_owner(namespace, meta, deployment=None if type == "DELETED" else body)
+    await _refresh_owner(namespace, meta, deployment=body)
+    _deployment_inputs[uid] = inputs  # only once refreshed: a failed refresh is tried again
 
 
 # A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.

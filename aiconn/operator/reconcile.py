@@ -114,6 +114,19 @@ def inference_ready(deployment: Mapping[str, Any] | None, replicas: int) -> tupl
     return False, "ReplicasUnavailable", f"{available}/{replicas} vLLM replicas available"
 
 
+def inference_inputs(deployment: Mapping[str, Any]) -> tuple[Any, ...]:
+    """All that `inference_ready` and `refresh_readiness` read of a Deployment: two states of
+    it with equal inputs give the SLA the same readiness."""
+    status = deployment.get("status") or {}
+    return (
+        (deployment.get("metadata") or {}).get("generation"),
+        (deployment.get("spec") or {}).get("replicas"),
+        status.get("observedGeneration"),
+        status.get("updatedReplicas"),
+        status.get("availableReplicas"),
+    )
+
+
 def readiness(
     *,
     slice_obj: Mapping[str, Any] | None,

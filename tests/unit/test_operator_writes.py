@@ -248,3 +248,50 @@ def test_the_assurance_loop_lists_only_the_slas_of_the_namespaces_it_serves(
         f"/apis/aiconn.io/v1alpha1{f'/namespaces/{ns}' if ns else ''}/aiinferenceslas"
         for ns in listed
     ]
+
+
+def test_a_deployment_event_re_reads_its_sla_only_when_what_readiness_reads_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Deployment's status moves several times as its pods start; the SLA is re-read and its
+    readiness recomputed when the generation, the replica counts readiness compares or the
+    count asked for changed, not on the others (conditions' times, unavailable replicas). A
+    refresh that failed is tried again on the next event alike."""
+    from aiconn.operator import handlers
+
+    refreshed: list[Any] = []
+    fail = [False]
+
+    async def refresh_owner(namespace: str | None, meta: Any, *, deployment: Any = None) -> None:
+        if fail[0]:
+            fail[0] = False
+            raise RuntimeError("the API server did not answer")
+        refreshed.append(deployment and deployment["status"])
+
+    monkeypatch.setattr(handlers, "_refresh_owner", refresh_owner)
+    monkeypatch.setattr(handlers, "_deployment_inputs", {})
+
+    def seen(type_: str, **status: Any) -> None:
+        body = {
+            "metadata": {"uid": "u1", "generation": 1},
+            "spec": {"replicas": 1},
+            "status": status,
+        }
+        coro = handlers.deployment_seen(namespace="t", meta=body["metadata"], body=body, type=type_)
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+    seen("ADDED")
+    seen("MODIFIED", observedGeneration=1, unavailableReplicas=1)
+    seen("MODIFIED", observedGeneration=1, unavailableReplicas=1, conditions=[{"type": "x"}])
+    fail[0] = True
+    with pytest.raises(RuntimeError):
+        seen("MODIFIED", observedGeneration=1, updatedReplicas=1, availableReplicas=1)
+    seen("MODIFIED", observedGeneration=1, updatedReplicas=1, availableReplicas=1)
+    seen("MODIFIED", observedGeneration=1, updatedReplicas=1, availableReplicas=1, replicas=1)
+    seen("DELETED")
+    assert refreshed == [
+        {},
+        {"observedGeneration": 1, "unavailableReplicas": 1},
+        {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1},
+        None,
+    ]
