@@ -6,9 +6,8 @@ operator has not yet seen. Reconciles that run at once share their lists (`KubeA
 each still gets lists the API server answered after it asked), so a burst of new SLAs costs a
 list per round of concurrent reconciles, not two per SLA; the lists are read in pages and keep
 only what placement reads of each Node and Pod (`node_view`, `GpuPod`: a pod that holds no
-GPUs is not kept at all). A cluster without
-any node of a tier costs one list of Nodes (no Pods are read), which is the case of the tests
-and the demo without simulated nodes.
+GPUs is not kept at all). A cluster without any node of a tier costs one list of Nodes (no
+Pods are read), which is the case of the tests and the demo without simulated nodes.
 
 The SLA's own inference pods are left out, so re-planning an SLA that already runs counts the
 GPUs it holds as its own, not as taken: it stays where it is while its site still fits it.
