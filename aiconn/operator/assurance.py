@@ -42,7 +42,7 @@ from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
 from aiconn.operator.kubeapi import KINDS, Kind, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
-from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
+from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
@@ -133,7 +133,7 @@ class AssuranceLoop:
         reads nor moves another's SLAs (nor needs to be allowed to list them)."""
         if not self.settings.namespaces:
             return [SLAS.path(None)]
-        return [KINDS[SLA_KIND].path(namespace) for namespace in self.settings.namespaces]
+        return [KINDS[SLA_KIND].path(ns) for ns in dict.fromkeys(self.settings.namespaces)]
 
     async def _signals(
         self, slas: list[dict[str, Any]]
@@ -333,7 +333,7 @@ class AssuranceLoop:
         fields = dict(outcome.status)
         if history is not None:
             fields["assurance"] = {"placementHistory": history}
-        await self.kube.update_status(
+        written = await self.kube.update_status(
             SLA_KIND,
             name,
             namespace,
@@ -341,6 +341,9 @@ class AssuranceLoop:
             conditions=outcome.conditions,
             current=body,
         )
+        # The readiness above was judged on the Deployment as its apply answered; it may have
+        # moved on since, and its watch events found the status before this write.
+        await refresh_readiness(self.kube, namespace, name, sla=written)
         await self._event(
             body,
             "Warning" if step.step is Step.FAIL_OVER else "Normal",

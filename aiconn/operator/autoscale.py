@@ -22,7 +22,7 @@ from aiconn.inference.stakes import Forecast, capacity_cost, weigh
 from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
 from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.operator.reconcile import SLA_KIND, reconcile_sla
+from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.assurance import HISTORY_LENGTH
 from aiconn.sla.burnwindows import shortest_burn_rate
@@ -138,7 +138,7 @@ async def scale(
     if body is None:
         return
     outcome = await reconcile_sla(kube, body, tiers, settings)
-    await kube.update_status(
+    written = await kube.update_status(
         SLA_KIND,
         meta["name"],
         meta["namespace"],
@@ -146,5 +146,7 @@ async def scale(
         conditions=outcome.conditions,
         current=body,
     )
+    # Judged on the Deployment as its apply answered: look again now that the status is there.
+    await refresh_readiness(kube, meta["namespace"], meta["name"], sla=written)
     reason = "ScaledOut" if decision.direction is Direction.OUT else "ScaledIn"
     await post_event(body, "Normal", reason, action["reason"])
