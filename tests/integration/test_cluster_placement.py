@@ -171,7 +171,12 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
         assert reported["status"] == "False"
         assert reported["reason"] == "Unschedulable"
         assert "untolerated taint" in reported["message"]
-        status = sla_status(k8s, namespace, "research-405b")
+        # The condition may land before the reconcile's own status write: wait for the phase.
+        status = eventually(
+            lambda: (s := sla_status(k8s, namespace, "research-405b")).get("phase") and s,
+            timeout=60,
+            what="the SLA's phase",
+        )
         assert status["phase"] == "Provisioning"
         assert [p.status.phase for p in inference_pods(k8s, namespace, "research-405b")] == [
             "Pending"
