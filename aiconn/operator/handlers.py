@@ -8,6 +8,7 @@ core (their SliceProfile is removed there).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -337,8 +338,24 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: 
 # field never fires. Each event re-reads the owner and writes only when something changed.
 # A Deployment's status changes several times as its pods start (conditions, counts of
 # replicas); only a change of what readiness reads of it (`inference_inputs`) re-reads its SLA.
-_deployment_inputs: dict[str, tuple[Any, ...]] = {}
-"""Each inference Deployment's readiness inputs as last refreshed, by uid."""
+class _Recent(collections.OrderedDict[str, tuple[Any, ...]]):
+    """A map that keeps its `bound` most recently written entries. A Deployment whose DELETED
+    event was missed (deleted while the watch was re-listing) would otherwise stay for good;
+    forgetting an entry costs no more than one SLA re-read at its next event."""
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def __setitem__(self, key: str, value: tuple[Any, ...]) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.bound:
+            self.popitem(last=False)
+
+
+_deployment_inputs: dict[str, tuple[Any, ...]] = _Recent(bound=16_384)
+"""Each inference Deployment's readiness inputs as last refreshed, by uid (the most recent)."""
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={SLA_LABEL: kopf.PRESENT})

@@ -295,3 +295,20 @@ def test_a_deployment_event_re_reads_its_sla_only_when_what_readiness_reads_chan
         {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1},
         None,
     ]
+
+
+def test_the_deployment_inputs_keep_only_the_most_recent_entries() -> None:
+    """A Deployment whose DELETED event was missed leaves its entry behind; the map keeps its
+    bound, forgetting the least recently written first (one extra SLA re-read at worst)."""
+    from aiconn.operator.handlers import _Recent
+
+    recent = _Recent(bound=3)
+    for uid in ("a", "b", "c"):
+        recent[uid] = (uid,)
+    recent["a"] = ("a", 2)  # written again: now the most recent
+    recent["d"] = ("d",)
+    assert list(recent) == ["c", "a", "d"]
+    assert recent["a"] == ("a", 2)
+    recent.pop("c")
+    recent["e"] = ("e",)
+    assert list(recent) == ["a", "d", "e"]
