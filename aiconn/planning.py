@@ -21,16 +21,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from aiconn.crd import API_VERSION
 from aiconn.inference import throughput as physics
 from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.inference.tier import InferenceTierSpec
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.credits import from_micros, money, to_micros, usage_charge
 from aiconn.sla.ledger import units
-from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer
+from aiconn.sla.offer import admitted_offer
 from aiconn.sla.periods import Period, parse_duration, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.sla.prices import plan_at
 
 KIND = "AIInferenceSLA"
 
@@ -222,7 +224,7 @@ def price_plan(
     The figures are this SLA's alone: a tenant's SLAs under one offer share one wallet."""
     plan = offer.plan
     period = period_containing(plan.window, at)
-    priced, versions = offer.plan_at(period.start)
+    priced, versions = plan_at(offer, period.start)
     rate = plan.units_per_million_tokens(model_class)
     committed = units(monthly_tokens, rate)
     pay_per_use = priced.overage.mode == "PayPerUse"

@@ -13,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiconn.crd import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec, Window
 from aiconn.sla.credits import CreditBreakdown, money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec, Window, wallet_owner
 from aiconn.sla.timestamps import iso_z
+from aiconn.sla.wallets import wallet_owner
 
 PLURAL = "aiinferenceslas"
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))

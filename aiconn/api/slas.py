@@ -22,9 +22,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from aiconn.crd import GROUP, VERSION
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
 from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec
-from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 
 PLURAL = "aiinferenceslas"
 OFFERS = "aiinferenceoffers"

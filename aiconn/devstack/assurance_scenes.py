@@ -29,8 +29,8 @@ from aiconn.devstack.processes import ProcessGroup, free_port
 from aiconn.devstack.tiernodes import set_site_ready, simulated_node
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference.placement import default_tiers
-from aiconn.inference.tier import SITE_LABEL
 from aiconn.inference.workload import child_names
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 
 NAMESPACE = "demo-assurance"
 SITES = {"de-fra-edge-01": "edge", "de-muc-edge-01": "edge", "fr-par-dc-01": "regional"}

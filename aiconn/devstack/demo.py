@@ -35,8 +35,8 @@ import yaml
 from aiconn.devstack import assurance_scenes, maintenance, nocview, stack
 from aiconn.devstack.kubelet import mark_running
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.periods import Period, ceil_minute, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec
 
 SAMPLE = stack.ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
 PERIOD = "4m"

@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack import stack
 from aiconn.devstack.kube import apply_objects
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.sla.periods import Period
 
 NOTICE_MINUTES = 1

@@ -51,8 +51,8 @@ import yaml
 from aiconn.inference.capacity import Capacity, SiteCapacity
 from aiconn.inference.sizing import size
 from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
-from aiconn.inference.tier import InferenceTierSpec
-from aiconn.sla.spec import AIInferenceSLASpec, PlacementStatus, RejectedTier
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PlacementStatus, RejectedTier
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 REFERENCE_MODEL_BILLIONS = 8.0
 DEFAULT_TIERS_RESOURCE = "default_tiers.yaml"

@@ -34,14 +34,15 @@ from aiconn.contracts.gateway_pod import (
     gateway_env,
     hash_key,
 )
-from aiconn.crd import GROUP
 from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION, GIB, weight_bytes
-from aiconn.inference.tier import SITE_LABEL
+from aiconn.resources.v1alpha1.meta import GROUP
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from aiconn.sla.metricnames import with_threshold
-from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 
 SLA_LABEL = "aiconn.io/sla"
 COMPONENT = "inference"

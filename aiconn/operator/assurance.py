@@ -24,7 +24,6 @@ import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from aiconn.crd import API_VERSION
 from aiconn.inference.assurance import (
     PlacementStep,
     Step,
@@ -36,7 +35,6 @@ from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
@@ -46,8 +44,10 @@ from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
-from aiconn.sla.assurance import HISTORY_LENGTH
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds
 
 if TYPE_CHECKING:

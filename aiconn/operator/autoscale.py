@@ -20,13 +20,13 @@ from aiconn.inference.fulfilment import horizon
 from aiconn.inference.scaling import Direction, ScalingPolicy, ScalingSignals, decide_replicas
 from aiconn.inference.stakes import Forecast, capacity_cost, weigh
 from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.burnwindows import shortest_burn_rate
-from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], Awaitable[None]]

@@ -59,6 +59,8 @@ from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, SettlementStatus, Window
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
@@ -78,7 +80,6 @@ from aiconn.sla.ledger import (
     units,
 )
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
-from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
     Period,
     ceil_minute,
@@ -95,19 +96,13 @@ from aiconn.sla.plans import (
     plan_period,
     plan_subject,
 )
-from aiconn.sla.prices import PriceVersion
+from aiconn.sla.prices import PriceVersion, plan_at, price_at
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
-from aiconn.sla.spec import (
-    AIInferenceSLASpec,
-    PeriodStatus,
-    SettlementStatus,
-    Window,
-    wallet_owner,
-)
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import iso_seconds
+from aiconn.sla.wallets import wallet_owner
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -695,7 +690,7 @@ class FleetEvaluator:
         if key in self._funded:
             return
         # The fee and overage price in force at the period's start (price versions).
-        plan, versions = offer.plan_at(key[1])
+        plan, versions = plan_at(offer, key[1])
         try:
             fund_plan(
                 self.ledger,
@@ -879,7 +874,7 @@ def _price_at_start(sla: SLARef, period: Period) -> PriceVersion | None:
     if offer is None:
         return None
     found = offer.model_class(sla.spec.model.name)
-    return None if found is None else offer.price_at(found[0].name, period.start)
+    return None if found is None else price_at(offer, found[0].name, period.start)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

@@ -20,8 +20,6 @@ from kubernetes.client.rest import ApiException
 import aiconn.operator.assurance
 import aiconn.operator.loop
 import aiconn.operator.topups  # registers the TopUp handler
-from aiconn.crd import GROUP, VERSION
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.operator import scheduling, state
 from aiconn.operator.conditions import condition, merge
@@ -44,6 +42,8 @@ from aiconn.operator.reconcile import (
     refresh_readiness,
 )
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
 

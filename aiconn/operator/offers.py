@@ -21,17 +21,12 @@ from pydantic import ValidationError
 
 from aiconn.inference.capacity import Capacity
 from aiconn.inference.placement import PlacementDecision, plan
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.sla.offer import (
-    AIInferenceOfferSpec,
-    OfferViolation,
-    admitted_offer,
-    effective_spec,
-    offer_notice_problems,
-)
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
+from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec, offer_notice_problems
 from aiconn.sla.prices import NoticeProblem
-from aiconn.sla.spec import AIInferenceSLASpec
 
 OFFER_KIND = "AIInferenceOffer"
 

@@ -17,12 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT
-from aiconn.crd import API_VERSION
 from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import short
@@ -30,7 +28,9 @@ from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.slices.kubernetes import pod_attachment
 from aiconn.slices.realize import slice_for
 

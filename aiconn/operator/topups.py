@@ -28,13 +28,13 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 import aiconn.operator.loop
-from aiconn.crd import GROUP, VERSION
 from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
 from aiconn.operator.reconcile import Event
-from aiconn.sla.spec import wallet_owner
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.timestamps import iso_seconds, parse_iso
+from aiconn.sla.wallets import wallet_owner
 
 if TYPE_CHECKING:
     from aiconn.sla.ledger import Ledger
@@ -68,7 +68,8 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     A TopUp whose status already says Applied or Refused is left alone. Raises on failures
     worth retrying (the ledger or the API server unreachable)."""
     # The ledger's code (SQLAlchemy) is loaded with the first TopUp, not with the operator.
-    from aiconn.sla.topups import TopUpConflict, TopUpSpec, top_up
+    from aiconn.resources.v1alpha1.topup import TopUpSpec
+    from aiconn.sla.topups import TopUpConflict, top_up
 
     meta, status = body["metadata"], body.get("status") or {}
     if status.get("phase") in DONE:

@@ -30,11 +30,11 @@ import websocket
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import PLURAL, create_sla, settle_history, status
-from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.ledger import Ledger
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.helpers import eventually, static_token_settings
 
 pytestmark = pytest.mark.e2e
@@ -426,9 +426,10 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
 ) -> None:
     from kubernetes import client
 
+    from aiconn.resources.v1alpha1.sla import Window
     from aiconn.sla.ledger import UsageReading, fund_allowance
     from aiconn.sla.periods import period_containing
-    from aiconn.sla.spec import Window, wallet_owner
+    from aiconn.sla.wallets import wallet_owner
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
     browser.send("Page.navigate", url=f"{api_url}/noc#token={TOKEN}")

@@ -23,6 +23,7 @@ from kubernetes import client
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.credits import money, to_micros
 from aiconn.sla.ledger import (
     Kind,
@@ -33,7 +34,6 @@ from aiconn.sla.ledger import (
     wallet_account,
 )
 from aiconn.sla.periods import period_containing
-from aiconn.sla.spec import Window
 from tests.factories import sla_evaluation
 from tests.helpers import ledger_url_for, static_token_settings
 
