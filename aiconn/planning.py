@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from aiconn.inference import throughput as physics
 from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
 from aiconn.inference.throughput import ReplicaThroughput
+from aiconn.resources.v1alpha1.kinds import OFFER, SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
@@ -33,8 +34,6 @@ from aiconn.sla.ledger import units
 from aiconn.sla.offer import admitted_offer
 from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.prices import plan_at
-
-KIND = "AIInferenceSLA"
 
 
 class ManifestError(Exception):
@@ -79,12 +78,12 @@ def load_sla(path: Path) -> tuple[str, AIInferenceSLASpec]:
     except yaml.YAMLError as err:
         raise ManifestError(path, [("yaml", _yaml_reason(err))]) from err
     if len(docs) != 1 or not isinstance(docs[0], dict):
-        reason = f"expected one {KIND} object, found {len(docs)} YAML documents"
+        reason = f"expected one {SLA.kind} object, found {len(docs)} YAML documents"
         raise ManifestError(path, [("document", reason)])
     doc: dict[str, Any] = docs[0]
     problems: list[tuple[str, str]] = []
-    if doc.get("kind") != KIND:
-        problems.append(("kind", f"expected {KIND}, got {doc.get('kind')!r}"))
+    if doc.get("kind") != SLA.kind:
+        problems.append(("kind", f"expected {SLA.kind}, got {doc.get('kind')!r}"))
     if doc.get("apiVersion") != API_VERSION:
         problems.append(("apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}"))
     metadata = doc.get("metadata")
@@ -115,7 +114,7 @@ def load_offer(path: Path, name: str) -> AIInferenceOfferSpec:
     found = [
         d
         for d in docs
-        if d.get("kind") == "AIInferenceOffer"
+        if d.get("kind") == OFFER.kind
         and isinstance(d.get("metadata"), dict)
         and d["metadata"].get("name") == name
     ]

@@ -38,6 +38,7 @@ from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION, GIB, weight_bytes
+from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import SITE_LABEL
@@ -649,7 +650,7 @@ def gateway_role(*, sla_name: str, namespace: str, owner: Mapping[str, str]) -> 
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _metadata(child_names(sla_name).gateway_identity, namespace, sla_name, owner),
-        "rules": [{"apiGroups": [GROUP], "resources": ["aiinferenceslas"], "verbs": ["get"]}],
+        "rules": [{"apiGroups": [GROUP], "resources": [SLA.plural], "verbs": ["get"]}],
     }
 
 

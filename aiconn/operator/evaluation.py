@@ -59,6 +59,7 @@ from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event
+from aiconn.resources.v1alpha1.kinds import MAINTENANCE_WINDOW, SLA
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, SettlementStatus, Window
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
@@ -109,8 +110,6 @@ MONTH = Window(duration="1M", calendar_aligned=True)
 
 log = logging.getLogger(__name__)
 
-SLA_KIND = "AIInferenceSLA"
-MAINTENANCE_KIND = "MaintenanceWindow"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
 
@@ -512,7 +511,7 @@ class FleetEvaluator:
 
     async def list_slas(self) -> list[SLARef]:
         """Every AIInferenceSLA served: one list call (one per namespace when restricted)."""
-        kind = KINDS[SLA_KIND]
+        kind = KINDS[SLA.kind]
         paths = (
             [kind.path(ns) for ns in self.settings.namespaces]
             if self.settings.namespaces
@@ -544,7 +543,7 @@ class FleetEvaluator:
         windows: list[MaintenanceWindow] = []
         self._windows_listed = True
         try:
-            bodies = await self.kube.list(MAINTENANCE_KIND)
+            bodies = await self.kube.list(MAINTENANCE_WINDOW.kind)
         except ApiException as err:
             if err.status != 404:
                 # Any other failure must not settle a period as if nothing had been announced:
@@ -640,7 +639,7 @@ class FleetEvaluator:
         conditions are kept."""
         generation = sla.status.get("observedGeneration")
         await self.kube.update_status(
-            SLA_KIND,
+            SLA.kind,
             sla.name,
             sla.namespace,
             fields=fields,
@@ -803,14 +802,14 @@ class FleetEvaluator:
             done = stored[sla.uid]
             if done is not None and settlement_status(done) != sla.status.get("lastSettlement"):
                 await self.kube.patch_status(
-                    SLA_KIND, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
+                    SLA.kind, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
                 )
 
     async def post_event(self, sla: SLARef, *, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
         await post_sla_event(
             self.kube,
-            kind=SLA_KIND,
+            kind=SLA.kind,
             name=sla.name,
             namespace=sla.namespace,
             uid=sla.uid,

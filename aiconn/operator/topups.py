@@ -32,6 +32,7 @@ from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
 from aiconn.operator.reconcile import Event
+from aiconn.resources.v1alpha1.kinds import SLA, TOPUP
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.timestamps import iso_seconds, parse_iso
 from aiconn.sla.wallets import wallet_owner
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KIND = "TopUp"
 APPLIED = "Applied"
 REFUSED = "Refused"
 DONE = (APPLIED, REFUSED)
@@ -55,7 +55,7 @@ async def _refuse(kube: Any, body: Any, reason: str, message: str) -> list[Event
     previous = (body.get("status") or {}).get("conditions") or []
     cond = condition(APPLIED, False, reason, message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         meta["namespace"],
         {"phase": REFUSED, "conditions": merge(previous, [cond])},
@@ -82,7 +82,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
         field = ".".join(str(p) for p in first["loc"])
         return await _refuse(kube, body, "SpecInvalid", f"spec.{field}: {first['msg']}")
     if spec.tenant and spec.tenant != namespace:
-        slas = await kube.list("AIInferenceSLA", namespace)
+        slas = await kube.list(SLA.kind, namespace)
         if not any((s.get("spec") or {}).get("tenant") == spec.tenant for s in slas):
             return await _refuse(
                 kube,
@@ -112,7 +112,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     )
     cond = condition(APPLIED, True, "TransferPosted", message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         namespace,
         {
@@ -134,7 +134,7 @@ async def retry_later(kube: Any, body: Any, err: BaseException) -> list[Event]:
     await asyncio.sleep(backoff(attempts - 1))
     cond = condition(APPLIED, False, "Retrying", message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         meta["namespace"],
         {"attempts": attempts, "conditions": merge(status.get("conditions") or [], [cond])},
@@ -156,7 +156,7 @@ def _ledger() -> Ledger:
         return _own_ledger
 
 
-@kopf.on.event(GROUP, VERSION, "topups")
+@kopf.on.event(GROUP, VERSION, TOPUP.plural)
 async def topup_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
         return
