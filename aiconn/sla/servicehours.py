@@ -10,7 +10,8 @@ neither good, bad, unknown nor excused, and they are not in the coverage denomin
 
 A local time that does not exist (skipped by a spring-forward change) is read with the offset
 before the change, as `zoneinfo` does for fold 0; one that exists twice is its first occurrence.
-Hours that cross midnight are written as two days' hours, which the model refuses to guess.
+Hours that cross midnight are written as two days' hours, which the model
+(`aiconn.resources.v1alpha1.servicehours`) refuses to guess.
 """
 
 from __future__ import annotations

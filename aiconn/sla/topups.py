@@ -6,10 +6,11 @@ the caller's key alone, so a retry, even minutes later or racing the first attem
 first top-up instead of paying twice, and the same key reused for another amount is refused.
 Who asked, when and why are stored with the transfer (its metadata) for the statement.
 
-The kubectl-native path is a namespaced `TopUp` resource (`TopUpSpec`): its spec is immutable,
-the ValidatingAdmissionPolicy in manifests/policy/topup-requested-by.yaml makes
-`spec.requestedBy` the creating user's own name, and the operator posts it here with the
-object's uid as the idempotency key, so a replayed watch event or a restart never pays twice.
+The kubectl-native path is a namespaced `TopUp` resource (`aiconn.resources.v1alpha1.topup`):
+its spec is immutable, the ValidatingAdmissionPolicy in
+manifests/policy/topup-requested-by.yaml makes `spec.requestedBy` the creating user's own name,
+and the operator posts it here with the object's uid as the idempotency key, so a replayed
+watch event or a restart never pays twice.
 """
 
 from __future__ import annotations
