@@ -17,22 +17,22 @@ if TYPE_CHECKING:
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from aiconn import crdgen
+    from aiconn.resources.v1alpha1 import crds
 
     if args.write:
-        for path in crdgen.write_all(Path(args.dir)):
+        for path in crds.write_all(Path(args.dir)):
             print(f"wrote {path}")
         return 0
     stale = [
-        str(crdgen.crd_path(Path(args.dir), info))
-        for info in crdgen.RESOURCES
-        if not crdgen.crd_path(Path(args.dir), info).exists()
-        or crdgen.crd_path(Path(args.dir), info).read_text() != crdgen.render_yaml(info)
+        str(crds.crd_path(Path(args.dir), info))
+        for info in crds.RESOURCES
+        if not crds.crd_path(Path(args.dir), info).exists()
+        or crds.crd_path(Path(args.dir), info).read_text() != crds.render_yaml(info)
     ]
-    for info in crdgen.RESOURCES:
+    for info in crds.RESOURCES:
         if not args.check:
             print("---")
-            print(crdgen.render_yaml(info), end="")
+            print(crds.render_yaml(info), end="")
     if args.check and stale:
         print(f"out of date (run `aiconn crds --write`): {', '.join(stale)}", file=sys.stderr)
         return 1

@@ -21,18 +21,19 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from aiconn.crd import API_VERSION
 from aiconn.inference import throughput as physics
 from aiconn.inference.placement import PlacementDecision, parse_tiers, plan
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.inference.tier import InferenceTierSpec
+from aiconn.resources.v1alpha1.kinds import OFFER, SLA
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.credits import from_micros, money, to_micros, usage_charge
 from aiconn.sla.ledger import units
-from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer
+from aiconn.sla.offer import admitted_offer
 from aiconn.sla.periods import Period, parse_duration, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec
-
-KIND = "AIInferenceSLA"
+from aiconn.sla.prices import plan_at
 
 
 class ManifestError(Exception):
@@ -77,12 +78,12 @@ def load_sla(path: Path) -> tuple[str, AIInferenceSLASpec]:
     except yaml.YAMLError as err:
         raise ManifestError(path, [("yaml", _yaml_reason(err))]) from err
     if len(docs) != 1 or not isinstance(docs[0], dict):
-        reason = f"expected one {KIND} object, found {len(docs)} YAML documents"
+        reason = f"expected one {SLA.kind} object, found {len(docs)} YAML documents"
         raise ManifestError(path, [("document", reason)])
     doc: dict[str, Any] = docs[0]
     problems: list[tuple[str, str]] = []
-    if doc.get("kind") != KIND:
-        problems.append(("kind", f"expected {KIND}, got {doc.get('kind')!r}"))
+    if doc.get("kind") != SLA.kind:
+        problems.append(("kind", f"expected {SLA.kind}, got {doc.get('kind')!r}"))
     if doc.get("apiVersion") != API_VERSION:
         problems.append(("apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}"))
     metadata = doc.get("metadata")
@@ -113,7 +114,7 @@ def load_offer(path: Path, name: str) -> AIInferenceOfferSpec:
     found = [
         d
         for d in docs
-        if d.get("kind") == "AIInferenceOffer"
+        if d.get("kind") == OFFER.kind
         and isinstance(d.get("metadata"), dict)
         and d["metadata"].get("name") == name
     ]
@@ -222,7 +223,7 @@ def price_plan(
     The figures are this SLA's alone: a tenant's SLAs under one offer share one wallet."""
     plan = offer.plan
     period = period_containing(plan.window, at)
-    priced, versions = offer.plan_at(period.start)
+    priced, versions = plan_at(offer, period.start)
     rate = plan.units_per_million_tokens(model_class)
     committed = units(monthly_tokens, rate)
     pay_per_use = priced.overage.mode == "PayPerUse"

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiconn.inference.placement import default_tiers
-from aiconn.inference.tier import SITE_LABEL
 from aiconn.inference.workload import pod_selector
 from aiconn.operator.assurance import AssuranceLoop
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 
 TIERS = default_tiers()
 

@@ -44,7 +44,7 @@ from aiconn.devstack.tiernodes import set_site_ready
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.scaling import ScalingPolicy, in_flight_query
-from aiconn.inference.tier import SITE_LABEL
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from aiconn.sla.prometheus import PrometheusSource, QueryClient
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ from aiconn.devstack.tiernodes import SIMULATED_LABEL, simulated_node
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.operator.offers import resolve
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.slices.kubernetes import network_policy, pod_attachment, priority_class
 from aiconn.slices.realize import slice_for
 

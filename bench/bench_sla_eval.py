@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from aiconn.resources.v1alpha1.servicehours import ServiceHours
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetEvaluation, FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.ledger import Ledger, fund_allowance, settle_period
 from aiconn.sla.periods import Period
-from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.sli import Occurrences
-from aiconn.sla.spec import AIInferenceSLASpec
 
 
 def synthetic_series(n: int, minutes: int, seed: int = 1) -> FleetSeries:

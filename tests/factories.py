@@ -22,13 +22,13 @@ from aiconn.gateway.settings import GatewaySettings
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.operator.evaluation import SLARef
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
-from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
-from aiconn.sla.spec import AIInferenceSLASpec
 
 API_VERSION = "aiconn.io/v1alpha1"
 """The group and version of every custom resource the tests create."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-RESOURCE = "aiinferenceslas"
+from aiconn.resources.v1alpha1.kinds import SLA, TOPUP
+
+RESOURCE = SLA.plural
 SETTLEMENTS = "settlements"
 APPROVE = "approve"
-TOPUPS = "topups"
+TOPUPS = TOPUP.plural
 CREATE = "create"
 
 

@@ -13,15 +13,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiconn.crd import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec, Window
 from aiconn.sla.credits import CreditBreakdown, money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec, Window, wallet_owner
 from aiconn.sla.timestamps import iso_z
+from aiconn.sla.wallets import wallet_owner
 
-PLURAL = "aiinferenceslas"
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))
 MONTH = Window()
 
@@ -75,7 +76,7 @@ def manifest(name: str, *, tenant: str, index: int, offer: str | None = None) ->
     tier, _ = TIERS[index % len(TIERS)]
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
-        "kind": "AIInferenceSLA",
+        "kind": SLA.kind,
         "metadata": {"name": name},
         "spec": {
             "tenant": tenant,
@@ -148,7 +149,11 @@ def create_sla(
 
     objects = client.CustomObjectsApi(api)
     created = objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, manifest(name, tenant=tenant, index=index, offer=offer)
+        GROUP,
+        VERSION,
+        namespace,
+        SLA.plural,
+        manifest(name, tenant=tenant, index=index, offer=offer),
     )
     write_status(api, namespace, name, created, index=index, now=datetime.now(UTC))
     return str(created["metadata"]["uid"])
@@ -162,7 +167,7 @@ def write_status(
 
     spec = AIInferenceSLASpec.model_validate(obj["spec"])
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": status(spec, index=index, now=now)}
+        GROUP, VERSION, namespace, SLA.plural, name, {"status": status(spec, index=index, now=now)}
     )
 
 

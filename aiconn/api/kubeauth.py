@@ -25,7 +25,7 @@ from aiconn.api.auth import (
     Caller,
 )
 from aiconn.api.ttlcache import TTLCache
-from aiconn.crd import GROUP
+from aiconn.resources.v1alpha1.meta import GROUP
 
 AccessKey = tuple[Caller, str, str | None]
 

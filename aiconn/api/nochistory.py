@@ -26,6 +26,7 @@ from aiconn.api.models import (
     HistorySeries,
     PeriodCredits,
 )
+from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Settlement, SettlementState
 
@@ -38,7 +39,7 @@ HISTORY_GAUGES = {
 # At most this many points per series: enough for a 640-unit-wide chart, small on the wire.
 MAX_POINTS = 360
 PROMETHEUS_TIMEOUT_SECONDS = 10.0
-FEED_KINDS = ("AIInferenceSLA", "NetworkSlice")
+FEED_KINDS = (SLA.kind, NETWORK_SLICE.kind)
 # Events kept by the API server are bounded by their TTL (1 h by default); this caps a list
 # on a cluster configured to keep far more.
 MAX_EVENTS_LISTED = 5000

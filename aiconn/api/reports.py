@@ -22,6 +22,7 @@ from aiconn.api.models import (
     TransferOut,
 )
 from aiconn.api.slas import SLA
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.budget import budget_remaining_percent, error_budget
 from aiconn.sla.credits import (
     exact_decimal,
@@ -33,7 +34,6 @@ from aiconn.sla.credits import (
 )
 from aiconn.sla.ledger import Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
-from aiconn.sla.spec import Window
 from aiconn.sla.terms import PeriodTerms
 
 CURRENT = "current"

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from aiconn.crd import GROUP, VERSION
+from aiconn.resources.v1alpha1 import kinds
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
 from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec
-from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 
-PLURAL = "aiinferenceslas"
-OFFERS = "aiinferenceoffers"
 LIST_PAGE = 500
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class DirectSLAReader:
         try:
             obj = _kube(
                 lambda: self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name
+                    GROUP, VERSION, namespace, kinds.SLA.plural, name
                 ),
                 passthrough=ApiException,
             )
@@ -148,7 +148,7 @@ class DirectSLAReader:
             _parsed(
                 self._pages(
                     lambda cont: self._objects.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, PLURAL, limit=LIST_PAGE, _continue=cont
+                        GROUP, VERSION, namespace, kinds.SLA.plural, limit=LIST_PAGE, _continue=cont
                     )
                 )
             )
@@ -159,7 +159,7 @@ class DirectSLAReader:
             _parsed(
                 self._pages(
                     lambda cont: self._objects.list_cluster_custom_object(
-                        GROUP, VERSION, PLURAL, limit=LIST_PAGE, _continue=cont
+                        GROUP, VERSION, kinds.SLA.plural, limit=LIST_PAGE, _continue=cont
                     )
                 )
             )
@@ -172,7 +172,7 @@ class DirectSLAReader:
         offers = {
             o["metadata"]["name"]: o
             for o in _kube(
-                lambda: self._objects.list_cluster_custom_object(GROUP, VERSION, OFFERS)
+                lambda: self._objects.list_cluster_custom_object(GROUP, VERSION, kinds.OFFER.plural)
             ).get("items", [])
         }
         return [with_offer_terms(s, offers) for s in slas]
@@ -187,7 +187,9 @@ class DirectSLAReader:
 
         try:
             found: dict[str, Any] = _kube(
-                lambda: self._objects.get_cluster_custom_object(GROUP, VERSION, OFFERS, name),
+                lambda: self._objects.get_cluster_custom_object(
+                    GROUP, VERSION, kinds.OFFER.plural, name
+                ),
                 passthrough=ApiException,
             )
         except ApiException as err:

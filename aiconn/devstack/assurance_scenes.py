@@ -29,8 +29,10 @@ from aiconn.devstack.processes import ProcessGroup, free_port
 from aiconn.devstack.tiernodes import set_site_ready, simulated_node
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference.placement import default_tiers
-from aiconn.inference.tier import SITE_LABEL
 from aiconn.inference.workload import child_names
+from aiconn.resources.v1alpha1.kinds import SLA, TIER
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 
 NAMESPACE = "demo-assurance"
 SITES = {"de-fra-edge-01": "edge", "de-muc-edge-01": "edge", "fr-par-dc-01": "regional"}
@@ -97,9 +99,7 @@ class _Cluster:
         self.custom = client.CustomObjectsApi(self.api)
 
     def status(self, name: str) -> dict[str, Any]:
-        sla = self.custom.get_namespaced_custom_object(
-            "aiconn.io", "v1alpha1", NAMESPACE, "aiinferenceslas", name
-        )
+        sla = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, SLA.plural, name)
         return dict(sla.get("status") or {})
 
     def actions(self, name: str) -> list[dict[str, Any]]:
@@ -196,9 +196,9 @@ def _surge(
         say(f"  the loop weighs a scale-out: {held['decision']}: {held['reason']}")
         # The provider's call, not the tenant's: spare regional GPUs priced at no marginal cost.
         kube.custom.patch_cluster_custom_object(
-            "aiconn.io",
-            "v1alpha1",
-            "inferencetiers",
+            GROUP,
+            VERSION,
+            TIER.plural,
             "regional",
             {"spec": {"pricePerMillionTokens": 0}},
         )

@@ -37,7 +37,7 @@ from aiconn.devstack.node import (
 )
 from aiconn.devstack.processes import ProcessGroup, StackError, stop_recorded, wait_until
 from aiconn.devstack.tiernodes import KWOK_ANNOTATION, KWOK_MANAGED, simulated_nodes
-from aiconn.inference.tier import InferenceTierSpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 KWOK_VERSION = "0.8.0"
 # Pod addresses KWOK hands out: inside the pod range, apart from the real node's subnet.

@@ -35,8 +35,10 @@ import yaml
 from aiconn.devstack import assurance_scenes, maintenance, nocview, stack
 from aiconn.devstack.kubelet import mark_running
 from aiconn.devstack.loadgen import LoadGenerator, RequestRecord
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.periods import Period, ceil_minute, period_containing
-from aiconn.sla.spec import AIInferenceSLASpec
 
 SAMPLE = stack.ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
 PERIOD = "4m"
@@ -115,10 +117,10 @@ class Watcher:
 
     def status(self) -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(
-            "aiconn.io",
-            "v1alpha1",
+            GROUP,
+            VERSION,
             self.endpoints.namespace,
-            "aiinferenceslas",
+            SLA.plural,
             self.endpoints.sla_name,
         )
         status: dict[str, Any] = obj.get("status") or {}

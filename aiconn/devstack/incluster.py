@@ -35,7 +35,6 @@ import httpx
 import yaml
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT, METRICS_PORT
-from aiconn.crd import GROUP, VERSION
 from aiconn.devstack.cluster import Cluster, stop_cluster
 from aiconn.devstack.devcluster import CLUSTER_DIR
 from aiconn.devstack.images import node_images
@@ -47,6 +46,8 @@ from aiconn.devstack.stack import ROOT, default_state_dir, say
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.inference.placement import default_tiers
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla import metricnames as mn
 
 T = TypeVar("T")
@@ -324,7 +325,7 @@ def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900
                 what=f"the {what} pod Running and Ready",
             )
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "aiinferenceslas", sla
+        GROUP, VERSION, namespace, SLA.plural, sla
     )
     selector = ",".join(f"{k}={v}" for k, v in workload.pod_selector(name).items())
 

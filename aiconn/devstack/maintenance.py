@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack import stack
 from aiconn.devstack.kube import apply_objects
+from aiconn.resources.v1alpha1.kinds import MAINTENANCE_WINDOW, OFFER
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.sla.periods import Period
 
 NOTICE_MINUTES = 1
@@ -31,7 +32,7 @@ def announce(api: Any, *, offer: str, period: Period) -> Period:
     client.CustomObjectsApi(api).patch_cluster_custom_object(
         GROUP,
         VERSION,
-        "aiinferenceoffers",
+        OFFER.plural,
         offer,
         {"spec": {"maintenance": {"noticeMinutes": NOTICE_MINUTES}}},
     )
@@ -40,7 +41,7 @@ def announce(api: Any, *, offer: str, period: Period) -> Period:
         [
             {
                 "apiVersion": API_VERSION,
-                "kind": "MaintenanceWindow",
+                "kind": MAINTENANCE_WINDOW.kind,
                 "metadata": {"name": f"demo-{window.start:%Y%m%d-%H%M}"},
                 "spec": {
                     "start": window.start_iso,

@@ -33,7 +33,7 @@ from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wa
 from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
 from aiconn.devstack.vllm import VllmServer, make_tiny_model
 from aiconn.inference.workload import KEYS_SECRET_KEY, PLAINTEXT_SECRET_KEY, child_names
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_NAMESPACE = "demo"

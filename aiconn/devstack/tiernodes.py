@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiconn.inference.capacity import GPU_RESOURCE
-from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
+from aiconn.resources.v1alpha1.tier import SITE_LABEL, InferenceTierSpec
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_MANAGED = "fake"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, LatencyObjective
 from aiconn.sla import metricnames as mn
 from aiconn.sla.sli import FAILED_PERCENT_LIMIT
-from aiconn.sla.spec import AIInferenceSLASpec, LatencyObjective
 
 TIMESLICE = "1m"
 """The availability verdict's slice: one minute, as the SLA engine judges it."""

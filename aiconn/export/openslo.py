@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiconn.export.indicators import TIMESLICE, Indicator, indicators
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.periods import period_containing
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 
 API_VERSION = "openslo/v1"
 MAX_NAME = 63

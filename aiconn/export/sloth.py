@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiconn.export.indicators import indicators
-from aiconn.sla.spec import AIInferenceSLASpec, Window
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 
 SPEC_VERSION = "prometheus/v1"
 WINDOW = "{{.window}}"

@@ -20,7 +20,7 @@ from aiconn.contracts.gateway_pod import (
     WALLET_TOKEN_FILE,
 )
 from aiconn.gateway.allowance import FailMode
-from aiconn.sla.spec import Objectives, RateLimit
+from aiconn.resources.v1alpha1.sla import Objectives, RateLimit
 
 _OBJECTIVES = Objectives()
 _RATE = RateLimit()

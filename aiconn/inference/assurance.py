@@ -32,8 +32,8 @@ from typing import Any
 
 from aiconn.inference.capacity import Capacity, SiteCapacity, schedulable
 from aiconn.inference.placement import PlacementDecision, plan
-from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import SITE_LABEL, InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 Site = tuple[str, str | None]

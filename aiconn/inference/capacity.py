@@ -33,7 +33,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from aiconn.inference.tier import SITE_LABEL, InferenceTierSpec
+from aiconn.resources.v1alpha1.tier import SITE_LABEL, InferenceTierSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 

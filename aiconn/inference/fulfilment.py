@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.inference.stakes import Forecast, PeriodReading
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.burnwindows import shortest_burn_rate
 from aiconn.sla.credits import money
 from aiconn.sla.periods import current_period
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 
 
 def horizon(window: Window, now: datetime) -> tuple[Decimal, float]:

@@ -51,8 +51,9 @@ import yaml
 from aiconn.inference.capacity import Capacity, SiteCapacity
 from aiconn.inference.sizing import size
 from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
-from aiconn.inference.tier import InferenceTierSpec
-from aiconn.sla.spec import AIInferenceSLASpec, PlacementStatus, RejectedTier
+from aiconn.resources.v1alpha1.kinds import TIER
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PlacementStatus, RejectedTier
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 REFERENCE_MODEL_BILLIONS = 8.0
 DEFAULT_TIERS_RESOURCE = "default_tiers.yaml"
@@ -356,7 +357,7 @@ def parse_tiers(text: str) -> dict[str, InferenceTierSpec]:
     for doc in yaml.safe_load_all(text):
         if doc is None:
             continue
-        if doc.get("kind") != "InferenceTier":
+        if doc.get("kind") != TIER.kind:
             raise ValueError(f"expected kind InferenceTier, got {doc.get('kind')!r}")
         tiers[doc["metadata"]["name"]] = InferenceTierSpec.model_validate(doc["spec"])
     return tiers

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.metricnames import GATEWAY_DURATION, NAMESPACE_LABEL, SLA_LABEL
-from aiconn.sla.spec import AIInferenceSLASpec
 
 
 class Direction(StrEnum):

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aiconn.inference.tier import Gpu
-from aiconn.sla.spec import DTYPE_BYTES, ModelSpec
+from aiconn.resources.v1alpha1.sla import DTYPE_BYTES, ModelSpec
+from aiconn.resources.v1alpha1.tier import Gpu
 
 GIB = 1024**3
 KIB = 1024

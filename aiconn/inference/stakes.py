@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.credits import TOKENS_PER_PRICE_UNIT, money, period_credit
-from aiconn.sla.spec import AIInferenceSLASpec
 
 HUNDRED = Decimal(100)
 

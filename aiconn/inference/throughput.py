@@ -51,8 +51,8 @@ from aiconn.inference.sizing import (
     kv_bytes_per_token,
     weight_bytes,
 )
-from aiconn.inference.tier import Gpu
-from aiconn.sla.spec import ModelSpec, RateLimit
+from aiconn.resources.v1alpha1.sla import ModelSpec, RateLimit
+from aiconn.resources.v1alpha1.tier import Gpu
 
 BANDWIDTH_EFFICIENCY = 0.6
 COMPUTE_EFFICIENCY = 0.4

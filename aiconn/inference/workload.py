@@ -34,14 +34,16 @@ from aiconn.contracts.gateway_pod import (
     gateway_env,
     hash_key,
 )
-from aiconn.crd import GROUP
 from aiconn.inference.capacity import GPU_RESOURCE
 from aiconn.inference.images import AICONN_IMAGE, VLLM_IMAGE
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.sizing import DEFAULT_GPU_MEMORY_UTILIZATION, GIB, weight_bytes
-from aiconn.inference.tier import SITE_LABEL
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import GROUP
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from aiconn.sla.metricnames import with_threshold
-from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 
 SLA_LABEL = "aiconn.io/sla"
 COMPONENT = "inference"
@@ -648,7 +650,7 @@ def gateway_role(*, sla_name: str, namespace: str, owner: Mapping[str, str]) -> 
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": _metadata(child_names(sla_name).gateway_identity, namespace, sla_name, owner),
-        "rules": [{"apiGroups": [GROUP], "resources": ["aiinferenceslas"], "verbs": ["get"]}],
+        "rules": [{"apiGroups": [GROUP], "resources": [SLA.plural], "verbs": ["get"]}],
     }
 
 

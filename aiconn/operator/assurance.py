@@ -24,7 +24,6 @@ import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from aiconn.crd import API_VERSION
 from aiconn.inference.assurance import (
     PlacementStep,
     Step,
@@ -36,18 +35,20 @@ from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
 from aiconn.operator.kubeapi import KINDS, Kind, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
-from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
+from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
-from aiconn.sla.assurance import HISTORY_LENGTH
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.kinds import SLA, TIER
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds
 
 if TYPE_CHECKING:
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SLAS = Kind(API_VERSION, "aiinferenceslas", namespaced=False)  # across all namespaces
-TIERS = Kind(API_VERSION, "inferencetiers", namespaced=False)
+SLAS = Kind(API_VERSION, SLA.plural, namespaced=False)  # across all namespaces
+TIERS = Kind(API_VERSION, TIER.plural, namespaced=False)
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
 SignalReader = Callable[
@@ -133,7 +134,7 @@ class AssuranceLoop:
         reads nor moves another's SLAs (nor needs to be allowed to list them)."""
         if not self.settings.namespaces:
             return [SLAS.path(None)]
-        return [KINDS[SLA_KIND].path(ns) for ns in dict.fromkeys(self.settings.namespaces)]
+        return [KINDS[SLA.kind].path(ns) for ns in dict.fromkeys(self.settings.namespaces)]
 
     async def _signals(
         self, slas: list[dict[str, Any]]
@@ -252,7 +253,7 @@ class AssuranceLoop:
             assurance["placementHistory"] = history
         if assurance:
             assurance["evaluatedAt"] = iso_seconds(now)
-            await self.kube.patch_status(SLA_KIND, name, namespace, {"assurance": assurance})
+            await self.kube.patch_status(SLA.kind, name, namespace, {"assurance": assurance})
         return step
 
     @staticmethod
@@ -313,12 +314,12 @@ class AssuranceLoop:
             action["currency"] = step.decision.currency
         actions = [*(assurance.get("actions") or []), action][-HISTORY_LENGTH:]
         await self.kube.patch_status(
-            SLA_KIND,
+            SLA.kind,
             name,
             namespace,
             {"assurance": {"failover": step.failover, "actions": actions}},
         )
-        body = await self.kube.get(SLA_KIND, name, namespace)
+        body = await self.kube.get(SLA.kind, name, namespace)
         if body is None:
             return
         outcome = await reconcile_sla(self.kube, body, tiers, self.settings)
@@ -334,7 +335,7 @@ class AssuranceLoop:
         if history is not None:
             fields["assurance"] = {"placementHistory": history}
         written = await self.kube.update_status(
-            SLA_KIND,
+            SLA.kind,
             name,
             namespace,
             fields=fields,
@@ -356,7 +357,7 @@ class AssuranceLoop:
         meta = sla["metadata"]
         await post_sla_event(
             self.kube,
-            kind=SLA_KIND,
+            kind=SLA.kind,
             name=meta["name"],
             namespace=meta["namespace"],
             uid=meta["uid"],

@@ -20,13 +20,14 @@ from aiconn.inference.fulfilment import horizon
 from aiconn.inference.scaling import Direction, ScalingPolicy, ScalingSignals, decide_replicas
 from aiconn.inference.stakes import Forecast, capacity_cost, weigh
 from aiconn.inference.throughput import ReplicaThroughput, replica_throughput
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.operator.reconcile import SLA_KIND, reconcile_sla, refresh_readiness
+from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.burnwindows import shortest_burn_rate
-from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 PostEvent = Callable[[Mapping[str, Any], str, str, str], Awaitable[None]]
@@ -113,7 +114,7 @@ async def scale(
             return  # said once; the numbers move every pass
         actions.append(action)
         await kube.patch_status(
-            SLA_KIND,
+            SLA.kind,
             sla["metadata"]["name"],
             sla["metadata"]["namespace"],
             {"assurance": {"actions": actions[-HISTORY_LENGTH:]}},
@@ -123,7 +124,7 @@ async def scale(
     actions.append(action)
     meta = sla["metadata"]
     await kube.patch_status(
-        SLA_KIND,
+        SLA.kind,
         meta["name"],
         meta["namespace"],
         {
@@ -134,12 +135,12 @@ async def scale(
             }
         },
     )
-    body = await kube.get(SLA_KIND, meta["name"], meta["namespace"])
+    body = await kube.get(SLA.kind, meta["name"], meta["namespace"])
     if body is None:
         return
     outcome = await reconcile_sla(kube, body, tiers, settings)
     written = await kube.update_status(
-        SLA_KIND,
+        SLA.kind,
         meta["name"],
         meta["namespace"],
         fields=outcome.status,

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiconn.inference import workload
 from aiconn.inference.capacity import Capacity, GpuPod, node_view, observe
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import Kind, KubeApi
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 NODES = Kind("v1", "nodes", namespaced=False)
 PODS = Kind("v1", "pods", namespaced=False)  # listed across all namespaces

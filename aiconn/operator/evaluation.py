@@ -59,6 +59,9 @@ from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event
+from aiconn.resources.v1alpha1.kinds import MAINTENANCE_WINDOW, SLA
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, SettlementStatus, Window
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
@@ -78,7 +81,6 @@ from aiconn.sla.ledger import (
     units,
 )
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
-from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
     Period,
     ceil_minute,
@@ -95,27 +97,19 @@ from aiconn.sla.plans import (
     plan_period,
     plan_subject,
 )
-from aiconn.sla.prices import PriceVersion
+from aiconn.sla.prices import PriceVersion, plan_at, price_at
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
-from aiconn.sla.spec import (
-    AIInferenceSLASpec,
-    PeriodStatus,
-    SettlementStatus,
-    Window,
-    wallet_owner,
-)
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import iso_seconds
+from aiconn.sla.wallets import wallet_owner
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
 
 log = logging.getLogger(__name__)
 
-SLA_KIND = "AIInferenceSLA"
-MAINTENANCE_KIND = "MaintenanceWindow"
 COMPLIANT = "Compliant"
 ATTAINMENT_EXACT = "AttainmentExact"
 
@@ -517,7 +511,7 @@ class FleetEvaluator:
 
     async def list_slas(self) -> list[SLARef]:
         """Every AIInferenceSLA served: one list call (one per namespace when restricted)."""
-        kind = KINDS[SLA_KIND]
+        kind = KINDS[SLA.kind]
         paths = (
             [kind.path(ns) for ns in self.settings.namespaces]
             if self.settings.namespaces
@@ -549,7 +543,7 @@ class FleetEvaluator:
         windows: list[MaintenanceWindow] = []
         self._windows_listed = True
         try:
-            bodies = await self.kube.list(MAINTENANCE_KIND)
+            bodies = await self.kube.list(MAINTENANCE_WINDOW.kind)
         except ApiException as err:
             if err.status != 404:
                 # Any other failure must not settle a period as if nothing had been announced:
@@ -645,7 +639,7 @@ class FleetEvaluator:
         conditions are kept."""
         generation = sla.status.get("observedGeneration")
         await self.kube.update_status(
-            SLA_KIND,
+            SLA.kind,
             sla.name,
             sla.namespace,
             fields=fields,
@@ -695,7 +689,7 @@ class FleetEvaluator:
         if key in self._funded:
             return
         # The fee and overage price in force at the period's start (price versions).
-        plan, versions = offer.plan_at(key[1])
+        plan, versions = plan_at(offer, key[1])
         try:
             fund_plan(
                 self.ledger,
@@ -808,14 +802,14 @@ class FleetEvaluator:
             done = stored[sla.uid]
             if done is not None and settlement_status(done) != sla.status.get("lastSettlement"):
                 await self.kube.patch_status(
-                    SLA_KIND, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
+                    SLA.kind, sla.name, sla.namespace, {"lastSettlement": settlement_status(done)}
                 )
 
     async def post_event(self, sla: SLARef, *, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
         await post_sla_event(
             self.kube,
-            kind=SLA_KIND,
+            kind=SLA.kind,
             name=sla.name,
             namespace=sla.namespace,
             uid=sla.uid,
@@ -879,7 +873,7 @@ def _price_at_start(sla: SLARef, period: Period) -> PriceVersion | None:
     if offer is None:
         return None
     found = offer.model_class(sla.spec.model.name)
-    return None if found is None else offer.price_at(found[0].name, period.start)
+    return None if found is None else price_at(offer, found[0].name, period.start)
 
 
 def _unsettled_in_status(sla: SLARef, closed: Period) -> bool:

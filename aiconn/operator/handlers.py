@@ -21,8 +21,6 @@ from kubernetes.client.rest import ApiException
 import aiconn.operator.assurance
 import aiconn.operator.loop
 import aiconn.operator.topups  # registers the TopUp handler
-from aiconn.crd import GROUP, VERSION
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.operator import scheduling, state
 from aiconn.operator.conditions import condition, merge
@@ -45,6 +43,9 @@ from aiconn.operator.reconcile import (
     refresh_readiness,
 )
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
+from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, OFFER, SLA, TIER
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def close(**_: Any) -> None:
 
 
 # Index functions are coroutines: Kopf runs plain functions in a thread, on every event.
-@kopf.index(GROUP, VERSION, "inferencetiers")
+@kopf.index(GROUP, VERSION, TIER.plural)
 async def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, InferenceTierSpec] | None:
     try:
         return {name: InferenceTierSpec.model_validate(dict(spec))}
@@ -101,7 +102,7 @@ async def tier_index(name: str, spec: kopf.Spec, **_: Any) -> dict[str, Inferenc
         return None
 
 
-@kopf.index(GROUP, VERSION, "aiinferenceslas")
+@kopf.index(GROUP, VERSION, SLA.plural)
 async def sla_tier_index(
     namespace: str, name: str, status: kopf.Status, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
@@ -109,7 +110,7 @@ async def sla_tier_index(
     return {(status.get("placement") or {}).get("tier"): (namespace, name)}
 
 
-@kopf.index(GROUP, VERSION, "aiinferenceslas")
+@kopf.index(GROUP, VERSION, SLA.plural)
 async def sla_offer_index(
     namespace: str, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[str | None, tuple[str, str]]:
@@ -151,7 +152,7 @@ async def _write(outcome: Outcome, body: Any) -> dict[str, Any]:
         "status": {**status, "conditions": list(status.get("conditions") or [])},
     }
     return await state.kube().update_status(
-        "AIInferenceSLA",
+        SLA.kind,
         meta["name"],
         meta["namespace"],
         fields=lambda current: _with_display(current, outcome),
@@ -210,16 +211,16 @@ async def _report_failure(body: Any, message: str) -> None:
         log.warning("status of %s/%s not written: %s", meta["namespace"], meta["name"], err)
 
 
-@kopf.on.resume(GROUP, VERSION, "aiinferenceslas")
-@kopf.on.create(GROUP, VERSION, "aiinferenceslas")
-@kopf.on.update(GROUP, VERSION, "aiinferenceslas", field="spec")
+@kopf.on.resume(GROUP, VERSION, SLA.plural)
+@kopf.on.create(GROUP, VERSION, SLA.plural)
+@kopf.on.update(GROUP, VERSION, SLA.plural, field="spec")
 async def sla_changed(
     body: kopf.Body, tier_index: kopf.Index[str, InferenceTierSpec], retry: int, **_: Any
 ) -> None:
     await _reconcile(body, tier_index, retry=retry)
 
 
-@kopf.on.event(GROUP, VERSION, "aiinferenceslas")
+@kopf.on.event(GROUP, VERSION, SLA.plural)
 async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     """Keep the phase (Ready, AtRisk, Breached) and the printed figures in step with whatever
     wrote the status last, the SLA loop included."""
@@ -229,9 +230,7 @@ async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     if patch is not None:
         meta = body["metadata"]
         try:
-            await state.kube().patch_status(
-                "AIInferenceSLA", meta["name"], meta["namespace"], patch
-            )
+            await state.kube().patch_status(SLA.kind, meta["name"], meta["namespace"], patch)
         except ApiException as err:
             if err.status != 404:
                 log.warning(
@@ -246,7 +245,7 @@ def _sla_engine_running(**_: Any) -> bool:
     return aiconn.operator.loop.evaluator() is not None
 
 
-@kopf.on.delete(GROUP, VERSION, "aiinferenceslas", when=_sla_engine_running)
+@kopf.on.delete(GROUP, VERSION, SLA.plural, when=_sla_engine_running)
 async def sla_deleted(body: kopf.Body, **_: Any) -> None:
     """Settle the deleted SLA's open period before its finalizer goes (see `retirement`)."""
     evaluator = aiconn.operator.loop.evaluator()
@@ -261,9 +260,9 @@ async def sla_deleted(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(str(wait), delay=wait.delay) from wait
 
 
-@kopf.on.create(GROUP, VERSION, "inferencetiers")
-@kopf.on.update(GROUP, VERSION, "inferencetiers", field="spec")
-@kopf.on.delete(GROUP, VERSION, "inferencetiers", optional=True)
+@kopf.on.create(GROUP, VERSION, TIER.plural)
+@kopf.on.update(GROUP, VERSION, TIER.plural, field="spec")
+@kopf.on.delete(GROUP, VERSION, TIER.plural, optional=True)
 async def tier_changed(
     name: str,
     retry: int,
@@ -277,7 +276,7 @@ async def tier_changed(
     )
 
 
-@kopf.on.event(GROUP, VERSION, "aiinferenceoffers")
+@kopf.on.event(GROUP, VERSION, OFFER.plural)
 async def offer_changed(
     name: str,
     body: kopf.Body,
@@ -304,7 +303,7 @@ async def _replan(
     failed = []
     # One SLA's failure must not hold back the others: re-plan each, then retry the failures.
     for namespace, sla_name in sorted(affected):
-        body = await kube.get("AIInferenceSLA", sla_name, namespace)
+        body = await kube.get(SLA.kind, sla_name, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
             continue
         try:
@@ -326,7 +325,7 @@ def _namespace_terminating(err: ApiException) -> bool:
 
 async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: Any = None) -> None:
     for ref in meta.get("ownerReferences", []):
-        if ref.get("kind") == "AIInferenceSLA" and namespace:
+        if ref.get("kind") == SLA.kind and namespace:
             try:
                 await refresh_readiness(state.kube(), namespace, ref["name"], deployment=deployment)
             except ApiException as err:
@@ -387,9 +386,9 @@ async def inference_pod_event(
     await scheduling.pod_changed(state.kube(), namespace, labels[SLA_LABEL], body)
 
 
-@kopf.on.resume(GROUP, VERSION, "networkslices")
-@kopf.on.create(GROUP, VERSION, "networkslices")
-@kopf.on.update(GROUP, VERSION, "networkslices", field="spec")
+@kopf.on.resume(GROUP, VERSION, NETWORK_SLICE.plural)
+@kopf.on.create(GROUP, VERSION, NETWORK_SLICE.plural)
+@kopf.on.update(GROUP, VERSION, NETWORK_SLICE.plural, field="spec")
 async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
     previous = (body.get("status") or {}).get("conditions") or []
     try:
@@ -410,17 +409,17 @@ async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any
         return
     # Written now, not through `patch`, so the failure is visible while Kopf retries later.
     meta = body["metadata"]
-    await state.kube().patch_status("NetworkSlice", meta["name"], meta["namespace"], status)
+    await state.kube().patch_status(NETWORK_SLICE.kind, meta["name"], meta["namespace"], status)
     raise kopf.TemporaryError(ready["message"], delay=backoff(retry))
 
 
-@kopf.on.event(GROUP, VERSION, "networkslices")
+@kopf.on.event(GROUP, VERSION, NETWORK_SLICE.plural)
 async def slice_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
     await _refresh_owner(namespace, meta)
 
 
 @kopf.on.delete(
-    GROUP, VERSION, "networkslices", when=lambda spec, **_: spec.get("backend") == "nsmf"
+    GROUP, VERSION, NETWORK_SLICE.plural, when=lambda spec, **_: spec.get("backend") == "nsmf"
 )
 async def slice_deleted(body: kopf.Body, **_: Any) -> None:
     await release_slice(body, state.settings())

@@ -32,6 +32,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.operator.conditions import merge
+from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 
 FIELD_MANAGER = "aiconn-operator"
 DEFAULT_POOL_SIZE = 32
@@ -80,12 +81,7 @@ KINDS: dict[str, Kind] = {
     "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
     "PriorityClass": Kind("scheduling.k8s.io/v1", "priorityclasses", namespaced=False),
-    "NetworkSlice": Kind("aiconn.io/v1alpha1", "networkslices"),
-    "AIInferenceSLA": Kind("aiconn.io/v1alpha1", "aiinferenceslas"),
-    "InferenceTier": Kind("aiconn.io/v1alpha1", "inferencetiers", namespaced=False),
-    "AIInferenceOffer": Kind("aiconn.io/v1alpha1", "aiinferenceoffers", namespaced=False),
-    "MaintenanceWindow": Kind("aiconn.io/v1alpha1", "maintenancewindows", namespaced=False),
-    "TopUp": Kind("aiconn.io/v1alpha1", "topups"),
+    **{r.kind: Kind(r.api_version, r.plural, namespaced=r.namespaced) for r in RESOURCE_KINDS},
 }
 
 

@@ -21,19 +21,13 @@ from pydantic import ValidationError
 
 from aiconn.inference.capacity import Capacity
 from aiconn.inference.placement import PlacementDecision, plan
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.sla.offer import (
-    AIInferenceOfferSpec,
-    OfferViolation,
-    admitted_offer,
-    effective_spec,
-    offer_notice_problems,
-)
+from aiconn.resources.v1alpha1.kinds import OFFER
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
+from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec, offer_notice_problems
 from aiconn.sla.prices import NoticeProblem
-from aiconn.sla.spec import AIInferenceSLASpec
-
-OFFER_KIND = "AIInferenceOffer"
 
 
 class OfferProblem(Exception):
@@ -67,7 +61,7 @@ def price_notice_problems(body: Mapping[str, Any]) -> list[NoticeProblem]:
 
 async def fetch_offers(kube: KubeApi) -> dict[str, Mapping[str, Any]]:
     """Every offer by name (one list call; offers are few and cluster-scoped)."""
-    return {o["metadata"]["name"]: o for o in await kube.list(OFFER_KIND)}
+    return {o["metadata"]["name"]: o for o in await kube.list(OFFER.kind)}
 
 
 async def terms_for(
@@ -75,7 +69,7 @@ async def terms_for(
 ) -> tuple[AIInferenceSLASpec, AIInferenceOfferSpec | None]:
     """Read the offer `spec` names and `resolve` against it (one GET, shared with concurrent
     reconciles; none without an offer)."""
-    offer = None if spec.offer is None else await kube.get(OFFER_KIND, spec.offer, shared=True)
+    offer = None if spec.offer is None else await kube.get(OFFER.kind, spec.offer, shared=True)
     return resolve(spec, offer, require_offer=require_offer)
 
 

@@ -17,12 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT
-from aiconn.crd import API_VERSION
 from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import short
@@ -30,11 +28,13 @@ from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.slices.kubernetes import pod_attachment
 from aiconn.slices.realize import slice_for
 
-SLA_KIND = "AIInferenceSLA"
 # Phases without children to follow: nothing placed, or the last reconcile failed.
 UNSERVED_PHASES = (None, "Unplaceable", "Invalid", "Failed")
 API_KEY_PREFIX = "aic_"
@@ -59,7 +59,7 @@ class Outcome:
 
 def owner_of(body: Mapping[str, Any]) -> dict[str, str]:
     meta = body["metadata"]
-    return {"apiVersion": API_VERSION, "kind": SLA_KIND, "name": meta["name"], "uid": meta["uid"]}
+    return {"apiVersion": API_VERSION, "kind": SLA.kind, "name": meta["name"], "uid": meta["uid"]}
 
 
 def _not_chosen(tier: str, reason: str) -> str:
@@ -250,7 +250,7 @@ async def reconcile_sla(
     slice_obj = await kube.apply(
         {
             "apiVersion": API_VERSION,
-            "kind": "NetworkSlice",
+            "kind": NETWORK_SLICE.kind,
             "metadata": {
                 "name": names.network_slice,
                 "namespace": namespace,
@@ -389,11 +389,11 @@ async def refresh_readiness(
     `sla` and `deployment` are the objects as the caller has them from the API server just now
     (a write's answer, a watch event), read here when not given."""
     if sla is None:
-        sla = await kube.get(SLA_KIND, sla_name, namespace)
+        sla = await kube.get(SLA.kind, sla_name, namespace)
     if sla is None or (sla.get("status") or {}).get("phase") in UNSERVED_PHASES:
         return None
     names = workload.child_names(sla_name)
-    slice_obj = await kube.get("NetworkSlice", names.network_slice, namespace)
+    slice_obj = await kube.get(NETWORK_SLICE.kind, names.network_slice, namespace)
     if deployment is None or (deployment.get("metadata") or {}).get("name") != names.deployment:
         deployment = await kube.get("Deployment", names.deployment, namespace)
     # The count the Deployment runs (the assurance loop may have scaled it), else the spec's.
@@ -421,5 +421,5 @@ async def refresh_readiness(
     if phase_of(sla)["phase"] == status.get("phase") and merge(old, conds) == old:
         return None
     return await kube.update_status(
-        SLA_KIND, sla_name, namespace, fields=phase_of, conditions=conds, current=sla
+        SLA.kind, sla_name, namespace, fields=phase_of, conditions=conds, current=sla
     )

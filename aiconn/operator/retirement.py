@@ -38,10 +38,11 @@ from aiconn.inference import workload
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned, settle_closed
 from aiconn.operator.kubeapi import KINDS
 from aiconn.operator.offers import OfferProblem, terms_for
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.sla import CreditsSpec, Window
 from aiconn.sla.ledger import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period, ceil_minute, period_containing, previous_period
 from aiconn.sla.prometheus import SourceUnavailable
-from aiconn.sla.spec import CreditsSpec, Window
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import parse_iso
 
@@ -119,7 +120,7 @@ async def stopped_serving(
         )
     await kube.call(
         "PATCH",
-        KINDS["AIInferenceSLA"].path(sla.namespace, sla.name),
+        KINDS[SLA.kind].path(sla.namespace, sla.name),
         body={"metadata": {"annotations": {STOPPED_ANNOTATION: now.isoformat()}}},
         content_type="application/merge-patch+json",
     )

@@ -17,9 +17,9 @@ from typing import Any
 from aiconn.inference.workload import label_value, pod_selector
 from aiconn.operator.conditions import condition
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.resources.v1alpha1.kinds import SLA
 
 CONDITION = "PodsScheduled"
-SLA_KIND = "AIInferenceSLA"
 
 # SLAs (namespace, name) whose PodsScheduled this process last set to False.
 _unscheduled: set[tuple[str, str]] = set()
@@ -38,13 +38,13 @@ def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
 
 
 async def _sla_named(kube: KubeApi, namespace: str, label: str) -> dict[str, Any] | None:
-    sla = await kube.get(SLA_KIND, label, namespace)
+    sla = await kube.get(SLA.kind, label, namespace)
     if sla is not None:
         return sla
     # Names longer than a label value carry a hash suffix in the label.
     matches = [
         s
-        for s in await kube.list(SLA_KIND, namespace)
+        for s in await kube.list(SLA.kind, namespace)
         if label_value(s["metadata"]["name"]) == label
     ]
     return matches[0] if matches else None
@@ -84,7 +84,7 @@ async def _write(kube: KubeApi, sla: Mapping[str, Any], message: str | None) -> 
     if all(before.get(k) == cond[k] for k in ("status", "reason", "message")):
         return
     await kube.update_status(
-        SLA_KIND, meta["name"], meta["namespace"], fields={}, conditions=[cond], current=sla
+        SLA.kind, meta["name"], meta["namespace"], fields={}, conditions=[cond], current=sla
     )
 
 

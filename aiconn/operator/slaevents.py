@@ -10,9 +10,9 @@ import logging
 
 from kubernetes.client.rest import ApiException
 
-from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.resources.v1alpha1.meta import API_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiconn.crd import API_VERSION
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE
+from aiconn.resources.v1alpha1.meta import API_VERSION
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
 from aiconn.slices import kubernetes as k8s_backend
-from aiconn.slices.model import NetworkSliceSpec
 from aiconn.slices.nsmf import NsmfClient, PlmnId, slice_profile_id
 
 
@@ -24,7 +25,7 @@ def _owner(body: Mapping[str, Any]) -> dict[str, str]:
     meta = body["metadata"]
     return {
         "apiVersion": API_VERSION,
-        "kind": "NetworkSlice",
+        "kind": NETWORK_SLICE.kind,
         "name": meta["name"],
         "uid": meta["uid"],
     }

@@ -28,20 +28,20 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 import aiconn.operator.loop
-from aiconn.crd import GROUP, VERSION
 from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
 from aiconn.operator.reconcile import Event
-from aiconn.sla.spec import wallet_owner
+from aiconn.resources.v1alpha1.kinds import SLA, TOPUP
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.timestamps import iso_seconds, parse_iso
+from aiconn.sla.wallets import wallet_owner
 
 if TYPE_CHECKING:
     from aiconn.sla.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
-KIND = "TopUp"
 APPLIED = "Applied"
 REFUSED = "Refused"
 DONE = (APPLIED, REFUSED)
@@ -55,7 +55,7 @@ async def _refuse(kube: Any, body: Any, reason: str, message: str) -> list[Event
     previous = (body.get("status") or {}).get("conditions") or []
     cond = condition(APPLIED, False, reason, message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         meta["namespace"],
         {"phase": REFUSED, "conditions": merge(previous, [cond])},
@@ -68,7 +68,8 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     A TopUp whose status already says Applied or Refused is left alone. Raises on failures
     worth retrying (the ledger or the API server unreachable)."""
     # The ledger's code (SQLAlchemy) is loaded with the first TopUp, not with the operator.
-    from aiconn.sla.topups import TopUpConflict, TopUpSpec, top_up
+    from aiconn.resources.v1alpha1.topup import TopUpSpec
+    from aiconn.sla.topups import TopUpConflict, top_up
 
     meta, status = body["metadata"], body.get("status") or {}
     if status.get("phase") in DONE:
@@ -81,7 +82,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
         field = ".".join(str(p) for p in first["loc"])
         return await _refuse(kube, body, "SpecInvalid", f"spec.{field}: {first['msg']}")
     if spec.tenant and spec.tenant != namespace:
-        slas = await kube.list("AIInferenceSLA", namespace)
+        slas = await kube.list(SLA.kind, namespace)
         if not any((s.get("spec") or {}).get("tenant") == spec.tenant for s in slas):
             return await _refuse(
                 kube,
@@ -111,7 +112,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     )
     cond = condition(APPLIED, True, "TransferPosted", message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         namespace,
         {
@@ -133,7 +134,7 @@ async def retry_later(kube: Any, body: Any, err: BaseException) -> list[Event]:
     await asyncio.sleep(backoff(attempts - 1))
     cond = condition(APPLIED, False, "Retrying", message, generation=meta.get("generation"))
     await kube.patch_status(
-        KIND,
+        TOPUP.kind,
         meta["name"],
         meta["namespace"],
         {"attempts": attempts, "conditions": merge(status.get("conditions") or [], [cond])},
@@ -155,7 +156,7 @@ def _ledger() -> Ledger:
         return _own_ledger
 
 
-@kopf.on.event(GROUP, VERSION, "topups")
+@kopf.on.event(GROUP, VERSION, TOPUP.plural)
 async def topup_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
         return

@@ -34,12 +34,12 @@ from typing import Any
 
 import yaml
 
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import WHOLE
 from aiconn.sla.burnwindows import AlertRule, BurnWindow, alert_rules
 from aiconn.sla.prometheus import MONITORING_SELECTOR, UP_SELECTOR, pod_counter
 from aiconn.sla.sli import FAILED_PERCENT_LIMIT
-from aiconn.sla.spec import Window
 
 DEFAULT_RULE_WINDOWS = ("1M", "1w", "1d")
 """SLA windows the shipped manifest has alert groups for (`aiconn prometheusrule --window`)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from aiconn.sla.spec import DURATION_PATTERN, Window
+from aiconn.resources.v1alpha1.sla import DURATION_PATTERN, Window
 
 Severity = Literal["page", "ticket"]
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from aiconn.sla.spec import CreditsSpec, CreditTier
+from aiconn.resources.v1alpha1.sla import CreditsSpec, CreditTier
 
 MICRO = Decimal("0.000001")
 MICROS_PER_UNIT = 1_000_000

@@ -16,6 +16,7 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec
 from aiconn.sla.budget import (
     ALERT_RULES,
     alerts_firing,
@@ -35,7 +36,6 @@ from aiconn.sla.credits import (
 )
 from aiconn.sla.judged import MinuteRules
 from aiconn.sla.sli import Occurrences, classify_minutes
-from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
 DEFAULT_CHUNK_SLAS = 128
 

@@ -15,8 +15,9 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.sla.maintenance import excused_minutes
-from aiconn.sla.servicehours import ServiceHours, service_minutes
+from aiconn.sla.servicehours import service_minutes
 
 Spans = tuple[tuple[datetime, datetime], ...]
 

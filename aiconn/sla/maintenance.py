@@ -12,8 +12,10 @@ a window cannot be stretched over an outage after the fact: a changed plan is a 
 its notice counts from its own creation. Deleting a window un-excuses its minutes (a cancelled
 maintenance owes nothing), as long as the period is not settled yet.
 
-An excused minute is neither good, bad nor unknown (`aiconn.sla.evidence.Verdict.EXCUSED`): it leaves
-the availability ratio and the coverage denominator, and is counted and shown on its own.
+An excused minute is neither good, bad nor unknown (`aiconn.sla.evidence.Verdict.EXCUSED`): it
+leaves the availability ratio and the coverage denominator, and is counted and shown on its own.
+
+The resource the provider writes is `aiconn.resources.v1alpha1.maintenance`.
 """
 
 from __future__ import annotations
@@ -21,59 +23,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
-from aiconn.crd import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.maintenance import MaintenanceWindowSpec
 from aiconn.sla.periods import ceil_minute
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
-UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
-
-
-class MaintenanceTerms(CamelModel):
-    """The offer's rule for planned maintenance: windows declared this far ahead are excused."""
-
-    notice_minutes: int = Field(ge=0, le=527040)
-    """Minutes a MaintenanceWindow must be declared (created) before the minutes it excuses; minutes that begin earlier than creation plus this notice are judged as usual."""
-
-
-class MaintenanceWindowSpec(CamelModel):
-    """Planned maintenance the provider announces: excused minutes for SLAs of the named offers."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            # The fixed spelling makes string order time order.
-            cel("self.end > self.start", "end must be after start", ".end"),
-            cel(
-                "self == oldSelf",
-                "a maintenance window cannot be changed once declared (it would excuse minutes"
-                " retroactively): delete it and declare a new one",
-            ),
-        )
-    }
-    start: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
-    """First excused minute, RFC 3339 in UTC on a whole minute, e.g. 2026-03-14T01:00:00Z."""
-    end: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
-    """End of the window (exclusive), RFC 3339 in UTC on a whole minute."""
-    offers: list[Annotated[str, Field(max_length=253, pattern=OFFER_NAME_PATTERN)]] = Field(
-        min_length=1,
-        max_length=64,
-        json_schema_extra=validations(once_each("offers must not repeat an offer")),
-    )
-    """AIInferenceOffers whose SLAs the window excuses (each offer's maintenance.noticeMinutes applies)."""
-    reason: str = Field(default="", max_length=1024)
-    """What is maintained, shown to tenants."""
-
 
 @dataclass(frozen=True)
 class MaintenanceWindow:
-    """A declared window as the SLA engine uses it: its span, its offers and when it was declared."""
+    """A declared window as the SLA engine uses it: its span, its offers, when it was declared."""
 
     name: str
     start: datetime

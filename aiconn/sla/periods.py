@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from aiconn.sla.spec import DURATION_PATTERN, Window
+from aiconn.resources.v1alpha1.sla import DURATION_PATTERN, Window
 from aiconn.sla.timestamps import iso_z
 
 Unit = Literal["m", "h", "d", "w", "M"]

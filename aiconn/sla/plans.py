@@ -62,6 +62,7 @@ from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from aiconn.resources.v1alpha1.offer import TokenPlan
 from aiconn.sla.credits import exact_decimal, to_micros
 from aiconn.sla.ledger import (
     ALLOWANCE,
@@ -77,7 +78,6 @@ from aiconn.sla.ledger import (
     insert_transfers,
     wallet_account,
 )
-from aiconn.sla.offer import TokenPlan
 from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.prices import PlanPriceVersions
 from aiconn.sla.timestamps import as_utc

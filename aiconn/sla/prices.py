@@ -6,123 +6,33 @@ Version 1 is the offer's `modelClasses[].pricePerMillionTokens` and its plan's `
 the classes it names (`prices`) and the plan prices it sets (`plan`) get the new price from its
 `effectiveFrom` (a whole UTC minute) on, the others keep theirs. A plan period is charged the fee
 and overage price in force at its start (`plan_in_force`; the funding records them,
-`aiconn.sla.plans.fund_plan`), so a change dated inside a period applies from the next one. History is append-only, and a
-new version's `effectiveFrom` must lie at least `priceNoticeDays` after the moment it was written:
-the API server refuses it otherwise (`manifests/policy/offer-price-notice.yaml`, which compares
-with the request's own time as the API server records it in `managedFields`). The operator does
+`aiconn.sla.plans.fund_plan`), so a change dated inside a period applies from the next one.
+History is append-only, and a new version's `effectiveFrom` must lie at least `priceNoticeDays`
+after the moment it was written: the API server refuses it otherwise
+(`manifests/policy/offer-price-notice.yaml`, which compares with the request's own time as the
+API server records it in `managedFields`). The operator does
 not depend on the policy being installed: a version whose date is sooner than the offer's
 creation plus the notice is never in force (`PriceChange` judged by `notice_problems`), and a
 period is charged at the version in force at its start, pinned with the period's terms
 (`aiconn.sla.terms`), so a change never re-prices a period already begun.
 
 Prices stay as the offer wrote them (decimal strings of the CRD's numbers, `exact_decimal`);
-nothing is rounded before the charge.
+nothing is rounded before the charge. The resource's price changes are
+`aiconn.resources.v1alpha1.prices`; `price_at` and `plan_at` read an offer at an instant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from pydantic import Field, model_validator
-
-from aiconn.crd import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, TokenPlan
+from aiconn.resources.v1alpha1.prices import PriceChange
 from aiconn.sla.credits import exact_decimal
-from aiconn.sla.maintenance import UTC_MINUTE_PATTERN
 
-CLASS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BASE_VERSION = 1
-
-
-class ClassPrice(CamelModel):
-    """A model class's new price in a price change."""
-
-    model_class: str = Field(max_length=63, pattern=CLASS_NAME_PATTERN)
-    """The class, by modelClasses[].name."""
-    price_per_million_tokens: float = Field(ge=0, le=1_000_000)
-    """Price of one million tokens of the class from the change on, in the offer's currency."""
-
-
-class PlanPrices(CamelModel):
-    """The token plan's new prices in a price change (each unset one keeps its price)."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "has(self.feePerPeriod) || has(self.overagePricePerMillionUnits)",
-                "plan: name feePerPeriod, overagePricePerMillionUnits or both",
-            )
-        )
-    }
-    fee_per_period: float | None = Field(default=None, ge=0, le=10**9)
-    """The plan's new fee per period (plan.feePerPeriod), in the offer's currency."""
-    overage_price_per_million_units: float | None = Field(default=None, ge=0, le=1_000_000)
-    """The new price of a million overage units (plan.overage.pricePerMillionUnits; PayPerUse plans only), in the offer's currency."""
-
-
-class PriceChange(CamelModel):
-    """A new version of some prices (model classes', the plan's), in force from `effectiveFrom` on; a plan period is charged at the version in force at its start."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "(has(self.prices) && size(self.prices) > 0) || has(self.plan)",
-                "a price change names prices, plan or both",
-                ".prices",
-            )
-        )
-    }
-
-    version: int = Field(ge=2, le=1_000_000)
-    """The version's number: 2 for the first change, then one more each time."""
-    effective_from: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
-    """First minute the new prices apply, RFC 3339 in UTC on a whole minute (e.g. 2027-01-01T00:00:00Z); at least the offer's priceNoticeDays after the change is written."""
-    prices: list[ClassPrice] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra=validations(
-            once_each("prices: name each model class once", "modelClass")
-        ),
-    )
-    """The classes whose price changes, and their new prices; classes not named keep theirs."""
-    plan: PlanPrices | None = None
-    """The token plan's new fee and/or overage price; unset: the plan's prices stay."""
-
-    @model_validator(mode="after")
-    def _names_a_price(self) -> PriceChange:
-        if not self.prices and self.plan is None:
-            raise ValueError("a price change names prices, plan or both")
-        return self
-
-    @property
-    def effective(self) -> datetime:
-        """`effectiveFrom` as a datetime."""
-        return datetime.fromisoformat(self.effective_from.replace("Z", "+00:00")).astimezone(UTC)
-
-
-PRICE_CHANGES_RULES = validations(
-    cel(
-        "self.all(c, self.exists_one(d, d.version == c.version))",
-        "priceChanges: each version must appear once",
-    ),
-    cel(
-        "size(self) == 0 || self.all(c, c.version >= 2 && c.version <= size(self) + 1)",
-        "priceChanges: versions are numbered 2, 3, ... without gaps",
-    ),
-    cel(
-        "self.all(c, self.all(d, d.version <= c.version"
-        " || timestamp(d.effectiveFrom) > timestamp(c.effectiveFrom)))",
-        "priceChanges: a later version must take effect after the earlier ones",
-    ),
-    cel(
-        "size(self) >= size(oldSelf) && oldSelf.all(o, self.exists(n, n == o))",
-        "priceChanges: price history is append-only; a version once written cannot be changed"
-        " or removed (announce a new version instead)",
-    ),
-)
-"""CRD rules on `spec.priceChanges` (the time rules need the request's time: the policy's)."""
 
 
 @dataclass(frozen=True)
@@ -260,3 +170,43 @@ def notice_problems(
 def price_notice(days: int) -> timedelta:
     """The offer's notice period."""
     return timedelta(days=days)
+
+
+def price_at(
+    offer: AIInferenceOfferSpec,
+    model_class: str,
+    at: datetime,
+    *,
+    valid: frozenset[int] | None = None,
+) -> PriceVersion:
+    """The class's price version in force at `at` under `offer` (`valid`: the change versions
+    that may apply; None: every one, as the API server admitted them)."""
+    base = {c.name: c.price_per_million_tokens for c in offer.model_classes}
+    allowed = frozenset(c.version for c in offer.price_changes) if valid is None else valid
+    return in_force(base, offer.price_changes, model_class, at, valid=allowed)
+
+
+def plan_at(
+    offer: AIInferenceOfferSpec, at: datetime, *, valid: frozenset[int] | None = None
+) -> tuple[TokenPlan, PlanPriceVersions]:
+    """The offer's plan with the fee and overage price in force at `at` (a plan period's start;
+    see `plan_in_force`), and the versions they were set by."""
+    allowed = frozenset(c.version for c in offer.price_changes) if valid is None else valid
+    plan = offer.plan
+    prices = plan_in_force(
+        plan.fee_per_period,
+        plan.overage.price_per_million_units,
+        offer.price_changes,
+        at,
+        valid=allowed,
+    )
+    overage = plan.overage
+    if prices.overage_price_per_million_units is not None:
+        overage = overage.model_copy(
+            update={"price_per_million_units": float(prices.overage_price_per_million_units)}
+        )
+    # The fields are floats; the float of a repr-exact decimal round-trips.
+    priced = plan.model_copy(
+        update={"fee_per_period": float(prices.fee_per_period), "overage": overage}
+    )
+    return priced, prices

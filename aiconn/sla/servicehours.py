@@ -10,66 +10,21 @@ neither good, bad, unknown nor excused, and they are not in the coverage denomin
 
 A local time that does not exist (skipped by a spring-forward change) is read with the offset
 before the change, as `zoneinfo` does for fold 0; one that exists twice is its first occurrence.
-Hours that cross midnight are written as two days' hours, which the model refuses to guess.
+Hours that cross midnight are written as two days' hours, which the model
+(`aiconn.resources.v1alpha1.servicehours`) refuses to guess.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
-
-from aiconn.crd import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.servicehours import WEEKDAYS, ServiceHours
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-
-Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-CLOCK_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
-
-
-class ServiceHours(CamelModel):
-    """Local hours of the week the availability objective counts; minutes outside are not judged."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            # Zero-padded HH:MM strings order as the times they spell.
-            cel("self.start < self.end", "serviceHours.start must be before end", ".end"),
-        )
-    }
-    time_zone: str = Field(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
-    )
-    """IANA time zone the hours are local to, e.g. Europe/Berlin; daylight-saving changes follow the time-zone database."""
-    days: list[Weekday] = Field(
-        min_length=1,
-        max_length=7,
-        json_schema_extra=validations(once_each("days must not repeat a day")),
-    )
-    """Days of the week with service hours: Mon, Tue, Wed, Thu, Fri, Sat, Sun."""
-    start: str = Field(pattern=CLOCK_PATTERN, max_length=5)
-    """Local opening time, HH:MM (24-hour clock)."""
-    end: str = Field(pattern=CLOCK_PATTERN, max_length=5)
-    """Local closing time, HH:MM, after start; 24:00 is midnight at the end of the day. Hours across midnight are not supported."""
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        # The CRD can only check the spelling; the operator knows the time-zone database.
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(
-                f"timeZone {value!r} is not an IANA time zone (e.g. Europe/Berlin)"
-            ) from err
-        return value
-
-    def __str__(self) -> str:
-        return f"{','.join(self.days)} {self.start}-{self.end} {self.time_zone}"
 
 
 def service_minutes(hours: ServiceHours, *, start: datetime, minutes: int) -> NDArray[np.bool_]:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec
 from aiconn.sla.credits import exact_decimal
 from aiconn.sla.prices import PriceVersion
-from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ the caller's key alone, so a retry, even minutes later or racing the first attem
 first top-up instead of paying twice, and the same key reused for another amount is refused.
 Who asked, when and why are stored with the transfer (its metadata) for the statement.
 
-The kubectl-native path is a namespaced `TopUp` resource (`TopUpSpec`): its spec is immutable,
-the ValidatingAdmissionPolicy in manifests/policy/topup-requested-by.yaml makes
-`spec.requestedBy` the creating user's own name, and the operator posts it here with the
-object's uid as the idempotency key, so a replayed watch event or a restart never pays twice.
+The kubectl-native path is a namespaced `TopUp` resource (`aiconn.resources.v1alpha1.topup`):
+its spec is immutable, the ValidatingAdmissionPolicy in
+manifests/policy/topup-requested-by.yaml makes `spec.requestedBy` the creating user's own name,
+and the operator posts it here with the object's uid as the idempotency key, so a replayed
+watch event or a restart never pays twice.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import Field
-
-from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.topup import MAX_TOKENS
 from aiconn.sla.ledger import (
     TOKENS,
     Ledger,
@@ -32,47 +31,6 @@ from aiconn.sla.periods import Period, floor_minute
 
 TOP_UPS = "top-ups"
 KIND = "topup"
-MAX_TOKENS = 10**15
-
-
-class TopUpSpec(CamelModel):
-    """Tokens to add to a wallet of this namespace, who asked and why (immutable once created)."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self == oldSelf",
-                "a top-up cannot be changed once created (it is a payment): create a new TopUp",
-            )
-        )
-    }
-    tokens: int = Field(ge=1, le=MAX_TOKENS)
-    """Tokens to credit to the wallet."""
-    reason: str = Field(min_length=1, max_length=1024, pattern=r"\S")
-    """Why (an order number, a campaign), kept with the ledger transfer."""
-    requested_by: str = Field(min_length=1, max_length=512)
-    """Who asks: must be the creating user's own name (request.userInfo.username), which the aiconn-topup-requested-by admission policy checks."""
-    tenant: str | None = Field(
-        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    )
-    """The spec.tenant of an AIInferenceSLA in this namespace whose wallet to credit; the namespace's own wallet when unset."""
-
-
-class TopUpStatus(CamelModel):
-    """What the operator did with the top-up."""
-
-    phase: str | None = Field(default=None, max_length=16)
-    """Applied (the ledger transfer exists) or Refused (see the Applied condition)."""
-    transfer_id: str | None = Field(default=None, max_length=128)
-    """The ledger transfer that credited the wallet."""
-    wallet: str | None = Field(default=None, max_length=128)
-    """The wallet credited: the namespace, or <namespace>/<tenant>."""
-    applied_at: str | None = Field(default=None, max_length=64)
-    """When the ledger transfer was posted (RFC 3339)."""
-    attempts: int | None = Field(default=None, ge=0)
-    """Failed attempts to reach the ledger so far (each retried after a growing pause)."""
-    conditions: list[Condition] = Field(default_factory=list, max_length=8)
-    """Applied: True with the transfer, False with the reason it was refused or is retried."""
 
 
 class TopUpConflict(Exception):

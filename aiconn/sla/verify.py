@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from aiconn.resources.v1alpha1.sla import CreditsSpec
 from aiconn.sla.credits import (
     CreditBreakdown,
     attainment_percent,
@@ -35,7 +36,6 @@ from aiconn.sla.evidence import (
     sha256_of,
     verdict_counts,
 )
-from aiconn.sla.spec import CreditsSpec
 
 SETTLED = "Settled"
 HELD = "HeldForReview"

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT_NAME, METRICS_PORT_NAME
 from aiconn.inference.workload import SliceAttachment, owner_reference
-from aiconn.slices.model import NetworkSliceSpec, SliceServiceType
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec, SliceServiceType
 
 INGRESS_BANDWIDTH = "kubernetes.io/ingress-bandwidth"
 EGRESS_BANDWIDTH = "kubernetes.io/egress-bandwidth"

@@ -25,7 +25,7 @@ from typing import Any, Self
 
 import httpx
 
-from aiconn.slices.model import NetworkSliceSpec, NsmfEndpoint, Throughput
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec, NsmfEndpoint, Throughput
 
 PUT_OK = frozenset({200, 201, 204})
 DELETE_OK = frozenset({200, 202, 204})

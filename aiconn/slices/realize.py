@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from aiconn.inference.workload import pod_selector
-from aiconn.sla.spec import AIInferenceSLASpec
-from aiconn.slices.model import NetworkSliceSpec, NsmfEndpoint, Throughput
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec, NsmfEndpoint, Throughput
 
 KBPS_PER_MBPS = 1000
 

@@ -29,12 +29,13 @@ import uvicorn
 import websocket
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import PLURAL, create_sla, settle_history, status
-from aiconn.crd import API_VERSION, GROUP, VERSION
+from aiconn.api.demo import create_sla, settle_history, status
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.ledger import Ledger
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.helpers import eventually, static_token_settings
 
 pytestmark = pytest.mark.e2e
@@ -232,12 +233,12 @@ def _set_status(k8s: Any, namespace: str, name: str, index: int, **changes: Any)
     from kubernetes import client
 
     objects = client.CustomObjectsApi(k8s)
-    obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, SLA.plural, name)
     new = status(AIInferenceSLASpec.model_validate(obj["spec"]), index=index, now=datetime.now(UTC))
     new["period"].update(changes.pop("period", {}))
     new.update(changes)
     objects.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": new}
+        GROUP, VERSION, namespace, SLA.plural, name, {"status": new}
     )
 
 
@@ -246,9 +247,8 @@ def _post_event(k8s: Any, namespace: str, name: str, type_: str, reason: str, te
     from kubernetes import client
 
     objects = client.CustomObjectsApi(k8s)
-    uid = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)["metadata"][
-        "uid"
-    ]
+    sla = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, SLA.plural, name)
+    uid = sla["metadata"]["uid"]
     stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     client.CoreV1Api(k8s).create_namespaced_event(
         namespace,
@@ -426,9 +426,10 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
 ) -> None:
     from kubernetes import client
 
+    from aiconn.resources.v1alpha1.sla import Window
     from aiconn.sla.ledger import UsageReading, fund_allowance
     from aiconn.sla.periods import period_containing
-    from aiconn.sla.spec import Window, wallet_owner
+    from aiconn.sla.wallets import wallet_owner
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
     browser.send("Page.navigate", url=f"{api_url}/noc#token={TOKEN}")
@@ -450,7 +451,7 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
     funding = 10_000_000 - start
     assert funding > 0
     uid = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "sla-0"
+        GROUP, VERSION, namespace, SLA.plural, "sla-0"
     )["metadata"]["uid"]
     current = period_containing(Window(duration="1M", calendar_aligned=True), datetime.now(UTC))
     measured = current.start + timedelta(days=2, hours=3)

@@ -25,7 +25,7 @@ from aiconn.devstack.loadgen import LoadGenerator
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import ceil_minute
-from aiconn.sla.spec import wallet_owner
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import offer_manifest, sla_gateway_settings, sla_manifest, sla_pod_targets
 from tests.helpers import created_offer, eventually, operator_kubeconfig, running_operator
 

@@ -24,10 +24,10 @@ from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.injector import FaultInjector
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger, SettlementState
-from aiconn.sla.spec import Window
 from tests.factories import sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 

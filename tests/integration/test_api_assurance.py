@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla
+from aiconn.api.demo import create_sla
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration
@@ -76,7 +78,7 @@ def test_the_assurance_report_is_the_status_in_ts_28536_shape(
         assert empty.json()["goals"] == []
 
         client.CustomObjectsApi(k8s).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, "chat", {"status": {"assurance": ASSURANCE}}
+            GROUP, VERSION, namespace, SLA.plural, "chat", {"status": {"assurance": ASSURANCE}}
         )
         report = api.get(path, headers=headers).json()
         assert (

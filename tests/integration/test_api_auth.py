@@ -26,10 +26,11 @@ from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, SettlementState, UsageReading, settle_period
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.spec import Window, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import availability_credit, sla_evaluation
 from tests.helpers import eventually
 

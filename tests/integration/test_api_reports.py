@@ -22,7 +22,10 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import GROUP, PLURAL, VERSION, create_sla, settle_history
+from aiconn.api.demo import create_sla, settle_history
+from aiconn.resources.v1alpha1.kinds import SLA
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.credits import money, to_micros
 from aiconn.sla.ledger import (
     Kind,
@@ -33,7 +36,6 @@ from aiconn.sla.ledger import (
     wallet_account,
 )
 from aiconn.sla.periods import period_containing
-from aiconn.sla.spec import Window
 from tests.factories import sla_evaluation
 from tests.helpers import ledger_url_for, static_token_settings
 
@@ -78,7 +80,7 @@ def seeded(
         now=datetime.now(UTC),
     )
     obj = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "chat"
+        GROUP, VERSION, namespace, SLA.plural, "chat"
     )
     settings = static_token_settings(
         tmp_path / "tokens.csv", [f"{TOKEN},reporter,{namespace}"], ledger_url=url

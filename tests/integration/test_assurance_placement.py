@@ -20,7 +20,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from aiconn.inference.tier import SITE_LABEL
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 from tests.integration.test_capacity_placement import (
     SAMPLES,

@@ -24,12 +24,12 @@ import yaml
 
 from aiconn.devstack.processes import wait_until
 from aiconn.operator.evaluation import SLARef, measure
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.alertrules import prometheus_rule, render_yaml
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 

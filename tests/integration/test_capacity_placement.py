@@ -22,7 +22,7 @@ from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.inference.placement import default_tiers
-from aiconn.inference.tier import SITE_LABEL
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn import crdgen
 from aiconn.devstack.kube import apply_manifests, load_documents
+from aiconn.resources.v1alpha1 import crds
 from tests.factories import sla_manifest
 from tests.helpers import sla_table
 
@@ -55,13 +55,13 @@ def _create(k8s: Any, namespace: str, body: dict[str, Any]) -> Any:
 
 
 def test_committed_crds_are_what_the_models_render() -> None:
-    for info in crdgen.RESOURCES:
-        assert crdgen.crd_path(ROOT / "crds", info).read_text() == crdgen.render_yaml(info)
+    for info in crds.RESOURCES:
+        assert crds.crd_path(ROOT / "crds", info).read_text() == crds.render_yaml(info)
 
 
 def test_crds_are_established(k8s: Any) -> None:
     ext = client.ApiextensionsV1Api(k8s)
-    for info in crdgen.RESOURCES:
+    for info in crds.RESOURCES:
         crd = ext.read_custom_resource_definition(info.name)
         conditions = {c.type: c.status for c in crd.status.conditions}
         assert conditions["Established"] == "True"
@@ -298,10 +298,10 @@ def test_published_openapi_describes_every_spec_and_status_field(k8s: Any) -> No
 
 
 def test_samples_parse_with_the_typed_models() -> None:
-    from aiconn.inference.tier import InferenceTierSpec
-    from aiconn.sla.maintenance import MaintenanceWindowSpec
-    from aiconn.sla.offer import AIInferenceOfferSpec
-    from aiconn.sla.spec import AIInferenceSLASpec
+    from aiconn.resources.v1alpha1.maintenance import MaintenanceWindowSpec
+    from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+    from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+    from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
     models = {
         "AIInferenceSLA": AIInferenceSLASpec,

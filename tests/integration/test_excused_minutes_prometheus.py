@@ -15,12 +15,12 @@ import pytest
 
 from aiconn.devstack.processes import ProcessGroup
 from aiconn.operator.evaluation import SLARef, measure
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.maintenance import MaintenanceWindow
-from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 

@@ -32,11 +32,11 @@ from aiconn import planning
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla
 from aiconn.export.sloth import sloth_period, sloth_spec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.ledger import Ledger
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.helpers import static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 

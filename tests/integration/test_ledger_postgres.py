@@ -26,7 +26,7 @@ from aiconn.sla.ledger import (
     settle_period,
 )
 from aiconn.sla.periods import Period
-from aiconn.sla.spec import wallet_owner
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import availability_credit, settle, sla_evaluation
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,7 @@ def test_two_reviewers_releasing_at_once_pay_once(ledger: Ledger, postgres_url: 
 def test_plans_and_top_ups_of_the_longest_names_are_funded_on_postgres(ledger: Ledger) -> None:
     """Their transfers are keyed by `plan:<owner>:<offer>` and `topup:<owner>`, far wider than an
     SLA uid: migration 4 widens the column PostgreSQL enforces (SQLite ignores widths)."""
-    from aiconn.sla.offer import TokenPlan
+    from aiconn.resources.v1alpha1.offer import TokenPlan
     from aiconn.sla.plans import fund_plan
     from aiconn.sla.topups import top_up
 

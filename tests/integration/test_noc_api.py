@@ -23,10 +23,10 @@ from kubernetes.client.exceptions import ApiException
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
-from aiconn.crd import API_VERSION
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import free_port
+from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.sla.ledger import Ledger
 from tests.helpers import static_token_settings
 

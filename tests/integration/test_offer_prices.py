@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.operator.offers import parse_offer, price_notice_problems
+from aiconn.sla.prices import price_at
 from tests.factories import offer_manifest
 from tests.helpers import price_notice_policy
 
@@ -167,5 +168,5 @@ def test_without_the_policy_the_operator_never_applies_a_hurried_change(
     assert [(p.field, p.version) for p in problems] == [("spec.priceChanges[0].effectiveFrom", 2)]
     offer = parse_offer(stored)
     assert [c.version for c in offer.price_changes] == [3]
-    in_force = offer.price_at("small", soon + timedelta(days=1))
+    in_force = price_at(offer, "small", soon + timedelta(days=1))
     assert (in_force.version, str(in_force.price_per_million_tokens)) == (1, "2.0")

@@ -21,14 +21,14 @@ from kubernetes.client.rest import ApiException
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_manifests, load_documents
 from aiconn.devstack.processes import free_port
-from aiconn.inference.tier import InferenceTierSpec
 from aiconn.operator.evaluation import FleetEvaluator
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.reconcile import reconcile_sla
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.ledger import Kind, Ledger
 from aiconn.sla.prometheus import PrometheusSource
-from aiconn.sla.spec import wallet_owner
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import delete_admission_policies, eventually, ledger_url_for
 

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from tests.factories import factory_deployment, llama_8b_spec
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SLATarget
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 

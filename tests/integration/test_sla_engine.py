@@ -31,11 +31,12 @@ from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
-from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import settle_ref, sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, fresh_namespace
 

@@ -40,15 +40,16 @@ from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import FleetEvaluator, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.sla.credits import usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.ledger import Ledger, currency_unit, settle_period, wallet_account
-from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_period, plan_subject
+from aiconn.sla.prices import plan_at
 from aiconn.sla.prometheus import PrometheusSource
-from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
+from aiconn.sla.wallets import wallet_owner
 from tests.factories import fully_available, llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import backend_ledger, created_offer, price_notice_policy, static_token_api
 
@@ -342,7 +343,7 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
         for evaluator in (fleet, operator(k8s, namespace, ledger)):
             for sla in slas + slas:
                 evaluator._fund_plan(sla, plan_offer, period.start)
-        priced, versions = plan_offer.plan_at(period.start)
+        priced, versions = plan_at(plan_offer, period.start)
         fund_plan(
             ledger,
             tenant=tenant,

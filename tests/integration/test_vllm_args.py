@@ -13,7 +13,7 @@ import yaml
 from aiconn.devstack.vllm import vllm_python
 from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import histogram_buckets, vllm_args
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 
 pytestmark = pytest.mark.integration
 

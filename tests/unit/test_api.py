@@ -15,7 +15,7 @@ from aiconn.api.models import FleetItem
 from aiconn.api.reports import PeriodError, resolve_period
 from aiconn.api.staticauth import StaticAuthorizer, load_static_tokens
 from aiconn.api.ttlcache import TTLCache
-from aiconn.sla.spec import Window
+from aiconn.resources.v1alpha1.sla import Window
 
 NOW = datetime(2025, 3, 17, 12, 0, tzinfo=UTC)
 

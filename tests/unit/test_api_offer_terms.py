@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiconn.api.slas import SLA, with_offer_terms
-from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
 
 OFFER: dict[str, Any] = {
     "metadata": {"name": "bundle"},

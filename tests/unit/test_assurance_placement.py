@@ -16,7 +16,7 @@ from aiconn.inference.assurance import (
 )
 from aiconn.inference.capacity import SiteCapacity
 from aiconn.inference.placement import default_tiers
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 
 TIERS = default_tiers()
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)

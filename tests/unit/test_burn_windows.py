@@ -14,6 +14,7 @@ from aiconn.api.metrics import AVAILABILITY_BUDGET, BURN_RATE, FleetCollector
 from aiconn.api.slas import SLA, parse_sla
 from aiconn.operator.evaluation import with_stale_windows_removed
 from aiconn.operator.health import burn_rates_sentence
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.alertrules import DEFAULT_RULE_WINDOWS, prometheus_rule, render_yaml
 from aiconn.sla.budget import BURN_WINDOWS, budget_report
 from aiconn.sla.burnwindows import (
@@ -29,7 +30,6 @@ from aiconn.sla.burnwindows import (
 )
 from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Timeslices
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 from tests.factories import availability_series
 from tests.unit.test_api_monitoring import MONITORING
 

@@ -14,8 +14,8 @@ from aiconn.inference.capacity import (
     pod_view,
 )
 from aiconn.inference.placement import default_tiers
-from aiconn.inference.tier import SITE_LABEL
 from aiconn.operator.assurance import unschedulable_since
+from aiconn.resources.v1alpha1.tier import SITE_LABEL
 
 TIERS = default_tiers()
 EDGE_LABELS = dict(TIERS["edge"].node_selector)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiconn import crdgen
-from aiconn.sla.spec import AIInferenceSLASpec
-from aiconn.slices.model import NetworkSliceSpec
+from aiconn.resources.v1alpha1 import crds
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
 
 
 def _unbounded(node: dict[str, Any], path: str) -> list[str]:
@@ -28,11 +28,11 @@ def _unbounded(node: dict[str, Any], path: str) -> list[str]:
 
 
 def test_every_sla_spec_string_and_list_is_bounded() -> None:
-    assert _unbounded(crdgen.model_schema(AIInferenceSLASpec, "spec"), "spec") == []
+    assert _unbounded(crds.model_schema(AIInferenceSLASpec, "spec"), "spec") == []
 
 
 def test_every_network_slice_spec_string_and_list_is_bounded() -> None:
-    assert _unbounded(crdgen.model_schema(NetworkSliceSpec, "spec"), "spec") == []
+    assert _unbounded(crds.model_schema(NetworkSliceSpec, "spec"), "spec") == []
 
 
 def test_the_walk_finds_an_unbounded_field() -> None:
@@ -41,11 +41,11 @@ def test_the_walk_finds_an_unbounded_field() -> None:
 
 
 def test_cidrs_and_the_nsmf_url_carry_cel_rules() -> None:
-    network = crdgen.model_schema(AIInferenceSLASpec, "spec")["properties"]["network"]
+    network = crds.model_schema(AIInferenceSLASpec, "spec")["properties"]["network"]
     cidr = network["properties"]["allowedSources"]["items"]["properties"]["cidr"]
     assert "isCIDR(self)" in cidr["x-kubernetes-validations"][0]["rule"]
     # At the spec's level: an SLA under an offer takes the offer's slice manager instead.
-    spec = crdgen.model_schema(AIInferenceSLASpec, "spec")
+    spec = crds.model_schema(AIInferenceSLASpec, "spec")
     rules = {r.get("fieldPath"): r["rule"] for r in spec["x-kubernetes-validations"]}
     assert "has(self.network.nsmfUrl)" in rules[".network.nsmfUrl"]
     assert "has(self.offer)" in rules[".network.nsmfUrl"]

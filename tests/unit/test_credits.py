@@ -8,6 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiconn.resources.v1alpha1.sla import (
+    BEDROCK_SCHEDULE,
+    LATENCY_SCHEDULE,
+    CreditsSpec,
+    CreditTier,
+)
 from aiconn.sla.credits import (
     attainment_percent,
     from_micros,
@@ -18,7 +24,6 @@ from aiconn.sla.credits import (
     tokens_for_amount,
     usage_charge,
 )
-from aiconn.sla.spec import BEDROCK_SCHEDULE, LATENCY_SCHEDULE, CreditsSpec, CreditTier
 
 D = Decimal
 

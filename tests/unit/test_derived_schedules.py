@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from aiconn.resources.v1alpha1.sla import BEDROCK_SCHEDULE, LATENCY_SCHEDULE, AIInferenceSLASpec
 from aiconn.sla.credits import period_credit
-from aiconn.sla.spec import BEDROCK_SCHEDULE, LATENCY_SCHEDULE, AIInferenceSLASpec
 
 BASE: dict[str, Any] = {
     "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Occurrences
-from aiconn.sla.spec import AIInferenceSLASpec
 
 MONTH = 30 * 1440
 SPEC = AIInferenceSLASpec.model_validate(

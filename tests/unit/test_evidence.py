@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from aiconn import cli
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.evidence import (
     CODES,
@@ -34,7 +35,6 @@ from aiconn.sla.ledger import Ledger, Settlement, SettlementState, release_held,
 from aiconn.sla.periods import Period
 from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.sli import Occurrences, classify_minutes
-from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.verify import LedgerFigures, verify
 
 START = datetime(2024, 2, 1, tzinfo=UTC)

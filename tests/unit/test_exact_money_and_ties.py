@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.budget import (
     budget_millionths,
     budget_report,
@@ -16,7 +17,6 @@ from aiconn.sla.budget import (
 )
 from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Timeslices
-from aiconn.sla.spec import AIInferenceSLASpec
 from tests.factories import availability_series
 
 MINUTES = 4320

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 
 from aiconn.operator.evaluation import SLARef
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.servicehours import ServiceHours
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.evidence import Verdict, decode_runs, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.maintenance import MaintenanceWindow, excused_minutes, excused_spans
-from aiconn.sla.offer import AIInferenceOfferSpec
-from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.sli import Occurrences
-from aiconn.sla.spec import AIInferenceSLASpec
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -20,9 +20,9 @@ from aiconn import planning
 from aiconn.cli import main
 from aiconn.export.openslo import calendar_start, dns_label, openslo_documents
 from aiconn.export.sloth import UnsupportedWindow, sloth_period
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import period_containing
-from aiconn.sla.spec import Window
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("sla-*.yaml"))

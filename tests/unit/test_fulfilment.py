@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import forecast
-from aiconn.sla.spec import AIInferenceSLASpec, Window
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 
 SPEC = AIInferenceSLASpec.model_validate(
     {

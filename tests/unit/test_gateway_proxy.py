@@ -33,9 +33,9 @@ from aiconn.devstack.gateway import GatewayThread
 from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
 from aiconn.gateway.keys import hash_key
 from aiconn.gateway.settings import GatewaySettings
+from aiconn.resources.v1alpha1.offer import TokenPlan
 from aiconn.sla import metricnames as mn
 from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
-from aiconn.sla.offer import TokenPlan
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import fund_plan
 from aiconn.sla.sli import classify_minutes

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aiconn.slices.model import NetworkSliceSpec, NsmfEndpoint
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec, NsmfEndpoint
 from aiconn.slices.nsmf import NsmfClient, NsmfResult, PlmnId, slice_profile_id
 
 PLMN = PlmnId(mcc="001", mnc="01")

@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from aiconn.devstack.kube import load_documents
-from aiconn.sla.offer import (
-    AIInferenceOfferSpec,
-    NamespaceSelector,
-    OfferViolation,
-    effective_spec,
-)
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, NamespaceSelector
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.sla.offer import OfferViolation, effective_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"

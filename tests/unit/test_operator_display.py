@@ -239,7 +239,7 @@ def test_the_last_settlement_in_status_shows_settled_figures_and_exact_amounts()
 
 
 def test_a_last_settlement_written_with_numbers_by_an_earlier_version_still_reads() -> None:
-    from aiconn.sla.spec import SettlementStatus
+    from aiconn.resources.v1alpha1.sla import SettlementStatus
 
     old = SettlementStatus.model_validate({"state": "Settled", "charges": 0.018267, "credits": 0})
     assert (old.charges, old.credits) == ("0.018267", "0.000000")

@@ -22,8 +22,8 @@ from aiconn.operator.evaluation import (
     with_stale_windows_removed,
 )
 from aiconn.operator.reconcile import inference_ready, readiness, slice_ready
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.periods import Period
-from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.timestamps import as_utc, iso_seconds, iso_z, parse_iso
 from tests.factories import sla_evaluation, sla_ref
 

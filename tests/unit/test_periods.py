@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.periods import (
     Period,
     current_period,
@@ -17,7 +18,6 @@ from aiconn.sla.periods import (
     previous_period,
     rolling_period,
 )
-from aiconn.sla.spec import Window
 
 
 def utc(*args: int) -> datetime:

@@ -10,8 +10,8 @@ import yaml
 
 from aiconn.inference.capacity import SiteCapacity
 from aiconn.inference.placement import default_tiers, parse_tiers, plan
-from aiconn.inference.tier import InferenceTierSpec
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"

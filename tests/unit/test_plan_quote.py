@@ -15,7 +15,7 @@ import pytest
 
 from aiconn.cli import main
 from aiconn.planning import price_plan
-from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 
 MAR, APR = datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 4, 1, tzinfo=UTC)
 

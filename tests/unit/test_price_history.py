@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aiconn.api.routes import prices
-from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 
 NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
 

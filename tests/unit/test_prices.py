@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.sla.offer import admitted_offer, offer_notice_problems
+from aiconn.sla.prices import plan_at, price_at
 from aiconn.sla.terms import PeriodTerms
 
 CREATED = datetime(2027, 1, 1, tzinfo=UTC)
@@ -49,12 +51,12 @@ def test_the_version_in_force_is_the_newest_one_that_has_begun() -> None:
         )
     )
     at = datetime(2027, 3, 1, tzinfo=UTC)
-    assert spec.price_at("small", at - timedelta(minutes=1)).version == 1
-    small = spec.price_at("small", at)
+    assert price_at(spec, "small", at - timedelta(minutes=1)).version == 1
+    small = price_at(spec, "small", at)
     assert (small.version, small.price_per_million_tokens) == (2, Decimal("0.3"))
     # Version 3 changes only the large class: small stays at version 2.
-    assert spec.price_at("small", datetime(2027, 5, 1, tzinfo=UTC)).version == 2
-    large = spec.price_at("large", datetime(2027, 5, 1, tzinfo=UTC))
+    assert price_at(spec, "small", datetime(2027, 5, 1, tzinfo=UTC)).version == 2
+    large = price_at(spec, "large", datetime(2027, 5, 1, tzinfo=UTC))
     assert (large.version, large.price_per_million_tokens) == (3, Decimal("5.0"))
 
 
@@ -66,8 +68,8 @@ def test_a_change_sooner_than_creation_plus_notice_never_applies() -> None:
     problems = offer_notice_problems(body, raw)
     assert [(p.field, p.version) for p in problems] == [("spec.priceChanges[0].effectiveFrom", 2)]
     spec = admitted_offer(body)
-    assert spec.price_at("small", datetime(2027, 1, 25, tzinfo=UTC)).version == 1
-    assert spec.price_at("small", datetime(2027, 2, 1, tzinfo=UTC)).version == 3
+    assert price_at(spec, "small", datetime(2027, 1, 25, tzinfo=UTC)).version == 1
+    assert price_at(spec, "small", datetime(2027, 2, 1, tzinfo=UTC)).version == 3
 
 
 def test_pinned_terms_keep_their_price_version() -> None:
@@ -111,10 +113,10 @@ def test_the_plan_fee_and_overage_price_are_versioned_per_period_start() -> None
     )
     march, april, may = (datetime(2027, m, 1, tzinfo=UTC) for m in (3, 4, 5))
     # Dated inside March: March's period began before it, April's is the first it prices.
-    plan, versions = spec.plan_at(march)
+    plan, versions = plan_at(spec, march)
     assert (plan.fee_per_period, plan.overage.price_per_million_units) == (10, 2.5)
     assert (versions.fee_version, versions.overage_version) == (1, 1)
-    plan, versions = spec.plan_at(april)
+    plan, versions = plan_at(spec, april)
     assert (versions.fee_per_period, versions.overage_price_per_million_units) == (
         Decimal("12.5"),
         Decimal("3.1"),
@@ -122,11 +124,11 @@ def test_the_plan_fee_and_overage_price_are_versioned_per_period_start() -> None
     assert (plan.fee_per_period, plan.overage.price_per_million_units) == (12.5, 3.1)
     assert (versions.fee_version, versions.overage_version) == (2, 2)
     # Version 3 changes only the fee: the overage price stays at version 2.
-    plan, versions = spec.plan_at(may)
+    plan, versions = plan_at(spec, may)
     assert (plan.fee_per_period, plan.overage.price_per_million_units) == (9, 3.1)
     assert (versions.fee_version, versions.overage_version) == (3, 2)
     # Model-class prices are untouched by a plan-only change.
-    assert spec.price_at("small", may).version == 1
+    assert price_at(spec, "small", may).version == 1
 
 
 def test_a_plan_change_given_too_little_notice_never_applies() -> None:
@@ -135,7 +137,7 @@ def test_a_plan_change_given_too_little_notice_never_applies() -> None:
             {"version": 2, "effectiveFrom": "2027-01-10T00:00:00Z", "plan": {"feePerPeriod": 99}}
         )
     )
-    plan, versions = spec.plan_at(datetime(2027, 2, 1, tzinfo=UTC))
+    plan, versions = plan_at(spec, datetime(2027, 2, 1, tzinfo=UTC))
     assert (plan.fee_per_period, versions.fee_version) == (10, 1)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiconn.operator.retirement import periods_owed
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.periods import Period
-from aiconn.sla.spec import Window
 
 DAY = Window(duration="1d")
 

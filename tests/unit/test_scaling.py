@@ -15,7 +15,7 @@ from aiconn.inference.scaling import (
     in_flight_query,
     scaled,
 )
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 
 POLICY = ScalingPolicy()  # 8 in flight per replica, scale in at half of it, burn > 2
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)

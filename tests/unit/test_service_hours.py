@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from aiconn.sla.servicehours import ServiceHours, service_minutes
+from aiconn.resources.v1alpha1.servicehours import ServiceHours
+from aiconn.sla.servicehours import service_minutes
 
 BERLIN_BUSINESS = ServiceHours(
     time_zone="Europe/Berlin", days=["Mon", "Tue", "Wed", "Thu", "Fri"], start="08:00", end="18:00"

@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 
 from aiconn.operator.evaluation import SLARef, settle_closed
+from aiconn.resources.v1alpha1.maintenance import MaintenanceTerms
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.servicehours import ServiceHours
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.evaluate import FleetSeries
 from aiconn.sla.evidence import Verdict, sha256_of, verdict_counts
 from aiconn.sla.ledger import Ledger
-from aiconn.sla.maintenance import MaintenanceTerms, MaintenanceWindow
-from aiconn.sla.offer import AIInferenceOfferSpec
+from aiconn.sla.maintenance import MaintenanceWindow
 from aiconn.sla.periods import Period
-from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.sli import Occurrences
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 from aiconn.sla.verify import LedgerFigures, verify
 from tests.unit.test_evidence import SPEC
 

@@ -13,8 +13,8 @@ from aiconn.inference.sizing import (
     usable_tensor_parallel_sizes,
     weight_bytes,
 )
-from aiconn.inference.tier import Gpu
-from aiconn.sla.spec import ModelSpec
+from aiconn.resources.v1alpha1.sla import ModelSpec
+from aiconn.resources.v1alpha1.tier import Gpu
 
 L40S_X2 = Gpu(type="L40S", memory_gi_b=48, count_per_node=2)
 L40S_X1 = Gpu(type="L40S", memory_gi_b=48, count_per_node=1)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.budget import budget_report, window_burn_rates, window_counts
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.evaluate import FleetTerms, SLAEvaluation, evaluate_fleet
@@ -16,7 +17,6 @@ from aiconn.sla.sli import (
     availability,
     classify_minutes,
 )
-from aiconn.sla.spec import AIInferenceSLASpec, Window
 from tests.factories import availability_series, latency_from_buckets
 
 NAN = float("nan")

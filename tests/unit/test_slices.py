@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from aiconn.inference.workload import pod_selector
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
 from aiconn.slices.kubernetes import (
     bandwidth_annotations,
     network_policy,
@@ -16,7 +17,6 @@ from aiconn.slices.kubernetes import (
     priority_class,
     priority_class_name,
 )
-from aiconn.slices.model import NetworkSliceSpec
 from aiconn.slices.realize import slice_for, split_rtt
 
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "NetworkSlice", "name": "s", "uid": "u-2"}

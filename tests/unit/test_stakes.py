@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from aiconn.inference.stakes import PeriodReading, capacity_cost, forecast, weigh
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 
 SPEC = AIInferenceSLASpec.model_validate(
     {

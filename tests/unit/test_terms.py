@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.ledger import Ledger, TermsPin
 from aiconn.sla.periods import Period
-from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.terms import PeriodTerms
 
 SPEC = AIInferenceSLASpec.model_validate(

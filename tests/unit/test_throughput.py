@@ -18,8 +18,8 @@ from aiconn.inference.throughput import (
     ReplicaThroughput,
     replica_throughput,
 )
-from aiconn.inference.tier import Gpu
-from aiconn.sla.spec import ModelSpec, RateLimit
+from aiconn.resources.v1alpha1.sla import ModelSpec, RateLimit
+from aiconn.resources.v1alpha1.tier import Gpu
 
 TIERS = default_tiers()
 L40S = TIERS["edge"].gpu

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, TokenPlan
 from aiconn.sla.ledger import Ledger, TransferConflict, units
-from aiconn.sla.offer import AIInferenceOfferSpec, TokenPlan
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import (
     PlanClose,

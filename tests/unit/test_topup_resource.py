@@ -13,10 +13,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from aiconn.crdgen import RESOURCES, render
 from aiconn.operator.topups import apply_topup
+from aiconn.resources.v1alpha1.crds import RESOURCES, render
+from aiconn.resources.v1alpha1.topup import MAX_TOKENS, TopUpSpec
 from aiconn.sla.ledger import Ledger
-from aiconn.sla.topups import MAX_TOKENS, TopUpSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "manifests" / "policy" / "topup-requested-by.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiconn.sla.spec import wallet_owner
+from aiconn.sla.wallets import wallet_owner
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_operator_gateway_and_api_name_the_same_wallet() -> None:
     from aiconn.inference.placement import default_tiers, plan
     from aiconn.inference.workload import gateway_container
     from aiconn.operator.evaluation import SLARef
-    from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
+    from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
 
     doc = yaml.safe_load(
         (Path(__file__).parents[2] / "manifests/samples/sla-edge-urllc.yaml").read_text()

@@ -36,7 +36,7 @@ from aiconn.inference.workload import (
     vllm_args,
     wallet_ca_config_map,
 )
-from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from tests.factories import factory_deployment
 from tests.factories import llama_8b_spec as sla
 

@@ -28,10 +28,11 @@ from aiconn.api.models import (
 from aiconn.api.routes.responses import NOC, TENANT
 from aiconn.api.slas import SLAReader
 from aiconn.planning import PlanPrice, price_month, price_plan
+from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.sla.credits import exact_decimal
-from aiconn.sla.offer import AIInferenceOfferSpec, admitted_offer, offer_notice_problems
+from aiconn.sla.offer import admitted_offer, offer_notice_problems
 from aiconn.sla.periods import period_containing
-from aiconn.sla.prices import history
+from aiconn.sla.prices import history, plan_at, price_at
 
 router = APIRouter(tags=["prices"])
 
@@ -54,7 +55,7 @@ def _offer(reader: SLAReader, name: str) -> tuple[dict[str, Any], AIInferenceOff
 def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> PriceHistory:
     now = datetime.now(UTC)
     # What the current plan period is charged at: the versions in force at its start.
-    plan_now = offer.plan_at(period_containing(offer.plan.window, now).start)[1]
+    plan_now = plan_at(offer, period_containing(offer.plan.window, now).start)[1]
     raw = AIInferenceOfferSpec.model_validate(body.get("spec") or {})
     base = {c.name: c.price_per_million_tokens for c in offer.model_classes}
     valid = frozenset(c.version for c in offer.price_changes)
@@ -75,7 +76,7 @@ def _history(name: str, body: dict[str, Any], offer: AIInferenceOfferSpec) -> Pr
             RefusedPriceChange(version=p.version, field=p.field, message=p.message)
             for p in offer_notice_problems(body, raw)
         ],
-        in_force={c: offer.price_at(c, now).version for c in base},
+        in_force={c: price_at(offer, c, now).version for c in base},
         plan_versions=_plan_versions(offer),
         plan_in_force={"fee": plan_now.fee_version, "overage": plan_now.overage_version},
         generated_at=now,
@@ -89,7 +90,7 @@ def _plan_versions(offer: AIInferenceOfferSpec) -> list[PlanPriceVersionOut]:
     out = []
     for change in [None, *changes]:
         at = None if change is None else change.effective
-        prices = offer.plan_at(at or datetime.min.replace(tzinfo=UTC))[1]
+        prices = plan_at(offer, at or datetime.min.replace(tzinfo=UTC))[1]
         out.append(
             PlanPriceVersionOut(
                 version=1 if change is None else change.version,
@@ -160,7 +161,7 @@ def quote(
                 f" {sla.spec.offer}'s catalogue",
             )
         model_class = found[0].name
-        price = offer.price_at(model_class, when)
+        price = price_at(offer, model_class, when)
         version = price.version
         tokens = spec.tokens.model_copy(
             update={"price_per_million_tokens": float(price.price_per_million_tokens)}

@@ -17,8 +17,9 @@ from pydantic import Field
 from aiconn.api.deps import CurrentCaller, NamespaceName, Parts
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import WITH_BODY, problem
-from aiconn.sla.spec import wallet_owner
-from aiconn.sla.topups import MAX_TOKENS, TopUpConflict, top_up
+from aiconn.resources.v1alpha1.topup import MAX_TOKENS
+from aiconn.sla.topups import TopUpConflict, top_up
+from aiconn.sla.wallets import wallet_owner
 
 router = APIRouter(
     prefix="/v1/namespaces/{namespace}",

@@ -1,8 +1,8 @@
-"""Shared pieces of the custom-resource models.
+"""The API group and version, and the pieces every resource model of v1alpha1 shares.
 
-The pydantic models are the single source of truth for the three CRDs: `aiconn crds` renders
-`crds/*.yaml` from them (descriptions, defaults, bounds and CEL rules included), and a test proves
-the committed YAML is what the models render.
+The pydantic models are the single source of truth for the CRDs: `aiconn crds` renders
+`crds/*.yaml` from them (descriptions, defaults, bounds and CEL rules included, see `crds.py`),
+and a test proves the committed YAML is what the models render.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Render the CustomResourceDefinitions from the pydantic models.
 
-One source of truth: the models in `sla.spec`, `slices.model` and `inference.tier` carry every
-field's description, default, bound and CEL rule; this module turns their JSON Schema into the
+One source of truth: the models of this package carry every field's description, default, bound
+and CEL rule, and `kinds.py` every resource's names; this module turns their JSON Schema into the
 structural OpenAPI v3 schema the API server wants. `aiconn crds --write` regenerates `crds/`.
 """
 
@@ -15,13 +15,22 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from aiconn.crd import GROUP, VERSION
-from aiconn.inference.tier import InferenceTierSpec
-from aiconn.sla.maintenance import MaintenanceWindowSpec
-from aiconn.sla.offer import PROVIDER_OWNED, AIInferenceOfferSpec
-from aiconn.sla.spec import AIInferenceSLASpec, AIInferenceSLAStatus
-from aiconn.sla.topups import TopUpSpec, TopUpStatus
-from aiconn.slices.model import NetworkSliceSpec, NetworkSliceStatus
+from aiconn.resources.v1alpha1.kinds import (
+    MAINTENANCE_WINDOW,
+    NETWORK_SLICE,
+    OFFER,
+    SLA,
+    TIER,
+    TOPUP,
+    ResourceKind,
+)
+from aiconn.resources.v1alpha1.maintenance import MaintenanceWindowSpec
+from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
+from aiconn.resources.v1alpha1.offer import PROVIDER_OWNED, AIInferenceOfferSpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec, NetworkSliceStatus
+from aiconn.resources.v1alpha1.tier import InferenceTierSpec
+from aiconn.resources.v1alpha1.topup import TopUpSpec, TopUpStatus
 
 _DROP = {"title"}
 
@@ -30,10 +39,7 @@ _DROP = {"title"}
 class CrdInfo:
     """Names and presentation of one custom resource."""
 
-    kind: str
-    plural: str
-    short_names: tuple[str, ...]
-    scope: str
+    resource: ResourceKind
     description: str
     spec: type[BaseModel]
     status: type[BaseModel] | None
@@ -42,8 +48,16 @@ class CrdInfo:
     """Spec fields (dotted paths) the provider owns: rendered without server defaults."""
 
     @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    @property
+    def plural(self) -> str:
+        return self.resource.plural
+
+    @property
     def name(self) -> str:
-        return f"{self.plural}.{GROUP}"
+        return self.resource.name
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -158,7 +172,7 @@ def render(info: CrdInfo) -> dict[str, Any]:
     """The CustomResourceDefinition object for one resource."""
     spec_schema = model_schema(info.spec, "spec", info.provider_owned)
     properties: dict[str, Any] = {
-        "apiVersion": {"type": "string", "description": "API version: aiconn.io/v1alpha1."},
+        "apiVersion": {"type": "string", "description": f"API version: {API_VERSION}."},
         "kind": {"type": "string", "description": f"Kind: {info.kind}."},
         "metadata": {"type": "object"},
         "spec": spec_schema,
@@ -183,13 +197,13 @@ def render(info: CrdInfo) -> dict[str, Any]:
         "metadata": {"name": info.name},
         "spec": {
             "group": GROUP,
-            "scope": info.scope,
+            "scope": info.resource.scope,
             "names": {
                 "kind": info.kind,
                 "listKind": f"{info.kind}List",
                 "plural": info.plural,
                 "singular": info.kind.lower(),
-                "shortNames": list(info.short_names),
+                "shortNames": list(info.resource.short_names),
                 "categories": ["aiconn"],
             },
             "versions": [version],
@@ -207,10 +221,7 @@ _PHASE = _col("Phase", "string", ".status.phase", "Lifecycle phase")
 
 RESOURCES: tuple[CrdInfo, ...] = (
     CrdInfo(
-        kind="AIInferenceSLA",
-        plural="aiinferenceslas",
-        short_names=("aisla",),
-        scope="Namespaced",
+        resource=SLA,
         description="An AI inference service with guaranteed latency and uptime, placed on a "
         "telco tier, measured at the service boundary and paid back in token credits when missed.",
         spec=AIInferenceSLASpec,
@@ -229,10 +240,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         ),
     ),
     CrdInfo(
-        kind="NetworkSlice",
-        plural="networkslices",
-        short_names=("nslice",),
-        scope="Namespaced",
+        resource=NETWORK_SLICE,
         description="A network slice (S-NSSAI, 5QI, latency, throughput, isolation) carrying a "
         "tenant's traffic to its inference pods; TS 28.541 attribute names.",
         spec=NetworkSliceSpec,
@@ -247,10 +255,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         ),
     ),
     CrdInfo(
-        kind="AIInferenceOffer",
-        plural="aiinferenceoffers",
-        short_names=("aioffer",),
-        scope="Cluster",
+        resource=OFFER,
         description="What the provider sells to AI inference SLAs: prices per model class, the "
         "token plan, credit schedules, rate ceilings, slice profiles and tiers. Tenants name an "
         "offer in their SLA's spec.offer and choose within it.",
@@ -269,10 +274,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         ),
     ),
     CrdInfo(
-        kind="MaintenanceWindow",
-        plural="maintenancewindows",
-        short_names=("mw",),
-        scope="Cluster",
+        resource=MAINTENANCE_WINDOW,
         description="Planned maintenance the provider announces for the SLAs of some offers. "
         "Its minutes are excused from availability (neither good, bad nor unknown) only from its "
         "creationTimestamp plus the offer's maintenance.noticeMinutes on, never retroactively; "
@@ -287,10 +289,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         ),
     ),
     CrdInfo(
-        kind="TopUp",
-        plural="topups",
-        short_names=("topup",),
-        scope="Namespaced",
+        resource=TOPUP,
         description="Tokens bought beyond the plan for a wallet of this namespace: the operator "
         "posts one ledger transfer per TopUp (keyed by its uid) with who, when and why. Creating "
         "one needs `create` on topups.aiconn.io (ClusterRole aiconn-billing), the same right the "
@@ -307,10 +306,7 @@ RESOURCES: tuple[CrdInfo, ...] = (
         ),
     ),
     CrdInfo(
-        kind="InferenceTier",
-        plural="inferencetiers",
-        short_names=("itier",),
-        scope="Cluster",
+        resource=TIER,
         description="A class of GPU sites (edge, regional, cloud) that AI inference SLAs are "
         "placed on.",
         spec=InferenceTierSpec,

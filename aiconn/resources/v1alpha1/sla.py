@@ -1,6 +1,6 @@
 """The AIInferenceSLA resource: what an enterprise buys and what aiconn promises.
 
-These models are the CRD's single source of truth (see `aiconn.crd`). Bounds that a schema
+These models are the CRD's single source of truth (see `meta.py`). Bounds that a schema
 cannot express (ordered credit tiers, maxReplicas >= replicas, guaranteed <= max bandwidth) are
 CEL rules attached here, so the API server itself refuses bad input and names the field.
 """
@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from aiconn.crd import CamelModel, Condition, cel, validations
-from aiconn.sla.assurance import AssuranceStatus
-from aiconn.slices.model import AllowedSource
+from aiconn.resources.v1alpha1.assurance import AssuranceStatus
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.slice import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
     "bfloat16": 2.0,
@@ -528,14 +528,3 @@ class AIInferenceSLAStatus(CamelModel):
     """An edit not carried out yet (absent when the spec in force is the latest)."""
     assurance: AssuranceStatus | None = None
     """The closed assurance loop: goals, fulfilment, placement history and actions."""
-
-
-def wallet_owner(namespace: str, tenant: str | None) -> str:
-    """The ledger wallet an SLA's tokens move through: the namespace, or `<namespace>/<tenant>`.
-
-    Namespaced because the namespace is the boundary Kubernetes RBAC enforces: a `tenant` value
-    that an SLA in another namespace also claims must never reach, or drain, this wallet.
-    """
-    if not tenant or tenant == namespace:
-        return namespace
-    return f"{namespace}/{tenant}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from aiconn.crd import CamelModel
+from aiconn.resources.v1alpha1.meta import CamelModel
 
 HISTORY_LENGTH = 10
 """Placement moves and actions kept in status; older ones live on as Events."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from aiconn.crd import CamelModel, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, validations
 
 SITE_LABEL = "topology.aiconn.io/site"
 """Node label naming the site a node stands at; the inference pods are pinned to it."""

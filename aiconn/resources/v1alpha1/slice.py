@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from aiconn.crd import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations
 
 
 class SliceServiceType(IntEnum):
