@@ -27,7 +27,7 @@ from aiconn.api.models import (
     PeriodCredits,
 )
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Settlement, SettlementState
+from aiconn.sla.accounting import Settlement, SettlementState
 
 HISTORY_GAUGES = {
     "budget": gauges.BUDGET_REMAINING,

@@ -59,24 +59,21 @@ from aiconn.operator.kubeapi import KINDS, KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event
-from aiconn.sla.burnwindows import alert_rules, longest_minutes
-from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
-from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
-from aiconn.sla.judged import MinuteRule, MinuteRules
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     HoldReason,
     Kind,
-    Ledger,
     Settlement,
     SettlementState,
     TermsPin,
     TransferConflict,
     UsageReading,
-    fund_allowance,
     idempotency_key,
-    settle_period,
     units,
 )
+from aiconn.sla.burnwindows import alert_rules, longest_minutes
+from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
+from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
+from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import (
@@ -98,6 +95,7 @@ from aiconn.sla.plans import (
 from aiconn.sla.prices import PriceVersion
 from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
 from aiconn.sla.querylog import QueryRecorder
+from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import (
     AIInferenceSLASpec,
@@ -108,6 +106,7 @@ from aiconn.sla.spec import (
 )
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import iso_seconds
+from aiconn.store.ledger import Ledger
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -310,7 +309,7 @@ def settle_closed(
                 name=sla.name,
                 tenant=sla.tenant,
                 period=closed,
-                result=result,
+                outcome=result.outcome(),
                 coverage_floor_percent=coverage_floor_percent,
                 currency=sla.spec.tokens.currency,
                 evidence=measured,

@@ -38,7 +38,7 @@ from aiconn.inference import workload
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned, settle_closed
 from aiconn.operator.kubeapi import KINDS
 from aiconn.operator.offers import OfferProblem, terms_for
-from aiconn.sla.ledger import HoldReason, Settlement, SettlementState
+from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period, ceil_minute, period_containing, previous_period
 from aiconn.sla.prometheus import SourceUnavailable
 from aiconn.sla.spec import CreditsSpec, Window

@@ -10,7 +10,7 @@ chunks of SLAs with compact dtypes and only per-SLA totals are kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 import numpy as np
@@ -34,6 +34,7 @@ from aiconn.sla.credits import (
     usage_charge,
 )
 from aiconn.sla.judged import MinuteRules
+from aiconn.sla.settlement import PeriodOutcome
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import AIInferenceSLASpec, CreditsSpec
 
@@ -128,6 +129,10 @@ class SLAEvaluation:
     judged_minutes: int | None = None
     """Minutes the availability objective covers (in force, in service hours, not excused): the
     coverage denominator. None: not counted (a result built outside `evaluate_fleet`)."""
+
+    def outcome(self) -> PeriodOutcome:
+        """What settling the period reads of this evaluation (`aiconn.sla.settlement`)."""
+        return PeriodOutcome(**{f.name: getattr(self, f.name) for f in fields(PeriodOutcome)})
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from pydantic import Field
 
 from aiconn.crd import CamelModel, Condition, cel, validations
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     TOKENS,
-    Ledger,
     Transfer,
+    TransferBook,
     TransferConflict,
     TransferSpec,
     wallet_account,
@@ -96,7 +96,7 @@ def subject(tenant: str) -> str:
 
 
 def top_up(
-    ledger: Ledger,
+    ledger: TransferBook,
     *,
     tenant: str,
     namespace: str,

@@ -33,8 +33,8 @@ from aiconn.api.demo import PLURAL, create_sla, settle_history, status
 from aiconn.crd import API_VERSION, GROUP, VERSION
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.store.ledger import Ledger
 from tests.helpers import eventually, static_token_settings
 
 pytestmark = pytest.mark.e2e
@@ -426,8 +426,9 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
 ) -> None:
     from kubernetes import client
 
-    from aiconn.sla.ledger import UsageReading, fund_allowance
+    from aiconn.sla.accounting import UsageReading
     from aiconn.sla.periods import period_containing
+    from aiconn.sla.settlement import fund_allowance
     from aiconn.sla.spec import Window, wallet_owner
 
     headers = {"Authorization": f"Bearer {TOKEN}"}

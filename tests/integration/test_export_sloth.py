@@ -35,8 +35,8 @@ from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.burnwindows import alert_rules
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.spec import AIInferenceSLASpec
+from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 

@@ -32,10 +32,11 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Kind, Ledger, SettlementState
+from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
+from aiconn.store.ledger import Ledger
 from tests.factories import settle_ref, sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, fresh_namespace
 

@@ -16,7 +16,6 @@ import numpy as np
 from aiconn.operator.evaluation import SLARef, settle_closed
 from aiconn.sla.evaluate import FleetSeries
 from aiconn.sla.evidence import Verdict, sha256_of, verdict_counts
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.maintenance import MaintenanceTerms, MaintenanceWindow
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
@@ -24,6 +23,7 @@ from aiconn.sla.servicehours import ServiceHours
 from aiconn.sla.sli import Occurrences
 from aiconn.sla.spec import AIInferenceSLASpec, Window
 from aiconn.sla.verify import LedgerFigures, verify
+from aiconn.store.ledger import Ledger
 from tests.unit.test_evidence import SPEC
 
 MINUTES = 60

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from aiconn.sla.ledger import Ledger, TermsPin
+from aiconn.sla.accounting import TermsPin
 from aiconn.sla.periods import Period
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.terms import PeriodTerms
+from aiconn.store.ledger import Ledger
 
 SPEC = AIInferenceSLASpec.model_validate(
     {

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from aiconn.crdgen import RESOURCES, render
 from aiconn.operator.topups import apply_topup
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.topups import MAX_TOKENS, TopUpSpec
+from aiconn.store.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "manifests" / "policy" / "topup-requested-by.yaml"
