@@ -93,8 +93,6 @@ from aiconn.sla.plans import (
     plan_subject,
 )
 from aiconn.sla.prices import PriceVersion
-from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
-from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import (
@@ -107,6 +105,8 @@ from aiconn.sla.spec import (
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import iso_seconds
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource, SLATarget, SourceUnavailable
+from aiconn.store.querylog import QueryRecorder
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)

@@ -71,8 +71,8 @@ async def start_evaluation_loop(**_: Any) -> None:
         log.info("AICONN_PROMETHEUS_URL is not set: the SLA evaluation loop is off")
         return
     from aiconn.operator.evaluation import FleetEvaluator
-    from aiconn.sla.prometheus import PrometheusSource
     from aiconn.store.ledger import Ledger
+    from aiconn.store.prometheus import PrometheusSource
 
     _ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
     evaluator = FleetEvaluator(

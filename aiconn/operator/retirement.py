@@ -40,10 +40,10 @@ from aiconn.operator.kubeapi import KINDS
 from aiconn.operator.offers import OfferProblem, terms_for
 from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period, ceil_minute, period_containing, previous_period
-from aiconn.sla.prometheus import SourceUnavailable
 from aiconn.sla.spec import CreditsSpec, Window
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import parse_iso
+from aiconn.store.prometheus import SourceUnavailable
 
 STOPPED_ANNOTATION = "aiconn.io/serving-stopped-at"
 STOP_TIMEOUT = timedelta(minutes=10)

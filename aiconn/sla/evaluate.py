@@ -1,7 +1,7 @@
 """One evaluation of the whole fleet: every SLA's period measured in a single vectorized pass.
 
 The operator runs one fleet-wide loop, not a timer per SLA: Prometheus answers one batched query
-per SLI (see `aiconn.sla.prometheus`) and this module turns the arrays into each SLA's status
+per SLI (see `aiconn.store.prometheus`) and this module turns the arrays into each SLA's status
 numbers and the credits it would earn if the period closed now. The per-minute arrays of a large
 fleet are big (10,000 SLAs x a 30-day month is 432 million minutes), so the minute math runs in
 chunks of SLAs with compact dtypes and only per-SLA totals are kept.

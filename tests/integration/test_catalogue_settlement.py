@@ -31,8 +31,8 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period
-from aiconn.sla.prometheus import PrometheusSource
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import offer_manifest, sla_manifest
 from tests.helpers import backend_ledger, eventually, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod

@@ -30,10 +30,10 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.accounting import Kind, UsageReading
 from aiconn.sla.credits import usage_charge
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.spec import Window, wallet_owner
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import offer_manifest, settle_ref, sla_evaluation, sla_manifest
 from tests.helpers import created_offer, static_token_api
 

@@ -34,9 +34,9 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.spec import AIInferenceSLASpec, wallet_owner
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource, SourceUnavailable
 from tests.factories import settle_ref, sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, fresh_namespace
 

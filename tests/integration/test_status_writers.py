@@ -26,9 +26,9 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.accounting import SettlementState
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import previous_period
-from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.settlement import settle_period
 from aiconn.store.ledger import Ledger, release_held
+from aiconn.store.prometheus import PrometheusSource, SourceUnavailable
 from tests.factories import sla_evaluation
 
 pytestmark = pytest.mark.integration

@@ -46,11 +46,11 @@ from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.offer import AIInferenceOfferSpec
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import close_plan_period, fund_plan, plan_period, plan_subject
-from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.settlement import settle_period
 from aiconn.sla.spec import wallet_owner
 from aiconn.sla.topups import top_up
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import fully_available, llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import backend_ledger, created_offer, price_notice_policy, static_token_api
 

@@ -32,12 +32,12 @@ from aiconn.sla.evidence import (
     verdict_counts,
 )
 from aiconn.sla.periods import Period
-from aiconn.sla.querylog import QueryRecorder
 from aiconn.sla.settlement import settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.spec import AIInferenceSLASpec
 from aiconn.sla.verify import LedgerFigures, verify
 from aiconn.store.ledger import Ledger, release_held
+from aiconn.store.querylog import QueryRecorder
 
 START = datetime(2024, 2, 1, tzinfo=UTC)
 MINUTES = 60

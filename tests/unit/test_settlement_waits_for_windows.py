@@ -13,9 +13,9 @@ from kubernetes.client.rest import ApiException
 
 from aiconn.operator.evaluation import FleetEvaluator, PassReport
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.spec import Window
 from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 
 
 class _Kube:
