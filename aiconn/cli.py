@@ -201,8 +201,8 @@ def _evidence_from_ledger(
     """The evidence of `--sla NAMESPACE/NAME` (or `--uid`) for `--period`, read from the ledger."""
     from datetime import UTC, datetime
 
-    from aiconn.sla.ledger import Ledger
     from aiconn.sla.verify import LedgerFigures
+    from aiconn.store.ledger import Ledger
 
     if args.sla is None or args.period is None or "/" not in args.sla:
         raise ValueError("without FILE, give --ledger, --sla NAMESPACE/NAME and --period")

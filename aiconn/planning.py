@@ -29,8 +29,8 @@ from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
+from aiconn.sla.accounting import units
 from aiconn.sla.credits import from_micros, money, to_micros, usage_charge
-from aiconn.sla.ledger import units
 from aiconn.sla.offer import admitted_offer
 from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.prices import plan_at
@@ -192,7 +192,7 @@ class PlanPrice:
     units_per_million_tokens: int
     """The plan's exchange rate for the SLA's model class."""
     committed_units: int
-    """The SLA's monthly commitment in wallet units (`aiconn.sla.ledger.units`, rounded up)."""
+    """The SLA's monthly commitment in wallet units (`aiconn.sla.accounting.units`, rounded up)."""
     overage_mode: str
     overage_price_per_million_units: Decimal | None
     """PayPerUse only."""

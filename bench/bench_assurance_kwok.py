@@ -45,7 +45,7 @@ from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.scaling import ScalingPolicy, in_flight_query
 from aiconn.resources.v1alpha1.tier import SITE_LABEL
-from aiconn.sla.prometheus import PrometheusSource, QueryClient
+from aiconn.store.prometheus import PrometheusSource, QueryClient
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "manifests" / "samples"

@@ -33,11 +33,11 @@ from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.gateway.metrics import tpot_buckets, ttft_buckets
 from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import (
+from aiconn.sla.promql import pod_counter
+from aiconn.store.prometheus import (
     PrometheusSource,
     SLATarget,
     per_sla_query,
-    pod_counter,
 )
 
 PROMTOOL = "/usr/bin/promtool"

@@ -27,9 +27,10 @@ from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetEvaluation, FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.judged import MinuteRule, MinuteRules
-from aiconn.sla.ledger import Ledger, fund_allowance, settle_period
 from aiconn.sla.periods import Period
+from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.sli import Occurrences
+from aiconn.store.ledger import Ledger
 
 
 def synthetic_series(n: int, minutes: int, seed: int = 1) -> FleetSeries:
@@ -135,7 +136,11 @@ def bench_settle(result: FleetEvaluation, url: str) -> dict[str, str]:
         }
         fund_allowance(ledger, **sla, period=period, tokens=10**9)
         settle_period(
-            ledger, **sla, period=period, result=result.sla(i), coverage_floor_percent=95.0
+            ledger,
+            **sla,
+            period=period,
+            outcome=result.sla(i).outcome(),
+            coverage_floor_percent=95.0,
         )
     elapsed = time.perf_counter() - started
     posted = len(ledger.transfers()) - before

@@ -24,11 +24,13 @@ from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.operator.evaluation import SLARef
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.sla.accounting import Settlement
 from aiconn.sla.credits import CreditBreakdown
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
-from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period
+from aiconn.sla.settlement import settle_period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
+from aiconn.store.ledger import Ledger
 
 API_VERSION = "aiconn.io/v1alpha1"
 """The group and version of every custom resource the tests create."""
@@ -277,7 +279,7 @@ def settle(
         name=name,
         tenant=namespace if tenant is None else tenant,
         period=period,
-        result=result,
+        outcome=result.outcome(),
         coverage_floor_percent=coverage_floor_percent,
         **options,
     )

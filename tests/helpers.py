@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_objects, load_documents
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.factories import offer_manifest
 
 T = TypeVar("T")

@@ -35,7 +35,7 @@ from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
 from aiconn.api.staticauth import StaticAuthorizer
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 
 # Route handlers run in a thread pool and share one Kubernetes client.
 KUBE_POOL_SIZE = 32

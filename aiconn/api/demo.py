@@ -16,12 +16,14 @@ from typing import Any
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec, Window
+from aiconn.sla.accounting import Settlement
 from aiconn.sla.credits import CreditBreakdown, money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, Settlement, settle_period
 from aiconn.sla.periods import Period, period_containing
+from aiconn.sla.settlement import settle_period
 from aiconn.sla.timestamps import iso_z
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
 
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))
 MONTH = Window()
@@ -227,7 +229,7 @@ def settle_history(
                 name=name,
                 tenant=wallet_owner(namespace, tenant),
                 period=period,
-                result=result,
+                outcome=result.outcome(),
                 coverage_floor_percent=98.0,
                 currency=terms.tokens.currency,
             )

@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry
 from aiconn.api.auth import Authorizer, Caller
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import SLA, SLAReader
-from aiconn.sla.ledger import Ledger, Settlement
+from aiconn.sla.accounting import Settlement
 from aiconn.sla.periods import Period
+from aiconn.store.ledger import Ledger
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -28,7 +28,7 @@ from aiconn.api.models import (
 )
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Settlement, SettlementState
+from aiconn.sla.accounting import Settlement, SettlementState
 
 HISTORY_GAUGES = {
     "budget": gauges.BUDGET_REMAINING,

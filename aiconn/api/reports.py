@@ -23,6 +23,7 @@ from aiconn.api.models import (
 )
 from aiconn.api.slas import SLA
 from aiconn.resources.v1alpha1.sla import Window
+from aiconn.sla.accounting import Kind, Settlement
 from aiconn.sla.budget import budget_remaining_percent, error_budget
 from aiconn.sla.credits import (
     exact_decimal,
@@ -32,9 +33,9 @@ from aiconn.sla.credits import (
     to_micros,
     tokens_for_amount,
 )
-from aiconn.sla.ledger import Kind, Ledger, Settlement
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.terms import PeriodTerms
+from aiconn.store.ledger import Ledger
 
 CURRENT = "current"
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")

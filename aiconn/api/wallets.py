@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from aiconn.api.models import Wallet
+from aiconn.sla.accounting import TOKENS, currency_unit, wallet_account
 from aiconn.sla.exhaustion import project
-from aiconn.sla.ledger import TOKENS, Ledger, currency_unit, wallet_account
 from aiconn.sla.plans import overage_mode
+from aiconn.store.ledger import Ledger
 
 
 def wallet(ledger: Ledger, tenant: str, currencies: Iterable[str]) -> Wallet:

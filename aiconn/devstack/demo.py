@@ -283,7 +283,8 @@ def _tampered(ledger_url: str, sla_uid: str, period_start: str) -> Iterator[None
     from sqlmodel import Session, select
 
     from aiconn.sla.evidence import canonical
-    from aiconn.sla.ledger import EvidenceRow, Ledger
+    from aiconn.store.ledger import Ledger
+    from aiconn.store.schema import EvidenceRow
 
     start = dt.datetime.fromisoformat(period_start.replace("Z", "+00:00"))
     query = select(EvidenceRow).where(

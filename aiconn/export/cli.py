@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _cloudevents(args: argparse.Namespace) -> int:
     from aiconn.export.cloudevents import BadCursor, Cursor, export_page
-    from aiconn.sla.ledger import Ledger
+    from aiconn.store.ledger import Ledger
 
     if not 1 <= args.limit <= MAX_LIMIT:
         print(f"aiconn export: --limit must be 1..{MAX_LIMIT}", file=sys.stderr)

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from aiconn.sla.ledger import Ledger, SettlementRow, TransferRow
+from aiconn.store.ledger import Ledger
+from aiconn.store.schema import SettlementRow, TransferRow
 
 SPEC_VERSION = "1.0"
 SOURCE_PREFIX = "/aiconn/namespaces/"

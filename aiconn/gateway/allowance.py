@@ -1,6 +1,6 @@
 """How many tokens the tenant may still spend, as the gateway sees it before each request.
 
-The balance lives in the ledger (`aiconn.sla.ledger`), which the gateway does not import: the
+The balance lives in the ledger (`aiconn.store.ledger`), which the gateway does not import: the
 lead wires a plain `Callable[[], int | None]` that reads the tenant's wallet into `LedgerAllowance`
 (None: the tenant's token plan pays overage per use, so there is nothing to refuse), so
 the gateway stays an adapter that can run, and be tested, without a database.

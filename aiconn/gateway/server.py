@@ -208,8 +208,8 @@ def create_apps(
 
 
 def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
-    from aiconn.sla.ledger import Ledger
     from aiconn.sla.plans import overage_mode
+    from aiconn.store.ledger import Ledger
 
     ledger: list[Ledger] = []
 

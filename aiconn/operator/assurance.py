@@ -52,7 +52,7 @@ from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds
 
 if TYPE_CHECKING:
-    from aiconn.sla.prometheus import QueryClient
+    from aiconn.store.prometheus import QueryClient
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class AssuranceLoop:
             return self.signal_reader(thresholds)
         if self._prometheus is None:
             # Imported on first use: an operator without Prometheus loads no SLA engine.
-            from aiconn.sla.prometheus import PrometheusSource
+            from aiconn.store.prometheus import PrometheusSource
 
             self._prometheus = PrometheusSource.from_url(str(url)).client
         client = self._prometheus

@@ -62,24 +62,21 @@ from aiconn.operator.slaevents import post_sla_event
 from aiconn.resources.v1alpha1.kinds import MAINTENANCE_WINDOW, SLA
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, SettlementStatus, Window
-from aiconn.sla.burnwindows import alert_rules, longest_minutes
-from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
-from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
-from aiconn.sla.judged import MinuteRule, MinuteRules
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     HoldReason,
     Kind,
-    Ledger,
     Settlement,
     SettlementState,
     TermsPin,
     TransferConflict,
     UsageReading,
-    fund_allowance,
     idempotency_key,
-    settle_period,
     units,
 )
+from aiconn.sla.burnwindows import alert_rules, longest_minutes
+from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
+from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
+from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.maintenance import MaintenanceWindow, excused_spans
 from aiconn.sla.periods import (
     Period,
@@ -90,20 +87,16 @@ from aiconn.sla.periods import (
     period_containing,
     previous_period,
 )
-from aiconn.sla.plans import (
-    close_plan_period,
-    fund_plan,
-    funded_plan,
-    plan_period,
-    plan_subject,
-)
+from aiconn.sla.plans import close_plan_period, fund_plan, funded_plan, plan_period, plan_subject
 from aiconn.sla.prices import PriceVersion, plan_at, price_at
-from aiconn.sla.prometheus import PrometheusSource, SLATarget, SourceUnavailable
-from aiconn.sla.querylog import QueryRecorder
+from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import iso_seconds
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource, SLATarget, SourceUnavailable
+from aiconn.store.querylog import QueryRecorder
 
 # Rolling windows never close a period; their allowance is funded per calendar month.
 MONTH = Window(duration="1M", calendar_aligned=True)
@@ -304,7 +297,7 @@ def settle_closed(
                 name=sla.name,
                 tenant=sla.tenant,
                 period=closed,
-                result=result,
+                outcome=result.outcome(),
                 coverage_floor_percent=coverage_floor_percent,
                 currency=sla.spec.tokens.currency,
                 evidence=measured,

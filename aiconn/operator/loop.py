@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     # Imported when the loop starts: the SLA engine (SQLAlchemy, numpy) is about 34 MiB of an
     # operator's memory, which one without AICONN_PROMETHEUS_URL does not need.
     from aiconn.operator.evaluation import FleetEvaluator
-    from aiconn.sla.ledger import Ledger
+    from aiconn.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ async def start_evaluation_loop(**_: Any) -> None:
         log.info("AICONN_PROMETHEUS_URL is not set: the SLA evaluation loop is off")
         return
     from aiconn.operator.evaluation import FleetEvaluator
-    from aiconn.sla.ledger import Ledger
-    from aiconn.sla.prometheus import PrometheusSource
+    from aiconn.store.ledger import Ledger
+    from aiconn.store.prometheus import PrometheusSource
 
     _ledger = await asyncio.to_thread(Ledger.open, settings.ledger_url)
     evaluator = FleetEvaluator(

@@ -40,11 +40,11 @@ from aiconn.operator.kubeapi import KINDS
 from aiconn.operator.offers import OfferProblem, terms_for
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.sla import CreditsSpec, Window
-from aiconn.sla.ledger import HoldReason, Settlement, SettlementState
+from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period, ceil_minute, period_containing, previous_period
-from aiconn.sla.prometheus import SourceUnavailable
 from aiconn.sla.terms import PeriodTerms
 from aiconn.sla.timestamps import parse_iso
+from aiconn.store.prometheus import SourceUnavailable
 
 STOPPED_ANNOTATION = "aiconn.io/serving-stopped-at"
 STOP_TIMEOUT = timedelta(minutes=10)

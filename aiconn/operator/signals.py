@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiconn.sla import metricnames as mn
 
 if TYPE_CHECKING:
-    from aiconn.sla.prometheus import QueryClient
+    from aiconn.store.prometheus import QueryClient
 
 _BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
 IN_FLIGHT = f"sum by ({_BY}) (rate({mn.GATEWAY_DURATION}_sum[1m]))"

@@ -38,7 +38,7 @@ from aiconn.sla.timestamps import iso_seconds, parse_iso
 from aiconn.sla.wallets import wallet_owner
 
 if TYPE_CHECKING:
-    from aiconn.sla.ledger import Ledger
+    from aiconn.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def retry_later(kube: Any, body: Any, err: BaseException) -> list[Event]:
 
 def _ledger() -> Ledger:
     """The SLA loop's ledger when it runs, else one opened for top-ups alone."""
-    from aiconn.sla.ledger import Ledger
+    from aiconn.store.ledger import Ledger
 
     global _own_ledger
     shared = aiconn.operator.loop.ledger()

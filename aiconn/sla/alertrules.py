@@ -3,7 +3,7 @@
 Two alert paths that disagree are worse than one: an on-call page the NOC page does not show, or
 the reverse. So the rule is rendered from `aiconn.sla.burnwindows.alert_rules` (the same windows
 and factors) and judges the same thing the operator judges, the 1-minute timeslices of
-`aiconn.sla.sli` from the same series (`aiconn.sla.prometheus`), in PromQL:
+`aiconn.sla.sli` from the same series (`aiconn.store.prometheus`), in PromQL:
 
 - a minute is known when Prometheus scraped anything in it, for every SLA the reporting API
   exports a budget for;
@@ -38,13 +38,12 @@ from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import WHOLE
 from aiconn.sla.burnwindows import AlertRule, BurnWindow, alert_rules
-from aiconn.sla.prometheus import MONITORING_SELECTOR, UP_SELECTOR, pod_counter
+from aiconn.sla.promql import BY_SLA, MONITORING_SELECTOR, UP_SELECTOR, pod_counter
 from aiconn.sla.sli import FAILED_PERCENT_LIMIT
 
 DEFAULT_RULE_WINDOWS = ("1M", "1w", "1d")
 """SLA windows the shipped manifest has alert groups for (`aiconn prometheusrule --window`)."""
 RULE_NAME = "aiconn-sla"
-_BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
 _SEVERITY = {"page": "critical", "ticket": "warning"}
 
 HEADER = """\
@@ -58,13 +57,13 @@ HEADER = """\
 MINUTE = "[59999ms]"
 """One minute's samples, (end - 1 min, end], on Prometheus 2 (closed ranges) and 3 (left-open)
 alike: 1 ms short of a minute, so a sample exactly on the minute's first boundary belongs only
-to the minute before, as the operator counts it (`aiconn.sla.prometheus.RangeRule`)."""
+to the minute before, as the operator counts it (`aiconn.store.prometheus.RangeRule`)."""
 
 
 def budget(window: Window) -> str:
     """Each SLA of `window`: its budget in millionths of a percent, labelled namespace and sla."""
     selector = f'{mn.SLA_AVAILABILITY_BUDGET}{{{mn.WINDOW_LABEL}="{window.duration}"}}'
-    return f"max by ({_BY}) ({selector})"
+    return f"max by ({BY_SLA}) ({selector})"
 
 
 def known_minute(window: Window) -> str:
@@ -77,9 +76,9 @@ def known_minute(window: Window) -> str:
 
 def up_minute() -> str:
     """SLAs whose best replica served the whole minute and none of whose targets failed."""
-    upstream = f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{MINUTE}))"
-    scrape = f"max by ({_BY}) (min_over_time({UP_SELECTOR}{MINUTE}))"
-    return f"({upstream} == 1)\nunless on ({_BY}) ({scrape} == 0)"
+    upstream = f"max by ({BY_SLA}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{MINUTE}))"
+    scrape = f"max by ({BY_SLA}) (min_over_time({UP_SELECTOR}{MINUTE}))"
+    return f"({upstream} == 1)\nunless on ({BY_SLA}) ({scrape} == 0)"
 
 
 def increments(outcomes: tuple[str, ...]) -> str:
@@ -87,17 +86,17 @@ def increments(outcomes: tuple[str, ...]) -> str:
     minute's boundaries, a pod's whole value where it restarted or was born in the minute."""
     now = pod_counter(mn.GATEWAY_REQUESTS, outcomes)
     before = pod_counter(mn.GATEWAY_REQUESTS, outcomes, offset="1m")
-    return f"sum by ({_BY}) (\n  ({now}\n  - {before}) >= 0\n  or {now}\n)"
+    return f"sum by ({BY_SLA}) (\n  ({now}\n  - {before}) >= 0\n  or {now}\n)"
 
 
 def bad_minute(window: Window) -> str:
     """1 for each SLA of `window` whose minute is known and bad (down, or too many failures)."""
     failed = increments(mn.FAILED_OUTCOMES)
     in_contract = increments(mn.IN_CONTRACT_OUTCOMES)
-    too_many = f"{failed} * 100\n> on ({_BY})\n{in_contract} * {FAILED_PERCENT_LIMIT}"
+    too_many = f"{failed} * 100\n> on ({BY_SLA})\n{in_contract} * {FAILED_PERCENT_LIMIT}"
     return (
-        f"{known_minute(window)}\nunless on ({_BY}) (\n{_indent(up_minute())}\n"
-        f"  unless on ({_BY}) (\n{_indent(too_many, 4)}\n  )\n)"
+        f"{known_minute(window)}\nunless on ({BY_SLA}) (\n{_indent(up_minute())}\n"
+        f"  unless on ({BY_SLA}) (\n{_indent(too_many, 4)}\n  )\n)"
     )
 
 
@@ -112,8 +111,8 @@ def burning(window: Window, rule: AlertRule, span: BurnWindow) -> str:
     bad = minutes_in(bad_minute(window), span)
     known = minutes_in(known_minute(window), span)
     return (
-        f"(\n{_indent(bad)} * {WHOLE * factor.denominator}\n> on ({_BY})\n"
-        f"{_indent(known)}\n  * on ({_BY}) {budget(window)} * {factor.numerator}\n)"
+        f"(\n{_indent(bad)} * {WHOLE * factor.denominator}\n> on ({BY_SLA})\n"
+        f"{_indent(known)}\n  * on ({BY_SLA}) {budget(window)} * {factor.numerator}\n)"
     )
 
 
@@ -127,7 +126,7 @@ def alert(window: Window, rule: AlertRule) -> dict[str, Any]:
     return {
         "alert": f"AIInferenceSLABurnRate{rule.severity.capitalize()}{long}",
         "expr": (
-            f"{burning(window, rule, rule.long)}\nand on ({_BY})\n"
+            f"{burning(window, rule, rule.long)}\nand on ({BY_SLA})\n"
             f"{burning(window, rule, rule.short)}"
         ),
         "labels": {

@@ -1,7 +1,7 @@
 """One evaluation of the whole fleet: every SLA's period measured in a single vectorized pass.
 
 The operator runs one fleet-wide loop, not a timer per SLA: Prometheus answers one batched query
-per SLI (see `aiconn.sla.prometheus`) and this module turns the arrays into each SLA's status
+per SLI (see `aiconn.store.prometheus`) and this module turns the arrays into each SLA's status
 numbers and the credits it would earn if the period closed now. The per-minute arrays of a large
 fleet are big (10,000 SLAs x a 30-day month is 432 million minutes), so the minute math runs in
 chunks of SLAs with compact dtypes and only per-SLA totals are kept.
@@ -10,7 +10,7 @@ chunks of SLAs with compact dtypes and only per-SLA totals are kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 import numpy as np
@@ -35,6 +35,7 @@ from aiconn.sla.credits import (
     usage_charge,
 )
 from aiconn.sla.judged import MinuteRules
+from aiconn.sla.settlement import PeriodOutcome
 from aiconn.sla.sli import Occurrences, classify_minutes
 
 DEFAULT_CHUNK_SLAS = 128
@@ -128,6 +129,10 @@ class SLAEvaluation:
     judged_minutes: int | None = None
     """Minutes the availability objective covers (in force, in service hours, not excused): the
     coverage denominator. None: not counted (a result built outside `evaluate_fleet`)."""
+
+    def outcome(self) -> PeriodOutcome:
+        """What settling the period reads of this evaluation (`aiconn.sla.settlement`)."""
+        return PeriodOutcome(**{f.name: getattr(self, f.name) for f in fields(PeriodOutcome)})
 
 
 @dataclass(frozen=True)

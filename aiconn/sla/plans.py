@@ -52,35 +52,30 @@ tenant holds one plan at a time (its wallet is one; top-up expiry follows the pl
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import JSON, Column, DateTime
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, select
+from typing import Any, Protocol
 
 from aiconn.resources.v1alpha1.offer import TokenPlan
-from aiconn.sla.credits import exact_decimal, to_micros
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     ALLOWANCE,
     REVENUE,
     TOKENS,
     Kind,
-    Ledger,
+    StatementPage,
     Transfer,
-    TransferRow,
+    TransferBook,
     TransferSpec,
     currency_unit,
     idempotency_key,
-    insert_transfers,
+    transfer_id,
     wallet_account,
 )
+from aiconn.sla.credits import exact_decimal, to_micros
 from aiconn.sla.periods import Period, parse_duration, period_containing
 from aiconn.sla.prices import PlanPriceVersions
-from aiconn.sla.timestamps import as_utc
 
 EXPIRED = "expired"
 """Account that expired units go to."""
@@ -104,22 +99,6 @@ class PlanKind:
     FEE = "fee"
 
 
-class PlanCloseRow(SQLModel, table=True):
-    """The close of one tenant's plan period (table created by migration 8)."""
-
-    __tablename__ = "plan_closes"
-
-    seq: int | None = Field(default=None, primary_key=True)
-    subject: str
-    tenant: str
-    offer: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column("summary", JSON))
-    transfer_ids: list[str] = Field(default_factory=list, sa_column=Column("transfer_ids", JSON))
-    closed_at: datetime = Field(sa_type=DateTime(timezone=True))
-
-
 def plan_subject(tenant: str, offer: str) -> str:
     """What a plan's transfers are keyed by (the ledger's `sla_uid` column): tenant and offer."""
     return f"plan:{tenant}:{offer}"
@@ -131,7 +110,7 @@ def plan_period(plan: TokenPlan, at: datetime) -> Period:
 
 
 def fund_plan(
-    ledger: Ledger,
+    ledger: PlanBook,
     *,
     tenant: str,
     namespace: str,
@@ -185,7 +164,7 @@ def _versions_meta(versions: PlanPriceVersions | None) -> dict[str, Any]:
 
 
 def funded_price_versions(
-    ledger: Ledger, *, tenant: str, offer: str, period: Period
+    ledger: PlanBook, *, tenant: str, offer: str, period: Period
 ) -> tuple[int, int]:
     """The price versions (fee, overage) the plan period was funded at: (1, 1) when the funding
     records none (no change in force, or funded before plan prices were versioned)."""
@@ -196,7 +175,7 @@ def funded_price_versions(
     return int(recorded.get("fee", 1)), int(recorded.get("overage", 1))
 
 
-def funded_plan(ledger: Ledger, *, tenant: str, offer: str, period: Period) -> TokenPlan | None:
+def funded_plan(ledger: PlanBook, *, tenant: str, offer: str, period: Period) -> TokenPlan | None:
     """The plan the period was funded with (None: not funded by a plan, or funded before plans
     were recorded with their funding)."""
     funded = ledger.transfer_by_key(
@@ -207,21 +186,13 @@ def funded_plan(ledger: Ledger, *, tenant: str, offer: str, period: Period) -> T
     return TokenPlan.model_validate(funded.metadata["plan"])
 
 
-def overage_mode(ledger: Ledger, tenant: str) -> str:
+def overage_mode(ledger: PlanBook, tenant: str) -> str:
     """How the gateway treats a spent wallet: the overage mode of the plan that funded it last
     (`PayPerUse`: keep serving, charged at the close; `HardStop`, also without a plan: 402)."""
-    with Session(ledger.engine) as session:
-        row = session.exec(
-            select(TransferRow)
-            .where(
-                TransferRow.credit_account == wallet_account(tenant),
-                TransferRow.kind == Kind.ALLOWANCE.value,
-                col(TransferRow.sla_uid).startswith("plan:"),
-            )
-            .order_by(col(TransferRow.seq).desc())
-            .limit(1)
-        ).first()
-    mode = None if row is None else row.meta.get("overage")
+    funded = ledger.latest_transfer(
+        credit_account=wallet_account(tenant), kind=Kind.ALLOWANCE.value, subject_prefix="plan:"
+    )
+    mode = None if funded is None else funded.metadata.get("overage")
     return "PayPerUse" if mode == "PayPerUse" else "HardStop"
 
 
@@ -274,6 +245,24 @@ class PlanClose:
     closed_at: datetime
 
 
+class PlanBook(TransferBook, Protocol):
+    """The part of the ledger plans read and write (`aiconn.store.ledger.Ledger`)."""
+
+    def statement(
+        self, account: str, *, unit: str | None = None, after: int | None = None, limit: int = 100
+    ) -> StatementPage: ...
+
+    def latest_transfer(
+        self, *, credit_account: str, kind: str, subject_prefix: str
+    ) -> Transfer | None: ...
+
+    def plan_close(self, subject: str, period: Period) -> PlanClose | None: ...
+
+    def record_plan_close(
+        self, subject: str, close: PlanClose, transfers: Sequence[TransferSpec]
+    ) -> PlanClose: ...
+
+
 @dataclass(frozen=True)
 class _PlanSpec(TransferSpec):
     """A plan close's transfer: keyed by plan subject, period, kind and the lot it concerns."""
@@ -286,7 +275,7 @@ class _PlanSpec(TransferSpec):
         return f"{base}:{self.lot}" if self.lot else base
 
 
-def wallet_transfers(ledger: Ledger, tenant: str) -> list[Transfer]:
+def wallet_transfers(ledger: PlanBook, tenant: str) -> list[Transfer]:
     """Every transfer of the tenant's wallet in plan units, in posting order."""
     out: list[Transfer] = []
     after = None
@@ -378,7 +367,7 @@ def _replay(
 
 
 def close_plan_period(
-    ledger: Ledger,
+    ledger: PlanBook,
     *,
     tenant: str,
     namespace: str,
@@ -391,7 +380,7 @@ def close_plan_period(
     (see the module's docstring). Call it after the period's SLA periods are settled; a replay,
     or a racing closer, gets the stored close."""
     subject = plan_subject(tenant, offer)
-    stored = plan_close(ledger, subject, period)
+    stored = ledger.plan_close(subject, period)
     if stored is not None:
         return stored
     state = _replay(
@@ -516,30 +505,15 @@ def close_plan_period(
         "overagePriceVersion": overage_version,
         "currency": currency,
     }
-    now = datetime.now(UTC)
-    try:
-        with Session(ledger.engine) as session, session.begin():
-            row = PlanCloseRow(
-                subject=subject,
-                tenant=tenant,
-                offer=offer,
-                period_start=period.start,
-                period_end=period.end,
-                summary=summary,
-                closed_at=now,
-            )
-            # The close's row first: it claims the period, so a racing closer stops here.
-            session.add(row)
-            session.flush()
-            row.transfer_ids = insert_transfers(session, specs, now=now)
-            session.add(row)
-            session.flush()
-            return _close(row)
-    except IntegrityError:
-        winner = plan_close(ledger, subject, period)
-        if winner is None:
-            raise
-        return winner
+    close = PlanClose(
+        tenant=tenant,
+        offer=offer,
+        period=period,
+        summary=summary,
+        transfer_ids=tuple(transfer_id(spec.key) for spec in specs),
+        closed_at=datetime.now(UTC),
+    )
+    return ledger.record_plan_close(subject, close, specs)
 
 
 def _expiry(lot: Lot, reason: str) -> dict[str, Any]:
@@ -549,25 +523,3 @@ def _expiry(lot: Lot, reason: str) -> dict[str, Any]:
         "reason": reason,
         "expiresAt": None if lot.expires_at is None else lot.expires_at.isoformat(),
     }
-
-
-def plan_close(ledger: Ledger, subject: str, period: Period) -> PlanClose | None:
-    """The stored close of one plan period, if closed."""
-    with Session(ledger.engine) as session:
-        row = session.exec(
-            select(PlanCloseRow).where(
-                PlanCloseRow.subject == subject, PlanCloseRow.period_start == period.start
-            )
-        ).first()
-        return None if row is None else _close(row)
-
-
-def _close(row: PlanCloseRow) -> PlanClose:
-    return PlanClose(
-        tenant=row.tenant,
-        offer=row.offer,
-        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
-        summary=dict(row.summary),
-        transfer_ids=tuple(row.transfer_ids),
-        closed_at=as_utc(row.closed_at),
-    )

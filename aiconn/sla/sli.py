@@ -3,10 +3,10 @@
 Availability follows OpenSLO's Timeslices method with Google's rule for a bad minute: the service
 was down, or more than 5 % of its in-contract requests failed. OpenSLO leaves empty slices open;
 aiconn decides: a minute whose up-state is NaN is *unknown*, counted neither good nor bad, and
-shown as data coverage, so a Prometheus outage can neither fake downtime nor hide it. The source
-(`aiconn.sla.prometheus.service_up`) makes that NaN only when monitoring itself saw nothing: an SLA
-whose pods are gone while Prometheus scrapes is down, not unknown. A minute that has data, no
-requests and the service up is good: an idle service that answers is available.
+shown as data coverage, so a Prometheus outage can neither fake downtime nor hide it. The
+source (`aiconn.store.prometheus.service_up`) makes that NaN only when monitoring itself saw
+nothing: an SLA whose pods are gone while Prometheus scrapes is down, not unknown. A minute that
+has data, no requests and the service up is good: an idle service that answers is available.
 
 Some minutes are not judged at all: those outside an offer's service hours
 (`aiconn.sla.servicehours`) and those of planned maintenance announced in advance

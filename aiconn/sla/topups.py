@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiconn.resources.v1alpha1.topup import MAX_TOKENS
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     TOKENS,
-    Ledger,
     Transfer,
+    TransferBook,
     TransferConflict,
     TransferSpec,
     wallet_account,
@@ -54,7 +54,7 @@ def subject(tenant: str) -> str:
 
 
 def top_up(
-    ledger: Ledger,
+    ledger: TransferBook,
     *,
     tenant: str,
     namespace: str,

@@ -81,7 +81,7 @@ class LedgerFigures:
 
 
 class SettlementRecord(Protocol):
-    """What `LedgerFigures.of` reads of `aiconn.sla.ledger.Settlement`."""
+    """What `LedgerFigures.of` reads of `aiconn.sla.accounting.Settlement`."""
 
     @property
     def state(self) -> object: ...

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aiconn.devstack import assurance_scenes, demo, stack
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 
 # The demo waits for a fresh 4-minute period and its settlement: 8-13 minutes on a busy machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]

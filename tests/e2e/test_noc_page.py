@@ -35,7 +35,7 @@ from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import eventually, static_token_settings
 
 pytestmark = pytest.mark.e2e
@@ -427,8 +427,9 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
     from kubernetes import client
 
     from aiconn.resources.v1alpha1.sla import Window
-    from aiconn.sla.ledger import UsageReading, fund_allowance
+    from aiconn.sla.accounting import UsageReading
     from aiconn.sla.periods import period_containing
+    from aiconn.sla.settlement import fund_allowance
     from aiconn.sla.wallets import wallet_owner
 
     headers = {"Authorization": f"Bearer {TOKEN}"}

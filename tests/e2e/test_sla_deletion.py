@@ -23,9 +23,10 @@ from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Kind, Ledger, SettlementState
+from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import ceil_minute
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
 from tests.factories import offer_manifest, sla_gateway_settings, sla_manifest, sla_pod_targets
 from tests.helpers import created_offer, eventually, operator_kubeconfig, running_operator
 

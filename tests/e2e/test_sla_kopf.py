@@ -26,8 +26,9 @@ from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
 from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
+from aiconn.sla.accounting import SettlementState
 from aiconn.sla.burnwindows import alert_rules
-from aiconn.sla.ledger import Ledger, SettlementState
+from aiconn.store.ledger import Ledger
 from tests.factories import sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 

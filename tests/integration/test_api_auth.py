@@ -27,10 +27,12 @@ from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
 from aiconn.resources.v1alpha1.sla import Window
+from aiconn.sla.accounting import SettlementState, UsageReading
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, SettlementState, UsageReading, settle_period
 from aiconn.sla.periods import Period, period_containing
+from aiconn.sla.settlement import settle_period
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
 from tests.factories import availability_credit, sla_evaluation
 from tests.helpers import eventually
 
@@ -354,7 +356,7 @@ def test_releasing_a_held_period_needs_approve_on_settlements(world: World, k8s:
             name="chat",
             tenant=wallet_owner(world.ns_a, "tenant-a"),
             period=period,
-            result=_review_evaluation(coverage),
+            outcome=_review_evaluation(coverage).outcome(),
             coverage_floor_percent=90.0,
         )
     path = f"/v1/namespaces/{world.ns_a}/slas/chat/settlement-releases"

@@ -26,16 +26,11 @@ from aiconn.api.demo import create_sla, settle_history
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import Window
+from aiconn.sla.accounting import Kind, Settlement, UsageReading, wallet_account
 from aiconn.sla.credits import money, to_micros
-from aiconn.sla.ledger import (
-    Kind,
-    Ledger,
-    Settlement,
-    UsageReading,
-    settle_period,
-    wallet_account,
-)
 from aiconn.sla.periods import period_containing
+from aiconn.sla.settlement import settle_period
+from aiconn.store.ledger import Ledger
 from tests.factories import sla_evaluation
 from tests.helpers import ledger_url_for, static_token_settings
 
@@ -170,7 +165,7 @@ def test_closed_period_report_shows_minutes_judged_and_excused(seeded: Seeded) -
         name="chat",
         tenant=first.tenant,
         period=earlier,
-        result=evaluation,
+        outcome=evaluation.outcome(),
         coverage_floor_percent=90.0,
     )
     report = seeded.get("/report", period=earlier.start.strftime("%Y-%m")).json()

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from aiconn.api.app import create_app
 from aiconn.api.demo import create_sla, settle_history
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration

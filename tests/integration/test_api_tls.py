@@ -30,9 +30,10 @@ from aiconn.devstack.processes import ProcessGroup, free_port
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
 from aiconn.resources.v1alpha1.sla import Window
-from aiconn.sla.ledger import Ledger, fund_allowance
 from aiconn.sla.periods import period_containing
+from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from aiconn.sla import metricnames as mn
 from aiconn.sla.alertrules import prometheus_rule, render_yaml
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 

@@ -19,9 +19,9 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import sla_evaluation
 from tests.integration.test_status_writers import G, V, sample_sla
 

@@ -29,9 +29,10 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.retirement import STOPPED_ANNOTATION, NotYet, settle_deleted
 from aiconn.operator.settings import OperatorSettings
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
+from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import offer_manifest, sla_manifest
 from tests.helpers import backend_ledger, eventually, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod

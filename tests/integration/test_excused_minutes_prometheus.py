@@ -20,7 +20,7 @@ from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.maintenance import MaintenanceWindow
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 

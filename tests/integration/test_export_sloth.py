@@ -36,7 +36,7 @@ from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.budget import budget_millionths
 from aiconn.sla.burnwindows import alert_rules
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 

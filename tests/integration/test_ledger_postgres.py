@@ -14,19 +14,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
+from aiconn.sla.accounting import SettlementState, TransferConflict, TransferSpec, UsageReading
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import (
-    Ledger,
-    SettlementState,
-    TransferConflict,
-    TransferSpec,
-    UsageReading,
-    fund_allowance,
-    release_held,
-    settle_period,
-)
 from aiconn.sla.periods import Period
+from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger, release_held
 from tests.factories import availability_credit, settle, sla_evaluation
 
 pytestmark = pytest.mark.integration
@@ -130,7 +123,7 @@ def test_the_longest_wallet_owner_settles_and_its_usage_counts(ledger: Ledger) -
     ledger.record_usage([reading])
     assert ledger.available_tokens(owner) == 7_000_000
     settlement = settle_period(
-        ledger, **sla, period=period, result=_evaluation(), coverage_floor_percent=95.0
+        ledger, **sla, period=period, outcome=_evaluation().outcome(), coverage_floor_percent=95.0
     )
     assert settlement.state == SettlementState.SETTLED
     # Settled: the 4M tokens of posted usage replace the 3M pending, and the credit comes back.

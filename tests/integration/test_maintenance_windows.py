@@ -25,10 +25,10 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import resolve
 from aiconn.operator.settings import OperatorSettings
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.maintenance import excused_spans
 from aiconn.sla.periods import Period, ceil_minute, floor_minute
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.helpers import operator_kubeconfig
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import free_port
 from aiconn.resources.v1alpha1.meta import API_VERSION
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 
 pytestmark = pytest.mark.integration

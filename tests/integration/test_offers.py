@@ -26,9 +26,10 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.reconcile import reconcile_sla
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
-from aiconn.sla.ledger import Kind, Ledger
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.sla.accounting import Kind
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import delete_admission_policies, eventually, ledger_url_for
 

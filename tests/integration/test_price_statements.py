@@ -28,11 +28,13 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import Window
+from aiconn.sla.accounting import Kind, UsageReading
 from aiconn.sla.credits import usage_charge
-from aiconn.sla.ledger import Kind, Ledger, UsageReading, fund_allowance
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import offer_manifest, settle_ref, sla_evaluation, sla_manifest
 from tests.helpers import created_offer, static_token_api
 

@@ -23,7 +23,7 @@ from aiconn.devstack.processes import ProcessGroup, free_port
 from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.sla import metricnames as mn
-from aiconn.sla.prometheus import RangeRule
+from aiconn.store.prometheus import RangeRule
 from tests.factories import sla_pod_targets
 
 pytestmark = [pytest.mark.integration]

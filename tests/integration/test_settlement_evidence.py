@@ -37,11 +37,12 @@ from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import SLARef, settle_closed
 from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
+from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.evidence import result_sha256
-from aiconn.sla.ledger import Kind, Ledger, SettlementState
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.prometheus import PrometheusSource
 from aiconn.sla.verify import from_download, verify
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import tiny_sla_manifest
 from tests.helpers import eventually, ledger_url_for, static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving

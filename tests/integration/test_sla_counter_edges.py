@@ -20,7 +20,7 @@ import pytest
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource, SLATarget
+from aiconn.store.prometheus import PrometheusSource, SLATarget
 from tests.factories import sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 

@@ -33,10 +33,11 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Kind, Ledger, SettlementState
+from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource, SourceUnavailable
 from tests.factories import settle_ref, sla_gateway_settings, sla_pod_targets, tiny_sla_manifest
 from tests.helpers import eventually, fresh_namespace
 

@@ -18,10 +18,11 @@ import pytest
 from aiconn.operator.evaluation import measure
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
+from aiconn.sla.accounting import HoldReason, SettlementState
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import HoldReason, Ledger, SettlementState
 from aiconn.sla.periods import Period, floor_minute
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import settle, sla_ref
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 

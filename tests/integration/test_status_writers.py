@@ -23,10 +23,12 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.sla.accounting import SettlementState
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, SettlementState, release_held, settle_period
 from aiconn.sla.periods import previous_period
-from aiconn.sla.prometheus import PrometheusSource, SourceUnavailable
+from aiconn.sla.settlement import settle_period
+from aiconn.store.ledger import Ledger, release_held
+from aiconn.store.prometheus import PrometheusSource, SourceUnavailable
 from tests.factories import sla_evaluation
 
 pytestmark = pytest.mark.integration
@@ -148,7 +150,7 @@ def test_a_released_held_period_shows_settled_in_status(
         name="held",
         tenant=sla.tenant,
         period=closed,
-        result=_evaluation(coverage=50.0),
+        outcome=_evaluation(coverage=50.0).outcome(),
         coverage_floor_percent=90.0,
     )
     assert held.state == SettlementState.HELD_FOR_REVIEW

@@ -41,15 +41,17 @@ from aiconn.operator.evaluation import FleetEvaluator, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
+from aiconn.sla.accounting import currency_unit, wallet_account
 from aiconn.sla.credits import usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, currency_unit, settle_period, wallet_account
 from aiconn.sla.periods import Period
-from aiconn.sla.plans import close_plan_period, fund_plan, plan_close, plan_period, plan_subject
+from aiconn.sla.plans import close_plan_period, fund_plan, plan_period, plan_subject
 from aiconn.sla.prices import plan_at
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.sla.settlement import settle_period
 from aiconn.sla.topups import top_up
 from aiconn.sla.wallets import wallet_owner
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 from tests.factories import fully_available, llama_model_classes, offer_manifest, sla_manifest
 from tests.helpers import backend_ledger, created_offer, price_notice_policy, static_token_api
 
@@ -318,7 +320,7 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
         # periods are settled); closing again, as a restart or a racing operator would, posts
         # nothing more.
         fleet._close_plans(slas, period.end + DAY)
-        closed = plan_close(ledger, plan_subject(tenant, offer), period)
+        closed = ledger.plan_close(plan_subject(tenant, offer), period)
         assert closed is not None
         again = close_plan_period(
             ledger,
@@ -368,7 +370,7 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
                 )
         # Before its SLAs' periods are settled, the operator leaves the plan period open.
         fleet._close_plans(slas, period.end + DAY)
-        assert plan_close(ledger, plan_subject(tenant, offer), period) is None
+        assert ledger.plan_close(plan_subject(tenant, offer), period) is None
         for sla in pinned(ledger, slas, period):
             assert sla.terms is not None
             for _ in range(2):
@@ -379,9 +381,9 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
                     name=sla.name,
                     tenant=tenant,
                     period=period,
-                    result=usage_result(
+                    outcome=usage_result(
                         USAGE[period][sla.name], sla.terms.price_per_million_tokens
-                    ),
+                    ).outcome(),
                     coverage_floor_percent=90.0,
                     currency="EUR",
                     units_per_million_tokens=sla.units_per_million_tokens,

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import grant_billing_and_sla_editing
 
 pytestmark = pytest.mark.integration

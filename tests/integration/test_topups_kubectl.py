@@ -30,7 +30,8 @@ from aiconn.devstack.controlplane import ControlPlane, assets_dir
 from aiconn.devstack.kube import apply_manifests
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
-from aiconn.sla.ledger import Ledger, wallet_account
+from aiconn.sla.accounting import wallet_account
+from aiconn.store.ledger import Ledger
 from tests.factories import sla_manifest
 from tests.helpers import (
     delete_admission_policies,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 
 
 @pytest.fixture

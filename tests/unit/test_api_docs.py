@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aiconn.api.app import create_app
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 
 _REFERENCE = re.compile(r"""(?:src|href|url)\s*[=:(]\s*['"]?([^'")\s>]+)""")

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from aiconn import cli
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.sla.accounting import Settlement, SettlementState
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.evidence import (
     CODES,
@@ -31,11 +32,12 @@ from aiconn.sla.evidence import (
     sha256_of,
     verdict_counts,
 )
-from aiconn.sla.ledger import Ledger, Settlement, SettlementState, release_held, settle_period
 from aiconn.sla.periods import Period
-from aiconn.sla.querylog import QueryRecorder
+from aiconn.sla.settlement import settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.verify import LedgerFigures, verify
+from aiconn.store.ledger import Ledger, release_held
+from aiconn.store.querylog import QueryRecorder
 
 START = datetime(2024, 2, 1, tzinfo=UTC)
 MINUTES = 60
@@ -177,7 +179,7 @@ def _settle(
         name="chat",
         tenant="acme/acme",
         period=Period(start=START, end=START + timedelta(minutes=MINUTES)),
-        result=result,
+        outcome=result.outcome(),
         coverage_floor_percent=95.0,
         evidence=measured,
     )

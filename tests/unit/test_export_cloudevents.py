@@ -18,9 +18,10 @@ from aiconn.api.app import create_app
 from aiconn.cli import main
 from aiconn.export.cloudevents import Cursor, export_page, settlement_id
 from aiconn.sla.evaluate import SLAEvaluation
-from aiconn.sla.ledger import Ledger, fund_allowance
 from aiconn.sla.periods import Period
+from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.topups import top_up
+from aiconn.store.ledger import Ledger
 from tests.factories import month_evaluation, settle
 from tests.helpers import static_token_settings
 

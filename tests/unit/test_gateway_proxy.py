@@ -35,10 +35,12 @@ from aiconn.gateway.keys import hash_key
 from aiconn.gateway.settings import GatewaySettings
 from aiconn.resources.v1alpha1.offer import TokenPlan
 from aiconn.sla import metricnames as mn
-from aiconn.sla.ledger import Ledger, UsageReading, fund_allowance
+from aiconn.sla.accounting import UsageReading
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import fund_plan
+from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.sli import classify_minutes
+from aiconn.store.ledger import Ledger
 
 KEY = "sk-tenant-7c1d0e"
 PROMPT = "the secret prompt 93be"

@@ -11,10 +11,11 @@ import pytest
 
 from aiconn.operator.evaluation import exactness
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, SLAEvaluation, evaluate_fleet
-from aiconn.sla.ledger import HoldReason, Ledger, Settlement, SettlementState
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
+from aiconn.store.ledger import Ledger
 from tests import factories
 from tests.factories import latency_from_buckets
 

@@ -11,23 +11,22 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlmodel import Session
 
-from aiconn.sla.ledger import (
+from aiconn.sla.accounting import (
     REVENUE,
     SLA_PENALTY,
     TOKENS,
-    Ledger,
     NotHeld,
     Settlement,
     SettlementState,
     TransferConflict,
     TransferSpec,
     UsageReading,
-    fund_allowance,
-    release_held,
     wallet_account,
 )
-from aiconn.sla.migrations import MIGRATIONS, migrate
 from aiconn.sla.periods import Period
+from aiconn.sla.settlement import fund_allowance
+from aiconn.store.ledger import Ledger, release_held
+from aiconn.store.migrations import MIGRATIONS, migrate
 from tests import factories
 from tests.factories import month_evaluation
 

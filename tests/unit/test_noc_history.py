@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from aiconn.api.nochistory import MAX_POINTS, credits_by_period, step_seconds
 from aiconn.api.routes.fleet import MAX_HISTORY_MINUTES
-from aiconn.sla.ledger import Settlement, SettlementState
+from aiconn.sla.accounting import Settlement, SettlementState
 from aiconn.sla.periods import Period
 
 JAN = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))

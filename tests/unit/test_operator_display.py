@@ -203,7 +203,7 @@ def test_the_last_settlement_in_status_shows_settled_figures_and_exact_amounts()
     from decimal import Decimal
 
     from aiconn.operator.evaluation import settlement_status
-    from aiconn.sla.ledger import HoldReason, Settlement, SettlementState
+    from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
     from aiconn.sla.periods import Period
 
     period = Period(start=datetime(2026, 2, 1, tzinfo=UTC), end=datetime(2026, 3, 1, tzinfo=UTC))

@@ -52,13 +52,14 @@ import yaml
 from aiconn.operator.evaluation import SLARef
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
+from aiconn.sla.accounting import SettlementState
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.judged import MinuteRules
-from aiconn.sla.ledger import Ledger, SettlementState
 from aiconn.sla.maintenance import MaintenanceWindow
 from aiconn.sla.offer import effective_spec
 from aiconn.sla.periods import period_containing
 from aiconn.sla.sli import Occurrences
+from aiconn.store.ledger import Ledger
 from tests.factories import settle, settle_ref
 
 TOKENS = 123_456_789

@@ -20,11 +20,11 @@ from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
 from aiconn.sla.evaluate import FleetSeries
 from aiconn.sla.evidence import Verdict, sha256_of, verdict_counts
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.maintenance import MaintenanceWindow
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences
 from aiconn.sla.verify import LedgerFigures, verify
+from aiconn.store.ledger import Ledger
 from tests.unit.test_evidence import SPEC
 
 MINUTES = 60

@@ -14,8 +14,8 @@ from kubernetes.client.rest import ApiException
 from aiconn.operator.evaluation import FleetEvaluator, PassReport
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import Window
-from aiconn.sla.ledger import Ledger
-from aiconn.sla.prometheus import PrometheusSource
+from aiconn.store.ledger import Ledger
+from aiconn.store.prometheus import PrometheusSource
 
 
 class _Kube:

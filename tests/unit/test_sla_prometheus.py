@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from aiconn.sla.periods import Period
-from aiconn.sla.prometheus import (
+from aiconn.store.prometheus import (
     RANGE_PROBE,
     PrometheusSource,
     RangeRule,
@@ -160,13 +160,13 @@ def test_per_sla_query_asks_once_per_sla() -> None:
 
 
 def test_no_tokens_metered_yet_is_one_zero_per_sla() -> None:
-    from aiconn.sla.prometheus import TokenCounts
+    from aiconn.store.prometheus import TokenCounts
 
     assert TokenCounts(by_type={}, slas=3).total.tolist() == [0, 0, 0]
 
 
 def test_service_up_is_down_when_monitored_without_series_and_unknown_only_unmonitored() -> None:
-    from aiconn.sla.prometheus import service_up
+    from aiconn.store.prometheus import service_up
 
     nan = np.nan
     upstream = np.array([[1.0, nan, nan, 0.0]])
@@ -178,7 +178,7 @@ def test_service_up_is_down_when_monitored_without_series_and_unknown_only_unmon
 
 
 def test_buckets_come_from_the_pods_carrying_the_threshold_else_from_shared_bounds() -> None:
-    from aiconn.sla.prometheus import consistent_buckets
+    from aiconn.store.prometheus import consistent_buckets
 
     inf = math.inf
     pods = {
@@ -192,7 +192,7 @@ def test_buckets_come_from_the_pods_carrying_the_threshold_else_from_shared_boun
 
 
 def test_counter_increments_carry_gaps_start_at_zero_and_count_restarts() -> None:
-    from aiconn.sla.prometheus import counter_increments
+    from aiconn.store.prometheus import counter_increments
 
     nan = np.nan
     # Born between boundaries 1 and 2 at 5; a gap at 4 carries 9; restarted to 2 at 6.

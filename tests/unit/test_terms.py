@@ -9,9 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
-from aiconn.sla.ledger import Ledger, TermsPin
+from aiconn.sla.accounting import TermsPin
 from aiconn.sla.periods import Period
 from aiconn.sla.terms import PeriodTerms
+from aiconn.store.ledger import Ledger
 
 SPEC = AIInferenceSLASpec.model_validate(
     {

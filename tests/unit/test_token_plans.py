@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, TokenPlan
-from aiconn.sla.ledger import Ledger, TransferConflict, units
+from aiconn.sla.accounting import TransferConflict, units
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import (
     PlanClose,
@@ -25,6 +25,7 @@ from aiconn.sla.plans import (
     plan_subject,
 )
 from aiconn.sla.prices import PlanPriceVersions
+from aiconn.store.ledger import Ledger
 from tests.factories import fully_available, settle
 
 TENANT = "acme"

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from aiconn.operator.topups import apply_topup
 from aiconn.resources.v1alpha1.crds import RESOURCES, render
 from aiconn.resources.v1alpha1.topup import MAX_TOKENS, TopUpSpec
-from aiconn.sla.ledger import Ledger
+from aiconn.store.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "manifests" / "policy" / "topup-requested-by.yaml"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aiconn.sla.ledger import Ledger
 from aiconn.sla.topups import TopUpConflict, top_up
+from aiconn.store.ledger import Ledger
 
 AT = datetime(2026, 12, 2, 10, 30, 15, tzinfo=UTC)
 

@@ -26,8 +26,9 @@ from aiconn.api.deps import (
 )
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import WITH_BODY, problem
-from aiconn.sla.ledger import NotHeld, Settlement, release_held
+from aiconn.sla.accounting import NotHeld, Settlement
 from aiconn.sla.timestamps import as_utc
+from aiconn.store.ledger import release_held
 
 router = APIRouter(
     prefix="/v1/namespaces/{namespace}",

@@ -40,7 +40,7 @@ from aiconn.api.reports import (
 )
 from aiconn.api.routes.responses import TENANT, problem
 from aiconn.api.wallets import wallet as wallet_of
-from aiconn.sla.ledger import wallet_account
+from aiconn.sla.accounting import wallet_account
 from aiconn.sla.periods import current_period
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)

@@ -48,6 +48,7 @@ from requests import RequestException
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evaluate import FleetSeries
 from aiconn.sla.periods import Period
+from aiconn.sla.promql import BY_SLA, MONITORING_SELECTOR, POD_LABEL, UP_SELECTOR, pod_counter
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 
 RANGE_PROBE = "count_over_time(vector(1)[1m:1m])"
@@ -56,10 +57,6 @@ left-open (Prometheus 3). A subquery over `vector(1)` reads no stored data."""
 PROBE_AT = 3600.0
 """Any minute boundary; the probe's answer does not depend on it. Passes ask at their period's
 start, which stores keeping only recent data still answer for."""
-UP_SELECTOR = 'up{sla!=""}'
-"""The scrape state of the SLAs' targets (the ServiceMonitor gives them the `sla` label)."""
-MONITORING_SELECTOR = "up"
-"""Any scrape at all: a minute without one is a minute monitoring did not see."""
 MAX_POINTS_PER_QUERY = 10_000
 """Below Prometheus's 11,000-points-per-series limit for range queries."""
 STEP = "60s"
@@ -189,13 +186,13 @@ class PrometheusSource:
             pod_counter(mn.GATEWAY_REQUESTS, mn.FAILED_OUTCOMES), index, start, minutes
         )
         upstream = self._minute_matrix(
-            f"max by ({_BY}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{minute}))",
+            f"max by ({BY_SLA}) (min_over_time({mn.GATEWAY_UPSTREAM_UP}{minute}))",
             index,
             start,
             minutes,
         )
         scrape = self._minute_matrix(
-            f"max by ({_BY}) (min_over_time({self.up_selector}{minute}))", index, start, minutes
+            f"max by ({BY_SLA}) (min_over_time({self.up_selector}{minute}))", index, start, minutes
         )
         monitored = self.monitoring_minutes(start, minutes, rule=rule)
         up = service_up(upstream=upstream, scrape=scrape, monitored=monitored)
@@ -256,7 +253,7 @@ class PrometheusSource:
         carries it, the count is interpolated from the bounds every pod has, flagged inexact.
         """
         window = rule.window(_seconds(period))
-        query = f"sum by ({_BY}, {POD_LABEL}, le) (increase({histogram}_bucket{window}))"
+        query = f"sum by ({BY_SLA}, {POD_LABEL}, le) (increase({histogram}_bucket{window}))"
         pods: list[dict[str, dict[float, float]]] = [{} for _ in index]
         for series in self._instant(query, period.end):
             row = _row(series, index)
@@ -436,27 +433,6 @@ def per_sla_query(
         single = source._counter_minutes(query, {("", ""): 0}, period.start, period.minutes)
         matrix[row] = single[0]
     return matrix
-
-
-_BY = f"{mn.NAMESPACE_LABEL}, {mn.SLA_LABEL}"
-POD_LABEL = "pod"
-"""The label that tells one gateway's series from another's (the ServiceMonitor sets it)."""
-
-
-def pod_counter(
-    counter: str, outcomes: Sequence[str] = (), *, by: str = "", offset: str = ""
-) -> str:
-    """A counter's latest value per pod (and `by`) at each evaluation time (`offset` before it),
-    summed over the pod's other series: the sum of one process's counters is itself a counter.
-
-    A plain instant selector: the latest sample at or before the evaluation time (within
-    Prometheus's 5-minute look-back, and none after a staleness marker); a boundary without one
-    carries the previous value (`counter_increments`).
-    """
-    matcher = f'{{{mn.OUTCOME_LABEL}=~"{"|".join(outcomes)}"}}' if outcomes else ""
-    extra = f", {by}" if by else ""
-    shift = f" offset {offset}" if offset else ""
-    return f"sum by ({_BY}, {POD_LABEL}{extra}) ({counter}{matcher}{shift})"
 
 
 TOKEN_CARRY_MINUTES = 60

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evidence import QueryRecord, result_sha256
-from aiconn.sla.prometheus import QueryClient
+from aiconn.store.prometheus import QueryClient
 
 
 @dataclass(frozen=True)
