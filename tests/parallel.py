@@ -36,6 +36,7 @@ LONGEST_FIRST = (
 SHARED_UNITS = {
     "tests/integration/test_cluster_real_node.py": "real-node",
     "tests/integration/test_cluster_lifecycle.py": "real-node",
+    "tests/integration/test_real_node_inference.py": "real-node",
 }
 
 

@@ -1,0 +1,24 @@
+"""The parallel suite's work units (tests/parallel.py) keep every file that starts a real node in
+one unit: a real node changes host state (the node address on lo, the bridge, iptables, sysctls)
+and puts back what it found, so two at once undo each other (a clean-clone parallel run saw one
+real-node file's stop take the address from under another's API server)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.parallel import SHARED_UNITS
+
+TESTS = Path(__file__).resolve().parents[1]
+REAL_NODE = re.compile(r"real_node=True|real_node_cluster|incluster\.run\(")
+
+
+def test_every_file_that_starts_a_real_node_shares_the_real_node_unit() -> None:
+    starting = sorted(
+        path.relative_to(TESTS.parent).as_posix()
+        for path in TESTS.rglob("test_*.py")
+        if path.parent.name in ("integration", "e2e") and REAL_NODE.search(path.read_text())
+    )
+    assert len(starting) >= 3, starting
+    assert {f: SHARED_UNITS.get(f) for f in starting} == dict.fromkeys(starting, "real-node")
