@@ -101,6 +101,10 @@ class VllmServer:
             "--port", str(self.port),
             "--max-model-len", "512",
             "--dtype", "bfloat16",
+            # No torch.compile warm-up: a start takes about 31 s instead of 103 s here (the
+            # tiny model gains nothing from compiling), and parallel test workers starting
+            # several at once no longer miss their start timeout.
+            "--enforce-eager",
             *self.extra_args,
         ]  # fmt: skip
 
