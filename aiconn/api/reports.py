@@ -251,16 +251,11 @@ def settled_report(
         if terms is None
         else terms.price_per_million_tokens
     )
-    target = sla.spec.objectives.availability.target_percent
     availability = settlement.availability_percent
     budget = (
-        float(
-            budget_remaining_percent(
-                bad=100.0 - availability, known=100.0, budget_fraction=error_budget(target)
-            )
-        )
-        if availability is not None
-        else None
+        _derived_budget(sla, availability)
+        if settlement.budget_remaining_percent is None
+        else float(settlement.budget_remaining_percent)
     )
     return PeriodReport(
         namespace=sla.namespace,
@@ -308,6 +303,20 @@ def settled_report(
         ),
         transfers=mine,
         evaluated_at=settlement.created_at.isoformat(),
+    )
+
+
+def _derived_budget(sla: SLA, availability: float | None) -> float | None:
+    # A settlement stored before the ledger kept the budget it decided (migration 10) has none:
+    # it is derived again from its availability and the SLA's target as it is now, which is not
+    # the settled figure if the target was edited since (and differs from it by float rounding).
+    if availability is None:
+        return None
+    target = sla.spec.objectives.availability.target_percent
+    return float(
+        budget_remaining_percent(
+            bad=100.0 - availability, known=100.0, budget_fraction=error_budget(target)
+        )
     )
 
 

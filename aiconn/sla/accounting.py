@@ -262,6 +262,10 @@ class Settlement:
     units_per_million_tokens: int | None = None
     """The token plan's exchange rate for the SLA's model class: the usage and credit transfers
     moved `units(tokens)` wallet units (None: one unit per token)."""
+    budget_remaining_percent: Decimal | None = None
+    """The availability error budget left at the period's end, as the evaluation it was settled
+    on decided it (negative when overspent); None when no minute was known, or settled before
+    this was recorded."""
 
 
 def units(tokens: int, units_per_million_tokens: int | None) -> int:

@@ -32,7 +32,13 @@ from aiconn.sla.accounting import (
     units,
     wallet_account,
 )
-from aiconn.sla.credits import CreditBreakdown, attainment_percent, to_micros, tokens_for_amount
+from aiconn.sla.credits import (
+    CreditBreakdown,
+    attainment_percent,
+    exact_decimal,
+    to_micros,
+    tokens_for_amount,
+)
 from aiconn.sla.evidence import Decided, Measured, evidence_document
 from aiconn.sla.periods import Period
 
@@ -50,6 +56,7 @@ class PeriodOutcome:
     """An interpolated latency attainment could earn a different credit: hold for review."""
     coverage_percent: float | None
     availability_percent: float | None
+    budget_remaining_percent: float | None
     ttft_attainment_percent: float | None
     ttft_exact: bool
     tpot_attainment_percent: float | None
@@ -61,9 +68,11 @@ class PeriodOutcome:
 
 
 _AS_MEASURED = sorted(
-    {f.name for f in fields(PeriodOutcome)} & {f.name for f in fields(Settlement)}
+    ({f.name for f in fields(PeriodOutcome)} & {f.name for f in fields(Settlement)})
+    - {"budget_remaining_percent"}
 )
-"""What a settlement stores as the period measured it: the minutes, attainments and tokens."""
+"""What a settlement stores as the period measured it: the minutes, attainments and tokens (the
+budget left is stored as the exact decimal of the measured figure, like the credit percent)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,11 @@ def settle_period(
         credit_micros=0 if held else credit,
         credit_tokens=0 if held else credit_tokens,
         credit_percent=outcome.credit.total_percent,
+        budget_remaining_percent=(
+            None
+            if outcome.budget_remaining_percent is None
+            else exact_decimal(outcome.budget_remaining_percent)
+        ),
         transfer_ids=tuple(transfer_id(spec.key) for spec in specs),
         created_at=datetime.now(UTC),
         hold_reason=reason,

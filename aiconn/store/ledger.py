@@ -71,7 +71,9 @@ from aiconn.store.schema import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_CONVERTED = frozenset({"period", "state", "credit_percent", "transfer_ids", "hold_reason"})
+_CONVERTED = frozenset(
+    {"period", "state", "credit_percent", "budget_remaining_percent", "transfer_ids", "hold_reason"}
+)
 """Fields of `Settlement` that its row stores in another form; the others are stored as they are."""
 
 _SETTLEMENT_OF_PERIOD = select(SettlementRow).where(
@@ -436,6 +438,11 @@ class Ledger:
                     period_end=decided.period.end,
                     state=decided.state,
                     credit_percent=str(decided.credit_percent),
+                    budget_remaining_percent=(
+                        None
+                        if decided.budget_remaining_percent is None
+                        else str(decided.budget_remaining_percent)
+                    ),
                     transfer_ids=list(decided.transfer_ids),
                     hold_reason=None if decided.hold_reason is None else decided.hold_reason.value,
                     held_credit_micros=decision.held_credit_micros,
@@ -722,6 +729,9 @@ def _settlement(row: SettlementRow) -> Settlement:
         excused_minutes=row.excused_minutes,
         units_per_million_tokens=row.units_per_million_tokens,
         price_version=row.price_version,
+        budget_remaining_percent=(
+            None if row.budget_remaining_percent is None else Decimal(row.budget_remaining_percent)
+        ),
     )
 
 

@@ -241,6 +241,13 @@ def _v9_price_versions(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN price_version INTEGER"))
 
 
+def _v10_settled_budgets(conn: Connection) -> None:
+    # The error budget left as the settlement decided it, an exact decimal in text like
+    # `credit_percent`, so a report reads it instead of deriving it again from the availability
+    # figure and the SLA's target as edited since; NULL for rows settled before.
+    conn.execute(text("ALTER TABLE settlements ADD COLUMN budget_remaining_percent VARCHAR(32)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "transfers and settlements", _v1_transfers_and_settlements),
     Migration(
@@ -261,6 +268,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "terms pinned per SLA period", _v7_period_terms),
     Migration(8, "token plan closes; exchange rate of settled usage", _v8_plan_closes),
     Migration(9, "price version of settlements and transfers", _v9_price_versions),
+    Migration(10, "error budget left as settled", _v10_settled_budgets),
 )
 
 

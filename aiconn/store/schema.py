@@ -86,6 +86,8 @@ class SettlementRow(SQLModel, table=True):
     units_per_million_tokens: int | None = Field(default=None, sa_type=BigInteger)
     # Migration 9: the offer's price version the period was charged at.
     price_version: int | None = None
+    # Migration 10: the error budget left as settled, an exact decimal like `credit_percent`.
+    budget_remaining_percent: str | None = None
 
 
 class EvidenceRow(SQLModel, table=True):

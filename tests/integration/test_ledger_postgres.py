@@ -3,6 +3,7 @@ usage of open periods counts against the wallet."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import threading
 import uuid
@@ -197,3 +198,12 @@ def test_plans_and_top_ups_of_the_longest_names_are_funded_on_postgres(ledger: L
     )
     assert ledger.available_tokens(owner) == 1_000_500
     ledger.check_invariant()
+
+
+def test_the_settled_budget_is_stored_to_the_last_digit_on_postgres(ledger: Ledger) -> None:
+    measured = -1.4884979702300405  # 45 bad of 44,340 known minutes against a 99.9 % target
+    result = dataclasses.replace(_evaluation(), budget_remaining_percent=measured)
+    settle(ledger, sla_uid=str(uuid.uuid4()), period=_period(0), result=result)
+    (stored,) = ledger.settlements()
+    assert stored.budget_remaining_percent == Decimal("-1.4884979702300405")
+    assert float(stored.budget_remaining_percent) == measured

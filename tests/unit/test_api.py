@@ -1,10 +1,13 @@
-"""Pure parts of the reporting API: period selection, risk ranking, static tokens, the cache."""
+"""Pure parts of the reporting API: period selection, risk ranking, static tokens, the cache, a
+closed period's figures as settled."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,12 +15,18 @@ from hypothesis import strategies as st
 from aiconn.api.auth import Caller
 from aiconn.api.fleetview import risk
 from aiconn.api.models import FleetItem
-from aiconn.api.reports import PeriodError, resolve_period
+from aiconn.api.reports import PeriodError, resolve_period, settled_report
+from aiconn.api.slas import SLA
 from aiconn.api.staticauth import StaticAuthorizer, load_static_tokens
 from aiconn.api.ttlcache import TTLCache
-from aiconn.resources.v1alpha1.sla import Window
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus, Window
+from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
+from aiconn.sla.periods import Period
+from aiconn.store.ledger import Ledger
+from tests.factories import availability_series, llama_8b_spec, settle
 
 NOW = datetime(2025, 3, 17, 12, 0, tzinfo=UTC)
+JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
@@ -194,3 +203,44 @@ def test_any_period_start_is_resolved_or_refused_with_a_reason(
 def test_calendar_edges_are_refused_not_crashed(day: str, offset: str) -> None:
     with pytest.raises(PeriodError):
         resolve_period(day + offset, Window(), NOW)
+
+
+def _targeting(availability: float) -> AIInferenceSLASpec:
+    return llama_8b_spec(
+        objectives={
+            "availability": {"targetPercent": availability},
+            "ttft": {"thresholdMs": 300, "targetPercent": 99},
+            "tpot": {"thresholdMs": 45, "targetPercent": 99},
+        }
+    )
+
+
+def test_a_closed_periods_budget_is_the_one_settled_not_derived_at_todays_target(
+    ledger: Ledger,
+) -> None:
+    # January at a 99.9 % target: 45 bad minutes, 300 without data, the rest good.
+    up = np.ones((1, JAN.minutes))
+    up[0, :45] = 0.0
+    up[0, 45:345] = np.nan
+    result = evaluate_fleet(
+        terms=FleetTerms.from_specs([_targeting(99.9)]), series=availability_series(up)
+    ).sla(0)
+    assert result.budget_remaining_percent is not None
+    assert result.budget_remaining_percent < 0  # 45 of 44,340 known minutes overspend 0.1 %
+    settle(ledger, period=JAN, result=result, sla_uid="u-1")
+    stored = ledger.settlement("u-1", JAN)
+    assert stored is not None
+    # The tenant relaxed the target to 99.5 % in February; January was settled at 99.9 %.
+    relaxed = SLA(
+        namespace="acme",
+        name="chat",
+        uid="u-1",
+        spec=_targeting(99.5),
+        status=AIInferenceSLAStatus(),
+    )
+    report = settled_report(relaxed, stored, [])
+    assert report.budget_remaining_percent == result.budget_remaining_percent
+    assert report.credit.credit_percent == stored.credit_percent
+    # A settlement stored before budgets were (migration 10) has none: derived at today's target.
+    older = settled_report(relaxed, dataclasses.replace(stored, budget_remaining_percent=None), [])
+    assert older.budget_remaining_percent == pytest.approx(100 * (1 - 45 / 44_340 / 0.005))

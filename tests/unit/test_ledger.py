@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from aiconn.sla.accounting import (
@@ -281,6 +283,34 @@ def test_migrations_are_recorded_and_idempotent(ledger: Ledger) -> None:
     assert migrate(ledger.engine) == MIGRATIONS[-1].version
     reopened = Ledger(ledger.engine)
     assert reopened.transfers() == []
+
+
+def test_a_settlement_keeps_the_budget_it_decided_to_the_last_digit(ledger: Ledger) -> None:
+    measured = -1.4884979702300405  # 45 bad of 44,340 known minutes against a 99.9 % target
+    result = dataclasses.replace(month_evaluation(), budget_remaining_percent=measured)
+    settled = factories.settle(ledger, sla_uid="uid-1", period=JAN, result=result)
+    stored = ledger.settlement("uid-1", JAN)
+    assert stored is not None
+    assert stored == settled
+    assert stored.budget_remaining_percent == Decimal("-1.4884979702300405")
+    assert float(stored.budget_remaining_percent) == measured
+    unmeasured = dataclasses.replace(month_evaluation(), budget_remaining_percent=None)
+    factories.settle(ledger, sla_uid="uid-1", period=FEB, result=unmeasured)
+    february = ledger.settlement("uid-1", FEB)
+    assert february is not None
+    assert february.budget_remaining_percent is None
+
+
+def test_settlements_stored_before_migration_10_read_without_a_budget(ledger: Ledger) -> None:
+    settle(ledger)
+    with ledger.engine.begin() as conn:  # the ledger as migration 9 left it
+        conn.execute(text("ALTER TABLE settlements DROP COLUMN budget_remaining_percent"))
+        conn.execute(text("DELETE FROM schema_version WHERE version = 10"))
+    assert migrate(ledger.engine) == 10
+    older = ledger.settlement("uid-1", JAN)
+    assert older is not None
+    assert older.budget_remaining_percent is None
+    assert settle(ledger, FEB).budget_remaining_percent == Decimal("-213.0")
 
 
 accounts = st.sampled_from(["wallet:a", "wallet:b", REVENUE, SLA_PENALTY, "allowance"])
