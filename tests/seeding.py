@@ -1,4 +1,4 @@
-"""A seeded fleet for trying the API locally, for its tests and for its benchmark.
+"""A seeded fleet for the reporting API's tests and its benchmark (`bench/bench_api.py`).
 
 It writes what the operator and the SLA engine would have written: AIInferenceSLAs with a status
 (placement, conditions, the current period) and, in the ledger, a settled history of closed
