@@ -34,11 +34,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiconn.api.demo import create_sla, settle_history  # noqa: E402
 from aiconn.devstack.controlplane import ControlPlane  # noqa: E402
 from aiconn.devstack.postgres import PostgresServer  # noqa: E402
 from aiconn.devstack.processes import ProcessGroup, free_port  # noqa: E402
 from aiconn.store.ledger import Ledger  # noqa: E402
+from tests.seeding import create_sla, settle_history  # noqa: E402
 
 TOKEN = "bench-token"
 OPEN_LOOP_THREADS = 64

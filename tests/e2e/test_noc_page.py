@@ -29,7 +29,6 @@ import uvicorn
 import websocket
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history, status
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.resources.v1alpha1.kinds import SLA
@@ -37,6 +36,7 @@ from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.store.ledger import Ledger
 from tests.helpers import eventually, static_token_settings
+from tests.seeding import create_sla, settle_history, status
 
 pytestmark = pytest.mark.e2e
 TOKEN = "noc-page-token"

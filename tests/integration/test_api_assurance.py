@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.helpers import static_token_settings
+from tests.seeding import create_sla
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
@@ -35,6 +34,7 @@ from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
 from tests.factories import availability_credit, sla_evaluation
 from tests.helpers import eventually
+from tests.seeding import create_sla, settle_history
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import Window
@@ -33,6 +32,7 @@ from aiconn.sla.settlement import settle_period
 from aiconn.store.ledger import Ledger
 from tests.factories import sla_evaluation
 from tests.helpers import ledger_url_for, static_token_settings
+from tests.seeding import create_sla, settle_history
 
 pytestmark = pytest.mark.integration
 TOKEN = "reports-token"

@@ -26,9 +26,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history
 from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
+from tests.seeding import create_sla, settle_history
 
 pytestmark = pytest.mark.integration
 TOKEN = "schemathesis-token"

@@ -21,7 +21,6 @@ import httpx
 import pytest
 from kubernetes import client
 
-from aiconn.api.demo import create_sla
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_objects
@@ -35,6 +34,7 @@ from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
 from tests.helpers import eventually
+from tests.seeding import create_sla
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,6 @@ from fastapi.testclient import TestClient
 
 from aiconn import planning
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla
 from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
@@ -39,6 +38,7 @@ from aiconn.sla.burnwindows import alert_rules
 from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
+from tests.seeding import create_sla
 
 pytestmark = [pytest.mark.integration]
 

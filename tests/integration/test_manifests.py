@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.incluster import MONITORING_CRDS, render
@@ -30,6 +29,7 @@ from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.inference.images import AICONN_IMAGE
 from tests.factories import sla_manifest
 from tests.helpers import delete_admission_policies, eventually
+from tests.seeding import create_sla
 
 pytestmark = pytest.mark.integration
 

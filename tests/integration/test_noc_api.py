@@ -22,13 +22,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from aiconn.api.app import create_app
-from aiconn.api.demo import create_sla, settle_history
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import free_port
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.store.ledger import Ledger
 from tests.helpers import static_token_settings
+from tests.seeding import create_sla, settle_history
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

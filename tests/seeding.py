@@ -1,4 +1,4 @@
-"""A seeded fleet for trying the API locally, for its tests and for its benchmark.
+"""A seeded fleet for the reporting API's tests and its benchmark (`bench/bench_api.py`).
 
 It writes what the operator and the SLA engine would have written: AIInferenceSLAs with a status
 (placement, conditions, the current period) and, in the ledger, a settled history of closed
@@ -8,22 +8,26 @@ a fleet has compliant and non-compliant SLAs on every tier, and every run seeds 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from aiconn.operator.conditions import condition
+from aiconn.operator.evaluation import COMPLIANT, compliance
+from aiconn.operator.health import serving_phase
 from aiconn.resources.v1alpha1.kinds import SLA
-from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditsSpec, Window
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, Window
 from aiconn.sla.accounting import Settlement
-from aiconn.sla.credits import CreditBreakdown, money, period_credit, usage_charge
+from aiconn.sla.burnwindows import alert_rules
+from aiconn.sla.credits import money, period_credit, usage_charge
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import Period, period_containing
-from aiconn.sla.settlement import settle_period
 from aiconn.sla.timestamps import iso_z
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
+from tests.factories import settle, sla_evaluation, sla_manifest
 
 TIERS = (("edge", "edge-muc-1"), ("regional", "fra-dc-2"), ("cloud", "eu-west-1"))
 MONTH = Window()
@@ -31,34 +35,49 @@ MONTH = Window()
 
 @dataclass(frozen=True)
 class Measured:
-    """A period's numbers for SLA number `index`: mostly good, every fourth one missing."""
+    """A period's numbers for SLA number `index`: mostly good, every fourth one missing. Named as
+    the evaluation and `status.period` name them."""
 
-    availability: float
-    ttft: float
-    tpot: float
-    coverage: float
-    tokens: int
+    availability_percent: float
+    ttft_attainment_percent: float
+    tpot_attainment_percent: float
+    coverage_percent: float
+    tokens_used: int
 
     @classmethod
     def for_index(cls, index: int, month: int = 0) -> Measured:
         wobble = ((index * 7 + month * 3) % 10) / 100
         missing = index % 4 == 3
         return cls(
-            availability=round((98.7 if missing else 99.95) - wobble, 4),
-            ttft=round((96.5 if missing else 99.6) - wobble, 4),
-            tpot=round(99.4 - wobble, 4),
-            coverage=97.5 if index % 9 == 8 else 100.0,
-            tokens=5_000_000 + 250_000 * ((index + month) % 17),
+            availability_percent=round((98.7 if missing else 99.95) - wobble, 4),
+            ttft_attainment_percent=round((96.5 if missing else 99.6) - wobble, 4),
+            tpot_attainment_percent=round(99.4 - wobble, 4),
+            coverage_percent=97.5 if index % 9 == 8 else 100.0,
+            tokens_used=5_000_000 + 250_000 * ((index + month) % 17),
         )
 
-    def credit(self, charges: Decimal, schedule: CreditsSpec) -> CreditBreakdown:
-        """The credit these attainments earn on `charges` under `schedule`."""
-        return period_credit(
+    def evaluation(self, period: Period, terms: AIInferenceSLASpec) -> SLAEvaluation:
+        """These numbers as the evaluation of `period` under `terms`: the bad minutes the
+        availability implies, the charges at the SLA's price, the credit its schedule earns."""
+        price = money(terms.tokens.price_per_million_tokens)
+        charges = usage_charge(self.tokens_used, price)
+        credit = period_credit(
             charges=charges,
-            availability=Decimal(repr(self.availability)),
-            ttft=Decimal(repr(self.ttft)),
-            tpot=Decimal(repr(self.tpot)),
-            schedule=schedule,
+            availability=Decimal(repr(self.availability_percent)),
+            ttft=Decimal(repr(self.ttft_attainment_percent)),
+            tpot=Decimal(repr(self.tpot_attainment_percent)),
+            schedule=terms.credits,
+        )
+        minutes = period.minutes
+        bad = round(minutes * (100 - self.availability_percent) / 100)
+        return sla_evaluation(
+            **asdict(self),
+            minutes=minutes,
+            good_minutes=minutes - bad,
+            bad_minutes=bad,
+            price_per_million_tokens=price,
+            charges=charges,
+            credit=credit,
         )
 
 
@@ -76,25 +95,20 @@ SLAs are admitted under it."""
 def manifest(name: str, *, tenant: str, index: int, offer: str | None = None) -> dict[str, Any]:
     """An AIInferenceSLA object; the tier follows the index; `offer` names an AIInferenceOffer."""
     tier, _ = TIERS[index % len(TIERS)]
-    body: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": SLA.kind,
-        "metadata": {"name": name},
-        "spec": {
-            "tenant": tenant,
-            "model": {
-                "name": DEMO_MODELS[index % len(DEMO_MODELS)],
-                "source": "hf://demo/model",
-                "parametersBillions": 8,
-            },
-            "network": {"rttBudgetMs": 20 if tier == "edge" else 80},
-            "placement": {"tier": tier},
-            "tokens": {"pricePerMillionTokens": 0.9, "currency": "EUR"},
+    spec: dict[str, Any] = {
+        "tenant": tenant,
+        "model": {
+            "name": DEMO_MODELS[index % len(DEMO_MODELS)],
+            "source": "hf://demo/model",
+            "parametersBillions": 8,
         },
+        "network": {"rttBudgetMs": 20 if tier == "edge" else 80},
+        "placement": {"tier": tier},
+        "tokens": {"pricePerMillionTokens": 0.9, "currency": "EUR"},
     }
     if offer is not None:
-        body["spec"]["offer"] = offer
-    return body
+        spec["offer"] = offer
+    return sla_manifest(name, spec)
 
 
 def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, Any]:
@@ -102,45 +116,38 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
     tier, site = TIERS[index % len(TIERS)]
     period = period_containing(spec.objectives.window, now)
     m = Measured.for_index(index)
-    charges = usage_charge(m.tokens, spec.tokens.price_per_million_tokens)
-    credit = m.credit(charges, spec.credits)
+    result = m.evaluation(period, spec)
     budget_fraction = 1 - spec.objectives.availability.target_percent / 100
-    budget = round(100 * (1 - (1 - m.availability / 100) / budget_fraction), 3)
-    compliant = (
-        m.availability >= spec.objectives.availability.target_percent
-        and m.ttft >= spec.objectives.ttft.target_percent
-        and m.tpot >= spec.objectives.tpot.target_percent
-    )
+    budget = round(100 * (1 - (1 - m.availability_percent / 100) / budget_fraction), 3)
+    compliant, reason, message = compliance(spec, result)
     burn = 1 - budget / 100
+    # The windows of the SLA window's first paging rule (w5m and w1h for a month); its alert
+    # fires as the rule does, when both burn faster than its factor.
+    page = alert_rules(spec.objectives.window)[0]
+    rates = {page.short.name: burn * 20, page.long.name: burn * 16}
     stamp = iso_z(now)
-    return {
-        "phase": "Ready" if compliant else "Degraded",
+    measured = PeriodStatus(
+        **asdict(m),
+        start=period.start_iso,
+        end=period.end_iso,
+        budget_remaining_percent=budget,
+        burn_rates={window: round(rate, 3) for window, rate in rates.items()},
+        alerts=[page.name] if all(rate > page.factor for rate in rates.values()) else [],
+        charges=float(result.charges),
+        credits_accrued=float(result.credit.amount),
+        evaluated_at=stamp,
+    )
+    written = {
         "conditions": [
             {
-                "type": "Compliant",
-                "status": "True" if compliant else "False",
-                "reason": "ObjectivesMet" if compliant else "ObjectiveMissed",
-                "message": "",
+                **condition(COMPLIANT, compliant, reason, message, generation=None),
                 "lastTransitionTime": stamp,
             }
         ],
         "placement": {"tier": tier, "site": site},
-        "period": {
-            "start": period.start_iso,
-            "end": period.end_iso,
-            "availabilityPercent": m.availability,
-            "ttftAttainmentPercent": m.ttft,
-            "tpotAttainmentPercent": m.tpot,
-            "budgetRemainingPercent": budget,
-            "burnRates": {"w5m": round(burn * 20, 3), "w1h": round(burn * 16, 3)},
-            "alerts": ["page-1h"] if burn * 16 > 14.4 else [],
-            "coveragePercent": m.coverage,
-            "tokensUsed": m.tokens,
-            "charges": float(charges),
-            "creditsAccrued": float(credit.amount),
-            "evaluatedAt": stamp,
-        },
+        "period": measured.to_k8s(),
     }
+    return {"phase": serving_phase(written), **written}
 
 
 def create_sla(
@@ -196,40 +203,15 @@ def settle_history(
         periods.append(cursor)
     settled = []
     for month, period in enumerate(reversed(periods)):
-        m = Measured.for_index(index, month)
-        price = money(terms.tokens.price_per_million_tokens)
-        charges = usage_charge(m.tokens, price)
-        credit = m.credit(charges, terms.credits)
-        minutes = period.minutes
-        bad = round(minutes * (100 - m.availability) / 100)
-        result = SLAEvaluation(
-            minutes=minutes,
-            good_minutes=minutes - bad,
-            bad_minutes=bad,
-            availability_percent=m.availability,
-            coverage_percent=m.coverage,
-            ttft_attainment_percent=m.ttft,
-            ttft_exact=True,
-            tpot_attainment_percent=m.tpot,
-            tpot_exact=True,
-            inference_ttft_attainment_percent=None,
-            budget_remaining_percent=None,
-            burn_rates={},
-            alerts=(),
-            tokens_used=m.tokens,
-            price_per_million_tokens=price,
-            charges=charges,
-            credit=credit,
-        )
         settled.append(
-            settle_period(
+            settle(
                 ledger,
+                period=period,
+                result=Measured.for_index(index, month).evaluation(period, terms),
                 sla_uid=sla_uid,
                 namespace=namespace,
                 name=name,
                 tenant=wallet_owner(namespace, tenant),
-                period=period,
-                outcome=result.outcome(),
                 coverage_floor_percent=98.0,
                 currency=terms.tokens.currency,
             )
