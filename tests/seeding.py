@@ -15,7 +15,6 @@ from typing import Any
 
 from aiconn.operator.conditions import condition
 from aiconn.operator.evaluation import COMPLIANT, compliance
-from aiconn.operator.health import serving_phase
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, Window
@@ -119,13 +118,14 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
     result = m.evaluation(period, spec)
     budget_fraction = 1 - spec.objectives.availability.target_percent / 100
     budget = round(100 * (1 - (1 - m.availability_percent / 100) / budget_fraction), 3)
-    compliant, reason, message = compliance(spec, result)
+    compliant, _, _ = compliance(spec, result)
     burn = 1 - budget / 100
     # The windows of the SLA window's first paging rule (w5m and w1h for a month); its alert
     # fires as the rule does, when both burn faster than its factor.
     page = alert_rules(spec.objectives.window)[0]
     rates = {page.short.name: burn * 20, page.long.name: burn * 16}
     stamp = iso_z(now)
+    reason = "ObjectivesMet" if compliant else "ObjectiveMissed"
     measured = PeriodStatus(
         **asdict(m),
         start=period.start_iso,
@@ -137,17 +137,17 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
         credits_accrued=float(result.credit.amount),
         evaluated_at=stamp,
     )
-    written = {
+    return {
+        "phase": "Ready" if compliant else "Degraded",
         "conditions": [
             {
-                **condition(COMPLIANT, compliant, reason, message, generation=None),
+                **condition(COMPLIANT, compliant, reason, "", generation=None),
                 "lastTransitionTime": stamp,
             }
         ],
         "placement": {"tier": tier, "site": site},
         "period": measured.to_k8s(),
     }
-    return {"phase": serving_phase(written), **written}
 
 
 def create_sla(
