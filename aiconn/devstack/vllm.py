@@ -31,12 +31,14 @@ def one_start_at_a_time() -> Iterator[None]:
     small machine (the parallel test suite's workers) each get a fraction of the CPU and can
     all miss their start timeout; one at a time, each gets it, and a start's timeout counts from
     when its turn comes."""
-    with STARTS_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    # Read-only and world-writable: flock needs no write access, and whichever user created
+    # the file first must not lock the others out.
+    descriptor = os.open(STARTS_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def vllm_python() -> Path:
@@ -109,23 +111,31 @@ class VllmServer:
         ]  # fmt: skip
 
     def start(self, *, timeout: float = 300) -> VllmServer:
-        if not self.port:
-            self.port = free_port()
         env = {
             "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_KVCACHE_SPACE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            # vLLM's CPU default pins each server's engine to the same core (here core 0, the
+            # other reserved): several servers on one machine then starve one another there,
+            # and a start stalled for minutes in the parallel suite. The OS spreads them.
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
         }
         with one_start_at_a_time():
+            if not self.port:
+                self.port = free_port()  # in turn: a port chosen while waiting could be taken
             self.proc = self.group.start(
                 self.name,
                 [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", *self.args()],
                 env=env,
             )
-            wait_until(
-                self.healthy, timeout=timeout, interval=1, what="vLLM /health", proc=self.proc
-            )
+            try:
+                wait_until(
+                    self.healthy, timeout=timeout, interval=1, what="vLLM /health", proc=self.proc
+                )
+            except BaseException:
+                self.stop()  # a failed start must not keep the CPU from the next one
+                raise
         return self
 
     def healthy(self) -> bool:
