@@ -67,7 +67,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     """Credit the wallet once for this TopUp and write its status; the Events to post.
     A TopUp whose status already says Applied or Refused is left alone. Raises on failures
     worth retrying (the ledger or the API server unreachable)."""
-    # The ledger's code (SQLAlchemy) is loaded with the first TopUp, not with the operator.
+    # The TopUp model and its posting rules are loaded with the first TopUp, not with the operator.
     from aiconn.resources.v1alpha1.topup import TopUpSpec
     from aiconn.sla.topups import TopUpConflict, top_up
 
