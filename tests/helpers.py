@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -321,3 +321,24 @@ def static_token_api(
         headers={"Authorization": f"Bearer {token}"},
     ) as test_client:
         yield test_client
+
+
+PATIENT_S = 60.0
+"""How long a test's HTTP client waits for an answer unless it says otherwise. The parallel
+suite runs unit-test files beside integration files on two cores, where a loopback answer from
+an in-process gateway once took longer than httpx's default of 5 s."""
+
+
+def http_get(url: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("timeout", PATIENT_S)
+    return httpx.get(url, **kwargs)
+
+
+def http_post(url: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("timeout", PATIENT_S)
+    return httpx.post(url, **kwargs)
+
+
+def http_stream(method: str, url: str, **kwargs: Any) -> AbstractContextManager[httpx.Response]:
+    kwargs.setdefault("timeout", PATIENT_S)
+    return httpx.stream(method, url, **kwargs)

@@ -24,6 +24,7 @@ from aiconn.gateway.proxy import Exchange
 from aiconn.gateway.proxy import Gateway as Proxy
 from aiconn.gateway.upstream import Upstream
 from aiconn.gateway.usage import StreamMeter, Usage
+from tests.helpers import http_get, http_post, http_stream
 from tests.unit.test_gateway_proxy import (
     AUTH,
     COMPLETION_TOKENS,
@@ -51,7 +52,7 @@ def tokens(gw: Any, kind: str) -> float:
 
 def post_stream_as(gw: Any, value: object) -> httpx.Response:
     """A chat request asking for a stream, its `stream` field `value` instead of `true`."""
-    return httpx.post(f"{gw.url}{CHAT}", json={**chat(stream=True), "stream": value}, headers=AUTH)
+    return http_post(f"{gw.url}{CHAT}", json={**chat(stream=True), "stream": value}, headers=AUTH)
 
 
 @pytest.mark.parametrize("value", ["true", 1, "yes", "on", "True"])
@@ -83,7 +84,7 @@ def test_a_stream_value_pydantic_refuses_is_a_400_naming_the_field(
 def test_any_event_stream_answer_is_metered_as_a_stream(fake: FakeVllm, gateway: Gateway) -> None:
     fake.always_stream = True
     with gateway() as gw:
-        response = httpx.post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
+        response = http_post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
         assert response.headers["content-type"].startswith("text/event-stream")
         assert tokens(gw, "completion") == COMPLETION_TOKENS
         assert tokens(gw, "prompt") == PROMPT_TOKENS, "counted with /tokenize: no usage came"
@@ -134,11 +135,9 @@ def test_concurrent_requests_never_exceed_the_tokens_per_minute(
 def test_a_failed_request_releases_its_reservation(fake: FakeVllm, gateway: Gateway) -> None:
     allowance = StaticAllowance(PROMPT_TOKENS + COMPLETION_TOKENS)
     with gateway(allowance=allowance) as gw:
-        failed = httpx.post(
-            f"{gw.url}{CHAT}", json=chat(stream=False, model="broken"), headers=AUTH
-        )
+        failed = http_post(f"{gw.url}{CHAT}", json=chat(stream=False, model="broken"), headers=AUTH)
         assert failed.status_code == 500
-        again = httpx.post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
+        again = http_post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
         assert again.status_code == 200
     assert allowance._left == 0
 
@@ -147,7 +146,7 @@ def test_a_request_that_could_spend_more_than_is_left_is_402_before_it_runs(
     fake: FakeVllm, gateway: Gateway
 ) -> None:
     with gateway(allowance=StaticAllowance(100)) as gw:
-        response = httpx.post(
+        response = http_post(
             f"{gw.url}{CHAT}", json=chat(stream=False, max_tokens=500), headers=AUTH
         )
         assert response.status_code == 402
@@ -160,9 +159,9 @@ def test_without_max_tokens_the_reservation_is_the_models_limit(
 ) -> None:
     body = {key: value for key, value in chat(stream=False).items() if key != "max_tokens"}
     with gateway(allowance=StaticAllowance(511)) as gw:
-        assert httpx.post(f"{gw.url}{CHAT}", json=body, headers=AUTH).status_code == 402
+        assert http_post(f"{gw.url}{CHAT}", json=body, headers=AUTH).status_code == 402
     with gateway(allowance=StaticAllowance(512)) as gw:
-        assert httpx.post(f"{gw.url}{CHAT}", json=body, headers=AUTH).status_code == 200
+        assert http_post(f"{gw.url}{CHAT}", json=body, headers=AUTH).status_code == 200
 
 
 # Bodies and connections
@@ -223,7 +222,7 @@ def test_deeply_nested_json_is_a_400(fake: FakeVllm, gateway: Gateway, depth: in
     """2,000 levels are parsed on the event loop, 100,000 (200 kB) in the worker process."""
     body = b'{"model": "tiny", "messages": ' + b"[" * depth + b"]" * depth + b"}"
     with gateway() as gw:
-        response = httpx.post(f"{gw.url}{CHAT}", content=body, headers=AUTH)
+        response = http_post(f"{gw.url}{CHAT}", content=body, headers=AUTH)
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_json"
     assert fake.seen == []
@@ -235,7 +234,7 @@ def test_a_large_body_is_parsed_off_the_event_loop_and_forwarded(
     long_prompt = "word " * 40_000
     with gateway() as gw:
         request = chat(stream=True, messages=[{"role": "user", "content": long_prompt}])
-        response = httpx.post(f"{gw.url}{CHAT}", json=request, headers=AUTH)
+        response = http_post(f"{gw.url}{CHAT}", json=request, headers=AUTH)
         assert response.status_code == 200
         assert fake.seen[-1][1]["messages"][0]["content"] == long_prompt
         assert tokens(gw, "completion") == COMPLETION_TOKENS
@@ -263,13 +262,13 @@ def test_connections_beyond_the_cap_are_refused(gateway: Gateway) -> None:
         held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
         try:
             deadline = time.monotonic() + 10
-            while (answer := httpx.get(f"{gw.url}/v1/models", headers=AUTH)).status_code != 503:
+            while (answer := http_get(f"{gw.url}/v1/models", headers=AUTH)).status_code != 503:
                 assert time.monotonic() < deadline, answer.status_code
                 time.sleep(0.05)
         finally:
             for conn in held:
                 conn.close()
-        assert httpx.get(f"{gw.url}/v1/models", headers=AUTH).status_code == 200
+        assert http_get(f"{gw.url}/v1/models", headers=AUTH).status_code == 200
 
 
 # What the client port shows
@@ -278,18 +277,18 @@ def test_connections_beyond_the_cap_are_refused(gateway: Gateway) -> None:
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/vllm"])
 def test_metrics_are_not_served_on_the_client_port(gateway: Gateway, path: str) -> None:
     with gateway() as gw:
-        on_client_port = httpx.get(f"{gw.url}{path}")
+        on_client_port = http_get(f"{gw.url}{path}")
         assert on_client_port.status_code == 404
         assert "/v1/chat/completions" in on_client_port.json()["error"]["message"]
-        assert httpx.get(f"{gw.metrics_url}/metrics").status_code == 200
-        vllm_metrics = httpx.get(f"{gw.metrics_url}/metrics/vllm")
+        assert http_get(f"{gw.metrics_url}/metrics").status_code == 200
+        vllm_metrics = http_get(f"{gw.metrics_url}/metrics/vllm")
         assert vllm_metrics.text.startswith("vllm:num_requests_running")
         assert vllm_metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
 def test_a_forged_host_and_a_trailing_slash_never_redirect(gateway: Gateway) -> None:
     with gateway() as gw:
-        response = httpx.post(
+        response = http_post(
             f"{gw.url}/v1/completions/",
             json={"model": "tiny", "prompt": "hi"},
             headers={**AUTH, "Host": "evil.example"},
@@ -301,11 +300,9 @@ def test_a_forged_host_and_a_trailing_slash_never_redirect(gateway: Gateway) -> 
 
 def test_upstream_server_header_and_engine_error_text_do_not_leak(gateway: Gateway) -> None:
     with gateway() as gw:
-        fine = httpx.post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
+        fine = http_post(f"{gw.url}{CHAT}", json=chat(stream=False), headers=AUTH)
         assert "server" not in fine.headers
-        broken = httpx.post(
-            f"{gw.url}{CHAT}", json=chat(stream=False, model="broken"), headers=AUTH
-        )
+        broken = http_post(f"{gw.url}{CHAT}", json=chat(stream=False, model="broken"), headers=AUTH)
         assert broken.status_code == 500
         assert b"engine dead" not in broken.content
         assert broken.json()["error"]["code"] == "upstream_error"
@@ -318,7 +315,7 @@ def test_client_headers_that_steer_vllm_are_not_forwarded(fake: FakeVllm, gatewa
         "x-forwarded-for": "1.2.3.4",
     }
     with gateway() as gw:
-        httpx.post(f"{gw.url}{CHAT}", json=chat(stream=False), headers={**AUTH, **steering})
+        http_post(f"{gw.url}{CHAT}", json=chat(stream=False), headers={**AUTH, **steering})
     forwarded = fake.seen[-1][0]
     assert not set(steering) & set(forwarded)
 
@@ -328,7 +325,7 @@ def test_client_headers_that_steer_vllm_are_not_forwarded(fake: FakeVllm, gatewa
 
 def test_embeddings_are_metered(fake: FakeVllm, gateway: Gateway) -> None:
     with gateway() as gw:
-        response = httpx.post(
+        response = http_post(
             f"{gw.url}/v1/embeddings", json={"model": "tiny", "input": "hello"}, headers=AUTH
         )
         assert response.status_code == 200
@@ -338,23 +335,23 @@ def test_embeddings_are_metered(fake: FakeVllm, gateway: Gateway) -> None:
 
 def test_models_by_id_and_tokenize_pass_through_with_a_key(gateway: Gateway) -> None:
     with gateway() as gw:
-        assert httpx.get(f"{gw.url}/v1/models/tiny", headers=AUTH).json()["id"] == "tiny"
-        counted = httpx.post(
+        assert http_get(f"{gw.url}/v1/models/tiny", headers=AUTH).json()["id"] == "tiny"
+        counted = http_post(
             f"{gw.url}/tokenize", json={"model": "tiny", "prompt": "hello"}, headers=AUTH
         )
         assert counted.json()["count"] == PROMPT_TOKENS
-        assert httpx.get(f"{gw.url}/v1/models/tiny").status_code == 401
+        assert http_get(f"{gw.url}/v1/models/tiny").status_code == 401
 
 
 def test_an_unserved_openai_route_is_a_json_error_naming_the_supported_ones(
     gateway: Gateway,
 ) -> None:
     with gateway() as gw:
-        response = httpx.post(f"{gw.url}/v1/audio/transcriptions", headers=AUTH)
+        response = http_post(f"{gw.url}/v1/audio/transcriptions", headers=AUTH)
         assert response.status_code == 404
         error = response.json()["error"]
         assert "/v1/responses" in error["message"]
-        assert httpx.get(f"{gw.url}{CHAT}", headers=AUTH).status_code == 405
+        assert http_get(f"{gw.url}{CHAT}", headers=AUTH).status_code == 405
 
 
 def test_responses_through_the_openai_sdk_are_metered(fake: FakeVllm, gateway: Gateway) -> None:
@@ -381,7 +378,7 @@ def test_a_cancelled_stream_bills_its_prompt(fake: FakeVllm, gateway: Gateway) -
     """Issue 11 item 7: vLLM prefilled the whole prompt of a stream the client abandoned."""
     fake.token_delay, fake.tokens = 0.1, 50
     with gateway() as gw:
-        with httpx.stream("POST", f"{gw.url}{CHAT}", json=chat(stream=True), headers=AUTH) as resp:
+        with http_stream("POST", f"{gw.url}{CHAT}", json=chat(stream=True), headers=AUTH) as resp:
             lines = resp.iter_lines()
             while "t1" not in next(lines):
                 pass

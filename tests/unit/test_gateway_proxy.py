@@ -41,6 +41,7 @@ from aiconn.sla.plans import fund_plan
 from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.sli import classify_minutes
 from aiconn.store.ledger import Ledger
+from tests.helpers import http_get, http_post, http_stream
 
 KEY = "sk-tenant-7c1d0e"
 PROMPT = "the secret prompt 93be"
@@ -316,7 +317,7 @@ def gateway(vllm: tuple[FakeVllm, str], keys_dir: Path) -> Gateway:
 
 def wait_for_health(url: str, status: int) -> httpx.Response:
     deadline = time.monotonic() + 15
-    while (health := httpx.get(f"{url}/health")).status_code != status:
+    while (health := http_get(f"{url}/health")).status_code != status:
         assert time.monotonic() < deadline, health.text
         time.sleep(0.1)
     return health
@@ -333,7 +334,7 @@ def chat(*, stream: bool, model: str = "tiny", **extra: Any) -> dict[str, Any]:
 
 
 def metric(base: str, name: str, **labels: str) -> float:
-    text = httpx.get(f"{base}/metrics").text
+    text = http_get(f"{base}/metrics").text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -355,9 +356,9 @@ def outcome(base: str, name: str) -> float:
 def test_stream_reaches_the_client_as_vllm_sent_it_and_is_metered(
     fake: FakeVllm, vllm: tuple[FakeVllm, str], gateway: Gateway
 ) -> None:
-    direct = httpx.post(f"{vllm[1]}/v1/chat/completions", json=chat(stream=True))
+    direct = http_post(f"{vllm[1]}/v1/chat/completions", json=chat(stream=True))
     with gateway() as gw:
-        proxied = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        proxied = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert proxied.status_code == 200
         assert proxied.content == direct.content, "usage chunk stripped, all else unchanged"
         assert proxied.headers["x-upstream"] == "vllm"
@@ -374,10 +375,10 @@ def test_stream_keeps_the_usage_chunk_the_client_asked_for(
     vllm: tuple[FakeVllm, str], gateway: Gateway
 ) -> None:
     request = chat(stream=True, stream_options={"include_usage": True})
-    direct = httpx.post(f"{vllm[1]}/v1/chat/completions", json=request)
+    direct = http_post(f"{vllm[1]}/v1/chat/completions", json=request)
     assert b'"choices": [], "usage"' in direct.content
     with gateway() as gw:
-        proxied = httpx.post(f"{gw.url}/v1/chat/completions", json=request, headers=AUTH)
+        proxied = http_post(f"{gw.url}/v1/chat/completions", json=request, headers=AUTH)
         assert proxied.content == direct.content
         assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="completion") == 3
 
@@ -385,9 +386,9 @@ def test_stream_keeps_the_usage_chunk_the_client_asked_for(
 def test_whole_answer_passes_through_byte_for_byte(
     vllm: tuple[FakeVllm, str], gateway: Gateway
 ) -> None:
-    direct = httpx.post(f"{vllm[1]}/v1/chat/completions", json=chat(stream=False))
+    direct = http_post(f"{vllm[1]}/v1/chat/completions", json=chat(stream=False))
     with gateway() as gw:
-        proxied = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        proxied = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         assert (proxied.status_code, proxied.content) == (200, direct.content)
         assert proxied.headers["content-length"] == direct.headers["content-length"]
         assert metric(gw.metrics_url, "aiconn_gateway_tokens_total", type="prompt") == PROMPT_TOKENS
@@ -399,7 +400,7 @@ def test_whole_answer_passes_through_byte_for_byte(
 
 def test_the_tenant_key_is_not_forwarded_upstream(fake: FakeVllm, gateway: Gateway) -> None:
     with gateway() as gw:
-        httpx.post(
+        http_post(
             f"{gw.url}/v1/chat/completions",
             json=chat(stream=False),
             headers={**AUTH, "x-request-id": "r-1"},
@@ -419,26 +420,26 @@ def test_a_missing_or_wrong_key_is_refused(
     fake: FakeVllm, gateway: Gateway, headers: dict[str, str]
 ) -> None:
     with gateway() as gw:
-        response = httpx.post(
+        response = http_post(
             f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=headers
         )
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_api_key"
         assert outcome(gw.metrics_url, "unauthorized") == 1
-        assert httpx.get(f"{gw.url}/v1/models", headers=headers).status_code == 401
+        assert http_get(f"{gw.url}/v1/models", headers=headers).status_code == 401
     assert fake.seen == []
 
 
 def test_models_are_listed_for_a_valid_key(gateway: Gateway) -> None:
     with gateway() as gw:
-        response = httpx.get(f"{gw.url}/v1/models", headers=AUTH)
+        response = http_get(f"{gw.url}/v1/models", headers=AUTH)
     assert response.json()["data"][0]["id"] == "tiny"
 
 
 def test_requests_beyond_the_contracted_rate_get_429(gateway: Gateway) -> None:
     with gateway(rate_rps=0.5) as gw:
-        first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
-        second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        first = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        second = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         assert first.status_code == 200
         assert second.status_code == 429
         assert 1 <= int(second.headers["retry-after"]) <= 2
@@ -447,8 +448,8 @@ def test_requests_beyond_the_contracted_rate_get_429(gateway: Gateway) -> None:
 
 def test_tokens_beyond_the_contracted_minute_get_429(gateway: Gateway) -> None:
     with gateway(rate_tpm=PROMPT_TOKENS + COMPLETION_TOKENS) as gw:
-        first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
-        second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        first = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        second = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert first.status_code == 200
         assert second.status_code == 429
         assert "tokens per minute" in second.json()["error"]["message"]
@@ -458,8 +459,8 @@ def test_tokens_beyond_the_contracted_minute_get_429(gateway: Gateway) -> None:
 def test_a_spent_allowance_gets_402(gateway: Gateway) -> None:
     # Issue 14: a request is admitted only when the most it can spend fits (no overdraw).
     with gateway(allowance=StaticAllowance(PROMPT_TOKENS + COMPLETION_TOKENS)) as gw:
-        first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
-        second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        first = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        second = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert first.status_code == 200, "the request fits exactly; the next is refused"
         assert second.status_code == 402
         assert second.json()["error"]["code"] == "insufficient_quota"
@@ -468,9 +469,7 @@ def test_a_spent_allowance_gets_402(gateway: Gateway) -> None:
 
 def test_static_allowance_comes_from_the_settings(gateway: Gateway) -> None:
     with gateway(allowance_tokens=0) as gw:
-        response = httpx.post(
-            f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
-        )
+        response = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
     assert response.status_code == 402
 
 
@@ -510,8 +509,8 @@ def test_the_ledger_allowance_counts_usage_recorded_in_the_open_period(
     )
     leave_one_request(ledger, period)
     with gateway(ledger_url=url, tenant="acme") as gw:
-        first = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
-        second = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        first = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
+        second = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
     assert first.status_code == 200, "what is left covers this request exactly (issue 14)"
     assert second.status_code == 402
 
@@ -534,7 +533,7 @@ def test_a_spent_plan_wallet_stops_or_pays_per_use_as_the_plan_says(
     leave_one_request(ledger, period)
     with gateway(ledger_url=url, tenant="acme") as gw:
         statuses = [
-            httpx.post(
+            http_post(
                 f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
             ).status_code
             for _ in range(2)
@@ -547,9 +546,7 @@ def test_an_unreadable_ledger_in_closed_mode_is_a_503(gateway: Gateway) -> None:
         raise ConnectionError("ledger down")
 
     with gateway(allowance=LedgerAllowance(unreadable, fail_mode="closed")) as gw:
-        response = httpx.post(
-            f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
-        )
+        response = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "allowance_unavailable"
         assert outcome(gw.metrics_url, "upstream_error") == 1
@@ -561,7 +558,7 @@ def test_upstream_down_is_503_counted_as_upstream_error(gateway: Gateway) -> Non
     port = closed.getsockname()[1]
     closed.close()
     with gateway(upstream=f"http://127.0.0.1:{port}") as gw:
-        response = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+        response = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "upstream_unavailable"
         assert outcome(gw.metrics_url, "upstream_error") == 1
@@ -573,7 +570,7 @@ def test_upstream_down_is_503_counted_as_upstream_error(gateway: Gateway) -> Non
 
 def test_health_follows_the_upstream(fake: FakeVllm, gateway: Gateway) -> None:
     with gateway() as gw:
-        assert httpx.get(f"{gw.url}/health").status_code == 200
+        assert http_get(f"{gw.url}/health").status_code == 200
         assert metric(gw.metrics_url, "aiconn_gateway_upstream_up") == 1
         fake.healthy = False
         # Issue 14: down after several failed probes (about one a second), not one.
@@ -588,14 +585,12 @@ def test_upstream_answers_are_classified(gateway: Gateway) -> None:
     with gateway() as gw:
         url = f"{gw.url}/v1/chat/completions"
         assert (
-            httpx.post(url, json=chat(stream=True, model="missing"), headers=AUTH).status_code
-            == 404
+            http_post(url, json=chat(stream=True, model="missing"), headers=AUTH).status_code == 404
         )
         assert (
-            httpx.post(url, json=chat(stream=False, model="broken"), headers=AUTH).status_code
-            == 500
+            http_post(url, json=chat(stream=False, model="broken"), headers=AUTH).status_code == 500
         )
-        assert httpx.post(url, content=b"{not json", headers=AUTH).status_code == 400
+        assert http_post(url, content=b"{not json", headers=AUTH).status_code == 400
         assert outcome(gw.metrics_url, "client_error") == 2
         assert outcome(gw.metrics_url, "upstream_error") == 1
         assert metric(gw.metrics_url, "aiconn_gateway_ttft_seconds_count") == 0
@@ -604,9 +599,7 @@ def test_upstream_answers_are_classified(gateway: Gateway) -> None:
 def test_a_slow_upstream_is_a_timeout(fake: FakeVllm, gateway: Gateway) -> None:
     fake.answer_delay = 1.0
     with gateway(upstream_timeout_seconds=0.2) as gw:
-        response = httpx.post(
-            f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH
-        )
+        response = http_post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH)
         assert response.status_code == 504
         assert outcome(gw.metrics_url, "timeout") == 1
 
@@ -616,7 +609,7 @@ def test_a_stream_cancelled_by_the_client_is_not_an_upstream_failure(
 ) -> None:
     fake.token_delay, fake.tokens = 0.1, 50
     with gateway() as gw:
-        with httpx.stream(
+        with http_stream(
             "POST", f"{gw.url}/v1/chat/completions", json=chat(stream=True), headers=AUTH
         ) as response:
             lines = response.iter_lines()
@@ -640,10 +633,10 @@ def test_neither_keys_nor_prompts_are_logged(
     caplog.set_level(logging.DEBUG)
     with gateway() as gw:
         url = f"{gw.url}/v1/chat/completions"
-        httpx.post(url, json=chat(stream=True), headers=AUTH)
-        httpx.post(url, json=chat(stream=False), headers=AUTH)
-        httpx.post(url, json=chat(stream=False), headers={"Authorization": "Bearer sk-wrong-9"})
-        httpx.post(url, content=b"{" + PROMPT.encode(), headers=AUTH)
+        http_post(url, json=chat(stream=True), headers=AUTH)
+        http_post(url, json=chat(stream=False), headers=AUTH)
+        http_post(url, json=chat(stream=False), headers={"Authorization": "Bearer sk-wrong-9"})
+        http_post(url, content=b"{" + PROMPT.encode(), headers=AUTH)
     assert caplog.records, "the capture works (httpx and uvicorn log at DEBUG)"
     logged = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records)
     for secret in (KEY, hash_key(KEY), "sk-wrong-9", PROMPT):
@@ -664,22 +657,20 @@ def test_customer_caused_answers_never_count_against_availability(gateway: Gatew
     url = "/v1/chat/completions"
     with gateway(rate_rps=0.5, allowance=StaticAllowance(10 * (PROMPT_TOKENS + 50))) as gw:
         answers = [
-            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),
-            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),  # 429
-            httpx.post(f"{gw.url}{url}", content=b"{not json", headers=AUTH),
-            httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers={}),
+            http_post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),
+            http_post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH),  # 429
+            http_post(f"{gw.url}{url}", content=b"{not json", headers=AUTH),
+            http_post(f"{gw.url}{url}", json=chat(stream=False), headers={}),
         ]
         assert [a.status_code for a in answers] == [200, 429, 400, 401]
         customer = _availability_counts(gw.metrics_url)
     with gateway(allowance=StaticAllowance(0)) as gw:
-        spent_answer = httpx.post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH)
+        spent_answer = http_post(f"{gw.url}{url}", json=chat(stream=False), headers=AUTH)
         assert spent_answer.status_code == 402
         spent = _availability_counts(gw.metrics_url)
     with gateway() as gw:
-        missing = httpx.post(
-            f"{gw.url}{url}", json=chat(stream=True, model="missing"), headers=AUTH
-        )
-        broken = httpx.post(f"{gw.url}{url}", json=chat(stream=False, model="broken"), headers=AUTH)
+        missing = http_post(f"{gw.url}{url}", json=chat(stream=True, model="missing"), headers=AUTH)
+        broken = http_post(f"{gw.url}{url}", json=chat(stream=False, model="broken"), headers=AUTH)
         assert (missing.status_code, broken.status_code) == (404, 500)
         provider = _availability_counts(gw.metrics_url)
     assert customer == (1.0, 0.0), "only the served request is in contract"

@@ -19,6 +19,7 @@ import uvloop
 from aiconn.gateway.body import INLINE_PARSE_BYTES, BodyParser
 from aiconn.gateway.upstream import Upstream, UpstreamTimeout
 from aiconn.gateway.usage import Usage
+from tests.helpers import http_post
 from tests.unit.test_gateway_proxy import (
     AUTH,
     PROMPT_TOKENS,
@@ -231,7 +232,7 @@ def test_an_abandoned_whole_answer_is_billed_its_prompt(fake: FakeVllm, gateway:
     fake.answer_delay = 2.0
     with gateway() as gw:
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(
+            http_post(
                 f"{gw.url}/v1/chat/completions", json=chat(stream=False), headers=AUTH, timeout=0.5
             )
         deadline = time.monotonic() + 10
