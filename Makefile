@@ -102,7 +102,7 @@ endif
 test-fast: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-demo: $(STAMP) system-deps controlplane kwok images kustomize vllm
+demo: $(STAMP) system-deps controlplane kwok prometheus3 images kustomize vllm
 	$(BIN)/aiconn dev up --demo
 
 down: $(STAMP)

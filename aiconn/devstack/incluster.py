@@ -39,9 +39,11 @@ from aiconn.devstack.cluster import Cluster, stop_cluster
 from aiconn.devstack.devcluster import CLUSTER_DIR
 from aiconn.devstack.images import node_images
 from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents, wait_established
-from aiconn.devstack.node import NODE_NAME
+from aiconn.devstack.node import NODE_ADDRESS, NODE_NAME
 from aiconn.devstack.pki import write_serving_tls
+from aiconn.devstack.podmonitor import POD_MONITOR, scrape_configs
 from aiconn.devstack.processes import StackError
+from aiconn.devstack.prometheus import PrometheusServer, prometheus3_binary
 from aiconn.devstack.stack import ROOT, default_state_dir, say
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
@@ -69,6 +71,10 @@ TENANT_NAMESPACE = "acme-edge"
 OPERATOR = "app.kubernetes.io/name=aiconn,app.kubernetes.io/component=operator"
 API = "app.kubernetes.io/name=aiconn,app.kubernetes.io/component=api"
 KUSTOMIZE_SCRIPT = ROOT / "tools" / "kustomize" / "build.sh"
+MONITORS = ROOT / "manifests" / "base" / "servicemonitors.yaml"
+PROMETHEUS_PORT = 9090
+"""Prometheus on the real node's address, where pods reach it: the overlay's `prometheus-url`."""
+MONITORING = "monitoring"
 
 
 def kustomize_binary() -> Path:
@@ -160,6 +166,55 @@ def ready_pod(k8s: Any, namespace: str, selector: str) -> Any:
             "events": [(e.involved_object.name, e.reason, e.message) for e in events[-8:]],
         }
     )
+
+
+def start_monitoring(cluster: Cluster, k8s: Any) -> PrometheusServer:
+    """Prometheus on the host, standing in for the one a provider runs in-cluster: it discovers
+    the SLAs' pods through the API server as the manifests' PodMonitor selects them (the
+    Prometheus Operator's translation, `aiconn.devstack.podmonitor`), under a ServiceAccount
+    that may only read pods, and listens on the real node's address, where the operator and the
+    API in their pods reach it (`prometheus-url` in manifests/overlays/devcluster)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    core.create_namespace({"metadata": {"name": MONITORING}})
+    core.create_namespaced_service_account(MONITORING, {"metadata": {"name": "prometheus"}})
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": "aiconn-dev-prometheus"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+            ],
+        }
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": "aiconn-dev-prometheus"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "aiconn-dev-prometheus",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": MONITORING}],
+        }
+    )
+    token = core.create_namespaced_service_account_token(
+        "prometheus", MONITORING, {"spec": {"expirationSeconds": 86400}}
+    ).status.token
+    kubeconfig = cluster.control_plane.kubeconfig_with_token("prometheus", token)
+    monitors = [d for d in load_documents([MONITORS]) if d["kind"] == POD_MONITOR]
+    jobs = [job for m in monitors for job in scrape_configs(m, kubeconfig=kubeconfig)]
+    return PrometheusServer(
+        group=cluster.group,
+        data_dir=cluster.state_dir / "prometheus",
+        host=NODE_ADDRESS,
+        port=PROMETHEUS_PORT,
+        scrape_interval="15s",
+        scrape_configs=jobs,
+        # Debian's Prometheus has no Kubernetes discovery; tools/prometheus/build.sh's has.
+        binary=prometheus3_binary(),
+    ).start()
 
 
 def install(k8s: Any, state_dir: Path) -> None:
@@ -397,6 +452,9 @@ def run(*, state_dir: Path | None = None) -> Served:
         say(f"nodes: {NODE_NAME} (real, edge site {cluster.node_site}) and {len(nodes)} on KWOK")
         k8s = cluster.api_client()
         try:
+            with phase(timings, "Prometheus discovering pods through the PodMonitor"):
+                prometheus = start_monitoring(cluster, k8s)
+            say(f"Prometheus at {prometheus.url}")
             with phase(timings, "aiconn installed (manifests/overlays/devcluster)"):
                 install(k8s, state)
                 tenant_namespace(k8s, state, TENANT_NAMESPACE)

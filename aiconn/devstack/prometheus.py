@@ -37,6 +37,8 @@ class ScrapeTarget:
 
 
 PROMETHEUS3_VERSION = "3.16.0"
+PROMETHEUS3_BUILD = "k8s"
+"""Its build's service discovery beside file and HTTP (`tools/prometheus/build.sh`)."""
 
 
 def prometheus_binary() -> Path:
@@ -51,7 +53,7 @@ def prometheus_binary() -> Path:
 def prometheus3_binary() -> Path:
     """Prometheus 3, as `tools/prometheus/build.sh` leaves it in the aiconn cache."""
     cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
-    path = cache / f"prometheus-{PROMETHEUS3_VERSION}" / "prometheus"
+    path = cache / f"prometheus-{PROMETHEUS3_VERSION}-{PROMETHEUS3_BUILD}" / "prometheus"
     if not os.access(path, os.X_OK):
         raise StackError(
             f"{path} not found; build it with `bash tools/prometheus/build.sh` (`make prometheus3`)"
@@ -72,11 +74,15 @@ class PrometheusServer:
     """The Prometheus to run; Debian's when None."""
     retention: str = "2d"
     """How far back it keeps samples (a backfilled history longer than that is dropped)."""
+    scrape_configs: list[dict[str, Any]] = field(default_factory=list)
+    """Scrape jobs beside `targets`' (pod discovery: `aiconn.devstack.podmonitor`)."""
+    host: str = "127.0.0.1"
+    """The address it listens on (the real node's, for pods to reach it)."""
     proc: Proc | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def config(self) -> dict[str, Any]:
         jobs: dict[tuple[str, str, str | None, str | None], list[ScrapeTarget]] = {}
@@ -92,7 +98,7 @@ class PrometheusServer:
                 {
                     "job_name": "prometheus",
                     "scrape_timeout": self.scrape_interval,
-                    "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}],
+                    "static_configs": [{"targets": [f"{self.host}:{self.port}"]}],
                 },
                 *(
                     {
@@ -107,6 +113,7 @@ class PrometheusServer:
                     }
                     for (job, path, token, ca), targets in jobs.items()
                 ),
+                *self.scrape_configs,
             ],
         }
 
@@ -122,7 +129,7 @@ class PrometheusServer:
                 str(self.binary or prometheus_binary()),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 f"--storage.tsdb.retention.time={self.retention}",
             ],
@@ -145,6 +152,12 @@ class PrometheusServer:
             body = json.load(resp)
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    def scrape_errors(self) -> dict[str, str]:
+        """The last scrape error of each failing target, by scrape URL."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as resp:
+            active = json.load(resp)["data"]["activeTargets"]
+        return {t["scrapeUrl"]: t["lastError"] for t in active if t.get("lastError")}
 
     def version(self) -> str:
         """The running Prometheus's version, from its build information."""

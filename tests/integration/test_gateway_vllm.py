@@ -340,6 +340,20 @@ def test_gateway_ttft_sees_the_injected_delay_and_agrees_with_the_client(
         assert 0 <= gap <= 0.025, samples
 
 
+def test_vllm_s_own_metrics_reach_prometheus_through_the_metrics_port(
+    vllm_server: VllmServer, start_gateway: StartGateway
+) -> None:
+    """vLLM listens on the pod's loopback only: `/metrics/vllm` on the gateway's metrics port is
+    how the PodMonitor's second endpoint reads it, and it must be vLLM's exposition as is."""
+    with start_gateway() as gateway:
+        relayed = httpx.get(f"{gateway.metrics}/metrics/vllm", timeout=60)
+        direct = httpx.get(f"{vllm_server.url}/metrics", timeout=60)
+    assert relayed.status_code == 200, relayed.text[:500]
+    assert relayed.headers["content-type"] == direct.headers["content-type"]
+    names = {f.name for f in text_string_to_metric_families(relayed.text)}
+    assert "vllm:prompt_tokens" in names or "vllm:prompt_tokens_total" in names, sorted(names)[:20]
+
+
 def test_vllm_down_is_503_an_upstream_error_and_unhealthy(
     vllm_server: VllmServer, start_gateway: StartGateway
 ) -> None:
