@@ -21,17 +21,18 @@ committing leaves nothing, and a retry settles exactly once, with one evidence d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam, create_engine, event, func
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from aiconn.sla.accounting import (
     TOKENS,
@@ -71,6 +72,8 @@ from aiconn.store.schema import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_Row = TypeVar("_Row", bound=SQLModel)
+_Value = TypeVar("_Value")
 _CONVERTED = frozenset(
     {"period", "state", "credit_percent", "budget_remaining_percent", "transfer_ids", "hold_reason"}
 )
@@ -123,6 +126,18 @@ class Ledger:
         """Release the connection pool."""
         self.engine.dispose()
 
+    def _first(
+        self,
+        query: SelectOfScalar[_Row],
+        read: Callable[[_Row], _Value],
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> _Value | None:
+        """What `read` makes of the first row `query` finds, if any (in a session of its own)."""
+        with Session(self.engine) as session:
+            row = session.exec(query, params=params).first()
+            return None if row is None else read(row)
+
     def post_transfer(self, spec: TransferSpec) -> Transfer:
         """Post once; a replay with equal contents returns the stored transfer.
 
@@ -142,11 +157,7 @@ class Ledger:
 
     def transfer_by_key(self, key: str) -> Transfer | None:
         """The transfer with this idempotency key, if posted."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(TransferRow).where(TransferRow.idempotency_key == key)
-            ).first()
-            return None if row is None else _transfer(row)
+        return self._first(select(TransferRow).where(TransferRow.idempotency_key == key), _transfer)
 
     def transfers(self, *, sla_uid: str | None = None, kind: str | None = None) -> list[Transfer]:
         """Transfers in posting order, optionally of one SLA and one kind."""
@@ -272,13 +283,12 @@ class Ledger:
 
     def pinned_terms(self, sla_uid: str, period_start: datetime) -> PeriodTerms | None:
         """The terms pinned for one SLA period, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(PeriodTermsRow).where(
-                    PeriodTermsRow.sla_uid == sla_uid, PeriodTermsRow.period_start == period_start
-                )
-            ).first()
-            return None if row is None else PeriodTerms.from_json(row.terms)
+        return self._first(
+            select(PeriodTermsRow).where(
+                PeriodTermsRow.sla_uid == sla_uid, PeriodTermsRow.period_start == period_start
+            ),
+            _terms,
+        )
 
     @staticmethod
     def _pinned(
@@ -382,21 +392,17 @@ class Ledger:
     def settlement(self, sla_uid: str, period: Period) -> Settlement | None:
         """The settlement of one SLA's period, if any (a hot path of the reporting API: the
         statement is built once, so a call costs the query, not SQLAlchemy's construction)."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                _SETTLEMENT_OF_PERIOD, params={"sla_uid": sla_uid, "period_start": period.start}
-            ).first()
-            return None if row is None else _settlement(row)
+        params = {"sla_uid": sla_uid, "period_start": period.start}
+        return self._first(_SETTLEMENT_OF_PERIOD, _settlement, params=params)
 
     def evidence(self, sla_uid: str, period_start: datetime) -> StoredEvidence | None:
         """The evidence stored with one SLA's settlement of the period starting then, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(EvidenceRow).where(
-                    EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == period_start
-                )
-            ).first()
-            return None if row is None else _evidence(row)
+        return self._first(
+            select(EvidenceRow).where(
+                EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == period_start
+            ),
+            _evidence,
+        )
 
     def evidence_by_name(
         self, namespace: str, name: str, period_start: datetime
@@ -476,28 +482,26 @@ class Ledger:
     ) -> Transfer | None:
         """The last transfer of this kind into `credit_account` whose subject (the `sla_uid`
         column) starts with `subject_prefix`, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(TransferRow)
-                .where(
-                    TransferRow.credit_account == credit_account,
-                    TransferRow.kind == kind,
-                    col(TransferRow.sla_uid).startswith(subject_prefix),
-                )
-                .order_by(col(TransferRow.seq).desc())
-                .limit(1)
-            ).first()
-            return None if row is None else _transfer(row)
+        return self._first(
+            select(TransferRow)
+            .where(
+                TransferRow.credit_account == credit_account,
+                TransferRow.kind == kind,
+                col(TransferRow.sla_uid).startswith(subject_prefix),
+            )
+            .order_by(col(TransferRow.seq).desc())
+            .limit(1),
+            _transfer,
+        )
 
     def plan_close(self, subject: str, period: Period) -> PlanClose | None:
         """The stored close of one plan period, if closed."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(PlanCloseRow).where(
-                    PlanCloseRow.subject == subject, PlanCloseRow.period_start == period.start
-                )
-            ).first()
-            return None if row is None else _close(row)
+        return self._first(
+            select(PlanCloseRow).where(
+                PlanCloseRow.subject == subject, PlanCloseRow.period_start == period.start
+            ),
+            _close,
+        )
 
     def record_plan_close(
         self, subject: str, close: PlanClose, transfers: Sequence[TransferSpec]
@@ -538,6 +542,10 @@ def _settled_usage() -> Any:
         )
         .exists()
     )
+
+
+def _terms(row: PeriodTermsRow) -> PeriodTerms:
+    return PeriodTerms.from_json(row.terms)
 
 
 def _evidence(row: EvidenceRow) -> StoredEvidence:
