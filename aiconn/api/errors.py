@@ -26,6 +26,15 @@ def _problem(code: int, detail: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse(status_code=code, content={"detail": detail}, headers=headers)
 
 
+def _unavailable(what: str) -> JSONResponse:
+    """503: `what` did not answer, and the client may retry after a while."""
+    return _problem(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"{what} is unavailable; retry shortly",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
 def describe_validation(err: RequestValidationError) -> str:
     """One line per problem: where it is and what was wrong."""
     parts = []
@@ -51,20 +60,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AuthUnavailable)
     async def _kube_down(_: Request, err: Exception) -> JSONResponse:
         log.warning("Kubernetes API unavailable: %s", err)
-        return _problem(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the Kubernetes API is unavailable; retry shortly",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return _unavailable("the Kubernetes API")
 
     @app.exception_handler(SQLAlchemyError)
     async def _ledger_down(_: Request, err: SQLAlchemyError) -> JSONResponse:
         log.warning("ledger unavailable: %s", type(err).__name__)
-        return _problem(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the ledger is unavailable; retry shortly",
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return _unavailable("the ledger")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

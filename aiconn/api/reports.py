@@ -22,7 +22,7 @@ from aiconn.api.models import (
     TransferOut,
 )
 from aiconn.api.slas import SLA
-from aiconn.resources.v1alpha1.sla import Window
+from aiconn.resources.v1alpha1.sla import CreditTier, Window
 from aiconn.sla.accounting import Kind, Settlement
 from aiconn.sla.budget import budget_remaining_percent, error_budget
 from aiconn.sla.credits import (
@@ -145,6 +145,13 @@ def _objectives(sla: SLA) -> Objectives:
     )
 
 
+def _tiers(schedule: list[CreditTier]) -> list[CreditTierOut]:
+    return [
+        CreditTierOut(below_percent=t.below_percent, credit_percent=t.credit_percent)
+        for t in schedule
+    ]
+
+
 def _basis(
     sla: SLA, availability: float | None, ttft: float | None, tpot: float | None
 ) -> dict[str, object]:
@@ -153,14 +160,8 @@ def _basis(
     return {
         "availability_percent": availability,
         "worse_latency_attainment_percent": min(latencies) if latencies else None,
-        "availability_schedule": [
-            CreditTierOut(below_percent=t.below_percent, credit_percent=t.credit_percent)
-            for t in credits.availability
-        ],
-        "latency_schedule": [
-            CreditTierOut(below_percent=t.below_percent, credit_percent=t.credit_percent)
-            for t in credits.latency
-        ],
+        "availability_schedule": _tiers(credits.availability),
+        "latency_schedule": _tiers(credits.latency),
         "cap_percent": credits.cap_percent,
     }
 

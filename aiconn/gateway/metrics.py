@@ -65,28 +65,28 @@ class GatewayMetrics:
         self._prompt_tokens = tokens.labels(*values, "prompt")
         self._completion_tokens = tokens.labels(*values, "completion")
 
-        self.ttft = Histogram(
+        def histogram(name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
+            """A histogram of this SLA's requests, with its labels set."""
+            return Histogram(
+                name, documentation, labels, registry=self.registry, buckets=buckets
+            ).labels(*values)
+
+        self.ttft = histogram(
             mn.GATEWAY_TTFT,
             "Seconds from receiving a request to sending its first content-bearing chunk "
             "(the whole answer when not streamed).",
-            labels,
-            registry=self.registry,
-            buckets=ttft_buckets(ttft_threshold_ms),
-        ).labels(*values)
-        self.tpot = Histogram(
+            ttft_buckets(ttft_threshold_ms),
+        )
+        self.tpot = histogram(
             mn.GATEWAY_TPOT,
             "Seconds per output token after the first, per streamed request of 2 or more tokens.",
-            labels,
-            registry=self.registry,
-            buckets=tpot_buckets(tpot_threshold_ms),
-        ).labels(*values)
-        self.duration = Histogram(
+            tpot_buckets(tpot_threshold_ms),
+        )
+        self.duration = histogram(
             mn.GATEWAY_DURATION,
             "Seconds from receiving a request to its last byte sent.",
-            labels,
-            registry=self.registry,
-            buckets=mn.DEFAULT_DURATION_BUCKETS,
-        ).labels(*values)
+            mn.DEFAULT_DURATION_BUCKETS,
+        )
         self.upstream_up = Gauge(
             mn.GATEWAY_UPSTREAM_UP,
             "1 when vLLM behind this gateway answers its health check.",

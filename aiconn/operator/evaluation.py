@@ -347,22 +347,17 @@ def _terms(spec: AIInferenceSLASpec, price: Decimal, rule: MinuteRule) -> dict[s
     }
 
 
+_PERIOD_OWN = frozenset({"start", "end", "alerts", "charges", "credits_accrued", "evaluated_at"})
+"""Fields of `PeriodStatus` not copied as they are from the `SLAEvaluation` of that name."""
+
+
 def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str, Any]:
     """`status.period` of one SLA from its evaluation."""
     status = PeriodStatus(
+        **{f: getattr(result, f) for f in PeriodStatus.model_fields if f not in _PERIOD_OWN},
         start=period.start_iso,
         end=period.end_iso,
-        availability_percent=result.availability_percent,
-        ttft_attainment_percent=result.ttft_attainment_percent,
-        tpot_attainment_percent=result.tpot_attainment_percent,
-        inference_ttft_attainment_percent=result.inference_ttft_attainment_percent,
-        budget_remaining_percent=result.budget_remaining_percent,
-        burn_rates=result.burn_rates,
         alerts=list(result.alerts),
-        coverage_percent=result.coverage_percent,
-        judged_minutes=result.judged_minutes,
-        excused_minutes=result.excused_minutes,
-        tokens_used=result.tokens_used,
         charges=float(result.charges),
         credits_accrued=float(result.credit.amount),
         evaluated_at=at,

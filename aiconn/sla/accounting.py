@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -204,19 +204,7 @@ class Transfer:
 
     def spec(self) -> TransferSpec:
         """The contents, for comparison with a replayed post."""
-        return TransferSpec(
-            debit_account=self.debit_account,
-            credit_account=self.credit_account,
-            amount=self.amount,
-            unit=self.unit,
-            kind=self.kind,
-            sla_uid=self.sla_uid,
-            sla_namespace=self.sla_namespace,
-            sla_name=self.sla_name,
-            period=self.period,
-            metadata=self.metadata,
-            price_version=self.price_version,
-        )
+        return TransferSpec(**{f.name: getattr(self, f.name) for f in fields(TransferSpec)})
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,18 @@ committing leaves nothing, and a retry settles exactly once, with one evidence d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, bindparam, create_engine, event, func
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from aiconn.sla.accounting import (
     TOKENS,
@@ -71,10 +72,18 @@ from aiconn.store.schema import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_Row = TypeVar("_Row", bound=SQLModel)
+_Value = TypeVar("_Value")
 _CONVERTED = frozenset(
     {"period", "state", "credit_percent", "budget_remaining_percent", "transfer_ids", "hold_reason"}
 )
 """Fields of `Settlement` that its row stores in another form; the others are stored as they are."""
+_SETTLEMENT_READ = _CONVERTED | {"created_at", "reviewed_at"}
+"""Fields of `Settlement` read back from its row in another form (timestamps come back as UTC)."""
+_SPEC_CONVERTED = frozenset({"kind", "period", "metadata"})
+"""Fields of `TransferSpec` that a `TransferRow` stores in another form (or under another name)."""
+_TRANSFER_READ = frozenset({"seq", "period", "created_at", "metadata"})
+"""Fields of `Transfer` read back from its row in another form."""
 
 _SETTLEMENT_OF_PERIOD = select(SettlementRow).where(
     SettlementRow.sla_uid == bindparam("sla_uid"),
@@ -117,6 +126,18 @@ class Ledger:
         """Release the connection pool."""
         self.engine.dispose()
 
+    def _first(
+        self,
+        query: SelectOfScalar[_Row],
+        read: Callable[[_Row], _Value],
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> _Value | None:
+        """What `read` makes of the first row `query` finds, if any (in a session of its own)."""
+        with Session(self.engine) as session:
+            row = session.exec(query, params=params).first()
+            return None if row is None else read(row)
+
     def post_transfer(self, spec: TransferSpec) -> Transfer:
         """Post once; a replay with equal contents returns the stored transfer.
 
@@ -136,11 +157,7 @@ class Ledger:
 
     def transfer_by_key(self, key: str) -> Transfer | None:
         """The transfer with this idempotency key, if posted."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(TransferRow).where(TransferRow.idempotency_key == key)
-            ).first()
-            return None if row is None else _transfer(row)
+        return self._first(select(TransferRow).where(TransferRow.idempotency_key == key), _transfer)
 
     def transfers(self, *, sla_uid: str | None = None, kind: str | None = None) -> list[Transfer]:
         """Transfers in posting order, optionally of one SLA and one kind."""
@@ -225,8 +242,7 @@ class Ledger:
                     UsageRow(
                         sla_uid=reading.sla_uid,
                         tenant=reading.tenant,
-                        period_start=reading.period.start,
-                        period_end=reading.period.end,
+                        **_period_columns(reading.period),
                         tokens=reading.tokens,
                         measured_at=reading.measured_at,
                     )
@@ -252,8 +268,7 @@ class Ledger:
                             session.add(
                                 PeriodTermsRow(
                                     sla_uid=pin.sla_uid,
-                                    period_start=pin.period.start,
-                                    period_end=pin.period.end,
+                                    **_period_columns(pin.period),
                                     terms=pin.terms.to_json(),
                                     pinned_at=now,
                                 )
@@ -268,13 +283,12 @@ class Ledger:
 
     def pinned_terms(self, sla_uid: str, period_start: datetime) -> PeriodTerms | None:
         """The terms pinned for one SLA period, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(PeriodTermsRow).where(
-                    PeriodTermsRow.sla_uid == sla_uid, PeriodTermsRow.period_start == period_start
-                )
-            ).first()
-            return None if row is None else PeriodTerms.from_json(row.terms)
+        return self._first(
+            select(PeriodTermsRow).where(
+                PeriodTermsRow.sla_uid == sla_uid, PeriodTermsRow.period_start == period_start
+            ),
+            _terms,
+        )
 
     @staticmethod
     def _pinned(
@@ -378,21 +392,17 @@ class Ledger:
     def settlement(self, sla_uid: str, period: Period) -> Settlement | None:
         """The settlement of one SLA's period, if any (a hot path of the reporting API: the
         statement is built once, so a call costs the query, not SQLAlchemy's construction)."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                _SETTLEMENT_OF_PERIOD, params={"sla_uid": sla_uid, "period_start": period.start}
-            ).first()
-            return None if row is None else _settlement(row)
+        params = {"sla_uid": sla_uid, "period_start": period.start}
+        return self._first(_SETTLEMENT_OF_PERIOD, _settlement, params=params)
 
     def evidence(self, sla_uid: str, period_start: datetime) -> StoredEvidence | None:
         """The evidence stored with one SLA's settlement of the period starting then, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(EvidenceRow).where(
-                    EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == period_start
-                )
-            ).first()
-            return None if row is None else _evidence(row)
+        return self._first(
+            select(EvidenceRow).where(
+                EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == period_start
+            ),
+            _evidence,
+        )
 
     def evidence_by_name(
         self, namespace: str, name: str, period_start: datetime
@@ -429,13 +439,8 @@ class Ledger:
                 # The settlement row goes first: it claims the period, so a racing settler blocks
                 # here on the unique constraint and never reaches the transfers.
                 row = SettlementRow(
-                    **{
-                        f.name: getattr(decided, f.name)
-                        for f in fields(Settlement)
-                        if f.name not in _CONVERTED
-                    },
-                    period_start=decided.period.start,
-                    period_end=decided.period.end,
+                    **_same_fields(Settlement, decided, besides=_CONVERTED),
+                    **_period_columns(decided.period),
                     state=decided.state,
                     credit_percent=str(decided.credit_percent),
                     budget_remaining_percent=(
@@ -457,8 +462,7 @@ class Ledger:
                             sla_uid=decided.sla_uid,
                             sla_namespace=decided.sla_namespace,
                             sla_name=decided.sla_name,
-                            period_start=decided.period.start,
-                            period_end=decided.period.end,
+                            **_period_columns(decided.period),
                             document=canonical(decision.evidence),
                             sha256=sha256_of(decision.evidence),
                             created_at=decided.created_at,
@@ -478,28 +482,26 @@ class Ledger:
     ) -> Transfer | None:
         """The last transfer of this kind into `credit_account` whose subject (the `sla_uid`
         column) starts with `subject_prefix`, if any."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(TransferRow)
-                .where(
-                    TransferRow.credit_account == credit_account,
-                    TransferRow.kind == kind,
-                    col(TransferRow.sla_uid).startswith(subject_prefix),
-                )
-                .order_by(col(TransferRow.seq).desc())
-                .limit(1)
-            ).first()
-            return None if row is None else _transfer(row)
+        return self._first(
+            select(TransferRow)
+            .where(
+                TransferRow.credit_account == credit_account,
+                TransferRow.kind == kind,
+                col(TransferRow.sla_uid).startswith(subject_prefix),
+            )
+            .order_by(col(TransferRow.seq).desc())
+            .limit(1),
+            _transfer,
+        )
 
     def plan_close(self, subject: str, period: Period) -> PlanClose | None:
         """The stored close of one plan period, if closed."""
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(PlanCloseRow).where(
-                    PlanCloseRow.subject == subject, PlanCloseRow.period_start == period.start
-                )
-            ).first()
-            return None if row is None else _close(row)
+        return self._first(
+            select(PlanCloseRow).where(
+                PlanCloseRow.subject == subject, PlanCloseRow.period_start == period.start
+            ),
+            _close,
+        )
 
     def record_plan_close(
         self, subject: str, close: PlanClose, transfers: Sequence[TransferSpec]
@@ -513,8 +515,7 @@ class Ledger:
                     subject=subject,
                     tenant=close.tenant,
                     offer=close.offer,
-                    period_start=close.period.start,
-                    period_end=close.period.end,
+                    **_period_columns(close.period),
                     summary=close.summary,
                     transfer_ids=list(close.transfer_ids),
                     closed_at=close.closed_at,
@@ -543,10 +544,14 @@ def _settled_usage() -> Any:
     )
 
 
+def _terms(row: PeriodTermsRow) -> PeriodTerms:
+    return PeriodTerms.from_json(row.terms)
+
+
 def _evidence(row: EvidenceRow) -> StoredEvidence:
     return StoredEvidence(
         sla_uid=row.sla_uid,
-        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
+        period=_period(row),
         text=row.document,
         sha256=row.sha256,
     )
@@ -572,21 +577,13 @@ def _insert_transfer(
     session: Session, spec: TransferSpec, *, now: datetime | None = None
 ) -> TransferRow:
     row = TransferRow(
+        **_same_fields(TransferSpec, spec, besides=_SPEC_CONVERTED),
+        **_period_columns(spec.period),
         id=transfer_id(spec.key),
         idempotency_key=spec.key,
-        debit_account=spec.debit_account,
-        credit_account=spec.credit_account,
-        amount=spec.amount,
-        unit=spec.unit,
         kind=str(spec.kind),
-        sla_uid=spec.sla_uid,
-        sla_namespace=spec.sla_namespace,
-        sla_name=spec.sla_name,
-        period_start=spec.period.start,
-        period_end=spec.period.end,
         created_at=now or datetime.now(UTC),
         meta=dict(spec.metadata),
-        price_version=spec.price_version,
     )
     session.add(row)
     return row
@@ -614,21 +611,11 @@ def insert_transfers(
 def _transfer(row: TransferRow) -> Transfer:
     assert row.seq is not None
     return Transfer(
+        **_same_fields(Transfer, row, besides=_TRANSFER_READ),
         seq=row.seq,
-        id=row.id,
-        idempotency_key=row.idempotency_key,
-        debit_account=row.debit_account,
-        credit_account=row.credit_account,
-        amount=row.amount,
-        unit=row.unit,
-        kind=row.kind,
-        sla_uid=row.sla_uid,
-        sla_namespace=row.sla_namespace,
-        sla_name=row.sla_name,
-        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
+        period=_period(row),
         created_at=as_utc(row.created_at),
         metadata=dict(row.meta),
-        price_version=row.price_version,
     )
 
 
@@ -664,7 +651,7 @@ def release_held(
                             " when it closed; only held periods are released"
                         )
                     return _settlement(row)
-                period = Period(start=as_utc(row.period_start), end=as_utc(row.period_end))
+                period = _period(row)
                 credit = row.held_credit_micros or 0
                 credit_tokens = row.held_credit_tokens or 0
                 specs = settlement_transfers(
@@ -699,36 +686,14 @@ def release_held(
 
 def _settlement(row: SettlementRow) -> Settlement:
     return Settlement(
-        sla_uid=row.sla_uid,
-        sla_namespace=row.sla_namespace,
-        sla_name=row.sla_name,
-        tenant=row.tenant,
-        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
+        **_same_fields(Settlement, row, besides=_SETTLEMENT_READ),
+        period=_period(row),
         state=SettlementState(row.state),
-        currency=row.currency,
-        tokens_used=row.tokens_used,
-        charges_micros=row.charges_micros,
-        credit_micros=row.credit_micros,
-        credit_tokens=row.credit_tokens,
         credit_percent=Decimal(row.credit_percent),
-        coverage_percent=row.coverage_percent,
-        availability_percent=row.availability_percent,
-        ttft_attainment_percent=row.ttft_attainment_percent,
-        tpot_attainment_percent=row.tpot_attainment_percent,
         transfer_ids=tuple(row.transfer_ids),
         created_at=as_utc(row.created_at),
-        reviewed_by=row.reviewed_by,
         reviewed_at=None if row.reviewed_at is None else as_utc(row.reviewed_at),
-        review_note=row.review_note,
-        ttft_exact=row.ttft_exact,
-        tpot_exact=row.tpot_exact,
         hold_reason=None if row.hold_reason is None else HoldReason(row.hold_reason),
-        judged_minutes=row.judged_minutes,
-        good_minutes=row.good_minutes,
-        bad_minutes=row.bad_minutes,
-        excused_minutes=row.excused_minutes,
-        units_per_million_tokens=row.units_per_million_tokens,
-        price_version=row.price_version,
         budget_remaining_percent=(
             None if row.budget_remaining_percent is None else Decimal(row.budget_remaining_percent)
         ),
@@ -750,8 +715,26 @@ def _close(row: PlanCloseRow) -> PlanClose:
     return PlanClose(
         tenant=row.tenant,
         offer=row.offer,
-        period=Period(start=as_utc(row.period_start), end=as_utc(row.period_end)),
+        period=_period(row),
         summary=dict(row.summary),
         transfer_ids=tuple(row.transfer_ids),
         closed_at=as_utc(row.closed_at),
     )
+
+
+def _same_fields(
+    value_type: type[Any], source: object, *, besides: frozenset[str]
+) -> dict[str, Any]:
+    """`source`'s values of the fields of the dataclass `value_type` but `besides`: the fields a
+    row and its value hold alike, so a field added to both is mapped without a line here."""
+    return {f.name: getattr(source, f.name) for f in fields(value_type) if f.name not in besides}
+
+
+def _period_columns(period: Period) -> dict[str, Any]:
+    """A period as the `period_start` and `period_end` columns every ledger table has."""
+    return {"period_start": period.start, "period_end": period.end}
+
+
+def _period(row: TransferRow | SettlementRow | EvidenceRow | PlanCloseRow) -> Period:
+    """A row's period, its columns read back as UTC."""
+    return Period(start=as_utc(row.period_start), end=as_utc(row.period_end))

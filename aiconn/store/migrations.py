@@ -11,7 +11,7 @@ so a later change to the models never rewrites history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -58,13 +58,45 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# The column sets below are shared by several migrations and frozen with them: changing one would
+# change what an applied migration creates, so a later table that wants other columns spells them
+# out itself.
+
+
+def _seq_column() -> Column[int]:
+    # INTEGER PRIMARY KEY on SQLite is the rowid: monotonic, so statements page by it.
+    return Column("seq", _Seq, primary_key=True, autoincrement=True)
+
+
+def _sla_columns(*, indexed_uid: bool = False) -> list[Column[str]]:
+    """The SLA a row belongs to, by uid and by name."""
+    return [
+        Column("sla_uid", String(64), nullable=False, index=indexed_uid),
+        Column("sla_namespace", String(253), nullable=False),
+        Column("sla_name", String(253), nullable=False),
+    ]
+
+
+def _period_columns() -> list[Column[datetime]]:
+    """The period a row is about, its end exclusive."""
+    return [
+        Column("period_start", DateTime(timezone=True), nullable=False),
+        Column("period_end", DateTime(timezone=True), nullable=False),
+    ]
+
+
+def _add_columns(conn: Connection, table: str, columns: Iterable[tuple[str, str]]) -> None:
+    """`ALTER TABLE ... ADD COLUMN` each (name, SQL type), in order."""
+    for column, kind in columns:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+
+
 def _v1_transfers_and_settlements(conn: Connection) -> None:
     metadata = MetaData()
     Table(
         "transfers",
         metadata,
-        # INTEGER PRIMARY KEY on SQLite is the rowid: monotonic, so statements page by it.
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        _seq_column(),
         Column("id", String(36), nullable=False, unique=True),
         Column("idempotency_key", String(512), nullable=False, unique=True),
         Column("debit_account", String(128), nullable=False, index=True),
@@ -72,24 +104,18 @@ def _v1_transfers_and_settlements(conn: Connection) -> None:
         Column("amount", BigInteger, nullable=False),
         Column("unit", String(32), nullable=False),
         Column("kind", String(32), nullable=False),
-        Column("sla_uid", String(64), nullable=False, index=True),
-        Column("sla_namespace", String(253), nullable=False),
-        Column("sla_name", String(253), nullable=False),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        *_sla_columns(indexed_uid=True),
+        *_period_columns(),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("metadata", JSON, nullable=False),
     )
     settlements = Table(
         "settlements",
         metadata,
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
-        Column("sla_uid", String(64), nullable=False),
-        Column("sla_namespace", String(253), nullable=False),
-        Column("sla_name", String(253), nullable=False),
+        _seq_column(),
+        *_sla_columns(),
         Column("tenant", String(63), nullable=False),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        *_period_columns(),
         Column("state", String(32), nullable=False),
         Column("currency", String(3), nullable=False),
         Column("tokens_used", BigInteger, nullable=False),
@@ -114,25 +140,27 @@ def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
     Table(
         "period_usage",
         metadata,
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        _seq_column(),
         Column("sla_uid", String(64), nullable=False),
         Column("tenant", String(128), nullable=False, index=True),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        *_period_columns(),
         Column("tokens", BigInteger, nullable=False),
         Column("measured_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("sla_uid", "period_start", name="uq_period_usage_sla_period"),
     )
     metadata.create_all(conn)
     # A held period keeps what it would have credited, for a reviewer who releases it.
-    for column, kind in (
-        ("held_credit_micros", "BIGINT"),
-        ("held_credit_tokens", "BIGINT"),
-        ("reviewed_by", "VARCHAR(253)"),
-        ("reviewed_at", "TIMESTAMP WITH TIME ZONE"),
-        ("review_note", "VARCHAR(1024)"),
-    ):
-        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} {kind}"))
+    _add_columns(
+        conn,
+        "settlements",
+        (
+            ("held_credit_micros", "BIGINT"),
+            ("held_credit_tokens", "BIGINT"),
+            ("reviewed_by", "VARCHAR(253)"),
+            ("reviewed_at", "TIMESTAMP WITH TIME ZONE"),
+            ("review_note", "VARCHAR(1024)"),
+        ),
+    )
     # A wallet owner is `<namespace>/<tenant>`, up to 63 + 1 + 63 characters, and its account
     # `wallet:<owner>`: version 1's widths were too narrow for long names (SQLite ignores widths).
     if conn.dialect.name == "postgresql":
@@ -144,12 +172,11 @@ def _v2_period_usage_and_wider_owners(conn: Connection) -> None:
 def _v3_attainment_exactness_and_hold_reasons(conn: Connection) -> None:
     # Whether each latency attainment was exact, and why a held period was held: a period paid
     # on an interpolated attainment must be visible as such in the ledger itself.
-    for column, kind in (
-        ("ttft_exact", "BOOLEAN"),
-        ("tpot_exact", "BOOLEAN"),
-        ("hold_reason", "VARCHAR(32)"),
-    ):
-        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} {kind}"))
+    _add_columns(
+        conn,
+        "settlements",
+        (("ttft_exact", "BOOLEAN"), ("tpot_exact", "BOOLEAN"), ("hold_reason", "VARCHAR(32)")),
+    )
 
 
 def _v4_wider_transfer_subjects(conn: Connection) -> None:
@@ -169,12 +196,9 @@ def _v5_settlement_evidence(conn: Connection) -> None:
     evidence = Table(
         "settlement_evidence",
         metadata,
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
-        Column("sla_uid", String(64), nullable=False),
-        Column("sla_namespace", String(253), nullable=False),
-        Column("sla_name", String(253), nullable=False),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        _seq_column(),
+        *_sla_columns(),
+        *_period_columns(),
         Column("document", Text, nullable=False),
         Column("sha256", String(64), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
@@ -188,8 +212,8 @@ def _v6_minute_counts(conn: Connection) -> None:
     # The minutes behind the availability figure: judged (in force, in service hours, not
     # excused), good, bad and excused by announced maintenance, so a settlement shows what was
     # left out of the ratio and why the figure is what it is.
-    for column in ("judged_minutes", "good_minutes", "bad_minutes", "excused_minutes"):
-        conn.execute(text(f"ALTER TABLE settlements ADD COLUMN {column} BIGINT"))
+    minutes = ("judged_minutes", "good_minutes", "bad_minutes", "excused_minutes")
+    _add_columns(conn, "settlements", ((column, "BIGINT") for column in minutes))
 
 
 def _v7_period_terms(conn: Connection) -> None:
@@ -199,10 +223,9 @@ def _v7_period_terms(conn: Connection) -> None:
     Table(
         "period_terms",
         metadata,
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        _seq_column(),
         Column("sla_uid", String(64), nullable=False),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        *_period_columns(),
         Column("terms", JSON, nullable=False),
         Column("pinned_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("sla_uid", "period_start", name="uq_period_terms_sla_period"),
@@ -219,12 +242,11 @@ def _v8_plan_closes(conn: Connection) -> None:
     Table(
         "plan_closes",
         metadata,
-        Column("seq", _Seq, primary_key=True, autoincrement=True),
+        _seq_column(),
         Column("subject", String(512), nullable=False),
         Column("tenant", String(512), nullable=False),
         Column("offer", String(253), nullable=False),
-        Column("period_start", DateTime(timezone=True), nullable=False),
-        Column("period_end", DateTime(timezone=True), nullable=False),
+        *_period_columns(),
         Column("summary", JSON, nullable=False),
         Column("transfer_ids", JSON, nullable=False),
         Column("closed_at", DateTime(timezone=True), nullable=False),

@@ -121,19 +121,19 @@ def release(
     return _released(namespace, name, settled)
 
 
+_RELEASED_OWN = frozenset(
+    {"namespace", "name", "period_start", "period_end", "state", "transfer_ids"}
+)
+"""Fields of `ReleasedSettlement` not copied as they are from the `Settlement` of that name."""
+
+
 def _released(namespace: str, name: str, s: Settlement) -> ReleasedSettlement:
     return ReleasedSettlement(
+        **{f: getattr(s, f) for f in ReleasedSettlement.model_fields if f not in _RELEASED_OWN},
         namespace=namespace,
         name=name,
         period_start=s.period.start,
         period_end=s.period.end,
         state=str(s.state),
-        charges_micros=s.charges_micros,
-        credit_micros=s.credit_micros,
-        credit_tokens=s.credit_tokens,
-        coverage_percent=s.coverage_percent,
         transfer_ids=list(s.transfer_ids),
-        reviewed_by=s.reviewed_by,
-        reviewed_at=s.reviewed_at,
-        review_note=s.review_note,
     )

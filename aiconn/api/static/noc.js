@@ -262,13 +262,17 @@ function renderCredits(credits, problem) {
   });
 }
 
+// A table whose data could not be read says why in one row across its columns.
+function unavailableRow(body, text, columns) {
+  const tr = document.createElement("tr");
+  cell(tr, text).colSpan = columns;
+  body.replaceChildren(tr);
+}
+
 function renderEvents(events, problem) {
   const body = document.querySelector("#events tbody");
   if (problem) {
-    const tr = document.createElement("tr");
-    const td = cell(tr, "events unavailable: " + problem);
-    td.colSpan = 5;
-    body.replaceChildren(tr);
+    unavailableRow(body, "events unavailable: " + problem, 5);
     return;
   }
   const shown = events.items.slice(0, EVENTS_SHOWN);
@@ -297,10 +301,7 @@ function tokens(text) {
 function renderWallets(wallets, problem) {
   const body = document.querySelector("#wallets tbody");
   if (problem) {
-    const tr = document.createElement("tr");
-    const td = cell(tr, "wallets unavailable: " + problem);
-    td.colSpan = 6;
-    body.replaceChildren(tr);
+    unavailableRow(body, "wallets unavailable: " + problem, 6);
     return;
   }
   body.replaceChildren(...wallets.wallets.map((w) => {

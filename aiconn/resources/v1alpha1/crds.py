@@ -67,19 +67,22 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         return node
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _resolve(merged, defs)
+        return _resolve(_merged(target, node, without="$ref"), defs)
     if "allOf" in node and len(node["allOf"]) == 1:
-        merged = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
-        return _resolve(merged, defs)
+        return _resolve(_merged(node["allOf"][0], node, without="allOf"), defs)
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) == 1:
-            merged = {**options[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+            merged = _merged(options[0], node, without="anyOf")
             if merged.get("default", 0) is None:
                 del merged["default"]
             return _resolve(merged, defs)
     return {k: _resolve(v, defs) for k, v in node.items() if k not in _DROP}
+
+
+def _merged(base: dict[str, Any], node: dict[str, Any], *, without: str) -> dict[str, Any]:
+    """`base` (what `node[without]` points to) overlaid with the rest of `node`'s keys."""
+    return {**base, **{k: v for k, v in node.items() if k != without}}
 
 
 def _without_nulls(value: Any) -> Any:
