@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -328,17 +329,7 @@ PATIENT_S = 60.0
 suite runs unit-test files beside integration files on two cores, where a loopback answer from
 an in-process gateway once took longer than httpx's default of 5 s."""
 
-
-def http_get(url: str, **kwargs: Any) -> httpx.Response:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.get(url, **kwargs)
-
-
-def http_post(url: str, **kwargs: Any) -> httpx.Response:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.post(url, **kwargs)
-
-
-def http_stream(method: str, url: str, **kwargs: Any) -> AbstractContextManager[httpx.Response]:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.stream(method, url, **kwargs)
+# httpx's one-request functions with that default; a caller's own `timeout=` replaces it.
+http_get = functools.partial(httpx.get, timeout=PATIENT_S)
+http_post = functools.partial(httpx.post, timeout=PATIENT_S)
+http_stream = functools.partial(httpx.stream, timeout=PATIENT_S)
