@@ -26,11 +26,18 @@ from tests.factories import offer_manifest
 
 T = TypeVar("T")
 
+WAIT_S = 180.0
+"""How long `eventually` waits unless a test says otherwise: sized for the parallel suite
+(`make test`), where four workers, each with its own control plane, PostgreSQL and vLLM, share
+two cores, and an edge SLA once became Ready only after 60 s. A wait ends as soon as its condition
+holds, so only a failing test waits this long. Tests pass their own, longer waits where a period
+must close first."""
+
 
 def eventually(
     check: Callable[[], T | None],
     *,
-    timeout: float = 60,
+    timeout: float = WAIT_S,
     interval: float = 0.25,
     what: str = "condition",
 ) -> T:
@@ -210,7 +217,6 @@ def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False)
     if wait_deleted:
         eventually(
             lambda: name not in {n.metadata.name for n in core.list_namespace().items},
-            timeout=120,
             what=f"namespace {name} deleted",
         )
 

@@ -26,7 +26,6 @@ def wait_scraped(stack: Stack, records: list[RequestRecord]) -> None:
     served = sum(1 for r in records if r.status == 200)
     eventually(
         lambda: stack.scraped_requests() >= served,
-        timeout=30,
         what=f"Prometheus to have scraped {served} requests",
     )
 
