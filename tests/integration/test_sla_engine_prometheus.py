@@ -1,7 +1,8 @@
-"""The SLA engine while Prometheus is down: the stack of tests/integration/sla_stack.py
-(Prometheus scraping a gateway in front of a real vLLM), with its Prometheus stopped for over a
-minute, and `FleetEvaluator` against the real API server. A file of its own: it waits about four
-minutes of real time, which the parallel suite spends beside other files.
+"""The SLA engine and its Prometheus: the stack of tests/integration/sla_stack.py (Prometheus
+scraping a gateway in front of a real vLLM). `FleetEvaluator` against the real API server while
+that Prometheus is stopped for over a minute, then the number of queries a fleet costs. A file of
+its own: the outage waits about four minutes of real time, which the parallel suite spends beside
+the other files (test_sla_engine_vllm_down.py above all).
 """
 
 from __future__ import annotations
@@ -18,15 +19,32 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import SourceUnavailable
 from tests.factories import settle_ref
-from tests.integration.sla_stack import SLA_NAME, G, Stack, V, counting_source, sla_body
+from tests.helpers import eventually
+from tests.integration.sla_stack import SLA_NAME, G, Stack, V, counting_source, sla_body, sla_ref
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tokens_counted(stack: Stack) -> None:
+    """The gateway has served tokens, and Prometheus has scraped its count, before the first test:
+    as when the Prometheus-down test ran after the vLLM-down one on one stack. That test's first
+    evaluation, 2 s into a minute, judges the minutes before it and wants tokens used in them;
+    on a fresh stack a test starting in a minute's last second would find none counted yet."""
+    with stack.load(rate_rps=2, max_requests=4, timeout_s=10) as generator:
+        eventually(lambda: len(generator.records()) >= 4, what="4 requests served")
+    tokens = f'sum({mn.GATEWAY_TOKENS}{{namespace="{stack.namespace}"}})'
+    eventually(
+        lambda: (found := stack.prometheus.query(tokens)) and float(found[0]["value"][1]) > 0,
+        what="Prometheus to have scraped a token count",
+    )
 
 
 def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
@@ -109,3 +127,23 @@ def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
     assert settlement.credit_micros == 0 and settlement.transfer_ids == ()
     assert ledger.transfers(kind=Kind.CREDIT) == [] and ledger.transfers(kind=Kind.PENALTY) == []
     ledger.close()
+
+
+def test_batched_query_count_does_not_grow_with_the_fleet(stack: Stack) -> None:
+    source, session = counting_source(stack.prometheus.url)
+    now = floor_minute(datetime.now(UTC))
+    period = Period(start=now - timedelta(minutes=5), end=now)
+    counts = {}
+    for fleet in (1, 10, 200):
+        slas = [sla_ref(stack.namespace)] + [
+            sla_ref(stack.namespace, f"other-{i}") for i in range(fleet - 1)
+        ]
+        session.count = 0
+        measure(source, slas, period)
+        counts[fleet] = session.count
+    print("Prometheus requests per fleet size:", counts)
+    assert counts[1] == counts[10] == counts[200]
+    # One range query per minute series (in-contract, failed, upstream up, scrape up, whether
+    # Prometheus scraped at all, tokens: issue 11 added the last two), chunked under the points
+    # limit, plus one instant query per histogram and one for Prometheus's range rule.
+    assert counts[1] <= 6 * 2 + 3
