@@ -33,7 +33,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_sla_deletion.py",  # 201 + 191 s: a minute of traffic, then the finalizer
     "tests/integration/test_sla_engine_prometheus.py",  # 241 s: Prometheus down
     "real-node",  # 124 s set-up of the real node's inference alone; three files in turn
-    "tests/integration/test_gateway_vllm.py",  # 110 s of vLLM down and restarted, and 9 more
+    "tests/integration/test_gateway_vllm.py",  # 110 s of vLLM down and restarted, then quick tests
     "tests/e2e/test_noc_page.py",  # Chromium against the API: three pages
 )
 
