@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,11 +26,18 @@ from tests.factories import offer_manifest
 
 T = TypeVar("T")
 
+WAIT_S = 180.0
+"""How long `eventually` waits unless a test says otherwise: sized for the parallel suite
+(`make test`), where four workers, each with its own control plane, PostgreSQL and vLLM, share
+two cores, and an edge SLA once became Ready only after 60 s. A wait ends as soon as its condition
+holds, so only a failing test waits this long. Tests pass their own, longer waits where a period
+must close first."""
+
 
 def eventually(
     check: Callable[[], T | None],
     *,
-    timeout: float = 60,
+    timeout: float = WAIT_S,
     interval: float = 0.25,
     what: str = "condition",
 ) -> T:
@@ -209,7 +217,6 @@ def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False)
     if wait_deleted:
         eventually(
             lambda: name not in {n.metadata.name for n in core.list_namespace().items},
-            timeout=120,
             what=f"namespace {name} deleted",
         )
 
@@ -328,17 +335,7 @@ PATIENT_S = 60.0
 suite runs unit-test files beside integration files on two cores, where a loopback answer from
 an in-process gateway once took longer than httpx's default of 5 s."""
 
-
-def http_get(url: str, **kwargs: Any) -> httpx.Response:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.get(url, **kwargs)
-
-
-def http_post(url: str, **kwargs: Any) -> httpx.Response:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.post(url, **kwargs)
-
-
-def http_stream(method: str, url: str, **kwargs: Any) -> AbstractContextManager[httpx.Response]:
-    kwargs.setdefault("timeout", PATIENT_S)
-    return httpx.stream(method, url, **kwargs)
+# httpx's one-request functions with that default; a caller's own `timeout=` replaces it.
+http_get = functools.partial(httpx.get, timeout=PATIENT_S)
+http_post = functools.partial(httpx.post, timeout=PATIENT_S)
+http_stream = functools.partial(httpx.stream, timeout=PATIENT_S)

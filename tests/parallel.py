@@ -21,14 +21,20 @@ from typing import Any
 
 from xdist.scheduler.loadscope import LoadScopeScheduling
 
-# The files that mostly wait for real minutes to pass, longest first (seconds of a serial run on
-# the 2-core CI machine). They start first, each on its own worker; the rest fill in around them.
+# The units that mostly wait for real minutes to pass, longest first: a SHARED_UNITS name or a
+# file. Seconds: set-up and call in the last parallel run (par5, four workers), before the split
+# of test_sla_engine. The first four start at once, one on each worker; each next one goes to the
+# worker that finishes its long unit first (longest processing time first), so no long unit is left
+# to start near the end. The rest fill in around them, files with more tests first.
 LONGEST_FIRST = (
-    "tests/e2e/test_sla_kopf.py",  # 511 s: a 5-minute SLA's periods settle one after another
-    "tests/integration/test_sla_engine.py",  # 510 s: vLLM, then Prometheus, down for minutes
-    "tests/e2e/test_demo.py",  # 390 s: a fresh 4-minute period and its settlement
-    "tests/e2e/test_noc_page.py",
-    "tests/e2e/test_sla_deletion.py",
+    "tests/e2e/test_demo.py",  # 782 s: a fresh 4-minute period, its settlement, the scenes
+    "tests/integration/test_sla_engine_vllm_down.py",  # 66 + 572 s: vLLM down, restarted in turn
+    "tests/e2e/test_sla_kopf.py",  # 111 + 368 s: a 5-minute SLA's periods settle
+    "tests/e2e/test_sla_deletion.py",  # 201 + 191 s: a minute of traffic, then the finalizer
+    "tests/integration/test_sla_engine_prometheus.py",  # 241 s: Prometheus down
+    "real-node",  # 124 s set-up of the real node's inference alone; three files in turn
+    "tests/integration/test_gateway_vllm.py",  # 110 s of vLLM down and restarted, then quick tests
+    "tests/e2e/test_noc_page.py",  # Chromium against the API: three pages
 )
 
 # A real node changes host state (the aiconn0 bridge, iptables, the node address on lo,

@@ -144,7 +144,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        eventually(port_file.exists, timeout=30, what="Chromium DevTools port")
+        eventually(port_file.exists, what="Chromium DevTools port")
         port = int(port_file.read_text().split()[0])
         pages = eventually(
             lambda: [
@@ -188,7 +188,7 @@ def test_noc_page_shows_the_fleet_with_charts_and_no_errors(
         )
         return names if names and len(names) == FLEET else None
 
-    shown = eventually(rows, timeout=30, what="every SLA in the fleet table")
+    shown = eventually(rows, what="every SLA in the fleet table")
     assert sorted(shown) == sorted(f"{namespace}/sla-{i}" for i in range(FLEET))
     # The token left the URL at once; the page keeps it in sessionStorage only.
     assert browser.evaluate("location.hash") == ""
@@ -202,7 +202,6 @@ def test_noc_page_shows_the_fleet_with_charts_and_no_errors(
             )
             >= 2
         ),
-        timeout=20,
         what="a second fleet refresh",
     )
     shapes = {
@@ -297,7 +296,6 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
     browser.send("Page.navigate", url=f"{api_url}/noc#token={TOKEN}")
     eventually(
         lambda: browser.evaluate("document.querySelectorAll('#fleet tbody tr').length") == FLEET,
-        timeout=30,
         what="the fleet table",
     )
     # Healthy history first: two query_range steps apart, so any later grid has a point in it.
@@ -356,7 +354,7 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
         )
         return found if found and found["min"] <= BREACH_BUDGET else None
 
-    line = eventually(dip, timeout=30, what="the breach in the budget history after a reload")
+    line = eventually(dip, what="the breach in the budget history after a reload")
     # The history reaches back before the incident: the line falls from a healthy budget.
     assert line["max"] > 0, line
     rows = browser.evaluate(
@@ -443,7 +441,6 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
         lambda: (
             browser.evaluate("document.querySelectorAll('#wallets tbody tr').length") == len(before)
         ),
-        timeout=30,
         what="every wallet in the wallets table",
     )
     # A top-up brings the wallet (overdrawn by the seeded months) to 10,000,000 tokens; the SLA
@@ -490,7 +487,7 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
         )
         return found if found and found["at"] else None
 
-    cells = eventually(shown, timeout=30, what="the wallet's exhaustion date after a reload")
+    cells = eventually(shown, what="the wallet's exhaustion date after a reload")
     assert int("".join(c for c in cells["available"] if c.isdigit() or c == "-")) == left
     # 600,000 x 86,400 / 183,600 = 282,352.9411... tokens a day.
     assert cells["burn"] == "282352.941"

@@ -139,9 +139,7 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
 
     # The finalizer is on, the plan is funded, and a whole judged minute has seen traffic.
     eventually(lambda: current()["metadata"].get("finalizers"), what="the operator's finalizer")
-    eventually(
-        lambda: ledger.wallet_balance(wallet) == INCLUDED, timeout=60, what="the plan's funding"
-    )
+    eventually(lambda: ledger.wallet_balance(wallet) == INCLUDED, what="the plan's funding")
     eventually(
         lambda: (
             datetime.now(UTC) > in_force + timedelta(seconds=65)

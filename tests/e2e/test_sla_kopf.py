@@ -143,16 +143,13 @@ def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
 
     served.injector.refuse = True
     try:
-        broken = eventually(
-            lambda: compliant("False"), timeout=180, interval=2, what="Compliant False"
-        )
+        broken = eventually(lambda: compliant("False"), interval=2, what="Compliant False")
         cond = next(c for c in broken["conditions"] if c["type"] == "Compliant")
         assert cond["reason"] == "AvailabilityMissed", cond
         assert broken["period"]["availabilityPercent"] < 99.9
         assert broken["period"]["evaluatedAt"] >= healthy["period"]["evaluatedAt"]
         started = eventually(
             lambda: [e for e in events("BurnRateAlertStarted") if PAGE in e.message],
-            timeout=60,
             interval=2,
             what=f"{PAGE} alert Event",
         )
@@ -183,7 +180,7 @@ def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
         what="the faulty period settled",
     )
     assert settled["state"] in ("Settled", "HeldForReview")  # a later period may show here
-    assert eventually(lambda: events(settled["state"]), timeout=30, what="settlement Event")
+    assert eventually(lambda: events(settled["state"]), what="settlement Event")
     time.sleep(15)  # three more passes: none may settle again
 
     ledger = Ledger.open(ledger_url)

@@ -309,7 +309,6 @@ def test_a_gateway_identity_reads_its_own_wallet_and_nothing_else(
     # stands until then.
     (available,) = eventually(
         lambda: None if (read := _read_or_none(reader(world.ns_a, tenant_a))) is None else (read,),
-        timeout=30,
         what="the RoleBinding to take effect",
     )
     assert available == world.ledger.wallet_balance(tenant_a) - 4321
@@ -394,7 +393,6 @@ def test_releasing_a_held_period_needs_approve_on_settlements(world: World, k8s:
     # Authorization answers are reused for 5 s: the refusal above stands until then.
     released = eventually(
         lambda: (r := release("noc")).status_code == 200 and r.json(),
-        timeout=30,
         what="the reviewer binding to take effect",
     )
     assert released["state"] == "Settled" and released["reviewedBy"] == "noc"

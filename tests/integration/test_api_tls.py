@@ -136,7 +136,7 @@ def served(
         except httpx.TransportError:
             return None
 
-    eventually(healthy, timeout=60, what="the API serving HTTPS")
+    eventually(healthy, what="the API serving HTTPS")
     yield Served(
         url=url,
         port=port,
@@ -204,7 +204,7 @@ def completion(
         except httpx.TransportError:
             return None
 
-    eventually(listening, timeout=60, what="the gateway listening")
+    eventually(listening, what="the gateway listening")
     try:
         return httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",

@@ -144,7 +144,6 @@ def test_a_site_whose_kwok_nodes_go_not_ready_fails_over_and_comes_back(
     eventually(lambda: events(k8s, namespace, "moving", "HomeHealthy"), what="home healthy")
     eventually(
         lambda: running_at(k8s, namespace, "moving") == {home: 1},
-        timeout=90,
         what="back home, Running there and gone from the other site",
     )
     status = status_of(k8s, namespace, "moving")

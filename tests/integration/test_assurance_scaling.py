@@ -91,7 +91,6 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
                     lambda: [
                         a for a in actions(k8s, namespace, "surge") if a["action"] == "ScaleOut"
                     ],
-                    timeout=120,
                     what="a scale-out weighed and held",
                 )[0]
                 assert held["decision"] == "Hold"
@@ -108,7 +107,6 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
                 )
                 eventually(
                     lambda: deployment_replicas(k8s, namespace, "surge") == 3,
-                    timeout=120,
                     what="the Deployment scaled out to maxReplicas",
                 )
                 done = status_of(k8s, namespace, "surge")["assurance"]
@@ -132,6 +130,5 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
                 custom.delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", "surge")
             eventually(
                 lambda: not client.CoreV1Api(k8s).list_namespaced_pod(namespace).items,
-                timeout=120,
                 what="the surge SLA's pods gone",
             )

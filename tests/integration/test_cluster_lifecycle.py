@@ -57,7 +57,6 @@ def run_a_pod(cluster: Cluster) -> None:
                 (p := core.read_namespaced_pod("sandbox-only", "default")).status.phase == "Running"
                 and p
             ),
-            timeout=60,
             what="a pod Running on the real node",
         )
         assert pod.status.pod_ip.startswith("198.18.0.")

@@ -94,7 +94,6 @@ def test_each_tiers_sla_runs_its_pods_on_that_tiers_nodes(
 
     pods = eventually(
         lambda: running(k8s, namespace, name, replicas),
-        timeout=180,
         what=f"{replicas} inference pod(s) of {name} Running",
     )
     # KWOK runs a pod the moment it is scheduled, which can be before the reconcile that created
@@ -121,7 +120,6 @@ def test_each_tiers_sla_runs_its_pods_on_that_tiers_nodes(
     # Running pods make the Deployment available, which the operator reports as Ready.
     eventually(
         lambda: sla_status(k8s, namespace, name).get("phase") == "Ready",
-        timeout=180,
         what=f"{name} Ready",
     )
 
@@ -160,12 +158,11 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
             ]
             return next((c.message for c in conds if c.reason == "Unschedulable"), None)
 
-        message = eventually(scheduler_said, timeout=180, what="the scheduler's reason")
+        message = eventually(scheduler_said, what="the scheduler's reason")
         assert "untolerated taint" in message, message
 
         reported = eventually(
             lambda: condition(sla_status(k8s, namespace, "research-405b"), "PodsScheduled"),
-            timeout=180,
             what="PodsScheduled in the SLA's status",
         )
         assert reported["status"] == "False"
@@ -174,7 +171,6 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
         # The condition may land before the reconcile's own status write: wait for the phase.
         status = eventually(
             lambda: (s := sla_status(k8s, namespace, "research-405b")).get("phase") and s,
-            timeout=180,
             what="the SLA's phase",
         )
         assert status["phase"] == "Provisioning"
@@ -187,7 +183,6 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
 
     eventually(
         lambda: running(k8s, namespace, "research-405b", 1),
-        timeout=180,
         what="the pod Running once the taint is lifted",
     )
     eventually(
@@ -197,6 +192,5 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
             )
             == "True"
         ),
-        timeout=180,
         what="PodsScheduled True",
     )

@@ -176,7 +176,6 @@ def test_pods_pass_restricted_pod_security(k8s: Any, installed: Objects) -> None
         selector = f"app.kubernetes.io/name=aiconn,app.kubernetes.io/component={component}"
         eventually(
             functools.partial(admitted, selector),
-            timeout=30,
             what=f"the {component} pod admitted by restricted Pod Security",
         )
 

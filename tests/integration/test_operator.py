@@ -288,7 +288,7 @@ def test_spec_update_converges_and_delete_collects_children(
         ]
         return left
 
-    eventually(lambda: not children_left() or None, timeout=90, what="garbage collection")  # type: ignore[arg-type]
+    eventually(lambda: not children_left() or None, what="garbage collection")  # type: ignore[arg-type]
 
 
 def test_available_replicas_make_the_sla_ready(
@@ -416,7 +416,7 @@ def test_nsmf_backend_reports_what_the_slice_manager_did(
             conds = (obj.get("status") or {}).get("conditions", [])
             return next((c for c in conds if c["type"] == "SliceReady"), None)
 
-        cond = eventually(slice_condition, timeout=90, what="SliceReady decided")
+        cond = eventually(slice_condition, what="SliceReady decided")
         method, path, sent = nsmf.requests[0]
         assert method == "PUT"
         assert path.startswith("/ProvMnS/v1700/SliceProfile=aiconn-")
@@ -573,7 +573,7 @@ def test_a_reconcile_failure_is_a_condition_and_one_event(
             progress = json.loads(annotations.get("aiconn.io/sla_changed", "{}"))
             return int(progress.get("retries") or 0)
 
-        eventually(lambda: retries() >= 2, timeout=120, what="a retry after the first failure")
+        eventually(lambda: retries() >= 2, what="a retry after the first failure")
         eventually(lambda: _events(k8s, namespace, name, "ReconcileFailed"), what="the Event")
         failures = _events(k8s, namespace, name, "ReconcileFailed")
         assert len(failures) == 1 and (failures[0].count or 1) == 1, failures
@@ -584,7 +584,6 @@ def test_a_reconcile_failure_is_a_condition_and_one_event(
         delete_admission_policies(k8s, policy)
     eventually(
         lambda: get_sla(k8s, namespace, name)["status"]["phase"] != "Failed",
-        timeout=120,
         what="recovery once the policy is gone",
     )
     assert _conditions(k8s, namespace, name)["Ready"]["reason"] != "ReconcileFailed"

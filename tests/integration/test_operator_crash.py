@@ -116,7 +116,6 @@ def test_crashes_during_rollout_leave_exactly_one_child_each(
         lambda: (
             len(client.NetworkingV1Api(k8s).list_namespaced_network_policy(namespace).items) == SLAS
         ),
-        timeout=120,
         what="one NetworkPolicy per slice",
     )
     assert len(policies) <= SLAS
