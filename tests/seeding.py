@@ -17,7 +17,12 @@ from aiconn.operator.conditions import condition
 from aiconn.operator.evaluation import COMPLIANT, compliance
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, Window
+from aiconn.resources.v1alpha1.sla import (
+    AIInferenceSLASpec,
+    PeriodStatus,
+    Window,
+    decimal_amount,
+)
 from aiconn.sla.accounting import Settlement
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.credits import money, period_credit, usage_charge
@@ -133,8 +138,8 @@ def status(spec: AIInferenceSLASpec, *, index: int, now: datetime) -> dict[str, 
         budget_remaining_percent=budget,
         burn_rates={window: round(rate, 3) for window, rate in rates.items()},
         alerts=[page.name] if all(rate > page.factor for rate in rates.values()) else [],
-        charges=float(result.charges),
-        credits_accrued=float(result.credit.amount),
+        charges=decimal_amount(result.charges),
+        credits_accrued=decimal_amount(result.credit.amount),
         evaluated_at=stamp,
     )
     return {

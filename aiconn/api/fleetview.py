@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from aiconn.api.models import FleetItem, GroupSummary
 from aiconn.api.reports import summary
 from aiconn.api.slas import SLA
+from aiconn.sla.credits import money
 
 BREACH_RISK = 1000.0
 FAILING_RISK = 800.0
@@ -81,9 +83,9 @@ def _summarize(name: str, members: list[FleetItem]) -> GroupSummary:
     budgets = [
         m.budget_remaining_percent for m in members if m.budget_remaining_percent is not None
     ]
-    credits: dict[str, float] = defaultdict(float)
+    credits: dict[str, Decimal] = defaultdict(Decimal)
     for member in members:
-        credits[member.currency] += member.credits_accrued or 0.0
+        credits[member.currency] += member.credits_accrued or 0
     return GroupSummary(
         key=name,
         slas=len(members),
@@ -93,7 +95,7 @@ def _summarize(name: str, members: list[FleetItem]) -> GroupSummary:
         alerts_firing=sum(len(m.alerts) for m in members),
         mean_availability_percent=sum(availability) / len(availability) if availability else None,
         min_budget_remaining_percent=min(budgets) if budgets else None,
-        credits_accrued={c: round(v, 6) for c, v in sorted(credits.items())},
+        credits_accrued={c: money(v) for c, v in sorted(credits.items())},
     )
 
 

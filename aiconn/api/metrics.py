@@ -98,7 +98,9 @@ class FleetCollector(Collector):
                 if value is not None:
                     families[name].add_metric(labels, value)
             if item.credits_accrued is not None:
-                families[CREDITS_ACCRUED].add_metric([*labels, item.currency], item.credits_accrued)
+                # A Prometheus sample is a float: the exact amount is the API's (creditsAccrued).
+                credits = float(item.credits_accrued)
+                families[CREDITS_ACCRUED].add_metric([*labels, item.currency], credits)
             target = targets[(item.namespace, item.name)]
             families[AVAILABILITY_OBJECTIVE].add_metric(labels, round(target / 100.0, 9))
             families[AVAILABILITY_BUDGET].add_metric(

@@ -52,8 +52,8 @@ class SLASummary(ApiModel):
     coverage_percent: float | None
     alerts: list[str]
     """Burn-rate alerts firing now."""
-    credits_accrued: float | None
-    """Credits the current period would pay if it closed now."""
+    credits_accrued: Decimal | None
+    """Credits the current period would pay if it closed now, in `currency`."""
     currency: str
     evaluated_at: str | None
 
@@ -274,7 +274,7 @@ class GroupSummary(ApiModel):
     alerts_firing: int
     mean_availability_percent: float | None
     min_budget_remaining_percent: float | None
-    credits_accrued: dict[str, float]
+    credits_accrued: dict[str, Decimal]
     """Credits accrued this period, per currency."""
 
 

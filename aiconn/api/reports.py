@@ -80,7 +80,9 @@ def _summary_fields(sla: SLA) -> dict[str, object]:
         "budget_remaining_percent": period.budget_remaining_percent if period else None,
         "coverage_percent": period.coverage_percent if period else None,
         "alerts": list(period.alerts) if period else [],
-        "credits_accrued": period.credits_accrued if period else None,
+        "credits_accrued": (
+            money(period.credits_accrued) if period and period.credits_accrued is not None else None
+        ),
         "currency": sla.spec.tokens.currency,
         "evaluated_at": period.evaluated_at if period else None,
     }

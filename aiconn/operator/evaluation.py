@@ -61,7 +61,13 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event
 from aiconn.resources.v1alpha1.kinds import MAINTENANCE_WINDOW, SLA
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, PeriodStatus, SettlementStatus, Window
+from aiconn.resources.v1alpha1.sla import (
+    AIInferenceSLASpec,
+    PeriodStatus,
+    SettlementStatus,
+    Window,
+    decimal_amount,
+)
 from aiconn.sla.accounting import (
     HoldReason,
     Kind,
@@ -74,6 +80,7 @@ from aiconn.sla.accounting import (
     units,
 )
 from aiconn.sla.burnwindows import alert_rules, longest_minutes
+from aiconn.sla.credits import from_micros
 from aiconn.sla.evaluate import FleetEvaluation, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.evidence import LatencyCounts, Measured, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
@@ -358,8 +365,8 @@ def period_status(period: Period, result: SLAEvaluation, *, at: str) -> dict[str
         start=period.start_iso,
         end=period.end_iso,
         alerts=list(result.alerts),
-        charges=float(result.charges),
-        credits_accrued=float(result.credit.amount),
+        charges=decimal_amount(result.charges),
+        credits_accrued=decimal_amount(result.credit.amount),
         evaluated_at=at,
     )
     return status.to_k8s()
@@ -445,7 +452,7 @@ def settlement_status(settlement: Settlement) -> dict[str, Any]:
 
 def _amount(micros: int) -> str:
     """Micro-units as an exact decimal amount: 18267 -> `0.018267`; no float on the way."""
-    return f"{Decimal(micros) / 1_000_000:.6f}"
+    return decimal_amount(from_micros(micros))
 
 
 def _percent(value: float | None) -> str | None:

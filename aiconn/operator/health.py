@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiconn.sla.burnwindows import name_minutes
+from aiconn.sla.credits import exact_decimal
 
 AT_RISK_BUDGET_PERCENT = 25.0
 SERVING_PHASES = ("Ready", "AtRisk", "Breached")
@@ -46,9 +47,10 @@ def percent(value: float | None, *, decimals: int) -> str | None:
     return f"{text}%"
 
 
-def money(value: float | None, currency: str) -> str | None:
-    """An amount with two decimals and its currency, e.g. `12.35 EUR`."""
-    return None if value is None else f"{value:.2f} {currency}"
+def money(value: str | float | None, currency: str) -> str | None:
+    """An amount (a decimal string; a number from a status written before amounts were strings)
+    with two decimals, rounded half-even as a decimal, and its currency, e.g. `12.35 EUR`."""
+    return None if value is None else f"{exact_decimal(value):.2f} {currency}"
 
 
 def summary(status: Mapping[str, Any], *, currency: str) -> dict[str, str]:

@@ -664,7 +664,7 @@ def test_the_printed_table_is_rounded_and_says_breached(
     period = {
         "availabilityPercent": 33.333333333333336,
         "budgetRemainingPercent": -66566.66666667046,
-        "creditsAccrued": 12.345678,
+        "creditsAccrued": "12.345678",
         "alerts": ["page-1h"],
     }
     custom(k8s).patch_namespaced_custom_object_status(

@@ -52,6 +52,20 @@ function fmt(value, digits) {
   return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
 }
 
+// Money comes as an exact decimal string ("12.345678"): rounded half-even as a decimal, like the
+// printed table (kubectl get aisla), never through a float (a float shows 0.165 as 0.17).
+function amount(text, digits) {
+  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(String(text));
+  if (!m) return fmt(text, digits);
+  const frac = (m[3] || "").padEnd(digits + 1, "0");
+  let kept = BigInt(m[2] + frac.slice(0, digits));
+  const next = frac[digits], rest = /[1-9]/.test(frac.slice(digits + 1));
+  if (next > "5" || (next === "5" && (rest || kept % 2n === 1n))) kept += 1n;
+  const whole = kept.toString().padStart(digits + 1, "0");
+  const shown = digits ? whole.slice(0, -digits) + "." + whole.slice(-digits) : whole;
+  return (m[1] && kept !== 0n ? "-" : "") + shown;
+}
+
 function cell(row, content, numeric, cls) {
   const td = document.createElement("td");
   if (content instanceof Node) td.appendChild(content);
@@ -123,7 +137,7 @@ function renderTable(items) {
     cell(tr, fmt(it.ttftAttainmentPercent, 2), true);
     cell(tr, fmt(it.tpotAttainmentPercent, 2), true);
     cell(tr, fmt(it.budgetRemainingPercent, 1), true);
-    cell(tr, it.creditsAccrued === null ? "—" : fmt(it.creditsAccrued, 2) + " " + it.currency, true);
+    cell(tr, it.creditsAccrued === null ? "—" : amount(it.creditsAccrued, 2) + " " + it.currency, true);
     cell(tr, it.alerts.join(" ") || "—");
     cell(tr, it.evaluationAgeSeconds === null ? "never" : fmt(it.evaluationAgeSeconds, 0) + " s ago", true);
     return tr;

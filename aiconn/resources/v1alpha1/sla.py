@@ -387,6 +387,26 @@ class ChildRefs(CamelModel):
     """ServiceAccount the inference pods run as; a Role and RoleBinding of the same name let it read the namespace's SLAs, which is what the reporting API's wallet check asks."""
 
 
+def decimal_amount(amount: Decimal) -> str:
+    """Money as every status writes it: an exact decimal string to the micro-unit of the
+    currency, e.g. `0.018267` (the API's and the ledger's form); never a float on the way."""
+    return f"{amount:.6f}"
+
+
+def amounts_as_written(data: Any, keys: tuple[str, ...]) -> Any:
+    """`data` with the amounts under `keys` that an earlier version wrote as numbers read as the
+    exact decimal they were written as, so those SLAs stay readable until the operator writes
+    the amounts again (as strings)."""
+    if not isinstance(data, dict):
+        return data
+    fixed = dict(data)
+    for key in keys:
+        value = fixed.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            fixed[key] = decimal_amount(Decimal(repr(value)))
+    return fixed
+
+
 class PeriodStatus(CamelModel):
     """Measurements of the current period, from Prometheus."""
 
@@ -416,12 +436,18 @@ class PeriodStatus(CamelModel):
     """Minutes elapsed in service hours excused by maintenance announced in advance."""
     tokens_used: int | None = None
     """Prompt plus completion tokens metered this period."""
-    charges: float | None = None
-    """Token charges accrued this period."""
-    credits_accrued: float | None = None
-    """Credits the period would pay if it closed now."""
+    charges: str | None = None
+    """Token charges accrued this period, an exact decimal amount, e.g. 0.018267."""
+    credits_accrued: str | None = None
+    """Credits the period would pay if it closed now, an exact decimal amount."""
     evaluated_at: str | None = None
     """When this was computed (RFC 3339)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amounts_written_as_numbers(cls, data: Any) -> Any:
+        """Statuses written before amounts became strings hold numbers (see `amounts_as_written`)."""
+        return amounts_as_written(data, ("charges", "creditsAccrued", "credits_accrued"))
 
 
 class SettlementStatus(CamelModel):
@@ -465,16 +491,8 @@ class SettlementStatus(CamelModel):
     @model_validator(mode="before")
     @classmethod
     def _amounts_written_as_numbers(cls, data: Any) -> Any:
-        """Statuses written before amounts became strings hold numbers: read them as the exact
-        decimal they were written as, so those SLAs stay readable until their next settlement."""
-        if not isinstance(data, dict):
-            return data
-        fixed = dict(data)
-        for key in ("charges", "credits"):
-            value = fixed.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                fixed[key] = f"{Decimal(repr(value)):.6f}"
-        return fixed
+        """Statuses written before amounts became strings hold numbers (see `amounts_as_written`)."""
+        return amounts_as_written(data, ("charges", "credits"))
 
 
 class SummaryStatus(CamelModel):
