@@ -97,10 +97,6 @@ def _dev(args: argparse.Namespace) -> int:
 
         devcluster.up(state_dir=state, real_node=args.real_node)
     elif args.demo:
-        if not args.skip_cluster_act:
-            from aiconn.devstack import incluster
-
-            incluster.run(state_dir=state)
         demo.run(state_dir=state)
     else:
         endpoints = stack.up(demo.SAMPLE, state_dir=state)
@@ -323,12 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
     dev.add_argument("action", choices=["up", "down"])
     dev.add_argument("--demo", action="store_true", help="run the demo scenario after `up`")
-    dev.add_argument(
-        "--skip-cluster-act",
-        action="store_true",
-        help="with --demo: not the first act (aiconn installed in the real cluster, an SLA's pod"
-        " serving on the real node), only the measured scenario",
-    )
     dev.add_argument(
         "--cluster",
         action="store_true",

@@ -63,7 +63,7 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
     controllers compute availability from them. Returns how many pods were marked."""
     from kubernetes import client
 
-    from aiconn.devstack.kubelet import mark_running
+    from tests.kubelet import mark_running
 
     core = client.CoreV1Api(k8s)
     pods = eventually(

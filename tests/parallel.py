@@ -27,12 +27,13 @@ from xdist.scheduler.loadscope import LoadScopeScheduling
 # worker that finishes its long unit first (longest processing time first), so no long unit is left
 # to start near the end. The rest fill in around them, files with more tests first.
 LONGEST_FIRST = (
-    "tests/e2e/test_demo.py",  # 782 s: a fresh 4-minute period, its settlement, the scenes
+    # 784 s of `make demo` in the real cluster (a fresh 4-minute period, its settlement, the
+    # scenes), then the other real-node files: about 4 min more.
+    "real-node",
     "tests/integration/test_sla_engine_vllm_down.py",  # 66 + 572 s: vLLM down, restarted in turn
     "tests/e2e/test_sla_kopf.py",  # 111 + 368 s: a 5-minute SLA's periods settle
     "tests/e2e/test_sla_deletion.py",  # 201 + 191 s: a minute of traffic, then the finalizer
     "tests/integration/test_sla_engine_prometheus.py",  # 241 s: Prometheus down
-    "real-node",  # 124 s set-up of the real node's inference alone; three files in turn
     "tests/integration/test_gateway_vllm.py",  # 110 s of vLLM down and restarted, then quick tests
     "tests/e2e/test_noc_page.py",  # Chromium against the API: three pages
 )
@@ -43,6 +44,7 @@ SHARED_UNITS = {
     "tests/integration/test_cluster_real_node.py": "real-node",
     "tests/integration/test_cluster_lifecycle.py": "real-node",
     "tests/integration/test_real_node_inference.py": "real-node",
+    "tests/e2e/test_demo.py": "real-node",
 }
 
 

@@ -126,17 +126,21 @@ class _Cluster:
         return int(deployment.spec.replicas)
 
 
-def run(endpoints: stack.Endpoints, *, state_dir: Path) -> ScenesResult:
+def run(endpoints: stack.Endpoints, *, state_dir: Path, scheduling: bool = True) -> ScenesResult:
     """Both scenes on the running demo stack under `state_dir`; the processes they start are
-    recorded there, so `aiconn dev down` stops them with the rest."""
+    recorded there, so `aiconn dev down` stops them with the rest. Without `scheduling`, the
+    cluster already runs kube-scheduler and KWOK, and the scenes' namespace exists (with the
+    claims the operator's pods mount)."""
     say = stack.say
+    joining = "kube-scheduler and KWOK join the control plane; " if scheduling else ""
     say(
-        "assurance scenes on SIMULATED GPU nodes: kube-scheduler and KWOK join the control plane; "
+        f"assurance scenes on SIMULATED GPU nodes: {joining}"
         f"KWOK nodes stand for {', '.join(SITES)} and run pods without loading a model "
         "(a second vLLM does not fit on 2 cores)"
     )
-    require_cluster_binaries()
-    start_scheduling(ProcessGroup(state_dir), Path(endpoints.kubeconfig))
+    if scheduling:
+        require_cluster_binaries()
+        start_scheduling(ProcessGroup(state_dir), Path(endpoints.kubeconfig))
     kube = _Cluster(endpoints.kubeconfig)
     try:
         tiers = default_tiers()
@@ -149,7 +153,8 @@ def run(endpoints: stack.Endpoints, *, state_dir: Path) -> ScenesResult:
             kube.core.patch_node(
                 node["metadata"]["name"], {"spec": {"taints": node["spec"]["taints"]}}
             )
-        kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        if scheduling:
+            kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
         result = ScenesResult()
         _surge(kube, endpoints, state_dir, result)
         _site_loss(kube, result)

@@ -25,7 +25,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,9 @@ NONROOT = 65532
 """The user aiconn's and vLLM's images run as."""
 API_ADDRESS = "198.19.0.80"
 """The API Service's address in manifests/overlays/devcluster."""
+API_URL = f"https://{API_ADDRESS}:8443"
+API_SERVER_NAME = f"aiconn-api.{SYSTEM}.svc"
+NOC_ROLE = "aiconn-dev-noc"
 OVERLAY = "manifests/overlays/devcluster"
 RUNTIME_CLAIM = "vllm-runtime"
 """The claim manifests/overlays/devcluster names in AICONN_VLLM_RUNTIME_CLAIM."""
@@ -217,7 +220,67 @@ def start_monitoring(cluster: Cluster, k8s: Any) -> PrometheusServer:
     ).start()
 
 
-def install(k8s: Any, state_dir: Path) -> None:
+def _service_account_token(k8s: Any, namespace: str, name: str) -> str:
+    from kubernetes import client
+
+    request = {"spec": {"expirationSeconds": 86400}}
+    answer = client.CoreV1Api(k8s).create_namespaced_service_account_token(name, namespace, request)
+    return str(answer.status.token)
+
+
+def noc_token(k8s: Any) -> str:
+    """A token for the NOC's engineers: a ServiceAccount that may read every SLA, which is what
+    the API's SubjectAccessReviews ask for its reports, evidence and the NOC page."""
+    from kubernetes import client
+
+    client.CoreV1Api(k8s).create_namespaced_service_account(
+        SYSTEM, {"metadata": {"name": "noc-engineer"}}
+    )
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": NOC_ROLE},
+            "rules": [
+                {"apiGroups": [GROUP], "resources": [SLA.plural], "verbs": ["get", "list"]},
+            ],
+        }
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": NOC_ROLE},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": NOC_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "noc-engineer", "namespace": SYSTEM}],
+        }
+    )
+    return _service_account_token(k8s, SYSTEM, "noc-engineer")
+
+
+def scrape_api(prometheus: PrometheusServer, k8s: Any, state_dir: Path) -> None:
+    """What the manifests' ServiceMonitor `aiconn-api` has Prometheus do: scrape the API's fleet
+    view over HTTPS (its CA, its Service name) with the metrics scraper's token, its per-SLA
+    labels kept; the NOC page's history reads it back."""
+    token = _service_account_token(k8s, SYSTEM, "aiconn-metrics-scraper")
+    ca = state_dir / "api-tls" / "ca.crt"
+    prometheus.add_scrape_configs(
+        [
+            {
+                "job_name": "aiconn-api",
+                "honor_labels": True,
+                "scrape_interval": "15s",
+                "scheme": "https",
+                "tls_config": {"ca_file": str(ca), "server_name": API_SERVER_NAME},
+                "authorization": {"credentials": token},
+                "static_configs": [{"targets": [API_URL.removeprefix("https://")]}],
+            }
+        ]
+    )
+
+
+def install(k8s: Any, state_dir: Path, *, operator_env: Mapping[str, str] | None = None) -> None:
     """The provider's install: `manifests/overlays/devcluster` applied as a user would, the
     tiers and offers, plus what a bare cluster lacks: the Prometheus Operator's CRDs, a volume
     for the ledger's claim and the API's certificate (as manifests/tls would issue it)."""
@@ -238,7 +301,7 @@ def install(k8s: Any, state_dir: Path) -> None:
     tls = write_serving_tls(
         state_dir / "api-tls",
         common_name="aiconn-api",
-        dns_names=(f"aiconn-api.{SYSTEM}.svc",),
+        dns_names=(API_SERVER_NAME,),
         addresses=(API_ADDRESS,),
     )
     core.create_namespace({"metadata": {"name": SYSTEM}})
@@ -250,9 +313,25 @@ def install(k8s: Any, state_dir: Path) -> None:
             "stringData": {key: path.read_text() for key, path in tls.items()},
         },
     )
-    apply_objects(k8s, render(OVERLAY))
+    objects = render(OVERLAY)
+    if operator_env:
+        _set_operator_env(objects, operator_env)
+    apply_objects(k8s, objects)
     samples = ROOT / "manifests" / "samples"
     apply_manifests(k8s, [samples / "tiers.yaml", samples / "offers.yaml"])
+
+
+def _set_operator_env(objects: list[dict[str, Any]], env: Mapping[str, str]) -> None:
+    """The provider's settings of the operator (`AICONN_*`), as `kubectl set env` would add them
+    to its Deployment before it is applied."""
+    (deployment,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "aiconn-operator"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    kept = [e for e in container.get("env", []) if e["name"] not in env]
+    container["env"] = kept + [{"name": k, "value": v} for k, v in env.items()]
 
 
 def tenant_namespace(k8s: Any, state_dir: Path, namespace: str) -> None:
@@ -299,9 +378,10 @@ def tenant_namespace(k8s: Any, state_dir: Path, namespace: str) -> None:
         )
 
 
-def tiny_sla(*, site: str | None = None) -> dict[str, Any]:
+def tiny_sla(*, site: str | None = None, window: str | None = None) -> dict[str, Any]:
     """The edge sample for the tiny model from the tenant's claim, one replica; on `site` only,
-    when given (the site the real node stands for, where KWOK nodes serve the others)."""
+    when given (the site the real node stands for, where KWOK nodes serve the others); periods
+    of `window` (e.g. "5m"), calendar-aligned, when given."""
     (sla, *_) = load_documents([SAMPLE])
     sla["metadata"]["name"] = SLA_NAME
     model = sla["spec"]["model"]
@@ -311,6 +391,8 @@ def tiny_sla(*, site: str | None = None) -> dict[str, Any]:
     sla["spec"]["capacity"] = {"replicas": 1, "maxReplicas": 1}
     if site:
         sla["spec"]["placement"] = {**sla["spec"]["placement"], "tier": "edge", "sites": [site]}
+    if window:
+        sla["spec"]["objectives"]["window"] = {"duration": window, "calendarAligned": True}
     return sla
 
 
@@ -325,6 +407,24 @@ def gateway_tokens(pod_ip: str) -> dict[str, float]:
             if sample.name == mn.GATEWAY_TOKENS:
                 counted[sample.labels[mn.TOKEN_TYPE_LABEL]] = sample.value
     return counted
+
+
+def wait_scraped(prometheus: PrometheusServer, pod: Any, *, timeout: float = 180) -> dict[str, str]:
+    """Wait until Prometheus has scraped both of the pod's endpoints (the gateway's series and
+    vLLM's through it) with the SLA's labels; `up` by job."""
+    labels = pod.metadata.labels
+    where = (
+        f'namespace="{pod.metadata.namespace}",sla="{labels["aiconn.io/sla"]}",'
+        f'pod="{pod.metadata.name}"'
+    )
+
+    def scraped() -> dict[str, str]:
+        up = {r["metric"]["job"]: r["value"][1] for r in prometheus.query(f"up{{{where}}}")}
+        # The first scrape may come while vLLM answers its first /metrics slowly: up once.
+        assert up == {"aiconn-gateway": "1", "vllm": "1"}, (up, prometheus.scrape_errors())
+        return up
+
+    return poll(scraped, timeout=timeout, what="Prometheus scraping the pod", interval=3)
 
 
 def advertise_gpus(k8s: Any, count: int = 4) -> None:
@@ -353,6 +453,10 @@ class Served:
     """The status of the same request without a key."""
     metered: dict[str, float]
     """The gateway's token counter by type, from its metrics port, after the answer."""
+    key: str = ""
+    """The tenant's API key (the SLA's Secret)."""
+    scraped: dict[str, str] = field(default_factory=dict)
+    """`up` of the pod's scrape jobs in Prometheus, by job."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -429,41 +533,61 @@ def serve(k8s: Any, namespace: str, sla: dict[str, Any], *, timeout: float = 900
         answer=response.json(),
         refused=refused,
         metered=gateway_tokens(pod.status.pod_ip),
+        key=key,
         timings=timings,
     )
 
 
-def run(*, state_dir: Path | None = None) -> Served:
-    """The whole act, on the dev cluster's state directory (so `aiconn dev down` stops it if
-    interrupted); stopped at the end, before the measured scenes start a stack of their own."""
-    state = (state_dir or default_state_dir()) / CLUSTER_DIR
-    if stop_cluster(state):
-        say("stopped the previous in-cluster act's cluster")
+@dataclass
+class ActOne:
+    """The cluster act one leaves running, for the measured act that follows."""
+
+    cluster: Cluster
+    k8s: Any
+    """An admin client of the cluster (closed by `close`)."""
+    prometheus: PrometheusServer
+    served: Served
+    sla: dict[str, Any]
+    """The SLA as applied."""
+
+    def close(self) -> None:
+        self.k8s.close()
+
+
+def act_one(
+    cluster: Cluster,
+    *,
+    window: str | None = None,
+    operator_env: Mapping[str, str] | None = None,
+) -> ActOne:
+    """Start `cluster` (real node, KWOK nodes for the other sites, Prometheus), install aiconn,
+    serve the tiny SLA (with the objectives' `window`, when given) and say what happened; the
+    cluster is left running. `operator_env` is the provider's settings of the operator."""
     say("act 1, in a real cluster: aiconn installed from its manifests, an SLA served on the node")
-    cluster = Cluster(state_dir=state, real_node=True)
     timings: dict[str, float] = {}
+    with phase(timings, "images built or reused"):
+        images = node_images(aiconn=True, vllm=True)
+    with phase(timings, "cluster up (control plane, scheduler, real node, images imported)"):
+        cluster.start(crds=sorted((ROOT / "crds").glob("*.yaml")), node_images=images)
+    with phase(timings, "KWOK nodes for the other tiers' sites Ready"):
+        nodes = cluster.add_simulated_nodes(default_tiers())
+    say(f"nodes: {NODE_NAME} (real, edge site {cluster.node_site}) and {len(nodes)} on KWOK")
+    k8s = cluster.api_client()
     try:
-        with phase(timings, "images built or reused"):
-            images = node_images(aiconn=True, vllm=True)
-        with phase(timings, "cluster up (control plane, scheduler, real node, images imported)"):
-            cluster.start(crds=sorted((ROOT / "crds").glob("*.yaml")), node_images=images)
-        with phase(timings, "KWOK nodes for the other tiers' sites Ready"):
-            nodes = cluster.add_simulated_nodes(default_tiers())
-        say(f"nodes: {NODE_NAME} (real, edge site {cluster.node_site}) and {len(nodes)} on KWOK")
-        k8s = cluster.api_client()
-        try:
-            with phase(timings, "Prometheus discovering pods through the PodMonitor"):
-                prometheus = start_monitoring(cluster, k8s)
-            say(f"Prometheus at {prometheus.url}")
-            with phase(timings, "aiconn installed (manifests/overlays/devcluster)"):
-                install(k8s, state)
-                tenant_namespace(k8s, state, TENANT_NAMESPACE)
-                advertise_gpus(k8s)
-            served = serve(k8s, TENANT_NAMESPACE, tiny_sla(site=cluster.node_site))
-        finally:
-            k8s.close()
-    finally:
-        cluster.stop()
+        with phase(timings, "Prometheus discovering pods through the PodMonitor"):
+            prometheus = start_monitoring(cluster, k8s)
+        say(f"Prometheus at {prometheus.url}")
+        with phase(timings, "aiconn installed (manifests/overlays/devcluster)"):
+            install(k8s, cluster.state_dir, operator_env=operator_env)
+            tenant_namespace(k8s, cluster.state_dir, TENANT_NAMESPACE)
+            advertise_gpus(k8s)
+        sla = tiny_sla(site=cluster.node_site, window=window)
+        served = serve(k8s, TENANT_NAMESPACE, sla)
+        with phase(served.timings, "Prometheus scraping the pod (the PodMonitor's endpoints up)"):
+            served.scraped = wait_scraped(prometheus, served.pod)
+    except BaseException:
+        k8s.close()
+        raise
     served.timings = timings | served.timings
     usage = served.answer["usage"]
     metered = ", ".join(f"{int(n)} {kind}" for kind, n in sorted(served.metered.items()))
@@ -473,5 +597,21 @@ def run(*, state_dir: Path | None = None) -> Served:
         f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens; "
         f"the gateway metered {metered}; without the tenant's key: HTTP {served.refused}"
     )
-    say(f"act 1 took {sum(served.timings.values()):.1f} s; the cluster is stopped")
-    return served
+    say(f"act 1 took {sum(served.timings.values()):.1f} s")
+    return ActOne(cluster=cluster, k8s=k8s, prometheus=prometheus, served=served, sla=sla)
+
+
+def run(*, state_dir: Path | None = None) -> Served:
+    """Act one alone, on the dev cluster's state directory (so `aiconn dev down` stops it if
+    interrupted); the cluster is stopped at the end."""
+    state = (state_dir or default_state_dir()) / CLUSTER_DIR
+    if stop_cluster(state):
+        say("stopped the previous in-cluster act's cluster")
+    cluster = Cluster(state_dir=state, real_node=True)
+    try:
+        act = act_one(cluster)
+        act.close()
+    finally:
+        cluster.stop()
+    say("the cluster is stopped")
+    return act.served

@@ -137,6 +137,15 @@ class PrometheusServer:
         wait_until(self.ready, timeout=timeout, what="Prometheus /-/ready", proc=self.proc)
         return self
 
+    def add_scrape_configs(self, jobs: list[dict[str, Any]]) -> None:
+        """Scrape `jobs` too, from now on: the configuration is rewritten and reloaded."""
+        self.scrape_configs.extend(jobs)
+        (self.data_dir / "prometheus.yml").write_text(
+            yaml.safe_dump(self.config(), sort_keys=False)
+        )
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
     def ready(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
             return int(resp.status) == 200

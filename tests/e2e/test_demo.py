@@ -1,6 +1,8 @@
-"""`make demo`'s code path end to end: the SLA is placed, measured, breached during the injected
-faults, its announced maintenance excused, and credited exactly once; the assurance scenes scale
-out for a surge and fail over from a lost site; `dev down` leaves nothing running."""
+"""`make demo`'s code path end to end, in a real cluster: the SLA's pod runs on the real node, the
+SLA is measured from it, breached by faults in the pod (a stalled engine, a crash the kubelet
+restarts), its announced maintenance excused, and credited exactly once; the assurance scenes
+scale out for a surge and fail over from a lost site on KWOK nodes; `dev down` leaves nothing
+running."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from aiconn.devstack import assurance_scenes, demo, stack
+from aiconn.devstack.node import NODE_NAME
 from aiconn.store.ledger import Ledger
 
-# The demo waits for a fresh 4-minute period and its settlement: 8-13 minutes on a busy machine.
+# The demo waits for a fresh 4-minute period and its settlement: 10-16 minutes on a busy machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
@@ -23,9 +26,19 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
         result = demo.run(state_dir=state)
     finally:
         stopped = stack.down(state)
-    assert "operator" in stopped and "vllm" in stopped and "kube-apiserver" in stopped
-    for pidfile in (state / "pids").glob("*.pid"):
+    # The whole cluster: its control plane, its real node (whose kubelet ran the operator's,
+    # the API's and the SLA's pods), and the Prometheus that scraped them.
+    assert {"kube-apiserver", "kubelet", "containerd", "prometheus"} <= set(stopped), stopped
+    for pidfile in state.rglob("pids/*.pid"):
         raise AssertionError(f"{pidfile} left behind")
+
+    # Act one: the SLA's pod ran on the real node, answered, and Prometheus scraped it as the
+    # PodMonitor selects it; the outage was vLLM crashing and the kubelet restarting it.
+    served = result.served
+    assert served is not None and served.pod.spec.node_name == NODE_NAME
+    assert served.answer["usage"]["completion_tokens"] > 0
+    assert served.scraped == {"aiconn-gateway": "1", "vllm": "1"}
+    assert result.outage_seconds > 0
 
     placed = [s for s in result.statuses if (s.get("placement") or {}).get("tier")]
     assert placed and placed[-1]["placement"]["tier"] == "edge"

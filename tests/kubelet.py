@@ -1,4 +1,4 @@
-"""The kubelet's part where none runs: report pods Running and Ready.
+"""The kubelet's part for tests on a control plane without a node: report pods Running and Ready.
 
 The local control plane (and the test one) has no kubelet, so nothing would ever mark a pod
 started. The real Deployment and ReplicaSet controllers compute availability from pod status, so
