@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,11 +30,11 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aiconn.kube import DEFAULT_POOL_SIZE, api_client
 from aiconn.operator.conditions import merge
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 
 FIELD_MANAGER = "aiconn-operator"
-DEFAULT_POOL_SIZE = 32
 LIST_PAGE = 500
 """Items per page of a cluster-wide list (kubectl's default chunk)."""
 
@@ -363,16 +362,5 @@ class KubeApi:
 
 
 def load_api_client() -> client.ApiClient:
-    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
-    from kubernetes import config
-
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        # The client reads KUBECONFIG once at import; read it now so a later setting counts.
-        config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-        )
-    configuration.connection_pool_maxsize = DEFAULT_POOL_SIZE
-    return client.ApiClient(configuration)
+    """The operator's client: in-cluster in a pod, else KUBECONFIG (`aiconn.kube.api_client`)."""
+    return api_client(pool_size=DEFAULT_POOL_SIZE)

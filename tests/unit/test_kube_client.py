@@ -1,0 +1,101 @@
+"""The one Kubernetes client factory (`aiconn.kube.api_client`) and its precedence: an explicit
+kubeconfig, else in-cluster when running in a pod, else KUBECONFIG; each caller's pool size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes.config import incluster_config
+
+from aiconn.api.app import KUBE_POOL_SIZE, kube_client
+from aiconn.api.settings import ApiSettings
+from aiconn.kube import DEFAULT_POOL_SIZE, api_client
+from aiconn.operator.kubeapi import load_api_client
+
+
+def _kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "file-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def in_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service host and port, token and CA files where the kubernetes client reads them."""
+    token = tmp_path / "token"
+    token.write_text("pod-token")
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+
+
+@pytest.fixture
+def not_in_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "no-token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "no-ca"))
+
+
+@pytest.mark.parametrize(
+    ("explicit", "host", "token"),
+    [(True, "https://explicit:6443", "file-token"), (False, "https://10.0.0.1:443", "pod-token")],
+)
+def test_in_a_pod_an_explicit_kubeconfig_else_the_service_account_wins_over_kubeconfig_env(
+    in_a_pod: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    explicit: bool,
+    host: str,
+    token: str,
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "env", "https://env:6443")))
+    api = api_client(_kubeconfig(tmp_path / "explicit", host) if explicit else None)
+    assert api.configuration.host == host
+    assert api.configuration.api_key["authorization"].lower() == f"bearer {token}"
+
+
+def test_outside_a_pod_kubeconfig_env_is_read_at_the_call(
+    not_in_a_pod: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "env", "https://env:6443")))
+    assert api_client().configuration.host == "https://env:6443"
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "later", "https://later:6443")))
+    assert api_client().configuration.host == "https://later:6443"
+
+
+def test_each_caller_keeps_its_pool_size(
+    not_in_a_pod: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _kubeconfig(tmp_path / "env", "https://env:6443")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    assert api_client(pool_size=3).configuration.connection_pool_maxsize == 3
+    operator = load_api_client()
+    assert operator.configuration.connection_pool_maxsize == DEFAULT_POOL_SIZE == 32
+    assert operator.configuration.host == "https://env:6443"
+    api = kube_client(ApiSettings(kubeconfig=config))
+    assert api.configuration.connection_pool_maxsize == KUBE_POOL_SIZE == 32
+    assert api.configuration.host == "https://env:6443"
+
+
+def test_the_api_setting_wins_over_the_pod(in_a_pod: None, tmp_path: Path) -> None:
+    config = _kubeconfig(tmp_path / "explicit", "https://explicit:6443")
+    assert kube_client(ApiSettings(kubeconfig=config)).configuration.host == (
+        "https://explicit:6443"
+    )
+    assert kube_client(ApiSettings()).configuration.host == "https://10.0.0.1:443"
