@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from aiconn.inference.assurance import (
@@ -35,6 +34,7 @@ from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
+from aiconn.kube import KubeError
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
@@ -117,7 +117,7 @@ class AssuranceLoop:
         for sla in slas:
             try:
                 taken = await self._assure(sla, tiers=tiers, fleet=fleet)
-            except ApiException as err:
+            except KubeError as err:
                 # One SLA's refused write must not hold back the rest of the fleet.
                 meta = sla["metadata"]
                 log.warning("assurance of %s/%s failed: %s", meta["namespace"], meta["name"], err)

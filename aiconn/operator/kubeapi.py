@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aiconn.kube import DEFAULT_POOL_SIZE, api_client
+from aiconn.kube import DEFAULT_POOL_SIZE, Conflict, Gone, NotFound, api_client, kube_error
 from aiconn.operator.conditions import merge
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 
@@ -135,7 +135,8 @@ def _relay(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
 
 
 class KubeApi:
-    """Thin async verbs over one ApiClient."""
+    """Thin async verbs over one ApiClient. The API server's refusals come out as
+    `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -152,15 +153,18 @@ class KubeApi:
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        response = self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+        except ApiException as err:
+            raise kube_error(err) from err
         data = response[0].data
         answer: dict[str, Any] = json.loads(data) if data else {}
         # Cut in this thread, before the answer is held: the operator never reads them.
@@ -230,10 +234,10 @@ class KubeApi:
                     items.extend(kept)
                     if token is None:
                         return items
-            except ApiException as err:
-                if err.status != 410 or token is None:
+            except Gone:
+                if token is None:
                     raise
-        raise ApiException(status=410, reason=f"the list at {path} kept expiring; not read")
+        raise Gone(reason=f"the list at {path} kept expiring; not read")
 
     def _page(self, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
         """One page, cut down in the thread that parsed it: the whole page never reaches the
@@ -265,10 +269,8 @@ class KubeApi:
         kind = KINDS[obj["kind"]]
         try:
             await self.call("POST", kind.path(obj["metadata"].get("namespace")), body=obj)
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def get(
@@ -279,10 +281,8 @@ class KubeApi:
         path = KINDS[kind].path(namespace, name)
         try:
             return await (self.fresh_get(path) if shared else self.call("GET", path))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def list(
         self, kind: str, namespace: str | None = None, *, labels: str = ""
@@ -296,10 +296,8 @@ class KubeApi:
     async def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         try:
             await self.call("DELETE", KINDS[kind].path(namespace, name))
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     async def patch_status(
@@ -338,7 +336,7 @@ class KubeApi:
             if current is None or not current.get("metadata", {}).get("resourceVersion"):
                 current = await self.get(kind, name, namespace)
                 if current is None:
-                    raise ApiException(status=404, reason=f"{kind} {namespace}/{name} not found")
+                    raise NotFound(reason=f"{kind} {namespace}/{name} not found")
             previous = (current.get("status") or {}).get("conditions") or []
             values = fields(current) if callable(fields) else fields
             body = {
@@ -352,13 +350,9 @@ class KubeApi:
                     body=body,
                     content_type="application/merge-patch+json",
                 )
-            except ApiException as err:
-                if err.status != 409:
-                    raise
+            except Conflict:
                 current = None
-        raise ApiException(
-            status=409, reason=f"{kind} {namespace}/{name} kept changing; status not written"
-        )
+        raise Conflict(reason=f"{kind} {namespace}/{name} kept changing; status not written")
 
 
 def load_api_client() -> client.ApiClient:

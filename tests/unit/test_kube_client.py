@@ -1,18 +1,30 @@
 """The one Kubernetes client factory (`aiconn.kube.api_client`) and its precedence: an explicit
-kubeconfig, else in-cluster when running in a pod, else KUBECONFIG; each caller's pool size."""
+kubeconfig, else in-cluster when running in a pod, else KUBECONFIG; each caller's pool size;
+and the project's error types that the adapter raises."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config import incluster_config
 
 from aiconn.api.app import KUBE_POOL_SIZE, kube_client
 from aiconn.api.settings import ApiSettings
-from aiconn.kube import DEFAULT_POOL_SIZE, api_client
-from aiconn.operator.kubeapi import load_api_client
+from aiconn.kube import (
+    DEFAULT_POOL_SIZE,
+    Conflict,
+    Gone,
+    KubeError,
+    NotFound,
+    api_client,
+    kube_error,
+)
+from aiconn.operator.kubeapi import KubeApi, load_api_client
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
@@ -99,3 +111,59 @@ def test_the_api_setting_wins_over_the_pod(in_a_pod: None, tmp_path: Path) -> No
         "https://explicit:6443"
     )
     assert kube_client(ApiSettings()).configuration.host == "https://10.0.0.1:443"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(404, NotFound), (409, Conflict), (410, Gone), (403, KubeError)]
+)
+def test_the_adapter_raises_the_projects_errors_which_are_still_api_exceptions(
+    status: int, kind: type[KubeError]
+) -> None:
+    """KubeApi's call turns the client's ApiException into KubeError (NotFound, Conflict, Gone
+    by status), keeping status, reason, body and headers; callers that still catch ApiException
+    see the same error."""
+
+    class Refusing:
+        configuration = None
+
+        def call_api(self, *args: Any, **kwargs: Any) -> Any:
+            err = ApiException(status=status, reason="Refused")
+            err.body, err.headers = '{"message": "no"}', {"Audit-Id": "1"}
+            raise err
+
+    kube = KubeApi(Refusing())  # type: ignore[arg-type]
+    with pytest.raises(kind) as raised:
+        asyncio.run(kube.call("GET", "/api/v1/namespaces/a/pods/b"))
+    err = raised.value
+    assert type(err) is kind and isinstance(err, ApiException)
+    assert (err.status, err.reason, err.body, err.headers) == (
+        status,
+        "Refused",
+        '{"message": "no"}',
+        {"Audit-Id": "1"},
+    )
+    assert kube_error(err) is err
+    assert (NotFound().status, Conflict().status, Gone().status) == (404, 409, 410)
+
+
+def test_absent_and_existing_objects_read_as_before() -> None:
+    """get: None on 404; delete: False on 404; create_if_absent: False on 409; any other
+    refusal is raised."""
+
+    class Answering(KubeApi):
+        def __init__(self, status: int) -> None:
+            self.status = status
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            raise kube_error(ApiException(status=self.status))
+
+    async def scenario() -> None:
+        assert await Answering(404).get("Pod", "p", "a") is None
+        assert await Answering(404).delete("Pod", "p", "a") is False
+        body = {"kind": "Pod", "metadata": {"name": "p", "namespace": "a"}}
+        assert await Answering(409).create_if_absent(body) is False
+        with pytest.raises(KubeError) as raised:
+            await Answering(403).get("Pod", "p", "a")
+        assert raised.value.status == 403
+
+    asyncio.run(scenario())
