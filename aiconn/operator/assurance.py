@@ -38,7 +38,7 @@ from aiconn.kube import KubeError
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import KINDS, Kind, KubeApi, without_managed_fields
+from aiconn.operator.kubeapi import KINDS, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
@@ -46,7 +46,6 @@ from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
 from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
 from aiconn.resources.v1alpha1.kinds import SLA, TIER
-from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds
@@ -56,8 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SLAS = Kind(API_VERSION, SLA.plural, namespaced=False)  # across all namespaces
-TIERS = Kind(API_VERSION, TIER.plural, namespaced=False)
+SLAS = KINDS[SLA.kind]  # listed across all namespaces (no namespace: path(None))
+TIERS = KINDS[TIER.kind]
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
 SignalReader = Callable[

@@ -503,7 +503,7 @@ class FleetEvaluator:
         paths = (
             [kind.path(ns) for ns in self.settings.namespaces]
             if self.settings.namespaces
-            else [f"/apis/{kind.api_version}/{kind.plural}"]
+            else [kind.path(None)]
         )
         slas: list[SLARef] = []
         offers = await fetch_offers(self.kube)

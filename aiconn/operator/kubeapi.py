@@ -61,8 +61,13 @@ class Kind:
     namespaced: bool = True
 
     def path(self, namespace: str | None, name: str | None = None) -> str:
+        """The URL path of the collection, or of the object `name`. A namespaced kind without
+        a namespace is its cluster-wide collection (a list across all namespaces); one of its
+        objects has no address without a namespace (ValueError)."""
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        ns = f"/namespaces/{namespace}" if self.namespaced else ""
+        if self.namespaced and namespace is None and name:
+            raise ValueError(f"a {self.plural} object needs a namespace: {name!r} has none")
+        ns = f"/namespaces/{namespace}" if self.namespaced and namespace is not None else ""
         tail = f"/{name}" if name else ""
         return f"{prefix}{ns}/{self.plural}{tail}"
 

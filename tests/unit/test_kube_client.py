@@ -24,7 +24,7 @@ from aiconn.kube import (
     api_client,
     kube_error,
 )
-from aiconn.operator.kubeapi import KubeApi, load_api_client
+from aiconn.operator.kubeapi import KINDS, KubeApi, load_api_client
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
@@ -167,3 +167,22 @@ def test_absent_and_existing_objects_read_as_before() -> None:
         assert raised.value.status == 403
 
     asyncio.run(scenario())
+
+
+def test_a_kinds_path_addresses_its_collection_or_one_object() -> None:
+    """A namespaced kind without a namespace is its cluster-wide collection; one of its objects
+    has no address without a namespace. A cluster-scoped kind ignores the namespace."""
+    pod, deployment, tier = KINDS["Pod"], KINDS["Deployment"], KINDS["InferenceTier"]
+    assert pod.path("a") == "/api/v1/namespaces/a/pods"
+    assert pod.path("a", "p") == "/api/v1/namespaces/a/pods/p"
+    assert pod.path(None) == "/api/v1/pods"
+    assert deployment.path(None) == "/apis/apps/v1/deployments"
+    assert KINDS["AIInferenceSLA"].path(None) == "/apis/aiconn.io/v1alpha1/aiinferenceslas"
+    with pytest.raises(ValueError, match="needs a namespace"):
+        pod.path(None, "p")
+    assert (
+        tier.path(None, "edge")
+        == tier.path("a", "edge")
+        == ("/apis/aiconn.io/v1alpha1/inferencetiers/edge")
+    )
+    assert "None" not in pod.path(None) + deployment.path(None)
