@@ -186,3 +186,44 @@ def test_a_kinds_path_addresses_its_collection_or_one_object() -> None:
         == ("/apis/aiconn.io/v1alpha1/inferencetiers/edge")
     )
     assert "None" not in pod.path(None) + deployment.path(None)
+
+
+def test_the_event_poster_cuts_the_message_and_never_fails_the_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """post_sla_event posts one core/v1 Event on the SLA, its message cut to the API's 1024
+    characters; a refused post (a KubeError) is logged and the pass goes on."""
+    from aiconn.operator.slaevents import MAX_EVENT_MESSAGE, post_sla_event
+
+    class Posting(KubeApi):
+        def __init__(self, refuse: bool) -> None:
+            self.refuse = refuse
+            self.posted: list[tuple[str, str, dict[str, Any]]] = []
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.posted.append((method, path, kwargs["body"]))
+            if self.refuse:
+                raise kube_error(ApiException(status=403, reason="Forbidden"))
+            return {}
+
+    async def post(kube: Posting) -> None:
+        await post_sla_event(
+            kube,
+            kind="AIInferenceSLA",
+            name="chat",
+            namespace="tenant-a",
+            uid="u-1",
+            type_="Warning",
+            reason="Breached",
+            message="x" * 3000,
+        )
+
+    kube = Posting(refuse=False)
+    asyncio.run(post(kube))
+    [(method, path, body)] = kube.posted
+    assert (method, path) == ("POST", "/api/v1/namespaces/tenant-a/events")
+    assert MAX_EVENT_MESSAGE == 1024 and body["message"] == "x" * 1024
+    assert body["involvedObject"]["uid"] == "u-1" and body["reason"] == "Breached"
+    refused = Posting(refuse=True)
+    asyncio.run(post(refused))
+    assert len(refused.posted) == 1 and "Event Breached on tenant-a/chat not posted" in caplog.text
