@@ -35,6 +35,7 @@ from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
 from aiconn.api.staticauth import StaticAuthorizer
+from aiconn.kube import api_client
 from aiconn.store.ledger import Ledger
 
 # Route handlers run in a thread pool and share one Kubernetes client.
@@ -42,18 +43,9 @@ KUBE_POOL_SIZE = 32
 
 
 def kube_client(settings: ApiSettings) -> Any:
-    """The API's own Kubernetes client: the kubeconfig in the settings, else in-cluster."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if settings.kubeconfig is not None:
-        config.load_kube_config(
-            config_file=str(settings.kubeconfig), client_configuration=configuration
-        )
-    else:
-        config.load_incluster_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = KUBE_POOL_SIZE
-    return client.ApiClient(configuration)
+    """The API's own Kubernetes client: the kubeconfig in the settings, else in-cluster, else
+    KUBECONFIG (`aiconn.kube.api_client`)."""
+    return api_client(settings.kubeconfig, pool_size=KUBE_POOL_SIZE)
 
 
 def _authorizer(settings: ApiSettings, kube: Any) -> Authorizer:

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from aiconn.inference.assurance import (
@@ -35,10 +34,11 @@ from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
+from aiconn.kube import KubeError
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import KINDS, Kind, KubeApi, without_managed_fields
+from aiconn.operator.kubeapi import KINDS, KubeApi, without_managed_fields
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
@@ -46,7 +46,6 @@ from aiconn.operator.signals import read_signals
 from aiconn.operator.slaevents import post_sla_event
 from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
 from aiconn.resources.v1alpha1.kinds import SLA, TIER
-from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.timestamps import iso_seconds
@@ -56,8 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SLAS = Kind(API_VERSION, SLA.plural, namespaced=False)  # across all namespaces
-TIERS = Kind(API_VERSION, TIER.plural, namespaced=False)
+SLAS = KINDS[SLA.kind]  # listed across all namespaces (no namespace: path(None))
+TIERS = KINDS[TIER.kind]
 MOVES = {Step.RETRY: "Retried", Step.FAIL_OVER: "FailedOver", Step.FAIL_BACK: "FailedBack"}
 
 SignalReader = Callable[
@@ -117,7 +116,7 @@ class AssuranceLoop:
         for sla in slas:
             try:
                 taken = await self._assure(sla, tiers=tiers, fleet=fleet)
-            except ApiException as err:
+            except KubeError as err:
                 # One SLA's refused write must not hold back the rest of the fleet.
                 meta = sla["metadata"]
                 log.warning("assurance of %s/%s failed: %s", meta["namespace"], meta["name"], err)

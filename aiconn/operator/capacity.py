@@ -20,11 +20,11 @@ from typing import Any
 
 from aiconn.inference import workload
 from aiconn.inference.capacity import Capacity, GpuPod, node_view, observe
-from aiconn.operator.kubeapi import Kind, KubeApi
+from aiconn.operator.kubeapi import KINDS, Kind, KubeApi
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 NODES = Kind("v1", "nodes", namespaced=False)
-PODS = Kind("v1", "pods", namespaced=False)  # listed across all namespaces
+PODS = KINDS["Pod"]  # listed across all namespaces (no namespace: path(None))
 LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 

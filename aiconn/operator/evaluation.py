@@ -50,9 +50,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from aiconn.kube import KubeError, NotFound
 from aiconn.operator.conditions import condition, now_iso
 from aiconn.operator.health import burn_rates_sentence
 from aiconn.operator.kubeapi import KINDS, KubeApi
@@ -510,7 +510,7 @@ class FleetEvaluator:
         paths = (
             [kind.path(ns) for ns in self.settings.namespaces]
             if self.settings.namespaces
-            else [f"/apis/{kind.api_version}/{kind.plural}"]
+            else [kind.path(None)]
         )
         slas: list[SLARef] = []
         offers = await fetch_offers(self.kube)
@@ -539,8 +539,8 @@ class FleetEvaluator:
         self._windows_listed = True
         try:
             bodies = await self.kube.list(MAINTENANCE_WINDOW.kind)
-        except ApiException as err:
-            if err.status != 404:
+        except KubeError as err:
+            if not isinstance(err, NotFound):
                 # Any other failure must not settle a period as if nothing had been announced:
                 # a settlement is final. Live status goes on without excusals; settling waits.
                 self._windows_listed = False
@@ -818,7 +818,7 @@ class FleetEvaluator:
         results = await asyncio.gather(*calls, return_exceptions=True)
         for result in results:
             # A deleted SLA or a refused patch must not hold back the rest of the fleet.
-            if isinstance(result, ApiException):
+            if isinstance(result, KubeError):
                 log.warning("SLA status not written: %s", result)
             elif isinstance(result, BaseException):
                 raise result

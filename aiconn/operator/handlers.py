@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 
 import aiconn.operator.assurance
 import aiconn.operator.loop
 import aiconn.operator.topups  # registers the TopUp handler
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
+from aiconn.kube import KubeError, NotFound
 from aiconn.operator import scheduling, state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import (
@@ -189,7 +189,7 @@ async def _reconcile(
         await refresh_readiness(state.kube(), meta["namespace"], meta["name"], sla=written)
     except Exception as err:
         message = describe(err)
-        terminating = isinstance(err, ApiException) and _namespace_terminating(err)
+        terminating = isinstance(err, KubeError) and _namespace_terminating(err)
         if not terminating and (not transient(err) or retry >= 2):
             await _report_failure(body, message)
         raise kopf.TemporaryError(message, delay=backoff(retry)) from err
@@ -207,7 +207,7 @@ async def _report_failure(body: Any, message: str) -> None:
     )
     try:
         await _write(outcome, body)
-    except ApiException as err:
+    except KubeError as err:
         log.warning("status of %s/%s not written: %s", meta["namespace"], meta["name"], err)
 
 
@@ -231,8 +231,8 @@ async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
         meta = body["metadata"]
         try:
             await state.kube().patch_status(SLA.kind, meta["name"], meta["namespace"], patch)
-        except ApiException as err:
-            if err.status != 404:
+        except KubeError as err:
+            if not isinstance(err, NotFound):
                 log.warning(
                     "summary of %s/%s not written: %s", meta["namespace"], meta["name"], err
                 )
@@ -310,7 +310,7 @@ async def _replan(
             await _reconcile(body, tier_index)
         except kopf.TemporaryError as err:
             cause = err.__cause__
-            if isinstance(cause, ApiException) and _namespace_terminating(cause):
+            if isinstance(cause, KubeError) and _namespace_terminating(cause):
                 continue
             failed.append(f"{namespace}/{sla_name}: {err}")
     if failed:
@@ -319,7 +319,7 @@ async def _replan(
         )
 
 
-def _namespace_terminating(err: ApiException) -> bool:
+def _namespace_terminating(err: KubeError) -> bool:
     return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
@@ -328,8 +328,8 @@ async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: 
         if ref.get("kind") == SLA.kind and namespace:
             try:
                 await refresh_readiness(state.kube(), namespace, ref["name"], deployment=deployment)
-            except ApiException as err:
-                if err.status != 404 and not _namespace_terminating(err):
+            except KubeError as err:
+                if not isinstance(err, NotFound) and not _namespace_terminating(err):
                     raise
 
 

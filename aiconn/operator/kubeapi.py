@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,11 +30,11 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aiconn.kube import DEFAULT_POOL_SIZE, Conflict, Gone, NotFound, api_client, kube_error
 from aiconn.operator.conditions import merge
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 
 FIELD_MANAGER = "aiconn-operator"
-DEFAULT_POOL_SIZE = 32
 LIST_PAGE = 500
 """Items per page of a cluster-wide list (kubectl's default chunk)."""
 
@@ -62,8 +61,13 @@ class Kind:
     namespaced: bool = True
 
     def path(self, namespace: str | None, name: str | None = None) -> str:
+        """The URL path of the collection, or of the object `name`. A namespaced kind without
+        a namespace is its cluster-wide collection (a list across all namespaces); one of its
+        objects has no address without a namespace (ValueError)."""
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        ns = f"/namespaces/{namespace}" if self.namespaced else ""
+        if self.namespaced and namespace is None and name:
+            raise ValueError(f"a {self.plural} object needs a namespace: {name!r} has none")
+        ns = f"/namespaces/{namespace}" if self.namespaced and namespace is not None else ""
         tail = f"/{name}" if name else ""
         return f"{prefix}{ns}/{self.plural}{tail}"
 
@@ -136,7 +140,8 @@ def _relay(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
 
 
 class KubeApi:
-    """Thin async verbs over one ApiClient."""
+    """Thin async verbs over one ApiClient. The API server's refusals come out as
+    `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -153,15 +158,18 @@ class KubeApi:
         query: list[tuple[str, Any]] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        response = self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+        except ApiException as err:
+            raise kube_error(err) from err
         data = response[0].data
         answer: dict[str, Any] = json.loads(data) if data else {}
         # Cut in this thread, before the answer is held: the operator never reads them.
@@ -231,10 +239,10 @@ class KubeApi:
                     items.extend(kept)
                     if token is None:
                         return items
-            except ApiException as err:
-                if err.status != 410 or token is None:
+            except Gone:
+                if token is None:
                     raise
-        raise ApiException(status=410, reason=f"the list at {path} kept expiring; not read")
+        raise Gone(reason=f"the list at {path} kept expiring; not read")
 
     def _page(self, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
         """One page, cut down in the thread that parsed it: the whole page never reaches the
@@ -266,10 +274,8 @@ class KubeApi:
         kind = KINDS[obj["kind"]]
         try:
             await self.call("POST", kind.path(obj["metadata"].get("namespace")), body=obj)
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def get(
@@ -280,10 +286,8 @@ class KubeApi:
         path = KINDS[kind].path(namespace, name)
         try:
             return await (self.fresh_get(path) if shared else self.call("GET", path))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def list(
         self, kind: str, namespace: str | None = None, *, labels: str = ""
@@ -297,10 +301,8 @@ class KubeApi:
     async def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
         try:
             await self.call("DELETE", KINDS[kind].path(namespace, name))
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     async def patch_status(
@@ -339,7 +341,7 @@ class KubeApi:
             if current is None or not current.get("metadata", {}).get("resourceVersion"):
                 current = await self.get(kind, name, namespace)
                 if current is None:
-                    raise ApiException(status=404, reason=f"{kind} {namespace}/{name} not found")
+                    raise NotFound(reason=f"{kind} {namespace}/{name} not found")
             previous = (current.get("status") or {}).get("conditions") or []
             values = fields(current) if callable(fields) else fields
             body = {
@@ -353,26 +355,11 @@ class KubeApi:
                     body=body,
                     content_type="application/merge-patch+json",
                 )
-            except ApiException as err:
-                if err.status != 409:
-                    raise
+            except Conflict:
                 current = None
-        raise ApiException(
-            status=409, reason=f"{kind} {namespace}/{name} kept changing; status not written"
-        )
+        raise Conflict(reason=f"{kind} {namespace}/{name} kept changing; status not written")
 
 
 def load_api_client() -> client.ApiClient:
-    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
-    from kubernetes import config
-
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        # The client reads KUBECONFIG once at import; read it now so a later setting counts.
-        config.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-        )
-    configuration.connection_pool_maxsize = DEFAULT_POOL_SIZE
-    return client.ApiClient(configuration)
+    """The operator's client: in-cluster in a pod, else KUBECONFIG (`aiconn.kube.api_client`)."""
+    return api_client(pool_size=DEFAULT_POOL_SIZE)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from kubernetes.client.rest import ApiException
-
+from aiconn.kube import KubeError
 from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.resources.v1alpha1.meta import API_VERSION
@@ -53,5 +52,5 @@ async def post_sla_event(
     }
     try:
         await kube.call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
-    except ApiException as err:
+    except KubeError as err:
         log.warning("Event %s on %s/%s not posted: %s", reason, namespace, name, err)

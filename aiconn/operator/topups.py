@@ -24,10 +24,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 import aiconn.operator.loop
+from aiconn.kube import KubeError
 from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
@@ -169,7 +169,7 @@ async def topup_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     except Exception as err:
         try:
             events = await retry_later(kube, body, err)
-        except ApiException as status_err:
+        except KubeError as status_err:
             meta = body["metadata"]
             log.warning("TopUp %s/%s: %s", meta["namespace"], meta["name"], status_err)
             return

@@ -100,8 +100,7 @@ def test_a_conflicting_status_write_derives_its_summary_again_from_the_status_re
     """A reconcile's write that meets a newer status (the SLA loop wrote between its read and
     its patch) is retried on the status re-read, and the summary and phase it carries are
     derived from that newer status, not from the reconcile's older view."""
-    from kubernetes.client.exceptions import ApiException
-
+    from aiconn.kube import Conflict
     from aiconn.operator.kubeapi import KubeApi
 
     spec = {"tokens": {"currency": "EUR"}}
@@ -123,7 +122,7 @@ def test_a_conflicting_status_write_derives_its_summary_again_from_the_status_re
         async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
             self.patches.append(kwargs["body"])
             if len(self.patches) == 1:
-                raise ApiException(status=409)
+                raise Conflict()
             return dict(kwargs["body"])
 
     kube = Conflicting()
@@ -178,8 +177,7 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     page arrives, and started again when its continue token expired between pages."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kubernetes.client.exceptions import ApiException
-
+    from aiconn.kube import Gone
     from aiconn.operator.kubeapi import LIST_PAGE, KubeApi, without_managed_fields
 
     class Paged(KubeApi):
@@ -195,7 +193,7 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
             page = int(query.get("continue", 0))
             if page == 1 and self.expire_once:
                 self.expire_once = False
-                raise ApiException(status=410)
+                raise Gone()
             items = [
                 {"metadata": {"name": f"p{page}-{i}", "managedFields": [{}]}} for i in range(2)
             ]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
+from aiconn.kube import kube_error
 from aiconn.operator.evaluation import FleetEvaluator, PassReport
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import Window
@@ -23,7 +24,7 @@ class _Kube:
         self.status = status
 
     async def list(self, kind: str) -> list[dict[str, Any]]:
-        raise ApiException(status=self.status, reason="refused")
+        raise kube_error(ApiException(status=self.status, reason="refused"))
 
 
 def _evaluator(tmp_path: Path, status: int) -> FleetEvaluator:
