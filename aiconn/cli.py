@@ -318,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
     dev.add_argument("action", choices=["up", "down"])
-    dev.add_argument("--demo", action="store_true", help="run the demo scenario after `up`")
+    dev.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo in a real cluster (what `make demo` runs), not the process-based stack",
+    )
     dev.add_argument(
         "--cluster",
         action="store_true",

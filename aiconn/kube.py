@@ -35,13 +35,14 @@ def api_client(
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # In a pod: its ServiceAccount, and an error naming what is missing (the mounted token)
+        # rather than a fall-back to a kubeconfig that a pod does not have.
+        config.load_incluster_config(client_configuration=configuration)
     else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
-            )
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 

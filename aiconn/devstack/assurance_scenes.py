@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from aiconn.devstack import stack
 from aiconn.devstack.cluster import require_cluster_binaries, start_scheduling
 from aiconn.devstack.kube import apply_manifests, apply_objects
 from aiconn.devstack.processes import ProcessGroup, free_port
+from aiconn.devstack.prometheus import add_scrape_jobs, running_pid
 from aiconn.devstack.tiernodes import set_site_ready, simulated_node
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference.placement import default_tiers
@@ -156,16 +156,14 @@ def run(endpoints: stack.Endpoints, *, state_dir: Path, scheduling: bool = True)
         if scheduling:
             kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
         result = ScenesResult()
-        _surge(kube, endpoints, state_dir, result)
+        _surge(kube, state_dir, result)
         _site_loss(kube, result)
         return result
     finally:
         kube.api.close()
 
 
-def _surge(
-    kube: _Cluster, endpoints: stack.Endpoints, state_dir: Path, result: ScenesResult
-) -> None:
+def _surge(kube: _Cluster, state_dir: Path, result: ScenesResult) -> None:
     say = stack.say
     name = "surge"
     gateway = GatewayMetrics(
@@ -175,7 +173,7 @@ def _surge(
 
     port = free_port()
     server, _ = start_http_server(port, addr="127.0.0.1", registry=gateway.registry)
-    _scrape(endpoints, state_dir, f"127.0.0.1:{port}")
+    _scrape(state_dir, f"127.0.0.1:{port}")
     stop = threading.Event()
     try:
         sla = scene_sla(name, sites=[AWAY], replicas=1, max_replicas=MAX_REPLICAS)
@@ -273,18 +271,13 @@ def _site_loss(kube: _Cluster, result: ScenesResult) -> None:
     say("  back home; placement history: " + " -> ".join(f"{t} {s}" for t, s in result.history))
 
 
-def _scrape(endpoints: stack.Endpoints, state_dir: Path, address: str) -> None:
-    """Add `address` to the demo Prometheus's targets and reload its configuration."""
-    path = state_dir / "prometheus" / "prometheus.yml"
-    config = yaml.safe_load(path.read_text())
-    interval = config["global"]["scrape_interval"]
-    config["scrape_configs"].append(
-        {
-            "job_name": "demo-assurance-surge",
-            "scrape_timeout": interval,
-            "static_configs": [{"targets": [address]}],
-        }
-    )
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    request = urllib.request.Request(f"{endpoints.prometheus}/-/reload", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
+def _scrape(state_dir: Path, address: str) -> None:
+    """Add `address` to the demo Prometheus's targets, which it scrapes from then on."""
+    data = state_dir / "prometheus"
+    interval = yaml.safe_load((data / "prometheus.yml").read_text())["global"]["scrape_interval"]
+    job = {
+        "job_name": "demo-assurance-surge",
+        "scrape_timeout": interval,
+        "static_configs": [{"targets": [address]}],
+    }
+    add_scrape_jobs(data, [job], pid=running_pid(state_dir))

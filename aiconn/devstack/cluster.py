@@ -269,6 +269,27 @@ def stop_cluster(state_dir: Path) -> list[str]:
     return done
 
 
+KEPT = ("models-", HOST_STATE)
+"""What a fresh start keeps of a stopped cluster's directory: the tiny models (made the same way
+every time) and the snapshot of the host state (in case a restore was cut short)."""
+
+
+def fresh_cluster_dir(state_dir: Path) -> list[str]:
+    """Stop the cluster under `state_dir`, if one runs, and remove what it left (etcd's data and
+    so its SLAs and namespaces, the ledger's volume, Prometheus's series, certificates): the next
+    start begins from an empty cluster. Returns what was stopped."""
+    stopped = stop_cluster(state_dir)
+    if state_dir.is_dir():
+        for entry in state_dir.iterdir():
+            if entry.name.startswith(KEPT):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return stopped
+
+
 def _drain_real_node(state_dir: Path, *, timeout: float = 60) -> None:
     """Delete the pods on the real node and wait until kubelet has stopped them; a control
     plane that is gone already leaves that to `kill_leftover_tasks`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aiconn.devstack.cluster import Cluster, stop_cluster
+from aiconn.devstack.cluster import Cluster, fresh_cluster_dir
 from aiconn.devstack.images import node_images
 from aiconn.devstack.kube import apply_manifests
 from aiconn.devstack.stack import ROOT, default_state_dir, say
@@ -19,7 +19,7 @@ CLUSTER_DIR = "cluster"
 
 def up(*, state_dir: Path | None = None, real_node: bool = False) -> Cluster:
     state = (state_dir or default_state_dir()) / CLUSTER_DIR
-    if stop_cluster(state):
+    if fresh_cluster_dir(state):
         say("stopped the previous cluster")
     began = time.monotonic()
     what = "control plane, scheduler, KWOK" + (", a real node" if real_node else "")

@@ -1,7 +1,8 @@
 """The fault injector as a process with a control port, for `aiconn dev up`.
 
-The demo's stand-in edge pod keeps running after the demo script ends, so the injector between
-the gateway and vLLM cannot live inside the demo process. `POST /fault` with a JSON body
+The process-based stack (`aiconn dev up` without `--demo`: vLLM and the gateway as host processes)
+keeps running after the command ends, so the injector between the gateway and vLLM cannot live
+inside that process. `POST /fault` with a JSON body
 `{"delay": seconds, "refuse": bool}` turns its knobs; `GET /fault` reads them.
 
     python -m aiconn.devstack.faultd --upstream http://127.0.0.1:8001 --port P --control-port C

@@ -1,8 +1,9 @@
 """The demo's first act, in a real cluster: aiconn installed from its own manifests, an SLA's
 inference pod scheduled onto the real node and serving a client outside the cluster.
 
-`run` starts the dev cluster with its real node (containerd, kubelet, kube-proxy) and KWOK nodes
-for the other tiers' sites, then does what a provider and a tenant would:
+`act_one` starts the dev cluster with its real node (containerd, kubelet, kube-proxy), KWOK nodes
+for the other tiers' sites and a Prometheus that discovers pods as the manifests' PodMonitor
+selects them (`start_monitoring`), then does what a provider and a tenant would:
 - the provider applies `manifests/overlays/devcluster` (the operator and the reporting API as
   pods from the image built here, under their own ServiceAccounts), the tiers and the offers, and
   binds what a bare cluster lacks to host directories (no storage provisioner, no cert-manager
@@ -11,9 +12,11 @@ for the other tiers' sites, then does what a provider and a tenant would:
   the tiny model (made on the spot) from a claim of its own;
 - the operator renders the pod, the scheduler places it on the edge tier's node, kubelet runs
   vLLM and the gateway sidecar, and a chat completion sent from the host to the SLA's Service with
-  the tenant's key is answered through the gateway, which meters it.
+  the tenant's key is answered through the gateway, which meters it, and Prometheus scrapes the
+  pod.
 
-Each phase's time is printed. The same steps are what `tests/integration/test_real_node_inference`
+Each phase's time is printed; the cluster is left running for the measured act
+(`aiconn.devstack.demo`). The same steps are what `tests/integration/test_real_node_inference`
 runs and checks further (the processes' users, the root filesystem, vLLM's own counters).
 """
 
@@ -35,8 +38,7 @@ import httpx
 import yaml
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT, METRICS_PORT
-from aiconn.devstack.cluster import Cluster, stop_cluster
-from aiconn.devstack.devcluster import CLUSTER_DIR
+from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.images import node_images
 from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents, wait_established
 from aiconn.devstack.node import NODE_ADDRESS, NODE_NAME
@@ -44,7 +46,7 @@ from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.podmonitor import POD_MONITOR, scrape_configs
 from aiconn.devstack.processes import StackError
 from aiconn.devstack.prometheus import PrometheusServer, prometheus3_binary
-from aiconn.devstack.stack import ROOT, default_state_dir, say
+from aiconn.devstack.stack import ROOT, say
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.inference.placement import default_tiers
@@ -181,30 +183,8 @@ def start_monitoring(cluster: Cluster, k8s: Any) -> PrometheusServer:
 
     core = client.CoreV1Api(k8s)
     core.create_namespace({"metadata": {"name": MONITORING}})
-    core.create_namespaced_service_account(MONITORING, {"metadata": {"name": "prometheus"}})
-    rbac = client.RbacAuthorizationV1Api(k8s)
-    rbac.create_cluster_role(
-        {
-            "metadata": {"name": "aiconn-dev-prometheus"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
-            ],
-        }
-    )
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": "aiconn-dev-prometheus"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "aiconn-dev-prometheus",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": MONITORING}],
-        }
-    )
-    token = core.create_namespaced_service_account_token(
-        "prometheus", MONITORING, {"spec": {"expirationSeconds": 86400}}
-    ).status.token
+    pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    token = _service_account_with_role(k8s, MONITORING, "prometheus", "aiconn-dev-prometheus", pods)
     kubeconfig = cluster.control_plane.kubeconfig_with_token("prometheus", token)
     monitors = [d for d in load_documents([MONITORS]) if d["kind"] == POD_MONITOR]
     jobs = [job for m in monitors for job in scrape_configs(m, kubeconfig=kubeconfig)]
@@ -228,52 +208,55 @@ def _service_account_token(k8s: Any, namespace: str, name: str) -> str:
     return str(answer.status.token)
 
 
-def noc_token(k8s: Any) -> str:
-    """A token for the NOC's engineers: a ServiceAccount that may read every SLA, which is what
-    the API's SubjectAccessReviews ask for its reports, evidence and the NOC page."""
+def _service_account_with_role(
+    k8s: Any, namespace: str, name: str, role: str, *rules: dict[str, Any]
+) -> str:
+    """A ServiceAccount bound to a ClusterRole of `rules` alone; a token of it (24 h)."""
     from kubernetes import client
 
-    client.CoreV1Api(k8s).create_namespaced_service_account(
-        SYSTEM, {"metadata": {"name": "noc-engineer"}}
-    )
+    client.CoreV1Api(k8s).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
     rbac = client.RbacAuthorizationV1Api(k8s)
-    rbac.create_cluster_role(
-        {
-            "metadata": {"name": NOC_ROLE},
-            "rules": [
-                {"apiGroups": [GROUP], "resources": [SLA.plural], "verbs": ["get", "list"]},
-            ],
-        }
-    )
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": list(rules)})
     rbac.create_cluster_role_binding(
         {
-            "metadata": {"name": NOC_ROLE},
+            "metadata": {"name": role},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": NOC_ROLE,
+                "name": role,
             },
-            "subjects": [{"kind": "ServiceAccount", "name": "noc-engineer", "namespace": SYSTEM}],
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         }
     )
-    return _service_account_token(k8s, SYSTEM, "noc-engineer")
+    return _service_account_token(k8s, namespace, name)
+
+
+def noc_token(k8s: Any) -> str:
+    """A token for the NOC's engineers: a ServiceAccount that may read every SLA, which is what
+    the API's SubjectAccessReviews ask for its reports, evidence and the NOC page."""
+    slas = {"apiGroups": [GROUP], "resources": [SLA.plural], "verbs": ["get", "list"]}
+    return _service_account_with_role(k8s, SYSTEM, "noc-engineer", NOC_ROLE, slas)
 
 
 def scrape_api(prometheus: PrometheusServer, k8s: Any, state_dir: Path) -> None:
-    """What the manifests' ServiceMonitor `aiconn-api` has Prometheus do: scrape the API's fleet
-    view over HTTPS (its CA, its Service name) with the metrics scraper's token, its per-SLA
-    labels kept; the NOC page's history reads it back."""
-    token = _service_account_token(k8s, SYSTEM, "aiconn-metrics-scraper")
-    ca = state_dir / "api-tls" / "ca.crt"
+    """What the manifests' ServiceMonitor `aiconn-api` has Prometheus do (its interval, HTTPS
+    with the API's CA and Service name, the metrics scraper's token, the per-SLA labels kept):
+    scrape the API's fleet view, which the NOC page's history reads back."""
+    token = prometheus.data_dir / "aiconn-metrics-scraper.token"
+    token.touch(mode=0o600)
+    token.write_text(_service_account_token(k8s, SYSTEM, "aiconn-metrics-scraper"))
     prometheus.add_scrape_configs(
         [
             {
                 "job_name": "aiconn-api",
                 "honor_labels": True,
-                "scrape_interval": "15s",
+                "scrape_interval": "30s",
                 "scheme": "https",
-                "tls_config": {"ca_file": str(ca), "server_name": API_SERVER_NAME},
-                "authorization": {"credentials": token},
+                "tls_config": {
+                    "ca_file": str(state_dir / "api-tls" / "ca.crt"),
+                    "server_name": API_SERVER_NAME,
+                },
+                "authorization": {"credentials_file": str(token)},
                 "static_configs": [{"targets": [API_URL.removeprefix("https://")]}],
             }
         ]
@@ -599,19 +582,3 @@ def act_one(
     )
     say(f"act 1 took {sum(served.timings.values()):.1f} s")
     return ActOne(cluster=cluster, k8s=k8s, prometheus=prometheus, served=served, sla=sla)
-
-
-def run(*, state_dir: Path | None = None) -> Served:
-    """Act one alone, on the dev cluster's state directory (so `aiconn dev down` stops it if
-    interrupted); the cluster is stopped at the end."""
-    state = (state_dir or default_state_dir()) / CLUSTER_DIR
-    if stop_cluster(state):
-        say("stopped the previous in-cluster act's cluster")
-    cluster = Cluster(state_dir=state, real_node=True)
-    try:
-        act = act_one(cluster)
-        act.close()
-    finally:
-        cluster.stop()
-    say("the cluster is stopped")
-    return act.served

@@ -99,12 +99,18 @@ class VllmFaults:
             thread.join(timeout=every + 5)
             signal_all(signal.SIGCONT)
 
-    def crash(self) -> int:
+    def crash(self) -> int | None:
         """SIGKILL vLLM's main process (its container exits; the kubelet restarts it); returns
-        the restart count before the crash. A vLLM not running yet is left as it is."""
+        the restart count before the crash, or None when vLLM was not running (nothing killed:
+        still starting, or restarting)."""
         status = self._status()
-        if status.ready and status.container_id:
-            os.kill(container_pid(self.node, status.container_id), signal.SIGKILL)
+        if not (status.ready and status.container_id):
+            return None
+        try:
+            pid = container_pid(self.node, status.container_id)
+        except StackError:  # exited already; the API server has not heard yet
+            return None
+        os.kill(pid, signal.SIGKILL)
         return int(status.restart_count)
 
     def ready_after(self, restarts: int) -> bool:

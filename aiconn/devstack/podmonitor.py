@@ -5,8 +5,8 @@ cluster discovers the SLAs' pods and labels their series exactly as the manifest
 What the Prometheus Operator generates for a PodMonitor endpoint, in the parts the manifests use:
 pod discovery through the Kubernetes API (`kubernetes_sd_configs`, role `pod`), a `keep` per
 `matchLabels` entry and per `Exists` expression, the endpoint's port chosen by name, pods that
-ended (Succeeded, Failed) dropped, the default target labels (namespace, pod, container; job
-`<namespace>/<name>`), then the endpoint's own relabelings, which win. Selectors the manifests
+ended (Succeeded, Failed) dropped, the default target labels (namespace, pod, container, endpoint;
+job `<namespace>/<name>`), then the endpoint's own relabelings, which win. Selectors the manifests
 do not use (`In`, `NotIn`, `DoesNotExist`, namespace lists) are refused rather than ignored.
 """
 
@@ -104,6 +104,7 @@ def scrape_configs(monitor: dict[str, Any], *, kubeconfig: Path) -> list[dict[st
                     ("__meta_kubernetes_pod_container_name", "container"),
                 )
             ),
+            {"target_label": "endpoint", "replacement": endpoint["port"]},
             {"target_label": "job", "replacement": job},
             *(_relabeling(rule) for rule in endpoint.get("relabelings") or []),
         ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -59,6 +60,29 @@ def prometheus3_binary() -> Path:
             f"{path} not found; build it with `bash tools/prometheus/build.sh` (`make prometheus3`)"
         )
     return path
+
+
+def _write_config(path: Path, config: dict[str, Any]) -> None:
+    """The configuration, readable by its owner only (it names credentials' files)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def add_scrape_jobs(data_dir: Path, jobs: list[dict[str, Any]], *, pid: int) -> None:
+    """Add `jobs` to the configuration of the Prometheus running as `pid` with its data in
+    `data_dir`, and have it reload (SIGHUP; jobs added before are kept)."""
+    path = data_dir / "prometheus.yml"
+    config = yaml.safe_load(path.read_text())
+    config["scrape_configs"].extend(jobs)
+    _write_config(path, config)
+    os.kill(pid, signal.SIGHUP)
+
+
+def running_pid(state_dir: Path, name: str = "prometheus") -> int:
+    """The PID of the stack's process `name`, from its PID file under `state_dir/pids`."""
+    (pidfile,) = (state_dir / "pids").glob(f"*-{name}.pid")
+    return int(pidfile.read_text())
 
 
 @dataclass
@@ -122,7 +146,7 @@ class PrometheusServer:
             self.port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        _write_config(config, self.config())
         self.proc = self.group.start(
             self.name,
             [
@@ -130,7 +154,9 @@ class PrometheusServer:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
                 f"--web.listen-address={self.host}:{self.port}",
-                "--web.enable-lifecycle",
+                # On loopback only: where pods reach it, a pod could stop or reload it. A
+                # reload is a SIGHUP (`add_scrape_jobs`) either way.
+                *(["--web.enable-lifecycle"] if self.host == "127.0.0.1" else []),
                 f"--storage.tsdb.retention.time={self.retention}",
             ],
         )
@@ -138,13 +164,9 @@ class PrometheusServer:
         return self
 
     def add_scrape_configs(self, jobs: list[dict[str, Any]]) -> None:
-        """Scrape `jobs` too, from now on: the configuration is rewritten and reloaded."""
-        self.scrape_configs.extend(jobs)
-        (self.data_dir / "prometheus.yml").write_text(
-            yaml.safe_dump(self.config(), sort_keys=False)
-        )
-        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+        """Scrape `jobs` too, from now on (`add_scrape_jobs`)."""
+        assert self.proc is not None, "Prometheus is not running"
+        add_scrape_jobs(self.data_dir, jobs, pid=self.proc.popen.pid)
 
     def ready(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:

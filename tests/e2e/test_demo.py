@@ -49,7 +49,7 @@ def test_demo_places_measures_breaches_and_credits_once(tmp_path: Path) -> None:
         if (s.get("period") or {}).get("availabilityPercent") is not None
     ]
     assert measured, "the SLA engine never wrote status.period"
-    target = demo.demo_sla()["spec"]["objectives"]["availability"]["targetPercent"]
+    target = result.sla["spec"]["objectives"]["availability"]["targetPercent"]
     breached = [
         s
         for s in result.statuses

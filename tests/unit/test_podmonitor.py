@@ -70,6 +70,7 @@ def test_an_inference_pod_s_metrics_port_is_scraped_twice_with_the_sla_s_labels(
         labels = _relabel(job["relabel_configs"], _pod())
         assert labels is not None
         assert labels["job"] == name
+        assert labels["endpoint"] == "metrics"
         assert (labels["namespace"], labels["sla"], labels["pod"]) == (
             "acme-edge",
             "tiny-edge",
