@@ -40,7 +40,13 @@ import yaml
 from aiconn.contracts.gateway_pod import GATEWAY_PORT, METRICS_PORT
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.images import node_images
-from aiconn.devstack.kube import apply_manifests, apply_objects, load_documents, wait_established
+from aiconn.devstack.kube import (
+    apply_manifests,
+    apply_objects,
+    load_documents,
+    service_account_token,
+    wait_established,
+)
 from aiconn.devstack.node import NODE_ADDRESS, NODE_NAME
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.podmonitor import POD_MONITOR, scrape_configs
@@ -200,14 +206,6 @@ def start_monitoring(cluster: Cluster, k8s: Any) -> PrometheusServer:
     ).start()
 
 
-def _service_account_token(k8s: Any, namespace: str, name: str) -> str:
-    from kubernetes import client
-
-    request = {"spec": {"expirationSeconds": 86400}}
-    answer = client.CoreV1Api(k8s).create_namespaced_service_account_token(name, namespace, request)
-    return str(answer.status.token)
-
-
 def _service_account_with_role(
     k8s: Any, namespace: str, name: str, role: str, *rules: dict[str, Any]
 ) -> str:
@@ -228,7 +226,7 @@ def _service_account_with_role(
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         }
     )
-    return _service_account_token(k8s, namespace, name)
+    return service_account_token(k8s, namespace, name)
 
 
 def noc_token(k8s: Any) -> str:
@@ -244,7 +242,7 @@ def scrape_api(prometheus: PrometheusServer, k8s: Any, state_dir: Path) -> None:
     scrape the API's fleet view, which the NOC page's history reads back."""
     token = prometheus.data_dir / "aiconn-metrics-scraper.token"
     token.touch(mode=0o600)
-    token.write_text(_service_account_token(k8s, SYSTEM, "aiconn-metrics-scraper"))
+    token.write_text(service_account_token(k8s, SYSTEM, "aiconn-metrics-scraper"))
     prometheus.add_scrape_configs(
         [
             {
@@ -392,14 +390,16 @@ def gateway_tokens(pod_ip: str) -> dict[str, float]:
     return counted
 
 
+def pod_series(pod: Any) -> str:
+    """The label matchers of a pod's series as the PodMonitor labels them."""
+    sla = pod.metadata.labels["aiconn.io/sla"]
+    return f'namespace="{pod.metadata.namespace}",sla="{sla}",pod="{pod.metadata.name}"'
+
+
 def wait_scraped(prometheus: PrometheusServer, pod: Any, *, timeout: float = 180) -> dict[str, str]:
     """Wait until Prometheus has scraped both of the pod's endpoints (the gateway's series and
     vLLM's through it) with the SLA's labels; `up` by job."""
-    labels = pod.metadata.labels
-    where = (
-        f'namespace="{pod.metadata.namespace}",sla="{labels["aiconn.io/sla"]}",'
-        f'pod="{pod.metadata.name}"'
-    )
+    where = pod_series(pod)
 
     def scraped() -> dict[str, str]:
         up = {r["metric"]["job"]: r["value"][1] for r in prometheus.query(f"up{{{where}}}")}

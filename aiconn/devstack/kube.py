@@ -53,6 +53,15 @@ def apply_manifests(api: Any, paths: Iterable[Path], *, namespace: str | None = 
     return apply_objects(api, load_documents(paths), namespace=namespace)
 
 
+def service_account_token(api: Any, namespace: str, name: str, *, seconds: int = 86400) -> str:
+    """A token of the ServiceAccount `namespace/name` (TokenRequest), valid `seconds`."""
+    from kubernetes import client
+
+    request = {"spec": {"expirationSeconds": seconds}}
+    answer = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
+    return str(answer.status.token)
+
+
 def wait_established(api: Any, names: Iterable[str], *, timeout: float = 60) -> None:
     from kubernetes import client
 

@@ -162,6 +162,15 @@ class RealNode:
         )
         self.group.start("kube-proxy", [str(self.assets / "kube-proxy"), f"--config={config}"])
 
+    def task_pid(self, container_id: str) -> int:
+        """The host PID of a running container's main process (`containerd://` prefix or not)."""
+        container_id = container_id.removeprefix("containerd://")
+        tasks = self.ctr("tasks", "ls").stdout.splitlines()
+        found = [t for t in tasks if t.startswith(container_id)]
+        if len(found) != 1:
+            raise StackError(f"container {container_id[:12]} has no task on the node: {tasks}")
+        return int(found[0].split()[1])
+
     def kill_leftover_tasks(self) -> list[str]:
         """Containers kubelet did not stop (it was stopped first or died): kill and delete
         them through containerd, so no shim outlives the stack."""

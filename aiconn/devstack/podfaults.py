@@ -21,16 +21,6 @@ from aiconn.devstack.node import RealNode
 from aiconn.devstack.processes import StackError
 
 
-def container_pid(node: RealNode, container_id: str) -> int:
-    """The host PID of a container's main process, from the node's containerd."""
-    container_id = container_id.removeprefix("containerd://")
-    tasks = node.ctr("tasks", "ls").stdout.splitlines()
-    found = [t for t in tasks if t.startswith(container_id)]
-    if len(found) != 1:
-        raise StackError(f"container {container_id[:12]} has no task on the node: {tasks}")
-    return int(found[0].split()[1])
-
-
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`."""
     found = []
@@ -64,7 +54,7 @@ class VllmFaults:
         return vllm
 
     def main_pid(self) -> int:
-        return container_pid(self.node, self._status().container_id)
+        return self.node.task_pid(self._status().container_id)
 
     def restarts(self) -> int:
         return int(self._status().restart_count)
@@ -107,7 +97,7 @@ class VllmFaults:
         if not (status.ready and status.container_id):
             return None
         try:
-            pid = container_pid(self.node, status.container_id)
+            pid = self.node.task_pid(status.container_id)
         except StackError:  # exited already; the API server has not heard yet
             return None
         os.kill(pid, signal.SIGKILL)

@@ -27,7 +27,7 @@ import yaml
 from aiconn.contracts.gateway_pod import KEYS_FILE, gateway_env
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.gateway import write_keys
-from aiconn.devstack.kube import apply_manifests, apply_objects
+from aiconn.devstack.kube import apply_manifests, apply_objects, service_account_token
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wait_until
 from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
@@ -88,15 +88,7 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 
 def operator_token(api: Any) -> str:
-    from kubernetes import client
-
-    return str(
-        client.CoreV1Api(api)
-        .create_namespaced_service_account_token(
-            "aiconn-operator", "aiconn-system", {"spec": {"expirationSeconds": 86400}}
-        )
-        .status.token
-    )
+    return service_account_token(api, "aiconn-system", "aiconn-operator")
 
 
 def up(

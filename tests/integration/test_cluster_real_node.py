@@ -73,14 +73,6 @@ def installed(k8s: Any, cluster: Cluster) -> None:
     apply_objects(k8s, render("manifests/base"))
 
 
-def process_of(cluster: Cluster, container_id: str) -> int:
-    """The host PID of a container's main process, from containerd."""
-    assert cluster.node is not None
-    tasks = cluster.node.ctr("tasks", "ls").stdout.splitlines()
-    (line,) = [t for t in tasks if t.startswith(container_id)]
-    return int(line.split()[1])
-
-
 def test_operator_pod_runs_read_only_non_root_and_reconciles_an_sla(
     cluster: Cluster, k8s: Any, installed: None
 ) -> None:
@@ -93,7 +85,8 @@ def test_operator_pod_runs_read_only_non_root_and_reconciles_an_sla(
     (status,) = pod.status.container_statuses
     assert status.image.endswith(":0.1.0") or "aiconn" in status.image
 
-    pid = process_of(cluster, status.container_id.removeprefix("containerd://"))
+    assert cluster.node is not None
+    pid = cluster.node.task_pid(status.container_id)
     uids = next(
         line.split()[1:]
         for line in Path(f"/proc/{pid}/status").read_text().splitlines()

@@ -34,7 +34,7 @@ from aiconn.devstack.prometheus import PrometheusServer
 from aiconn.devstack.vllm import VLLM_CPU_VERSION
 from aiconn.sla import metricnames as mn
 from tests.helpers import admin_api, eventually
-from tests.integration.test_cluster_real_node import process_of, real_node_cluster
+from tests.integration.test_cluster_real_node import real_node_cluster
 
 # Minutes of it are vLLM starting on a loaded 2-core machine: above the suite's 900 s default.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -97,7 +97,8 @@ def vllm_tokens(pid: int) -> dict[str, float]:
 def container_process(cluster: Cluster, pod: Any, container: str) -> int:
     """The host PID of one of the pod's running containers."""
     (status,) = [s for s in pod.status.container_statuses if s.name == container]
-    return process_of(cluster, status.container_id.removeprefix("containerd://"))
+    assert cluster.node is not None
+    return cluster.node.task_pid(status.container_id)
 
 
 def user_ids(pid: int) -> set[str]:
@@ -183,8 +184,7 @@ def test_prometheus_scrapes_the_pod_the_podmonitor_selects(
     operator measuring the SLA from these series is `make demo`'s second act, tests/e2e.)"""
     pod = served.pod
     assert incluster.wait_scraped(prometheus, pod) == {"aiconn-gateway": "1", "vllm": "1"}
-    namespace, name = pod.metadata.namespace, pod.metadata.labels["aiconn.io/sla"]
-    where = f'namespace="{namespace}",sla="{name}",pod="{pod.metadata.name}"'
+    where = incluster.pod_series(pod)
 
     def scraped_as_served() -> dict[str, float] | None:
         # Nothing else is served meanwhile: the first test's requests only.
