@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import time
 from collections import Counter
@@ -35,7 +34,7 @@ from aiconn.devstack.node import (
     node_dir,
     require_node_binaries,
 )
-from aiconn.devstack.processes import ProcessGroup, StackError, stop_recorded, wait_until
+from aiconn.devstack.processes import ProcessGroup, StackError, cache_dir, stop_recorded, wait_until
 from aiconn.devstack.tiernodes import KWOK_ANNOTATION, KWOK_MANAGED, simulated_nodes
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
@@ -58,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 def kwok_dir() -> Path:
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     return cache / "kwok" / KWOK_VERSION
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from aiconn.devstack.pki import write_pki
-from aiconn.devstack.processes import ProcessGroup, StackError, free_port, wait_until
+from aiconn.devstack.processes import ProcessGroup, StackError, cache_dir, free_port, wait_until
 
 K8S_VERSION = "1.37.2"
 SERVICE_RANGE = "198.19.0.0/16"
@@ -46,7 +46,7 @@ def assets_dir() -> Path:
     explicit = os.environ.get("KUBEBUILDER_ASSETS")
     if explicit:
         return Path(explicit)
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     return cache / "k8s" / f"{K8S_VERSION}-linux-amd64"
 
 

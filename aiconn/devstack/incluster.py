@@ -50,7 +50,7 @@ from aiconn.devstack.kube import (
 from aiconn.devstack.node import NODE_ADDRESS, NODE_NAME
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.podmonitor import POD_MONITOR, scrape_configs
-from aiconn.devstack.processes import StackError
+from aiconn.devstack.processes import StackError, cache_dir
 from aiconn.devstack.prometheus import PrometheusServer, prometheus3_binary
 from aiconn.devstack.stack import ROOT, say
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
@@ -93,7 +93,7 @@ def kustomize_binary() -> Path:
     version = re.search(r"^KUSTOMIZE_VERSION=(\S+)$", KUSTOMIZE_SCRIPT.read_text(), re.M)
     if not version:
         raise StackError(f"no KUSTOMIZE_VERSION in {KUSTOMIZE_SCRIPT}")
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     binary = cache / "kustomize" / version.group(1) / "kustomize"
     if not os.access(binary, os.X_OK):
         raise StackError(f"kustomize is not built: run `bash {KUSTOMIZE_SCRIPT}` (make kustomize)")

@@ -19,6 +19,12 @@ class StackError(RuntimeError):
     """A local component could not start; the message names it and shows its log tail."""
 
 
+def cache_dir() -> Path:
+    """Where built binaries, images and environments are kept between runs and clones:
+    AICONN_CACHE, else ~/.cache/aiconn (the tools/*/build.sh scripts use the same default)."""
+    return Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+
+
 def _port_slot() -> tuple[int, int]:
     """`AICONN_PORT_SLOT=i/n`: this process may pick only ports p with (p // 2) % n == i (set for
     each pytest-xdist worker, so workers starting servers at the same moment never pick the same

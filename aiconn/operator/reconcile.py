@@ -23,6 +23,7 @@ from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
+from aiconn.operator.desired import apply_children, render_children
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KINDS, KubeApi
@@ -32,8 +33,6 @@ from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
-from aiconn.slices.kubernetes import pod_attachment
-from aiconn.slices.realize import slice_for
 
 # Phases without children to follow: nothing placed, or the last reconcile failed.
 UNSERVED_PHASES = (None, "Unplaceable", "Invalid", "Failed")
@@ -236,92 +235,33 @@ async def reconcile_sla(
         )
 
     spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
-    owner = owner_of(body)
-    names = workload.child_names(name)
-    await kube.create_if_absent(
-        workload.api_key_secret(
-            sla_name=name,
-            namespace=namespace,
-            keys=[API_KEY_PREFIX + secrets.token_urlsafe(32)],
-            owner=owner,
-        )
+    children = render_children(
+        sla_name=name,
+        namespace=namespace,
+        owner=owner_of(body),
+        spec=spec,
+        decision=decision,
+        settings=settings,
+        new_keys=[API_KEY_PREFIX + secrets.token_urlsafe(32)],
+        # Read every time, so a rotated bundle reaches the pods' mounted copy at the next
+        # reconcile.
+        wallet_ca=_wallet_ca_bundle(settings),
     )
-    slice_spec = slice_for(name, spec, decision)
-    slice_obj = await kube.apply(
-        {
-            "apiVersion": API_VERSION,
-            "kind": NETWORK_SLICE.kind,
-            "metadata": {
-                "name": names.network_slice,
-                "namespace": namespace,
-                "labels": workload.labels(name),
-                "ownerReferences": [workload.owner_reference(owner)],
-            },
-            "spec": slice_spec.to_k8s(),
-        }
-    )
-    # The pods' identity first: the Deployment names the ServiceAccount.
-    for build in (
-        workload.gateway_service_account,
-        workload.gateway_role,
-        workload.gateway_role_binding,
-    ):
-        await kube.apply(build(sla_name=name, namespace=namespace, owner=owner))
-    # Before the Deployment that mounts it; read every time, so a rotated bundle reaches the
-    # pods' mounted copy at the next reconcile.
-    wallet_ca = _wallet_ca_bundle(settings)
-    if wallet_ca is not None:
-        await kube.apply(
-            workload.wallet_ca_config_map(
-                sla_name=name, namespace=namespace, owner=owner, ca_bundle=wallet_ca
-            )
-        )
-    deployment = await kube.apply(
-        workload.deployment(
-            sla_name=name,
-            namespace=namespace,
-            spec=spec,
-            decision=decision,
-            attachment=pod_attachment(slice_spec),
-            owner=owner,
-            api_key_secret=names.api_key_secret,
-            vllm_image=settings.vllm_image,
-            gateway_image=settings.gateway_image,
-            wallet_api_url=settings.wallet_api_url,
-            wallet_ca=wallet_ca is not None,
-            vllm_runtime_claim=settings.vllm_runtime_claim,
-        )
-    )
-    await kube.apply(workload.service(sla_name=name, namespace=namespace, owner=owner))
-    pdb = workload.pod_disruption_budget(sla_name=name, namespace=namespace, spec=spec, owner=owner)
-    if pdb is not None:
-        await kube.apply(pdb)
-    else:
-        await kube.delete("PodDisruptionBudget", names.pod_disruption_budget, namespace)
-
+    applied = await apply_children(kube, namespace, children)
     phase, ready_conditions = readiness(
-        slice_obj=slice_obj,
-        deployment=deployment,
+        slice_obj=applied[NETWORK_SLICE.kind],
+        deployment=applied["Deployment"],
         replicas=spec.capacity.replicas,
         generation=generation,
         health=previous,
     )
-    children = {
-        "networkSlice": names.network_slice,
-        "deployment": names.deployment,
-        "service": names.service,
-        "apiKeySecret": names.api_key_secret,
-        "serviceAccount": names.gateway_identity,
-    }
-    if pdb is not None:
-        children["podDisruptionBudget"] = names.pod_disruption_budget
     return Outcome(
         status={
             "observedGeneration": generation,
             "phase": phase,
             "placement": placement,
-            "children": children,
-            "endpoint": f"http://{names.service}.{namespace}.svc:{GATEWAY_PORT}/v1",
+            "children": children.refs,
+            "endpoint": f"http://{children.refs['service']}.{namespace}.svc:{GATEWAY_PORT}/v1",
             "inForceGeneration": generation,
             "pending": None,
         },

@@ -15,7 +15,6 @@ the SLAs aiconn's do. Which should is computed from aiconn's window table
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import urllib.parse
@@ -30,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from aiconn import planning
 from aiconn.api.app import create_app
+from aiconn.devstack.processes import cache_dir
 from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
@@ -58,7 +58,7 @@ UNIT = {"m": 1, "h": 60, "d": 1440}
 def sloth() -> Path:
     """The binary tools/sloth/build.sh leaves in the aiconn cache; its absence fails the test."""
     assert SLOTH_VERSION is not None
-    cache = Path(os.environ.get("AICONN_CACHE", Path.home() / ".cache" / "aiconn"))
+    cache = cache_dir()
     path = cache / f"sloth-{SLOTH_VERSION.group(1)}" / "sloth"
     assert path.is_file(), (
         f"{path} not found; build it with `bash tools/sloth/build.sh` (make sloth)"

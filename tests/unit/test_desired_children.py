@@ -1,0 +1,155 @@
+"""The reconcile's two halves apart: `render_children` (what a placed SLA should have, pure) and
+`apply_children` (the one loop that writes it), without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+from typing import Any
+
+from aiconn.inference.placement import default_tiers, plan
+from aiconn.inference.workload import child_names
+from aiconn.operator.desired import Children, apply_children, render_children
+from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
+from aiconn.slices.kubernetes import bandwidth_annotations, priority_class_name
+from tests.factories import llama_8b_spec
+
+OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "AIInferenceSLA", "name": "s", "uid": "u-1"}
+SETTINGS = OperatorSettings(
+    vllm_image="vllm:test", gateway_image="aiconn:test", wallet_api_url="https://wallet"
+)
+
+
+def render(
+    spec: AIInferenceSLASpec | None = None, *, wallet_ca: str | None = None, key: str = "aic_k"
+) -> Children:
+    spec = spec or llama_8b_spec()
+    decision = plan(spec, default_tiers())
+    assert decision.placed, decision.message
+    return render_children(
+        sla_name="s",
+        namespace="acme",
+        owner=OWNER,
+        spec=spec,
+        decision=decision,
+        settings=SETTINGS,
+        new_keys=[key],
+        wallet_ca=wallet_ca,
+    )
+
+
+def by_kind(children: Children) -> dict[str, dict[str, Any]]:
+    objs = [*children.create_once, *children.apply]
+    kinds = [o["kind"] for o in objs]
+    assert len(set(kinds)) == len(kinds), kinds  # one child of each kind
+    return {o["kind"]: o for o in objs}
+
+
+def test_the_same_sla_renders_the_same_children() -> None:
+    assert render() == render()
+    # Only the Secret created now carries the fresh key; everything applied is independent of it.
+    assert render(key="aic_a").apply == render(key="aic_b").apply
+
+
+def test_every_child_is_the_sla_s_own_in_its_namespace() -> None:
+    for obj in by_kind(render(wallet_ca="PEM")).values():
+        meta = obj["metadata"]
+        assert meta["namespace"] == "acme"
+        (ref,) = meta["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"]) == ("AIInferenceSLA", "s", "u-1")
+        assert ref["controller"] is True
+
+
+def test_status_names_exactly_the_children_rendered() -> None:
+    children = render()
+    objs = by_kind(children)
+    assert children.refs == {
+        "networkSlice": objs["NetworkSlice"]["metadata"]["name"],
+        "deployment": objs["Deployment"]["metadata"]["name"],
+        "service": objs["Service"]["metadata"]["name"],
+        "apiKeySecret": objs["Secret"]["metadata"]["name"],
+        "serviceAccount": objs["ServiceAccount"]["metadata"]["name"],
+    }
+
+
+def test_the_deployment_uses_what_is_applied_before_it() -> None:
+    children = render(wallet_ca="PEM")
+    order = [o["kind"] for o in children.apply]
+    objs = by_kind(children)
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    # Its identity and the CA bundle it mounts exist before the pods that need them.
+    assert order.index("ServiceAccount") < order.index("Deployment")
+    assert order.index("ConfigMap") < order.index("Deployment")
+    assert pod["serviceAccountName"] == objs["ServiceAccount"]["metadata"]["name"]
+    mounted = {
+        v.get("configMap", {}).get("name") or v.get("secret", {}).get("secretName")
+        for v in pod["volumes"]
+    }
+    assert objs["ConfigMap"]["metadata"]["name"] in mounted
+    assert objs["Secret"]["metadata"]["name"] in mounted
+    # The Secret is only ever created, never applied: a replay cannot rotate the tenant's key.
+    assert [o["kind"] for o in children.create_once] == ["Secret"]
+    assert "Secret" not in order
+    key = base64.b64decode(objs["Secret"]["data"]["api-key"]).decode()
+    assert key == "aic_k"
+
+
+def test_no_wallet_ca_no_config_map() -> None:
+    assert "ConfigMap" not in by_kind(render(wallet_ca=None))
+
+
+def test_the_pods_carry_the_priority_and_bandwidth_of_the_slice_rendered() -> None:
+    objs = by_kind(render())
+    slice_spec = NetworkSliceSpec.model_validate(objs["NetworkSlice"]["spec"])
+    template = objs["Deployment"]["spec"]["template"]
+    assert template["spec"]["priorityClassName"] == priority_class_name(slice_spec)
+    assert bandwidth_annotations(slice_spec).items() <= template["metadata"]["annotations"].items()
+
+
+def test_a_disruption_budget_from_two_replicas_and_none_below() -> None:
+    one = render()
+    assert "PodDisruptionBudget" not in by_kind(one)
+    assert one.absent == (("PodDisruptionBudget", child_names("s").pod_disruption_budget),)
+    assert "podDisruptionBudget" not in one.refs
+
+    two = render(llama_8b_spec(capacity={"replicas": 2}))
+    pdb = by_kind(two)["PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert two.absent == ()
+    assert two.refs["podDisruptionBudget"] == pdb["metadata"]["name"]
+
+
+class RecordingKube:
+    """Records the verbs `apply_children` calls and answers an apply with the object."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        self.calls.append(("create", obj["kind"]))
+        return False
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", obj["kind"]))
+        answer = copy.deepcopy(obj)
+        answer["status"] = {"seen": True}
+        return answer
+
+    async def delete(self, kind: str, name: str, namespace: str) -> None:
+        self.calls.append(("delete", kind))
+
+
+def test_apply_writes_in_order_and_answers_by_kind() -> None:
+    children = render()
+    kube = RecordingKube()
+    answers = asyncio.run(apply_children(kube, "acme", children))  # type: ignore[arg-type]
+    assert kube.calls == [
+        ("create", "Secret"),
+        *(("apply", o["kind"]) for o in children.apply),
+        ("delete", "PodDisruptionBudget"),
+    ]
+    assert set(answers) == {o["kind"] for o in children.apply}
+    assert answers["Deployment"]["status"] == {"seen": True}
