@@ -28,7 +28,8 @@ from xdist.scheduler.loadscope import LoadScopeScheduling
 # to start near the end. The rest fill in around them, files with more tests first.
 LONGEST_FIRST = (
     # 784 s of `make demo` in the real cluster (a fresh 4-minute period, its settlement, the
-    # scenes), then the other real-node files: about 4 min more.
+    # scenes; its first act also serves the checks of the SLA's pod before the period), then the
+    # other two real-node files.
     "real-node",
     "tests/integration/test_sla_engine_vllm_down.py",  # 66 + 572 s: vLLM down, restarted in turn
     "tests/e2e/test_sla_kopf.py",  # 111 + 368 s: a 5-minute SLA's periods settle
@@ -43,7 +44,6 @@ LONGEST_FIRST = (
 SHARED_UNITS = {
     "tests/integration/test_cluster_real_node.py": "real-node",
     "tests/integration/test_cluster_lifecycle.py": "real-node",
-    "tests/integration/test_real_node_inference.py": "real-node",
     "tests/e2e/test_demo.py": "real-node",
 }
 

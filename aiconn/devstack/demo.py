@@ -208,16 +208,23 @@ def run(*, state_dir: Path | None = None) -> DemoResult:
     state directory. The cluster is left running for a look around (`.aiconn/dev/endpoints.json`
     says where everything answers); `aiconn dev down` stops it, as it does one a failed run
     left behind."""
+    with _terminated_as_exit(), started(state_dir=state_dir) as act:
+        return act_two(act)
+
+
+@contextlib.contextmanager
+def started(*, state_dir: Path | None = None) -> Iterator[incluster.ActOne]:
+    """Act one in a fresh cluster under the dev state directory (a previous demo's cluster is
+    stopped first); the cluster keeps running after the block, its admin client is closed."""
     state = (state_dir or stack.default_state_dir()) / CLUSTER_DIR
     if fresh_cluster_dir(state):
         stack.say("stopped the previous demo's cluster")
     cluster = Cluster(state_dir=state, real_node=True)
-    with _terminated_as_exit():
-        act = incluster.act_one(cluster, window=PERIOD, operator_env=OPERATOR_ENV)
-        try:
-            return _after_act_one(act)
-        finally:
-            act.close()
+    act = incluster.act_one(cluster, window=PERIOD, operator_env=OPERATOR_ENV)
+    try:
+        yield act
+    finally:
+        act.close()
 
 
 @contextlib.contextmanager
@@ -238,7 +245,9 @@ def _terminated_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _after_act_one(act: incluster.ActOne) -> DemoResult:
+def act_two(act: incluster.ActOne) -> DemoResult:
+    """The measured period on act one's SLA (faults, breach, settlement), then the assurance
+    scenes, the NOC page and the evidence checked."""
     sla = act.sla
     spec = AIInferenceSLASpec.model_validate(sla["spec"])
     incluster.scrape_api(act.prometheus, act.k8s, act.cluster.state_dir)

@@ -16,8 +16,8 @@ selects them (`start_monitoring`), then does what a provider and a tenant would:
   pod.
 
 Each phase's time is printed; the cluster is left running for the measured act
-(`aiconn.devstack.demo`). The same steps are what `tests/integration/test_real_node_inference`
-runs and checks further (the processes' users, the root filesystem, vLLM's own counters).
+(`aiconn.devstack.demo`). `tests/e2e/test_demo.py` checks what act one leaves further (the
+processes' users, the root filesystem, vLLM's own counters) before the measured act.
 """
 
 from __future__ import annotations

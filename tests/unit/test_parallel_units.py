@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.parallel import LONGEST_FIRST, SHARED_UNITS, _rank
 
 TESTS = Path(__file__).resolve().parents[1]
-REAL_NODE = re.compile(r"real_node=True|real_node_cluster|incluster\.run\(|demo\.run\(")
+REAL_NODE = re.compile(r"real_node=True|real_node_cluster|demo\.run\(|demo\.started\(")
 
 
 def test_every_file_that_starts_a_real_node_shares_the_real_node_unit() -> None:
