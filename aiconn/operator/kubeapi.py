@@ -3,90 +3,44 @@ delete and status patches (conditions with optimistic concurrency), for the kind
 
 Server-side apply with deterministic names is what makes reconciliation idempotent: replaying
 a reconcile after a crash at any point converges on one child of each kind, never a duplicate.
-The sync client runs in threads so Kopf's event loop never blocks: a pool of its own as large as
-the client's connection pool (asyncio's default pool has cpu_count + 4 threads, 6 on two cores,
-which capped the operator at 6 requests in flight whatever its connection pool). Identical reads
-that many reconciles make at once (the cluster's Nodes and Pods for capacity) share one request
+The blocking calls (`aiconn.kube`: the raw call that drops managedFields, the paged list) run in
+threads so Kopf's event loop never blocks: a pool of its own as large as the client's connection
+pool (asyncio's default pool has cpu_count + 4 threads, 6 on two cores, which capped the
+operator at 6 requests in flight whatever its connection pool). Identical reads that many
+reconciles make at once (the cluster's Nodes and Pods for capacity) share one request
 (`fresh_get`, `fresh_list`).
-
-Cluster-wide lists are read in pages (`list_all`), and each page is cut down to what the caller
-reads before the next is asked for: a list of every pod in the cluster is tens of kilobytes of
-Python objects per pod (most of it `managedFields` and container specs), so a whole list as the
-API server wrote it grew the operator's memory with the cluster, once per list held at a time.
-Every answer loses `metadata.managedFields` in the thread that parsed it: the operator never
-reads them, and they are the largest part of an object that several writers have touched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from aiconn.kube import DEFAULT_POOL_SIZE, Conflict, Gone, NotFound, api_client, kube_error
+from aiconn.kube import (
+    DEFAULT_POOL_SIZE,
+    Conflict,
+    Keep,
+    Kube,
+    NotFound,
+    Query,
+    api_client,
+    read_list,
+)
+
+# Re-exported: the operator's modules address kinds and cut lists by these names from here.
+from aiconn.kube import KINDS as KINDS
+from aiconn.kube import LIST_PAGE as LIST_PAGE
+from aiconn.kube import Kind as Kind
+from aiconn.kube import without_managed_fields as without_managed_fields
 from aiconn.operator.conditions import merge
-from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 
 FIELD_MANAGER = "aiconn-operator"
-LIST_PAGE = 500
-"""Items per page of a cluster-wide list (kubectl's default chunk)."""
-
-Item = dict[str, Any]
-Query = list[tuple[str, Any]] | None
 T = TypeVar("T")
-Keep = Callable[[Item], T | None]
-"""What a list keeps of each item it reads (None: the item is left out)."""
-
-
-def without_managed_fields(item: Item) -> Item:
-    """`item` less `metadata.managedFields`, which the operator never reads (often half of an
-    object's size)."""
-    meta = item.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return item
-
-
-@dataclass(frozen=True)
-class Kind:
-    api_version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None, name: str | None = None) -> str:
-        """The URL path of the collection, or of the object `name`. A namespaced kind without
-        a namespace is its cluster-wide collection (a list across all namespaces); one of its
-        objects has no address without a namespace (ValueError)."""
-        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if self.namespaced and namespace is None and name:
-            raise ValueError(f"a {self.plural} object needs a namespace: {name!r} has none")
-        ns = f"/namespaces/{namespace}" if self.namespaced and namespace is not None else ""
-        tail = f"/{name}" if name else ""
-        return f"{prefix}{ns}/{self.plural}{tail}"
-
-
-KINDS: dict[str, Kind] = {
-    "Deployment": Kind("apps/v1", "deployments"),
-    "Service": Kind("v1", "services"),
-    "Pod": Kind("v1", "pods"),
-    "Namespace": Kind("v1", "namespaces", namespaced=False),
-    "Secret": Kind("v1", "secrets"),
-    "ConfigMap": Kind("v1", "configmaps"),
-    "ServiceAccount": Kind("v1", "serviceaccounts"),
-    "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
-    "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),
-    "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
-    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
-    "PriorityClass": Kind("scheduling.k8s.io/v1", "priorityclasses", namespaced=False),
-    **{r.kind: Kind(r.api_version, r.plural, namespaced=r.namespaced) for r in RESOURCE_KINDS},
-}
 
 
 class _Coalesced:
@@ -140,43 +94,19 @@ def _relay(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
 
 
 class KubeApi:
-    """Thin async verbs over one ApiClient. The API server's refusals come out as
+    """Thin async verbs over one ApiClient: every request is the blocking `aiconn.kube.Kube`
+    call, run on the operator's threads. The API server's refusals come out as
     `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
+        self._blocking = Kube(api)
         size = getattr(api.configuration, "connection_pool_maxsize", None) or DEFAULT_POOL_SIZE
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="kubeapi")
         self._shared: dict[tuple[Any, ...], _Coalesced] = {}
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        query: list[tuple[str, Any]] | None = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        try:
-            response = self.api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-            )
-        except ApiException as err:
-            raise kube_error(err) from err
-        data = response[0].data
-        answer: dict[str, Any] = json.loads(data) if data else {}
-        # Cut in this thread, before the answer is held: the operator never reads them.
-        without_managed_fields(answer)
-        for item in answer.get("items") or ():
-            without_managed_fields(item)
-        return answer
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._blocking.call(method, path, **kwargs)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -220,37 +150,12 @@ class KubeApi:
         *,
         keep: Keep[T],
     ) -> list[T]:
-        """Every item of the list at `path`, read LIST_PAGE items at a time, each passed through
-        `keep` as its page arrives (see the module doc). A continue token that expired in
-        between (410 Gone, after the API server compacted) starts the list again."""
-        for _ in range(3):
-            items: list[T] = []
-            token: str | None = None
-            try:
-                while True:
-                    page_query = [
-                        *(query or ()),
-                        ("limit", LIST_PAGE),
-                        *((("continue", token),) if token else ()),
-                    ]
-                    kept, token = await asyncio.get_running_loop().run_in_executor(
-                        self._threads, functools.partial(self._page, path, page_query, keep)
-                    )
-                    items.extend(kept)
-                    if token is None:
-                        return items
-            except Gone:
-                if token is None:
-                    raise
-        raise Gone(reason=f"the list at {path} kept expiring; not read")
-
-    def _page(self, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
-        """One page, cut down in the thread that parsed it: the whole page never reaches the
-        event loop, and is garbage before the next page is asked for."""
-        page = self._call("GET", path, query=query)
-        token = (page.get("metadata") or {}).get("continue") or None
-        kept = (keep(item) for item in page.get("items") or [])
-        return [item for item in kept if item is not None], token
+        """Every item of the list at `path`, read in pages on one of the operator's threads,
+        each page cut down by `keep` there (`aiconn.kube.read_list`): no page reaches the event
+        loop. A continue token that expired in between (410 Gone) starts the list again."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, functools.partial(read_list, self._call, path, query, keep=keep)
+        )
 
     def close(self) -> None:
         """Close the client's connections and stop the pool its calls run on."""

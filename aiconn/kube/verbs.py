@@ -1,0 +1,142 @@
+"""The blocking verbs that every Kubernetes call of the operator and the reporting API goes
+through: the raw call (JSON in and out), get-or-None, create, and the paged list. The operator
+runs them on threads of its own under async verbs (`operator/kubeapi.py`); the API calls them
+from its request threads.
+
+Every answer loses `metadata.managedFields` in the thread that parsed it: no caller reads them,
+and they are the largest part of an object that several writers have touched.
+
+Lists that may be long are read in pages (`read_list`), and each page is cut down to what the
+caller reads before the next is asked for: a list of every pod in the cluster is tens of
+kilobytes of Python objects per pod (most of it `managedFields` and container specs), so a whole
+list as the API server wrote it grew the operator's memory with the cluster, once per list held
+at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from aiconn.kube.errors import Gone, NotFound, kube_error
+from aiconn.kube.kinds import KINDS
+
+LIST_PAGE = 500
+"""Items per page of a paged list (kubectl's default chunk)."""
+
+Item = dict[str, Any]
+Query = list[tuple[str, Any]] | None
+T = TypeVar("T")
+Keep = Callable[[Item], T | None]
+"""What a list keeps of each item it reads (None: the item is left out)."""
+
+
+class Call(Protocol):
+    """The raw call (`Kube.call`) that `read_list` pages through."""
+
+    def __call__(self, method: str, path: str, *, query: Query = None) -> Item: ...
+
+
+def without_managed_fields(item: Item) -> Item:
+    """`item` less `metadata.managedFields`, which no caller reads (often half of an object's
+    size)."""
+    meta = item.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return item
+
+
+def read_list(call: Call, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
+    """Every item of the list at `path`, read through `call` LIST_PAGE items at a time, each
+    passed through `keep` as its page arrives (see the module doc). A continue token that
+    expired in between (410 Gone, after the API server compacted) starts the list again."""
+    for _ in range(3):
+        items: list[T] = []
+        token: str | None = None
+        try:
+            while True:
+                page_query = [
+                    *(query or ()),
+                    ("limit", LIST_PAGE),
+                    *((("continue", token),) if token else ()),
+                ]
+                kept, token = _page(call, path, page_query, keep)
+                items.extend(kept)
+                if token is None:
+                    return items
+        except Gone:
+            if token is None:
+                raise
+    raise Gone(reason=f"the list at {path} kept expiring; not read")
+
+
+def _page(call: Call, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
+    """One page, cut down before it is returned: the whole page is garbage before the next one
+    is asked for."""
+    page = call("GET", path, query=query)
+    token = (page.get("metadata") or {}).get("continue") or None
+    kept = (keep(item) for item in page.get("items") or [])
+    return [item for item in kept if item is not None], token
+
+
+class Kube:
+    """Blocking verbs over one ApiClient. The API server's refusals come out as
+    `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410); a server that
+    does not answer, as the client raised it (urllib3's `HTTPError`, an `OSError`)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Query = None,
+        content_type: str = "application/json",
+    ) -> Item:
+        """One request; the answer's JSON, less managedFields ({} for an empty answer)."""
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+        except ApiException as err:
+            raise kube_error(err) from err
+        data = response[0].data
+        answer: Item = json.loads(data) if data else {}
+        # Cut in this thread, before the answer is held.
+        without_managed_fields(answer)
+        for item in answer.get("items") or ():
+            without_managed_fields(item)
+        return answer
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Item | None:
+        """The object, None when absent."""
+        try:
+            return self.call("GET", KINDS[kind].path(namespace, name))
+        except NotFound:
+            return None
+
+    def create(self, obj: Item) -> Item:
+        """POST `obj` to its kind's collection (a review's answer is the object it returns)."""
+        kind = KINDS[obj["kind"]]
+        return self.call("POST", kind.path(obj.get("metadata", {}).get("namespace")), body=obj)
+
+    def list_all(self, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
+        """`read_list` through this client's calls."""
+        return read_list(self.call, path, query, keep=keep)
+
+    def version(self) -> Item:
+        """The API server's version: the cheapest request that shows it answers."""
+        return self.call("GET", "/version")
