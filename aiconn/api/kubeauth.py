@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from urllib3.exceptions import HTTPError
+
 from aiconn.api.auth import (
     APPROVE,
     CREATE,
@@ -25,6 +27,7 @@ from aiconn.api.auth import (
     Caller,
 )
 from aiconn.api.ttlcache import TTLCache
+from aiconn.kube import KINDS, Kube, KubeError
 from aiconn.resources.v1alpha1.meta import GROUP
 
 AccessKey = tuple[Caller, str, str | None]
@@ -42,16 +45,13 @@ class KubernetesAuthorizer:
         audience: str | None = None,
         accept_default_audience: bool = True,
     ) -> None:
-        from kubernetes import client
-
         if audience is None and not accept_default_audience:
             raise ValueError("no audience to accept: name one or accept the default audience")
         self._audiences: tuple[list[str] | None, ...] = (
             *(([audience],) if audience else ()),
             *((None,) if accept_default_audience else ()),
         )
-        self._authn = client.AuthenticationV1Api(api)
-        self._authz = client.AuthorizationV1Api(api)
+        self._kube = Kube(api)
         self._tokens: TTLCache[str, Caller | bool] = TTLCache(
             size=cache_size, seconds=cache_seconds
         )
@@ -89,24 +89,20 @@ class KubernetesAuthorizer:
 
     def _review_for(self, token: str, audiences: list[str] | None) -> Caller | None:
         """The token's user if it is valid for one of `audiences` (None: the API server's own)."""
-        from kubernetes import client
-
-        spec = client.V1TokenReviewSpec(token=token, audiences=audiences)
-        review = client.V1TokenReview(spec=spec)
-        result = _call(lambda: self._authn.create_token_review(review))
-        status = result.status
-        if status is None or not status.authenticated or status.user is None:
+        spec = {"token": token, **({"audiences": audiences} if audiences is not None else {})}
+        status = self._review("TokenReview", spec)
+        user = status.get("user")
+        if not status.get("authenticated") or user is None:
             return None
         # An authenticator that ignores audiences answers without them; the token is then not
         # shown to be meant for us (Kubernetes asks clients to check this field).
-        if audiences and not set(status.audiences or ()) & set(audiences):
+        if audiences and not set(status.get("audiences") or ()) & set(audiences):
             return None
-        user = status.user
-        extra = tuple(sorted((k, tuple(v)) for k, v in (user.extra or {}).items()))
+        extra = tuple(sorted((k, tuple(v)) for k, v in (user.get("extra") or {}).items()))
         return Caller(
-            username=user.username or "",
-            groups=tuple(user.groups or ()),
-            uid=user.uid or "",
+            username=user.get("username") or "",
+            groups=tuple(user.get("groups") or ()),
+            uid=user.get("uid") or "",
             extra=extra,
         )
 
@@ -117,34 +113,33 @@ class KubernetesAuthorizer:
         cached = self._decisions.get(key)
         if cached is not None:
             return cached
-        from kubernetes import client
-
-        review = client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(
-                user=caller.username,
-                groups=list(caller.groups),
-                uid=caller.uid or None,
-                extra={k: list(v) for k, v in caller.extra} or None,
-                resource_attributes=client.V1ResourceAttributes(
-                    group=GROUP, resource=resource, verb=verb, namespace=namespace
-                ),
-            )
-        )
-        result = _call(lambda: self._authz.create_subject_access_review(review))
-        allowed = bool(result.status is not None and result.status.allowed)
+        attributes = {"group": GROUP, "resource": resource, "verb": verb, "namespace": namespace}
+        spec = {
+            "user": caller.username,
+            "groups": list(caller.groups),
+            "uid": caller.uid or None,
+            "extra": {k: list(v) for k, v in caller.extra} or None,
+            "resourceAttributes": _present(attributes),
+        }
+        allowed = bool(self._review("SubjectAccessReview", _present(spec)).get("allowed"))
         self._decisions.put(key, allowed)
         return allowed
 
+    def _review(self, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The API server's answer (the review's status) to a review of `kind` about `spec`."""
+        review = {"apiVersion": KINDS[kind].api_version, "kind": kind, "spec": spec}
+        try:
+            answer = self._kube.create(review)
+        except (KubeError, HTTPError, OSError) as err:
+            status = getattr(err, "status", None)
+            raise AuthUnavailable(
+                f"the Kubernetes API refused or failed a review (status {status});"
+                " the API's service account needs create on tokenreviews and subjectaccessreviews"
+            ) from err
+        found: dict[str, Any] = answer.get("status") or {}
+        return found
 
-def _call(request: Any) -> Any:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
 
-    try:
-        return request()
-    except (ApiException, HTTPError, OSError) as err:
-        status = getattr(err, "status", None)
-        raise AuthUnavailable(
-            f"the Kubernetes API refused or failed a review (status {status});"
-            " the API's service account needs create on tokenreviews and subjectaccessreviews"
-        ) from err
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` less those that are None: a review leaves a field it does not set out."""
+    return {k: v for k, v in fields.items() if v is not None}

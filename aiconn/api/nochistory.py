@@ -26,9 +26,11 @@ from aiconn.api.models import (
     HistorySeries,
     PeriodCredits,
 )
+from aiconn.kube import KINDS, LIST_PAGE, Kube
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Settlement, SettlementState
+from aiconn.sla.timestamps import parse_iso
 
 HISTORY_GAUGES = {
     "budget": gauges.BUDGET_REMAINING,
@@ -131,10 +133,9 @@ def credits_by_period(settlements: Sequence[Settlement], *, periods: int) -> lis
 
 
 def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEvent]:
-    """The newest `limit` Events on FEED_KINDS in every namespace, newest first."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube)
+    """The newest `limit` Events on FEED_KINDS in every namespace, newest first (`kube`: the
+    API's ApiClient; a refusal is raised as `aiconn.kube.KubeError`)."""
+    events = Kube(kube)
     found: list[tuple[ActivityEvent, int]] = []
     for kind in FEED_KINDS:
         # Field selectors cannot say "one of", so each kind is its own list.
@@ -142,12 +143,16 @@ def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEven
         token: str | None = None
         listed = 0
         while listed < MAX_EVENTS_LISTED:
-            page = core.list_event_for_all_namespaces(
-                field_selector=selector, limit=500, _continue=token
-            )
-            found.extend((_activity(e), _revision(e)) for e in page.items)
-            listed += len(page.items)
-            token = page.metadata._continue
+            query = [
+                ("fieldSelector", selector),
+                ("limit", LIST_PAGE),
+                *((("continue", token),) if token else ()),
+            ]
+            page = events.call("GET", KINDS["Event"].path(None), query=query)
+            items = page.get("items") or []
+            found.extend((_activity(e), _revision(e)) for e in items)
+            listed += len(items)
+            token = (page.get("metadata") or {}).get("continue")
             if not token:
                 break
     # Event timestamps have whole seconds; within one second, the later write comes first.
@@ -155,28 +160,30 @@ def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEven
     return [event for event, _ in found[:limit]]
 
 
-def _revision(event: Any) -> int:
+def _revision(event: dict[str, Any]) -> int:
     """The etcd revision of the Event's last write, when the server exposes it as a number."""
-    version = event.metadata.resource_version or ""
+    version = (event.get("metadata") or {}).get("resourceVersion") or ""
     return int(version) if version.isdigit() else 0
 
 
-def _activity(event: Any) -> ActivityEvent:
+def _activity(event: dict[str, Any]) -> ActivityEvent:
+    meta = event.get("metadata") or {}
     at = (
-        event.last_timestamp
-        or event.event_time
-        or event.first_timestamp
-        or event.metadata.creation_timestamp
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or meta.get("creationTimestamp")
     )
-    obj = event.involved_object
+    obj = event.get("involvedObject") or {}
+    source = event.get("source") or {}
     return ActivityEvent(
-        time=at.astimezone(UTC) if at is not None else datetime.fromtimestamp(0, UTC),
-        type=event.type or "Normal",
-        reason=event.reason or "",
-        kind=obj.kind or "",
-        namespace=obj.namespace or event.metadata.namespace or "",
-        name=obj.name or "",
-        message=event.message or "",
-        count=event.count or 1,
-        source=(event.source.component if event.source else None) or event.reporting_component,
+        time=parse_iso(at).astimezone(UTC) if at else datetime.fromtimestamp(0, UTC),
+        type=event.get("type") or "Normal",
+        reason=event.get("reason") or "",
+        kind=obj.get("kind") or "",
+        namespace=obj.get("namespace") or meta.get("namespace") or "",
+        name=obj.get("name") or "",
+        message=event.get("message") or "",
+        count=event.get("count") or 1,
+        source=source.get("component") or event.get("reportingComponent"),
     )

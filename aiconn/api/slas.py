@@ -12,23 +12,25 @@ updates are about a minute apart, so this costs nothing a reader could notice.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
 
+from aiconn.kube import KINDS, Kube, KubeError, without_managed_fields
 from aiconn.resources.v1alpha1 import kinds
-from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
 from aiconn.sla.offer import OfferViolation, admitted_offer, effective_spec
 from aiconn.sla.wallets import wallet_owner
 
-LIST_PAGE = 500
+SLAS = KINDS[kinds.SLA.kind]
+OFFERS = KINDS[kinds.OFFER.kind]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -97,11 +99,6 @@ def parse_sla(obj: dict[str, Any]) -> SLA | None:
         return None
 
 
-def _parsed(objects: Iterable[dict[str, Any]]) -> list[SLA]:
-    slas = [s for s in (parse_sla(o) for o in objects) if s is not None]
-    return sorted(slas, key=lambda s: (s.namespace, s.name))
-
-
 def with_offer_terms(sla: SLA, offers: dict[str, dict[str, Any]]) -> SLA:
     """The SLA with its offer's terms (price, credits, plan), as the operator charges it; a
     tenant-written price must never show in a report. Unchanged without an offer, or when the
@@ -121,93 +118,37 @@ class DirectSLAReader:
     """Every call is a request to the API server, with the API's own credentials."""
 
     def __init__(self, api: Any) -> None:
-        from kubernetes import client
-
-        self._api = api
-        self._objects = client.CustomObjectsApi(api)
+        self._kube = Kube(api)
 
     def get(self, namespace: str, name: str) -> SLA | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            obj = _kube(
-                lambda: self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, kinds.SLA.plural, name
-                ),
-                passthrough=ApiException,
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise SLAUnavailable(f"reading SLA failed with status {err.status}") from err
-        sla = parse_sla(obj)
+        obj = _kube(lambda: self._kube.get(kinds.SLA.kind, name, namespace), refused="SLA")
+        sla = None if obj is None else parse_sla(obj)
         return None if sla is None else self._terms([sla])[0]
 
     def in_namespace(self, namespace: str) -> list[SLA]:
-        return self._terms(
-            _parsed(
-                self._pages(
-                    lambda cont: self._objects.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, kinds.SLA.plural, limit=LIST_PAGE, _continue=cont
-                    )
-                )
-            )
-        )
+        return self._listed(SLAS.path(namespace))
 
     def all(self) -> list[SLA]:
-        return self._terms(
-            _parsed(
-                self._pages(
-                    lambda cont: self._objects.list_cluster_custom_object(
-                        GROUP, VERSION, kinds.SLA.plural, limit=LIST_PAGE, _continue=cont
-                    )
-                )
-            )
-        )
+        return self._listed(SLAS.path(None))
+
+    def _listed(self, path: str) -> list[SLA]:
+        """The SLAs listed at `path` (each parsed as its page arrives), by namespace and name."""
+        slas = _kube(lambda: self._kube.list_all(path, keep=parse_sla))
+        return self._terms(sorted(slas, key=lambda s: (s.namespace, s.name)))
 
     def _terms(self, slas: list[SLA]) -> list[SLA]:
         """Offer terms applied; offers are read (one list) only when some SLA names one."""
         if not any(s.spec.offer for s in slas):
             return slas
-        offers = {
-            o["metadata"]["name"]: o
-            for o in _kube(
-                lambda: self._objects.list_cluster_custom_object(GROUP, VERSION, kinds.OFFER.plural)
-            ).get("items", [])
-        }
+        listed = _kube(lambda: self._kube.list_all(OFFERS.path(None), keep=without_managed_fields))
+        offers = {o["metadata"]["name"]: o for o in listed}
         return [with_offer_terms(s, offers) for s in slas]
 
     def ping(self) -> None:
-        from kubernetes import client
-
-        _kube(lambda: client.VersionApi(self._api).get_code())
+        _kube(self._kube.version)
 
     def offer(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            found: dict[str, Any] = _kube(
-                lambda: self._objects.get_cluster_custom_object(
-                    GROUP, VERSION, kinds.OFFER.plural, name
-                ),
-                passthrough=ApiException,
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise SLAUnavailable(f"reading offer failed with status {err.status}") from err
-        return found
-
-    @staticmethod
-    def _pages(fetch: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cont: str | None = None
-        while True:
-            page = _kube(functools.partial(fetch, cont))
-            items.extend(page.get("items", []))
-            cont = page.get("metadata", {}).get("continue") or None
-            if cont is None:
-                return items
+        return _kube(lambda: self._kube.get(kinds.OFFER.kind, name), refused="offer")
 
 
 class CachedSLAReader:
@@ -274,17 +215,22 @@ class CachedSLAReader:
         return self._source.offer(name)
 
 
-def _kube(request: Any, *, passthrough: type[Exception] | None = None) -> Any:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
+def _kube(request: Callable[[], T], *, refused: str | None = None) -> T:
+    """`request()`, its failures as SLAUnavailable; a refusal of a read of one `refused` object
+    says its status (an absent one is None, not a failure)."""
     try:
         return request()
-    except (ApiException, HTTPError, OSError) as err:
-        if passthrough is not None and isinstance(err, passthrough):
-            raise
-        raise SLAUnavailable(
-            f"the Kubernetes API failed a request ({type(err).__name__}"
-            f" {getattr(err, 'status', '')}); the API's service account needs get, list and"
-            " watch on aiinferenceslas"
-        ) from err
+    except KubeError as err:
+        if refused is not None:
+            raise SLAUnavailable(f"reading {refused} failed with status {err.status}") from err
+        raise _unavailable(err) from err
+    except (HTTPError, OSError) as err:
+        raise _unavailable(err) from err
+
+
+def _unavailable(err: Exception) -> SLAUnavailable:
+    return SLAUnavailable(
+        f"the Kubernetes API failed a request ({type(err).__name__}"
+        f" {getattr(err, 'status', '')}); the API's service account needs get, list and"
+        " watch on aiinferenceslas"
+    )

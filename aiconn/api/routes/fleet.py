@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from urllib3.exceptions import HTTPError
 
 from aiconn.api.deps import FleetCaller, Parts
 from aiconn.api.fleetview import fleet_items, group_summaries
@@ -28,6 +29,7 @@ from aiconn.api.nochistory import HistoryUnavailable, activity, credits_by_perio
 from aiconn.api.routes.responses import NOC, problem
 from aiconn.api.slas import SLAUnavailable
 from aiconn.api.wallets import wallets
+from aiconn.kube import KubeError
 
 router = APIRouter(tags=["noc"], responses=NOC)
 MAX_HISTORY_MINUTES = 7 * 24 * 60
@@ -134,11 +136,8 @@ def fleet_events(
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS, description="At most this many.")] = 100,
     warnings_only: Annotated[bool, Query(alias="warningsOnly")] = False,
 ) -> Activity:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
     try:
         items = activity(parts.kube, limit=limit, warnings_only=warnings_only)
-    except (ApiException, HTTPError) as err:
+    except (KubeError, HTTPError) as err:
         raise SLAUnavailable(f"events not listed: {type(err).__name__}") from err
     return Activity(items=items)
