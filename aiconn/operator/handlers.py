@@ -42,6 +42,7 @@ from aiconn.operator.reconcile import (
     reconcile_sla,
     refresh_readiness,
 )
+from aiconn.operator.slaevents import involved, post_event_soon
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, OFFER, SLA, TIER
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
@@ -59,7 +60,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Only the operator's own Events are posted (kopf.event): Kopf's log lines would add a
+    # Only the operator's own Events are posted (slaevents): Kopf's log lines would add a
     # "Handler failed" Warning per retry and two "succeeded" Events per change.
     settings.posting.level = logging.CRITICAL + 1
     settings.watching.server_timeout = 300
@@ -133,7 +134,13 @@ def _post(body: Any, event: Event, said: list[Any]) -> None:
     if already_said(said, reason=event.reason, message=event.message):
         return
     if _events.allow(*key, repeat_after_s=window):
-        kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
+        post_event_soon(
+            state.kube(),
+            involved(body),
+            type_=event.type,
+            reason=event.reason,
+            message=short(event.message),
+        )
 
 
 async def _write(outcome: Outcome, body: Any) -> dict[str, Any]:
@@ -289,7 +296,13 @@ async def offer_changed(
     A price change announced with too short a notice is never applied; a Warning Event on the
     offer names its field."""
     for problem in price_notice_problems(body):
-        kopf.warn(body, reason="PriceNoticeTooShort", message=f"{problem.field}: {problem.message}")
+        post_event_soon(
+            state.kube(),
+            involved(body),
+            type_="Warning",
+            reason="PriceNoticeTooShort",
+            message=f"{problem.field}: {problem.message}",
+        )
     await _replan(set(sla_offer_index.get(name, [])), tier_index)
 
 

@@ -1,14 +1,20 @@
-"""Events the operator's fleet-wide passes post on an SLA (the handlers use `kopf.event`).
+"""The operator's one Event poster: every Event it writes (placement, slices, burn-rate alerts,
+settlements, top-ups, offers) is a core/v1 Event built here, its message cut to the API's limit,
+from the component `aiconn-operator`.
 
-A pass runs outside any Kopf handler, so it writes the core/v1 Event itself. Failing to post one
-never fails the pass: it is logged and the pass goes on.
+`post_event` writes it and returns; `post_event_soon` hands it to a task, for handlers that must
+not wait on it (a reconcile's latency is the SLA's time to placement). Failing to post one never
+fails the caller: it is logged and the work goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from aiconn.kube import KubeError
+from aiconn.kube import KINDS, KubeError
 from aiconn.operator.conditions import now_iso
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.resources.v1alpha1.meta import API_VERSION
@@ -17,6 +23,65 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "aiconn-operator"
 MAX_EVENT_MESSAGE = 1024
+CLUSTER_EVENTS_NAMESPACE = "default"
+"""Where Events on a cluster-scoped object (an offer, a tier) go, as kubectl looks for them."""
+
+_in_flight: set[asyncio.Task[None]] = set()
+
+
+def involved(body: Mapping[str, Any]) -> dict[str, str]:
+    """The `involvedObject` of an Event on `body` (an object as the API server wrote it)."""
+    meta = body["metadata"]
+    found = {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "name": meta["name"],
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def event_body(obj: Mapping[str, str], *, type_: str, reason: str, message: str) -> dict[str, Any]:
+    """The core/v1 Event on the object `obj` (an `involvedObject`)."""
+    stamp = now_iso()
+    namespace = obj.get("namespace") or CLUSTER_EVENTS_NAMESPACE
+    return {
+        "metadata": {"generateName": f"{obj['name']}.", "namespace": namespace},
+        "involvedObject": dict(obj),
+        "type": type_,
+        "reason": reason,
+        "message": message[:MAX_EVENT_MESSAGE],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+    }
+
+
+async def post_event(
+    kube: KubeApi, obj: Mapping[str, str], *, type_: str, reason: str, message: str
+) -> None:
+    """Post an Event on `obj` (an `involvedObject`, see `involved`); a refusal is logged."""
+    body = event_body(obj, type_=type_, reason=reason, message=message)
+    namespace = body["metadata"]["namespace"]
+    try:
+        await kube.call("POST", KINDS["Event"].path(namespace), body=body)
+    except KubeError as err:
+        where = "/".join(filter(None, (obj.get("namespace"), obj["name"])))
+        log.warning("Event %s on %s not posted: %s", reason, where, err)
+
+
+def post_event_soon(
+    kube: KubeApi, obj: Mapping[str, str], *, type_: str, reason: str, message: str
+) -> None:
+    """`post_event` in a task of the running loop, held until it is done."""
+    task = asyncio.get_running_loop().create_task(
+        post_event(kube, obj, type_=type_, reason=reason, message=message)
+    )
+    _in_flight.add(task)
+    task.add_done_callback(_in_flight.discard)
 
 
 async def post_sla_event(
@@ -30,27 +95,7 @@ async def post_sla_event(
     reason: str,
     message: str,
 ) -> None:
-    """A core/v1 Event on the SLA `namespace/name`, its message cut to the API's limit."""
-    stamp = now_iso()
-    body = {
-        "metadata": {"generateName": f"{name}.", "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": API_VERSION,
-            "kind": kind,
-            "name": name,
-            "namespace": namespace,
-            "uid": uid,
-        },
-        "type": type_,
-        "reason": reason,
-        "message": message[:MAX_EVENT_MESSAGE],
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-    }
-    try:
-        await kube.call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
-    except KubeError as err:
-        log.warning("Event %s on %s/%s not posted: %s", reason, namespace, name, err)
+    """An Event on the object `kind` `namespace/name` of aiconn's API group (an SLA), from a
+    fleet-wide pass that has its name and uid rather than its body."""
+    obj = {"apiVersion": API_VERSION, "kind": kind, "name": name, "namespace": namespace}
+    await post_event(kube, obj | {"uid": uid}, type_=type_, reason=reason, message=message)

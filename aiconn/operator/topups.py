@@ -32,6 +32,7 @@ from aiconn.operator import state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import backoff, describe, short
 from aiconn.operator.reconcile import Event
+from aiconn.operator.slaevents import involved, post_event
 from aiconn.resources.v1alpha1.kinds import SLA, TOPUP
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.timestamps import iso_seconds, parse_iso
@@ -174,7 +175,13 @@ async def topup_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
             log.warning("TopUp %s/%s: %s", meta["namespace"], meta["name"], status_err)
             return
     for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=short(event.message))
+        await post_event(
+            kube,
+            involved(body),
+            type_=event.type,
+            reason=event.reason,
+            message=short(event.message),
+        )
 
 
 @kopf.on.cleanup()

@@ -227,3 +227,44 @@ def test_the_event_poster_cuts_the_message_and_never_fails_the_pass(
     refused = Posting(refuse=True)
     asyncio.run(post(refused))
     assert len(refused.posted) == 1 and "Event Breached on tenant-a/chat not posted" in caplog.text
+
+
+def test_every_event_is_the_operator_s_own_on_the_object_it_names() -> None:
+    """Handlers, passes and top-ups post through the same poster: the involved object from the
+    body as the API server wrote it, Events on a cluster-scoped object (an offer) in `default`,
+    `post_event_soon` posting from a task of the running loop."""
+    from aiconn.operator.slaevents import COMPONENT, involved, post_event_soon
+
+    class Posting(KubeApi):
+        def __init__(self) -> None:
+            self.posted: list[tuple[str, dict[str, Any]]] = []
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.posted.append((path, kwargs["body"]))
+            return {}
+
+    offer = {
+        "apiVersion": "aiconn.io/v1alpha1",
+        "kind": "AIInferenceOffer",
+        "metadata": {"name": "gold", "uid": "u-9", "resourceVersion": "7"},
+        "spec": {},
+    }
+    assert involved(offer) == {
+        "apiVersion": "aiconn.io/v1alpha1",
+        "kind": "AIInferenceOffer",
+        "name": "gold",
+        "uid": "u-9",
+    }
+
+    async def soon(kube: Posting) -> None:
+        post_event_soon(kube, involved(offer), type_="Warning", reason="R", message="m")
+        assert kube.posted == []  # not awaited by the handler
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    kube = Posting()
+    asyncio.run(soon(kube))
+    [(path, body)] = kube.posted
+    assert path == "/api/v1/namespaces/default/events"
+    assert body["involvedObject"]["name"] == "gold" and "namespace" not in body["involvedObject"]
+    assert body["source"] == {"component": COMPONENT} and body["reportingComponent"] == COMPONENT
