@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.factories import TIER_SAMPLES
+from tests.factories import TIER_SAMPLES, offer_manifest
 from tests.helpers import (
     delete_admission_policies,
     eventually,
@@ -705,3 +707,47 @@ def test_the_dev_gateway_accepts_the_key_in_the_slas_secret(
     assert store.accepts(key)
     assert store.accepts("aic_dev-stack-own-key")
     assert not store.accepts("aic_someone-else")
+
+
+def test_a_price_change_announced_too_late_is_a_warning_on_the_offer(
+    k8s: Any, operator: KopfRunner
+) -> None:
+    """Without the admission policy (a cluster that did not install manifests/policy), the
+    operator never applies a price change announced with less than the offer's notice, and says
+    so where the provider looks: a Warning Event on the cluster-scoped offer (in `default`),
+    from the operator's own poster, naming the field."""
+    name = f"hurried-{uuid.uuid4().hex[:8]}"
+    soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    offer = offer_manifest(
+        name,
+        {
+            "modelClasses": [
+                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
+            ],
+            "priceNoticeDays": 30,
+            "priceChanges": [
+                {
+                    "version": 2,
+                    "effectiveFrom": soon,
+                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
+                }
+            ],
+            "plan": {"includedTokensPerPeriod": 1_000_000},
+            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+            "allowedTiers": ["edge"],
+        },
+    )
+    custom(k8s).create_cluster_custom_object(G, V, "aiinferenceoffers", offer)
+    try:
+        (warning,) = eventually(
+            lambda: [
+                e for e in _all_events(k8s, "default", name) if e.reason == "PriceNoticeTooShort"
+            ],
+            what="the operator's Warning on the offer",
+        )
+        assert warning.type == "Warning"
+        assert warning.involved_object.kind == "AIInferenceOffer"
+        assert warning.source.component == "aiconn-operator"
+        assert warning.message.startswith("spec.priceChanges"), warning.message
+    finally:
+        custom(k8s).delete_cluster_custom_object(G, V, "aiinferenceoffers", name)
