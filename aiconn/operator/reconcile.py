@@ -31,7 +31,7 @@ from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_f
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, status_fields
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 # Phases without children to follow: nothing placed, or the last reconcile failed.
@@ -54,6 +54,11 @@ class Outcome:
     status: dict[str, Any]
     conditions: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Written as the typed status model writes it: a field it lacks or a wrong type fails
+        # here, in the operator, not as a status the API server prunes or a reader misreads.
+        self.status = status_fields(self.status)
 
 
 def owner_of(body: Mapping[str, Any]) -> dict[str, str]:

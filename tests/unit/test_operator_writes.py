@@ -310,3 +310,18 @@ def test_the_deployment_inputs_keep_only_the_most_recent_entries() -> None:
     recent.pop("c")
     recent["e"] = ("e",)
     assert list(recent) == ["a", "d", "e"]
+
+
+def test_a_reconcile_writes_only_fields_of_the_typed_status() -> None:
+    """Every status a reconcile writes passes through AIInferenceSLAStatus: camelCase, None kept
+    (it clears a field), and a field the model lacks or a wrong type fails in the operator."""
+    from pydantic import ValidationError
+
+    written = Outcome(
+        status={"observedGeneration": 2, "phase": "Ready", "pending": None, "children": {}}
+    ).status
+    assert written == {"observedGeneration": 2, "phase": "Ready", "pending": None, "children": {}}
+    with pytest.raises(ValidationError):
+        Outcome(status={"phase": "Ready", "inForce": 1})
+    with pytest.raises(ValidationError):
+        Outcome(status={"observedGeneration": "two"})
