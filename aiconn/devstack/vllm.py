@@ -117,7 +117,10 @@ class VllmServer:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, *, timeout: float = 300) -> VllmServer:
+    def start(self, *, timeout: float = 600) -> VllmServer:
+        """Start vLLM and wait until its /health answers: about 30 s on a quiet machine, but a
+        clean-clone suite once saw a restart take over 300 s with four workers and other builds
+        on the two cores (stop 26), so the bound is generous; the wait ends as soon as it is up."""
         env = {
             "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_KVCACHE_SPACE": "1",
