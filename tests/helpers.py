@@ -359,3 +359,14 @@ def aiconn_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def get_sla_route(
+    api: Any, *, token: str, namespace: str, name: str, path: str, params: Mapping[str, Any]
+) -> Any:
+    """GET the reporting API's `/v1/namespaces/NAMESPACE/slas/NAME{path}` as `token`'s bearer."""
+    return api.get(
+        f"/v1/namespaces/{namespace}/slas/{name}{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+    )

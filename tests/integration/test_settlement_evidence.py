@@ -41,7 +41,13 @@ from aiconn.sla.verify import from_download, verify
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
 from tests.factories import tiny_sla_manifest
-from tests.helpers import aiconn_cli, eventually, ledger_url_for, static_token_settings
+from tests.helpers import (
+    aiconn_cli,
+    eventually,
+    get_sla_route,
+    ledger_url_for,
+    static_token_settings,
+)
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = pytest.mark.integration
@@ -73,10 +79,8 @@ class Settled:
     api: TestClient
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.api.get(
-            f"/v1/namespaces/{self.sla.namespace}/slas/{NAME}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
+        return get_sla_route(
+            self.api, token=TOKEN, namespace=self.sla.namespace, name=NAME, path=path, params=params
         )
 
 
