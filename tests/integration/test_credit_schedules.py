@@ -15,12 +15,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from tests.factories import sla_manifest
 
 pytestmark = [pytest.mark.integration]
 
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 BASE: dict[str, Any] = sla_manifest(
     "schedule",
     {

@@ -15,6 +15,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES
 from tests.helpers import (
     delete_admission_policies,
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -56,12 +56,12 @@ def custom(k8s: Any) -> client.CustomObjectsApi:
 
 
 def get_sla(k8s: Any, ns: str, name: str) -> dict[str, Any]:
-    return custom(k8s).get_namespaced_custom_object(G, V, ns, "aiinferenceslas", name)
+    return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, ns, "aiinferenceslas", name)
 
 
 def create(k8s: Any, ns: str, body: dict[str, Any]) -> dict[str, Any]:
     return custom(k8s).create_namespaced_custom_object(
-        G, V, ns, "aiinferenceslas", copy.deepcopy(body)
+        GROUP, VERSION, ns, "aiinferenceslas", copy.deepcopy(body)
     )
 
 
@@ -123,13 +123,15 @@ def test_each_sample_lands_on_its_tier_with_children(
     assert objectives["tpot"]["thresholdMs"] / 1000 in buckets["inter_token_latency"]
 
     nslice = custom(k8s).get_namespaced_custom_object(
-        G, V, namespace, "networkslices", f"{name}-slice"
+        GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
     )
     assert nslice["spec"]["sst"] == body["spec"]["network"]["sst"]
     sl_status = eventually(
         lambda: (
             custom(k8s)
-            .get_namespaced_custom_object(G, V, namespace, "networkslices", f"{name}-slice")
+            .get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
+            )
             .get("status")
             or {}
         ).get("phase"),
@@ -137,7 +139,7 @@ def test_each_sample_lands_on_its_tier_with_children(
     )
     assert sl_status == "Ready"
     nslice = custom(k8s).get_namespaced_custom_object(
-        G, V, namespace, "networkslices", f"{name}-slice"
+        GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
     )
     template = dep.spec.template
     assert template.spec.priority_class_name == nslice["status"]["priorityClassName"]
@@ -243,7 +245,9 @@ def test_spec_update_converges_and_delete_collects_children(
             },
         }
     }
-    custom(k8s).patch_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name, patch)
+    custom(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "aiinferenceslas", name, patch
+    )
     status = eventually(
         lambda: (s := placed(k8s, namespace, name)) and s["observedGeneration"] == 2 and s,
         what="generation 2 reconciled",
@@ -257,7 +261,7 @@ def test_spec_update_converges_and_delete_collects_children(
     assert 1.234 in buckets["time_to_first_token"]
     assert len(client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items) == 1
 
-    custom(k8s).delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name)
+    custom(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", name)
 
     def children_left() -> list[str]:
         left = [
@@ -278,9 +282,9 @@ def test_spec_update_converges_and_delete_collects_children(
         ]
         left += [
             n["metadata"]["name"]
-            for n in custom(k8s).list_namespaced_custom_object(G, V, namespace, "networkslices")[
-                "items"
-            ]
+            for n in custom(k8s).list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices"
+            )["items"]
         ]
         left += [
             p.metadata.name
@@ -317,10 +321,10 @@ def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: Ko
         lambda: (placed(k8s, namespace, name) or {}).get("placement", {}).get("tier") == "edge",
         what="edge",
     )
-    original = custom(k8s).get_cluster_custom_object(G, V, "inferencetiers", "edge")
+    original = custom(k8s).get_cluster_custom_object(GROUP, VERSION, "inferencetiers", "edge")
     try:
         custom(k8s).patch_cluster_custom_object(
-            G, V, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 5.0}}
+            GROUP, VERSION, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 5.0}}
         )
         status = eventually(
             lambda: (s := placed(k8s, namespace, name)) and s["placement"]["tier"] != "edge" and s,
@@ -331,8 +335,8 @@ def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: Ko
         assert "edge" in reasons
     finally:
         custom(k8s).patch_cluster_custom_object(
-            G,
-            V,
+            GROUP,
+            VERSION,
             "inferencetiers",
             "edge",
             {"spec": {"pricePerMillionTokens": original["spec"]["pricePerMillionTokens"]}},
@@ -407,9 +411,9 @@ def test_nsmf_backend_reports_what_the_slice_manager_did(
         create(k8s, namespace, body)
 
         def slice_condition() -> dict[str, Any] | None:
-            items = custom(k8s).list_namespaced_custom_object(G, V, namespace, "networkslices")[
-                "items"
-            ]
+            items = custom(k8s).list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices"
+            )["items"]
             if not items:
                 return None
             obj = items[0]
@@ -610,7 +614,12 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     )
     api = custom(k8s)
     api.patch_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 1}}}
+        GROUP,
+        VERSION,
+        namespace,
+        "aiinferenceslas",
+        name,
+        {"spec": {"network": {"rttBudgetMs": 1}}},
     )
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("observedGeneration") == 2 and s,
@@ -628,7 +637,12 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     assert len(_events(k8s, namespace, name, "EditUnplaceable")) == 1
 
     api.patch_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 20}}}
+        GROUP,
+        VERSION,
+        namespace,
+        "aiinferenceslas",
+        name,
+        {"spec": {"network": {"rttBudgetMs": 20}}},
     )
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("inForceGeneration") == 3 and s,
@@ -668,8 +682,8 @@ def test_the_printed_table_is_rounded_and_says_breached(
         "alerts": ["page-1h"],
     }
     custom(k8s).patch_namespaced_custom_object_status(
-        G,
-        V,
+        GROUP,
+        VERSION,
         namespace,
         "aiinferenceslas",
         name,
