@@ -45,6 +45,21 @@ TIER_SAMPLES = [
 """A shipped sample SLA (`manifests/samples`) of each tier, with the tier it is placed on."""
 
 
+def small_sla_doc(**fields: Any) -> dict[str, Any]:
+    """An SLA spec as a manifest writes it, for a small model `m` (8B) with a 20 ms round-trip
+    budget; `fields` adds or replaces top-level spec fields (objectives, tokens, network...)."""
+    return {
+        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
+        "network": {"rttBudgetMs": 20},
+        **fields,
+    }
+
+
+def small_sla_spec(**fields: Any) -> AIInferenceSLASpec:
+    """`small_sla_doc(**fields)`, validated."""
+    return AIInferenceSLASpec.model_validate(small_sla_doc(**fields))
+
+
 def sla_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """An AIInferenceSLA named `name` with `spec`, as a test creates it."""
     return _manifest("AIInferenceSLA", name, spec)
