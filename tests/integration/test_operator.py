@@ -59,6 +59,10 @@ def get_sla(k8s: Any, ns: str, name: str) -> dict[str, Any]:
     return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, ns, "aiinferenceslas", name)
 
 
+def patch_sla(k8s: Any, ns: str, name: str, patch: dict[str, Any]) -> None:
+    custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, "aiinferenceslas", name, patch)
+
+
 def create(k8s: Any, ns: str, body: dict[str, Any]) -> dict[str, Any]:
     return custom(k8s).create_namespaced_custom_object(
         GROUP, VERSION, ns, "aiinferenceslas", copy.deepcopy(body)
@@ -245,9 +249,7 @@ def test_spec_update_converges_and_delete_collects_children(
             },
         }
     }
-    custom(k8s).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "aiinferenceslas", name, patch
-    )
+    patch_sla(k8s, namespace, name, patch)
     status = eventually(
         lambda: (s := placed(k8s, namespace, name)) and s["observedGeneration"] == 2 and s,
         what="generation 2 reconciled",
@@ -612,15 +614,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
         lambda: (get_sla(k8s, namespace, name).get("status") or {}).get("inForceGeneration") == 1,
         what="generation 1 in force",
     )
-    api = custom(k8s)
-    api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "aiinferenceslas",
-        name,
-        {"spec": {"network": {"rttBudgetMs": 1}}},
-    )
+    patch_sla(k8s, namespace, name, {"spec": {"network": {"rttBudgetMs": 1}}})
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("observedGeneration") == 2 and s,
         what="generation 2 reconciled",
@@ -636,14 +630,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     assert client.AppsV1Api(k8s).read_namespaced_deployment(f"{name}-vllm", namespace)
     assert len(_events(k8s, namespace, name, "EditUnplaceable")) == 1
 
-    api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "aiinferenceslas",
-        name,
-        {"spec": {"network": {"rttBudgetMs": 20}}},
-    )
+    patch_sla(k8s, namespace, name, {"spec": {"network": {"rttBudgetMs": 20}}})
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("inForceGeneration") == 3 and s,
         what="generation 3 in force",
