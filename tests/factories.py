@@ -22,6 +22,7 @@ from aiconn.gateway.settings import GatewaySettings
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.inference.workload import SliceAttachment, deployment
 from aiconn.operator.evaluation import SLARef
+from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.accounting import Settlement
@@ -32,8 +33,6 @@ from aiconn.sla.settlement import settle_period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.store.ledger import Ledger
 
-API_VERSION = "aiconn.io/v1alpha1"
-"""The group and version of every custom resource the tests create."""
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 """A creation time before every period a test measures: the SLA is in force throughout."""
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
@@ -43,6 +42,21 @@ TIER_SAMPLES = [
     ("sla-cloud-405b.yaml", "cloud"),
 ]
 """A shipped sample SLA (`manifests/samples`) of each tier, with the tier it is placed on."""
+
+
+def small_sla_doc(**fields: Any) -> dict[str, Any]:
+    """An SLA spec as a manifest writes it, for a small model `m` (8B) with a 20 ms round-trip
+    budget; `fields` adds or replaces top-level spec fields (objectives, tokens, network...)."""
+    return {
+        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
+        "network": {"rttBudgetMs": 20},
+        **fields,
+    }
+
+
+def small_sla_spec(**fields: Any) -> AIInferenceSLASpec:
+    """`small_sla_doc(**fields)`, validated."""
+    return AIInferenceSLASpec.model_validate(small_sla_doc(**fields))
 
 
 def sla_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import functools
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +27,8 @@ from aiconn.store.ledger import Ledger
 from tests.factories import offer_manifest
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WAIT_S = 180.0
 """How long `eventually` waits unless a test says otherwise: sized for the parallel suite
@@ -339,3 +343,30 @@ an in-process gateway once took longer than httpx's default of 5 s."""
 http_get = functools.partial(httpx.get, timeout=PATIENT_S)
 http_post = functools.partial(httpx.post, timeout=PATIENT_S)
 http_stream = functools.partial(httpx.stream, timeout=PATIENT_S)
+
+
+def aiconn_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`aiconn ARGS` as its own process on this checkout, with `env` added to this process's
+    environment; its output captured as text, its exit status left to the test."""
+    return subprocess.run(
+        [sys.executable, "-m", "aiconn.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def get_sla_route(
+    api: Any, *, token: str, namespace: str, name: str, path: str, params: Mapping[str, Any]
+) -> Any:
+    """GET the reporting API's `/v1/namespaces/NAMESPACE/slas/NAME{path}` as `token`'s bearer."""
+    return api.get(
+        f"/v1/namespaces/{namespace}/slas/{name}{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+    )

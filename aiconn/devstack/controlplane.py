@@ -20,7 +20,14 @@ from typing import Any
 import yaml
 
 from aiconn.devstack.pki import write_pki
-from aiconn.devstack.processes import ProcessGroup, StackError, cache_dir, free_port, wait_until
+from aiconn.devstack.processes import (
+    ProcessGroup,
+    StackError,
+    cache_dir,
+    free_port,
+    http_ok,
+    wait_until,
+)
 
 K8S_VERSION = "1.37.2"
 SERVICE_RANGE = "198.19.0.0/16"
@@ -152,7 +159,7 @@ class ControlPlane:
             ],
         )
         wait_until(
-            lambda: _http_ok(f"{etcd_url}/health"),
+            lambda: http_ok(f"{etcd_url}/health"),
             proc=etcd,
             timeout=timeout,
             what="etcd /health",
@@ -262,8 +269,3 @@ class ControlPlane:
 
     def alive(self) -> bool:
         return self.group is not None and all(p.alive() for p in self.group.procs)
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return int(resp.status) == 200

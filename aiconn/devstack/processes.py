@@ -8,8 +8,10 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,12 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether `url` answers 200 within 2 s (a readiness probe for `wait_until`)."""
+    with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+        return int(resp.status) == 200
 
 
 def wait_until(

@@ -28,6 +28,7 @@ from aiconn.devstack.processes import (
     StackError,
     cache_dir,
     free_port,
+    http_ok,
     wait_until,
 )
 
@@ -176,8 +177,7 @@ class PrometheusServer:
         add_scrape_jobs(self.data_dir, jobs, pid=self.proc.popen.pid)
 
     def ready(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-            return int(resp.status) == 200
+        return http_ok(f"{self.url}/-/ready")
 
     def stop(self) -> None:
         self.group.stop(self.name)

@@ -17,7 +17,6 @@ import secrets
 import shutil
 import ssl
 import sys
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_manifests, apply_objects, service_account_token
 from aiconn.devstack.pki import write_serving_tls
-from aiconn.devstack.processes import ProcessGroup, free_port, stop_recorded, wait_until
+from aiconn.devstack.processes import ProcessGroup, free_port, http_ok, stop_recorded, wait_until
 from aiconn.devstack.prometheus import PrometheusServer, ScrapeTarget
 from aiconn.devstack.vllm import VllmServer, make_tiny_model
 from aiconn.inference.workload import KEYS_SECRET_KEY, PLAINTEXT_SECRET_KEY, child_names
@@ -80,11 +79,6 @@ def say(message: str) -> None:
 
 def _aiconn(*args: str) -> list[str]:
     return [sys.executable, "-m", "aiconn.cli", *args]
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-        return int(resp.status) == 200
 
 
 def operator_token(api: Any) -> str:
@@ -147,7 +141,7 @@ def up(
         ],
     )
     control = f"http://127.0.0.1:{control_port}/fault"
-    wait_until(lambda: _http_ok(control), timeout=30, what="fault injector", proc=injector)
+    wait_until(lambda: http_ok(control), timeout=30, what="fault injector", proc=injector)
 
     key = "aic_" + secrets.token_urlsafe(24)
     keys_dir = write_keys(state / "gateway-keys", key)
@@ -171,7 +165,7 @@ def up(
     gateway = group.start("gateway", _aiconn("gateway"), env=env)
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     gateway_metrics = f"http://127.0.0.1:{gateway_metrics_port}/metrics"
-    wait_until(lambda: _http_ok(gateway_metrics), timeout=60, what="gateway", proc=gateway)
+    wait_until(lambda: http_ok(gateway_metrics), timeout=60, what="gateway", proc=gateway)
     say(f"token gateway at {gateway_url} -> injector :{injector_port} -> vLLM")
 
     pod_labels = {"namespace": DEMO_NAMESPACE, "sla": name, "pod": f"{name}-vllm-0", "tier": "edge"}
@@ -237,7 +231,7 @@ def up(
     api_url = f"https://127.0.0.1:{api_port}"
     api_context = ssl.create_default_context(cafile=api_tls["ca.crt"])
     wait_until(
-        lambda: _http_ok(f"{api_url}/healthz", api_context),
+        lambda: http_ok(f"{api_url}/healthz", api_context),
         timeout=60,
         what="reporting API",
         proc=api_proc,

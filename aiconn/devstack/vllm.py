@@ -23,6 +23,7 @@ from aiconn.devstack.processes import (
     StackError,
     cache_dir,
     free_port,
+    http_ok,
     wait_until,
 )
 
@@ -149,8 +150,7 @@ class VllmServer:
         return self
 
     def healthy(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-            return int(resp.status) == 200
+        return http_ok(f"{self.url}/health")
 
     def stop(self) -> None:
         self.group.stop(self.name)

@@ -22,6 +22,7 @@ from kubernetes import client
 from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import ceil_minute
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 KEY = "sk-e2e-deletion-51c2"
 NAME = "short-lived"
 PRICE_PER_MILLION = 1000  # EUR: one token is 1000 micro-EUR, so charges are exact by hand
@@ -125,7 +125,7 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
 ) -> None:
     custom = client.CustomObjectsApi(k8s)
     created = custom.create_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", sla_body(offer)
+        GROUP, VERSION, namespace, "aiinferenceslas", sla_body(offer)
     )
     uid = created["metadata"]["uid"]
     in_force = ceil_minute(
@@ -135,7 +135,9 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
     wallet = wallet_owner(namespace, None)
 
     def current() -> dict[str, Any]:
-        return dict(custom.get_namespaced_custom_object(G, V, namespace, "aiinferenceslas", NAME))
+        return dict(
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", NAME)
+        )
 
     # The finalizer is on, the plan is funded, and a whole judged minute has seen traffic.
     eventually(lambda: current()["metadata"].get("finalizers"), what="the operator's finalizer")
@@ -150,16 +152,16 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
     )
     assert ledger.pending_usage(wallet) > 0, "usage of the open period counts as pending"
 
-    custom.delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", NAME)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", NAME)
     deleted_at = datetime.now(UTC)
     eventually(
         lambda: (
             NAME
             not in [
                 s["metadata"]["name"]
-                for s in custom.list_namespaced_custom_object(G, V, namespace, "aiinferenceslas")[
-                    "items"
-                ]
+                for s in custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "aiinferenceslas"
+                )["items"]
             ]
         ),
         timeout=240,
@@ -181,7 +183,9 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
     assert ledger.wallet_balance(wallet) == INCLUDED - settled.tokens_used + settled.credit_tokens
 
     # The same tenant re-creates the SLA: the plan has funded this period already.
-    custom.create_namespaced_custom_object(G, V, namespace, "aiinferenceslas", sla_body(offer))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "aiinferenceslas", sla_body(offer)
+    )
     eventually(lambda: current()["metadata"].get("finalizers"), what="the new SLA to be served")
     eventually(
         lambda: (current().get("status") or {}).get("conditions"),
@@ -192,10 +196,12 @@ def test_a_deleted_slas_usage_is_charged_once_and_recreating_it_funds_nothing(
     ]
     assert [t.amount for t in funded] == [INCLUDED]
     # Deleted while the operator runs, so no finalizer outlives it (the namespace can go).
-    custom.delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", NAME)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", NAME)
     eventually(
         lambda: (
-            not custom.list_namespaced_custom_object(G, V, namespace, "aiinferenceslas")["items"]
+            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas")[
+                "items"
+            ]
         ),
         timeout=240,
         what="the second SLA to be settled and gone",

@@ -24,6 +24,7 @@ from aiconn.devstack.gateway import GatewayThread, write_keys
 from aiconn.devstack.injector import FaultInjector
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.loadgen import LoadGenerator
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import SettlementState
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 KEY = "sk-e2e-sla-3b9e"
 NAME = "gold"
 
@@ -115,11 +115,15 @@ def test_status_and_compliant_follow_faults_and_the_closed_period_settles_once(
     _, ledger_url = operator
     custom = client.CustomObjectsApi(k8s)
     core = client.CoreV1Api(k8s)
-    created = custom.create_namespaced_custom_object(G, V, namespace, "aiinferenceslas", sla_body())
+    created = custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "aiinferenceslas", sla_body()
+    )
     uid = created["metadata"]["uid"]
 
     def status() -> dict[str, Any]:
-        body = custom.get_namespaced_custom_object(G, V, namespace, "aiinferenceslas", NAME)
+        body = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "aiinferenceslas", NAME
+        )
         return dict(body.get("status") or {})
 
     def compliant(expected: str) -> dict[str, Any] | None:

@@ -33,7 +33,6 @@ from tests.factories import tiny_sla_manifest
 KEY = "sk-sla-engine-7c1d"
 SLA_NAME = "gold"
 TTFT_THRESHOLD_MS = 1000
-G, V = "aiconn.io", "v1alpha1"
 
 
 def sla_body(name: str, *, window: str = "1d") -> dict[str, Any]:

@@ -31,7 +31,7 @@ from aiconn.sla.periods import period_containing
 from aiconn.sla.settlement import settle_period
 from aiconn.store.ledger import Ledger
 from tests.factories import sla_evaluation
-from tests.helpers import ledger_url_for, static_token_settings
+from tests.helpers import get_sla_route, ledger_url_for, static_token_settings
 from tests.seeding import create_sla, settle_history
 
 pytestmark = pytest.mark.integration
@@ -48,10 +48,8 @@ class Seeded:
     status: dict[str, Any]
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.api.get(
-            f"/v1/namespaces/{self.namespace}/slas/chat{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
+        return get_sla_route(
+            self.api, token=TOKEN, namespace=self.namespace, name="chat", path=path, params=params
         )
 
 

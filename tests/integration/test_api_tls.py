@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from aiconn.sla.periods import period_containing
 from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
-from tests.helpers import eventually
+from tests.helpers import aiconn_cli, eventually
 from tests.seeding import create_sla
 
 pytestmark = pytest.mark.integration
@@ -274,29 +273,19 @@ def test_the_api_answers_nothing_in_plaintext(served: Served, groups: list[Proce
 
 def test_the_gateway_will_not_start_with_a_plain_http_wallet_url(served: Served) -> None:
     env = gateway_env(served, AICONN_WALLET_API_URL=f"http://127.0.0.1:{served.port}")
-    started = subprocess.run(
-        [sys.executable, "-m", "aiconn.cli", "gateway"],
-        env=_api_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = aiconn_cli("gateway", env=env, timeout=60)
     assert started.returncode != 0
     assert "AICONN_WALLET_ALLOW_PLAINTEXT" in started.stderr, started.stderr[-2000:]
 
 
 def test_the_api_will_not_serve_plaintext_unless_told_to(tmp_path: Path) -> None:
-    started = subprocess.run(
-        [sys.executable, "-m", "aiconn.cli", "api"],
-        env=_api_env(
-            AICONN_API_LEDGER_URL=f"sqlite:///{tmp_path / 'ledger.db'}",
-            AICONN_API_PORT=str(free_port()),
-        ),
-        capture_output=True,
-        text=True,
+    started = aiconn_cli(
+        "api",
+        env={
+            "AICONN_API_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "AICONN_API_PORT": str(free_port()),
+        },
         timeout=60,
-        check=False,
     )
     assert started.returncode == 2, started.stderr
     assert "AICONN_API_TLS_CERT_FILE" in started.stderr

@@ -31,12 +31,11 @@ from aiconn.inference import workload
 from aiconn.operator.assurance import AssuranceLoop
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.helpers import eventually, fresh_namespace
 from tests.integration.test_assurance_placement import events, run_operator, status_of, where
 from tests.integration.test_capacity_placement import (
     SAMPLES,
-    G,
-    V,
     create,
     edge_or_regional,
 )
@@ -214,7 +213,7 @@ def free_capacity(k8s: Any) -> Iterator[None]:
     the SLA engine, so only free capacity makes a scale-out worth it (see the scaling test)."""
     custom = client.CustomObjectsApi(k8s)
     custom.patch_cluster_custom_object(
-        G, V, "inferencetiers", "regional", {"spec": {"pricePerMillionTokens": 0}}
+        GROUP, VERSION, "inferencetiers", "regional", {"spec": {"pricePerMillionTokens": 0}}
     )
     try:
         yield

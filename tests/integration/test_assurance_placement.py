@@ -20,13 +20,12 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 from tests.integration.test_capacity_placement import (
     SAMPLES,
     TIERS,
-    G,
-    V,
     create,
     edge_or_regional,
     pods_of,
@@ -108,7 +107,7 @@ def nodes(k8s: Any) -> Iterator[Nodes]:
 
 def status_of(k8s: Any, ns: str, name: str) -> dict[str, Any]:
     sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        G, V, ns, "aiinferenceslas", name
+        GROUP, VERSION, ns, "aiinferenceslas", name
     )
     status: dict[str, Any] = sla.get("status") or {}
     return status
@@ -155,7 +154,7 @@ def test_an_sla_turned_away_for_want_of_room_is_placed_once_room_frees(
     # Deleting the first SLA frees its GPUs (the garbage collector removes its pods); no spec
     # edit and no tier edit touches the second, so only the loop can place it.
     client.CustomObjectsApi(k8s).delete_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", "first"
+        GROUP, VERSION, namespace, "aiinferenceslas", "first"
     )
     eventually(
         lambda: where(k8s, namespace, "second") == ("edge", "de-ber-edge-01"),
@@ -212,8 +211,8 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
 
     # A spec edit during the failover re-plans without returning to the failed site.
     client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
-        G,
-        V,
+        GROUP,
+        VERSION,
         namespace,
         "aiinferenceslas",
         "moving",

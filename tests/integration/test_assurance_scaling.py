@@ -25,9 +25,10 @@ from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.gateway.metrics import GatewayMetrics
 from aiconn.inference import workload
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.helpers import eventually
 from tests.integration.test_assurance_placement import run_operator, status_of
-from tests.integration.test_capacity_placement import SAMPLES, G, V, create, edge_or_regional
+from tests.integration.test_capacity_placement import SAMPLES, create, edge_or_regional
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +104,7 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
 
                 # The provider prices the edge capacity at nothing: the same surge is now worth it.
                 client.CustomObjectsApi(k8s).patch_cluster_custom_object(
-                    G, V, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 0}}
+                    GROUP, VERSION, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 0}}
                 )
                 eventually(
                     lambda: deployment_replicas(k8s, namespace, "surge") == 3,
@@ -125,9 +126,16 @@ def test_a_surge_scales_out_once_the_capacity_costs_no_more_than_the_credit_at_s
             custom = client.CustomObjectsApi(k8s)
             with contextlib.suppress(client.ApiException):
                 custom.patch_namespaced_custom_object(
-                    G, V, namespace, "aiinferenceslas", "surge", {"metadata": {"finalizers": []}}
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "aiinferenceslas",
+                    "surge",
+                    {"metadata": {"finalizers": []}},
                 )
-                custom.delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", "surge")
+                custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "aiinferenceslas", "surge"
+                )
             eventually(
                 lambda: not client.CoreV1Api(k8s).list_namespaced_pod(namespace).items,
                 what="the surge SLA's pods gone",

@@ -18,12 +18,13 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import Period, floor_minute
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
 from tests.factories import sla_evaluation
-from tests.integration.test_status_writers import G, V, sample_sla
+from tests.integration.test_status_writers import sample_sla
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +49,14 @@ def test_status_shows_scaled_windows_and_drops_stale_ones(
 ) -> None:
     body = sample_sla(k8s, "burn", window="1d")
     api = client.CustomObjectsApi(k8s)
-    api.create_namespaced_custom_object(G, V, namespace, "aiinferenceslas", body)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", body)
     # What an operator before scaled windows wrote: camel-cased fixed windows.
     old = {"period": {"burnRates": {"w5M": 12.0, "w1H": 3.0}, "alerts": ["page-1h"]}}
     api.patch_namespaced_custom_object_status(
-        G, V, namespace, "aiinferenceslas", "burn", {"status": old}
+        GROUP, VERSION, namespace, "aiinferenceslas", "burn", {"status": old}
     )
     sla = SLARef.from_body(
-        api.get_namespaced_custom_object(G, V, namespace, "aiinferenceslas", "burn")
+        api.get_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", "burn")
     )
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     evaluator = FleetEvaluator(
@@ -76,7 +77,9 @@ def test_status_shows_scaled_windows_and_drops_stale_ones(
     }
 
     def shown() -> dict[str, Any]:
-        found = api.get_namespaced_custom_object(G, V, namespace, "aiinferenceslas", "burn")
+        found = api.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "aiinferenceslas", "burn"
+        )
         return dict(found["status"]["period"])
 
     try:

@@ -22,6 +22,7 @@ from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.inference.placement import default_tiers
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.tier import SITE_LABEL
 from tests.helpers import eventually, operator_kubeconfig, running_operator
 
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 TIERS = default_tiers()
 
 
@@ -88,13 +88,13 @@ def edge_or_regional(name: str, *, replicas: int) -> dict[str, Any]:
 
 def create(k8s: Any, ns: str, body: dict[str, Any]) -> None:
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        G, V, ns, "aiinferenceslas", copy.deepcopy(body)
+        GROUP, VERSION, ns, "aiinferenceslas", copy.deepcopy(body)
     )
 
 
 def placement(k8s: Any, ns: str, name: str, generation: int = 1) -> dict[str, Any] | None:
     sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        G, V, ns, "aiinferenceslas", name
+        GROUP, VERSION, ns, "aiinferenceslas", name
     )
     status = sla.get("status") or {}
     if status.get("observedGeneration") != generation or "placement" not in status:
@@ -152,8 +152,8 @@ def test_a_full_site_sends_the_next_sla_to_the_next_tier_with_the_reason(
 
     # Re-planning an SLA that already holds GPUs counts them as its own: it stays put.
     client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
-        G,
-        V,
+        GROUP,
+        VERSION,
         namespace,
         "aiinferenceslas",
         "first",

@@ -28,6 +28,7 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.retirement import STOPPED_ANNOTATION, NotYet, settle_deleted
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.periods import Period
@@ -39,7 +40,6 @@ from tests.integration.promdata import History, backfilled_prometheus, gateway_p
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 NS = f"cat-{uuid.uuid4().hex[:8]}"
 HOUR = timedelta(hours=1)
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 3 * HOUR

@@ -19,6 +19,7 @@ from aiconn.devstack.kube import load_documents
 from aiconn.devstack.tiernodes import GPU_RESOURCE
 from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES
 from tests.helpers import eventually, fresh_namespace, operator_kubeconfig, running_operator
 
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +59,13 @@ def sample(name: str, *, rename: str | None = None) -> dict[str, Any]:
 
 def create_sla(k8s: Any, namespace: str, body: dict[str, Any]) -> None:
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", body
+        GROUP, VERSION, namespace, "aiinferenceslas", body
     )
 
 
 def sla_status(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
     sla = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", name
+        GROUP, VERSION, namespace, "aiinferenceslas", name
     )
     return dict(sla.get("status") or {})
 

@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from aiconn.devstack.kube import apply_manifests, load_documents
 from aiconn.resources.v1alpha1 import crds
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import sla_manifest
 from tests.helpers import sla_table
 
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 
 VALID_SLA: dict[str, Any] = sla_manifest(
     "probe",

@@ -15,23 +15,21 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
-from tests.factories import sla_manifest
+from tests.factories import sla_manifest, small_sla_doc
 
 pytestmark = [pytest.mark.integration]
 
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 BASE: dict[str, Any] = sla_manifest(
     "schedule",
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "objectives": {
+    small_sla_doc(
+        objectives={
             "availability": {"targetPercent": 99.5},
             "ttft": {"thresholdMs": 500, "targetPercent": 99},
             "tpot": {"thresholdMs": 100, "targetPercent": 95},
         },
-    },
+    ),
 )
 
 

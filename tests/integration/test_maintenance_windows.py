@@ -25,6 +25,7 @@ from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import resolve
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.maintenance import excused_spans
 from aiconn.sla.periods import Period, ceil_minute, floor_minute
 from aiconn.store.ledger import Ledger
@@ -34,7 +35,7 @@ from tests.helpers import operator_kubeconfig
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
-G, V, PLURAL = "aiconn.io", "v1alpha1", "maintenancewindows"
+PLURAL = "maintenancewindows"
 
 
 def _stamp(t: datetime) -> str:
@@ -43,7 +44,7 @@ def _stamp(t: datetime) -> str:
 
 def window_body(name: str, start: datetime, end: datetime) -> dict[str, Any]:
     return {
-        "apiVersion": f"{G}/{V}",
+        "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "MaintenanceWindow",
         "metadata": {"name": name},
         "spec": {"start": _stamp(start), "end": _stamp(end), "offers": ["business-hours-sla"]},
@@ -56,13 +57,15 @@ def windows(k8s: Any) -> Any:
     custom = client.CustomObjectsApi(k8s)
 
     def create(name: str, start: datetime, end: datetime) -> dict[str, Any]:
-        body = custom.create_cluster_custom_object(G, V, PLURAL, window_body(name, start, end))
+        body = custom.create_cluster_custom_object(
+            GROUP, VERSION, PLURAL, window_body(name, start, end)
+        )
         created.append(name)
         return dict(body)
 
     yield create
     for name in created:
-        custom.delete_cluster_custom_object(G, V, PLURAL, name)
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
 
 def _evaluator(k8s: Any, tmp_path: Path) -> FleetEvaluator:
@@ -79,7 +82,7 @@ def test_a_window_cannot_be_stretched_after_it_was_declared(k8s: Any, windows: A
     windows("upgrade", start, start + timedelta(hours=1))
     with pytest.raises(ApiException) as raised:
         client.CustomObjectsApi(k8s).patch_cluster_custom_object(
-            G, V, PLURAL, "upgrade", {"spec": {"end": _stamp(start + timedelta(hours=9))}}
+            GROUP, VERSION, PLURAL, "upgrade", {"spec": {"end": _stamp(start + timedelta(hours=9))}}
         )
     assert raised.value.status == 422
     assert "cannot be changed once declared" in raised.value.body
@@ -99,7 +102,7 @@ def test_the_api_server_refuses_a_bad_window_naming_the_field(
     body = window_body("bad", datetime.now(UTC), datetime.now(UTC))
     body["spec"].update(start=start, end=end)
     with pytest.raises(ApiException) as raised:
-        client.CustomObjectsApi(k8s).create_cluster_custom_object(G, V, PLURAL, body)
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
     assert raised.value.status == 422
     assert message in raised.value.body
 
@@ -133,9 +136,11 @@ def test_the_published_business_hours_sla_applies_and_carries_its_terms(
     apply_objects(k8s, docs, namespace=namespace)
     custom = client.CustomObjectsApi(k8s)
     stored_sla = custom.get_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", "service-desk-8b"
+        GROUP, VERSION, namespace, "aiinferenceslas", "service-desk-8b"
     )
-    offer = custom.get_cluster_custom_object(G, V, "aiinferenceoffers", "business-hours-sla")
+    offer = custom.get_cluster_custom_object(
+        GROUP, VERSION, "aiinferenceoffers", "business-hours-sla"
+    )
     ref = SLARef.from_body(stored_sla)
     spec, terms = resolve(ref.spec, offer, require_offer=True)
     ref = dataclasses.replace(ref, spec=spec, offer=terms)
@@ -170,7 +175,7 @@ def test_the_demos_announcement_excuses_the_periods_last_minute(k8s: Any, tmp_pa
     listed = asyncio.run(_evaluator(k8s, tmp_path).list_maintenance())
     mine = [w for w in listed if offer_name in w.offers]
     try:
-        offer = custom.get_cluster_custom_object(G, V, "aiinferenceoffers", offer_name)
+        offer = custom.get_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", offer_name)
         assert offer["spec"]["maintenance"] == {"noticeMinutes": maintenance.NOTICE_MINUTES}
         notice = timedelta(minutes=maintenance.NOTICE_MINUTES)
         spans = excused_spans(mine, offer=offer_name, notice=notice)
@@ -178,9 +183,9 @@ def test_the_demos_announcement_excuses_the_periods_last_minute(k8s: Any, tmp_pa
         assert (window.start, window.end) == spans[0]
     finally:
         for w in mine:
-            custom.delete_cluster_custom_object(G, V, PLURAL, w.name)
+            custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, w.name)
         custom.patch_cluster_custom_object(
-            G, V, "aiinferenceoffers", offer_name, {"spec": {"maintenance": None}}
+            GROUP, VERSION, "aiinferenceoffers", offer_name, {"spec": {"maintenance": None}}
         )
 
 
@@ -204,7 +209,9 @@ def test_the_api_server_refuses_bad_service_hours_naming_the_field(
     offer["metadata"] = {"name": f"bad-hours-{uuid.uuid4().hex[:8]}"}
     offer["spec"]["serviceHours"].update(hours)
     with pytest.raises(ApiException) as raised:
-        client.CustomObjectsApi(k8s).create_cluster_custom_object(G, V, "aiinferenceoffers", offer)
+        client.CustomObjectsApi(k8s).create_cluster_custom_object(
+            GROUP, VERSION, "aiinferenceoffers", offer
+        )
     assert raised.value.status == 422
     assert message in raised.value.body
 
@@ -217,7 +224,7 @@ def test_a_tenant_cannot_declare_maintenance(control_plane: Any, k8s: Any, names
         namespace,
         {
             "metadata": {"name": "all-of-aiconn"},
-            "rules": [{"apiGroups": [G], "resources": ["*"], "verbs": ["*"]}],
+            "rules": [{"apiGroups": [GROUP], "resources": ["*"], "verbs": ["*"]}],
         },
     )
     rbac.create_namespaced_role_binding(
@@ -239,7 +246,7 @@ def test_a_tenant_cannot_declare_maintenance(control_plane: Any, k8s: Any, names
         start = floor_minute(datetime.now(UTC)) + timedelta(days=5)
         with pytest.raises(ApiException) as refused:
             client.CustomObjectsApi(tenant).create_cluster_custom_object(
-                G, V, PLURAL, window_body("mine", start, start + timedelta(hours=1))
+                GROUP, VERSION, PLURAL, window_body("mine", start, start + timedelta(hours=1))
             )
         assert refused.value.status == 403
     finally:

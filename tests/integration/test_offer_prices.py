@@ -18,13 +18,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.operator.offers import parse_offer, price_notice_problems
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.prices import price_at
 from tests.factories import offer_manifest
 from tests.helpers import price_notice_policy
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION, PLURAL = "aiconn.io", "v1alpha1", "aiinferenceoffers"
+PLURAL = "aiinferenceoffers"
 NOTICE_DAYS = 30
 
 

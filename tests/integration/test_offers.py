@@ -25,6 +25,7 @@ from aiconn.operator.evaluation import FleetEvaluator
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.reconcile import reconcile_sla
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 from aiconn.sla.accounting import Kind
 from aiconn.sla.wallets import wallet_owner
@@ -38,7 +39,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "manifests" / "policy" / "sla-within-offer.yaml"
 SAMPLES = ROOT / "manifests" / "samples"
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 TENANT = "tenant-a"
 INCLUDED = 1_000_000
 

@@ -17,6 +17,7 @@ from kopf.testing import KopfRunner
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES, offer_manifest
 from tests.helpers import (
     delete_admission_policies,
@@ -31,7 +32,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
-G, V = "aiconn.io", "v1alpha1"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -58,12 +58,16 @@ def custom(k8s: Any) -> client.CustomObjectsApi:
 
 
 def get_sla(k8s: Any, ns: str, name: str) -> dict[str, Any]:
-    return custom(k8s).get_namespaced_custom_object(G, V, ns, "aiinferenceslas", name)
+    return custom(k8s).get_namespaced_custom_object(GROUP, VERSION, ns, "aiinferenceslas", name)
+
+
+def patch_sla(k8s: Any, ns: str, name: str, patch: dict[str, Any]) -> None:
+    custom(k8s).patch_namespaced_custom_object(GROUP, VERSION, ns, "aiinferenceslas", name, patch)
 
 
 def create(k8s: Any, ns: str, body: dict[str, Any]) -> dict[str, Any]:
     return custom(k8s).create_namespaced_custom_object(
-        G, V, ns, "aiinferenceslas", copy.deepcopy(body)
+        GROUP, VERSION, ns, "aiinferenceslas", copy.deepcopy(body)
     )
 
 
@@ -125,13 +129,15 @@ def test_each_sample_lands_on_its_tier_with_children(
     assert objectives["tpot"]["thresholdMs"] / 1000 in buckets["inter_token_latency"]
 
     nslice = custom(k8s).get_namespaced_custom_object(
-        G, V, namespace, "networkslices", f"{name}-slice"
+        GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
     )
     assert nslice["spec"]["sst"] == body["spec"]["network"]["sst"]
     sl_status = eventually(
         lambda: (
             custom(k8s)
-            .get_namespaced_custom_object(G, V, namespace, "networkslices", f"{name}-slice")
+            .get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
+            )
             .get("status")
             or {}
         ).get("phase"),
@@ -139,7 +145,7 @@ def test_each_sample_lands_on_its_tier_with_children(
     )
     assert sl_status == "Ready"
     nslice = custom(k8s).get_namespaced_custom_object(
-        G, V, namespace, "networkslices", f"{name}-slice"
+        GROUP, VERSION, namespace, "networkslices", f"{name}-slice"
     )
     template = dep.spec.template
     assert template.spec.priority_class_name == nslice["status"]["priorityClassName"]
@@ -245,7 +251,7 @@ def test_spec_update_converges_and_delete_collects_children(
             },
         }
     }
-    custom(k8s).patch_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name, patch)
+    patch_sla(k8s, namespace, name, patch)
     status = eventually(
         lambda: (s := placed(k8s, namespace, name)) and s["observedGeneration"] == 2 and s,
         what="generation 2 reconciled",
@@ -259,7 +265,7 @@ def test_spec_update_converges_and_delete_collects_children(
     assert 1.234 in buckets["time_to_first_token"]
     assert len(client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items) == 1
 
-    custom(k8s).delete_namespaced_custom_object(G, V, namespace, "aiinferenceslas", name)
+    custom(k8s).delete_namespaced_custom_object(GROUP, VERSION, namespace, "aiinferenceslas", name)
 
     def children_left() -> list[str]:
         left = [
@@ -280,9 +286,9 @@ def test_spec_update_converges_and_delete_collects_children(
         ]
         left += [
             n["metadata"]["name"]
-            for n in custom(k8s).list_namespaced_custom_object(G, V, namespace, "networkslices")[
-                "items"
-            ]
+            for n in custom(k8s).list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices"
+            )["items"]
         ]
         left += [
             p.metadata.name
@@ -319,10 +325,10 @@ def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: Ko
         lambda: (placed(k8s, namespace, name) or {}).get("placement", {}).get("tier") == "edge",
         what="edge",
     )
-    original = custom(k8s).get_cluster_custom_object(G, V, "inferencetiers", "edge")
+    original = custom(k8s).get_cluster_custom_object(GROUP, VERSION, "inferencetiers", "edge")
     try:
         custom(k8s).patch_cluster_custom_object(
-            G, V, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 5.0}}
+            GROUP, VERSION, "inferencetiers", "edge", {"spec": {"pricePerMillionTokens": 5.0}}
         )
         status = eventually(
             lambda: (s := placed(k8s, namespace, name)) and s["placement"]["tier"] != "edge" and s,
@@ -333,8 +339,8 @@ def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: Ko
         assert "edge" in reasons
     finally:
         custom(k8s).patch_cluster_custom_object(
-            G,
-            V,
+            GROUP,
+            VERSION,
             "inferencetiers",
             "edge",
             {"spec": {"pricePerMillionTokens": original["spec"]["pricePerMillionTokens"]}},
@@ -409,9 +415,9 @@ def test_nsmf_backend_reports_what_the_slice_manager_did(
         create(k8s, namespace, body)
 
         def slice_condition() -> dict[str, Any] | None:
-            items = custom(k8s).list_namespaced_custom_object(G, V, namespace, "networkslices")[
-                "items"
-            ]
+            items = custom(k8s).list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "networkslices"
+            )["items"]
             if not items:
                 return None
             obj = items[0]
@@ -610,10 +616,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
         lambda: (get_sla(k8s, namespace, name).get("status") or {}).get("inForceGeneration") == 1,
         what="generation 1 in force",
     )
-    api = custom(k8s)
-    api.patch_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 1}}}
-    )
+    patch_sla(k8s, namespace, name, {"spec": {"network": {"rttBudgetMs": 1}}})
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("observedGeneration") == 2 and s,
         what="generation 2 reconciled",
@@ -629,9 +632,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     assert client.AppsV1Api(k8s).read_namespaced_deployment(f"{name}-vllm", namespace)
     assert len(_events(k8s, namespace, name, "EditUnplaceable")) == 1
 
-    api.patch_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", name, {"spec": {"network": {"rttBudgetMs": 20}}}
-    )
+    patch_sla(k8s, namespace, name, {"spec": {"network": {"rttBudgetMs": 20}}})
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"]).get("inForceGeneration") == 3 and s,
         what="generation 3 in force",
@@ -670,8 +671,8 @@ def test_the_printed_table_is_rounded_and_says_breached(
         "alerts": ["page-1h"],
     }
     custom(k8s).patch_namespaced_custom_object_status(
-        G,
-        V,
+        GROUP,
+        VERSION,
         namespace,
         "aiinferenceslas",
         name,
@@ -737,7 +738,7 @@ def test_a_price_change_announced_too_late_is_a_warning_on_the_offer(
             "allowedTiers": ["edge"],
         },
     )
-    custom(k8s).create_cluster_custom_object(G, V, "aiinferenceoffers", offer)
+    custom(k8s).create_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", offer)
     try:
         (warning,) = eventually(
             lambda: [
@@ -750,4 +751,4 @@ def test_a_price_change_announced_too_late_is_a_warning_on_the_offer(
         assert warning.source.component == "aiconn-operator"
         assert warning.message.startswith("spec.priceChanges"), warning.message
     finally:
-        custom(k8s).delete_cluster_custom_object(G, V, "aiinferenceoffers", name)
+        custom(k8s).delete_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", name)

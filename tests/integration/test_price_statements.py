@@ -27,6 +27,7 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.accounting import Kind, UsageReading
 from aiconn.sla.credits import usage_charge
@@ -40,7 +41,6 @@ from tests.helpers import created_offer, static_token_api
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 TOKEN, NOC_TOKEN = "prices-token", "prices-noc-token"
 MONTH = Window(duration="1M", calendar_aligned=True)
 INCLUDED = 1_234_567

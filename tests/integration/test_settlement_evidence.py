@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -44,7 +41,13 @@ from aiconn.sla.verify import from_download, verify
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
 from tests.factories import tiny_sla_manifest
-from tests.helpers import eventually, ledger_url_for, static_token_settings
+from tests.helpers import (
+    aiconn_cli,
+    eventually,
+    get_sla_route,
+    ledger_url_for,
+    static_token_settings,
+)
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod, serving
 
 pytestmark = pytest.mark.integration
@@ -76,10 +79,8 @@ class Settled:
     api: TestClient
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.api.get(
-            f"/v1/namespaces/{self.sla.namespace}/slas/{NAME}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
+        return get_sla_route(
+            self.api, token=TOKEN, namespace=self.sla.namespace, name=NAME, path=path, params=params
         )
 
 
@@ -125,20 +126,6 @@ def settled(
     finally:
         ledger.close()
         group.stop_all()
-
-
-def aiconn(*args: str) -> subprocess.CompletedProcess[str]:
-    """`aiconn ...` as its own process, on this checkout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "aiconn.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_the_settlement_stores_the_minutes_queries_and_terms_it_was_decided_on(
@@ -197,7 +184,7 @@ def test_the_api_serves_the_evidence_and_verify_matches_it_in_process_and_as_a_c
 
     download = tmp_path / "evidence.json"
     download.write_text(answer.text)
-    ran = aiconn("verify", str(download))
+    ran = aiconn_cli("verify", str(download))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ": match" in ran.stdout
 
@@ -206,7 +193,7 @@ def test_verify_from_the_ledger_matches_then_reports_the_tampered_figures(
     settled: Settled,
 ) -> None:
     where = ["--ledger", settled.url, "--sla", f"{settled.sla.namespace}/{NAME}"]
-    ran = aiconn("verify", *where, "--period", settled.period.start_iso)
+    ran = aiconn_cli("verify", *where, "--period", settled.period.start_iso)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ": match" in ran.stdout
 
@@ -220,7 +207,7 @@ def test_verify_from_the_ledger_matches_then_reports_the_tampered_figures(
         ).rowcount
     assert changed == 1
 
-    ran = aiconn("verify", *where, "--period", settled.period.start_iso)
+    ran = aiconn_cli("verify", *where, "--period", settled.period.start_iso)
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "MISMATCH" in ran.stdout
     assert "good minutes: stored 28, recomputed 30" in ran.stdout
@@ -262,7 +249,7 @@ def test_the_evidence_route_answers_4xx_with_a_reason_never_5xx(settled: Settled
         )
     answer = settled.get("/evidence", period=settled.period.start_iso)
     assert answer.status_code == 409 and "altered" in answer.json()["detail"]
-    ran = aiconn(
+    ran = aiconn_cli(
         "verify",
         "--ledger",
         settled.url,

@@ -19,6 +19,7 @@ from kubernetes import client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, measure
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Kind, SettlementState
 from aiconn.sla.periods import Period, floor_minute
@@ -27,7 +28,7 @@ from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import SourceUnavailable
 from tests.factories import settle_ref
 from tests.helpers import eventually
-from tests.integration.sla_stack import SLA_NAME, G, Stack, V, counting_source, sla_body, sla_ref
+from tests.integration.sla_stack import SLA_NAME, Stack, counting_source, sla_body, sla_ref
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,7 +53,7 @@ def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
 ) -> None:
     custom = client.CustomObjectsApi(k8s)
     body = custom.create_namespaced_custom_object(
-        G, V, stack.namespace, "aiinferenceslas", sla_body(SLA_NAME)
+        GROUP, VERSION, stack.namespace, "aiinferenceslas", sla_body(SLA_NAME)
     )
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
     settings = OperatorSettings(prometheus_url=stack.prometheus.url, coverage_floor_percent=90)
@@ -61,7 +62,7 @@ def test_prometheus_down_is_unknown_coverage_and_never_a_credit(
 
     def sla_status() -> dict[str, Any]:
         found = custom.get_namespaced_custom_object(
-            G, V, stack.namespace, "aiinferenceslas", SLA_NAME
+            GROUP, VERSION, stack.namespace, "aiinferenceslas", SLA_NAME
         )
         return dict(found.get("status") or {})
 

@@ -23,6 +23,7 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.accounting import SettlementState
 from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import previous_period
@@ -34,7 +35,7 @@ from tests.factories import sla_evaluation
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
-G, V, KIND = "aiconn.io", "v1alpha1", "AIInferenceSLA"
+KIND = "AIInferenceSLA"
 
 
 def sample_sla(k8s: Any, name: str, *, window: str | None = None) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def sample_sla(k8s: Any, name: str, *, window: str | None = None) -> dict[str, A
 def create_sla(k8s: Any, namespace: str) -> str:
     body = sample_sla(k8s, "writers")
     client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", body
+        GROUP, VERSION, namespace, "aiinferenceslas", body
     )
     return "writers"
 
@@ -136,7 +137,7 @@ def test_a_released_held_period_shows_settled_in_status(
 ) -> None:
     body = sample_sla(k8s, "held", window="5m")
     created = client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-        G, V, namespace, "aiinferenceslas", body
+        GROUP, VERSION, namespace, "aiinferenceslas", body
     )
     sla = SLARef.from_body(created)
     # Ten minutes on: the previous 5-minute period closed after the SLA came into force.
@@ -164,7 +165,7 @@ def test_a_released_held_period_shows_settled_in_status(
 
     def last_settlement() -> dict[str, Any]:
         found = client.CustomObjectsApi(k8s).get_namespaced_custom_object(
-            G, V, namespace, "aiinferenceslas", "held"
+            GROUP, VERSION, namespace, "aiinferenceslas", "held"
         )
         return dict(found["status"]["lastSettlement"])
 

@@ -40,6 +40,7 @@ from aiconn.devstack.processes import free_port
 from aiconn.operator.evaluation import FleetEvaluator, pinned
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
+from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.sla.accounting import currency_unit, wallet_account
 from aiconn.sla.credits import usage_charge
@@ -59,7 +60,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANS = ROOT / "manifests" / "samples" / "plans" / "token-plans.yaml"
-GROUP, VERSION = "aiconn.io", "v1alpha1"
 
 
 YEAR = datetime.now(UTC).year + 2

@@ -17,6 +17,7 @@ from aiconn.inference.assurance import (
 from aiconn.inference.capacity import SiteCapacity
 from aiconn.inference.placement import default_tiers
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from tests.factories import small_sla_spec
 
 TIERS = default_tiers()
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -28,20 +29,17 @@ REGIONAL = ("regional", "de-fra-dc-01")
 def spec(
     *, replicas: int = 1, rtt_budget_ms: int = 60, residency: str = "DE"
 ) -> AIInferenceSLASpec:
-    return AIInferenceSLASpec.model_validate(
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-            "objectives": {
-                "ttft": {"thresholdMs": 1000, "targetPercent": 99},
-                "tpot": {"thresholdMs": 100, "targetPercent": 99},
-            },
-            "network": {"rttBudgetMs": rtt_budget_ms},
-            "placement": {
-                "sites": [EDGE[1], REGIONAL[1]],
-                "dataResidency": residency,
-            },
-            "capacity": {"replicas": replicas, "maxReplicas": replicas},
-        }
+    return small_sla_spec(
+        objectives={
+            "ttft": {"thresholdMs": 1000, "targetPercent": 99},
+            "tpot": {"thresholdMs": 100, "targetPercent": 99},
+        },
+        network={"rttBudgetMs": rtt_budget_ms},
+        placement={
+            "sites": [EDGE[1], REGIONAL[1]],
+            "dataResidency": residency,
+        },
+        capacity={"replicas": replicas, "maxReplicas": replicas},
     )
 
 

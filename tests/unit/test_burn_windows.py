@@ -14,7 +14,7 @@ from aiconn.api.metrics import AVAILABILITY_BUDGET, BURN_RATE, FleetCollector
 from aiconn.api.slas import SLA, parse_sla
 from aiconn.operator.evaluation import with_stale_windows_removed
 from aiconn.operator.health import burn_rates_sentence
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.alertrules import DEFAULT_RULE_WINDOWS, prometheus_rule, render_yaml
 from aiconn.sla.budget import BURN_WINDOWS, budget_report
 from aiconn.sla.burnwindows import (
@@ -30,7 +30,7 @@ from aiconn.sla.burnwindows import (
 )
 from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Timeslices
-from tests.factories import availability_series
+from tests.factories import availability_series, small_sla_doc, small_sla_spec
 from tests.unit.test_api_monitoring import MONITORING
 
 
@@ -202,14 +202,12 @@ def test_the_api_exports_each_slas_exact_budget_with_its_window() -> None:
             {
                 "metadata": {"namespace": "acme", "name": name, "uid": name},
                 "status": {"period": {"burnRates": {"w1m": 20.0, "w2m": None}}},
-                "spec": {
-                    "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-                    "network": {"rttBudgetMs": 20},
-                    "objectives": {
+                "spec": small_sla_doc(
+                    objectives={
                         "availability": {"targetPercent": target},
                         "window": {"duration": window},
                     },
-                },
+                ),
             }
         )
         assert parsed is not None
@@ -251,13 +249,7 @@ def test_windows_no_longer_measured_are_removed_from_the_status() -> None:
 def test_one_day_slas_are_evaluated_on_their_own_windows() -> None:
     up = np.ones((1, 300), dtype=np.float32)
     up[0, -1] = 0
-    spec = AIInferenceSLASpec.model_validate(
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-            "network": {"rttBudgetMs": 20},
-            "objectives": {"window": {"duration": "1d"}},
-        }
-    )
+    spec = small_sla_spec(objectives={"window": {"duration": "1d"}})
     result = evaluate_fleet(
         terms=FleetTerms.from_specs([spec]),
         series=availability_series(up, lookback_minutes=144),

@@ -9,11 +9,9 @@ import pytest
 
 from aiconn.resources.v1alpha1.sla import BEDROCK_SCHEDULE, LATENCY_SCHEDULE, AIInferenceSLASpec
 from aiconn.sla.credits import period_credit
+from tests.factories import small_sla_doc
 
-BASE: dict[str, Any] = {
-    "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-    "network": {"rttBudgetMs": 20},
-}
+BASE = small_sla_doc()
 
 
 def spec(objectives: dict[str, Any], credits: dict[str, Any] | None = None) -> AIInferenceSLASpec:

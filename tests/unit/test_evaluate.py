@@ -10,17 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Occurrences
+from tests.factories import small_sla_spec
 
 MONTH = 30 * 1440
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-    }
-)
+SPEC = small_sla_spec()
 
 
 def occurrences(good: list[float], total: list[float]) -> Occurrences:

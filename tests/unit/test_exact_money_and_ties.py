@@ -17,19 +17,13 @@ from aiconn.sla.budget import (
 )
 from aiconn.sla.evaluate import FleetTerms, evaluate_fleet
 from aiconn.sla.sli import Timeslices
-from tests.factories import availability_series
+from tests.factories import availability_series, small_sla_spec
 
 MINUTES = 4320
 
 
 def spec(**tokens: object) -> AIInferenceSLASpec:
-    return AIInferenceSLASpec.model_validate(
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-            "network": {"rttBudgetMs": 20},
-            "tokens": tokens,
-        }
-    )
+    return small_sla_spec(tokens=tokens)
 
 
 def test_the_price_is_not_rounded_before_it_is_multiplied() -> None:

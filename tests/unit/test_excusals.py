@@ -12,22 +12,16 @@ import numpy as np
 from aiconn.operator.evaluation import SLARef
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.servicehours import ServiceHours
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, evaluate_fleet
 from aiconn.sla.evidence import Verdict, decode_runs, minute_verdicts
 from aiconn.sla.judged import MinuteRule, MinuteRules
 from aiconn.sla.maintenance import MaintenanceWindow, excused_minutes, excused_spans
 from aiconn.sla.sli import Occurrences
+from tests.factories import small_sla_spec
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "tokens": {"pricePerMillionTokens": 1},
-    }
-)
+SPEC = small_sla_spec(tokens={"pricePerMillionTokens": 1})
 
 
 def window(*, start: datetime, end: datetime, declared: datetime) -> MaintenanceWindow:

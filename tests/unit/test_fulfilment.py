@@ -7,15 +7,10 @@ from decimal import Decimal
 
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import forecast
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
+from aiconn.resources.v1alpha1.sla import Window
+from tests.factories import small_sla_spec
 
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "objectives": {"window": {"duration": "30d", "calendarAligned": True}},
-    }
-)
+SPEC = small_sla_spec(objectives={"window": {"duration": "30d", "calendarAligned": True}})
 
 
 def test_the_horizon_of_a_calendar_period_and_of_a_rolling_window() -> None:

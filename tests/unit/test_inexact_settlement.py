@@ -10,23 +10,16 @@ import numpy as np
 import pytest
 
 from aiconn.operator.evaluation import exactness
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.accounting import HoldReason, Settlement, SettlementState
 from aiconn.sla.evaluate import FleetSeries, FleetTerms, SLAEvaluation, evaluate_fleet
 from aiconn.sla.periods import Period
 from aiconn.sla.sli import Occurrences, occurrences_from_buckets
 from aiconn.store.ledger import Ledger
 from tests import factories
-from tests.factories import latency_from_buckets
+from tests.factories import latency_from_buckets, small_sla_spec
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "objectives": {"ttft": {"thresholdMs": 300, "targetPercent": 99}},
-    }
-)
+SPEC = small_sla_spec(objectives={"ttft": {"thresholdMs": 300, "targetPercent": 99}})
 
 
 def test_bounds_of_an_interpolated_count_are_its_bucket() -> None:

@@ -13,6 +13,7 @@ from aiconn.devstack.kube import load_documents
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, NamespaceSelector
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.offer import OfferViolation, effective_spec
+from tests.factories import small_sla_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
@@ -50,11 +51,7 @@ OFFER = AIInferenceOfferSpec.model_validate(
 
 
 def sla(**spec: Any) -> AIInferenceSLASpec:
-    base: dict[str, Any] = {
-        "offer": "probe",
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-    }
+    base = small_sla_doc(offer="probe")
     for key, value in spec.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return AIInferenceSLASpec.model_validate(base)

@@ -22,21 +22,16 @@ from aiconn.operator.evaluation import (
     with_stale_windows_removed,
 )
 from aiconn.operator.reconcile import inference_ready, readiness, slice_ready
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.periods import Period
 from aiconn.sla.timestamps import as_utc, iso_seconds, iso_z, parse_iso
-from tests.factories import sla_evaluation, sla_ref
+from tests.factories import sla_evaluation, sla_ref, small_sla_spec
 
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "objectives": {
-            "availability": {"targetPercent": 99.9},
-            "ttft": {"thresholdMs": 300, "targetPercent": 99},
-            "tpot": {"thresholdMs": 50, "targetPercent": 95},
-        },
-    }
+SPEC = small_sla_spec(
+    objectives={
+        "availability": {"targetPercent": 99.9},
+        "ttft": {"thresholdMs": 300, "targetPercent": 99},
+        "tpot": {"thresholdMs": 50, "targetPercent": 95},
+    },
 )
 SLICE_READY = {"status": {"conditions": [{"type": "SliceReady", "status": "True"}]}}
 OLD = "2025-01-01T00:00:00Z"

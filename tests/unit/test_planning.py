@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 import yaml
 
 from aiconn.cli import main
+from tests.helpers import aiconn_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
@@ -163,21 +162,12 @@ def test_a_bad_tiers_file_names_the_field_and_exits_2(
 def test_the_installed_command_prints_the_plan_and_fails_on_a_bad_manifest(
     tmp_path: Path,
 ) -> None:
-    command = [sys.executable, "-m", "aiconn.cli", "plan"]
-    good = subprocess.run(
-        [*command, str(SAMPLES / "sla-regional-eu-70b.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    good = aiconn_cli("plan", str(SAMPLES / "sla-regional-eu-70b.yaml"), timeout=60)
     assert good.returncode == 0, good.stderr
     assert "tier:            regional" in good.stdout
     bad = tmp_path / "sla.yaml"
     bad.write_text("kind: Pod\n")
-    refused = subprocess.run(
-        [*command, str(bad)], capture_output=True, text=True, timeout=60, check=False
-    )
+    refused = aiconn_cli("plan", str(bad), timeout=60)
     assert refused.returncode == 2
     assert "kind: expected AIInferenceSLA, got 'Pod'" in refused.stderr
 

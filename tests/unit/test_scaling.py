@@ -15,7 +15,7 @@ from aiconn.inference.scaling import (
     in_flight_query,
     scaled,
 )
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from tests.factories import small_sla_spec
 
 POLICY = ScalingPolicy()  # 8 in flight per replica, scale in at half of it, burn > 2
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -144,13 +144,7 @@ def test_in_flight_comes_from_the_gateway_duration_sum_by_littles_law() -> None:
 
 
 def test_the_reconcile_runs_the_loops_count_within_the_spec_range() -> None:
-    spec = AIInferenceSLASpec.model_validate(
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-            "network": {"rttBudgetMs": 20},
-            "capacity": {"replicas": 2, "maxReplicas": 4},
-        }
-    )
+    spec = small_sla_spec(capacity={"replicas": 2, "maxReplicas": 4})
     assert scaled(spec, {}).capacity.replicas == 2
     assert scaled(spec, {"assurance": {"replicas": 3}}).capacity.replicas == 3
     # A spec edit that narrows the range wins over the loop's last count.

@@ -60,18 +60,12 @@ from aiconn.sla.offer import effective_spec
 from aiconn.sla.periods import period_containing
 from aiconn.sla.sli import Occurrences
 from aiconn.store.ledger import Ledger
-from tests.factories import settle, settle_ref
+from tests.factories import settle, settle_ref, small_sla_spec
 
 TOKENS = 123_456_789
 CHARGE_MICROS = 61_728_394
 MONTH = Window(duration="1M")
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "tokens": {"pricePerMillionTokens": 0.5},
-    }
-)
+SPEC = small_sla_spec(tokens={"pricePerMillionTokens": 0.5})
 
 
 LEAP_FEB = (2028, 2)

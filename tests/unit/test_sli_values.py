@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, Window
+from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.budget import budget_report, window_burn_rates, window_counts
 from aiconn.sla.burnwindows import alert_rules
 from aiconn.sla.evaluate import FleetTerms, SLAEvaluation, evaluate_fleet
@@ -17,16 +17,10 @@ from aiconn.sla.sli import (
     availability,
     classify_minutes,
 )
-from tests.factories import availability_series, latency_from_buckets
+from tests.factories import availability_series, latency_from_buckets, small_sla_spec
 
 NAN = float("nan")
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        "objectives": {"availability": {"targetPercent": 99}},
-    }
-)
+SPEC = small_sla_spec(objectives={"availability": {"targetPercent": 99}})
 
 
 def test_ttft_attainment_at_a_bucket_bound() -> None:

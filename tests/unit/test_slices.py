@@ -18,6 +18,7 @@ from aiconn.slices.kubernetes import (
     priority_class_name,
 )
 from aiconn.slices.realize import slice_for, split_rtt
+from tests.factories import small_sla_spec
 
 OWNER = {"apiVersion": "aiconn.io/v1alpha1", "kind": "NetworkSlice", "name": "s", "uid": "u-2"}
 
@@ -28,12 +29,9 @@ class Decision:
 
 
 def sla(**network: Any) -> AIInferenceSLASpec:
-    return AIInferenceSLASpec.model_validate(
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-            "objectives": {"availability": {"targetPercent": 99.95}},
-            "network": {"rttBudgetMs": 20, **network},
-        }
+    return small_sla_spec(
+        objectives={"availability": {"targetPercent": 99.95}},
+        network={"rttBudgetMs": 20, **network},
     )
 
 

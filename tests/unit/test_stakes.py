@@ -5,16 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from aiconn.inference.stakes import PeriodReading, capacity_cost, forecast, weigh
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from tests.factories import small_sla_spec
 
-SPEC = AIInferenceSLASpec.model_validate(
-    {
-        "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 8},
-        "network": {"rttBudgetMs": 20},
-        # Defaults: availability 99.9 % (credits 10 % below 99.9, 25 % below 99, 100 % below
-        # 95), latency 99 % (5 % below 99, 10 % below 95, 25 % below 90), capped at 100 %.
-    }
-)
+# Defaults: availability 99.9 % (credits 10 % below 99.9, 25 % below 99, 100 % below 95),
+# latency 99 % (5 % below 99, 10 % below 95, 25 % below 90), capped at 100 %.
+SPEC = small_sla_spec()
 
 
 def reading(**overrides: object) -> PeriodReading:
