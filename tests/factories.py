@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +67,30 @@ def sla_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 def offer_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """An AIInferenceOffer named `name` with `spec`, as a test creates it."""
     return _manifest("AIInferenceOffer", name, spec)
+
+
+def price_raised_in_a_day(name: str) -> dict[str, Any]:
+    """An offer (default notice: 30 days) whose version 2 raises the small class's price a day
+    from now: a change announced with too short a notice."""
+    soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    return offer_manifest(
+        name,
+        {
+            "modelClasses": [
+                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
+            ],
+            "priceChanges": [
+                {
+                    "version": 2,
+                    "effectiveFrom": soon,
+                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
+                }
+            ],
+            "plan": {"includedTokensPerPeriod": 1_000_000},
+            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+            "allowedTiers": ["edge"],
+        },
+    )
 
 
 def _manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

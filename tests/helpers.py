@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.store.ledger import Ledger
-from tests.factories import offer_manifest
+from tests.factories import price_raised_in_a_day
 
 T = TypeVar("T")
 
@@ -267,25 +266,7 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
     from aiconn.devstack.kube import apply_manifests
 
     apply_manifests(k8s, [PRICE_NOTICE_POLICY])
-    soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
-    probe = offer_manifest(
-        f"probe-{uuid.uuid4().hex[:8]}",
-        {
-            "modelClasses": [
-                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
-            ],
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": soon,
-                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
-                }
-            ],
-            "plan": {"includedTokensPerPeriod": 1_000_000},
-            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-            "allowedTiers": ["edge"],
-        },
-    )
+    probe = price_raised_in_a_day(f"probe-{uuid.uuid4().hex[:8]}")
 
     def refused() -> bool:
         """Whether the policy refuses the probe (False: the API server would create it)."""

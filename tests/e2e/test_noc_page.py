@@ -29,13 +29,14 @@ import uvicorn
 import websocket
 
 from aiconn.api.app import create_app
+from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.processes import free_port
 from aiconn.devstack.prometheus import ScrapeTarget
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION, GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.store.ledger import Ledger
-from tests.helpers import eventually, static_token_settings
+from tests.helpers import admin_api, eventually, static_token_settings
 from tests.seeding import create_sla, settle_history, status
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,20 @@ class DevTools:
 
     def close(self) -> None:
         self._ws.close()
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An admin client of a control plane of this module's own. The NOC page shows the whole
+    fleet, so the cluster must hold only the SLAs these tests create: on the worker's shared
+    control plane, another file's SLAs (a namespace still terminating, an SLA whose finalizer
+    outlived its operator) were counted too, depending on which files ran there first."""
+    plane = ControlPlane(state_dir=tmp_path_factory.mktemp("noc-controlplane"))
+    try:
+        plane.start(crds=sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")))
+        yield from admin_api(plane)
+    finally:
+        plane.stop()
 
 
 @pytest.fixture

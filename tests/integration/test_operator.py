@@ -7,7 +7,6 @@ import copy
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
-from tests.factories import TIER_SAMPLES, offer_manifest
+from tests.factories import TIER_SAMPLES, price_raised_in_a_day
 from tests.helpers import (
     delete_admission_policies,
     eventually,
@@ -718,26 +717,7 @@ def test_a_price_change_announced_too_late_is_a_warning_on_the_offer(
     so where the provider looks: a Warning Event on the cluster-scoped offer (in `default`),
     from the operator's own poster, naming the field."""
     name = f"hurried-{uuid.uuid4().hex[:8]}"
-    soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
-    offer = offer_manifest(
-        name,
-        {
-            "modelClasses": [
-                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
-            ],
-            "priceNoticeDays": 30,
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": soon,
-                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
-                }
-            ],
-            "plan": {"includedTokensPerPeriod": 1_000_000},
-            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-            "allowedTiers": ["edge"],
-        },
-    )
+    offer = price_raised_in_a_day(name)
     custom(k8s).create_cluster_custom_object(GROUP, VERSION, "aiinferenceoffers", offer)
     try:
         (warning,) = eventually(
