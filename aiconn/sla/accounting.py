@@ -181,26 +181,19 @@ class TransferSpec:
         return idempotency_key(self.sla_uid, self.period, self.kind)
 
 
-@dataclass(frozen=True)
-class Transfer:
-    """A posted transfer."""
+@dataclass(frozen=True, kw_only=True)
+class Transfer(TransferSpec):
+    """A posted transfer: its contents and where the ledger put them."""
 
     seq: int
     id: str
     idempotency_key: str
-    debit_account: str
-    credit_account: str
-    amount: int
-    unit: str
-    kind: str
-    sla_uid: str
-    sla_namespace: str
-    sla_name: str
-    period: Period
     created_at: datetime
-    metadata: dict[str, Any]
-    price_version: int | None = None
-    """The offer's price version the line was charged at (None: not a priced line)."""
+
+    @property
+    def key(self) -> str:
+        """The key it was posted under (a top-up's is the caller's, not SLA, period and kind)."""
+        return self.idempotency_key
 
     def spec(self) -> TransferSpec:
         """The contents, for comparison with a replayed post."""
