@@ -64,6 +64,7 @@ from aiconn.sla.timestamps import as_utc
 from aiconn.store.migrations import migrate
 from aiconn.store.schema import (
     EvidenceRow,
+    PeriodRow,
     PeriodTermsRow,
     PlanCloseRow,
     SettlementRow,
@@ -735,6 +736,6 @@ def _period_columns(period: Period) -> dict[str, Any]:
     return {"period_start": period.start, "period_end": period.end}
 
 
-def _period(row: TransferRow | SettlementRow | EvidenceRow | PlanCloseRow) -> Period:
+def _period(row: PeriodRow) -> Period:
     """A row's period, its columns read back as UTC."""
     return Period(start=as_utc(row.period_start), end=as_utc(row.period_end))

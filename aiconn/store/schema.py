@@ -14,12 +14,30 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 
-class TransferRow(SQLModel, table=True):
+class PeriodRow(SQLModel):
+    """The columns every ledger table has (the migrations' `_seq_column` and `_period_columns`):
+    the row's place, for paging, and the period it is about, its end exclusive."""
+
+    seq: int | None = Field(default=None, primary_key=True)
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    period_end: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class SlaPeriodRow(PeriodRow):
+    """A row about one SLA's period, the SLA by uid and by name (the migrations' `_sla_columns`)."""
+
+    sla_uid: str
+    sla_namespace: str
+    sla_name: str
+
+
+class TransferRow(SlaPeriodRow, table=True):
     """A stored transfer (table created by migration 1)."""
 
     __tablename__ = "transfers"
 
-    seq: int | None = Field(default=None, primary_key=True)
+    # Indexed here alone, as migration 1 made it (`_sla_columns(indexed_uid=True)`).
+    sla_uid: str = Field(index=True)
     id: str = Field(unique=True)
     idempotency_key: str = Field(unique=True)
     debit_account: str = Field(index=True)
@@ -27,11 +45,6 @@ class TransferRow(SQLModel, table=True):
     amount: int = Field(sa_type=BigInteger)
     unit: str
     kind: str
-    sla_uid: str = Field(index=True)
-    sla_namespace: str
-    sla_name: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     meta: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
@@ -40,18 +53,12 @@ class TransferRow(SQLModel, table=True):
     price_version: int | None = None
 
 
-class SettlementRow(SQLModel, table=True):
+class SettlementRow(SlaPeriodRow, table=True):
     """A stored settlement, unique per SLA and period (table created by migration 1)."""
 
     __tablename__ = "settlements"
 
-    seq: int | None = Field(default=None, primary_key=True)
-    sla_uid: str
-    sla_namespace: str
-    sla_name: str
     tenant: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     state: str
     currency: str
     tokens_used: int = Field(sa_type=BigInteger)
@@ -90,62 +97,47 @@ class SettlementRow(SQLModel, table=True):
     budget_remaining_percent: str | None = None
 
 
-class EvidenceRow(SQLModel, table=True):
+class EvidenceRow(SlaPeriodRow, table=True):
     """The evidence of one settlement (table created by migration 5)."""
 
     __tablename__ = "settlement_evidence"
 
-    seq: int | None = Field(default=None, primary_key=True)
-    sla_uid: str
-    sla_namespace: str
-    sla_name: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     document: str = Field(sa_type=Text)
     sha256: str
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-class UsageRow(SQLModel, table=True):
+class UsageRow(PeriodRow, table=True):
     """Tokens metered so far in one SLA's open period (table created by migration 2)."""
 
     __tablename__ = "period_usage"
 
-    seq: int | None = Field(default=None, primary_key=True)
     sla_uid: str
     tenant: str = Field(index=True)
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     tokens: int = Field(sa_type=BigInteger)
     measured_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-class PeriodTermsRow(SQLModel, table=True):
+class PeriodTermsRow(PeriodRow, table=True):
     """The terms pinned for one SLA period (table created by migration 7)."""
 
     __tablename__ = "period_terms"
 
-    seq: int | None = Field(default=None, primary_key=True)
     sla_uid: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     terms: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("terms", JSON, nullable=False)
     )
     pinned_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-class PlanCloseRow(SQLModel, table=True):
+class PlanCloseRow(PeriodRow, table=True):
     """The close of one tenant's plan period (table created by migration 8)."""
 
     __tablename__ = "plan_closes"
 
-    seq: int | None = Field(default=None, primary_key=True)
     subject: str
     tenant: str
     offer: str
-    period_start: datetime = Field(sa_type=DateTime(timezone=True))
-    period_end: datetime = Field(sa_type=DateTime(timezone=True))
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column("summary", JSON))
     transfer_ids: list[str] = Field(default_factory=list, sa_column=Column("transfer_ids", JSON))
     closed_at: datetime = Field(sa_type=DateTime(timezone=True))
