@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aiconn.sla.accounting import transfer_id
 from aiconn.sla.topups import TopUpConflict, top_up
 from aiconn.store.ledger import Ledger
 
@@ -60,3 +61,12 @@ def test_new_keys_are_new_top_ups(ledger: Ledger) -> None:
     buy(ledger, key="k-1")
     buy(ledger, key="k-2")
     assert ledger.wallet_balance("acme") == 2000
+
+
+def test_a_posted_top_up_keeps_the_key_it_was_posted_under(ledger: Ledger) -> None:
+    """A stored top-up's key is the caller's, not the `<subject>/<period>/<kind>` of a
+    settlement line: the transfer read back names the same key and id it was posted with."""
+    buy(ledger, key="k-7")
+    (transfer,) = ledger.transfers(kind="topup")
+    assert transfer.key == transfer.idempotency_key == "topup:acme:k-7"
+    assert transfer.id == transfer_id(transfer.key)
