@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from aiconn.api.models import Wallet
+from aiconn.api.slas import SLA
 from aiconn.sla.accounting import TOKENS, currency_unit, wallet_account
 from aiconn.sla.exhaustion import project
 from aiconn.sla.plans import overage_mode
@@ -36,6 +37,14 @@ def wallet(ledger: Ledger, tenant: str, currencies: Iterable[str]) -> Wallet:
         burn_measured_to=projection.as_of,
         projected_exhaustion=projection.exhausts_at,
     )
+
+
+def currencies_by_tenant(slas: Iterable[SLA]) -> dict[str, set[str]]:
+    """The currencies each tenant's SLAs are priced in: the money balances its wallet shows."""
+    currencies: dict[str, set[str]] = {}
+    for sla in slas:
+        currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
+    return currencies
 
 
 def wallets(ledger: Ledger, currencies: Mapping[str, Iterable[str]]) -> list[Wallet]:

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from aiconn.api.deps import ReadableSLA
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import TENANT
+from aiconn.resources.v1alpha1.assurance import AssuranceAction, PlacementRecord
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
@@ -40,31 +41,6 @@ class AssuranceGoal(ApiModel):
     """Whether the period's end is predicted to meet it."""
 
 
-class ClosedLoopAction(ApiModel):
-    """One action of the loop and what it weighed."""
-
-    at: str
-    action: str
-    """Retry, FailOver or FailBack."""
-    decision: str
-    """Act or Hold."""
-    reason: str
-    capacity_cost: str | None = None
-    """Provider's cost of the capacity until the period ends, a decimal string."""
-    expected_credit: str | None = None
-    """Credit the period pays if the current burn continues, a decimal string."""
-    currency: str | None = None
-
-
-class PlacementMove(ApiModel):
-    """One placement the SLA had."""
-
-    at: str
-    tier: str
-    site: str | None = None
-    reason: str
-
-
 class AssuranceReport(ApiModel):
     """The SLA's assurance closed control loop."""
 
@@ -72,9 +48,9 @@ class AssuranceReport(ApiModel):
     name: str
     goals: list[AssuranceGoal]
     """Per objective: goal, observed and predicted fulfilment."""
-    actions: list[ClosedLoopAction]
+    actions: list[AssuranceAction]
     """The last actions, oldest first."""
-    placement_history: list[PlacementMove]
+    placement_history: list[PlacementRecord]
     """The last placements, oldest first."""
     replicas: int | None = None
     """Replicas the loop runs now; None: the spec's."""
@@ -110,10 +86,8 @@ def assurance_report(sla: ReadableSLA) -> AssuranceReport:
             )
             for g in status.objectives
         ],
-        actions=[ClosedLoopAction.model_validate(a.model_dump()) for a in status.actions],
-        placement_history=[
-            PlacementMove.model_validate(p.model_dump()) for p in status.placement_history
-        ],
+        actions=status.actions,
+        placement_history=status.placement_history,
         failed_over_from=(
             None
             if failover is None

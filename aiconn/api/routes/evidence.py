@@ -9,7 +9,6 @@ ledger paid.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,18 +23,6 @@ from aiconn.sla.verify import LedgerFigures
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], responses=TENANT)
 
 
-class LedgerSettlementFigures(ApiModel):
-    """The ledger's settlement row of the period (what was paid, or held)."""
-
-    state: str
-    charges_micros: int
-    credit_micros: int
-    credit_tokens: int
-    credit_percent: str
-    excused_minutes: int | None = None
-    """Minutes excused for announced maintenance (None: settled before they were counted)."""
-
-
 class SettlementEvidence(ApiModel):
     """The evidence stored with a settled period."""
 
@@ -48,7 +35,8 @@ class SettlementEvidence(ApiModel):
     """SHA-256 of the evidence's canonical JSON, written with it."""
     evidence: dict[str, Any]
     """Minute verdicts, counts, queries with result hashes, terms and the decision."""
-    settlement: LedgerSettlementFigures
+    settlement: LedgerFigures
+    """The ledger's settlement row of the period (what was paid, or held)."""
 
 
 @router.get(
@@ -101,7 +89,5 @@ def evidence(
         period_end=closed.end,
         sha256=stored.sha256,
         evidence=document,
-        settlement=LedgerSettlementFigures.model_validate(
-            dataclasses.asdict(LedgerFigures.of(settlement))
-        ),
+        settlement=LedgerFigures.of(settlement),
     )

@@ -28,7 +28,7 @@ from aiconn.api.models import (
 from aiconn.api.nochistory import HistoryUnavailable, activity, credits_by_period, history
 from aiconn.api.routes.responses import NOC, problem
 from aiconn.api.slas import SLAUnavailable
-from aiconn.api.wallets import wallets
+from aiconn.api.wallets import currencies_by_tenant, wallets
 from aiconn.kube import KubeError
 
 router = APIRouter(tags=["noc"], responses=NOC)
@@ -60,9 +60,7 @@ def fleet_summary(_: FleetCaller, parts: Parts) -> FleetSummary:
     summary="Every tenant's balance, burn and projected exhaustion, soonest first",
 )
 def fleet_wallets(_: FleetCaller, parts: Parts) -> FleetWallets:
-    currencies: dict[str, set[str]] = {}
-    for sla in parts.reader.all():
-        currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
+    currencies = currencies_by_tenant(parts.reader.all())
     return FleetWallets(generated_at=datetime.now(UTC), wallets=wallets(parts.ledger, currencies))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 
 from aiconn.api.csvout import CSV_MEDIA_TYPE, report_csv, statement_csv
@@ -39,6 +39,7 @@ from aiconn.api.reports import (
     summary,
 )
 from aiconn.api.routes.responses import TENANT, problem
+from aiconn.api.wallets import currencies_by_tenant
 from aiconn.api.wallets import wallet as wallet_of
 from aiconn.sla.accounting import wallet_account
 from aiconn.sla.periods import current_period
@@ -47,17 +48,22 @@ router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], respons
 
 Format = Literal["json", "csv"]
 CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
-FormatQuery = Annotated[
-    Format | None,
-    Query(alias="format", description="json or csv; without it the Accept header decides."),
-]
-AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 
 
-def _wants_csv(fmt: Format | None, accept: str | None) -> bool:
+def _wants_csv(
+    fmt: Annotated[
+        Format | None,
+        Query(alias="format", description="json or csv; without it the Accept header decides."),
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> bool:
     if fmt is not None:
         return fmt == "csv"
     return accept is not None and CSV_MEDIA_TYPE in accept and "application/json" not in accept
+
+
+WantsCsv = Annotated[bool, Depends(_wants_csv)]
+"""Whether a route that answers JSON or CSV answers CSV: `?format=`, else the Accept header."""
 
 
 def _csv(body: str, filename: str) -> Response:
@@ -92,8 +98,7 @@ def get_sla(sla: ReadableSLA) -> SLADetail:
 def report(
     sla: ReadableSLA,
     parts: Parts,
-    fmt: FormatQuery = None,
-    accept: AcceptHeader = None,
+    wants_csv: WantsCsv,
     period: Annotated[
         str,
         Query(
@@ -115,7 +120,7 @@ def report(
             period_transfers(parts.ledger, sla.uid, settlement.period),
             parts.ledger.pinned_terms(sla.uid, settlement.period.start),
         )
-    if _wants_csv(fmt, accept):
+    if wants_csv:
         stamp = result.period_start.strftime("%Y-%m-%d")
         return _csv(report_csv(result), f"{sla.namespace}-{sla.name}-{stamp}.csv")
     return result
@@ -130,8 +135,7 @@ def report(
 def statement(
     sla: ReadableSLA,
     parts: Parts,
-    fmt: FormatQuery = None,
-    accept: AcceptHeader = None,
+    wants_csv: WantsCsv,
     limit: Annotated[
         int | None, Query(ge=1, description="Entries per page (at most the server's page limit).")
     ] = None,
@@ -170,7 +174,7 @@ def statement(
         ],
         next_after=page.next_after,
     )
-    if _wants_csv(fmt, accept):
+    if wants_csv:
         return _csv(statement_csv(result), f"{sla.tenant}-statement.csv")
     return result
 
@@ -186,8 +190,6 @@ def wallet(namespace: ReadableNamespace, parts: Parts) -> NamespaceWallets:
     slas = parts.reader.in_namespace(namespace)
     if not slas:
         raise not_found()
-    currencies: dict[str, set[str]] = {}
-    for sla in slas:
-        currencies.setdefault(sla.tenant, set()).add(sla.spec.tokens.currency)
+    currencies = currencies_by_tenant(slas)
     found = [wallet_of(parts.ledger, tenant, held) for tenant, held in sorted(currencies.items())]
     return NamespaceWallets(namespace=namespace, wallets=found)
