@@ -69,27 +69,37 @@ def offer_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return _manifest("AIInferenceOffer", name, spec)
 
 
+def small_offer_spec(model: str, *, included_tokens: int, **fields: Any) -> dict[str, Any]:
+    """An offer's spec with one class, small, holding `model` at 2 per million tokens, a plan
+    including `included_tokens` a period, one eMBB slice profile, on edge only; `fields` adds
+    spec fields (price changes...)."""
+    small = {"name": "small", "models": [{"name": model}], "pricePerMillionTokens": 2}
+    return {
+        "modelClasses": [small],
+        "plan": {"includedTokensPerPeriod": included_tokens},
+        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+        "allowedTiers": ["edge"],
+        **fields,
+    }
+
+
+def bundle_offer() -> dict[str, Any]:
+    """Offer `bundle` as the API server lists it: `small_offer_spec` for model `m`, 1000 tokens
+    included a period."""
+    return {"metadata": {"name": "bundle"}, "spec": small_offer_spec("m", included_tokens=1000)}
+
+
 def price_raised_in_a_day(name: str) -> dict[str, Any]:
     """An offer (default notice: 30 days) whose version 2 raises the small class's price a day
     from now: a change announced with too short a notice."""
     soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    raised = {
+        "version": 2,
+        "effectiveFrom": soon,
+        "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
+    }
     return offer_manifest(
-        name,
-        {
-            "modelClasses": [
-                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
-            ],
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": soon,
-                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
-                }
-            ],
-            "plan": {"includedTokensPerPeriod": 1_000_000},
-            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-            "allowedTiers": ["edge"],
-        },
+        name, small_offer_spec("tiny-chat", included_tokens=1_000_000, priceChanges=[raised])
     )
 
 

@@ -27,6 +27,7 @@ from aiconn.kube import (
 )
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 from aiconn.resources.v1alpha1.meta import API_VERSION
+from tests.factories import bundle_offer
 
 
 @dataclass
@@ -256,15 +257,7 @@ def _sla(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-OFFER: dict[str, Any] = {
-    "metadata": {"name": "bundle"},
-    "spec": {
-        "modelClasses": [{"name": "small", "models": [{"name": "m"}], "pricePerMillionTokens": 2}],
-        "plan": {"includedTokensPerPeriod": 1000},
-        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-        "allowedTiers": ["edge"],
-    },
-}
+OFFER = bundle_offer()
 
 
 def test_the_sla_reader_lists_every_page_parsed_and_sorted_at_its_offers_terms() -> None:
