@@ -26,7 +26,7 @@ from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.accounting import Settlement
-from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.credits import CreditBreakdown, usage_charge
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
 from aiconn.sla.periods import Period
 from aiconn.sla.settlement import settle_period
@@ -211,18 +211,25 @@ def sla_evaluation(
     )
 
 
-def fully_available(tokens: int) -> SLAEvaluation:
-    """A 31-day period, every minute good, that used `tokens` at no price and owes no credit (a
-    token plan's lines then stand alone)."""
+def fully_available(
+    tokens: int, *, minutes: int = 44640, price: Decimal = Decimal(0), **rest: Any
+) -> SLAEvaluation:
+    """A period of `minutes` (31 days unless given), every measured minute good, that used
+    `tokens` charged at `price` the way the evaluation charges usage (`usage_charge`; free unless
+    given, so a token plan's lines stand alone) and owes no credit; `rest` adds or replaces
+    fields (a period measured in part: `good_minutes`, `coverage_percent`)."""
+    good: dict[str, Any] = {
+        "minutes": minutes,
+        "good_minutes": minutes,
+        "bad_minutes": 0,
+        "availability_percent": 100.0,
+        "budget_remaining_percent": 100.0,
+    }
     return sla_evaluation(
-        minutes=44640,
-        good_minutes=44640,
-        bad_minutes=0,
-        availability_percent=100.0,
-        budget_remaining_percent=100.0,
         tokens_used=tokens,
-        price_per_million_tokens=Decimal(0),
-        charges=Decimal(0),
+        price_per_million_tokens=price,
+        charges=usage_charge(tokens, price),
+        **(good | rest),
     )
 
 
