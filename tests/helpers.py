@@ -84,13 +84,11 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
 def operator_kubeconfig(control_plane: object, k8s: object) -> object:
     """Install manifests/rbac and return a kubeconfig holding a token of the operator's
     ServiceAccount (TokenRequest API), so the operator runs with exactly those rights."""
-    from pathlib import Path
-
     from kubernetes import client
 
     from aiconn.devstack.kube import apply_manifests
 
-    rbac = Path(__file__).resolve().parents[1] / "manifests" / "rbac" / "operator.yaml"
+    rbac = ROOT / "manifests" / "rbac" / "operator.yaml"
     core = client.CoreV1Api(k8s)
     if not [n for n in core.list_namespace().items if n.metadata.name == "aiconn-system"]:
         core.create_namespace({"metadata": {"name": "aiconn-system"}})
@@ -252,9 +250,7 @@ def running_operator(
     assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]
 
 
-PRICE_NOTICE_POLICY = (
-    Path(__file__).resolve().parents[1] / "manifests" / "policy" / "offer-price-notice.yaml"
-)
+PRICE_NOTICE_POLICY = ROOT / "manifests" / "policy" / "offer-price-notice.yaml"
 
 
 @contextmanager
