@@ -173,6 +173,14 @@ def backend_ledger(request: Any, tmp_path: Path) -> Iterator[Ledger]:
     opened.close()
 
 
+def assert_kube_refusal(err: BaseException, kind: type[Exception], answer: tuple[Any, ...]) -> None:
+    """`err` is exactly the project's `kind` yet still an ApiException (callers that catch that
+    keep working), carrying the API server's refusal `answer`: (status, reason, body, headers)."""
+    assert type(err) is kind and isinstance(err, ApiException), repr(err)
+    got = (err.status, err.reason, err.body, err.headers)
+    assert got == answer, f"{got} != {answer}"
+
+
 def delete_admission_policies(k8s: Any, *names: str) -> None:
     """Delete each ValidatingAdmissionPolicy of `names` with its binding (named the same), the
     binding first so no binding is left pointing at a missing policy."""

@@ -28,6 +28,7 @@ from aiconn.kube import (
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from tests.factories import bundle_offer
+from tests.helpers import assert_kube_refusal
 
 
 @dataclass
@@ -118,13 +119,7 @@ def test_a_refusal_comes_out_as_the_projects_error_for_its_status(
     with pytest.raises(kind) as raised:
         Kube(api).call("GET", "/api/v1/namespaces/a/pods/p")  # type: ignore[arg-type]
     err = raised.value
-    assert type(err) is kind and isinstance(err, ApiException)
-    assert (err.status, err.reason, err.body, err.headers) == (
-        status,
-        "Refused",
-        '{"reason": "no"}',
-        {"Audit-Id": "a1"},
-    )
+    assert_kube_refusal(err, kind, (status, "Refused", '{"reason": "no"}', {"Audit-Id": "a1"}))
     plain = ApiException(status=status, reason="Refused")
     assert type(kube_error(plain)) is kind and kube_error(err) is err
 
