@@ -26,7 +26,7 @@ from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.accounting import Settlement
-from aiconn.sla.credits import CreditBreakdown
+from aiconn.sla.credits import CreditBreakdown, usage_charge
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
 from aiconn.sla.periods import Period
 from aiconn.sla.settlement import settle_period
@@ -69,27 +69,37 @@ def offer_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return _manifest("AIInferenceOffer", name, spec)
 
 
+def small_offer_spec(model: str, *, included_tokens: int, **fields: Any) -> dict[str, Any]:
+    """An offer's spec with one class, small, holding `model` at 2 per million tokens, a plan
+    including `included_tokens` a period, one eMBB slice profile, on edge only; `fields` adds
+    spec fields (price changes...)."""
+    small = {"name": "small", "models": [{"name": model}], "pricePerMillionTokens": 2}
+    return {
+        "modelClasses": [small],
+        "plan": {"includedTokensPerPeriod": included_tokens},
+        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
+        "allowedTiers": ["edge"],
+        **fields,
+    }
+
+
+def bundle_offer() -> dict[str, Any]:
+    """Offer `bundle` as the API server lists it: `small_offer_spec` for model `m`, 1000 tokens
+    included a period."""
+    return {"metadata": {"name": "bundle"}, "spec": small_offer_spec("m", included_tokens=1000)}
+
+
 def price_raised_in_a_day(name: str) -> dict[str, Any]:
     """An offer (default notice: 30 days) whose version 2 raises the small class's price a day
     from now: a change announced with too short a notice."""
     soon = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+    raised = {
+        "version": 2,
+        "effectiveFrom": soon,
+        "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
+    }
     return offer_manifest(
-        name,
-        {
-            "modelClasses": [
-                {"name": "small", "models": [{"name": "tiny-chat"}], "pricePerMillionTokens": 2}
-            ],
-            "priceChanges": [
-                {
-                    "version": 2,
-                    "effectiveFrom": soon,
-                    "prices": [{"modelClass": "small", "pricePerMillionTokens": 3}],
-                }
-            ],
-            "plan": {"includedTokensPerPeriod": 1_000_000},
-            "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-            "allowedTiers": ["edge"],
-        },
+        name, small_offer_spec("tiny-chat", included_tokens=1_000_000, priceChanges=[raised])
     )
 
 
@@ -201,18 +211,25 @@ def sla_evaluation(
     )
 
 
-def fully_available(tokens: int) -> SLAEvaluation:
-    """A 31-day period, every minute good, that used `tokens` at no price and owes no credit (a
-    token plan's lines then stand alone)."""
+def fully_available(
+    tokens: int, *, minutes: int = 44640, price: Decimal = Decimal(0), **rest: Any
+) -> SLAEvaluation:
+    """A period of `minutes` (31 days unless given), every measured minute good, that used
+    `tokens` charged at `price` the way the evaluation charges usage (`usage_charge`; free unless
+    given, so a token plan's lines stand alone) and owes no credit; `rest` adds or replaces
+    fields (a period measured in part: `good_minutes`, `coverage_percent`)."""
+    good: dict[str, Any] = {
+        "minutes": minutes,
+        "good_minutes": minutes,
+        "bad_minutes": 0,
+        "availability_percent": 100.0,
+        "budget_remaining_percent": 100.0,
+    }
     return sla_evaluation(
-        minutes=44640,
-        good_minutes=44640,
-        bad_minutes=0,
-        availability_percent=100.0,
-        budget_remaining_percent=100.0,
         tokens_used=tokens,
-        price_per_million_tokens=Decimal(0),
-        charges=Decimal(0),
+        price_per_million_tokens=price,
+        charges=usage_charge(tokens, price),
+        **(good | rest),
     )
 
 

@@ -84,13 +84,11 @@ def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 
 def operator_kubeconfig(control_plane: object, k8s: object) -> object:
     """Install manifests/rbac and return a kubeconfig holding a token of the operator's
     ServiceAccount (TokenRequest API), so the operator runs with exactly those rights."""
-    from pathlib import Path
-
     from kubernetes import client
 
     from aiconn.devstack.kube import apply_manifests
 
-    rbac = Path(__file__).resolve().parents[1] / "manifests" / "rbac" / "operator.yaml"
+    rbac = ROOT / "manifests" / "rbac" / "operator.yaml"
     core = client.CoreV1Api(k8s)
     if not [n for n in core.list_namespace().items if n.metadata.name == "aiconn-system"]:
         core.create_namespace({"metadata": {"name": "aiconn-system"}})
@@ -175,6 +173,14 @@ def backend_ledger(request: Any, tmp_path: Path) -> Iterator[Ledger]:
     opened.close()
 
 
+def assert_kube_refusal(err: BaseException, kind: type[Exception], answer: tuple[Any, ...]) -> None:
+    """`err` is exactly the project's `kind` yet still an ApiException (callers that catch that
+    keep working), carrying the API server's refusal `answer`: (status, reason, body, headers)."""
+    assert type(err) is kind and isinstance(err, ApiException), repr(err)
+    got = (err.status, err.reason, err.body, err.headers)
+    assert got == answer, f"{got} != {answer}"
+
+
 def delete_admission_policies(k8s: Any, *names: str) -> None:
     """Delete each ValidatingAdmissionPolicy of `names` with its binding (named the same), the
     binding first so no binding is left pointing at a missing policy."""
@@ -252,9 +258,7 @@ def running_operator(
     assert not RBAC_REFUSAL.search(runner.output), runner.output[-4000:]
 
 
-PRICE_NOTICE_POLICY = (
-    Path(__file__).resolve().parents[1] / "manifests" / "policy" / "offer-price-notice.yaml"
-)
+PRICE_NOTICE_POLICY = ROOT / "manifests" / "policy" / "offer-price-notice.yaml"
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -297,6 +297,29 @@ def _budget_points(api_url: str, sla: str) -> list[float]:
     return []
 
 
+def _after_reload(
+    browser: DevTools,
+    selector: str,
+    fields: str,
+    *,
+    shown: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> dict[str, Any]:
+    """Reload the page, then wait until the element at `selector` exists and the values `fields`
+    reads from it (a JavaScript object literal over the element `e`) are `shown`: the page's
+    scripts fill them in from the API only after the load. Returns those values."""
+    browser.send("Page.reload", ignoreCache=True)
+
+    def read() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = browser.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            f" return e && {fields}; }})()"
+        )
+        return found if found and shown(found) else None
+
+    return eventually(read, what=f"{what} after a reload")
+
+
 def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
     api_url: str, browser: DevTools, namespace: str, k8s: Any, artifacts_dir: Path
 ) -> None:
@@ -359,17 +382,13 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
         what="the breach in Prometheus",
     )
 
-    browser.send("Page.reload", ignoreCache=True)
-    selector = f'#chart-budget polyline[data-sla="{breach}"]'
-
-    def dip() -> dict[str, float] | None:
-        found = browser.evaluate(
-            f"(() => {{ const p = document.querySelector({json.dumps(selector)});"
-            " return p && {min: Number(p.dataset.min), max: Number(p.dataset.max)}; })()"
-        )
-        return found if found and found["min"] <= BREACH_BUDGET else None
-
-    line = eventually(dip, what="the breach in the budget history after a reload")
+    line = _after_reload(
+        browser,
+        f'#chart-budget polyline[data-sla="{breach}"]',
+        "{min: Number(e.dataset.min), max: Number(e.dataset.max)}",
+        shown=lambda found: found["min"] <= BREACH_BUDGET,
+        what="the breach in the budget history",
+    )
     # The history reaches back before the incident: the line falls from a healthy budget.
     assert line["max"] > 0, line
     rows = browser.evaluate(
@@ -490,19 +509,15 @@ def test_after_a_reload_the_noc_page_shows_the_balance_burn_and_exhaustion(
     assert seconds == 33 * 86_400 + 7 * 3_600
     expected = measured + timedelta(seconds=seconds)
 
-    browser.send("Page.reload", ignoreCache=True)
-    row = f'#wallets tbody tr[data-tenant="{tenant}"]'
-
-    def shown() -> dict[str, str] | None:
-        found = browser.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(row)});"
-            " return r && {available: r.querySelector('.available').textContent,"
-            " burn: r.querySelector('.burn').textContent,"
-            " at: r.querySelector('.exhaustion').dataset.at}; })()"
-        )
-        return found if found and found["at"] else None
-
-    cells = eventually(shown, what="the wallet's exhaustion date after a reload")
+    cells = _after_reload(
+        browser,
+        f'#wallets tbody tr[data-tenant="{tenant}"]',
+        "{available: e.querySelector('.available').textContent,"
+        " burn: e.querySelector('.burn').textContent,"
+        " at: e.querySelector('.exhaustion').dataset.at}",
+        shown=lambda found: bool(found["at"]),
+        what="the wallet's exhaustion date",
+    )
     assert int("".join(c for c in cells["available"] if c.isdigit() or c == "-")) == left
     # 600,000 x 86,400 / 183,600 = 282,352.9411... tokens a day.
     assert cells["burn"] == "282352.941"

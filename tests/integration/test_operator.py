@@ -19,6 +19,7 @@ from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES, price_raised_in_a_day
 from tests.helpers import (
+    ROOT,
     delete_admission_policies,
     eventually,
     operator_kubeconfig,
@@ -29,7 +30,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
 
 

@@ -30,13 +30,12 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import Window
 from aiconn.sla.accounting import Kind, UsageReading
-from aiconn.sla.credits import usage_charge
 from aiconn.sla.periods import Period, period_containing
 from aiconn.sla.settlement import fund_allowance
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
-from tests.factories import offer_manifest, settle_ref, sla_evaluation, sla_manifest
+from tests.factories import fully_available, offer_manifest, settle_ref, sla_manifest
 from tests.helpers import created_offer, static_token_api
 
 pytestmark = pytest.mark.integration
@@ -174,18 +173,12 @@ def settle_on_pinned_terms(ledger: Ledger, sla: SLARef, period: Period) -> None:
     (acting,) = pinned(ledger, [sla], period)
     assert acting.terms is not None
     price = Decimal(repr(acting.spec.tokens.price_per_million_tokens))
-    minutes = period.minutes
-    result = sla_evaluation(
-        minutes=minutes,
-        good_minutes=minutes,
-        bad_minutes=0,
-        availability_percent=100.0,
+    result = fully_available(
+        USED,
+        minutes=period.minutes,
+        price=price,
         ttft_attainment_percent=100.0,
         tpot_attainment_percent=100.0,
-        budget_remaining_percent=100.0,
-        tokens_used=USED,
-        price_per_million_tokens=price,
-        charges=usage_charge(USED, price),
     )
     settle_ref(
         ledger,

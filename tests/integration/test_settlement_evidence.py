@@ -42,6 +42,7 @@ from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
 from tests.factories import tiny_sla_manifest
 from tests.helpers import (
+    ROOT,
     aiconn_cli,
     eventually,
     get_sla_route,
@@ -52,7 +53,6 @@ from tests.integration.promdata import History, backfilled_prometheus, gateway_p
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "evidence-token"
 NAME = "chat"
 WINDOW = Window(duration="30m", calendar_aligned=True)

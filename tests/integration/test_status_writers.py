@@ -25,12 +25,10 @@ from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.accounting import SettlementState
-from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import previous_period
-from aiconn.sla.settlement import settle_period
 from aiconn.store.ledger import Ledger, release_held
 from aiconn.store.prometheus import PrometheusSource, SourceUnavailable
-from tests.factories import sla_evaluation
+from tests.factories import fully_available, settle_ref
 
 pytestmark = pytest.mark.integration
 
@@ -144,16 +142,11 @@ def test_a_released_held_period_shows_settled_in_status(
     later = datetime.now(UTC) + timedelta(minutes=10)
     closed = previous_period(sla.spec.objectives.window, later)
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    held = settle_period(
-        ledger,
-        sla_uid=sla.uid,
-        namespace=namespace,
-        name="held",
-        tenant=sla.tenant,
-        period=closed,
-        outcome=_evaluation(coverage=50.0).outcome(),
-        coverage_floor_percent=90.0,
+    # Coverage under the 90 % floor, every measured minute good: the settlement waits for review.
+    partly_measured = fully_available(
+        1000, minutes=5, good_minutes=2, price=Decimal("2"), coverage_percent=50.0
     )
+    held = settle_ref(ledger, sla, period=closed, result=partly_measured)
     assert held.state == SettlementState.HELD_FOR_REVIEW
     evaluator = FleetEvaluator(
         kube=KubeApi(k8s),
@@ -183,17 +176,3 @@ def test_a_released_held_period_shows_settled_in_status(
         assert shown["periodStart"] == closed.start_iso
     finally:
         ledger.close()
-
-
-def _evaluation(*, coverage: float) -> SLAEvaluation:
-    return sla_evaluation(
-        minutes=5,
-        good_minutes=2,
-        bad_minutes=0,
-        availability_percent=100.0,
-        coverage_percent=coverage,
-        budget_remaining_percent=100.0,
-        tokens_used=1000,
-        price_per_million_tokens=Decimal("2"),
-        charges=Decimal("0.002"),
-    )

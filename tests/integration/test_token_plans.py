@@ -43,8 +43,6 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.sla.accounting import currency_unit, wallet_account
-from aiconn.sla.credits import usage_charge
-from aiconn.sla.evaluate import SLAEvaluation
 from aiconn.sla.periods import Period
 from aiconn.sla.plans import close_plan_period, fund_plan, plan_period, plan_subject
 from aiconn.sla.prices import plan_at
@@ -223,14 +221,6 @@ CLOSE_PRICES = {
 }
 
 
-def usage_result(tokens: int, price: Decimal) -> SLAEvaluation:
-    """A fully available period that used `tokens`, charged at the period's pinned price the way
-    the evaluation charges usage (`usage_charge`)."""
-    return dataclasses.replace(
-        fully_available(tokens), price_per_million_tokens=price, charges=usage_charge(tokens, price)
-    )
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     yield from backend_ledger(request, tmp_path)
@@ -381,8 +371,8 @@ def test_a_plan_over_four_months_matches_the_hand_computed_statement(
                     name=sla.name,
                     tenant=tenant,
                     period=period,
-                    outcome=usage_result(
-                        USAGE[period][sla.name], sla.terms.price_per_million_tokens
+                    outcome=fully_available(
+                        USAGE[period][sla.name], price=sla.terms.price_per_million_tokens
                     ).outcome(),
                     coverage_floor_percent=90.0,
                     currency="EUR",

@@ -34,6 +34,7 @@ from aiconn.sla.accounting import wallet_account
 from aiconn.store.ledger import Ledger
 from tests.factories import sla_manifest
 from tests.helpers import (
+    ROOT,
     delete_admission_policies,
     eventually,
     grant_billing_and_sla_editing,
@@ -43,7 +44,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "manifests" / "policy" / "topup-requested-by.yaml"
 API_RBAC = ROOT / "manifests" / "rbac" / "api.yaml"
 G, V, PLURAL = "aiconn.io", "v1alpha1", "topups"

@@ -6,16 +6,9 @@ from typing import Any
 
 from aiconn.api.slas import SLA, with_offer_terms
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, AIInferenceSLAStatus
+from tests.factories import bundle_offer
 
-OFFER: dict[str, Any] = {
-    "metadata": {"name": "bundle"},
-    "spec": {
-        "modelClasses": [{"name": "small", "models": [{"name": "m"}], "pricePerMillionTokens": 2}],
-        "plan": {"includedTokensPerPeriod": 1000},
-        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-        "allowedTiers": ["edge"],
-    },
-}
+OFFER = bundle_offer()
 
 
 def sla(**spec: Any) -> SLA:

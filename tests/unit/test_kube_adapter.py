@@ -27,6 +27,8 @@ from aiconn.kube import (
 )
 from aiconn.resources.v1alpha1.kinds import RESOURCE_KINDS
 from aiconn.resources.v1alpha1.meta import API_VERSION
+from tests.factories import bundle_offer
+from tests.helpers import assert_kube_refusal
 
 
 @dataclass
@@ -117,13 +119,7 @@ def test_a_refusal_comes_out_as_the_projects_error_for_its_status(
     with pytest.raises(kind) as raised:
         Kube(api).call("GET", "/api/v1/namespaces/a/pods/p")  # type: ignore[arg-type]
     err = raised.value
-    assert type(err) is kind and isinstance(err, ApiException)
-    assert (err.status, err.reason, err.body, err.headers) == (
-        status,
-        "Refused",
-        '{"reason": "no"}',
-        {"Audit-Id": "a1"},
-    )
+    assert_kube_refusal(err, kind, (status, "Refused", '{"reason": "no"}', {"Audit-Id": "a1"}))
     plain = ApiException(status=status, reason="Refused")
     assert type(kube_error(plain)) is kind and kube_error(err) is err
 
@@ -256,15 +252,7 @@ def _sla(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-OFFER: dict[str, Any] = {
-    "metadata": {"name": "bundle"},
-    "spec": {
-        "modelClasses": [{"name": "small", "models": [{"name": "m"}], "pricePerMillionTokens": 2}],
-        "plan": {"includedTokensPerPeriod": 1000},
-        "sliceProfiles": [{"name": "embb", "sst": 1, "fiveQI": 9}],
-        "allowedTiers": ["edge"],
-    },
-}
+OFFER = bundle_offer()
 
 
 def test_the_sla_reader_lists_every_page_parsed_and_sorted_at_its_offers_terms() -> None:

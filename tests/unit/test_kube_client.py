@@ -25,6 +25,7 @@ from aiconn.kube import (
     kube_error,
 )
 from aiconn.operator.kubeapi import KINDS, KubeApi, load_api_client
+from tests.helpers import assert_kube_refusal
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
@@ -135,13 +136,7 @@ def test_the_adapter_raises_the_projects_errors_which_are_still_api_exceptions(
     with pytest.raises(kind) as raised:
         asyncio.run(kube.call("GET", "/api/v1/namespaces/a/pods/b"))
     err = raised.value
-    assert type(err) is kind and isinstance(err, ApiException)
-    assert (err.status, err.reason, err.body, err.headers) == (
-        status,
-        "Refused",
-        '{"message": "no"}',
-        {"Audit-Id": "1"},
-    )
+    assert_kube_refusal(err, kind, (status, "Refused", '{"message": "no"}', {"Audit-Id": "1"}))
     assert kube_error(err) is err
     assert (NotFound().status, Conflict().status, Gone().status) == (404, 409, 410)
 
