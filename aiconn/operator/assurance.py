@@ -34,11 +34,11 @@ from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.kube import KubeError
+from aiconn.kube import KINDS, KubeError, without_managed_fields
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import KINDS, KubeApi, without_managed_fields
+from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
