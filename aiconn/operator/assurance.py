@@ -43,7 +43,7 @@ from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
-from aiconn.operator.slaevents import post_sla_event
+from aiconn.operator.slaevents import involved, post_event
 from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
 from aiconn.resources.v1alpha1.kinds import SLA, TIER
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
@@ -353,17 +353,7 @@ class AssuranceLoop:
 
     async def _event(self, sla: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
-        meta = sla["metadata"]
-        await post_sla_event(
-            self.kube,
-            kind=SLA.kind,
-            name=meta["name"],
-            namespace=meta["namespace"],
-            uid=meta["uid"],
-            type_=type_,
-            reason=reason,
-            message=message,
-        )
+        await post_event(self.kube, involved(sla), type_=type_, reason=reason, message=message)
 
 
 class _Fleet:
