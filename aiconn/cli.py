@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,44 +16,42 @@ if TYPE_CHECKING:
     from aiconn.sla.verify import LedgerFigures
 
 
+def _generated(
+    args: argparse.Namespace, files: Mapping[Path, str], *, document_start: str = ""
+) -> int:
+    """Files rendered from the code: `--write` them, `--check` that those on disk are the same
+    (exit 1 naming the others), or print them, each after `document_start`."""
+    if args.write:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    elif args.check:
+        stale = [str(p) for p, text in files.items() if not p.exists() or p.read_text() != text]
+        if stale:
+            print(
+                f"out of date (run `aiconn {args.command} --write`): {', '.join(stale)}",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        for text in files.values():
+            print(document_start + text, end="")
+    return 0
+
+
 def _crds(args: argparse.Namespace) -> int:
     from aiconn.resources.v1alpha1 import crds
 
-    if args.write:
-        for path in crds.write_all(Path(args.dir)):
-            print(f"wrote {path}")
-        return 0
-    stale = [
-        str(crds.crd_path(Path(args.dir), info))
-        for info in crds.RESOURCES
-        if not crds.crd_path(Path(args.dir), info).exists()
-        or crds.crd_path(Path(args.dir), info).read_text() != crds.render_yaml(info)
-    ]
-    for info in crds.RESOURCES:
-        if not args.check:
-            print("---")
-            print(crds.render_yaml(info), end="")
-    if args.check and stale:
-        print(f"out of date (run `aiconn crds --write`): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    files = {crds.crd_path(Path(args.dir), i): crds.render_yaml(i) for i in crds.RESOURCES}
+    return _generated(args, files, document_start="---\n")
 
 
 def _prometheusrule(args: argparse.Namespace) -> int:
     from aiconn.sla import alertrules
 
     text = alertrules.render_yaml(args.window or alertrules.DEFAULT_RULE_WINDOWS)
-    path = Path(args.file)
-    if args.write:
-        path.write_text(text)
-        print(f"wrote {path}")
-    elif args.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"out of date (run `aiconn prometheusrule --write`): {path}", file=sys.stderr)
-            return 1
-    else:
-        print(text, end="")
-    return 0
+    return _generated(args, {Path(args.file): text})
 
 
 def _operator(args: argparse.Namespace) -> int:
