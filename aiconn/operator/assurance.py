@@ -27,6 +27,7 @@ from aiconn.inference.assurance import (
     PlacementStep,
     Step,
     can_host,
+    home_placement,
     placement_step,
     serving_in_place,
 )
@@ -383,10 +384,8 @@ class _Fleet:
         a site whose Ready nodes could hold its replicas were nothing else there. Its pods are
         then the scheduler's to place: contention shows as Unschedulable pods, which the next
         pass sees. Checked before the SLA's own capacity, which costs a pass over every pod."""
-        placed = status.get("placement") or {}
-        if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
-            return False
-        if (status.get("assurance") or {}).get("failover"):
+        placed = home_placement(status)
+        if placed is None:
             return False
         site = (placed["tier"], placed.get("site"))
         gpus = int(placed.get("gpusPerReplica") or 1)
