@@ -31,7 +31,14 @@ from aiconn.inference.assurance import (
     placement_step,
     serving_in_place,
 )
-from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view, schedulable
+from aiconn.inference.capacity import (
+    GPU_RESOURCE,
+    node_view,
+    observe,
+    pod_view,
+    schedulable,
+    unschedulable,
+)
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
@@ -416,18 +423,11 @@ def _history(
 def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:
     """Since when the earliest of `pods` the scheduler could not place has been so; None when
     all were placed (or none was tried: no scheduler has looked at them yet)."""
-    moments = []
-    for pod in pods:
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                cond.get("type") == "PodScheduled"
-                and cond.get("status") == "False"
-                and cond.get("reason") == "Unschedulable"
-                and cond.get("lastTransitionTime")
-            ):
-                moments.append(
-                    datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
-                )
+    moments = [
+        datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
+        for cond in map(unschedulable, pods)
+        if cond is not None and cond.get("lastTransitionTime")
+    ]
     return min(moments, default=None)
 
 
