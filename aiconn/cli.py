@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from aiconn.sla.verify import LedgerFigures
 
 
+def _add_write_or_check(parser: argparse.ArgumentParser, files: str) -> None:
+    """The options `_generated` reads: write `files`, or check them."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"write {files}")
+    mode.add_argument(
+        "--check", action="store_true", help=f"fail when --write would change {files}"
+    )
+
+
 def _generated(
     args: argparse.Namespace, files: Mapping[Path, str], *, document_start: str = ""
 ) -> int:
@@ -237,9 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="render the CustomResourceDefinitions from the models")
     crds.add_argument("--dir", default="crds")
-    mode = crds.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="write crds/*.yaml")
-    mode.add_argument("--check", action="store_true", help="fail when crds/ is out of date")
+    _add_write_or_check(crds, "the CRDs in --dir")
     crds.set_defaults(func=_crds)
 
     rule = sub.add_parser(
@@ -252,9 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an SLA window to add alerts for, e.g. 1M or 1d (repeatable; default: 1M, 1w, 1d)",
     )
     rule.add_argument("--file", default="manifests/monitoring/prometheusrule.yaml")
-    rule_mode = rule.add_mutually_exclusive_group()
-    rule_mode.add_argument("--write", action="store_true", help="write --file")
-    rule_mode.add_argument("--check", action="store_true", help="fail when --file is out of date")
+    _add_write_or_check(rule, "--file")
     rule.set_defaults(func=_prometheusrule)
 
     operator = sub.add_parser("operator", help="run the Kopf operator (settings: AICONN_* env)")
