@@ -40,12 +40,15 @@ system-deps:
 controlplane:
 	bash tools/k8s/build.sh >/dev/null
 
-kwok:
-	bash tools/kwok/build.sh >/dev/null
-
 # Prometheus 3, beside Debian's 2.x: the SLA engine's tests run against both.
 prometheus3:
 	bash tools/prometheus/build.sh >/dev/null
+
+# The tools built by a script of their own name: KWOK (the simulated nodes), kustomize (renders
+# manifests/) and Sloth, which checks the SLO export: `sloth validate` / `sloth generate` on
+# every sample SLA.
+kwok kustomize sloth:
+	bash tools/$@/build.sh >/dev/null
 
 # The real node's images: the sandbox, a Debian Python base, aiconn's own, vLLM's CPU build
 # (needs root).
@@ -53,13 +56,6 @@ images: $(STAMP) system-deps
 	PYTHON=$(BIN)/python bash tools/images/build.sh >/dev/null
 
 cluster: controlplane kwok images
-
-kustomize:
-	bash tools/kustomize/build.sh >/dev/null
-
-# Sloth, which checks the SLO export: `sloth validate` / `sloth generate` on every sample SLA.
-sloth:
-	bash tools/sloth/build.sh >/dev/null
 
 vllm:
 	bash tools/vllm/install.sh >/dev/null

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,44 +16,51 @@ if TYPE_CHECKING:
     from aiconn.sla.verify import LedgerFigures
 
 
+def _add_write_or_check(parser: argparse.ArgumentParser, files: str) -> None:
+    """The options `_generated` reads: write `files`, or check them."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help=f"write {files}")
+    mode.add_argument(
+        "--check", action="store_true", help=f"fail when --write would change {files}"
+    )
+
+
+def _generated(
+    args: argparse.Namespace, files: Mapping[Path, str], *, document_start: str = ""
+) -> int:
+    """Files rendered from the code: `--write` them, `--check` that those on disk are the same
+    (exit 1 naming the others), or print them, each after `document_start`."""
+    if args.write:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    elif args.check:
+        stale = [str(p) for p, text in files.items() if not p.exists() or p.read_text() != text]
+        if stale:
+            print(
+                f"out of date (run `aiconn {args.command} --write`): {', '.join(stale)}",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        for text in files.values():
+            print(document_start + text, end="")
+    return 0
+
+
 def _crds(args: argparse.Namespace) -> int:
     from aiconn.resources.v1alpha1 import crds
 
-    if args.write:
-        for path in crds.write_all(Path(args.dir)):
-            print(f"wrote {path}")
-        return 0
-    stale = [
-        str(crds.crd_path(Path(args.dir), info))
-        for info in crds.RESOURCES
-        if not crds.crd_path(Path(args.dir), info).exists()
-        or crds.crd_path(Path(args.dir), info).read_text() != crds.render_yaml(info)
-    ]
-    for info in crds.RESOURCES:
-        if not args.check:
-            print("---")
-            print(crds.render_yaml(info), end="")
-    if args.check and stale:
-        print(f"out of date (run `aiconn crds --write`): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    files = {crds.crd_path(Path(args.dir), i): crds.render_yaml(i) for i in crds.RESOURCES}
+    return _generated(args, files, document_start="---\n")
 
 
 def _prometheusrule(args: argparse.Namespace) -> int:
     from aiconn.sla import alertrules
 
     text = alertrules.render_yaml(args.window or alertrules.DEFAULT_RULE_WINDOWS)
-    path = Path(args.file)
-    if args.write:
-        path.write_text(text)
-        print(f"wrote {path}")
-    elif args.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"out of date (run `aiconn prometheusrule --write`): {path}", file=sys.stderr)
-            return 1
-    else:
-        print(text, end="")
-    return 0
+    return _generated(args, {Path(args.file): text})
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -239,9 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="render the CustomResourceDefinitions from the models")
     crds.add_argument("--dir", default="crds")
-    mode = crds.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="write crds/*.yaml")
-    mode.add_argument("--check", action="store_true", help="fail when crds/ is out of date")
+    _add_write_or_check(crds, "the CRDs in --dir")
     crds.set_defaults(func=_crds)
 
     rule = sub.add_parser(
@@ -254,9 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an SLA window to add alerts for, e.g. 1M or 1d (repeatable; default: 1M, 1w, 1d)",
     )
     rule.add_argument("--file", default="manifests/monitoring/prometheusrule.yaml")
-    rule_mode = rule.add_mutually_exclusive_group()
-    rule_mode.add_argument("--write", action="store_true", help="write --file")
-    rule_mode.add_argument("--check", action="store_true", help="fail when --file is out of date")
+    _add_write_or_check(rule, "--file")
     rule.set_defaults(func=_prometheusrule)
 
     operator = sub.add_parser("operator", help="run the Kopf operator (settings: AICONN_* env)")

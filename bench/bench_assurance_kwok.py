@@ -35,7 +35,7 @@ from typing import Any
 from kubernetes import client
 from prometheus_client import start_http_server
 
-from aiconn.devstack.assurance_scenes import scene_sla
+from aiconn.devstack.assurance_scenes import scene_sla, surge_load
 from aiconn.devstack.cluster import Cluster
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.devstack.processes import ProcessGroup, free_port
@@ -125,17 +125,11 @@ def surge_once(bench: Bench, prometheus: QueryClient, gateway: GatewayMetrics, i
     wait(lambda: bench.pods(ns, name, ready=True) == {AWAY: 1}, what="one replica Ready")
     stop = threading.Event()
 
-    def load() -> None:
-        # 40 s of request time every 0.2 s: rate(duration_sum[1m]) = 200 in flight.
-        while not stop.wait(0.2):
-            gateway.duration.observe(40.0)
-            gateway.ttft.observe(0.1)
-
     def crossed() -> bool:
         result = prometheus.custom_query(in_flight_query(namespace=ns, sla=name))
         return bool(result) and float(result[0]["value"][1]) > threshold
 
-    worker = threading.Thread(target=load, daemon=True)
+    worker = threading.Thread(target=surge_load, args=(gateway, stop), daemon=True)
     worker.start()
     try:
         wait(crossed, what="the in-flight signal above its threshold")

@@ -8,13 +8,15 @@ cache_dir() {
 }
 
 # go_install NAME VERSION DIR FIRST_TIME PACKAGE@MODULE-VERSION [GO-INSTALL-FLAG]...
-# Builds the binary NAME (release VERSION) into DIR with `go install` (static, trimmed), saying
-# on stderr what it builds, how long a first build takes (FIRST_TIME) and how long it took. The binary is built
-# into a temporary directory under DIR and moved into place, so a build cut short leaves no
-# binary that a later run would take for a finished one.
+# Builds the binary NAME (release VERSION) into DIR with `go install` (static, trimmed), unless
+# DIR/NAME is there already, saying on stderr what it builds, how long a first build takes
+# (FIRST_TIME) and how long it took. The binary is built into a temporary directory under DIR and
+# moved into place, so a build cut short leaves no binary that a later run would take for a
+# finished one.
 go_install() (
   local name=$1 version=$2 dir=$3 first_time=$4 package=$5
   shift 5
+  [[ -x $dir/$name ]] && exit 0
   mkdir -p "$dir"
   local start tmp
   start=$(date +%s)

@@ -76,6 +76,14 @@ def scene_sla(name: str, *, sites: list[str], replicas: int, max_replicas: int) 
     return body
 
 
+def surge_load(gateway: GatewayMetrics, stop: threading.Event) -> None:
+    """The surge, until `stop` is set: 40 s of request time every 0.2 s in the gateway's
+    metrics, which Little's law reads as ~200 requests in flight (rate(duration_sum[1m]))."""
+    while not stop.wait(0.2):
+        gateway.duration.observe(40.0)
+        gateway.ttft.observe(0.1)
+
+
 def _until(check: Callable[[], T | None], *, what: str, timeout: float = 120) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,14 +191,7 @@ def _surge(kube: _Cluster, state_dir: Path, result: ScenesResult) -> None:
             f"surge scene: SLA {NAMESPACE}/{name} runs 1 replica at {AWAY} (maxReplicas "
             f"{MAX_REPLICAS}); simulated gateway metrics now report ~200 requests in flight"
         )
-
-        def load() -> None:
-            # 40 s of request time every 0.2 s: Little's law gives ~200 requests in flight.
-            while not stop.wait(0.2):
-                gateway.duration.observe(40.0)
-                gateway.ttft.observe(0.1)
-
-        threading.Thread(target=load, daemon=True).start()
+        threading.Thread(target=surge_load, args=(gateway, stop), daemon=True).start()
         held = _until(
             lambda: next((a for a in kube.actions(name) if a["action"] == "ScaleOut"), None),
             what="scale-out weighed",

@@ -83,6 +83,17 @@ def can_host(capacity: Capacity, site: Site, *, replicas: int, gpus_per_replica:
     return room.replicas_that_fit(gpus_per_replica) >= replicas
 
 
+def home_placement(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """`status.placement` of an SLA that is placed and not failed over, else None: only such
+    an SLA can be found able to stay where it is without a plan."""
+    placed = status.get("placement") or {}
+    if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
+        return None
+    if (status.get("assurance") or {}).get("failover"):
+        return None
+    return placed
+
+
 def serving_in_place(
     *,
     status: Mapping[str, Any],
@@ -93,10 +104,8 @@ def serving_in_place(
     """Whether a placed SLA, not failed over, has `replicas` pods bound to Ready, schedulable
     nodes of its site: then there is nothing to decide, and the pass skips the capacity it would
     otherwise work out for it alone (the cost that dominates a pass over a large fleet)."""
-    placed = status.get("placement") or {}
-    if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
-        return False
-    if (status.get("assurance") or {}).get("failover"):
+    placed = home_placement(status)
+    if placed is None:
         return False
     site = placed.get("site")
     serving = 0

@@ -222,6 +222,19 @@ def pod_view(pod: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def unschedulable(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod's PodScheduled condition when the scheduler could not place it, else None."""
+    conditions: list[Mapping[str, Any]] = (pod.get("status") or {}).get("conditions") or []
+    for cond in conditions:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return cond
+    return None
+
+
 def pod_gpu_request(pod: Mapping[str, Any]) -> int:
     """GPUs the scheduler reserves for `pod`."""
     spec = pod.get("spec") or {}

@@ -27,23 +27,31 @@ from aiconn.inference.assurance import (
     PlacementStep,
     Step,
     can_host,
+    home_placement,
     placement_step,
     serving_in_place,
 )
-from aiconn.inference.capacity import GPU_RESOURCE, node_view, observe, pod_view, schedulable
+from aiconn.inference.capacity import (
+    GPU_RESOURCE,
+    node_view,
+    observe,
+    pod_view,
+    schedulable,
+    unschedulable,
+)
 from aiconn.inference.fulfilment import horizon, objectives, reading
 from aiconn.inference.stakes import Forecast, Weighing, capacity_cost, forecast, weigh
 from aiconn.inference.throughput import ReplicaThroughput
-from aiconn.kube import KubeError
+from aiconn.kube import KINDS, KubeError, without_managed_fields
 from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
-from aiconn.operator.kubeapi import KINDS, KubeApi, without_managed_fields
+from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
-from aiconn.operator.slaevents import post_sla_event
+from aiconn.operator.slaevents import involved, post_event
 from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
 from aiconn.resources.v1alpha1.kinds import SLA, TIER
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
@@ -353,17 +361,7 @@ class AssuranceLoop:
 
     async def _event(self, sla: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the SLA; failing to post one never fails the pass."""
-        meta = sla["metadata"]
-        await post_sla_event(
-            self.kube,
-            kind=SLA.kind,
-            name=meta["name"],
-            namespace=meta["namespace"],
-            uid=meta["uid"],
-            type_=type_,
-            reason=reason,
-            message=message,
-        )
+        await post_event(self.kube, involved(sla), type_=type_, reason=reason, message=message)
 
 
 class _Fleet:
@@ -393,10 +391,8 @@ class _Fleet:
         a site whose Ready nodes could hold its replicas were nothing else there. Its pods are
         then the scheduler's to place: contention shows as Unschedulable pods, which the next
         pass sees. Checked before the SLA's own capacity, which costs a pass over every pod."""
-        placed = status.get("placement") or {}
-        if status.get("phase") in ("Invalid", "Unplaceable") or not placed.get("tier"):
-            return False
-        if (status.get("assurance") or {}).get("failover"):
+        placed = home_placement(status)
+        if placed is None:
             return False
         site = (placed["tier"], placed.get("site"))
         gpus = int(placed.get("gpusPerReplica") or 1)
@@ -427,18 +423,11 @@ def _history(
 def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:
     """Since when the earliest of `pods` the scheduler could not place has been so; None when
     all were placed (or none was tried: no scheduler has looked at them yet)."""
-    moments = []
-    for pod in pods:
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                cond.get("type") == "PodScheduled"
-                and cond.get("status") == "False"
-                and cond.get("reason") == "Unschedulable"
-                and cond.get("lastTransitionTime")
-            ):
-                moments.append(
-                    datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
-                )
+    moments = [
+        datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
+        for cond in map(unschedulable, pods)
+        if cond is not None and cond.get("lastTransitionTime")
+    ]
     return min(moments, default=None)
 
 

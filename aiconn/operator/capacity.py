@@ -20,7 +20,8 @@ from typing import Any
 
 from aiconn.inference import workload
 from aiconn.inference.capacity import Capacity, GpuPod, node_view, observe
-from aiconn.operator.kubeapi import KINDS, Kind, KubeApi
+from aiconn.kube import KINDS, Kind
+from aiconn.operator.kubeapi import KubeApi
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 NODES = Kind("v1", "nodes", namespaced=False)

@@ -52,10 +52,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aiconn.kube import KubeError, NotFound
+from aiconn.kube import KINDS, KubeError, NotFound
 from aiconn.operator.conditions import condition, now_iso
 from aiconn.operator.health import burn_rates_sentence
-from aiconn.operator.kubeapi import KINDS, KubeApi
+from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.slaevents import post_sla_event

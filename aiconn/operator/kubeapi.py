@@ -23,6 +23,7 @@ from kubernetes import client
 
 from aiconn.kube import (
     DEFAULT_POOL_SIZE,
+    KINDS,
     Conflict,
     Keep,
     Kube,
@@ -32,10 +33,8 @@ from aiconn.kube import (
     read_list,
 )
 
-# Re-exported: the operator's modules address kinds and cut lists by these names from here.
-from aiconn.kube import KINDS as KINDS
+# Re-exported: tests/unit/test_operator_writes.py reads the page size and the list cut here.
 from aiconn.kube import LIST_PAGE as LIST_PAGE
-from aiconn.kube import Kind as Kind
 from aiconn.kube import without_managed_fields as without_managed_fields
 from aiconn.operator.conditions import merge
 

@@ -21,12 +21,13 @@ from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
+from aiconn.kube import KINDS
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.desired import apply_children, render_children
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
-from aiconn.operator.kubeapi import KINDS, KubeApi
+from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA

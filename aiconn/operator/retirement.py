@@ -35,8 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from aiconn.inference import workload
+from aiconn.kube import KINDS
 from aiconn.operator.evaluation import FleetEvaluator, SLARef, pinned, settle_closed
-from aiconn.operator.kubeapi import KINDS
 from aiconn.operator.offers import OfferProblem, terms_for
 from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.sla import CreditsSpec, Window

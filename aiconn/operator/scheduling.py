@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiconn.inference.capacity import unschedulable
 from aiconn.inference.workload import label_value, pod_selector
 from aiconn.operator.conditions import condition
 from aiconn.operator.kubeapi import KubeApi
@@ -27,14 +28,8 @@ _unscheduled: set[tuple[str, str]] = set()
 
 def unschedulable_message(pod: Mapping[str, Any]) -> str | None:
     """The scheduler's message when it could not place `pod`, else None."""
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            return str(cond.get("message") or "the scheduler found no node")
-    return None
+    cond = unschedulable(pod)
+    return None if cond is None else str(cond.get("message") or "the scheduler found no node")
 
 
 async def _sla_named(kube: KubeApi, namespace: str, label: str) -> dict[str, Any] | None:

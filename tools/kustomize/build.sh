@@ -8,9 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 KUSTOMIZE_VERSION=5.8.1
 dir=$(cache_dir "kustomize/${KUSTOMIZE_VERSION}")
-if [[ ! -x $dir/kustomize ]]; then
-  go_install kustomize "$KUSTOMIZE_VERSION" "$dir" "a minute or two" \
-    "sigs.k8s.io/kustomize/kustomize/v5@v${KUSTOMIZE_VERSION}" \
-    -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=v${KUSTOMIZE_VERSION}"
-fi
+go_install kustomize "$KUSTOMIZE_VERSION" "$dir" "a minute or two" \
+  "sigs.k8s.io/kustomize/kustomize/v5@v${KUSTOMIZE_VERSION}" \
+  -ldflags "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=v${KUSTOMIZE_VERSION}"
 echo "$dir/kustomize"

@@ -9,19 +9,17 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 KWOK_VERSION=0.8.0
 dir=$(cache_dir "kwok/${KWOK_VERSION}")
-if [[ -x $dir/kwok && -s $dir/stages.yaml ]]; then
-  echo "$dir"
-  exit 0
-fi
 go_install kwok "$KWOK_VERSION" "$dir" "a few minutes" "sigs.k8s.io/kwok/cmd/kwok@v${KWOK_VERSION}" \
   -ldflags "-s -w"
-src=$(go mod download -json "sigs.k8s.io/kwok@v${KWOK_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-stages=$src/kustomize/stage
-tmp=$(mktemp "$dir/stages.XXXXXX")
-for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-         pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-  printf -- '---\n' >>"$tmp"
-  cat "$stages/$f" >>"$tmp"
-done
-mv "$tmp" "$dir/stages.yaml"
+if [[ ! -s $dir/stages.yaml ]]; then
+  src=$(go mod download -json "sigs.k8s.io/kwok@v${KWOK_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  stages=$src/kustomize/stage
+  tmp=$(mktemp "$dir/stages.XXXXXX")
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    printf -- '---\n' >>"$tmp"
+    cat "$stages/$f" >>"$tmp"
+  done
+  mv "$tmp" "$dir/stages.yaml"
+fi
 echo "$dir"

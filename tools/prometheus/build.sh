@@ -15,10 +15,8 @@ PROM_MODULE_VERSION=0.316.0
 PROM_VERSION=3.16.0
 PROM_SD=k8s
 dir=$(cache_dir "prometheus-${PROM_VERSION}-${PROM_SD}")
-if [[ ! -x $dir/prometheus ]]; then
-  v=github.com/prometheus/common/version
-  go_install prometheus "$PROM_VERSION" "$dir" "many minutes" \
-    "github.com/prometheus/prometheus/cmd/prometheus@v${PROM_MODULE_VERSION}" -tags remove_all_sd,enable_kubernetes_sd \
-    -ldflags "-s -w -X $v.Version=${PROM_VERSION} -X $v.Branch=module -X $v.Revision=v${PROM_MODULE_VERSION}"
-fi
+v=github.com/prometheus/common/version
+go_install prometheus "$PROM_VERSION" "$dir" "many minutes" \
+  "github.com/prometheus/prometheus/cmd/prometheus@v${PROM_MODULE_VERSION}" -tags remove_all_sd,enable_kubernetes_sd \
+  -ldflags "-s -w -X $v.Version=${PROM_VERSION} -X $v.Branch=module -X $v.Revision=v${PROM_MODULE_VERSION}"
 echo "$dir"

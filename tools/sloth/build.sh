@@ -9,9 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 SLOTH_VERSION=0.16.0
 dir=$(cache_dir "sloth-${SLOTH_VERSION}")
-if [[ ! -x $dir/sloth ]]; then
-  go_install sloth "$SLOTH_VERSION" "$dir" "a few minutes" \
-    "github.com/slok/sloth/cmd/sloth@v${SLOTH_VERSION}" \
-    -ldflags "-s -w -X github.com/slok/sloth/internal/info.Version=v${SLOTH_VERSION}"
-fi
+go_install sloth "$SLOTH_VERSION" "$dir" "a few minutes" \
+  "github.com/slok/sloth/cmd/sloth@v${SLOTH_VERSION}" \
+  -ldflags "-s -w -X github.com/slok/sloth/internal/info.Version=v${SLOTH_VERSION}"
 echo "$dir"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
 
 OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
 UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
@@ -27,17 +27,15 @@ class MaintenanceTerms(CamelModel):
 class MaintenanceWindowSpec(CamelModel):
     """Planned maintenance the provider announces: excused minutes for SLAs of the named offers."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            # The fixed spelling makes string order time order.
-            cel("self.end > self.start", "end must be after start", ".end"),
-            cel(
-                "self == oldSelf",
-                "a maintenance window cannot be changed once declared (it would excuse minutes"
-                " retroactively): delete it and declare a new one",
-            ),
-        )
-    }
+    model_config = with_rules(
+        # The fixed spelling makes string order time order.
+        cel("self.end > self.start", "end must be after start", ".end"),
+        cel(
+            "self == oldSelf",
+            "a maintenance window cannot be changed once declared (it would excuse minutes"
+            " retroactively): delete it and declare a new one",
+        ),
+    )
     start: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
     """First excused minute, RFC 3339 in UTC on a whole minute, e.g. 2026-03-14T01:00:00Z."""
     end: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)

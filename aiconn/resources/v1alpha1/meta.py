@@ -53,6 +53,11 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def with_rules(*rules: dict[str, str]) -> ConfigDict:
+    """The `model_config` of a CamelModel whose objects as a whole obey the CEL `rules`."""
+    return CamelModel.model_config | ConfigDict(json_schema_extra=validations(*rules))
+
+
 class Condition(CamelModel):
     """A standard Kubernetes condition (metav1.Condition shape and bounds)."""
 

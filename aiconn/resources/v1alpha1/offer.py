@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import MaintenanceTerms
-from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
 from aiconn.resources.v1alpha1.prices import PRICE_CHANGES_RULES, PriceChange
 from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.resources.v1alpha1.sla import (
@@ -164,16 +164,14 @@ UNFUNDED_PLAN_CHARGES = (
 class Overage(CamelModel):
     """What happens when the wallet is spent."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self.mode == 'PayPerUse' ? has(self.pricePerMillionUnits)"
-                " : !has(self.pricePerMillionUnits)",
-                "pricePerMillionUnits is required with PayPerUse and not allowed with HardStop",
-                ".pricePerMillionUnits",
-            ),
-        )
-    }
+    model_config = with_rules(
+        cel(
+            "self.mode == 'PayPerUse' ? has(self.pricePerMillionUnits)"
+            " : !has(self.pricePerMillionUnits)",
+            "pricePerMillionUnits is required with PayPerUse and not allowed with HardStop",
+            ".pricePerMillionUnits",
+        ),
+    )
     mode: Literal["HardStop", "PayPerUse"] = "HardStop"
     """HardStop: the gateway refuses requests with 402 once the wallet is spent. PayPerUse: it
     keeps serving and the units used beyond the wallet are charged at the period's close."""
@@ -207,24 +205,22 @@ class TokenPlan(CamelModel):
     Units: a token of a model class costs unitsPerMillionTokens / 1e6 units (one unit without an
     exchange rate), so one balance serves every model of the offer."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "!has(self.exchangeRates) ||"
-                " self.exchangeRates.all(a, self.exchangeRates.exists_one(b,"
-                " b.modelClass == a.modelClass))",
-                "exchangeRates must name each model class once",
-                ".exchangeRates",
-            ),
-            cel(
-                "self.includedTokensPerPeriod > 0 || ((!has(self.feePerPeriod)"
-                " || self.feePerPeriod == 0.0) && (!has(self.overage) || !has(self.overage.mode)"
-                " || self.overage.mode != 'PayPerUse'))",
-                UNFUNDED_PLAN_CHARGES,
-                ".includedTokensPerPeriod",
-            ),
-        )
-    }
+    model_config = with_rules(
+        cel(
+            "!has(self.exchangeRates) ||"
+            " self.exchangeRates.all(a, self.exchangeRates.exists_one(b,"
+            " b.modelClass == a.modelClass))",
+            "exchangeRates must name each model class once",
+            ".exchangeRates",
+        ),
+        cel(
+            "self.includedTokensPerPeriod > 0 || ((!has(self.feePerPeriod)"
+            " || self.feePerPeriod == 0.0) && (!has(self.overage) || !has(self.overage.mode)"
+            " || self.overage.mode != 'PayPerUse'))",
+            UNFUNDED_PLAN_CHARGES,
+            ".includedTokensPerPeriod",
+        ),
+    )
     included_tokens_per_period: int = Field(ge=0, le=10**15)
     """Units (tokens at the default rate) funded into the tenant's wallet once per period,
     however many SLAs name the offer."""
@@ -292,31 +288,29 @@ class SliceManager(CamelModel):
 class AIInferenceOfferSpec(CamelModel):
     """What an SLA naming this offer may get: prices, plan, credits, rates, slices, tiers."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "!has(self.plan.exchangeRates) || self.plan.exchangeRates.all(r,"
-                " self.modelClasses.exists(c, c.name == r.modelClass))",
-                "plan.exchangeRates may only name classes of modelClasses",
-                ".plan.exchangeRates",
-            ),
-            cel(
-                "!has(self.priceChanges) || self.priceChanges.all(c, !has(c.plan)"
-                " || !has(c.plan.overagePricePerMillionUnits) || (has(self.plan.overage)"
-                " && has(self.plan.overage.mode) && self.plan.overage.mode == 'PayPerUse'))",
-                "priceChanges[].plan.overagePricePerMillionUnits: the plan's overage is not"
-                " PayPerUse; there is no overage price to change",
-                ".priceChanges",
-            ),
-            cel(
-                "self.plan.includedTokensPerPeriod > 0 || !has(self.priceChanges)"
-                " || self.priceChanges.all(c, !has(c.plan) || !has(c.plan.feePerPeriod)"
-                " || c.plan.feePerPeriod == 0.0)",
-                f"priceChanges[].plan.feePerPeriod: {UNFUNDED_PLAN_CHARGES}",
-                ".priceChanges",
-            ),
-        )
-    }
+    model_config = with_rules(
+        cel(
+            "!has(self.plan.exchangeRates) || self.plan.exchangeRates.all(r,"
+            " self.modelClasses.exists(c, c.name == r.modelClass))",
+            "plan.exchangeRates may only name classes of modelClasses",
+            ".plan.exchangeRates",
+        ),
+        cel(
+            "!has(self.priceChanges) || self.priceChanges.all(c, !has(c.plan)"
+            " || !has(c.plan.overagePricePerMillionUnits) || (has(self.plan.overage)"
+            " && has(self.plan.overage.mode) && self.plan.overage.mode == 'PayPerUse'))",
+            "priceChanges[].plan.overagePricePerMillionUnits: the plan's overage is not"
+            " PayPerUse; there is no overage price to change",
+            ".priceChanges",
+        ),
+        cel(
+            "self.plan.includedTokensPerPeriod > 0 || !has(self.priceChanges)"
+            " || self.priceChanges.all(c, !has(c.plan) || !has(c.plan.feePerPeriod)"
+            " || c.plan.feePerPeriod == 0.0)",
+            f"priceChanges[].plan.feePerPeriod: {UNFUNDED_PLAN_CHARGES}",
+            ".priceChanges",
+        ),
+    )
 
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     """ISO 4217 currency of every price in the offer."""

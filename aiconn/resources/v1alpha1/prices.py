@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import UTC_MINUTE_PATTERN
-from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
 
 CLASS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -29,14 +29,12 @@ class ClassPrice(CamelModel):
 class PlanPrices(CamelModel):
     """The token plan's new prices in a price change (each unset one keeps its price)."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "has(self.feePerPeriod) || has(self.overagePricePerMillionUnits)",
-                "plan: name feePerPeriod, overagePricePerMillionUnits or both",
-            )
+    model_config = with_rules(
+        cel(
+            "has(self.feePerPeriod) || has(self.overagePricePerMillionUnits)",
+            "plan: name feePerPeriod, overagePricePerMillionUnits or both",
         )
-    }
+    )
     fee_per_period: float | None = Field(default=None, ge=0, le=10**9)
     """The plan's new fee per period (plan.feePerPeriod), in the offer's currency."""
     overage_price_per_million_units: float | None = Field(default=None, ge=0, le=1_000_000)
@@ -46,15 +44,13 @@ class PlanPrices(CamelModel):
 class PriceChange(CamelModel):
     """A new version of some prices (model classes', the plan's), in force from `effectiveFrom` on; a plan period is charged at the version in force at its start."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "(has(self.prices) && size(self.prices) > 0) || has(self.plan)",
-                "a price change names prices, plan or both",
-                ".prices",
-            )
+    model_config = with_rules(
+        cel(
+            "(has(self.prices) && size(self.prices) > 0) || has(self.plan)",
+            "a price change names prices, plan or both",
+            ".prices",
         )
-    }
+    )
 
     version: int = Field(ge=2, le=1_000_000)
     """The version's number: 2 for the first change, then one more each time."""

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
 
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -22,12 +22,10 @@ CLOCK_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 class ServiceHours(CamelModel):
     """Local hours of the week the availability objective counts; minutes outside are not judged."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            # Zero-padded HH:MM strings order as the times they spell.
-            cel("self.start < self.end", "serviceHours.start must be before end", ".end"),
-        )
-    }
+    model_config = with_rules(
+        # Zero-padded HH:MM strings order as the times they spell.
+        cel("self.start < self.end", "serviceHours.start must be before end", ".end"),
+    )
     time_zone: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
     )

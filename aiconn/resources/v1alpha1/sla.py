@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from aiconn.resources.v1alpha1.assurance import AssuranceStatus
-from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
 from aiconn.resources.v1alpha1.slice import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
@@ -111,15 +111,13 @@ class Objectives(CamelModel):
 class NetworkSpec(CamelModel):
     """The network half: the slice that carries the tenant's traffic to the model."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self.maxMbps >= self.guaranteedMbps",
-                "maxMbps must be >= guaranteedMbps",
-                ".maxMbps",
-            ),
-        )
-    }
+    model_config = with_rules(
+        cel(
+            "self.maxMbps >= self.guaranteedMbps",
+            "maxMbps must be >= guaranteedMbps",
+            ".maxMbps",
+        ),
+    )
     rtt_budget_ms: int = Field(ge=1, le=10000)
     """Largest network round trip the tenant accepts, in milliseconds."""
     sst: int = Field(default=1, ge=0, le=255)
@@ -156,15 +154,13 @@ class PlacementSpec(CamelModel):
 class CapacitySpec(CamelModel):
     """Replicas of the inference deployment."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self.maxReplicas >= self.replicas",
-                "maxReplicas must be >= replicas",
-                ".maxReplicas",
-            )
+    model_config = with_rules(
+        cel(
+            "self.maxReplicas >= self.replicas",
+            "maxReplicas must be >= replicas",
+            ".maxReplicas",
         )
-    }
+    )
     replicas: int = Field(default=1, ge=1, le=64)
     """Replicas to run."""
     max_replicas: int = Field(default=1, ge=1, le=256)
@@ -283,22 +279,20 @@ def _first_tier_within(schedule: str, targets: str) -> dict[str, str]:
 class AIInferenceSLASpec(CamelModel):
     """An inference service with guaranteed latency and uptime, paid back in tokens when missed."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            # Under an offer the slice manager is the offer's (a tenant may not name one).
-            cel(
-                "has(self.offer) || !has(self.network) || !has(self.network.backend)"
-                " || self.network.backend != 'nsmf' || has(self.network.nsmfUrl)",
-                "backend nsmf needs nsmfUrl, the slice manager's MnS root, or an offer naming one",
-                ".network.nsmfUrl",
-            ),
-            _first_tier_within("availability", "[self.objectives.availability.targetPercent]"),
-            _first_tier_within(
-                "latency",
-                "[self.objectives.ttft.targetPercent, self.objectives.tpot.targetPercent]",
-            ),
-        )
-    }
+    model_config = with_rules(
+        # Under an offer the slice manager is the offer's (a tenant may not name one).
+        cel(
+            "has(self.offer) || !has(self.network) || !has(self.network.backend)"
+            " || self.network.backend != 'nsmf' || has(self.network.nsmfUrl)",
+            "backend nsmf needs nsmfUrl, the slice manager's MnS root, or an offer naming one",
+            ".network.nsmfUrl",
+        ),
+        _first_tier_within("availability", "[self.objectives.availability.targetPercent]"),
+        _first_tier_within(
+            "latency",
+            "[self.objectives.ttft.targetPercent, self.objectives.tpot.targetPercent]",
+        ),
+    )
 
     tenant: str | None = Field(
         default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
 
 
 class SliceServiceType(IntEnum):
@@ -28,11 +28,7 @@ class SliceServiceType(IntEnum):
 class Throughput(CamelModel):
     """TS 28.541 ThroughputRequirement: guaranteed and maximum throughput in kbit/s."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel("self.maxThpt >= self.guaThpt", "maxThpt must be >= guaThpt")
-        )
-    }
+    model_config = with_rules(cel("self.maxThpt >= self.guaThpt", "maxThpt must be >= guaThpt"))
     gua_thpt: int = Field(ge=0, le=100_000_000)
     """Guaranteed throughput in kbit/s."""
     max_thpt: int = Field(ge=1, le=100_000_000)
@@ -42,14 +38,12 @@ class Throughput(CamelModel):
 class AllowedSource(CamelModel):
     """Who may reach the inference pods through this slice: a namespace or an IP block."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "has(self.namespace) != has(self.cidr)",
-                "set exactly one of namespace or cidr",
-            )
+    model_config = with_rules(
+        cel(
+            "has(self.namespace) != has(self.cidr)",
+            "set exactly one of namespace or cidr",
         )
-    }
+    )
     namespace: str | None = Field(
         default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
     )
@@ -82,15 +76,13 @@ class NsmfEndpoint(CamelModel):
 class NetworkSliceSpec(CamelModel):
     """A network slice for one AI inference service (TS 28.541 attribute names)."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self.backend != 'nsmf' || has(self.nsmf)",
-                "backend nsmf needs spec.nsmf.url",
-                ".nsmf",
-            )
+    model_config = with_rules(
+        cel(
+            "self.backend != 'nsmf' || has(self.nsmf)",
+            "backend nsmf needs spec.nsmf.url",
+            ".nsmf",
         )
-    }
+    )
     sst: int = Field(ge=0, le=255)
     """Slice/Service Type of the S-NSSAI: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
     sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)

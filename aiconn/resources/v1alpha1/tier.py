@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import CamelModel, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, with_rules
 
 SITE_LABEL = "topology.aiconn.io/site"
 """Node label naming the site a node stands at; the inference pods are pinned to it."""
@@ -45,9 +45,7 @@ class Gpu(CamelModel):
 class RttRange(CamelModel):
     """Round-trip time between the customer and this tier, in milliseconds."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(cel("self.maxMs >= self.minMs", "maxMs must be >= minMs"))
-    }
+    model_config = with_rules(cel("self.maxMs >= self.minMs", "maxMs must be >= minMs"))
     min_ms: float = Field(ge=0, le=10000)
     """Typical lowest RTT in milliseconds."""
     max_ms: float = Field(ge=0, le=10000)

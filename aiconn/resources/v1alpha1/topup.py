@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, with_rules
 
 MAX_TOKENS = 10**15
 """The most tokens one top-up may add."""
@@ -18,14 +18,12 @@ MAX_TOKENS = 10**15
 class TopUpSpec(CamelModel):
     """Tokens to add to a wallet of this namespace, who asked and why (immutable once created)."""
 
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": validations(
-            cel(
-                "self == oldSelf",
-                "a top-up cannot be changed once created (it is a payment): create a new TopUp",
-            )
+    model_config = with_rules(
+        cel(
+            "self == oldSelf",
+            "a top-up cannot be changed once created (it is a payment): create a new TopUp",
         )
-    }
+    )
     tokens: int = Field(ge=1, le=MAX_TOKENS)
     """Tokens to credit to the wallet."""
     reason: str = Field(min_length=1, max_length=1024, pattern=r"\S")
