@@ -131,11 +131,12 @@ class VllmServer:
             # other reserved): several servers on one machine then starve one another there,
             # and a start stalled for minutes in the parallel suite. The OS spreads them.
             "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-            # The engine in the server's own process, not in two more: across processes its
-            # worker busy-polls a shared-memory queue for a second after every step, so one
-            # request at a time took 1.39 cores here, against 0.55 in-process (the same 30 s of
-            # streamed requests, 54 against 66 served; a start 47.6 against 36.0 s of CPU). In
-            # the clean-clone suite vLLM was 1,663 of about 3,100 CPU-seconds.
+            # The model worker inside the engine-core process (the one-process executor), not in
+            # a process of its own: across processes the worker busy-polls a shared-memory queue
+            # for a second after every step, so one request at a time took 1.39 cores here,
+            # against 0.55 (the same 30 s of streamed requests, 54 against 66 served; a start
+            # 47.6 against 36.0 s of CPU). In a clean-clone suite vLLM took 1,663 of about 3,100
+            # CPU-seconds. The server and the engine core stay two processes.
             "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         }
         with one_start_at_a_time():
