@@ -85,8 +85,12 @@ vllm_rootfs() {  # the vLLM image's base: python3, and g++ for Inductor's CPU ke
   debian_rootfs "$out/vllm-rootfs_$VLLM_TAG.tar" python3,python3-dev,g++,libnuma1,ca-certificates
 }
 
+# The image's own revision, in its cache name only (the tag stays vLLM's version): bump it when
+# the image's files or config below change, so a machine that built the last one builds again.
+VLLM_IMAGE_REV=2
+
 build_vllm() {
-  local archive=$out/vllm-cpu_$VLLM_TAG.tar
+  local archive=$out/vllm-cpu_$VLLM_TAG-r$VLLM_IMAGE_REV.tar
   if [[ ! -s $archive ]]; then
     local app=$work/vllm/rootfs
     mkdir -p "$app/usr/local/bin" "$app/usr/local/lib/python3.11/dist-packages" "$app/opt/vllm"
@@ -108,13 +112,17 @@ SH
     tar -C "$app" --numeric-owner --owner=0 --group=0 -cf "$work/vllm/layer.tar" .
     new_image "$work/vllm/oci" "$VLLM_TAG" "$(vllm_rootfs)" "$work/vllm/layer.tar"
     # Offline (no hub, no usage reports), and a 1 GiB KV cache: vLLM's CPU default would take
-    # a share of the machine's memory, not of the pod's limit.
+    # a share of the machine's memory, not of the pod's limit. The model worker runs inside the
+    # engine-core process (as aiconn/devstack/vllm.py runs vLLM on the host): in a process of
+    # its own it busy-polls a shared-memory queue for a second after every step, 1.39 cores for
+    # one request at a time against 0.55 here.
     umoci config --image "$work/vllm/oci:$VLLM_TAG" \
       --config.user=65532:65532 --config.workingdir=/tmp \
       --config.entrypoint=vllm --config.cmd=serve \
       --config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       --config.env=HF_HUB_OFFLINE=1 --config.env=VLLM_CPU_KVCACHE_SPACE=1 \
       --config.env=VLLM_NO_USAGE_STATS=1 --config.env=DO_NOT_TRACK=1 \
+      --config.env=VLLM_ENABLE_V1_MULTIPROCESSING=0 \
       --config.env=PYTHONDONTWRITEBYTECODE=1 --config.env=PYTHONUNBUFFERED=1
     pack "$work/vllm/oci" "$archive"
   fi
