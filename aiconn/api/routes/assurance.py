@@ -77,10 +77,8 @@ def assurance_report(sla: ReadableSLA) -> AssuranceReport:
         name=sla.name,
         goals=[
             AssuranceGoal(
-                objective=g.objective,
-                goal_percent=g.goal_percent,
-                observed_percent=g.observed_percent,
-                predicted_percent=g.predicted_percent,
+                # The objective, its goal and its percentages as the loop wrote them.
+                **g.model_dump(include=set(AssuranceGoal.model_fields)),
                 observed_fulfilment=_state(g.observed_percent, g.goal_percent),
                 predicted_fulfilment=_state(g.predicted_percent, g.goal_percent),
             )
