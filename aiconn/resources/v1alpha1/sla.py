@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from aiconn.resources.v1alpha1.assurance import AssuranceStatus
-from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
+from aiconn.resources.v1alpha1.meta import (
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    CamelModel,
+    Condition,
+    cel,
+    validations,
+    with_rules,
+)
 from aiconn.resources.v1alpha1.slice import AllowedSource
 
 DTYPE_BYTES: dict[str, float] = {
@@ -294,13 +302,9 @@ class AIInferenceSLASpec(CamelModel):
         ),
     )
 
-    tenant: str | None = Field(
-        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    )
+    tenant: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Tenant that owns the SLA and its wallet; defaults to the namespace."""
-    offer: str | None = Field(
-        default=None, max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
-    )
+    offer: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     """AIInferenceOffer (cluster-scoped, the provider's) this SLA buys under: prices, plan, credits, rate ceilings, slice profiles and tiers come from it; see aiconn.sla.offer."""
     model: ModelSpec
     """The model to serve."""

@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
+from aiconn.resources.v1alpha1.meta import (
+    DNS_LABEL_PATTERN,
+    CamelModel,
+    Condition,
+    cel,
+    validations,
+    with_rules,
+)
 
 
 class SliceServiceType(IntEnum):
@@ -44,9 +51,7 @@ class AllowedSource(CamelModel):
             "set exactly one of namespace or cidr",
         )
     )
-    namespace: str | None = Field(
-        default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
-    )
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
     """A namespace whose pods may connect."""
     cidr: str | None = Field(
         default=None,
