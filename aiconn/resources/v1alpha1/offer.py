@@ -35,6 +35,7 @@ from aiconn.resources.v1alpha1.sla import (
     RateLimit,
     Window,
 )
+from aiconn.resources.v1alpha1.slice import SD_PATTERN, FiveQi, Sst
 
 PROVIDER_OWNED: dict[str, str] = {
     "spec.tokens": "built from the offer",
@@ -275,11 +276,11 @@ class SliceProfile(CamelModel):
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Profile name."""
-    sst: int = Field(ge=0, le=255)
+    sst: Sst
     """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
+    sd: str | None = Field(default=None, pattern=SD_PATTERN)
     """S-NSSAI Slice Differentiator, 6 hex digits."""
-    five_qi: int = Field(ge=1, le=255, alias="fiveQI")
+    five_qi: FiveQi = Field(alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
 
 

@@ -24,7 +24,7 @@ from aiconn.resources.v1alpha1.meta import (
     validations,
     with_rules,
 )
-from aiconn.resources.v1alpha1.slice import AllowedSource
+from aiconn.resources.v1alpha1.slice import SD_PATTERN, AllowedSource, FiveQi, Sst
 
 DTYPE_BYTES: dict[str, float] = {
     "bfloat16": 2.0,
@@ -128,11 +128,11 @@ class NetworkSpec(CamelModel):
     )
     rtt_budget_ms: int = Field(ge=1, le=10000)
     """Largest network round trip the tenant accepts, in milliseconds."""
-    sst: int = Field(default=1, ge=0, le=255)
+    sst: Sst = 1
     """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)
+    sd: str | None = Field(default=None, pattern=SD_PATTERN, max_length=6)
     """S-NSSAI Slice Differentiator, 6 hex digits."""
-    five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
+    five_qi: FiveQi = Field(default=9, alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
     guaranteed_mbps: int = Field(default=0, ge=0, le=100000)
     """Guaranteed bandwidth in Mbit/s."""
