@@ -11,14 +11,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import (
-    DNS_SUBDOMAIN_PATTERN,
-    CamelModel,
-    cel,
-    once_each,
-    validations,
-    with_rules,
-)
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_SUBDOMAIN_PATTERN
 
 UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
 

@@ -16,14 +16,6 @@ GROUP = "aiconn.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-"""An RFC 1123 DNS label, as Kubernetes names a namespace: the spelling of tenants, tiers and
-model classes too, so each can be a label value or part of an object name (63 characters at most)."""
-
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
-"""An RFC 1123 DNS subdomain, as Kubernetes names most objects (an offer, for one; 253
-characters at most)."""
-
 
 class CamelModel(BaseModel):
     """A model whose JSON names are camelCase, as Kubernetes resources spell them."""

@@ -18,14 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import MaintenanceTerms
-from aiconn.resources.v1alpha1.meta import (
-    DNS_LABEL_PATTERN,
-    CamelModel,
-    cel,
-    once_each,
-    validations,
-    with_rules,
-)
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 from aiconn.resources.v1alpha1.prices import PRICE_CHANGES_RULES, PriceChange
 from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.resources.v1alpha1.sla import (

@@ -12,14 +12,8 @@ from datetime import UTC, datetime
 from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import UTC_MINUTE_PATTERN
-from aiconn.resources.v1alpha1.meta import (
-    DNS_LABEL_PATTERN,
-    CamelModel,
-    cel,
-    once_each,
-    validations,
-    with_rules,
-)
+from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 
 
 class ClassPrice(CamelModel):

@@ -15,15 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from aiconn.resources.v1alpha1.assurance import AssuranceStatus
-from aiconn.resources.v1alpha1.meta import (
-    DNS_LABEL_PATTERN,
-    DNS_SUBDOMAIN_PATTERN,
-    CamelModel,
-    Condition,
-    cel,
-    validations,
-    with_rules,
-)
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from aiconn.resources.v1alpha1.slice import SD_PATTERN, AllowedSource, FiveQi, Sst
 
 DTYPE_BYTES: dict[str, float] = {

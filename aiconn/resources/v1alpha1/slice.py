@@ -12,14 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import (
-    DNS_LABEL_PATTERN,
-    CamelModel,
-    Condition,
-    cel,
-    validations,
-    with_rules,
-)
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 
 Sst = Annotated[int, Field(ge=0, le=255)]
 """The S-NSSAI's Slice/Service Type: one octet, 128-255 operator-specific (TS 23.003 28.4.2)."""

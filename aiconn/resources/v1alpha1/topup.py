@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from aiconn.resources.v1alpha1.meta import DNS_LABEL_PATTERN, CamelModel, Condition, cel, with_rules
+from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 
 MAX_TOKENS = 10**15
 """The most tokens one top-up may add."""
