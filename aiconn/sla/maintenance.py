@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiconn.resources.v1alpha1.maintenance import MaintenanceWindowSpec
 from aiconn.sla.periods import ceil_minute
+from aiconn.sla.timestamps import parse_iso
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,4 +92,4 @@ def excused_minutes(
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    return parse_iso(text).astimezone(UTC)

@@ -23,6 +23,7 @@ from typing import Any
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec, SliceProfile
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, CreditTier, RateLimit, TokensSpec
 from aiconn.sla.prices import NoticeProblem, notice_problems, price_at, price_notice
+from aiconn.sla.timestamps import parse_iso
 
 
 def admitted_offer(body: Mapping[str, Any]) -> AIInferenceOfferSpec:
@@ -47,9 +48,7 @@ def offer_notice_problems(
     return notice_problems(
         offer.price_changes,
         notice=price_notice(offer.price_notice_days),
-        announced=None
-        if not created
-        else datetime.fromisoformat(str(created).replace("Z", "+00:00")).astimezone(UTC),
+        announced=None if not created else parse_iso(str(created)).astimezone(UTC),
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -36,6 +35,7 @@ from aiconn.sla.evidence import (
     sha256_of,
     verdict_counts,
 )
+from aiconn.sla.timestamps import parse_iso
 
 SETTLED = "Settled"
 HELD = "HeldForReview"
@@ -197,8 +197,8 @@ def _verify(document: Mapping[str, Any], sha256: str, ledger: LedgerFigures | No
     decided = document["decided"]
 
     minutes = verdict_counts(document["verdicts"]["minutes"])
-    start = datetime.fromisoformat(period["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(period["end"].replace("Z", "+00:00"))
+    start = parse_iso(period["start"])
+    end = parse_iso(period["end"])
     check("period minutes", int((end - start).total_seconds()) // 60, sum(minutes.values()))
     for verdict in Verdict:
         check(f"{verdict} minutes", counts["minutes"].get(str(verdict), 0), minutes[verdict])

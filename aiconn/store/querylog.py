@@ -16,6 +16,7 @@ from typing import Any
 
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evidence import QueryRecord, result_sha256
+from aiconn.sla.timestamps import iso_z
 from aiconn.store.prometheus import QueryClient
 
 
@@ -103,4 +104,4 @@ def _by_sla(result: Any) -> dict[tuple[str | None, str | None], list[Any]]:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    return iso_z(datetime.fromtimestamp(timestamp, UTC))

@@ -170,8 +170,9 @@ def test_an_sla_turned_away_for_want_of_room_is_placed_once_room_frees(
 def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     k8s: Any, namespace: str, operator: KopfRunner, nodes: Nodes
 ) -> None:
-    edge = nodes.add("edge", "de-muc-edge-01", 2)
-    nodes.add("regional", "fr-par-dc-01", 8)
+    home, away = ("edge", "de-muc-edge-01"), ("regional", "fr-par-dc-01")
+    edge = nodes.add(*home, 2)
+    nodes.add(*away, 8)
     moving = edge_or_regional("moving", replicas=1)
     moving["spec"]["placement"]["sites"] = ["de-muc-edge-01", "fr-par-dc-01"]
     create(k8s, namespace, moving)
@@ -181,13 +182,10 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
         ),
         what="the first placement in the history",
     )
-    assert where(k8s, namespace, "moving") == ("edge", "de-muc-edge-01")
+    assert where(k8s, namespace, "moving") == home
 
     nodes.set_ready(edge, False)
-    eventually(
-        lambda: where(k8s, namespace, "moving") == ("regional", "fr-par-dc-01"),
-        what="failed over to regional",
-    )
+    eventually(lambda: where(k8s, namespace, "moving") == away, what="failed over to regional")
     pods = eventually(
         lambda: [
             p
@@ -201,7 +199,7 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     )
     assert pods
     failover = status_of(k8s, namespace, "moving")["assurance"]["failover"]
-    assert (failover["fromTier"], failover["fromSite"]) == ("edge", "de-muc-edge-01")
+    assert (failover["fromTier"], failover["fromSite"]) == home
     assert "has no Ready node with room" in failover["reason"]
     eventually(lambda: events(k8s, namespace, "moving", "FailedOver"), what="a FailedOver event")
     rejected = {
@@ -222,11 +220,11 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
         lambda: status_of(k8s, namespace, "moving").get("observedGeneration") == 2,
         what="the edit reconciled",
     )
-    assert where(k8s, namespace, "moving") == ("regional", "fr-par-dc-01")
+    assert where(k8s, namespace, "moving") == away
 
     nodes.set_ready(edge, True)
     eventually(
-        lambda: where(k8s, namespace, "moving") == ("edge", "de-muc-edge-01"),
+        lambda: where(k8s, namespace, "moving") == home,
         what="back on edge after the stabilisation time",
     )
     status = status_of(k8s, namespace, "moving")
@@ -234,11 +232,7 @@ def test_a_site_whose_nodes_go_not_ready_fails_over_and_comes_back_once_stable(
     assert events(k8s, namespace, "moving", "HomeHealthy")
     eventually(lambda: events(k8s, namespace, "moving", "FailedBack"), what="a FailedBack event")
     moves = [(h["tier"], h["site"]) for h in status["assurance"]["placementHistory"]]
-    assert moves == [
-        ("edge", "de-muc-edge-01"),
-        ("regional", "fr-par-dc-01"),
-        ("edge", "de-muc-edge-01"),
-    ]
+    assert moves == [home, away, home]
     actions = status["assurance"]["actions"]
     assert [a["action"] for a in actions] == ["FailOver", "FailBack"]
     # Each move weighed the capacity's cost against the credit (none measured yet: 0), exactly.

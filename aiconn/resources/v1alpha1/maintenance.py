@@ -12,8 +12,8 @@ from typing import Annotated
 from pydantic import Field
 
 from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_SUBDOMAIN_PATTERN
 
-OFFER_NAME_PATTERN = r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
 UTC_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$"
 
 
@@ -40,7 +40,7 @@ class MaintenanceWindowSpec(CamelModel):
     """First excused minute, RFC 3339 in UTC on a whole minute, e.g. 2026-03-14T01:00:00Z."""
     end: str = Field(pattern=UTC_MINUTE_PATTERN, max_length=20)
     """End of the window (exclusive), RFC 3339 in UTC on a whole minute."""
-    offers: list[Annotated[str, Field(max_length=253, pattern=OFFER_NAME_PATTERN)]] = Field(
+    offers: list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] = Field(
         min_length=1,
         max_length=64,
         json_schema_extra=validations(once_each("offers must not repeat an offer")),

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import MaintenanceTerms
 from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 from aiconn.resources.v1alpha1.prices import PRICE_CHANGES_RULES, PriceChange
 from aiconn.resources.v1alpha1.servicehours import ServiceHours
 from aiconn.resources.v1alpha1.sla import (
@@ -28,8 +29,7 @@ from aiconn.resources.v1alpha1.sla import (
     RateLimit,
     Window,
 )
-
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+from aiconn.resources.v1alpha1.slice import SD_PATTERN, FiveQi, Sst
 
 PROVIDER_OWNED: dict[str, str] = {
     "spec.tokens": "built from the offer",
@@ -64,7 +64,7 @@ class CatalogueModel(CamelModel):
 class ModelClassPrice(CamelModel):
     """A class of models, named by the provider, and the price of a million tokens of it."""
 
-    name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Class name shown on statements, e.g. small or large."""
     models: list[CatalogueModel] = Field(
         min_length=1,
@@ -128,7 +128,7 @@ UNITS_PER_MILLION_TOKENS = 1_000_000
 class ExchangeRate(CamelModel):
     """How many plan units a million tokens of one model class cost."""
 
-    model_class: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    model_class: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
     """A class of the offer's modelClasses."""
     units_per_million_tokens: int = Field(ge=1, le=10**12)
     """Plan units one million tokens of the class cost (1000000: one unit per token; a large
@@ -268,13 +268,13 @@ class TokenPlan(CamelModel):
 class SliceProfile(CamelModel):
     """A network slice profile the provider offers; its SST and 5QI decide the pods' priority."""
 
-    name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Profile name."""
-    sst: int = Field(ge=0, le=255)
+    sst: Sst
     """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
+    sd: str | None = Field(default=None, pattern=SD_PATTERN)
     """S-NSSAI Slice Differentiator, 6 hex digits."""
-    five_qi: int = Field(ge=1, le=255, alias="fiveQI")
+    five_qi: FiveQi = Field(alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
 
 
@@ -340,7 +340,7 @@ class AIInferenceOfferSpec(CamelModel):
     """Slice profiles an SLA may choose by SST and 5QI; the first is the default."""
     slice_manager: SliceManager | None = None
     """Slice manager for SLAs with backend nsmf; without it, backend nsmf is not offered."""
-    allowed_tiers: list[Annotated[str, Field(max_length=63, pattern=NAME_PATTERN)]] = Field(
+    allowed_tiers: list[Annotated[str, Field(max_length=63, pattern=DNS_LABEL_PATTERN)]] = Field(
         min_length=1, max_length=16
     )
     """InferenceTiers an SLA of this offer may be placed on (auto chooses among them)."""

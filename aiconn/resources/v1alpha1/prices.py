@@ -13,14 +13,13 @@ from pydantic import Field, model_validator
 
 from aiconn.resources.v1alpha1.maintenance import UTC_MINUTE_PATTERN
 from aiconn.resources.v1alpha1.meta import CamelModel, cel, once_each, validations, with_rules
-
-CLASS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 
 
 class ClassPrice(CamelModel):
     """A model class's new price in a price change."""
 
-    model_class: str = Field(max_length=63, pattern=CLASS_NAME_PATTERN)
+    model_class: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN)
     """The class, by modelClasses[].name."""
     price_per_million_tokens: float = Field(ge=0, le=1_000_000)
     """Price of one million tokens of the class from the change on, in the offer's currency."""

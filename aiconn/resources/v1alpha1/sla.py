@@ -16,7 +16,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from aiconn.resources.v1alpha1.assurance import AssuranceStatus
 from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
-from aiconn.resources.v1alpha1.slice import AllowedSource
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
+from aiconn.resources.v1alpha1.slice import SD_PATTERN, AllowedSource, FiveQi, Sst
 
 DTYPE_BYTES: dict[str, float] = {
     "bfloat16": 2.0,
@@ -120,11 +121,11 @@ class NetworkSpec(CamelModel):
     )
     rtt_budget_ms: int = Field(ge=1, le=10000)
     """Largest network round trip the tenant accepts, in milliseconds."""
-    sst: int = Field(default=1, ge=0, le=255)
+    sst: Sst = 1
     """S-NSSAI Slice/Service Type: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)
+    sd: str | None = Field(default=None, pattern=SD_PATTERN, max_length=6)
     """S-NSSAI Slice Differentiator, 6 hex digits."""
-    five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
+    five_qi: FiveQi = Field(default=9, alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
     guaranteed_mbps: int = Field(default=0, ge=0, le=100000)
     """Guaranteed bandwidth in Mbit/s."""
@@ -294,13 +295,9 @@ class AIInferenceSLASpec(CamelModel):
         ),
     )
 
-    tenant: str | None = Field(
-        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    )
+    tenant: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
     """Tenant that owns the SLA and its wallet; defaults to the namespace."""
-    offer: str | None = Field(
-        default=None, max_length=253, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
-    )
+    offer: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     """AIInferenceOffer (cluster-scoped, the provider's) this SLA buys under: prices, plan, credits, rate ceilings, slice profiles and tiers come from it; see aiconn.sla.offer."""
     model: ModelSpec
     """The model to serve."""

@@ -13,6 +13,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, validations, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
+
+Sst = Annotated[int, Field(ge=0, le=255)]
+"""The S-NSSAI's Slice/Service Type: one octet, 128-255 operator-specific (TS 23.003 28.4.2)."""
+SD_PATTERN = r"^[0-9A-Fa-f]{6}$"
+"""The S-NSSAI's Slice Differentiator: three octets, written as 6 hex digits."""
+FiveQi = Annotated[int, Field(ge=1, le=255)]
+"""A 5G QoS Identifier (TS 23.501 table 5.7.4-1)."""
 
 
 class SliceServiceType(IntEnum):
@@ -44,9 +52,7 @@ class AllowedSource(CamelModel):
             "set exactly one of namespace or cidr",
         )
     )
-    namespace: str | None = Field(
-        default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
-    )
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
     """A namespace whose pods may connect."""
     cidr: str | None = Field(
         default=None,
@@ -83,11 +89,11 @@ class NetworkSliceSpec(CamelModel):
             ".nsmf",
         )
     )
-    sst: int = Field(ge=0, le=255)
+    sst: Sst
     """Slice/Service Type of the S-NSSAI: 1 eMBB, 2 URLLC, 3 MIoT, 4 V2X, 5 HMTC; 128-255 operator-specific."""
-    sd: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$", max_length=6)
+    sd: str | None = Field(default=None, pattern=SD_PATTERN, max_length=6)
     """Slice Differentiator of the S-NSSAI: 6 hex digits (FFFFFF means none)."""
-    five_qi: int = Field(default=9, ge=1, le=255, alias="fiveQI")
+    five_qi: FiveQi = Field(default=9, alias="fiveQI")
     """5G QoS Identifier (TS 23.501 table 5.7.4-1): 9 best effort, 80 low-latency eMBB, 82-85 delay-critical."""
     d_l_latency: int = Field(ge=1, le=10000, alias="dLLatency")
     """Downlink latency budget in milliseconds."""

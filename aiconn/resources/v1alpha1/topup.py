@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from aiconn.resources.v1alpha1.meta import CamelModel, Condition, cel, with_rules
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 
 MAX_TOKENS = 10**15
 """The most tokens one top-up may add."""
@@ -30,9 +31,7 @@ class TopUpSpec(CamelModel):
     """Why (an order number, a campaign), kept with the ledger transfer."""
     requested_by: str = Field(min_length=1, max_length=512)
     """Who asks: must be the creating user's own name (request.userInfo.username), which the aiconn-topup-requested-by admission policy checks."""
-    tenant: str | None = Field(
-        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    )
+    tenant: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
     """The spec.tenant of an AIInferenceSLA in this namespace whose wallet to credit; the namespace's own wallet when unset."""
 
 
