@@ -114,10 +114,12 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _aware_time(text: str) -> datetime:
     """An RFC 3339 time with its zone, in UTC (argparse prints the reason with the option)."""
-    from datetime import UTC, datetime
+    from datetime import UTC
+
+    from aiconn.sla.timestamps import parse_iso
 
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parse_iso(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from err
     if parsed.tzinfo is None:
@@ -202,8 +204,7 @@ def _evidence_from_ledger(
     args: argparse.Namespace,
 ) -> tuple[dict[str, Any], str, LedgerFigures | None]:
     """The evidence of `--sla NAMESPACE/NAME` (or `--uid`) for `--period`, read from the ledger."""
-    from datetime import UTC, datetime
-
+    from aiconn.sla.timestamps import as_utc, parse_iso
     from aiconn.sla.verify import LedgerFigures
     from aiconn.store.ledger import Ledger
 
@@ -211,8 +212,7 @@ def _evidence_from_ledger(
         raise ValueError("without FILE, give --ledger, --sla NAMESPACE/NAME and --period")
     namespace, name = args.sla.split("/", 1)
     text = f"{args.period}-01T00:00:00" if len(args.period) == 7 else args.period
-    start = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    start = as_utc(parse_iso(text))
     ledger = Ledger.open(args.ledger)
     try:
         found = [

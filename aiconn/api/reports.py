@@ -35,6 +35,7 @@ from aiconn.sla.credits import (
 )
 from aiconn.sla.periods import Period, current_period, period_containing
 from aiconn.sla.terms import PeriodTerms
+from aiconn.sla.timestamps import as_utc
 from aiconn.store.ledger import Ledger
 
 CURRENT = "current"
@@ -128,7 +129,7 @@ def _parse_start(text: str) -> datetime:
     # A start without an offset means UTC, the time zone every period is defined in. An offset
     # can carry a start at the calendar's edge past it (0001-01-01T00:00+23:59 is year 0 in UTC).
     try:
-        start = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        start = as_utc(parsed)
     except OverflowError as err:
         raise PeriodError(f"period {text!r} is out of range in UTC; use {_ACCEPTED}") from err
     if start.year < 1970:

@@ -51,6 +51,7 @@ from aiconn.resources.v1alpha1.kinds import SLA
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla.periods import Period, ceil_minute, period_containing
+from aiconn.sla.timestamps import parse_iso
 
 SAMPLE = stack.ROOT / "manifests" / "samples" / "sla-edge-urllc.yaml"
 PERIOD = "4m"
@@ -378,7 +379,7 @@ def _tampered(ledger_url: str, sla_uid: str, period_start: str) -> Iterator[None
     from aiconn.store.ledger import Ledger
     from aiconn.store.schema import EvidenceRow
 
-    start = dt.datetime.fromisoformat(period_start.replace("Z", "+00:00"))
+    start = parse_iso(period_start)
     query = select(EvidenceRow).where(
         EvidenceRow.sla_uid == sla_uid, EvidenceRow.period_start == start
     )

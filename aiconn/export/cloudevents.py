@@ -17,12 +17,13 @@ import heapq
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from aiconn.sla.timestamps import as_utc, iso_z
 from aiconn.store.ledger import Ledger
 from aiconn.store.schema import SettlementRow, TransferRow
 
@@ -72,12 +73,8 @@ class Page:
 
 
 def _time(at: datetime) -> str:
-    return (
-        (at if at.tzinfo else at.replace(tzinfo=UTC))
-        .astimezone(UTC)
-        .isoformat()
-        .replace("+00:00", "Z")
-    )
+    """`at` in RFC 3339 with `Z`; the ledger's naive datetimes are UTC."""
+    return iso_z(as_utc(at))
 
 
 def _decimal(value: float | None) -> str | None:

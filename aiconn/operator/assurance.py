@@ -56,7 +56,7 @@ from aiconn.resources.v1alpha1.assurance import HISTORY_LENGTH
 from aiconn.resources.v1alpha1.kinds import SLA, TIER
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
-from aiconn.sla.timestamps import iso_seconds
+from aiconn.sla.timestamps import iso_seconds, parse_iso
 
 if TYPE_CHECKING:
     from aiconn.store.prometheus import QueryClient
@@ -424,7 +424,7 @@ def unschedulable_since(pods: Sequence[Mapping[str, Any]]) -> datetime | None:
     """Since when the earliest of `pods` the scheduler could not place has been so; None when
     all were placed (or none was tried: no scheduler has looked at them yet)."""
     moments = [
-        datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00"))
+        parse_iso(cond["lastTransitionTime"])
         for cond in map(unschedulable, pods)
         if cond is not None and cond.get("lastTransitionTime")
     ]

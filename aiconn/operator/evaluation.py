@@ -99,7 +99,7 @@ from aiconn.sla.prices import PriceVersion, plan_at, price_at
 from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.sli import Occurrences, classify_minutes
 from aiconn.sla.terms import PeriodTerms
-from aiconn.sla.timestamps import iso_seconds
+from aiconn.sla.timestamps import iso_seconds, parse_iso
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource, SLATarget, SourceUnavailable
@@ -180,7 +180,7 @@ class SLARef:
             uid=meta["uid"],
             namespace=meta["namespace"],
             name=meta["name"],
-            created=datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")),
+            created=parse_iso(meta["creationTimestamp"]),
             spec=AIInferenceSLASpec.model_validate(body.get("spec") or {}),
             status=body.get("status") or {},
             resource_version=meta.get("resourceVersion"),
