@@ -18,12 +18,11 @@ from prometheus_client import CollectorRegistry
 from aiconn.api.auth import Authorizer, Caller
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import SLA, SLAReader
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN, STRICT_DNS_SUBDOMAIN_PATTERN
 from aiconn.sla.accounting import Settlement
 from aiconn.sla.periods import Period
 from aiconn.store.ledger import Ledger
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 NOT_FOUND = "not found"
 
 
@@ -110,7 +109,7 @@ NamespaceName = Annotated[
     Path(
         min_length=1,
         max_length=63,
-        pattern=DNS_LABEL,
+        pattern=DNS_LABEL_PATTERN,
         description="Namespace of the SLA (a DNS label).",
     ),
 ]
@@ -119,7 +118,7 @@ SLAName = Annotated[
     Path(
         min_length=1,
         max_length=253,
-        pattern=DNS_SUBDOMAIN,
+        pattern=STRICT_DNS_SUBDOMAIN_PATTERN,
         description="Name of the AIInferenceSLA (a DNS subdomain).",
     ),
 ]

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import ValidationError
 
-from aiconn.api.deps import DNS_SUBDOMAIN, FleetCaller, Parts, ReadableSLA, not_found
+from aiconn.api.deps import FleetCaller, Parts, ReadableSLA, not_found
 from aiconn.api.models import (
     PlanPriceVersionOut,
     PriceHistory,
@@ -28,6 +28,7 @@ from aiconn.api.models import (
 from aiconn.api.routes.responses import NOC, TENANT
 from aiconn.api.slas import SLAReader
 from aiconn.planning import PlanPrice, price_month, price_plan
+from aiconn.resources.v1alpha1.names import STRICT_DNS_SUBDOMAIN_PATTERN
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.sla.credits import exact_decimal
 from aiconn.sla.offer import admitted_offer, offer_notice_problems
@@ -36,7 +37,7 @@ from aiconn.sla.prices import history, plan_at, price_at
 
 router = APIRouter(tags=["prices"])
 
-OfferName = Annotated[str, Path(max_length=253, pattern=DNS_SUBDOMAIN)]
+OfferName = Annotated[str, Path(max_length=253, pattern=STRICT_DNS_SUBDOMAIN_PATTERN)]
 
 
 def _offer(reader: SLAReader, name: str) -> tuple[dict[str, Any], AIInferenceOfferSpec]:

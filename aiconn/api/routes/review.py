@@ -18,7 +18,6 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import Field
 
 from aiconn.api.deps import (
-    DNS_SUBDOMAIN,
     CurrentCaller,
     NamespaceName,
     Parts,
@@ -26,6 +25,7 @@ from aiconn.api.deps import (
 )
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import WITH_BODY, problem
+from aiconn.resources.v1alpha1.names import STRICT_DNS_SUBDOMAIN_PATTERN
 from aiconn.sla.accounting import NotHeld, Settlement
 from aiconn.sla.timestamps import as_utc
 from aiconn.store.ledger import release_held
@@ -43,7 +43,12 @@ router = APIRouter(
 
 SLANameInPath = Annotated[
     str,
-    Path(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="The SLA's name."),
+    Path(
+        min_length=1,
+        max_length=253,
+        pattern=STRICT_DNS_SUBDOMAIN_PATTERN,
+        description="The SLA's name.",
+    ),
 ]
 
 

@@ -17,6 +17,7 @@ from pydantic import Field
 from aiconn.api.deps import CurrentCaller, NamespaceName, Parts
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import WITH_BODY, problem
+from aiconn.resources.v1alpha1.names import DNS_LABEL_PATTERN
 from aiconn.resources.v1alpha1.topup import MAX_TOKENS
 from aiconn.sla.topups import TopUpConflict, top_up
 from aiconn.sla.wallets import wallet_owner
@@ -41,9 +42,7 @@ class TopUpRequest(ApiModel):
     """Chosen by the caller, unique per top-up: a retry with it never pays twice."""
     note: str = Field(min_length=1, max_length=1024, pattern=r"\S")
     """Why (an order number, a campaign), kept with the transfer."""
-    tenant: str | None = Field(
-        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-    )
+    tenant: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
     """The SLA `spec.tenant` whose wallet to credit; the namespace's own wallet when unset."""
 
 
