@@ -36,9 +36,10 @@ from aiconn.devstack.node import (
 )
 from aiconn.devstack.processes import ProcessGroup, StackError, cache_dir, stop_recorded, wait_until
 from aiconn.devstack.tiernodes import KWOK_ANNOTATION, KWOK_MANAGED, simulated_nodes
+from aiconn.devstack.toolpins import TOOLS, pinned
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
-KWOK_VERSION = "0.8.0"
+KWOK_VERSION = pinned(TOOLS / "kwok" / "build.sh", "KWOK_VERSION")
 # Pod addresses KWOK hands out: inside the pod range, apart from the real node's subnet.
 KWOK_POD_CIDR = "198.18.64.0/18"
 # For pods that run: Service endpoints, the CA ConfigMap their token volumes mount, volume

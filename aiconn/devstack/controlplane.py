@@ -28,8 +28,9 @@ from aiconn.devstack.processes import (
     http_ok,
     wait_until,
 )
+from aiconn.devstack.toolpins import TOOLS, pinned
 
-K8S_VERSION = "1.37.2"
+K8S_VERSION = pinned(TOOLS / "k8s" / "build.sh", "K8S_VERSION")
 SERVICE_RANGE = "198.19.0.0/16"
 # The `kubernetes` Service's ClusterIP: the first address of the range, named in the certificate.
 KUBERNETES_SERVICE_IP = "198.19.0.1"

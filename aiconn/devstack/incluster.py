@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import functools
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +52,7 @@ from aiconn.devstack.podmonitor import POD_MONITOR, scrape_configs
 from aiconn.devstack.processes import StackError, cache_dir
 from aiconn.devstack.prometheus import PrometheusServer, prometheus3_binary
 from aiconn.devstack.stack import ROOT, say
+from aiconn.devstack.toolpins import pinned
 from aiconn.devstack.vllm import make_tiny_model, vllm_python
 from aiconn.inference import workload
 from aiconn.inference.placement import default_tiers
@@ -90,11 +90,9 @@ MONITORING = "monitoring"
 
 def kustomize_binary() -> Path:
     """The binary tools/kustomize/build.sh builds, at the version pinned there."""
-    version = re.search(r"^KUSTOMIZE_VERSION=(\S+)$", KUSTOMIZE_SCRIPT.read_text(), re.M)
-    if not version:
-        raise StackError(f"no KUSTOMIZE_VERSION in {KUSTOMIZE_SCRIPT}")
+    version = pinned(KUSTOMIZE_SCRIPT, "KUSTOMIZE_VERSION")
     cache = cache_dir()
-    binary = cache / "kustomize" / version.group(1) / "kustomize"
+    binary = cache / "kustomize" / version / "kustomize"
     if not os.access(binary, os.X_OK):
         raise StackError(f"kustomize is not built: run `bash {KUSTOMIZE_SCRIPT}` (make kustomize)")
     return binary

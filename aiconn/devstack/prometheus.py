@@ -31,6 +31,7 @@ from aiconn.devstack.processes import (
     http_ok,
     wait_until,
 )
+from aiconn.devstack.toolpins import TOOLS, pinned
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ class ScrapeTarget:
     """Scrape over HTTPS, verifying the target's certificate against this CA bundle."""
 
 
-PROMETHEUS3_VERSION = "3.16.0"
-PROMETHEUS3_BUILD = "k8s"
-"""Its build's service discovery beside file and HTTP (`tools/prometheus/build.sh`)."""
+PROMETHEUS3_SCRIPT = TOOLS / "prometheus" / "build.sh"
+PROMETHEUS3_VERSION = pinned(PROMETHEUS3_SCRIPT, "PROM_VERSION")
+PROMETHEUS3_BUILD = pinned(PROMETHEUS3_SCRIPT, "PROM_SD")
+"""Its build's service discovery beside file and HTTP."""
 
 
 def prometheus_binary() -> Path:

