@@ -10,7 +10,8 @@ CACHE := $(or $(AICONN_CACHE),$(HOME)/.cache/aiconn)
 # uv installs the project's environment (about 10 s against pip's 45 from a warm cache, the same
 # versions resolved); it lives in a tools environment of its own in the cache.
 UV_VERSION := 0.13.9
-UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
+UV_ENV := $(CACHE)/uv-$(UV_VERSION)
+UV := $(UV_ENV)/bin/uv
 
 .PHONY: demo test test-fast lint deps system-deps controlplane kwok prometheus3 images cluster \
 	kustomize vllm sloth crds \
@@ -22,8 +23,8 @@ $(STAMP): pyproject.toml | $(UV)
 	touch $(STAMP)
 
 $(UV):
-	$(PY) -m venv $(CACHE)/uv-$(UV_VERSION)
-	$(CACHE)/uv-$(UV_VERSION)/bin/pip install -q 'uv==$(UV_VERSION)'
+	$(PY) -m venv $(UV_ENV)
+	$(UV_ENV)/bin/pip install -q 'uv==$(UV_VERSION)'
 
 deps: $(STAMP)
 
