@@ -21,7 +21,7 @@ from aiconn.inference import workload
 from aiconn.inference.assurance import held_off
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
-from aiconn.kube import KINDS
+from aiconn.kube import KINDS, Conflict
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.desired import apply_children, render_children
@@ -329,11 +329,36 @@ async def refresh_readiness(
     *,
     sla: Mapping[str, Any] | None = None,
     deployment: Mapping[str, Any] | None = None,
+    attempts: int = 5,
 ) -> dict[str, Any] | None:
     """Recompute the readiness conditions after a child changed; None when nothing changed.
 
     `sla` and `deployment` are the objects as the caller has them from the API server just now
-    (a write's answer, a watch event), read here when not given."""
+    (a write's answer, a watch event), read here when not given.
+
+    The conditions are judged on the children as read, so a write that conflicts (another
+    writer changed the SLA since it was read) is judged again on everything read afresh, never
+    re-applied: the other writer may have judged a newer state of a child (a watch event
+    handled meanwhile), and putting this older judgement over it would leave the SLA in a phase
+    no later event corrects."""
+    for _ in range(max(attempts, 1)):
+        try:
+            return await _refresh_once(kube, namespace, sla_name, sla=sla, deployment=deployment)
+        except Conflict:
+            sla = deployment = None
+    raise Conflict(reason=f"{SLA.kind} {namespace}/{sla_name} kept changing; readiness not written")
+
+
+async def _refresh_once(
+    kube: KubeApi,
+    namespace: str,
+    sla_name: str,
+    *,
+    sla: Mapping[str, Any] | None,
+    deployment: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """One judgement of readiness and its write on the version of the SLA it was judged with
+    (Conflict when that version is no longer the current one)."""
     if sla is None:
         sla = await kube.get(SLA.kind, sla_name, namespace)
     if sla is None or (sla.get("status") or {}).get("phase") in UNSERVED_PHASES:
@@ -355,17 +380,19 @@ async def refresh_readiness(
         generation=status.get("observedGeneration"),
         health=status,
     )
-
-    def phase_of(obj: Mapping[str, Any]) -> dict[str, Any]:
-        # An edit that could not be placed keeps its phase (EditUnplaceable) while generation 1
-        # serves. Judged on the object each patch applies to: a reconcile that wrote the pending
-        # edit after `sla` was read makes the patch conflict, and the retry must keep its phase.
-        current = obj.get("status") or {}
-        return {"phase": (current.get("phase") or phase) if current.get("pending") else phase}
-
+    # An edit that could not be placed keeps its phase (EditUnplaceable) while generation 1
+    # serves.
+    if status.get("pending"):
+        phase = status.get("phase") or phase
     old = status.get("conditions", [])
-    if phase_of(sla)["phase"] == status.get("phase") and merge(old, conds) == old:
+    if phase == status.get("phase") and merge(old, conds) == old:
         return None
     return await kube.update_status(
-        SLA.kind, sla_name, namespace, fields=phase_of, conditions=conds, current=sla
+        SLA.kind,
+        sla_name,
+        namespace,
+        fields={"phase": phase},
+        conditions=conds,
+        current=sla,
+        attempts=1,
     )

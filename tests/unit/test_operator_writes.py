@@ -325,3 +325,85 @@ def test_a_reconcile_writes_only_fields_of_the_typed_status() -> None:
         Outcome(status={"phase": "Ready", "inForce": 1})
     with pytest.raises(ValidationError):
         Outcome(status={"observedGeneration": "two"})
+
+
+def test_a_readiness_write_that_conflicts_is_judged_again_on_children_read_afresh() -> None:
+    """Two refreshes race: one judged the Deployment before its pods were available, the other
+    after, and wrote Ready first. The older one's write conflicts; it must judge again on the
+    children as they are now, not put its older judgement (Provisioning) over Ready: no later
+    event of the Deployment would correct it."""
+    from aiconn.inference import workload
+    from aiconn.kube import Conflict
+    from aiconn.operator.conditions import merge
+    from aiconn.operator.kubeapi import KubeApi
+    from aiconn.operator.reconcile import readiness, refresh_readiness
+
+    names = workload.child_names("chat")
+    ready_slice = {
+        "metadata": {"name": names.network_slice},
+        "status": {"conditions": [{"type": "SliceReady", "status": "True", "reason": "Realized"}]},
+    }
+
+    def deployment(updated: int, available: int) -> dict[str, Any]:
+        return {
+            "metadata": {"name": names.deployment, "generation": 1},
+            "spec": {"replicas": 1},
+            "status": {
+                "observedGeneration": 1,
+                "updatedReplicas": updated,
+                "availableReplicas": available,
+            },
+        }
+
+    def sla(version: str, judged_on: dict[str, Any]) -> dict[str, Any]:
+        phase, conds = readiness(
+            slice_obj=ready_slice, deployment=judged_on, replicas=1, generation=1, health={}
+        )
+        return {
+            "metadata": {"name": "chat", "namespace": "t", "resourceVersion": version},
+            "spec": {"capacity": {"replicas": 1}},
+            "status": {"observedGeneration": 1, "phase": phase, "conditions": merge([], conds)},
+        }
+
+    rolling_out, starting, available = deployment(0, 0), deployment(1, 0), deployment(1, 1)
+
+    class Racing(KubeApi):
+        """The SLA as the reconcile wrote it (version 7: rolling out); the other refresh writes
+        Ready (version 8) between this one's read and its write."""
+
+        def __init__(self) -> None:
+            self.objects = {
+                "AIInferenceSLA": sla("7", judged_on=rolling_out),
+                "NetworkSlice": ready_slice,
+                "Deployment": available,
+            }
+            self.patches: list[dict[str, Any]] = []
+
+        async def get(
+            self, kind: str, name: str, namespace: str | None = None, *, shared: bool = False
+        ) -> dict[str, Any] | None:
+            return self.objects[kind]
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            body = kwargs["body"]
+            self.patches.append(body)
+            if len(self.patches) == 1:  # the other refresh's write lands first
+                self.objects["AIInferenceSLA"] = sla("8", judged_on=available)
+            current = self.objects["AIInferenceSLA"]
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise Conflict()
+            status = {**current["status"], **body["status"]}
+            self.objects["AIInferenceSLA"] = {**current, "status": status}
+            return self.objects["AIInferenceSLA"]
+
+    kube = Racing()
+    before = kube.objects["AIInferenceSLA"]
+    assert before["status"]["phase"] == "Provisioning"
+    # This refresh has the SLA at version 7 and the Deployment of an older watch event.
+    written = asyncio.run(refresh_readiness(kube, "t", "chat", sla=before, deployment=starting))
+    # Its one write (Provisioning: 0/1 available) conflicted; judged again on what is there
+    # now, Ready needs no write at all.
+    assert kube.patches[0]["status"]["phase"] == "Provisioning"
+    assert len(kube.patches) == 1
+    assert written is None
+    assert kube.objects["AIInferenceSLA"]["status"]["phase"] == "Ready"
