@@ -15,6 +15,7 @@ from aiconn.kube.verbs import (
     Keep,
     Kube,
     Query,
+    apply_request,
     read_list,
     without_managed_fields,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "NotFound",
     "Query",
     "api_client",
+    "apply_request",
     "kube_error",
     "read_list",
     "without_managed_fields",

@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from aiconn.kube.errors import Gone, NotFound, kube_error
-from aiconn.kube.kinds import KINDS
+from aiconn.kube.kinds import KINDS, Kind
 
 LIST_PAGE = 500
 """Items per page of a paged list (kubectl's default chunk)."""
@@ -39,6 +39,17 @@ class Call(Protocol):
     """The raw call (`Kube.call`) that `read_list` pages through."""
 
     def __call__(self, method: str, path: str, *, query: Query = None) -> Item: ...
+
+
+def apply_request(kind: Kind, obj: Item, field_manager: str) -> tuple[str, dict[str, Any]]:
+    """The path and keywords of a server-side apply of `obj` (a `Kube.call` or
+    `KubeApi.call`): conflicts forced, since the field manager owns what it applies."""
+    meta = obj["metadata"]
+    return kind.path(meta.get("namespace"), meta["name"]), {
+        "body": obj,
+        "query": [("fieldManager", field_manager), ("force", "true")],
+        "content_type": "application/apply-patch+yaml",
+    }
 
 
 def without_managed_fields(item: Item) -> Item:
@@ -90,6 +101,7 @@ class Kube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
+        self._discovered: dict[tuple[str, str], Kind] = {}
 
     def call(
         self,
@@ -132,6 +144,30 @@ class Kube:
         """POST `obj` to its kind's collection (a review's answer is the object it returns)."""
         kind = KINDS[obj["kind"]]
         return self.call("POST", kind.path(obj.get("metadata", {}).get("namespace")), body=obj)
+
+    def kind(self, api_version: str, kind: str) -> Kind:
+        """The address of `kind` in `api_version`: from `KINDS`, else from the API server's
+        discovery of that group version (read again on a miss, so a CRD established since is
+        found; `NotFound` when the server does not serve it)."""
+        known = KINDS.get(kind)
+        if known is not None and known.api_version == api_version:
+            return known
+        if (api_version, kind) not in self._discovered:
+            prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            for resource in self.call("GET", prefix).get("resources") or ():
+                if "/" not in resource["name"]:  # not a subresource
+                    self._discovered[(api_version, resource["kind"])] = Kind(
+                        api_version, resource["name"], namespaced=resource["namespaced"]
+                    )
+        try:
+            return self._discovered[(api_version, kind)]
+        except KeyError:
+            raise NotFound(reason=f"the API server serves no {kind} in {api_version}") from None
+
+    def apply(self, obj: Item, *, field_manager: str) -> Item:
+        """Server-side apply `obj` as `field_manager` (see `apply_request`)."""
+        path, request = apply_request(self.kind(obj["apiVersion"], obj["kind"]), obj, field_manager)
+        return self.call("PATCH", path, **request)
 
     def list_all(self, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
         """`read_list` through this client's calls."""

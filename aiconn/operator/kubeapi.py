@@ -30,6 +30,7 @@ from aiconn.kube import (
     NotFound,
     Query,
     api_client,
+    apply_request,
     read_list,
 )
 
@@ -37,6 +38,7 @@ from aiconn.kube import (
 from aiconn.kube import LIST_PAGE as LIST_PAGE
 from aiconn.kube import without_managed_fields as without_managed_fields
 from aiconn.operator.conditions import merge
+from aiconn.resources.v1alpha1.status import typed_status
 
 FIELD_MANAGER = "aiconn-operator"
 T = TypeVar("T")
@@ -163,15 +165,8 @@ class KubeApi:
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply `obj` as the operator's field manager (conflicts forced)."""
-        kind = KINDS[obj["kind"]]
-        meta = obj["metadata"]
-        return await self.call(
-            "PATCH",
-            kind.path(meta.get("namespace"), meta["name"]),
-            body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml",
-        )
+        path, request = apply_request(KINDS[obj["kind"]], obj, FIELD_MANAGER)
+        return await self.call("PATCH", path, **request)
 
     async def create_if_absent(self, obj: dict[str, Any]) -> bool:
         """Create `obj`; False when it already exists (its contents are left untouched)."""
@@ -212,11 +207,11 @@ class KubeApi:
     async def patch_status(
         self, kind: str, name: str, namespace: str | None, status: dict[str, Any]
     ) -> dict[str, Any]:
-        """Merge-patch the status subresource."""
+        """Merge-patch the status subresource (checked against the kind's typed status)."""
         return await self.call(
             "PATCH",
             KINDS[kind].path(namespace, name) + "/status",
-            body={"status": status},
+            body={"status": typed_status(kind, status)},
             content_type="application/merge-patch+json",
         )
 
@@ -250,7 +245,7 @@ class KubeApi:
             values = fields(current) if callable(fields) else fields
             body = {
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "status": {**values, "conditions": merge(previous, conditions)},
+                "status": typed_status(kind, {**values, "conditions": merge(previous, conditions)}),
             }
             try:
                 return await self.call(

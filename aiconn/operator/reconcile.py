@@ -32,7 +32,8 @@ from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_f
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION
-from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec, status_fields
+from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
+from aiconn.resources.v1alpha1.status import typed_status
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 # Phases without children to follow: nothing placed, or the last reconcile failed.
@@ -59,7 +60,7 @@ class Outcome:
     def __post_init__(self) -> None:
         # Written as the typed status model writes it: a field it lacks or a wrong type fails
         # here, in the operator, not as a status the API server prunes or a reader misreads.
-        self.status = status_fields(self.status)
+        self.status = typed_status(SLA.kind, self.status)
 
 
 def owner_of(body: Mapping[str, Any]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
+from aiconn.resources.v1alpha1.status import typed_status
 from aiconn.slices import kubernetes as k8s_backend
 from aiconn.slices.nsmf import NsmfClient, PlmnId, slice_profile_id
 
@@ -69,30 +70,36 @@ async def realize_slice(
         reason = "Provisioned" if result.ok else "NsmfFailed"
         if result.ok:
             realized.append(f"SliceProfile/{result.profile_id}")
-    return {
-        "observedGeneration": generation,
-        "phase": "Ready" if ok else "Failed",
-        "realized": realized,
-        "priorityClassName": attachment.priority_class_name,
-        "bandwidthAnnotations": dict(attachment.annotations),
-        "conditions": merge(
-            old, [condition("SliceReady", ok, reason, message, generation=generation)]
-        ),
-    }
+    return typed_status(
+        NETWORK_SLICE.kind,
+        {
+            "observedGeneration": generation,
+            "phase": "Ready" if ok else "Failed",
+            "realized": realized,
+            "priorityClassName": attachment.priority_class_name,
+            "bandwidthAnnotations": dict(attachment.annotations),
+            "conditions": merge(
+                old, [condition("SliceReady", ok, reason, message, generation=generation)]
+            ),
+        },
+    )
 
 
 def failed_status(body: Mapping[str, Any], message: str) -> dict[str, Any]:
     """The status patch of a slice whose realization raised (a refused object, a bad spec)."""
     generation = body["metadata"].get("generation")
     old = (body.get("status") or {}).get("conditions", [])
-    return {
-        "observedGeneration": generation,
-        "phase": "Failed",
-        "conditions": merge(
-            old,
-            [condition("SliceReady", False, "RealizeFailed", message, generation=generation)],
-        ),
-    }
+    return typed_status(
+        NETWORK_SLICE.kind,
+        {
+            "observedGeneration": generation,
+            "phase": "Failed",
+            "conditions": merge(
+                old,
+                [condition("SliceReady", False, "RealizeFailed", message, generation=generation)],
+            ),
+        },
+    )
 
 
 async def release_slice(body: Mapping[str, Any], settings: OperatorSettings) -> str:

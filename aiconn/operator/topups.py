@@ -35,6 +35,7 @@ from aiconn.operator.reconcile import Event
 from aiconn.operator.slaevents import involved, post_event
 from aiconn.resources.v1alpha1.kinds import SLA, TOPUP
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
+from aiconn.resources.v1alpha1.topup import TopUpSpec
 from aiconn.sla.timestamps import iso_seconds, parse_iso
 from aiconn.sla.wallets import wallet_owner
 
@@ -68,8 +69,7 @@ async def apply_topup(kube: Any, ledger: Ledger, body: Any) -> list[Event]:
     """Credit the wallet once for this TopUp and write its status; the Events to post.
     A TopUp whose status already says Applied or Refused is left alone. Raises on failures
     worth retrying (the ledger or the API server unreachable)."""
-    # The TopUp model and its posting rules are loaded with the first TopUp, not with the operator.
-    from aiconn.resources.v1alpha1.topup import TopUpSpec
+    # The posting rules are loaded with the first TopUp, not with the operator.
     from aiconn.sla.topups import TopUpConflict, top_up
 
     meta, status = body["metadata"], body.get("status") or {}

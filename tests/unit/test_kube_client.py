@@ -263,3 +263,57 @@ def test_every_event_is_the_operator_s_own_on_the_object_it_names() -> None:
     assert path == "/api/v1/namespaces/default/events"
     assert body["involvedObject"]["name"] == "gold" and "namespace" not in body["involvedObject"]
     assert body["source"] == {"component": COMPONENT} and body["reportingComponent"] == COMPONENT
+
+
+def test_every_status_write_passes_the_kinds_typed_model_before_anything_is_sent() -> None:
+    """patch_status and update_status write an aiconn kind's status only as its typed model
+    does: camelCase, None kept (it clears a field in a merge patch); an
+    unknown field or a wrong type raises and nothing reaches the API server. A kind that is not
+    aiconn's is written as given."""
+    from pydantic import ValidationError
+
+    class Recording(KubeApi):
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str, dict[str, Any]]] = []
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.sent.append((method, path, kwargs["body"]))
+            return {}
+
+        async def get(self, kind: str, name: str, namespace: str | None) -> dict[str, Any]:
+            return {"metadata": {"resourceVersion": "7"}, "status": {"conditions": []}}
+
+    async def scenario() -> Recording:
+        kube = Recording()
+        await kube.patch_status(
+            "TopUp", "t", "a", {"phase": "Applied", "transfer_id": "x1", "wallet": None}
+        )
+        await kube.update_status(
+            "AIInferenceSLA",
+            "s",
+            "a",
+            fields={"lastSettlement": {"period_start": "2026-12-01", "creditsMicros": 1500000}},
+            conditions=[{"type": "Ready", "status": "True", "reason": "Serving", "message": ""}],
+        )
+        await kube.patch_status("Deployment", "d", "a", {"anything": 1})
+        refused = (
+            ("TopUp", {"phase": "Applied", "transferID": "x1"}),
+            ("TopUp", {"attempts": "many"}),
+            ("AIInferenceSLA", {"lastSettlement": {"judgedMinutes": "ten"}}),
+        )
+        for kind, bad in refused:
+            with pytest.raises(ValidationError):
+                await kube.patch_status(kind, "x", "a", bad)
+        with pytest.raises(ValidationError):
+            await kube.update_status(
+                "NetworkSlice", "n", "a", fields={"realised": []}, conditions=[]
+            )
+        return kube
+
+    kube = asyncio.run(scenario())
+    topup, sla, deployment = (body["status"] for _, _, body in kube.sent)
+    assert len(kube.sent) == 3
+    assert topup == {"phase": "Applied", "transferId": "x1", "wallet": None}
+    assert sla["lastSettlement"] == {"periodStart": "2026-12-01", "creditsMicros": 1500000}
+    assert [c["type"] for c in sla["conditions"]] == ["Ready"]
+    assert deployment == {"anything": 1}

@@ -106,7 +106,7 @@ def test_a_conflicting_status_write_derives_its_summary_again_from_the_status_re
     spec = {"tokens": {"currency": "EUR"}}
     older = {"conditions": [], "period": {"availabilityPercent": 99.5}}
     newer = {
-        "conditions": [{"type": "Compliant", "status": "False"}],
+        "conditions": [{"type": "Compliant", "status": "False", "reason": "Breached"}],
         "period": {"availabilityPercent": 97.25},
     }
 

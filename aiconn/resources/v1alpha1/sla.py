@@ -8,7 +8,6 @@ CEL rules attached here, so the API server itself refuses bad input and names th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -538,11 +537,3 @@ class AIInferenceSLAStatus(CamelModel):
     """An edit not carried out yet (absent when the spec in force is the latest)."""
     assurance: AssuranceStatus | None = None
     """The closed assurance loop: goals, fulfilment, placement history and actions."""
-
-
-def status_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Fields of an SLA's status as the typed model writes them: each name and value checked
-    against `AIInferenceSLAStatus` (an unknown field or a wrong type raises), camelCase, only the
-    fields given (None clears one)."""
-    status = AIInferenceSLAStatus.model_validate(fields)
-    return status.model_dump(by_alias=True, exclude_unset=True, mode="json")
