@@ -145,6 +145,8 @@ def test_a_site_whose_kwok_nodes_go_not_ready_fails_over_and_comes_back(
         lambda: running_at(k8s, namespace, "moving") == {home: 1},
         what="back home, Running there and gone from the other site",
     )
+    # As on the way out: the placement (and the history in the same write) follows the pods.
+    eventually(lambda: where(k8s, namespace, "moving") == ("edge", home), what="placed at home")
     status = status_of(k8s, namespace, "moving")
     assert status["assurance"].get("failover") is None
     moves = [(h["tier"], h["site"]) for h in status["assurance"]["placementHistory"]]
