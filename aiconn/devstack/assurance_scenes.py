@@ -97,11 +97,11 @@ class _Cluster:
     """The few reads and writes the scenes make."""
 
     def __init__(self, kubeconfig: str) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        self.api = client.ApiClient(configuration)
+        from aiconn.kube import api_client
+
+        self.api = api_client(kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)

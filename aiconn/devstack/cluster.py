@@ -297,12 +297,11 @@ def _drain_real_node(state_dir: Path, *, timeout: float = 60) -> None:
     if not kubeconfig.exists():
         return
     import urllib3
-    from kubernetes import client, config
+    from kubernetes import client
 
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.retries = 0
-    with client.ApiClient(configuration) as api:
+    from aiconn.kube import api_client
+
+    with api_client(kubeconfig, retries=0) as api:
         core = client.CoreV1Api(api)
         selector = f"spec.nodeName={NODE_NAME}"
         try:

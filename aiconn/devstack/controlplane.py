@@ -257,12 +257,9 @@ class ControlPlane:
             api.close()
 
     def api_client(self, user: str = "admin") -> Any:
-        from kubernetes import client, config
+        from aiconn.kube import api_client
 
-        configuration = client.Configuration()
-        path = self.kubeconfig if user == "admin" else self.kubeconfig_for(user)
-        config.load_kube_config(config_file=str(path), client_configuration=configuration)
-        return client.ApiClient(configuration)
+        return api_client(self.kubeconfig if user == "admin" else self.kubeconfig_for(user))
 
     def stop(self) -> None:
         if self.group is not None:

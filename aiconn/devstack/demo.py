@@ -128,13 +128,11 @@ class Watcher:
     """Reads the SLA's status through the Kubernetes API and prints a line now and then."""
 
     def __init__(self, endpoints: stack.Endpoints) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        config.load_kube_config(
-            config_file=endpoints.kubeconfig, client_configuration=configuration
-        )
-        self.api = client.ApiClient(configuration)
+        from aiconn.kube import api_client
+
+        self.api = api_client(endpoints.kubeconfig)
         self.custom = client.CustomObjectsApi(self.api)
         self.endpoints = endpoints
         self.seen: list[dict[str, Any]] = []

@@ -25,26 +25,18 @@ def load_documents(paths: Iterable[Path]) -> list[dict[str, Any]]:
 def apply_objects(
     api: Any, objects: Iterable[dict[str, Any]], *, namespace: str | None = None
 ) -> list[str]:
-    """Server-side apply each object; return their names. Namespaced objects without a
-    namespace go to `namespace`."""
-    from kubernetes import dynamic
+    """Server-side apply each object through the project's one Kubernetes adapter
+    (`aiconn.kube.Kube`, which finds a kind it does not know by the API server's discovery);
+    return their names. Namespaced objects without a namespace go to `namespace`."""
+    from aiconn.kube import Kube
 
-    dyn = dynamic.DynamicClient(api)
+    kube = Kube(api)
     names = []
     for obj in objects:
-        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         meta = obj.setdefault("metadata", {})
-        kwargs: dict[str, Any] = {}
-        if resource.namespaced:
+        if kube.kind(obj["apiVersion"], obj["kind"]).namespaced:
             meta.setdefault("namespace", namespace or "default")
-            kwargs["namespace"] = meta["namespace"]
-        resource.server_side_apply(
-            body=obj,
-            name=meta["name"],
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-            **kwargs,
-        )
+        kube.apply(obj, field_manager=FIELD_MANAGER)
         names.append(meta["name"])
     return names
 

@@ -263,11 +263,9 @@ def apply_sla(kubeconfig: str, sla: dict[str, Any], *, keys_dir: str = "") -> st
     """Apply the SLA. With `keys_dir`, the local gateway then also accepts the key in the SLA's
     Secret, the key the README tells tenants to use: in a cluster the gateway reads that Secret;
     here it reads `keys_dir`, so the Secret's digests are added there. Returns that key."""
-    from kubernetes import client, config
+    from aiconn.kube import api_client
 
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    with client.ApiClient(configuration) as api:
+    with api_client(kubeconfig) as api:
         apply_objects(api, [sla], namespace=DEMO_NAMESPACE)
         if not keys_dir:
             return None

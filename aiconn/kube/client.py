@@ -22,9 +22,13 @@ DEFAULT_POOL_SIZE = 32
 
 
 def api_client(
-    kubeconfig: str | Path | None = None, *, pool_size: int = DEFAULT_POOL_SIZE
+    kubeconfig: str | Path | None = None,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    retries: int | None = None,
 ) -> client.ApiClient:
-    """A client configured by the precedence in the module doc, `pool_size` connections wide."""
+    """A client configured by the precedence in the module doc, `pool_size` connections wide;
+    `retries` overrides urllib3's retries of a failed connection (0: fail at once)."""
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
@@ -37,4 +41,6 @@ def api_client(
             config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     configuration.connection_pool_maxsize = pool_size
+    if retries is not None:
+        configuration.retries = retries
     return client.ApiClient(configuration)

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.devstack import maintenance
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.kube import api_client
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.offers import resolve
@@ -260,8 +261,6 @@ def test_the_operators_own_role_lists_the_windows(
     start = floor_minute(datetime.now(UTC)) + timedelta(days=6)
     windows("role-check", start, start + timedelta(hours=1))
     kubeconfig = operator_kubeconfig(control_plane, k8s)
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    with client.ApiClient(configuration) as operator:
+    with api_client(kubeconfig) as operator:
         listed = asyncio.run(_evaluator(operator, tmp_path).list_maintenance())
     assert "role-check" in {w.name for w in listed}

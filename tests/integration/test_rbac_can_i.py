@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.devstack.kube import apply_manifests
+from aiconn.kube import api_client
 from tests.factories import factory_deployment
 from tests.helpers import delete_admission_policies, eventually, operator_kubeconfig
 
@@ -54,9 +55,7 @@ def operator_api(control_plane: Any, k8s: Any) -> Iterator[Any]:
     with a token of the operator's ServiceAccount."""
     kubeconfig = operator_kubeconfig(control_plane, k8s)
     apply_manifests(k8s, [RBAC / "operator-admission.yaml"])
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    api = client.ApiClient(configuration)
+    api = api_client(kubeconfig)
     yield api
     api.close()
     delete_admission_policies(k8s, "aiconn-operator-namespaces", "aiconn-operator-workloads")

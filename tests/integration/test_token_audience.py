@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.api.kubeauth import KubernetesAuthorizer
 from aiconn.devstack.controlplane import ControlPlane
 from aiconn.inference.workload import WALLET_TOKEN_AUDIENCE
+from aiconn.kube import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +52,7 @@ def as_token(control_plane: ControlPlane) -> Iterator[Any]:
     opened: list[Any] = []
 
     def make(bearer: str) -> Any:
-        configuration = client.Configuration()
-        path = control_plane.kubeconfig_with_token("audience-probe", bearer)
-        config.load_kube_config(config_file=str(path), client_configuration=configuration)
-        api = client.ApiClient(configuration)
+        api = api_client(control_plane.kubeconfig_with_token("audience-probe", bearer))
         opened.append(api)
         return api
 

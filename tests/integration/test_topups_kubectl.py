@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aiconn.api.app import create_app
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.controlplane import ControlPlane, assets_dir
 from aiconn.devstack.kube import apply_manifests
+from aiconn.kube import api_client
 from aiconn.operator.kubeapi import KubeApi
 from aiconn.operator.topups import apply_topup
 from aiconn.sla.accounting import wallet_account
@@ -162,10 +163,7 @@ def test_billing_tops_up_with_kubectl_once_with_who_when_and_why(
     assert unknown.returncode == 0, unknown.stderr
 
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
-    configuration = client.Configuration()
-    kubeconfig = operator_kubeconfig(control_plane, k8s)
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    with client.ApiClient(configuration) as operator:
+    with api_client(operator_kubeconfig(control_plane, k8s)) as operator:
         kube = KubeApi(operator)
         seen = custom.get_namespaced_custom_object(G, V, namespace, PLURAL, "order-4711")
         first = asyncio.run(apply_topup(kube, ledger, seen))

@@ -462,3 +462,42 @@ def test_the_activity_feed_reads_events_on_both_kinds_newest_first() -> None:
     assert {a["path"] for a in api.asked} == {"/api/v1/events"}
     assert [dict(a["query_params"]).get("continue") for a in api.asked] == [None, "c", None]
     assert dict(api.asked[2]["query_params"])["fieldSelector"] == "involvedObject.kind=NetworkSlice"
+
+
+def test_apply_finds_a_kind_it_does_not_know_by_discovery_and_applies_it_as_its_manager() -> None:
+    """The dev harness applies manifests of any kind through the one adapter: a kind outside
+    `KINDS` is addressed by the API server's discovery of its group version (read once, read
+    again on a miss: a CRD established since is found), a namespaced one without a namespace
+    goes to `default`; a kind the server does not serve is NotFound, and nothing is applied."""
+    from aiconn.devstack.kube import FIELD_MANAGER, apply_objects
+
+    rbac = {
+        "resources": [
+            {"name": "clusterroles", "kind": "ClusterRole", "namespaced": False},
+            {"name": "roles", "kind": "Role", "namespaced": True},
+            {"name": "roles/status", "kind": "Role", "namespaced": True},
+        ]
+    }
+    api = ApiClientStandIn([rbac, {}, {}, {}, {"resources": []}])
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}
+    bound = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role"}
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy"}
+    names = apply_objects(
+        api,  # type: ignore[arg-type]
+        [{**role, "metadata": {"name": "r"}}, {**bound, "metadata": {"name": "b"}}],
+    )
+    assert names == ["r", "b"]
+    apply_objects(api, [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}])  # type: ignore[arg-type]
+    with pytest.raises(NotFound, match="serves no ValidatingAdmissionPolicy"):
+        apply_objects(api, [{**policy, "metadata": {"name": "v"}}])  # type: ignore[arg-type]
+    asked = [(a["method"], a["path"]) for a in api.asked]
+    assert asked == [
+        ("GET", "/apis/rbac.authorization.k8s.io/v1"),
+        ("PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterroles/r"),
+        ("PATCH", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles/b"),
+        ("PATCH", "/api/v1/namespaces/default/pods/p"),
+        ("GET", "/apis/admissionregistration.k8s.io/v1"),
+    ]
+    patch = api.asked[1]
+    assert patch["query_params"] == [("fieldManager", FIELD_MANAGER), ("force", "true")]
+    assert patch["header_params"]["Content-Type"] == "application/apply-patch+yaml"
