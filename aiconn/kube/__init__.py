@@ -1,6 +1,6 @@
-"""The Kubernetes edge that the operator and the reporting API share, written once: the client
-factory (`client.py`), the project's own error types (`errors.py`), one address per kind
-(`kinds.py`) and the blocking verbs every call goes through (`verbs.py`).
+"""The Kubernetes edge that the operator, the reporting API and the dev harness share, written
+once: the client factory (`client.py`), the project's own error types (`errors.py`), one address
+per kind (`kinds.py`) and the blocking verbs every call goes through (`verbs.py`).
 
 The operator wraps the verbs in async ones on its own threads (`aiconn.operator.kubeapi`); the
 API calls them from its request threads. Callers import these names from here.
