@@ -129,14 +129,21 @@ def render_children(
     )
 
 
+READ_BACK = (NETWORK_SLICE.kind, "Deployment")
+"""The children whose answers the reconcile reads (its readiness conditions)."""
+
+
 async def apply_children(kube: KubeApi, namespace: str, children: Children) -> dict[str, Obj]:
-    """Make the cluster hold `children`, in their order; the API server's answers by kind (what
-    the readiness conditions are computed from)."""
+    """Make the cluster hold `children`, in their order; the API server's answers of the kinds
+    in `READ_BACK`, by kind. The other answers are dropped as they come: in a burst every SLA's
+    reconcile is in flight at once, and what each holds is held a thousand times over."""
     for obj in children.create_once:
         await kube.create_if_absent(obj)
     answers: dict[str, Obj] = {}
     for obj in children.apply:
-        answers[obj["kind"]] = await kube.apply(obj)
+        answer = await kube.apply(obj)
+        if obj["kind"] in READ_BACK:
+            answers[obj["kind"]] = answer
     for kind, name in children.absent:
         await kube.delete(kind, name, namespace)
     return answers

@@ -22,7 +22,7 @@ import aiconn.operator.loop
 import aiconn.operator.topups  # registers the TopUp handler
 from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.kube import KubeError, NotFound
-from aiconn.operator import scheduling, state
+from aiconn.operator import leanwatch, scheduling, state
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
@@ -49,6 +49,9 @@ from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
+
+# Before any watch starts: the objects Kopf queues for the handlers lose managedFields.
+leanwatch.install()
 
 
 @kopf.on.startup()
