@@ -381,6 +381,19 @@ def test_after_a_reload_the_noc_page_shows_the_incident_and_who_needs_a_human(
         lambda: min(_budget_points(api_url, breach)) <= BREACH_BUDGET,
         what="the breach in Prometheus",
     )
+    # The API reads SLAs through a short cache, which a scrape can fill between two of the
+    # patches above: the page is reloaded once the API serves all three of them.
+    incident = {breach: "Degraded", unplaceable: "Unplaceable", provisioning: "Provisioning"}
+
+    def phases() -> dict[str, str | None]:
+        answer = httpx.get(f"{api_url}/v1/fleet", headers={"Authorization": f"Bearer {TOKEN}"})
+        items = answer.json()["items"]
+        return {f"{i['namespace']}/{i['name']}": i["phase"] for i in items}
+
+    eventually(
+        lambda: all(phases().get(sla) == phase for sla, phase in incident.items()),
+        what="the incident's phases served by the API",
+    )
 
     line = _after_reload(
         browser,
