@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,11 @@ from aiconn.devstack.processes import wait_until
 from aiconn.devstack.tiernodes import SIMULATED_LABEL, simulated_node
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
+from aiconn.operator.desired import render_children
 from aiconn.operator.offers import resolve
+from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
-from aiconn.slices.kubernetes import network_policy, pod_attachment, priority_class
+from aiconn.slices.kubernetes import network_policy, priority_class
 from aiconn.slices.realize import slice_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,17 +275,31 @@ def timed_run(api: Any, namespace: str, n: int, create: Any, *, timeout: float) 
 
 
 def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any:
-    """A create(i) that writes what the operator writes for SLA i, itself, at the second site."""
+    """A create(i) that writes what the operator writes for SLA i (its `render_children`, with
+    the operator's settings from this environment), itself, at the second site: each child
+    created (POST), never applied."""
     specs = [AIInferenceSLASpec.model_validate(b["spec"]) for b in bodies]
     tiers = default_tiers()
     placed = [dataclasses.replace(d, site=tiers[d.tier or ""].sites[1]) for d in decisions(bodies)]
+    settings = OperatorSettings()
     custom = client.CustomObjectsApi(api)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    policy_api = client.PolicyV1Api(api)
     net = client.NetworkingV1Api(api)
     rbac = client.RbacAuthorizationV1Api(api)
     sched = client.SchedulingV1Api(api)
     ns = namespace
+    create_child: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+        "Secret": core.create_namespaced_secret,
+        "NetworkSlice": lambda ns, body: custom.create_namespaced_custom_object(
+            G, V, ns, "networkslices", body
+        ),
+        "ServiceAccount": core.create_namespaced_service_account,
+        "Role": rbac.create_namespaced_role,
+        "RoleBinding": rbac.create_namespaced_role_binding,
+        "Deployment": apps.create_namespaced_deployment,
+        "Service": core.create_namespaced_service,
+        "PodDisruptionBudget": client.PolicyV1Api(api).create_namespaced_pod_disruption_budget,
+    }
 
     def create(i: int) -> str:
         name = f"sla-{i:04d}"
@@ -297,7 +313,16 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
             "name": name,
             "uid": sla["metadata"]["uid"],
         }
-        names = workload.child_names(name)
+        children = render_children(
+            sla_name=name,
+            namespace=ns,
+            owner=owner,
+            spec=spec,
+            decision=decision,
+            settings=settings,
+            new_keys=["k"],
+            wallet_ca=None,
+        )
         slice_spec = slice_for(name, spec, decision)
         # The operator applies the slice's PriorityClass (shared by slices of one class); the
         # pods are refused without it.
@@ -306,60 +331,20 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
         except client.ApiException as err:
             if err.status != 409:
                 raise
-        core.create_namespaced_secret(
-            ns, workload.api_key_secret(sla_name=name, namespace=ns, keys=["k"], owner=owner)
-        )
-        nslice = custom.create_namespaced_custom_object(
-            G,
-            V,
-            ns,
-            "networkslices",
-            {
-                "apiVersion": f"{G}/{V}",
-                "kind": "NetworkSlice",
-                "metadata": {
-                    "name": names.network_slice,
-                    "ownerReferences": [workload.owner_reference(owner)],
-                },
-                "spec": slice_spec.to_k8s(),
-            },
-        )
-        slice_owner = {
-            "apiVersion": f"{G}/{V}",
-            "kind": "NetworkSlice",
-            "name": names.network_slice,
-            "uid": nslice["metadata"]["uid"],
-        }
-        net.create_namespaced_network_policy(
-            ns, network_policy(names.network_slice, ns, slice_spec, slice_owner)
-        )
-        core.create_namespaced_service_account(
-            ns, workload.gateway_service_account(sla_name=name, namespace=ns, owner=owner)
-        )
-        rbac.create_namespaced_role(
-            ns, workload.gateway_role(sla_name=name, namespace=ns, owner=owner)
-        )
-        rbac.create_namespaced_role_binding(
-            ns, workload.gateway_role_binding(sla_name=name, namespace=ns, owner=owner)
-        )
-        apps.create_namespaced_deployment(
-            ns,
-            workload.deployment(
-                sla_name=name,
-                namespace=ns,
-                spec=spec,
-                decision=decision,
-                attachment=pod_attachment(slice_spec),
-                owner=owner,
-                api_key_secret=names.api_key_secret,
-            ),
-        )
-        core.create_namespaced_service(
-            ns, workload.service(sla_name=name, namespace=ns, owner=owner)
-        )
-        pdb = workload.pod_disruption_budget(sla_name=name, namespace=ns, spec=spec, owner=owner)
-        if pdb:
-            policy_api.create_namespaced_pod_disruption_budget(ns, pdb)
+        network_slice = workload.child_names(name).network_slice
+        for child in (*children.create_once, *children.apply):
+            answer = create_child[child["kind"]](ns, child)
+            if child["kind"] == "NetworkSlice":
+                # The slice's handler writes its NetworkPolicy, owned by the slice.
+                slice_owner = {
+                    "apiVersion": f"{G}/{V}",
+                    "kind": "NetworkSlice",
+                    "name": network_slice,
+                    "uid": answer["metadata"]["uid"],
+                }
+                net.create_namespaced_network_policy(
+                    ns, network_policy(network_slice, ns, slice_spec, slice_owner)
+                )
         custom.patch_namespaced_custom_object_status(
             G,
             V,
@@ -369,7 +354,7 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
             {"status": {"phase": "Provisioning", "placement": decision.to_status().to_k8s()}},
         )
         custom.patch_namespaced_custom_object_status(
-            G, V, ns, "networkslices", names.network_slice, {"status": {"phase": "Ready"}}
+            G, V, ns, "networkslices", network_slice, {"status": {"phase": "Ready"}}
         )
         return name
 
