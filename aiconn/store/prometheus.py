@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -138,6 +138,7 @@ class TokenCounts:
         return np.sum(arrays, axis=0, dtype=np.int64) if arrays else np.zeros(self.slas, np.int64)
 
 
+@dataclass
 class PrometheusSource:
     """Fetches a fleet's period from Prometheus.
 
@@ -145,20 +146,12 @@ class PrometheusSource:
     client with PrometheusConnect's query methods.
     """
 
-    def __init__(
-        self,
-        client: QueryClient,
-        *,
-        timeout_s: int = 30,
-        up_selector: str = UP_SELECTOR,
-        monitoring_selector: str = MONITORING_SELECTOR,
-        max_points: int = MAX_POINTS_PER_QUERY,
-    ) -> None:
-        self.client = client
-        self.timeout_s = timeout_s
-        self.up_selector = up_selector
-        self.monitoring_selector = monitoring_selector
-        self.max_points = max_points
+    client: QueryClient
+    _: KW_ONLY
+    timeout_s: int = 30
+    up_selector: str = UP_SELECTOR
+    monitoring_selector: str = MONITORING_SELECTOR
+    max_points: int = MAX_POINTS_PER_QUERY
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: int = 30) -> PrometheusSource:
