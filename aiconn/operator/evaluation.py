@@ -674,8 +674,7 @@ class FleetEvaluator:
                 # The commitment changed after this period was funded: the funded amount stands
                 # (transfers are immutable); one SLA's conflict must not stop the fleet's pass.
                 log.warning("allowance of %s/%s not re-funded: %s", sla.namespace, sla.name, err)
-            self._funded = {k for k in self._funded if k[0] != sla.uid or k[1] >= period.start}
-            self._funded.add(key)
+            self._mark_funded(key)
 
     def _fund_plan(self, sla: SLARef, offer: AIInferenceOfferSpec, now: datetime) -> None:
         """Fund the tenant's plan once per tenant, offer and plan period (see `sla.plans`)."""
@@ -697,7 +696,13 @@ class FleetEvaluator:
             )
         except TransferConflict as err:
             log.warning("plan %s of %s not re-funded: %s", name, sla.tenant, err)
-        self._funded = {k for k in self._funded if k[0] != key[0] or k[1] >= key[1]}
+        self._mark_funded(key)
+
+    def _mark_funded(self, key: tuple[str, datetime]) -> None:
+        """Remember that `key`'s subject (an SLA or a tenant's plan) is funded for the period
+        starting at `key[1]`; its earlier periods are forgotten, as funding only moves forward."""
+        subject, start = key
+        self._funded = {k for k in self._funded if k[0] != subject or k[1] >= start}
         self._funded.add(key)
 
     def _close_plans(self, slas: Sequence[SLARef], now: datetime) -> None:
