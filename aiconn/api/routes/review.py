@@ -12,20 +12,13 @@ is the SLA looked up (404 when it does not exist). Releasing twice answers the f
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import Field
 
-from aiconn.api.deps import (
-    CurrentCaller,
-    NamespaceName,
-    Parts,
-    not_found,
-)
+from aiconn.api.deps import CurrentCaller, NamespaceName, Parts, SLAName, not_found
 from aiconn.api.models import ApiModel
 from aiconn.api.routes.responses import WITH_BODY, problem
-from aiconn.resources.v1alpha1.names import STRICT_DNS_SUBDOMAIN_PATTERN
 from aiconn.sla.accounting import NotHeld, Settlement
 from aiconn.sla.timestamps import as_utc
 from aiconn.store.ledger import release_held
@@ -40,16 +33,6 @@ router = APIRouter(
         409: problem("The period was settled when it closed."),
     },
 )
-
-SLANameInPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=253,
-        pattern=STRICT_DNS_SUBDOMAIN_PATTERN,
-        description="The SLA's name.",
-    ),
-]
 
 
 class ReleaseRequest(ApiModel):
@@ -86,7 +69,7 @@ class ReleasedSettlement(ApiModel):
 )
 def release(
     namespace: NamespaceName,
-    name: SLANameInPath,
+    name: SLAName,
     body: ReleaseRequest,
     caller: CurrentCaller,
     parts: Parts,
