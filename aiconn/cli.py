@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from aiconn.planning import ManifestError
     from aiconn.sla.verify import LedgerFigures
 
 
@@ -139,9 +140,7 @@ def _plan(args: argparse.Namespace) -> int:
         tiers = planning.load_tiers(Path(args.tiers)) if args.tiers else default_tiers()
         name, spec = planning.load_sla(Path(args.file))
     except planning.ManifestError as err:
-        for field, reason in err.problems:
-            print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
-        return 2
+        return _manifest_problems(err)
     priced = None
     if args.at is not None and not args.offer:
         print("aiconn plan: --at: prices a plan period, so it needs --offer", file=sys.stderr)
@@ -159,9 +158,7 @@ def _plan(args: argparse.Namespace) -> int:
             offer = planning.load_offer(Path(args.offer), spec.offer)
             spec = effective_spec(spec, offer, at=at)
         except planning.ManifestError as err:
-            for field, reason in err.problems:
-                print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
-            return 2
+            return _manifest_problems(err)
         except OfferViolation as err:
             print(f"aiconn plan: {args.file}: {err}", file=sys.stderr)
             return 2
@@ -174,6 +171,13 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(planning.render_text(report), end="")
     return 0 if report.decision.placed else 1
+
+
+def _manifest_problems(err: ManifestError) -> int:
+    """Print each problem of a manifest `plan` cannot read, one line each; exit status 2."""
+    for field, reason in err.problems:
+        print(f"aiconn plan: {err.path}: {field}: {reason}", file=sys.stderr)
+    return 2
 
 
 def _verify(args: argparse.Namespace) -> int:
