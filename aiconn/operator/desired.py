@@ -9,13 +9,14 @@ of each kind). `apply_children` is the only place the reconcile writes children.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.leanwatch import deployment_view
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE
 from aiconn.resources.v1alpha1.meta import API_VERSION
@@ -129,8 +130,12 @@ def render_children(
     )
 
 
-READ_BACK = (NETWORK_SLICE.kind, "Deployment")
-"""The children whose answers the reconcile reads (its readiness conditions)."""
+READ_BACK: dict[str, Callable[[Obj], Obj]] = {
+    NETWORK_SLICE.kind: lambda answer: answer,
+    "Deployment": deployment_view,
+}
+"""The children whose answers the reconcile reads (its readiness conditions), each cut to the
+part it reads: a Deployment's pod template is most of it, and is not read."""
 
 
 async def apply_children(kube: KubeApi, namespace: str, children: Children) -> dict[str, Obj]:
@@ -142,8 +147,9 @@ async def apply_children(kube: KubeApi, namespace: str, children: Children) -> d
     answers: dict[str, Obj] = {}
     for obj in children.apply:
         answer = await kube.apply(obj)
-        if obj["kind"] in READ_BACK:
-            answers[obj["kind"]] = answer
+        keep = READ_BACK.get(obj["kind"])
+        if keep is not None:
+            answers[obj["kind"]] = keep(answer)
     for kind, name in children.absent:
         await kube.delete(kind, name, namespace)
     return answers

@@ -16,6 +16,13 @@ through the module attribute, which is the one seam: `install` wraps that functi
 event's object loses `managedFields` as it leaves the stream, before Kopf queues it. If a Kopf
 release moves the seam, `install` raises and the operator does not start, rather than silently
 holding twice the memory.
+
+Two kinds are watched for one raw event handler each, which reads a small part of them:
+Deployments (the readiness refresh: metadata, `spec.replicas` and the status, see
+`reconcile.inference_inputs`) and inference pods (the scheduler's verdict in their status
+conditions). Their events carry only `VIEWS`' part: the pod template, most of either object,
+never reaches Kopf's queues. Kopf keeps no bookkeeping on these kinds (no change handlers, so no
+diff-base annotation to compare), so nothing of Kopf's reads the rest.
 """
 
 from __future__ import annotations
@@ -28,14 +35,42 @@ from aiconn.kube import without_managed_fields
 _MARK = "_aiconn_without_managed_fields"
 
 
+def metadata_and_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object's identity, metadata and status; its spec left behind."""
+    return {key: obj[key] for key in ("apiVersion", "kind", "metadata", "status") if key in obj}
+
+
+def deployment_view(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What the readiness refresh reads of a Deployment (`reconcile.inference_inputs`): its
+    metadata, status and `spec.replicas`."""
+    view = metadata_and_status(deployment)
+    spec = deployment.get("spec")
+    if isinstance(spec, dict) and "replicas" in spec:
+        view["spec"] = {"replicas": spec["replicas"]}
+    return view
+
+
+VIEWS: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("apps", "deployments"): deployment_view,
+    ("", "pods"): metadata_and_status,
+}
+"""The part of an object of each (API group, plural) that its handlers read; other kinds come
+whole (less managedFields)."""
+
+
 def lean_events(watch: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     """`watch` (an async generator of watch events and Kopf's bookmarks) with every event's
-    object less `metadata.managedFields`; anything else passes as it is."""
+    object less `metadata.managedFields`, cut to its `VIEWS` part where its kind has one;
+    anything else passes as it is."""
 
     async def lean(**kwargs: Any) -> AsyncIterator[Any]:
+        resource = kwargs.get("resource")
+        view = VIEWS.get((getattr(resource, "group", ""), getattr(resource, "plural", "")))
         async for event in watch(**kwargs):
             if isinstance(event, dict) and isinstance(event.get("object"), dict):
                 without_managed_fields(event["object"])
+                if view is not None:
+                    event["object"] = view(event["object"])
             yield event
 
     setattr(lean, _MARK, True)

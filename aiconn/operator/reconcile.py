@@ -28,6 +28,7 @@ from aiconn.operator.desired import apply_children, render_children
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.leanwatch import deployment_view
 from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
@@ -367,7 +368,10 @@ async def _refresh_once(
     names = workload.child_names(sla_name)
     slice_obj = await kube.get(NETWORK_SLICE.kind, names.network_slice, namespace)
     if deployment is None or (deployment.get("metadata") or {}).get("name") != names.deployment:
-        deployment = await kube.get("Deployment", names.deployment, namespace)
+        # Only the part readiness reads is kept: a burst has a thousand refreshes waiting on
+        # their status writes.
+        read = await kube.get("Deployment", names.deployment, namespace)
+        deployment = None if read is None else deployment_view(read)
     # The count the Deployment runs (the assurance loop may have scaled it), else the spec's.
     replicas = int(
         ((deployment or {}).get("spec") or {}).get("replicas")

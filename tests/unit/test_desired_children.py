@@ -11,6 +11,7 @@ from typing import Any
 from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import child_names
 from aiconn.operator.desired import Children, apply_children, render_children
+from aiconn.operator.reconcile import inference_inputs
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.resources.v1alpha1.slice import NetworkSliceSpec
@@ -154,3 +155,11 @@ def test_apply_writes_in_order_and_keeps_the_answers_readiness_reads() -> None:
     # Only the answers readiness reads are kept (the others are dropped as they come).
     assert set(answers) == {"NetworkSlice", "Deployment"}
     assert answers["Deployment"]["status"] == {"seen": True}
+    # The Deployment is kept as readiness reads it (`inference_inputs`), its pod template
+    # dropped; the slice whole (its spec and status make SliceReady).
+    (sent,) = [o for o in children.apply if o["kind"] == "Deployment"]
+    assert set(answers["Deployment"]["spec"]) == {"replicas"}
+    assert answers["Deployment"]["metadata"] == sent["metadata"]
+    assert inference_inputs(answers["Deployment"]) == inference_inputs(sent)
+    (network_slice,) = [o for o in children.apply if o["kind"] == "NetworkSlice"]
+    assert answers["NetworkSlice"]["spec"] == network_slice["spec"]
