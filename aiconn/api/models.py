@@ -217,6 +217,10 @@ class Wallet(ApiModel):
     """Tokens used in periods not yet settled, as of the SLA engine's last pass."""
     available_tokens: int
     """What the gateway lets the tenant spend: `tokens` minus `pendingUsageTokens`."""
+    usage_recorded_through: datetime | None = None
+    """Up to when the tenant's usage is in `availableTokens` (the newest usage reading, else the
+    end of the newest settled period with usage); a gateway counts the tokens it metered since
+    against it. Null when no usage was ever recorded."""
     overage: str = "HardStop"
     """What the gateway does once `availableTokens` is spent, by the tenant's token plan:
     HardStop refuses with 402; PayPerUse keeps serving and the overage is charged at the plan

@@ -28,6 +28,7 @@ def wallet(ledger: Ledger, tenant: str, currencies: Iterable[str]) -> Wallet:
         tokens=tokens,
         pending_usage_tokens=pending,
         available_tokens=tokens - pending,
+        usage_recorded_through=ledger.usage_recorded_through(tenant),
         overage=overage_mode(ledger, tenant),
         money_micros={
             currency_unit(c): ledger.balance(account, currency_unit(c)).net

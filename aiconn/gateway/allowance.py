@@ -1,14 +1,25 @@
 """How many tokens the tenant may still spend, as the gateway sees it before each request.
 
 The balance lives in the ledger (`aiconn.store.ledger`), which the gateway does not import: the
-lead wires a plain `Callable[[], int | None]` that reads the tenant's wallet into `LedgerAllowance`
-(None: the tenant's token plan pays overage per use, so there is nothing to refuse), so
+lead wires a plain callable that reads the tenant's wallet (a `WalletReading`, or just the number
+of tokens) into `LedgerAllowance` (None tokens: the tenant's token plan pays overage per use, so
+there is nothing to refuse), so
 the gateway stays an adapter that can run, and be tested, without a database.
 
 Remaining = the tenant's available tokens as last read from the ledger (wallet balance minus the
 usage the operator's SLA loop has recorded for periods not yet settled) minus the tokens this
-gateway metered since that read. The ledger is read in a thread (it is a blocking database call)
-at most every `cache_seconds`; between reads the local count keeps the estimate current.
+gateway metered that the ledger does not count yet. The ledger is read in a thread (it is a
+blocking database call) at most every `cache_seconds`; between reads the local count keeps the
+estimate current.
+
+The ledger counts usage late: the SLA loop records it from Prometheus, through the last whole
+minute, every evaluation interval. So a read that says up to when its usage is recorded
+(`WalletReading.usage_through`) lets the gateway forget only the tokens it metered before that
+instant, less `USAGE_MARGIN_SECONDS` for the scrape the reading may have missed; the rest stay
+counted against the balance. Forgetting everything metered before each read instead served a
+1,000-token wallet 3,000 tokens in the minute before the loop recorded any. A read without that
+instant (a plain number, or a wallet with no usage recorded yet) counts everything metered
+before the read as in the balance, as before.
 
 Policy when the ledger cannot be read (a stated choice, because it moves money either way):
 
@@ -30,7 +41,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
@@ -67,27 +81,54 @@ class StaticAllowance:
         self._left -= tokens
 
 
+USAGE_MARGIN_SECONDS = 30.0
+"""Tokens metered this long before a reading's `usage_through` stay counted: the SLA loop's
+Prometheus read may have missed the last scrape interval (15-30 s) before it."""
+
+
+MAX_SECONDS_KEPT = 3_600
+"""Seconds of metered tokens kept apart; older ones merge (a bound on memory, not on tokens)."""
+
+
+@dataclass(frozen=True)
+class WalletReading:
+    """A read of the tenant's wallet: the tokens available (None: the plan pays overage per use)
+    and the instant up to which its usage is recorded in them (None: not said)."""
+
+    available: int | None
+    usage_through: datetime | None = None
+
+
 class LedgerAllowance:
-    """The ledger's wallet balance, read in a thread and cached, minus tokens metered since."""
+    """The ledger's wallet balance, read in a thread and cached, minus the tokens metered that it
+    does not count yet."""
 
     def __init__(
         self,
-        read_balance: Callable[[], int | None],
+        read_balance: Callable[[], int | WalletReading | None],
         *,
         fail_mode: FailMode = "open",
         grace_seconds: float = 300.0,
         cache_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._read_balance = read_balance
         self._fail_mode = fail_mode
         self._grace = grace_seconds
         self._cache = cache_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._balance: int | None = None
         self._read_at: float | None = None
         self._attempted_at: float | None = None
         self._started_at = clock()
+        # Tokens metered and not yet known to be in the balance, by the wall-clock second they
+        # were metered in (one entry a second, oldest first; a read in flight starts a new
+        # entry, so the ones before it are whole), and their sum.
+        self._metered: deque[list[int]] = deque()
+        self._sealed = False
+        self._merges = 0
         self._metered_since_read = 0
         self._lock = asyncio.Lock()
 
@@ -104,7 +145,27 @@ class LedgerAllowance:
         return self._after_failure()
 
     def record(self, tokens: int) -> None:
+        second = int(self._wall_clock())
+        if self._metered and not self._sealed and self._metered[-1][0] == second:
+            self._metered[-1][1] += tokens
+        else:
+            self._metered.append([second, tokens])
+            self._sealed = False
+            if len(self._metered) > MAX_SECONDS_KEPT:
+                # The ledger has not read usage for an hour: the two oldest seconds become one,
+                # at the later second (forgotten no sooner than either would be).
+                oldest = self._metered.popleft()
+                self._metered[0][1] += oldest[1]
+                self._merges += 1
         self._metered_since_read += tokens
+
+    def _forget(self, entries: int, *, before: float | None = None) -> None:
+        """Of the oldest `entries`, those metered before the second `before` (all when None)
+        are in the balance now."""
+        for _ in range(entries):
+            if not self._metered or (before is not None and self._metered[0][0] >= before):
+                return
+            self._metered_since_read -= self._metered.popleft()[1]
 
     def _due(self) -> bool:
         return self._attempted_at is None or self._clock() - self._attempted_at >= self._cache
@@ -115,9 +176,10 @@ class LedgerAllowance:
     async def _refresh(self) -> None:
         started = self._clock()
         self._attempted_at = started
-        metered_before = self._metered_since_read
+        # What was metered before the read began: the entries now, closed to later tokens.
+        present, merges, self._sealed = len(self._metered), self._merges, True
         try:
-            balance = await asyncio.to_thread(self._read_balance)
+            read = await asyncio.to_thread(self._read_balance)
         except Exception as exc:
             log.warning(
                 "ledger balance unreadable (%s); allowance fail mode %s",
@@ -125,11 +187,16 @@ class LedgerAllowance:
                 self._fail_mode,
             )
             return
+        reading = read if isinstance(read, WalletReading) else WalletReading(read)
         # None: the plan pays overage per use, nothing to refuse (`WalletApiReader`).
-        self._balance = None if balance is None else int(balance)
+        self._balance = None if reading.available is None else int(reading.available)
         self._read_at = started
-        # Tokens metered while the read was in flight may be missing from the balance: keep them.
-        self._metered_since_read -= metered_before
+        # Tokens metered while the read was in flight may be missing from the balance: kept.
+        present -= self._merges - merges  # entries before the read merged meanwhile
+        if reading.usage_through is None:
+            self._forget(present)
+        else:
+            self._forget(present, before=reading.usage_through.timestamp() - USAGE_MARGIN_SECONDS)
 
     def _after_failure(self) -> int | None:
         if self._fail_mode == "closed":

@@ -25,7 +25,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiconn.gateway.allowance import AllowanceSource, LedgerAllowance, StaticAllowance
+from aiconn.gateway.allowance import (
+    AllowanceSource,
+    LedgerAllowance,
+    StaticAllowance,
+    WalletReading,
+)
 from aiconn.gateway.health import HealthProbe
 from aiconn.gateway.keys import KeyStore
 from aiconn.gateway.metrics import GatewayMetrics
@@ -144,7 +149,7 @@ def create_apps(
                 tenant=settings.tenant,
                 token_file=settings.wallet_token_file,
                 ca_file=settings.wallet_ca_file,
-            ),
+            ).reading,
         )
     elif allowance is None and settings.ledger_url:
         allowance = _ledger_allowance(settings, settings.ledger_url)
@@ -213,20 +218,23 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
 
     ledger: list[Ledger] = []
 
-    def read_balance() -> int | None:
+    def read_balance() -> WalletReading:
         # Opened on first use, in the allowance's worker thread, so a ledger that is down at
         # start-up is handled by the fail-mode policy like any later outage.
         if not ledger:
             ledger.append(Ledger.open(url))
         if overage_mode(ledger[0], settings.tenant) == "PayPerUse":
-            return None
-        return ledger[0].available_tokens(settings.tenant)
+            return WalletReading(None)
+        return WalletReading(
+            ledger[0].available_tokens(settings.tenant),
+            usage_through=ledger[0].usage_recorded_through(settings.tenant),
+        )
 
     return _wallet_allowance(settings, read_balance)
 
 
 def _wallet_allowance(
-    settings: GatewaySettings, read_balance: Callable[[], int | None]
+    settings: GatewaySettings, read_balance: Callable[[], WalletReading]
 ) -> LedgerAllowance:
     """The wallet's balance as the allowance, under the settings' fail-mode policy, whichever
     way it is read (the reporting API's wallet route, or the ledger directly)."""

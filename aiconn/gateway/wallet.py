@@ -12,16 +12,19 @@ updates it, so a rotated CA needs no restart) or, without one, the system's trus
 failed handshake is a failed read like any other: the fail-mode policy decides, and the token was
 never sent.
 
-`WalletApiReader` is the blocking `read_balance` callable of `LedgerAllowance`, which runs it in a
-thread, caches it and applies the fail-mode policy when it raises.
+`WalletApiReader.reading` is the blocking `read_balance` callable of `LedgerAllowance`, which runs
+it in a thread, caches it and applies the fail-mode policy when it raises.
 """
 
 from __future__ import annotations
 
 import ssl
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+
+from aiconn.gateway.allowance import WalletReading
 
 
 class WalletUnavailable(Exception):
@@ -66,6 +69,11 @@ class WalletApiReader:
     def __call__(self) -> int | None:
         """The available tokens; None when the tenant's plan pays overage per use (the gateway
         then serves past the wallet: the overage is charged at the period's close)."""
+        return self.reading().available
+
+    def reading(self) -> WalletReading:
+        """The available tokens (as `__call__`) and up to when the tenant's usage is in them:
+        what `LedgerAllowance` reads."""
         token = self._token_file.read_text().strip()
         try:
             response = self._current_client().get(
@@ -83,6 +91,10 @@ class WalletApiReader:
         for wallet in response.json().get("wallets", []):
             if wallet.get("tenant") == self._tenant:
                 if wallet.get("overage") == "PayPerUse":
-                    return None
-                return int(wallet["availableTokens"])
+                    return WalletReading(None)
+                through = wallet.get("usageRecordedThrough")
+                return WalletReading(
+                    int(wallet["availableTokens"]),
+                    usage_through=None if through is None else datetime.fromisoformat(through),
+                )
         raise WalletUnavailable(f"no wallet of tenant {self._tenant} in {self._namespace}")

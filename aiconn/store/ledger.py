@@ -334,6 +334,26 @@ class Ledger:
         """What the tenant may still spend: the wallet balance minus usage not yet settled."""
         return self.wallet_balance(tenant) - self.pending_usage(tenant)
 
+    def usage_recorded_through(self, tenant: str) -> datetime | None:
+        """The instant up to which the tenant's usage is in `available_tokens`: the newest of its
+        open usage readings and of the ends of its settled periods with usage; None when none
+        was ever recorded. A gateway counts what it metered after it against the balance itself
+        (`aiconn.gateway.allowance`). One instant for all the tenant's SLAs: the SLA loop reads
+        them in one pass, so their readings share it."""
+        with Session(self.engine) as session:
+            measured = session.exec(
+                select(func.max(UsageRow.measured_at)).where(
+                    UsageRow.tenant == tenant, ~_settled_usage()
+                )
+            ).one()
+            settled = session.exec(
+                select(func.max(UsageRow.period_end)).where(
+                    UsageRow.tenant == tenant, _settled_usage()
+                )
+            ).one()
+        found = [as_utc(at) for at in (measured, settled) if at is not None]
+        return max(found) if found else None
+
     def statement(
         self, account: str, *, unit: str | None = None, after: int | None = None, limit: int = 100
     ) -> StatementPage:

@@ -6,12 +6,20 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from aiconn.gateway.allowance import AllowanceUnavailable, LedgerAllowance, StaticAllowance
+from aiconn.gateway import allowance as allowance_module
+from aiconn.gateway.allowance import (
+    USAGE_MARGIN_SECONDS,
+    AllowanceUnavailable,
+    LedgerAllowance,
+    StaticAllowance,
+    WalletReading,
+)
 from aiconn.gateway.keys import KeyStore, bearer_token, hash_key, parse_digests
 from aiconn.gateway.metrics import tpot_buckets, ttft_buckets
 from aiconn.gateway.proxy import downstream_headers, upstream_headers
@@ -347,6 +355,85 @@ def test_ledger_allowance_subtracts_tokens_metered_since_the_read() -> None:
     asyncio.run(scenario())
 
 
+class LaggingLedger:
+    """A wallet whose usage the SLA loop records late: `recorded` of what was metered, through
+    `through` (epoch seconds; None: never recorded)."""
+
+    def __init__(self, funded: int) -> None:
+        self.funded, self.recorded = funded, 0
+        self.through: float | None = None
+
+    def __call__(self) -> WalletReading:
+        at = None if self.through is None else datetime.fromtimestamp(self.through, UTC)
+        return WalletReading(self.funded - self.recorded, usage_through=at)
+
+
+def test_tokens_metered_after_the_ledgers_usage_reading_stay_counted_across_reads() -> None:
+    """One 100-token request every 2 s against a 1,000-token wallet whose usage the ledger last
+    recorded a minute before the first: the gateway serves the wallet's 1,000 and refuses the
+    rest, read after read (forgetting its count at each read served 3,000); once the ledger
+    records the usage of the first nine, those nine are not counted twice and the tenth is."""
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        ledger = LaggingLedger(1_000)
+        ledger.through = clock.now - 60  # an earlier minute's reading: no usage yet
+        allowance = LedgerAllowance(ledger, cache_seconds=5, clock=clock, wall_clock=clock)
+        served: list[float] = []
+        for _ in range(30):
+            left = await allowance.remaining()
+            assert left is not None
+            if left >= 100:
+                allowance.record(100)
+                served.append(clock.now)
+            clock.now += 2
+        assert len(served) == 10
+        # The SLA loop records the first nine requests' usage; the reading goes through an
+        # instant the margin past the ninth (its Prometheus read may miss the last scrape).
+        ledger.recorded, ledger.through = 900, served[8] + 1 + USAGE_MARGIN_SECONDS
+        clock.now += 5
+        assert await allowance.remaining() == 100 - 100
+
+    asyncio.run(scenario())
+
+
+def test_a_reading_without_its_usage_instant_counts_what_was_metered_before_it() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        ledger = LaggingLedger(1_000)
+        allowance = LedgerAllowance(ledger, cache_seconds=5, clock=clock, wall_clock=clock)
+        assert await allowance.remaining() == 1_000
+        allowance.record(300)
+        ledger.recorded = 300
+        clock.now += 5
+        assert await allowance.remaining() == 700
+
+    asyncio.run(scenario())
+
+
+def test_an_hour_of_unrecorded_seconds_merges_the_oldest_and_keeps_every_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(allowance_module, "MAX_SECONDS_KEPT", 3)
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        ledger = LaggingLedger(1_000)
+        ledger.through = clock.now - 60
+        allowance = LedgerAllowance(ledger, cache_seconds=60, clock=clock, wall_clock=clock)
+        assert await allowance.remaining() == 1_000
+        for _ in range(6):
+            allowance.record(10)
+            clock.now += 1
+        assert await allowance.remaining() == 1_000 - 60
+        # The ledger records the first five seconds: the merged ones go only once all are in.
+        ledger.recorded, ledger.through = 50, clock.now - 1 + USAGE_MARGIN_SECONDS
+        clock.now += 60
+        assert await allowance.remaining() == 1_000 - 50 - 10
+
+    asyncio.run(scenario())
+
+
 def test_ledger_outage_fails_open_within_the_grace_then_closed() -> None:
     async def scenario() -> None:
         clock, ledger = FakeClock(), Ledger(1000)
@@ -446,6 +533,28 @@ def test_the_wallet_reader_reports_no_limit_under_a_pay_per_use_plan(tmp_path: P
     assert reader() is None
     allowance = LedgerAllowance(reader)
     assert asyncio.run(allowance.remaining()) is None
+
+
+def test_the_wallet_readers_reading_says_up_to_when_usage_is_in_the_tokens(
+    tmp_path: Path,
+) -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        wallets = [
+            {
+                "tenant": "team-a",
+                "availableTokens": 7,
+                "usageRecordedThrough": "2026-12-04T13:02:00Z",
+            }
+        ]
+        return httpx.Response(200, json={"namespace": "team-a", "wallets": wallets})
+
+    token = tmp_path / "token"
+    token.write_text("secret")
+    reader = team_a_reader(token, api)
+    assert reader.reading() == WalletReading(
+        7, usage_through=datetime(2026, 12, 4, 13, 2, tzinfo=UTC)
+    )
+    assert reader() == 7
 
 
 def test_the_wallet_reader_refuses_an_answer_without_its_tenant(tmp_path: Path) -> None:

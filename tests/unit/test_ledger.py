@@ -105,6 +105,23 @@ def test_settling_a_period_turns_its_pending_usage_into_the_posted_one(ledger: L
     assert ledger.available_tokens("acme") == ledger.wallet_balance("acme") == 91_000_000
 
 
+def test_usage_is_recorded_through_the_newest_reading_or_settled_period_end(
+    ledger: Ledger,
+) -> None:
+    """What a gateway forgets of its own count (`aiconn.gateway.allowance`): the newest instant
+    up to which the tenant's usage is in `available_tokens`, an open period's reading or a
+    settled period's end."""
+    fund(ledger)
+    assert ledger.usage_recorded_through("acme") is None
+    ledger.record_usage([usage(3_000_000, minute=1), usage(1_000, uid="uid-2", minute=2)])
+    assert ledger.usage_recorded_through("acme") == JAN.start.replace(hour=1, minute=2)
+    settle(ledger)  # JAN's usage of uid-1 posted, through the period's end
+    assert ledger.usage_recorded_through("acme") == JAN.end
+    ledger.record_usage([usage(5, period=FEB, minute=3)])
+    assert ledger.usage_recorded_through("acme") == FEB.start.replace(hour=1, minute=3)
+    assert ledger.usage_recorded_through("other") is None
+
+
 def test_a_held_period_keeps_its_usage_pending(ledger: Ledger) -> None:
     fund(ledger)
     ledger.record_usage([usage(9_000_000)])
