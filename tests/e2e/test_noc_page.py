@@ -159,8 +159,12 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        eventually(port_file.exists, what="Chromium DevTools port")
-        port = int(port_file.read_text().split()[0])
+        # Chromium creates the file, then writes the port into it: wait for the port itself.
+        written = eventually(
+            lambda: port_file.read_text().split() if port_file.exists() else None,
+            what="Chromium DevTools port",
+        )
+        port = int(written[0])
         pages = eventually(
             lambda: [
                 t
