@@ -218,8 +218,8 @@ class Wallet(ApiModel):
     available_tokens: int
     """What the gateway lets the tenant spend: `tokens` minus `pendingUsageTokens`."""
     usage_recorded_through: datetime | None = None
-    """Up to when the tenant's usage is in `availableTokens` (the newest usage reading, else the
-    end of the newest settled period with usage); a gateway counts the tokens it metered since
+    """Up to when the tenant's usage is in `availableTokens` (the newest of its open usage
+    readings and of its settled periods' ends); a gateway counts the tokens it metered since
     against it. Null when no usage was ever recorded."""
     overage: str = "HardStop"
     """What the gateway does once `availableTokens` is spent, by the tenant's token plan:
