@@ -19,6 +19,9 @@ from aiconn.store.ledger import Ledger
 def wallet(ledger: Ledger, tenant: str, currencies: Iterable[str]) -> Wallet:
     """One tenant's wallet with its burn and projected exhaustion."""
     account = wallet_account(tenant)
+    # Read before the balance: usage recorded in between is then in `availableTokens` and a
+    # gateway counts it twice (refuses early), never forgets it unpaid.
+    through = ledger.usage_recorded_through(tenant)
     tokens = ledger.balance(account, TOKENS).net
     pending = ledger.pending_usage(tenant)
     projection = project(tokens - pending, ledger.open_usage(tenant))
@@ -28,7 +31,7 @@ def wallet(ledger: Ledger, tenant: str, currencies: Iterable[str]) -> Wallet:
         tokens=tokens,
         pending_usage_tokens=pending,
         available_tokens=tokens - pending,
-        usage_recorded_through=ledger.usage_recorded_through(tenant),
+        usage_recorded_through=through,
         overage=overage_mode(ledger, tenant),
         money_micros={
             currency_unit(c): ledger.balance(account, currency_unit(c)).net

@@ -129,7 +129,7 @@ class LedgerAllowance:
         self._metered: deque[list[int]] = deque()
         self._sealed = False
         self._merges = 0
-        self._metered_since_read = 0
+        self._unrecorded = 0
         self._lock = asyncio.Lock()
 
     async def remaining(self) -> int | None:
@@ -157,7 +157,7 @@ class LedgerAllowance:
                 oldest = self._metered.popleft()
                 self._metered[0][1] += oldest[1]
                 self._merges += 1
-        self._metered_since_read += tokens
+        self._unrecorded += tokens
 
     def _forget(self, entries: int, *, before: float | None = None) -> None:
         """Of the oldest `entries`, those metered before the second `before` (all when None)
@@ -165,13 +165,13 @@ class LedgerAllowance:
         for _ in range(entries):
             if not self._metered or (before is not None and self._metered[0][0] >= before):
                 return
-            self._metered_since_read -= self._metered.popleft()[1]
+            self._unrecorded -= self._metered.popleft()[1]
 
     def _due(self) -> bool:
         return self._attempted_at is None or self._clock() - self._attempted_at >= self._cache
 
     def _estimate(self) -> int | None:
-        return None if self._balance is None else self._balance - self._metered_since_read
+        return None if self._balance is None else self._balance - self._unrecorded
 
     async def _refresh(self) -> None:
         started = self._clock()

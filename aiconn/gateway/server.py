@@ -225,10 +225,10 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
             ledger.append(Ledger.open(url))
         if overage_mode(ledger[0], settings.tenant) == "PayPerUse":
             return WalletReading(None)
-        return WalletReading(
-            ledger[0].available_tokens(settings.tenant),
-            usage_through=ledger[0].usage_recorded_through(settings.tenant),
-        )
+        # The instant first: usage recorded between the two reads is then in the balance and
+        # counted twice (refused early), never forgotten unpaid.
+        through = ledger[0].usage_recorded_through(settings.tenant)
+        return WalletReading(ledger[0].available_tokens(settings.tenant), usage_through=through)
 
     return _wallet_allowance(settings, read_balance)
 
