@@ -1,9 +1,8 @@
 """The SLA engine against real components: Prometheus scraping a gateway in front of a real vLLM
 (the stack: tests/integration/sla_stack.py). The engine is the operator's own code: `measure` (one
-batched `fetch_fleet`, then `evaluate_fleet`). Here its TTFT attainment against the client's own,
-a `serial` test; the outages and the query count live in files of their own, so that the parallel
-suite waits for them at the same time: test_sla_engine_vllm_down.py and
-test_sla_engine_prometheus.py.
+batched `fetch_fleet`, then `evaluate_fleet`). Here its TTFT attainment against the client's own;
+the outages and the query count live in files of their own, so that the parallel suite waits for
+them at the same time: test_sla_engine_vllm_down.py and test_sla_engine_prometheus.py.
 """
 
 from __future__ import annotations
@@ -31,12 +30,12 @@ def wait_scraped(stack: Stack, records: list[RequestRecord]) -> None:
     )
 
 
-# The client's own overhead decides the tolerance: other tests' load would be in it.
-@pytest.mark.serial
+# Not a `serial` test: the two groups of requests lie far from the threshold on either side (see
+# the tolerance below), so other tests' load on the cores cannot move a request across it.
 def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -> None:
-    # Requests alternate between no delay and 2 s injected between the gateway and vLLM, one at
-    # a time (one worker), so half miss the 1 s threshold; vLLM itself never sees the delay.
-    delays = (0.0, 2.0)
+    # Requests alternate between no delay and 1.25 s injected between the gateway and vLLM, one
+    # at a time (one worker), so half miss the 1 s threshold; vLLM itself never sees the delay.
+    delays = (0.0, 1.25)
 
     def inject(i: int) -> None:
         stack.injector.delay = delays[i % len(delays)]
@@ -70,8 +69,10 @@ def test_ttft_attainment_agrees_with_the_clients_own_measurement(stack: Stack) -
     # in-process gateway). A first version put delays of 0, 50, 300 and 450 ms around a 200 ms
     # threshold: 0.00 points apart on a quiet machine, but 10 points (8 requests of 80) in a full
     # CI run, where vLLM's own TTFT rose to 150-200 ms and the client's overhead to tens of ms.
-    # Now the two groups sit at vLLM's TTFT (well under 1 s even then) and over 2 s.
-    # Tolerance: 2.5 points, two requests of 80.
+    # Now the two groups sit at vLLM's TTFT (well under 1 s even then) and over 1.25 s: a delayed
+    # request's TTFT is the delay plus vLLM's, on both clocks, so load only widens the margin on
+    # that side; an undelayed one crosses only if vLLM's own TTFT nears 1 s. So the test runs in
+    # the loaded parallel part. Tolerance: 2.5 points, two requests of 80.
     assert difference <= 2.5
     assert 25 <= client_side <= 75, "the injected delays put about half over the threshold"
     # The overhead split: vLLM's own TTFT did not see the delay the path added.
