@@ -174,9 +174,9 @@ def backend_ledger(request: Any, tmp_path: Path) -> Iterator[Ledger]:
 
 
 def assert_kube_refusal(err: BaseException, kind: type[Exception], answer: tuple[Any, ...]) -> None:
-    """`err` is exactly the project's `kind` yet still an ApiException (callers that catch that
-    keep working), carrying the API server's refusal `answer`: (status, reason, body, headers)."""
-    assert type(err) is kind and isinstance(err, ApiException), repr(err)
+    """`err` is exactly the project's `kind` (no client library's exception), carrying the API
+    server's refusal `answer`: (status, reason, body, headers)."""
+    assert type(err) is kind and not isinstance(err, ApiException), repr(err)
     got = (err.status, err.reason, err.body, err.headers)
     assert got == answer, f"{got} != {answer}"
 

@@ -35,7 +35,7 @@ from aiconn.api.routes.noc import STATIC_DIR
 from aiconn.api.settings import ApiSettings
 from aiconn.api.slas import CachedSLAReader, DirectSLAReader, SLAReader
 from aiconn.api.staticauth import StaticAuthorizer
-from aiconn.kube import api_client
+from aiconn.kube import connect
 from aiconn.store.ledger import Ledger
 
 # Route handlers run in a thread pool and share one Kubernetes client.
@@ -43,9 +43,9 @@ KUBE_POOL_SIZE = 32
 
 
 def kube_client(settings: ApiSettings) -> Any:
-    """The API's own Kubernetes client: the kubeconfig in the settings, else in-cluster, else
-    KUBECONFIG (`aiconn.kube.api_client`)."""
-    return api_client(settings.kubeconfig, pool_size=KUBE_POOL_SIZE)
+    """The API's own connection to Kubernetes: the kubeconfig in the settings, else in-cluster,
+    else KUBECONFIG (`aiconn.kube.connect`)."""
+    return connect(settings.kubeconfig, pool_size=KUBE_POOL_SIZE)
 
 
 def _authorizer(settings: ApiSettings, kube: Any) -> Authorizer:

@@ -31,8 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
+from aiconn.resources.quantity import parse_quantity
 from aiconn.resources.v1alpha1.tier import SITE_LABEL, InferenceTierSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -2,27 +2,40 @@
 into the operator's handlers or the API's routes.
 
 `KubeError` (with `NotFound`, `Conflict` and `Gone`) is what the adapter raises when the API
-server refuses a request. It is an `ApiException` too, so code that still catches the kubernetes
-client's exception (Kopf, the devstack, tests) sees the same error as before, while the
-adapter's callers catch the project's types.
+server refuses a request, whichever client carried it: the project's transport
+(`aiconn.kube.transport`) or, in the devstack and the tests, the official client (whose
+`ApiException` is translated by `kube_error`).
 """
 
 from __future__ import annotations
 
-from kubernetes.client.exceptions import ApiException
+from typing import Any
 
 
-class KubeError(ApiException):  # type: ignore[misc]
+class KubeError(Exception):
     """The API server refused a request: `status` (the HTTP code), `reason` and `body` as it
-    answered them."""
+    answered them, and its `headers`."""
 
     STATUS: int | None = None
 
     def __init__(
-        self, status: int | None = None, reason: str | None = None, body: str | None = None
+        self,
+        status: int | None = None,
+        reason: str | None = None,
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status=self.STATUS if status is None else status, reason=reason)
+        self.status = self.STATUS if status is None else status
+        self.reason = reason
         self.body = body
+        self.headers = headers
+        super().__init__(self.status, reason)
+
+    def __str__(self) -> str:
+        detail = f"({self.status})\nReason: {self.reason}\n"
+        if self.body:
+            detail += f"HTTP response body: {self.body}\n"
+        return detail
 
 
 class NotFound(KubeError):
@@ -46,11 +59,27 @@ class Gone(KubeError):
 _BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 409: Conflict, 410: Gone}
 
 
-def kube_error(err: ApiException) -> KubeError:
-    """`err` as the project's error type (itself when it is one already)."""
+def error_for(
+    status: int | None,
+    *,
+    reason: str | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> KubeError:
+    """The error for a refusal with this status (`NotFound`, `Conflict`, `Gone` or `KubeError`)."""
+    return _BY_STATUS.get(status or 0, KubeError)(
+        status=status, reason=reason, body=body, headers=headers
+    )
+
+
+def kube_error(err: Any) -> KubeError:
+    """`err` (the official client's `ApiException`, or one of ours) as the project's error type."""
     if isinstance(err, KubeError):
         return err
-    kind = _BY_STATUS.get(err.status or 0, KubeError)
-    translated = kind(status=err.status, reason=err.reason, body=err.body)
-    translated.headers = err.headers
-    return translated
+    headers = err.headers
+    return error_for(
+        err.status,
+        reason=err.reason,
+        body=err.body,
+        headers=dict(headers) if headers is not None else None,
+    )

@@ -19,11 +19,10 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from aiconn.kube.client import DEFAULT_POOL_SIZE
 from aiconn.kube.errors import Gone, NotFound, kube_error
 from aiconn.kube.kinds import KINDS, Kind
+from aiconn.kube.transport import Transport
 
 LIST_PAGE = 500
 """Items per page of a paged list (kubectl's default chunk)."""
@@ -94,16 +93,13 @@ def _page(call: Call, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], 
     return [item for item in kept if item is not None], token
 
 
-class Kube:
-    """Blocking verbs over one ApiClient. The API server's refusals come out as
-    `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410); a server that
-    does not answer, as the client raised it (urllib3's `HTTPError`, an `OSError`)."""
+class Requester(Protocol):
+    """What the verbs send their requests through: `aiconn.kube.transport.Transport`, or the
+    official client wrapped by `OfficialClient`."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
-        self._discovered: dict[tuple[str, str], Kind] = {}
+    pool_size: int
 
-    def call(
+    def request(
         self,
         method: str,
         path: str,
@@ -111,8 +107,33 @@ class Kube:
         body: Any = None,
         query: Query = None,
         content_type: str = "application/json",
-    ) -> Item:
-        """One request; the answer's JSON, less managedFields ({} for an empty answer)."""
+    ) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class OfficialClient:
+    """The official client's `ApiClient` as a `Requester` (the devstack and the tests hand their
+    typed client to the adapter): its raw call, its `ApiException` as the project's error."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        configuration = getattr(api, "configuration", None)
+        self.pool_size: int = (
+            getattr(configuration, "connection_pool_maxsize", None) or DEFAULT_POOL_SIZE
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Query = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        from kubernetes.client.exceptions import ApiException
+
         try:
             response = self.api.call_api(
                 path,
@@ -125,7 +146,39 @@ class Kube:
             )
         except ApiException as err:
             raise kube_error(err) from err
-        data = response[0].data
+        data: bytes = response[0].data
+        return data
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def requester(api: Transport | Any) -> Requester:
+    """`api` as the verbs' `Requester`: a `Transport` as it is, an official `ApiClient` wrapped."""
+    return api if isinstance(api, Transport | OfficialClient) else OfficialClient(api)
+
+
+class Kube:
+    """Blocking verbs over one connection (`aiconn.kube.connect`'s transport, or an official
+    `ApiClient`). The API server's refusals come out as `aiconn.kube.KubeError` (`NotFound`,
+    `Conflict`, `Gone` for 404, 409, 410); a server that does not answer, as the transport raised
+    it (urllib3's `HTTPError`, an `OSError`)."""
+
+    def __init__(self, api: Transport | Any) -> None:
+        self.api = requester(api)
+        self._discovered: dict[tuple[str, str], Kind] = {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Query = None,
+        content_type: str = "application/json",
+    ) -> Item:
+        """One request; the answer's JSON, less managedFields ({} for an empty answer)."""
+        data = self.api.request(method, path, body=body, query=query, content_type=content_type)
         answer: Item = json.loads(data) if data else {}
         # Cut in this thread, before the answer is held.
         without_managed_fields(answer)

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from aiconn.kube import KubeError
 
 MAX_MESSAGE = 1024
 FIRST_RETRY_S = 15.0
@@ -34,7 +34,7 @@ def short(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def describe(err: BaseException) -> str:
     """One sentence for a failure: the API server's own message when it refused something."""
-    if isinstance(err, ApiException):
+    if isinstance(err, KubeError):
         detail = str(err.reason or "")
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             detail = json.loads(err.body or "{}").get("message") or detail
@@ -44,7 +44,7 @@ def describe(err: BaseException) -> str:
 
 def transient(err: BaseException) -> bool:
     """Conflicts, throttling and server errors: worth a quiet retry before telling anyone."""
-    return isinstance(err, ApiException) and (err.status in (409, 429) or (err.status or 0) >= 500)
+    return isinstance(err, KubeError) and (err.status in (409, 429) or (err.status or 0) >= 500)
 
 
 def backoff(retry: int) -> float:

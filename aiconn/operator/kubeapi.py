@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from kubernetes import client
-
 from aiconn.kube import (
     DEFAULT_POOL_SIZE,
     KINDS,
@@ -29,8 +27,9 @@ from aiconn.kube import (
     Kube,
     NotFound,
     Query,
-    api_client,
+    Transport,
     apply_request,
+    connect,
     read_list,
 )
 
@@ -95,14 +94,15 @@ def _relay(target: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
 
 
 class KubeApi:
-    """Thin async verbs over one ApiClient: every request is the blocking `aiconn.kube.Kube`
+    """Thin async verbs over one connection (`aiconn.kube.connect`'s transport; the tests may
+    hand it the official client's `ApiClient`): every request is the blocking `aiconn.kube.Kube`
     call, run on the operator's threads. The API server's refusals come out as
     `aiconn.kube.KubeError` (`NotFound`, `Conflict`, `Gone` for 404, 409, 410)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
+    def __init__(self, api: Transport | Any) -> None:
         self._blocking = Kube(api)
-        size = getattr(api.configuration, "connection_pool_maxsize", None) or DEFAULT_POOL_SIZE
+        self.api = self._blocking.api
+        size = self.api.pool_size or DEFAULT_POOL_SIZE
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="kubeapi")
         self._shared: dict[tuple[Any, ...], _Coalesced] = {}
 
@@ -259,6 +259,6 @@ class KubeApi:
         raise Conflict(reason=f"{kind} {namespace}/{name} kept changing; status not written")
 
 
-def load_api_client() -> client.ApiClient:
-    """The operator's client: in-cluster in a pod, else KUBECONFIG (`aiconn.kube.api_client`)."""
-    return api_client(pool_size=DEFAULT_POOL_SIZE)
+def load_api_client() -> Transport:
+    """The operator's connection: in-cluster in a pod, else KUBECONFIG (`aiconn.kube.connect`)."""
+    return connect(pool_size=DEFAULT_POOL_SIZE)

@@ -16,9 +16,9 @@ from typing import Any, cast
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from aiconn.devstack.kube import apply_objects, load_documents
+from aiconn.kube import NotFound
 from aiconn.operator.conditions import condition, merge
 from aiconn.operator.evaluation import FleetEvaluator, SLARef
 from aiconn.operator.kubeapi import KubeApi
@@ -116,7 +116,7 @@ def test_a_plain_merge_patch_from_a_stale_read_would_drop_them(k8s: Any, namespa
 
 def test_status_of_a_missing_sla_is_a_404(k8s: Any, namespace: str) -> None:
     kube = KubeApi(k8s)
-    with pytest.raises(ApiException) as raised:
+    with pytest.raises(NotFound) as raised:
         asyncio.run(
             kube.update_status(KIND, "absent", namespace, fields={}, conditions=[], current=None)
         )

@@ -1,41 +1,54 @@
-"""The one Kubernetes client factory (`aiconn.kube.api_client`) and its precedence: an explicit
-kubeconfig, else in-cluster when running in a pod, else KUBECONFIG; each caller's pool size;
-and the project's error types that the adapter raises."""
+"""The one connection factory (`aiconn.kube.connect`) and its precedence: an explicit
+kubeconfig, else in-cluster when running in a pod, else KUBECONFIG; each caller's pool size; the
+project's transport against a real TLS server (a client certificate, a CA, a token file read
+again); and the project's error types that the adapter raises."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.server
+import json
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import incluster_config
 
 from aiconn.api.app import KUBE_POOL_SIZE, kube_client
 from aiconn.api.settings import ApiSettings
+from aiconn.devstack.pki import write_pki
 from aiconn.kube import (
     DEFAULT_POOL_SIZE,
     Conflict,
     Gone,
+    Kube,
+    KubeconfigError,
     KubeError,
     NotFound,
-    api_client,
+    connect,
     kube_error,
+    transport,
 )
 from aiconn.operator.kubeapi import KINDS, KubeApi, load_api_client
 from tests.helpers import assert_kube_refusal
 
 
-def _kubeconfig(path: Path, server: str) -> Path:
+def _kubeconfig(
+    path: Path, server: str, user: dict[str, Any] | None = None, **cluster: Any
+) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "file-token"}}],
+                "clusters": [{"name": "c", "cluster": {"server": server, **cluster}}],
+                "users": [{"name": "u", "user": user or {"token": "file-token"}}],
                 "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
                 "current-context": "x",
             }
@@ -46,23 +59,20 @@ def _kubeconfig(path: Path, server: str) -> Path:
 
 @pytest.fixture
 def in_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service host and port, token and CA files where the kubernetes client reads them."""
-    token = tmp_path / "token"
-    token.write_text("pod-token")
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    """The service host and port, token and CA files where a pod has them."""
+    (tmp_path / "token").write_text("pod-token")
+    write_pki(tmp_path / "pki")
+    (tmp_path / "ca.crt").write_bytes((tmp_path / "pki" / "ca.crt").read_bytes())
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
-    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setattr(transport, "SERVICE_ACCOUNT_DIR", tmp_path)
 
 
 @pytest.fixture
 def not_in_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "no-token"))
-    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "no-ca"))
+    monkeypatch.setattr(transport, "SERVICE_ACCOUNT_DIR", tmp_path / "no-such-dir")
 
 
 @pytest.mark.parametrize(
@@ -78,18 +88,25 @@ def test_in_a_pod_an_explicit_kubeconfig_else_the_service_account_wins_over_kube
     token: str,
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "env", "https://env:6443")))
-    api = api_client(_kubeconfig(tmp_path / "explicit", host) if explicit else None)
-    assert api.configuration.host == host
-    assert api.configuration.api_key["authorization"].lower() == f"bearer {token}"
+    api = connect(_kubeconfig(tmp_path / "explicit", host) if explicit else None)
+    assert api.server == host
+    assert api._bearer() == token
+
+
+def test_a_pod_without_its_token_is_an_error_naming_it(in_a_pod: None, tmp_path: Path) -> None:
+    (tmp_path / "token").unlink()
+    with pytest.raises(KubeconfigError, match=r"no .*token"):
+        connect()
 
 
 def test_outside_a_pod_kubeconfig_env_is_read_at_the_call(
     not_in_a_pod: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "env", "https://env:6443")))
-    assert api_client().configuration.host == "https://env:6443"
-    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "later", "https://later:6443")))
-    assert api_client().configuration.host == "https://later:6443"
+    assert connect().server == "https://env:6443"
+    later = _kubeconfig(tmp_path / "later", "https://later:6443")
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{later}")
+    assert connect().server == "https://later:6443"
 
 
 def test_each_caller_keeps_its_pool_size(
@@ -97,42 +114,198 @@ def test_each_caller_keeps_its_pool_size(
 ) -> None:
     config = _kubeconfig(tmp_path / "env", "https://env:6443")
     monkeypatch.setenv("KUBECONFIG", str(config))
-    assert api_client(pool_size=3).configuration.connection_pool_maxsize == 3
+    assert connect(pool_size=3).pool_size == 3
     operator = load_api_client()
-    assert operator.configuration.connection_pool_maxsize == DEFAULT_POOL_SIZE == 32
-    assert operator.configuration.host == "https://env:6443"
+    assert operator.pool_size == DEFAULT_POOL_SIZE == 32
+    assert operator.server == "https://env:6443"
     api = kube_client(ApiSettings(kubeconfig=config))
-    assert api.configuration.connection_pool_maxsize == KUBE_POOL_SIZE == 32
-    assert api.configuration.host == "https://env:6443"
+    assert api.pool_size == KUBE_POOL_SIZE == 32
+    assert api.server == "https://env:6443"
 
 
 def test_the_api_setting_wins_over_the_pod(in_a_pod: None, tmp_path: Path) -> None:
     config = _kubeconfig(tmp_path / "explicit", "https://explicit:6443")
-    assert kube_client(ApiSettings(kubeconfig=config)).configuration.host == (
-        "https://explicit:6443"
+    assert kube_client(ApiSettings(kubeconfig=config)).server == "https://explicit:6443"
+    assert kube_client(ApiSettings()).server == "https://10.0.0.1:443"
+
+
+@pytest.mark.parametrize("field", ["exec", "auth-provider", "username"])
+def test_a_kubeconfig_user_the_transport_cannot_speak_for_is_refused_by_name(
+    tmp_path: Path, field: str
+) -> None:
+    config = _kubeconfig(tmp_path / "c", "https://c:6443", {field: {"command": "x"}})
+    with pytest.raises(KubeconfigError, match=f"user.{field} is not supported"):
+        connect(config)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """A TLS server that wants a client certificate from the test's CA and answers with what it
+    saw: the certificate's subject, the bearer token, the path; 401 for a token it refuses."""
+
+    refused_tokens: set[str]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        length = int(self.headers.get("Content-Length") or 0)
+        seen = {
+            "path": self.path,
+            "method": self.command,
+            "token": token,
+            "contentType": self.headers.get("Content-Type"),
+            "body": json.loads(self.rfile.read(length)) if length else None,
+            "subject": dict(x[0] for x in self.connection.getpeercert()["subject"]),  # type: ignore[attr-defined]
+        }
+        status = 401 if token in self.server.refused_tokens else 200
+        if self.path.startswith("/missing"):
+            status = 404
+        if self.path.startswith("/moved"):
+            status = 307
+        body = json.dumps(seen).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Location", "https://elsewhere.invalid/")
+        self.send_header("Audit-Id", "a-1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = _answer
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[_Server, dict[str, Path]]]:
+    pki = write_pki(tmp_path / "pki")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["apiserver.crt"], pki["apiserver.key"])
+    context.load_verify_locations(pki["ca.crt"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.refused_tokens = set()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, pki
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _data(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _tls_kube(server: _Server, config: Path, user: dict[str, Any], **cluster: Any) -> Kube:
+    """The adapter over the transport that a kubeconfig at `config` for `server` configures."""
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    return Kube(connect(_kubeconfig(config, url, user, **cluster), pool_size=2))
+
+
+def test_the_transport_speaks_tls_with_the_kubeconfigs_ca_and_client_certificate(
+    tls_server: tuple[_Server, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA and the client certificate as data (written to a private file only while loaded),
+    the query encoded, the body sent as JSON with its content type, a refusal as the project's
+    error with the server's reason, body and headers, and no redirect followed."""
+    server, pki = tls_server
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    user = {
+        "client-certificate-data": _data(pki["kubelet-client.crt"]),
+        "client-key-data": _data(pki["kubelet-client.key"]),
+    }
+    ca = {"certificate-authority-data": _data(pki["ca.crt"])}
+    kube = _tls_kube(server, tmp_path / "c", user, **ca)
+    assert not list(temp.iterdir()), "the key was in a file only while it was loaded"
+    seen = kube.call(
+        "PATCH",
+        "/apis/x/v1/things/a",
+        body={"spec": {"n": 1}},
+        query=[("fieldManager", "aiconn"), ("force", True)],
+        content_type="application/apply-patch+yaml",
     )
-    assert kube_client(ApiSettings()).configuration.host == "https://10.0.0.1:443"
+    assert seen["subject"]["commonName"] == "kube-apiserver-kubelet-client"
+    assert seen["path"] == "/apis/x/v1/things/a?fieldManager=aiconn&force=true"
+    assert seen["contentType"] == "application/apply-patch+yaml"
+    assert seen["body"] == {"spec": {"n": 1}} and seen["token"] == ""
+    with pytest.raises(NotFound) as missing:
+        kube.call("GET", "/missing")
+    assert missing.value.status == 404 and missing.value.headers["Audit-Id"] == "a-1"
+    assert json.loads(missing.value.body or "")["path"] == "/missing"
+    with pytest.raises(KubeError) as moved:
+        kube.call("GET", "/moved")
+    assert moved.value.status == 307, "a redirect is not followed"
+
+
+def test_a_token_file_is_read_again_after_a_refusal(
+    tls_server: tuple[_Server, dict[str, Path]], tmp_path: Path
+) -> None:
+    """A projected token rotates: a 401 makes the next request read the file again."""
+    server, pki = tls_server
+    token = tmp_path / "token"
+    token.write_text("old\n")
+    user = {
+        "tokenFile": "token",  # relative to the kubeconfig's directory
+        "client-certificate": str(pki["kubelet-client.crt"]),
+        "client-key": str(pki["kubelet-client.key"]),
+    }
+    kube = _tls_kube(server, tmp_path / "c", user, **{"certificate-authority": str(pki["ca.crt"])})
+    assert kube.call("GET", "/version")["token"] == "old"
+    server.refused_tokens.add("old")
+    token.write_text("new\n")
+    with pytest.raises(KubeError) as refused:
+        kube.call("GET", "/version")
+    assert refused.value.status == 401
+    assert kube.call("GET", "/version")["token"] == "new"
+
+
+def test_the_operator_and_the_api_never_load_the_official_client() -> None:
+    """The operator's process (after `aiconn operator` hid the clients Kopf would import) and
+    the API's load without the official client's package: 60-85 MiB less of each."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from aiconn.operator.run import without_unused_clients\n"
+        "without_unused_clients()\n"
+        "import kopf, aiconn.operator.handlers, aiconn.operator.loop\n"
+        "import aiconn.api.app\n"
+        "from aiconn.api.app import create_app\n"
+        "print(sorted(m for m, v in sys.modules.items() if m.startswith('kubernetes') and v))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
     ("status", "kind"), [(404, NotFound), (409, Conflict), (410, Gone), (403, KubeError)]
 )
-def test_the_adapter_raises_the_projects_errors_which_are_still_api_exceptions(
+def test_the_adapter_raises_the_projects_errors_from_the_official_client_too(
     status: int, kind: type[KubeError]
 ) -> None:
-    """KubeApi's call turns the client's ApiException into KubeError (NotFound, Conflict, Gone
-    by status), keeping status, reason, body and headers; callers that still catch ApiException
-    see the same error."""
+    """KubeApi over the official client (as the tests and the devstack hand it) turns its
+    ApiException into KubeError (NotFound, Conflict, Gone by status), keeping status, reason,
+    body and headers."""
 
     class Refusing:
-        configuration = None
-
         def call_api(self, *args: Any, **kwargs: Any) -> Any:
             err = ApiException(status=status, reason="Refused")
             err.body, err.headers = '{"message": "no"}', {"Audit-Id": "1"}
             raise err
 
-    kube = KubeApi(Refusing())  # type: ignore[arg-type]
+    kube = KubeApi(Refusing())
     with pytest.raises(kind) as raised:
         asyncio.run(kube.call("GET", "/api/v1/namespaces/a/pods/b"))
     err = raised.value

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from aiconn.inference.placement import PlacementDecision
+from aiconn.kube import error_for
 from aiconn.operator import failures, health
 from aiconn.operator.conditions import condition
 from aiconn.operator.reconcile import _placement_events, readiness
@@ -121,15 +121,13 @@ def test_messages_are_bounded_and_on_one_line() -> None:
 
 
 def test_an_api_refusal_is_described_by_the_servers_message() -> None:
-    err = ApiException(status=422, reason="Unprocessable Entity")
-    err.body = json.dumps({"message": 'Service "x" is invalid: spec.ports: Required value'})
+    body = json.dumps({"message": 'Service "x" is invalid: spec.ports: Required value'})
+    err = error_for(422, reason="Unprocessable Entity", body=body)
     assert failures.describe(err) == (
         'the API server answered 422: Service "x" is invalid: spec.ports: Required value'
     )
     assert not failures.transient(err)
-    assert failures.transient(ApiException(status=409)) and failures.transient(
-        ApiException(status=503)
-    )
+    assert failures.transient(error_for(409)) and failures.transient(error_for(503))
     assert failures.describe(ValueError("bad")) == "ValueError: bad"
 
 
