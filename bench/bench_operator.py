@@ -332,7 +332,7 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
             if err.status != 409:
                 raise
         network_slice = workload.child_names(name).network_slice
-        for child in (*children.create_once, *children.apply):
+        for child in (*children.create_once, *children.to_apply()):
             answer = create_child[child["kind"]](ns, child)
             if child["kind"] == "NetworkSlice":
                 # The slice's handler writes its NetworkPolicy, owned by the slice.

@@ -5,11 +5,17 @@ the cluster hold it.
 the same objects, so a unit test can check everything the operator would write, and a replay after
 a crash writes the same objects again (deterministic names and owner references: exactly one child
 of each kind). `apply_children` is the only place the reconcile writes children.
+
+The children to apply are rendered one at a time, when their turn comes, and dropped once
+applied: in a burst a thousand reconciles wait on the connection pool at once, and rendered up
+front each would hold its children (56 KB of Python objects, 34 KB of it the Deployment's pod
+template) for its whole apply loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -26,6 +32,8 @@ from aiconn.slices.kubernetes import pod_attachment
 from aiconn.slices.realize import slice_for
 
 Obj = dict[str, Any]
+Render = Callable[[], Obj]
+"""One child, rendered when called (an equal object every call)."""
 
 
 class _Child(TypedDict):
@@ -42,15 +50,19 @@ class Children:
 
     `create_once`: created when absent and never updated (the API-key Secret: a replay never
     rotates a tenant's keys). `apply`: server-side applied in this order (the pods' identity and
-    the wallet CA bundle before the Deployment that names and mounts them). `absent`: (kind, name)
-    of children that must not exist (a PodDisruptionBudget below two replicas). `refs`: the
-    names `status.children` shows.
+    the wallet CA bundle before the Deployment that names and mounts them), each rendered when
+    called (see the module doc). `absent`: (kind, name) of children that must not exist (a
+    PodDisruptionBudget below two replicas). `refs`: the names `status.children` shows.
     """
 
     create_once: tuple[Obj, ...]
-    apply: tuple[Obj, ...]
+    apply: tuple[Render, ...]
     absent: tuple[tuple[str, str], ...]
     refs: dict[str, str]
+
+    def to_apply(self) -> Iterator[Obj]:
+        """The children to apply, in order, each rendered as the iteration reaches it."""
+        return (render() for render in self.apply)
 
 
 def network_slice(
@@ -85,16 +97,18 @@ def render_children(
     names = workload.child_names(sla_name)
     common = _Child(sla_name=sla_name, namespace=namespace, owner=owner)
     slice_spec = slice_for(sla_name, spec, decision)
-    apply: list[Obj] = [
-        network_slice(**common, slice_spec=slice_spec),
-        workload.gateway_service_account(**common),
-        workload.gateway_role(**common),
-        workload.gateway_role_binding(**common),
+    later = functools.partial
+    apply: list[Render] = [
+        later(network_slice, **common, slice_spec=slice_spec),
+        later(workload.gateway_service_account, **common),
+        later(workload.gateway_role, **common),
+        later(workload.gateway_role_binding, **common),
     ]
     if wallet_ca is not None:
-        apply.append(workload.wallet_ca_config_map(**common, ca_bundle=wallet_ca))
+        apply.append(later(workload.wallet_ca_config_map, **common, ca_bundle=wallet_ca))
     apply.append(
-        workload.deployment(
+        later(
+            workload.deployment,
             **common,
             spec=spec,
             decision=decision,
@@ -107,7 +121,7 @@ def render_children(
             vllm_runtime_claim=settings.vllm_runtime_claim,
         )
     )
-    apply.append(workload.service(**common))
+    apply.append(later(workload.service, **common))
     refs = {
         "networkSlice": names.network_slice,
         "deployment": names.deployment,
@@ -116,9 +130,9 @@ def render_children(
         "serviceAccount": names.gateway_identity,
     }
     absent: tuple[tuple[str, str], ...] = ()
-    pdb = workload.pod_disruption_budget(**common, spec=spec)
+    pdb = workload.pod_disruption_budget(**common, spec=spec)  # small: rendered here
     if pdb is not None:
-        apply.append(pdb)
+        apply.append(functools.partial(dict, pdb))
         refs["podDisruptionBudget"] = names.pod_disruption_budget
     else:
         absent = (("PodDisruptionBudget", names.pod_disruption_budget),)
@@ -145,7 +159,7 @@ async def apply_children(kube: KubeApi, namespace: str, children: Children) -> d
     for obj in children.create_once:
         await kube.create_if_absent(obj)
     answers: dict[str, Obj] = {}
-    for obj in children.apply:
+    for obj in children.to_apply():  # each rendered here, and garbage once applied
         answer = await kube.apply(obj)
         keep = READ_BACK.get(obj["kind"])
         if keep is not None:

@@ -6,8 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
+import functools
+import weakref
 from typing import Any
 
+import pytest
+
+from aiconn.inference import workload
 from aiconn.inference.placement import default_tiers, plan
 from aiconn.inference.workload import child_names
 from aiconn.operator.desired import Children, apply_children, render_children
@@ -43,16 +49,18 @@ def render(
 
 
 def by_kind(children: Children) -> dict[str, dict[str, Any]]:
-    objs = [*children.create_once, *children.apply]
+    objs = [*children.create_once, *children.to_apply()]
     kinds = [o["kind"] for o in objs]
     assert len(set(kinds)) == len(kinds), kinds  # one child of each kind
     return {o["kind"]: o for o in objs}
 
 
 def test_the_same_sla_renders_the_same_children() -> None:
-    assert render() == render()
+    first, second = render(), render()
+    assert by_kind(first) == by_kind(second)
+    assert (first.absent, first.refs) == (second.absent, second.refs)
     # Only the Secret created now carries the fresh key; everything applied is independent of it.
-    assert render(key="aic_a").apply == render(key="aic_b").apply
+    assert list(render(key="aic_a").to_apply()) == list(render(key="aic_b").to_apply())
 
 
 def test_every_child_is_the_sla_s_own_in_its_namespace() -> None:
@@ -78,7 +86,7 @@ def test_status_names_exactly_the_children_rendered() -> None:
 
 def test_the_deployment_uses_what_is_applied_before_it() -> None:
     children = render(wallet_ca="PEM")
-    order = [o["kind"] for o in children.apply]
+    order = [o["kind"] for o in children.to_apply()]
     objs = by_kind(children)
     pod = objs["Deployment"]["spec"]["template"]["spec"]
     # Its identity and the CA bundle it mounts exist before the pods that need them.
@@ -149,7 +157,7 @@ def test_apply_writes_in_order_and_keeps_the_answers_readiness_reads() -> None:
     answers = asyncio.run(apply_children(kube, "acme", children))  # type: ignore[arg-type]
     assert kube.calls == [
         ("create", "Secret"),
-        *(("apply", o["kind"]) for o in children.apply),
+        *(("apply", o["kind"]) for o in children.to_apply()),
         ("delete", "PodDisruptionBudget"),
     ]
     # Only the answers readiness reads are kept (the others are dropped as they come).
@@ -157,9 +165,55 @@ def test_apply_writes_in_order_and_keeps_the_answers_readiness_reads() -> None:
     assert answers["Deployment"]["status"] == {"seen": True}
     # The Deployment is kept as readiness reads it (`inference_inputs`), its pod template
     # dropped; the slice whole (its spec and status make SliceReady).
-    (sent,) = [o for o in children.apply if o["kind"] == "Deployment"]
+    (sent,) = [o for o in children.to_apply() if o["kind"] == "Deployment"]
     assert set(answers["Deployment"]["spec"]) == {"replicas"}
     assert answers["Deployment"]["metadata"] == sent["metadata"]
     assert inference_inputs(answers["Deployment"]) == inference_inputs(sent)
-    (network_slice,) = [o for o in children.apply if o["kind"] == "NetworkSlice"]
+    (network_slice,) = [o for o in children.to_apply() if o["kind"] == "NetworkSlice"]
     assert answers["NetworkSlice"]["spec"] == network_slice["spec"]
+
+
+def test_each_child_is_rendered_when_its_turn_comes_and_not_held_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a burst a thousand apply loops wait on the connection pool at once: the Deployment (its
+    pod template most of a reconcile's rendered children) is rendered only once the children
+    before it are applied, and no rendered child outlives its apply."""
+    log: list[str] = []
+    built = workload.deployment
+
+    def deployment(**kwargs: Any) -> dict[str, Any]:
+        log.append("render Deployment")
+        return built(**kwargs)
+
+    monkeypatch.setattr(workload, "deployment", deployment)
+
+    class Tracked(dict[str, Any]):
+        """A rendered child that a weak reference can watch."""
+
+    alive: list[weakref.ref[Tracked]] = []
+
+    class Tracking(RecordingKube):
+        async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+            log.append(f"apply {obj['kind']}")
+            # Every child applied before this one is garbage by now.
+            assert [ref() for ref in alive] == [None] * len(alive), log
+            assert isinstance(obj, Tracked)
+            alive.append(weakref.ref(obj))
+            return await super().apply(obj)
+
+    children = render()
+    assert "render Deployment" not in log, "rendered up front"
+    tracked = dataclasses.replace(
+        children,
+        apply=tuple(functools.partial(lambda r: Tracked(r()), r) for r in children.apply),
+    )
+    del children
+    asyncio.run(apply_children(Tracking(), "acme", tracked))  # type: ignore[arg-type]
+    assert log.index("render Deployment") == log.index("apply Deployment") - 1
+    assert log[: log.index("render Deployment")] == [
+        "apply NetworkSlice",
+        "apply ServiceAccount",
+        "apply Role",
+        "apply RoleBinding",
+    ]

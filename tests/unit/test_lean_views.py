@@ -35,7 +35,7 @@ def served(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
 
 
 def deployment(**status: Any) -> dict[str, Any]:
-    (obj,) = [o for o in render().apply if o["kind"] == "Deployment"]
+    (obj,) = [o for o in render().to_apply() if o["kind"] == "Deployment"]
     return served(obj, **status)
 
 
