@@ -9,7 +9,8 @@ import sys
 UNUSED_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
 """Client libraries Kopf imports when they are installed, to recognise their objects and to log
 in through them. The operator does neither (its own login handler, plain dicts, the project's
-transport), and the official client alone is 60-85 MiB of a process that imports it."""
+transport), and the official client is 53 MiB of the operator's import (118 -> 65 MiB without it,
+measured 2026-12-04) and about 2 s of its start."""
 
 
 def without_unused_clients() -> None:
