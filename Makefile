@@ -87,10 +87,10 @@ lint: $(STAMP)
 # The suite in two parts. First everything but the `serial` tests, on TEST_WORKERS pytest-xdist
 # workers, so that tests waiting for real minutes wait at the same time (tests/parallel.py: one
 # integration or e2e file per unit, longest first; each worker starts its own components). Then
-# the `serial` tests, which hold latencies to thresholds, alone. Both parts always run; a part's
+# the `serial` tests, which hold milliseconds to tolerances, alone. Both parts always run; a part's
 # exit code 5 (no tests collected) is a failure, not a green run; the first failure's code is
 # make's. `pytest -q` alone still runs the whole suite in one process.
-# TEST_WORKERS=4 is the default (a clean clone's `make test`: 22-27 minutes here, against about
+# TEST_WORKERS=4 is the default (a clean clone's `make test`: 16-18 minutes here, against about
 # 50 for one process); `make test TEST_WORKERS=0` runs the whole suite in one pytest process,
 # serial tests included (no second vLLM start for the serial part).
 TEST_WORKERS ?= 4
