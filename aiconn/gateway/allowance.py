@@ -17,9 +17,11 @@ minute, every evaluation interval. So a read that says up to when its usage is r
 (`WalletReading.usage_through`) lets the gateway forget only the tokens it metered before that
 instant, less `USAGE_MARGIN_SECONDS` for the scrape the reading may have missed; the rest stay
 counted against the balance. Forgetting everything metered before each read instead served a
-1,000-token wallet 3,000 tokens in the minute before the loop recorded any. A read without that
-instant (a plain number, or a wallet with no usage recorded yet) counts everything metered
-before the read as in the balance, as before.
+1,000-token wallet 3,000 tokens in the minute before the loop recorded any. A wallet that says
+its usage was never recorded (`NOTHING_RECORDED`: a new tenant before the loop's first reading,
+or one whose usage the loop never records) has none of the metered tokens in its balance, so
+they all stay counted; only a read that says nothing of the instant (a plain number) counts
+everything metered before it as in the balance.
 
 Policy when the ledger cannot be read (a stated choice, because it moves money either way):
 
@@ -44,7 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,10 @@ USAGE_MARGIN_SECONDS = 30.0
 Prometheus read may have missed the last scrape interval (15-30 s) before it."""
 
 
+NOTHING_RECORDED = datetime.fromtimestamp(0, UTC)
+"""`WalletReading.usage_through` of a wallet in which no usage was ever recorded: nothing this
+gateway metered is in its balance (every token it meters is after this instant)."""
+
 MAX_SECONDS_KEPT = 3_600
 """Seconds of metered tokens kept apart; older ones merge (a bound on memory, not on tokens)."""
 
@@ -93,7 +99,8 @@ MAX_SECONDS_KEPT = 3_600
 @dataclass(frozen=True)
 class WalletReading:
     """A read of the tenant's wallet: the tokens available (None: the plan pays overage per use)
-    and the instant up to which its usage is recorded in them (None: not said)."""
+    and the instant up to which its usage is recorded in them (`NOTHING_RECORDED`: none ever
+    was; None: not said)."""
 
     available: int | None
     usage_through: datetime | None = None

@@ -26,6 +26,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiconn.gateway.allowance import (
+    NOTHING_RECORDED,
     AllowanceSource,
     LedgerAllowance,
     StaticAllowance,
@@ -227,7 +228,7 @@ def _ledger_allowance(settings: GatewaySettings, url: str) -> LedgerAllowance:
             return WalletReading(None)
         # The instant first: usage recorded between the two reads is then in the balance and
         # counted twice (refused early), never forgotten unpaid.
-        through = ledger[0].usage_recorded_through(settings.tenant)
+        through = ledger[0].usage_recorded_through(settings.tenant) or NOTHING_RECORDED
         return WalletReading(ledger[0].available_tokens(settings.tenant), usage_through=through)
 
     return _wallet_allowance(settings, read_balance)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from aiconn.gateway.allowance import WalletReading
+from aiconn.gateway.allowance import NOTHING_RECORDED, WalletReading
 
 
 class WalletUnavailable(Exception):
@@ -92,9 +92,14 @@ class WalletApiReader:
             if wallet.get("tenant") == self._tenant:
                 if wallet.get("overage") == "PayPerUse":
                     return WalletReading(None)
-                through = wallet.get("usageRecordedThrough")
-                return WalletReading(
-                    int(wallet["availableTokens"]),
-                    usage_through=None if through is None else datetime.fromisoformat(through),
-                )
+                return WalletReading(int(wallet["availableTokens"]), usage_through=_through(wallet))
         raise WalletUnavailable(f"no wallet of tenant {self._tenant} in {self._namespace}")
+
+
+def _through(wallet: dict[str, object]) -> datetime | None:
+    """The wallet's `usageRecordedThrough`: null says no usage was ever recorded
+    (`NOTHING_RECORDED`); a wallet API that predates the field says nothing (None)."""
+    if "usageRecordedThrough" not in wallet:
+        return None
+    through = wallet["usageRecordedThrough"]
+    return NOTHING_RECORDED if through is None else datetime.fromisoformat(str(through))

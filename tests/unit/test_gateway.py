@@ -8,12 +8,14 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from aiconn.gateway import allowance as allowance_module
 from aiconn.gateway.allowance import (
+    NOTHING_RECORDED,
     USAGE_MARGIN_SECONDS,
     AllowanceUnavailable,
     LedgerAllowance,
@@ -397,6 +399,33 @@ def test_tokens_metered_after_the_ledgers_usage_reading_stay_counted_across_read
     asyncio.run(scenario())
 
 
+def test_a_wallet_whose_usage_was_never_recorded_counts_everything_metered() -> None:
+    """A new tenant before the SLA loop's first usage reading (or one whose usage it never
+    records): one 100-token request every 2 s against 1,000 tokens is served 1,000, not one
+    read's worth at a time (forgetting the count at each read served 3,000 in a minute)."""
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        ledger = LaggingLedger(1_000)
+        ledger.through = NOTHING_RECORDED.timestamp()
+        allowance = LedgerAllowance(ledger, cache_seconds=5, clock=clock, wall_clock=clock)
+        served = 0
+        for _ in range(30):
+            left = await allowance.remaining()
+            assert left is not None
+            if left >= 100:
+                allowance.record(100)
+                served += 100
+            clock.now += 2
+        assert served == 1_000
+        # The loop's first reading records the usage of all ten, through the minute after them.
+        ledger.recorded, ledger.through = 1_000, clock.now + USAGE_MARGIN_SECONDS
+        clock.now += 5
+        assert await allowance.remaining() == 0
+
+    asyncio.run(scenario())
+
+
 def test_a_reading_without_its_usage_instant_counts_what_was_metered_before_it() -> None:
     async def scenario() -> None:
         clock = FakeClock()
@@ -538,14 +567,11 @@ def test_the_wallet_reader_reports_no_limit_under_a_pay_per_use_plan(tmp_path: P
 def test_the_wallet_readers_reading_says_up_to_when_usage_is_in_the_tokens(
     tmp_path: Path,
 ) -> None:
+    wallets: list[dict[str, Any]] = [
+        {"tenant": "team-a", "availableTokens": 7, "usageRecordedThrough": "2026-12-04T13:02:00Z"}
+    ]
+
     def api(request: httpx.Request) -> httpx.Response:
-        wallets = [
-            {
-                "tenant": "team-a",
-                "availableTokens": 7,
-                "usageRecordedThrough": "2026-12-04T13:02:00Z",
-            }
-        ]
         return httpx.Response(200, json={"namespace": "team-a", "wallets": wallets})
 
     token = tmp_path / "token"
@@ -555,6 +581,11 @@ def test_the_wallet_readers_reading_says_up_to_when_usage_is_in_the_tokens(
         7, usage_through=datetime(2026, 12, 4, 13, 2, tzinfo=UTC)
     )
     assert reader() == 7
+    # Null: nothing ever recorded (every metered token stays counted); absent: not said.
+    wallets[0]["usageRecordedThrough"] = None
+    assert reader.reading() == WalletReading(7, usage_through=NOTHING_RECORDED)
+    del wallets[0]["usageRecordedThrough"]
+    assert reader.reading() == WalletReading(7, usage_through=None)
 
 
 def test_the_wallet_reader_refuses_an_answer_without_its_tenant(tmp_path: Path) -> None:
