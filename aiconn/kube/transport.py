@@ -92,6 +92,10 @@ def from_kubeconfig(path: str | Path) -> Credentials:
         config = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
         raise KubeconfigError(f"kubeconfig {path}: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise KubeconfigError(f"kubeconfig {path} is not YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise KubeconfigError(f"kubeconfig {path} is not a mapping")
     current = config.get("current-context")
     context = _named(config, "contexts", current, path).get("context") or {}
     cluster = _named(config, "clusters", context.get("cluster"), path).get("cluster") or {}

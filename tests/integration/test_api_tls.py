@@ -25,6 +25,7 @@ from aiconn.devstack.gateway import write_keys
 from aiconn.devstack.kube import apply_objects
 from aiconn.devstack.pki import write_serving_tls
 from aiconn.devstack.processes import ProcessGroup, free_port
+from aiconn.gateway.allowance import NOTHING_RECORDED, WalletReading
 from aiconn.gateway.wallet import WalletApiReader, WalletUnavailable
 from aiconn.inference import workload
 from aiconn.resources.v1alpha1.sla import Window
@@ -223,6 +224,9 @@ def test_the_gateway_reads_its_wallet_over_tls_with_the_provider_s_ca(
     served: Served, groups: list[ProcessGroup]
 ) -> None:
     assert reader(served)() == FUNDED
+    # No usage was ever recorded in it: the API says so (null), and the gateway keeps every
+    # token it meters counted against the balance.
+    assert reader(served).reading() == WalletReading(FUNDED, usage_through=NOTHING_RECORDED)
     # Through the gateway: the wallet was read (FUNDED tokens), and the request asks for more.
     refused = completion(served, groups)
     assert refused.status_code == 402, refused.text

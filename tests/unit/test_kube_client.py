@@ -138,6 +138,21 @@ def test_a_kubeconfig_user_the_transport_cannot_speak_for_is_refused_by_name(
         connect(config)
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("{not yaml", "is not YAML"), ("- a list", "is not a mapping"), ("{}", "no context named")],
+)
+def test_a_kubeconfig_that_does_not_say_how_to_reach_the_cluster_is_named(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    config = tmp_path / "config"
+    config.write_text(text)
+    with pytest.raises(KubeconfigError, match=says):
+        connect(config)
+    with pytest.raises(KubeconfigError, match="No such file"):
+        connect(tmp_path / "absent")
+
+
 class _Server(http.server.ThreadingHTTPServer):
     """A TLS server that wants a client certificate from the test's CA and answers with what it
     saw: the certificate's subject, the bearer token, the path; 401 for a token it refuses."""
