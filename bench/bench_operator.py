@@ -54,6 +54,7 @@ from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
 from aiconn.operator.desired import render_children
 from aiconn.operator.offers import resolve
+from aiconn.operator.reconcile import owner_of
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.slices.kubernetes import network_policy, priority_class
@@ -307,16 +308,10 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
         spec, decision = specs[i % 3], placed[i % 3]
         body["metadata"] = {"name": name}
         sla = custom.create_namespaced_custom_object(G, V, ns, "aiinferenceslas", body)
-        owner = {
-            "apiVersion": f"{G}/{V}",
-            "kind": "AIInferenceSLA",
-            "name": name,
-            "uid": sla["metadata"]["uid"],
-        }
         children = render_children(
             sla_name=name,
             namespace=ns,
-            owner=owner,
+            owner=owner_of(sla),
             spec=spec,
             decision=decision,
             settings=settings,
