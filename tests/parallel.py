@@ -22,10 +22,10 @@ from typing import Any
 from xdist.scheduler.loadscope import LoadScopeScheduling
 
 # The units that mostly wait for real minutes to pass, longest first: a SHARED_UNITS name or a
-# file. The first four start at once, one on each worker; each next one goes to the worker that
-# finishes its long unit first (longest processing time first), so no long unit is left to start
-# near the end and the last units to start are short ones. Seconds in comments: set-up and call in
-# par5 (four workers, before the split of test_sla_engine), then per file in par8 and par11.
+# file. Seconds: set-up and call in the last parallel run (par5, four workers), before the split
+# of test_sla_engine. The first four start at once, one on each worker; each next one goes to the
+# worker that finishes its long unit first (longest processing time first), so no long unit is left
+# to start near the end. The rest fill in around them, files with more tests first.
 LONGEST_FIRST = (
     # 784 s of `make demo` in the real cluster (a fresh 4-minute period, its settlement, the
     # scenes; its first act also serves the checks of the SLA's pod before the period), then the
@@ -35,25 +35,11 @@ LONGEST_FIRST = (
     "tests/e2e/test_sla_kopf.py",  # 111 + 368 s: a 5-minute SLA's periods settle
     "tests/e2e/test_sla_deletion.py",  # 201 + 191 s: a minute of traffic, then the finalizer
     "tests/integration/test_sla_engine_prometheus.py",  # 241 s: Prometheus down
-    # Left to the file order, these started late (test_burn_alerts_agree 714 and 625 s into par8
-    # and par11, test_assurance_scaling 788 and 690 s), and those parallel parts ended 35 and 42 s
-    # after the first worker had run out of work.
-    "tests/integration/test_burn_alerts_agree.py",  # 127, 137 s
-    "tests/integration/test_operator.py",  # 82, 81 s
-    "tests/integration/test_settlement_evidence.py",  # 88, 58 s
-    "tests/integration/test_assurance_scaling.py",  # 72, 72 s
+    "tests/integration/test_gateway_vllm.py",  # 110 s of vLLM down and restarted, then quick tests
+    "tests/e2e/test_noc_page.py",  # Chromium against the API: three pages
     # 65 s, most of it 80 requests one at a time, half of them delayed 1.25 s: left to the file
     # order, it started last in a clean-clone run and ended the parallel part.
     "tests/integration/test_sla_engine.py",
-    "tests/integration/test_gateway_vllm.py",  # 58, 64 s: vLLM down and restarted, quick tests
-    "tests/integration/test_assurance_kwok.py",  # 59, 58 s
-    "tests/integration/test_api_schemathesis.py",  # 46, 64 s
-    "tests/integration/test_api_tls.py",  # 72, 39 s
-    "tests/integration/test_offers.py",  # 53, 55 s
-    "tests/e2e/test_noc_page.py",  # Chromium against the API: three pages
-    "tests/integration/test_export_sloth.py",  # 57, 45 s
-    "tests/integration/test_cluster_placement.py",  # 40, 43 s
-    "tests/integration/test_operator_crash.py",  # 33, 26 s
 )
 
 # A real node changes host state (the aiconn0 bridge, iptables, the node address on lo,
