@@ -118,9 +118,30 @@ def pods_of(k8s: Any, ns: str, name: str, count: int) -> list[Any]:
     )
 
 
+SITES = ("de-fra-edge-01", "de-fra-dc-01")
+
+
+def others_holding_the_sites(k8s: Any, namespace: str) -> list[str]:
+    """Inference pods of other namespaces pinned to this test's sites: an earlier test's, whose
+    namespace is still terminating, would hold GPUs this test counts on."""
+    pods = client.CoreV1Api(k8s).list_pod_for_all_namespaces(label_selector="aiconn.io/sla").items
+    return [
+        f"{p.metadata.namespace}/{p.metadata.name}"
+        for p in pods
+        if p.metadata.namespace != namespace
+        and (p.spec.node_selector or {}).get(SITE_LABEL) in SITES
+    ]
+
+
 def test_a_full_site_sends_the_next_sla_to_the_next_tier_with_the_reason(
     k8s: Any, namespace: str, operator: KopfRunner, gpu_nodes: dict[str, list[str]]
 ) -> None:
+    # The sites' GPUs are this test's alone: an earlier test file on this worker's cluster may
+    # have deleted its namespace a moment ago, and its pods count until they are gone.
+    eventually(
+        lambda: not others_holding_the_sites(k8s, namespace),
+        what="earlier tests' inference pods at the Frankfurt sites gone",
+    )
     # Two SLAs of 2 replicas x 1 L40S fill the site's 4 GPUs; their pods hold them unbound.
     for name in ("first", "second"):
         create(k8s, namespace, edge_or_regional(name, replicas=2))
