@@ -33,8 +33,8 @@ def return_freed_memory() -> bool:
     MiB): after the first list page or large answer is freed, the operator's later answers of
     that size (every API thread parses JSON of tens of KiB to MiB) are carved from the heaps, and
     what they leave free stays in the process. Measured at 1000 SLAs (bench/RESULTS.md): 72-131
-    MiB of the heaps free but held through the burst, 6-14 MiB with both thresholds held at 128
-    KiB, and a peak 64 MiB lower."""
+    MiB of the heaps free but held through the burst, 6-24 MiB with both thresholds held at 128
+    KiB; peak RSS 279-335 MiB in four runs against 356 and 446 MiB in two without."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except AttributeError:
