@@ -70,3 +70,17 @@ def test_a_posted_top_up_keeps_the_key_it_was_posted_under(ledger: Ledger) -> No
     (transfer,) = ledger.transfers(kind="topup")
     assert transfer.key == transfer.idempotency_key == "topup:acme:k-7"
     assert transfer.id == transfer_id(transfer.key)
+
+
+@pytest.mark.parametrize("note", ["\x1f", " \x1c\t", "\u3000"])
+def test_a_note_the_ledger_reads_as_blank_is_refused_by_the_api_model(note: str) -> None:
+    """The API refuses (422) what the ledger would refuse (a 500): `str.strip` strips the
+    separators \\x1c-\\x1f, which a schema pattern of `\\S` lets through."""
+    from pydantic import ValidationError
+
+    from aiconn.api.routes.topups import TopUpRequest
+
+    assert not note.strip()
+    with pytest.raises(ValidationError):
+        TopUpRequest(tokens=10, idempotencyKey="key-00001", note=note)
+    assert TopUpRequest(tokens=10, idempotencyKey="key-00001", note="\x1forder 7").note

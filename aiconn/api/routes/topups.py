@@ -40,7 +40,9 @@ class TopUpRequest(ApiModel):
     """Tokens to credit."""
     idempotency_key: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     """Chosen by the caller, unique per top-up: a retry with it never pays twice."""
-    note: str = Field(min_length=1, max_length=1024, pattern=r"\S")
+    # Not blank as the ledger judges it (`str.strip`, which also strips \x1c-\x1f, where the
+    # schema's `\S` alone would not).
+    note: str = Field(min_length=1, max_length=1024, pattern=r"[^\s\x1c-\x1f]")
     """Why (an order number, a campaign), kept with the transfer."""
     tenant: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
     """The SLA `spec.tenant` whose wallet to credit; the namespace's own wallet when unset."""
