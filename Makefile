@@ -90,7 +90,7 @@ lint: $(STAMP)
 # per unit, longest first; each worker starts its own components). Both parts always run; a part's
 # exit code 5 (no tests collected) is a failure, not a green run; the first failure's code is
 # make's. `pytest -q` alone still runs the whole suite in one process.
-# TEST_WORKERS=4 is the default (a clean clone's `make test`: 14-15 minutes here, against about
+# TEST_WORKERS=4 is the default (a clean clone's `make test`: 14-16 minutes here, against about
 # 50 for one process); `make test TEST_WORKERS=0` runs the whole suite in one pytest process,
 # serial tests included (no second vLLM start for the serial part).
 # Python writes its bytecode caches while the suite runs, even where the environment says
