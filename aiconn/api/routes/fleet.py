@@ -36,6 +36,14 @@ MAX_HISTORY_MINUTES = 7 * 24 * 60
 MAX_PERIODS = 120
 MAX_EVENTS = 1000
 
+HistoryMinutes = Annotated[
+    int, Query(ge=1, le=MAX_HISTORY_MINUTES, description="How far back, in minutes.")
+]
+NewestPeriods = Annotated[
+    int, Query(ge=1, le=MAX_PERIODS, description="The newest this many periods.")
+]
+EventLimit = Annotated[int, Query(ge=1, le=MAX_EVENTS, description="At most this many.")]
+
 
 @router.get("/v1/fleet", response_model=Fleet, summary="Every SLA, riskiest first")
 def fleet(_: FleetCaller, parts: Parts) -> Fleet:
@@ -83,13 +91,7 @@ def metrics(_: FleetCaller, parts: Parts) -> Response:
         503: problem("Prometheus did not answer."),
     },
 )
-def fleet_history(
-    _: FleetCaller,
-    parts: Parts,
-    minutes: Annotated[
-        int, Query(ge=1, le=MAX_HISTORY_MINUTES, description="How far back, in minutes.")
-    ] = 60,
-) -> FleetHistory:
+def fleet_history(_: FleetCaller, parts: Parts, minutes: HistoryMinutes = 60) -> FleetHistory:
     url = parts.settings.prometheus_url
     if url is None:
         raise HTTPException(
@@ -113,13 +115,7 @@ def fleet_history(
     response_model=CreditsByPeriod,
     summary="Credits settled in the ledger per period, every SLA together",
 )
-def fleet_credits(
-    _: FleetCaller,
-    parts: Parts,
-    periods: Annotated[
-        int, Query(ge=1, le=MAX_PERIODS, description="The newest this many periods.")
-    ] = 12,
-) -> CreditsByPeriod:
+def fleet_credits(_: FleetCaller, parts: Parts, periods: NewestPeriods = 12) -> CreditsByPeriod:
     return CreditsByPeriod(items=credits_by_period(parts.ledger.settlements(), periods=periods))
 
 
@@ -131,7 +127,7 @@ def fleet_credits(
 def fleet_events(
     _: FleetCaller,
     parts: Parts,
-    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS, description="At most this many.")] = 100,
+    limit: EventLimit = 100,
     warnings_only: Annotated[bool, Query(alias="warningsOnly")] = False,
 ) -> Activity:
     try:
