@@ -6,8 +6,9 @@ wallet, so a statement never shows another tenant's transfers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
@@ -48,6 +49,7 @@ router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["tenant"], respons
 
 Format = Literal["json", "csv"]
 CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
+_Result = TypeVar("_Result")
 
 
 def _wants_csv(
@@ -66,9 +68,14 @@ WantsCsv = Annotated[bool, Depends(_wants_csv)]
 """Whether a route that answers JSON or CSV answers CSV: `?format=`, else the Accept header."""
 
 
-def _csv(body: str, filename: str) -> Response:
+def _as_asked(
+    result: _Result, wants_csv: bool, to_csv: Callable[[_Result], str], filename: str
+) -> _Result | Response:
+    """`result` as JSON, or when CSV was asked for, as a CSV download named `filename`."""
+    if not wants_csv:
+        return result
     return Response(
-        content=body,
+        content=to_csv(result),
         media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -120,10 +127,8 @@ def report(
             period_transfers(parts.ledger, sla.uid, settlement.period),
             parts.ledger.pinned_terms(sla.uid, settlement.period.start),
         )
-    if wants_csv:
-        stamp = result.period_start.strftime("%Y-%m-%d")
-        return _csv(report_csv(result), f"{sla.namespace}-{sla.name}-{stamp}.csv")
-    return result
+    stamp = result.period_start.strftime("%Y-%m-%d")
+    return _as_asked(result, wants_csv, report_csv, f"{sla.namespace}-{sla.name}-{stamp}.csv")
 
 
 @router.get(
@@ -174,9 +179,7 @@ def statement(
         ],
         next_after=page.next_after,
     )
-    if wants_csv:
-        return _csv(statement_csv(result), f"{sla.tenant}-statement.csv")
-    return result
+    return _as_asked(result, wants_csv, statement_csv, f"{sla.tenant}-statement.csv")
 
 
 @router.get(
