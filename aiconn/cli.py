@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from aiconn.sla.verify import LedgerFigures
 
 
+DEV_SWITCHES = {
+    "--demo": "the demo in a real cluster (what `make demo` runs), not the process-based stack",
+    "--cluster": "only the cluster: control plane, scheduler, KWOK nodes for the tiers' sites",
+    "--real-node": "with --cluster: one real node (containerd, kubelet, kube-proxy) as well",
+}
+"""The switches of `aiconn dev`, each with its --help line."""
+
+
 def _add_write_or_check(parser: argparse.ArgumentParser, files: str) -> None:
     """The options `_generated` reads: write `files`, or check them."""
     mode = parser.add_mutually_exclusive_group()
@@ -325,21 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="the whole stack on this machine (`dev up --demo`)")
     dev.add_argument("action", choices=["up", "down"])
-    dev.add_argument(
-        "--demo",
-        action="store_true",
-        help="the demo in a real cluster (what `make demo` runs), not the process-based stack",
-    )
-    dev.add_argument(
-        "--cluster",
-        action="store_true",
-        help="only the cluster: control plane, scheduler, KWOK nodes for the tiers' sites",
-    )
-    dev.add_argument(
-        "--real-node",
-        action="store_true",
-        help="with --cluster: one real node (containerd, kubelet, kube-proxy) as well",
-    )
+    for flag, meaning in DEV_SWITCHES.items():
+        dev.add_argument(flag, action="store_true", help=meaning)
     dev.add_argument("--state-dir", help="where PIDs, logs and data go (default .aiconn/dev)")
     dev.set_defaults(func=_dev)
     return parser
