@@ -215,6 +215,15 @@ def created_offer(k8s: Any, body: dict[str, Any]) -> Iterator[str]:
 
 
 @contextmanager
+def deleted_afterwards(delete: Callable[[str], object]) -> Iterator[list[str]]:
+    """A list for the names of the objects a test creates; `delete` removes each afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        delete(name)
+
+
+@contextmanager
 def fresh_namespace(k8s: Any, *, prefix: str = "t-", wait_deleted: bool = False) -> Iterator[str]:
     """A namespace of its own, deleted afterwards; with `wait_deleted`, until it is gone, so the
     pods it held have freed their GPUs before the next test counts on them."""

@@ -35,7 +35,7 @@ from aiconn.sla.periods import Period
 from aiconn.store.ledger import Ledger
 from aiconn.store.prometheus import PrometheusSource
 from tests.factories import offer_manifest, sla_manifest
-from tests.helpers import backend_ledger, eventually, play_kubelet
+from tests.helpers import backend_ledger, deleted_afterwards, eventually, play_kubelet
 from tests.integration.promdata import History, backfilled_prometheus, gateway_pod
 
 pytestmark = pytest.mark.integration
@@ -97,22 +97,18 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
 @pytest.fixture
 def cleanup(k8s: Any) -> Iterator[list[str]]:
     """SLA names to delete after the test (no operator runs: no finalizer holds them)."""
-    names: list[str] = []
-    yield names
     custom = client.CustomObjectsApi(k8s)
-    for name in names:
+
+    def listed(name: str) -> bool:
+        slas = custom.list_namespaced_custom_object(GROUP, VERSION, NS, "aiinferenceslas")
+        return any(s["metadata"]["name"] == name for s in slas["items"])
+
+    def delete(name: str) -> None:
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "aiinferenceslas", name)
-        eventually(
-            lambda n=name: (
-                not any(
-                    s["metadata"]["name"] == n
-                    for s in custom.list_namespaced_custom_object(
-                        GROUP, VERSION, NS, "aiinferenceslas"
-                    )["items"]
-                )
-            ),
-            what=f"SLA {name} gone",
-        )
+        eventually(lambda: not listed(name), what=f"SLA {name} gone")
+
+    with deleted_afterwards(delete) as names:
+        yield names
 
 
 def offer(k8s: Any, price: float) -> str:

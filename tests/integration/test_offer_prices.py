@@ -21,7 +21,7 @@ from aiconn.operator.offers import parse_offer, price_notice_problems
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from aiconn.sla.prices import price_at
 from tests.factories import offer_manifest
-from tests.helpers import price_notice_policy
+from tests.helpers import deleted_afterwards, price_notice_policy
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +67,11 @@ def policy(k8s: Any) -> Iterator[None]:
 
 @pytest.fixture
 def names(k8s: Any) -> Iterator[list[str]]:
-    created: list[str] = []
-    yield created
     custom = client.CustomObjectsApi(k8s)
-    for name in created:
-        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    with deleted_afterwards(
+        lambda name: custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    ) as created:
+        yield created
 
 
 def create(k8s: Any, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
