@@ -25,7 +25,7 @@ from aiconn.operator.evaluation import SLARef
 from aiconn.resources.v1alpha1.meta import API_VERSION
 from aiconn.resources.v1alpha1.offer import AIInferenceOfferSpec
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
-from aiconn.sla.accounting import Settlement
+from aiconn.sla.accounting import REVENUE, TOKENS, Settlement, TransferSpec
 from aiconn.sla.credits import CreditBreakdown, usage_charge
 from aiconn.sla.evaluate import FleetSeries, SLAEvaluation
 from aiconn.sla.periods import Period
@@ -36,6 +36,7 @@ from aiconn.store.ledger import Ledger
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 """A creation time before every period a test measures: the SLA is in force throughout."""
 NO_CREDIT = CreditBreakdown(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+JAN_2025 = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 TIER_SAMPLES = [
     ("sla-edge-urllc.yaml", "edge"),
     ("sla-regional-eu-70b.yaml", "regional"),
@@ -289,6 +290,22 @@ def latency_from_buckets(buckets: Mapping[float, float], threshold: float) -> Oc
     return occurrences_from_buckets(
         bounds=[bounds], counts=[counts], totals=[buckets[math.inf]], thresholds=[threshold]
     )
+
+
+def usage_transfer(amount: int = 10, **fields: Any) -> TransferSpec:
+    """A transfer of `amount` tokens of usage from acme's wallet to revenue, for SLA `chat`
+    (uid `uid-1`) in January 2025; `fields` replace any other field (`kind`, `debit_account`...)."""
+    usage: dict[str, Any] = {
+        "debit_account": "wallet:acme",
+        "credit_account": REVENUE,
+        "unit": TOKENS,
+        "kind": "usage",
+        "sla_uid": "uid-1",
+        "sla_namespace": "acme",
+        "sla_name": "chat",
+        "period": JAN_2025,
+    }
+    return TransferSpec(amount=amount, **(usage | fields))
 
 
 def sla_ref(

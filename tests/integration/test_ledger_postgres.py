@@ -21,7 +21,7 @@ from aiconn.sla.periods import Period
 from aiconn.sla.settlement import fund_allowance, settle_period
 from aiconn.sla.wallets import wallet_owner
 from aiconn.store.ledger import Ledger, release_held
-from tests.factories import availability_credit, settle, sla_evaluation
+from tests.factories import availability_credit, settle, sla_evaluation, usage_transfer
 
 pytestmark = pytest.mark.integration
 
@@ -88,17 +88,7 @@ def test_two_racing_settlers_never_double_pay(ledger: Ledger, postgres_url: str)
 
 def test_differing_replay_is_refused_on_postgres(ledger: Ledger) -> None:
     def spec(amount: int) -> TransferSpec:
-        return TransferSpec(
-            debit_account="wallet:acme",
-            credit_account="revenue",
-            amount=amount,
-            unit="tokens",
-            kind="usage",
-            sla_uid="uid-pg",
-            sla_namespace="acme",
-            sla_name="chat",
-            period=_period(0),
-        )
+        return usage_transfer(amount, sla_uid="uid-pg", period=_period(0))
 
     first = ledger.post_transfer(spec(5))
     assert ledger.post_transfer(spec(5)) == first

@@ -30,7 +30,7 @@ from aiconn.sla.settlement import fund_allowance
 from aiconn.store.ledger import Ledger, release_held
 from aiconn.store.migrations import MIGRATIONS, migrate
 from tests import factories
-from tests.factories import month_evaluation
+from tests.factories import month_evaluation, usage_transfer
 
 JAN = Period(start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2025, 2, 1, tzinfo=UTC))
 FEB = Period(start=datetime(2025, 2, 1, tzinfo=UTC), end=datetime(2025, 3, 1, tzinfo=UTC))
@@ -246,29 +246,15 @@ def test_a_settler_killed_before_commit_leaves_nothing_and_a_retry_settles_once(
     ledger.check_invariant()
 
 
-def spec(amount: int = 10, kind: str = "usage", debit: str = "wallet:acme") -> TransferSpec:
-    return TransferSpec(
-        debit_account=debit,
-        credit_account=REVENUE,
-        amount=amount,
-        unit=TOKENS,
-        kind=kind,
-        sla_uid="uid-1",
-        sla_namespace="acme",
-        sla_name="chat",
-        period=JAN,
-    )
-
-
 def test_replayed_transfer_returns_the_stored_one(ledger: Ledger) -> None:
-    first = ledger.post_transfer(spec())
-    assert ledger.post_transfer(spec()) == first
+    first = ledger.post_transfer(usage_transfer())
+    assert ledger.post_transfer(usage_transfer()) == first
 
 
 def test_replay_with_different_contents_is_refused(ledger: Ledger) -> None:
-    ledger.post_transfer(spec(amount=10))
+    ledger.post_transfer(usage_transfer(10))
     with pytest.raises(TransferConflict, match="amount: stored 10, posted 11"):
-        ledger.post_transfer(spec(amount=11))
+        ledger.post_transfer(usage_transfer(11))
 
 
 @pytest.mark.parametrize(
@@ -277,12 +263,12 @@ def test_replay_with_different_contents_is_refused(ledger: Ledger) -> None:
 )
 def test_malformed_transfers_are_refused(amount: int, debit: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        spec(amount=amount, debit=debit)
+        usage_transfer(amount, debit_account=debit)
 
 
 def test_statement_pages_in_order(ledger: Ledger) -> None:
     for i in range(7):
-        ledger.post_transfer(spec(amount=i + 1, kind=f"usage-{i}"))
+        ledger.post_transfer(usage_transfer(i + 1, kind=f"usage-{i}"))
     seen: list[int] = []
     after = None
     while True:
