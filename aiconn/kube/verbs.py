@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
 from aiconn.kube.client import DEFAULT_POOL_SIZE
 from aiconn.kube.errors import Gone, NotFound, kube_error
@@ -34,13 +34,23 @@ Keep = Callable[[Item], T | None]
 """What a list keeps of each item it reads (None: the item is left out)."""
 
 
+class RequestOptions(TypedDict, total=False):
+    """What a request may add to its method and path (`Requester.request`, `Kube.call`)."""
+
+    body: Any
+    """Sent as JSON; none by default."""
+    query: Query
+    content_type: str
+    """The body's type: `application/json` by default, or a patch's."""
+
+
 class Call(Protocol):
     """The raw call (`Kube.call`) that `read_list` pages through."""
 
     def __call__(self, method: str, path: str, *, query: Query = None) -> Item: ...
 
 
-def apply_request(kind: Kind, obj: Item, field_manager: str) -> tuple[str, dict[str, Any]]:
+def apply_request(kind: Kind, obj: Item, field_manager: str) -> tuple[str, RequestOptions]:
     """The path and keywords of a server-side apply of `obj` (a `Kube.call` or
     `KubeApi.call`): conflicts forced, since the field manager owns what it applies."""
     meta = obj["metadata"]
@@ -99,15 +109,7 @@ class Requester(Protocol):
 
     pool_size: int
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        query: Query = None,
-        content_type: str = "application/json",
-    ) -> bytes: ...
+    def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> bytes: ...
 
     def close(self) -> None: ...
 
@@ -168,17 +170,9 @@ class Kube:
         self.api = requester(api)
         self._discovered: dict[tuple[str, str], Kind] = {}
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        query: Query = None,
-        content_type: str = "application/json",
-    ) -> Item:
+    def call(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Item:
         """One request; the answer's JSON, less managedFields ({} for an empty answer)."""
-        data = self.api.request(method, path, body=body, query=query, content_type=content_type)
+        data = self.api.request(method, path, **options)
         answer: Item = json.loads(data) if data else {}
         # Cut in this thread, before the answer is held.
         without_managed_fields(answer)
