@@ -52,9 +52,8 @@ from aiconn.devstack.processes import wait_until
 from aiconn.devstack.tiernodes import SIMULATED_LABEL, simulated_node
 from aiconn.inference import workload
 from aiconn.inference.placement import PlacementDecision, default_tiers, plan
-from aiconn.operator.desired import render_children
 from aiconn.operator.offers import resolve
-from aiconn.operator.reconcile import owner_of
+from aiconn.operator.reconcile import sla_children
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.sla import AIInferenceSLASpec
 from aiconn.slices.kubernetes import network_policy, priority_class
@@ -276,7 +275,7 @@ def timed_run(api: Any, namespace: str, n: int, create: Any, *, timeout: float) 
 
 
 def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any:
-    """A create(i) that writes what the operator writes for SLA i (its `render_children`, with
+    """A create(i) that writes what the operator writes for SLA i (its `sla_children`, with
     the operator's settings from this environment), itself, at the second site: each child
     created (POST), never applied."""
     specs = [AIInferenceSLASpec.model_validate(b["spec"]) for b in bodies]
@@ -308,16 +307,7 @@ def plain_creator(api: Any, namespace: str, bodies: list[dict[str, Any]]) -> Any
         spec, decision = specs[i % 3], placed[i % 3]
         body["metadata"] = {"name": name}
         sla = custom.create_namespaced_custom_object(G, V, ns, "aiinferenceslas", body)
-        children = render_children(
-            sla_name=name,
-            namespace=ns,
-            owner=owner_of(sla),
-            spec=spec,
-            decision=decision,
-            settings=settings,
-            new_keys=["k"],
-            wallet_ca=None,
-        )
+        children = sla_children(sla, spec, decision, settings)
         slice_spec = slice_for(name, spec, decision)
         # The operator applies the slice's PriorityClass (shared by slices of one class); the
         # pods are refused without it.

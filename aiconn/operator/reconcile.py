@@ -24,7 +24,7 @@ from aiconn.inference.scaling import scaled
 from aiconn.kube import KINDS, Conflict
 from aiconn.operator.capacity import observe_capacity
 from aiconn.operator.conditions import condition, merge
-from aiconn.operator.desired import apply_children, render_children
+from aiconn.operator.desired import Children, apply_children, render_children
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KubeApi
@@ -173,6 +173,29 @@ def _wallet_ca_bundle(settings: OperatorSettings) -> str | None:
     return path.read_text()
 
 
+def sla_children(
+    body: Mapping[str, Any],
+    spec: AIInferenceSLASpec,
+    decision: PlacementDecision,
+    settings: OperatorSettings,
+) -> Children:
+    """What the SLA `body` (as the API server wrote it) should have under `decision`: a fresh
+    API key for its Secret (created only when absent, so a replay never rotates it) and the
+    wallet CA bundle read now, so a rotated bundle reaches the pods' mounted copy at the next
+    reconcile."""
+    meta = body["metadata"]
+    return render_children(
+        sla_name=meta["name"],
+        namespace=meta["namespace"],
+        owner=owner_of(body),
+        spec=spec,
+        decision=decision,
+        settings=settings,
+        new_keys=[API_KEY_PREFIX + secrets.token_urlsafe(32)],
+        wallet_ca=_wallet_ca_bundle(settings),
+    )
+
+
 async def reconcile_sla(
     kube: KubeApi,
     body: Mapping[str, Any],
@@ -243,18 +266,7 @@ async def reconcile_sla(
         )
 
     spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
-    children = render_children(
-        sla_name=name,
-        namespace=namespace,
-        owner=owner_of(body),
-        spec=spec,
-        decision=decision,
-        settings=settings,
-        new_keys=[API_KEY_PREFIX + secrets.token_urlsafe(32)],
-        # Read every time, so a rotated bundle reaches the pods' mounted copy at the next
-        # reconcile.
-        wallet_ca=_wallet_ca_bundle(settings),
-    )
+    children = sla_children(body, spec, decision, settings)
     applied = await apply_children(kube, namespace, children)
     phase, ready_conditions = readiness(
         slice_obj=applied[NETWORK_SLICE.kind],
