@@ -460,28 +460,20 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
+@dataclass(kw_only=True, eq=False)
 class FleetEvaluator:
     """Runs evaluation passes over the whole fleet; `run_once` is one pass."""
 
-    def __init__(
-        self,
-        *,
-        kube: KubeApi,
-        source: PrometheusSource,
-        ledger: Ledger,
-        settings: OperatorSettings,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.kube = kube
-        self.source = source
-        self.ledger = ledger
-        self.settings = settings
-        self.clock = clock
-        self._funded: set[tuple[str, datetime]] = set()
-        self._plans_closed: set[tuple[str, datetime]] = set()
-        self._windows: tuple[MaintenanceWindow, ...] = ()
-        self._windows_listed = True
-        """False when this pass could not read the MaintenanceWindows: its settlements wait."""
+    kube: KubeApi
+    source: PrometheusSource
+    ledger: Ledger
+    settings: OperatorSettings
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _funded: set[tuple[str, datetime]] = field(default_factory=set, init=False)
+    _plans_closed: set[tuple[str, datetime]] = field(default_factory=set, init=False)
+    _windows: tuple[MaintenanceWindow, ...] = field(default=(), init=False)
+    _windows_listed: bool = field(default=True, init=False)
+    """False when this pass could not read the MaintenanceWindows: its settlements wait."""
 
     @property
     def maintenance_listed(self) -> bool:
