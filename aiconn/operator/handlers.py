@@ -50,6 +50,10 @@ from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
 
+DIFFBASE = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+"""Where Kopf records the spec it last handled (an annotation): absent until an object's create
+handler has succeeded."""
+
 # Before any watch starts: the objects Kopf queues for the handlers lose managedFields.
 leanwatch.install()
 
@@ -60,9 +64,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # The resources are known; scanning CRDs and namespaces would need cluster-wide RBAC.
     settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DIFFBASE
     # Only the operator's own Events are posted (slaevents): Kopf's log lines would add a
     # "Handler failed" Warning per retry and two "succeeded" Events per change.
     settings.posting.level = logging.CRITICAL + 1
@@ -230,11 +232,25 @@ async def sla_changed(
     await _reconcile(body, tier_index, retry=retry)
 
 
+def awaits_first_reconcile(body: kopf.Body) -> bool:
+    """Whether Kopf has yet to run the SLA's create handler: no status and no record of a handled
+    spec. The event handlers of an event run before its change handlers, so that reconcile comes
+    next and writes the summary in its own status patch (`_with_display`). A summary written
+    here first would be a second status write for each new SLA, and its watch event would queue
+    a second copy of the SLA behind that reconcile, which in a burst of new SLAs lasts as long as
+    the burst (at 1000 SLAs, 1000 copies held at once)."""
+    return not body.get("status") and DIFFBASE.fetch(body=body) is None
+
+
 @kopf.on.event(GROUP, VERSION, SLA.plural)
 async def sla_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
     """Keep the phase (Ready, AtRisk, Breached) and the printed figures in step with whatever
     wrote the status last, the SLA loop included."""
-    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+    if (
+        type == "DELETED"
+        or body["metadata"].get("deletionTimestamp")
+        or awaits_first_reconcile(body)
+    ):
         return
     patch = display_update(body)
     if patch is not None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import kopf
 import pytest
 
+from aiconn.operator import handlers
 from aiconn.operator.handlers import _with_display
 from aiconn.operator.health import display_update
 from aiconn.operator.kubeapi import _Coalesced
@@ -407,3 +409,44 @@ def test_a_readiness_write_that_conflicts_is_judged_again_on_children_read_afres
     assert len(kube.patches) == 1
     assert written is None
     assert kube.objects["AIInferenceSLA"]["status"]["phase"] == "Ready"
+
+
+class _StatusPatches:
+    """Records the status patches `sla_seen` sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def patch_status(
+        self, kind: str, name: str, namespace: str, patch: dict[str, Any]
+    ) -> None:
+        self.sent.append((name, patch))
+
+
+def _sla(**extra: Any) -> kopf.Body:
+    meta = {"name": "gold", "namespace": "acme", **extra.pop("metadata", {})}
+    return kopf.Body({"metadata": meta, "spec": {"tokens": {"currency": "EUR"}}, **extra})
+
+
+def test_a_new_sla_gets_its_summary_from_its_first_reconcile_not_a_write_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ADDED event of a new SLA: the create handler Kopf runs next writes the summary in its
+    status patch, so the event handler writes nothing (one status write per new SLA, and no watch
+    event queueing a second copy of the SLA behind its reconcile). Once the SLA has a status, or
+    Kopf has recorded its spec as handled, the event handler keeps the summary in step again."""
+    patches = _StatusPatches()
+    monkeypatch.setattr(handlers.state, "kube", lambda: patches)
+    new = _sla()
+    assert handlers.awaits_first_reconcile(new)
+    asyncio.run(handlers.sla_seen(new, "ADDED"))
+    assert patches.sent == []
+
+    # What Kopf writes once the create handler has succeeded: the spec it handled.
+    recorded = kopf.Patch()
+    handlers.DIFFBASE.store(body=new, patch=recorded, essence=handlers.DIFFBASE.build(body=new))
+    annotations = dict(recorded["metadata"]["annotations"])
+    for seen in (_sla(status={"phase": "Pending"}), _sla(metadata={"annotations": annotations})):
+        assert not handlers.awaits_first_reconcile(seen)
+        asyncio.run(handlers.sla_seen(seen, "MODIFIED"))
+    assert patches.sent == [("gold", {"summary": {"compliant": "Unknown"}})] * 2
