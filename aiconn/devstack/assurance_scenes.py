@@ -134,12 +134,17 @@ class _Cluster:
         return int(deployment.spec.replicas)
 
 
-def run(endpoints: stack.Endpoints, *, state_dir: Path, scheduling: bool = True) -> ScenesResult:
+def run(
+    endpoints: stack.Endpoints,
+    *,
+    state_dir: Path,
+    scheduling: bool = True,
+    say: Callable[[str], None] = stack.say,
+) -> ScenesResult:
     """Both scenes on the running demo stack under `state_dir`; the processes they start are
     recorded there, so `aiconn dev down` stops them with the rest. Without `scheduling`, the
     cluster already runs kube-scheduler and KWOK, and the scenes' namespace exists (with the
-    claims the operator's pods mount)."""
-    say = stack.say
+    claims the operator's pods mount). What they tell goes to `say`."""
     joining = "kube-scheduler and KWOK join the control plane; " if scheduling else ""
     say(
         f"assurance scenes on SIMULATED GPU nodes: {joining}"
@@ -164,15 +169,16 @@ def run(endpoints: stack.Endpoints, *, state_dir: Path, scheduling: bool = True)
         if scheduling:
             kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
         result = ScenesResult()
-        _surge(kube, state_dir, result)
-        _site_loss(kube, result)
+        _surge(kube, state_dir, result, say)
+        _site_loss(kube, result, say)
         return result
     finally:
         kube.api.close()
 
 
-def _surge(kube: _Cluster, state_dir: Path, result: ScenesResult) -> None:
-    say = stack.say
+def _surge(
+    kube: _Cluster, state_dir: Path, result: ScenesResult, say: Callable[[str], None]
+) -> None:
     name = "surge"
     gateway = GatewayMetrics(
         sla=name, namespace=NAMESPACE, model="m", ttft_threshold_ms=1000, tpot_threshold_ms=100
@@ -228,8 +234,7 @@ def _surge(kube: _Cluster, state_dir: Path, result: ScenesResult) -> None:
         apply_manifests(kube.api, [TIERS_FILE])
 
 
-def _site_loss(kube: _Cluster, result: ScenesResult) -> None:
-    say = stack.say
+def _site_loss(kube: _Cluster, result: ScenesResult, say: Callable[[str], None]) -> None:
     name = "site-loss"
     apply_objects(
         kube.api,

@@ -14,10 +14,14 @@ is left after the SLA's first whole minute, from which it is judged; otherwise i
 period's last minute is planned maintenance the provider announced beforehand
 (`aiconn.devstack.maintenance`): vLLM is restarted then too, but that minute is excused. It
 prints live compliance on the way, waits for the period to close and be settled by the operator,
-and ends with the SLA report and the credits from the API in its pod. Then come the assurance
-scenes (`aiconn.devstack.assurance_scenes`, on the cluster's simulated KWOK nodes): a surge the
-loop scales out for, and a site loss it fails over from and comes back after; then the NOC page
-is opened afresh and the settlement's evidence verified.
+and ends with the SLA report and the credits from the API in its pod. Beside the measured
+period run the assurance scenes (`aiconn.devstack.assurance_scenes`, on the cluster's simulated
+KWOK nodes, with SLAs of their own): a surge the loop scales out for, and a site loss it fails
+over from and comes back after. They start once the demo's SLA is placed, on a thread of their
+own (their lines are marked `scenes |`), and the demo takes their result after the settlement:
+the period fixes how long the demo lasts (it waits up to a period for the next to begin), and
+the scenes, minutes of their own, fit inside it instead of coming after it. Then the NOC page is
+opened afresh and the settlement's evidence verified.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +272,7 @@ def act_two(act: incluster.ActOne) -> DemoResult:
     watcher = Watcher(endpoints)
     try:
         _wait_placed(watcher)
+        scenes = _scenes_beside(act, endpoints)
         load = LoadGenerator(
             endpoints.gateway,
             model=spec.model.name,
@@ -320,6 +326,7 @@ def act_two(act: incluster.ActOne) -> DemoResult:
         finally:
             result.records = load.stop()
         result.settlement = _wait_settled(watcher, target.start_iso)
+        result.scenes = scenes.result()
     finally:
         result.statuses = watcher.seen
         watcher.close()
@@ -327,10 +334,6 @@ def act_two(act: incluster.ActOne) -> DemoResult:
     tls = endpoints.api_tls()
     result.report = _get_json(f"{base}/report?period={target.start_iso}", endpoints.api_token, tls)
     result.statement = _get_json(f"{base}/statement", endpoints.api_token, tls)
-    incluster.tenant_namespace(act.k8s, act.cluster.state_dir, assurance_scenes.NAMESPACE)
-    result.scenes = assurance_scenes.run(
-        endpoints, state_dir=act.cluster.state_dir, scheduling=False
-    )
     directory = act.cluster.state_dir.parent
     result.noc_screenshot = directory / "noc-after-breach.png"
     result.noc = _open_noc(endpoints, result.noc_screenshot)
@@ -343,6 +346,27 @@ def act_two(act: incluster.ActOne) -> DemoResult:
         for path in (act.cluster.state_dir / "ledger-volume").iterdir():
             os.chown(path, incluster.NONROOT, incluster.NONROOT)
     return result
+
+
+def _scenes_beside(
+    act: incluster.ActOne, endpoints: stack.Endpoints
+) -> Future[assurance_scenes.ScenesResult]:
+    """The assurance scenes, started now on a thread of their own, their lines marked. They
+    share the cluster with the demo's SLA but not its objects: simulated nodes at other sites
+    (and at its own, which only adds room there), SLAs in a namespace of their own, a scrape job
+    of their own, and a price change on the regional tier, not the SLA's edge tier."""
+    incluster.tenant_namespace(act.k8s, act.cluster.state_dir, assurance_scenes.NAMESPACE)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assurance-scenes")
+    try:
+        return pool.submit(
+            assurance_scenes.run,
+            endpoints,
+            state_dir=act.cluster.state_dir,
+            scheduling=False,
+            say=lambda message: stack.say(f"scenes | {message}"),
+        )
+    finally:
+        pool.shutdown(wait=False)  # the submitted scenes run to their end
 
 
 def verify_evidence(result: DemoResult, *, directory: Path) -> None:
