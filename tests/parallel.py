@@ -23,9 +23,9 @@ from xdist.scheduler.loadscope import LoadScopeScheduling
 
 # The units that mostly wait for real minutes to pass, longest first: a SHARED_UNITS name or a
 # file. Seconds: set-up and call in the last parallel run (par5, four workers), before the split
-# of test_sla_engine. The first four start at once, one on each worker; each next one goes to the
-# worker that finishes its long unit first (longest processing time first), so no long unit is left
-# to start near the end. The rest fill in around them, files with more tests first.
+# of test_sla_engine. The first start at once, one on each worker (five by default); each next
+# goes to the worker that finishes its long unit first (longest processing time first), so no long
+# unit is left to start near the end. The rest fill in around them, files with more tests first.
 LONGEST_FIRST = (
     # 784 s of `make demo` in the real cluster (a fresh 4-minute period, its settlement, the
     # scenes; its first act also serves the checks of the SLA's pod before the period), then the
