@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from aiconn.api.settings import ApiSettings
 from aiconn.devstack.kube import apply_objects, load_documents
 from aiconn.store.ledger import Ledger
-from tests.factories import price_raised_in_a_day
+from tests.factories import price_raised_in_a_day, sla_manifest
 
 T = TypeVar("T")
 
@@ -181,13 +181,43 @@ def assert_kube_refusal(err: BaseException, kind: type[Exception], answer: tuple
     assert got == answer, f"{got} != {answer}"
 
 
+SLA_POLICY = "aiconn-sla-within-offer"
+"""The admission policy that refuses SLAs outside an offer (`manifests/policy`): most modules
+create SLAs without offers on the same API server as the modules that install it."""
+
+
 def delete_admission_policies(k8s: Any, *names: str) -> None:
     """Delete each ValidatingAdmissionPolicy of `names` with its binding (named the same), the
-    binding first so no binding is left pointing at a missing policy."""
+    binding first so no binding is left pointing at a missing policy. With `SLA_POLICY` among
+    them, return once an SLA without an offer is admitted again: the API server drops a deleted
+    binding from its admission chain a moment later, and until then it refuses every SLA ("no
+    params found for policy binding"), the next module's on this API server included."""
     admission = client.AdmissionregistrationV1Api(k8s)
     for name in names:
         admission.delete_validating_admission_policy_binding(name)
         admission.delete_validating_admission_policy(name)
+    if SLA_POLICY in names:
+        eventually(lambda: _offerless_sla_admitted(k8s), what=f"{SLA_POLICY} gone from admission")
+
+
+def _offerless_sla_admitted(k8s: Any) -> bool:
+    """Whether the API server admits an SLA without an offer (a dry run in `default`)."""
+    probe = sla_manifest(
+        "policy-gone-probe",
+        {
+            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 1},
+            "network": {"rttBudgetMs": 50},
+        },
+    )
+    try:
+        client.CustomObjectsApi(k8s).create_namespaced_custom_object(
+            "aiconn.io", "v1alpha1", "default", "aiinferenceslas", probe, dry_run="All"
+        )
+    except ApiException as err:
+        if err.status == 422 and SLA_POLICY in str(err.body):
+            return False
+        raise
+    return True
 
 
 def sla_table(k8s: Any, path: str) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from aiconn.devstack.controlplane import ControlPlane
 from aiconn.devstack.incluster import MONITORING_CRDS, render
 from aiconn.devstack.kube import apply_objects, load_documents, wait_established
 from aiconn.inference.images import AICONN_IMAGE
-from tests.factories import sla_manifest
 from tests.helpers import delete_admission_policies, eventually
 from tests.seeding import create_sla
 
@@ -93,29 +92,9 @@ def installed(k8s: Any, base: Objects, monitoring_crds: None) -> Iterator[Object
     apps = client.AppsV1Api(k8s)
     for name in ("aiconn-operator", "aiconn-api"):
         apps.delete_namespaced_deployment(name, SYSTEM, propagation_policy="Foreground")
+    # Returns once an SLA without an offer is admitted again, so the next module does not race
+    # the policy's removal from the API server's admission chain.
     delete_admission_policies(k8s, "aiconn-sla-within-offer", "aiconn-offer-price-notice")
-    # The API server drops a deleted policy from its admission chain a moment later: wait until
-    # an SLA without an offer is admitted again, so the next module does not race it.
-    offerless = sla_manifest(
-        "policy-gone-probe",
-        {
-            "model": {"name": "m", "source": "hf://org/m", "parametersBillions": 1},
-            "network": {"rttBudgetMs": 50},
-        },
-    )
-
-    def admitted() -> bool:
-        try:
-            client.CustomObjectsApi(k8s).create_namespaced_custom_object(
-                "aiconn.io", "v1alpha1", SYSTEM, "aiinferenceslas", offerless, dry_run="All"
-            )
-        except client.ApiException as err:
-            if err.status == 422 and "aiconn-sla-within-offer" in str(err.body):
-                return False
-            raise
-        return True
-
-    eventually(admitted, what="the SLA admission policy gone from the API server")
 
 
 def test_every_rendered_object_is_accepted(installed: Objects) -> None:
