@@ -135,21 +135,32 @@ def refusal(call: Any) -> str:
     return str(json.loads(refused.value.body)["message"])
 
 
-def _policies_loaded(operator_api: Any) -> bool:
-    """The API server loads new policies asynchronously: poll until a request they refuse is."""
-    secret = {"metadata": {"name": "aiconn-probe", "namespace": "kube-system"}}
+def _refused_by(policy: str, call: Any) -> bool:
     try:
-        client.CoreV1Api(operator_api).create_namespaced_secret(
-            "kube-system", secret, dry_run="All"
-        )
+        call()
     except ApiException as err:
-        return "aiconn-operator-namespaces" in err.body
+        return policy in err.body
     return False
 
 
+def _policies_loaded(operator_api: Any, namespace: str) -> bool:
+    """The API server loads new policies asynchronously, each on its own: poll until a request
+    each of them refuses is refused by it (a clean-clone run once found the namespaces policy
+    loaded and the workloads policy not yet)."""
+    secret = {"metadata": {"name": "aiconn-probe", "namespace": "kube-system"}}
+    foreign = rendered(namespace)
+    foreign["spec"]["template"]["spec"]["containers"][0]["image"] = "probe.example/x:latest"
+    return _refused_by(
+        "aiconn-operator-namespaces",
+        lambda: client.CoreV1Api(operator_api).create_namespaced_secret(
+            "kube-system", secret, dry_run="All"
+        ),
+    ) and _refused_by("aiconn-operator-workloads", lambda: create_deployment(operator_api, foreign))
+
+
 @pytest.fixture
-def enforced(operator_api: Any) -> Any:
-    eventually(lambda: _policies_loaded(operator_api), what="admission policies loaded")
+def enforced(operator_api: Any, namespace: str) -> Any:
+    eventually(lambda: _policies_loaded(operator_api, namespace), what="admission policies loaded")
     return operator_api
 
 
