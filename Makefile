@@ -90,7 +90,7 @@ lint: $(STAMP)
 # per unit, longest first; each worker starts its own components). Both parts always run; a part's
 # exit code 5 (no tests collected) is a failure, not a green run; the first failure's code is
 # make's. `pytest -q` alone still runs the whole suite in one process.
-# TEST_WORKERS=5 is the default (a clean clone's `make test`: 12 min 55 s here, against 14-16
+# TEST_WORKERS=5 is the default (a clean clone's `make test`: 12-13 minutes here, against 14-16
 # minutes on four workers and about 50 in one process; on five, the real-node unit, which holds
 # the demo's period, is the longest). `make test TEST_WORKERS=0` runs the whole suite in one
 # pytest process, serial tests included (no second vLLM start for the serial part).
