@@ -41,6 +41,7 @@ from aiconn.operator.reconcile import (
     inference_inputs,
     reconcile_sla,
     refresh_readiness,
+    slice_ready,
 )
 from aiconn.operator.slaevents import involved, post_event_soon
 from aiconn.operator.slicing import failed_status, realize_slice, release_slice
@@ -95,6 +96,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def close(**_: Any) -> None:
     _deployment_inputs.clear()
+    _slice_inputs.clear()
     await state.close_runtime()
 
 
@@ -445,9 +447,28 @@ async def slice_changed(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any
     raise kopf.TemporaryError(ready["message"], delay=backoff(retry))
 
 
+_slice_inputs: dict[str, tuple[Any, ...]] = _Recent(bound=16_384)
+"""Each NetworkSlice's readiness input (its SliceReady condition) as last refreshed, by uid."""
+
+
 @kopf.on.event(GROUP, VERSION, NETWORK_SLICE.plural)
-async def slice_seen(namespace: str | None, meta: kopf.Meta, **_: Any) -> None:
+async def slice_seen(
+    namespace: str | None, meta: kopf.Meta, body: kopf.Body, type: str | None, **_: Any
+) -> None:
+    """Refresh the owning SLA's readiness when what it reads of the slice changed: a slice's own
+    apply, Kopf's annotations and its realization each bring an event, and only the SliceReady
+    condition (`slice_ready`) moves the SLA (at 1000 SLAs, 3 of the 5 SLA reads per SLA were
+    refreshes for slice events that changed nothing)."""
+    uid = meta.get("uid") or ""
+    if type == "DELETED":
+        _slice_inputs.pop(uid, None)
+        await _refresh_owner(namespace, meta)
+        return
+    inputs = slice_ready(body)
+    if _slice_inputs.get(uid) == inputs:
+        return
     await _refresh_owner(namespace, meta)
+    _slice_inputs[uid] = inputs  # only once refreshed: a failed refresh is tried again
 
 
 @kopf.on.delete(

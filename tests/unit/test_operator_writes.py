@@ -450,3 +450,32 @@ def test_a_new_sla_gets_its_summary_from_its_first_reconcile_not_a_write_of_its_
         assert not handlers.awaits_first_reconcile(seen)
         asyncio.run(handlers.sla_seen(seen, "MODIFIED"))
     assert patches.sent == [("gold", {"summary": {"compliant": "Unknown"}})] * 2
+
+
+def test_slice_events_refresh_the_sla_only_when_its_slice_readiness_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slice's apply, Kopf's annotations on it and its realization each bring a watch event;
+    only a change of its SliceReady condition re-reads and re-judges the owning SLA."""
+    refreshed: list[str] = []
+
+    async def refresh(kube: Any, namespace: str, name: str, **_: Any) -> None:
+        refreshed.append(name)
+
+    monkeypatch.setattr(handlers, "refresh_readiness", refresh)
+    monkeypatch.setattr(handlers.state, "kube", lambda: None)
+    monkeypatch.setattr(handlers, "_slice_inputs", {})
+    owner = {"kind": "AIInferenceSLA", "name": "gold"}
+    meta = {"uid": "slice-1", "name": "gold-slice", "ownerReferences": [owner]}
+
+    def seen(status: dict[str, Any], type_: str = "MODIFIED") -> None:
+        body = kopf.Body({"metadata": meta, "spec": {}, "status": status})
+        asyncio.run(handlers.slice_seen("acme", kopf.Meta(body), body, type_))
+
+    ready = {"conditions": [{"type": "SliceReady", "status": "True", "reason": "Realized"}]}
+    seen({}, "ADDED")  # applied: not realized yet
+    seen({})  # Kopf's annotations: nothing readiness reads
+    seen(ready)  # realized
+    seen(ready)  # another annotation patch
+    seen(ready, "DELETED")
+    assert refreshed == ["gold", "gold", "gold"]
