@@ -395,17 +395,32 @@ _deployment_inputs: dict[str, tuple[Any, ...]] = _Recent(bound=16_384)
 async def deployment_seen(
     namespace: str | None, meta: kopf.Meta, body: kopf.Body, type: str | None, **_: Any
 ) -> None:
+    # The Deployment as this event has it: no need to read it back.
+    inputs = inference_inputs(body)
+    await _refresh_if_changed(_deployment_inputs, inputs, namespace, meta, type, deployment=body)
+
+
+async def _refresh_if_changed(
+    refreshed: dict[str, tuple[Any, ...]],
+    inputs: tuple[Any, ...],
+    namespace: str | None,
+    meta: kopf.Meta,
+    type: str | None,
+    *,
+    deployment: Any = None,
+) -> None:
+    """Refresh the owning SLA's readiness for a child's event, unless the child's readiness
+    `inputs` are those it was last refreshed with (`refreshed`, by uid); a deleted child always
+    refreshes it and is forgotten."""
     uid = meta.get("uid") or ""
     if type == "DELETED":
-        _deployment_inputs.pop(uid, None)
+        refreshed.pop(uid, None)
         await _refresh_owner(namespace, meta)
         return
-    inputs = inference_inputs(body)
-    if _deployment_inputs.get(uid) == inputs:
+    if refreshed.get(uid) == inputs:
         return
-    # The Deployment as this event has it: no need to read it back.
-    await _refresh_owner(namespace, meta, deployment=body)
-    _deployment_inputs[uid] = inputs  # only once refreshed: a failed refresh is tried again
+    await _refresh_owner(namespace, meta, deployment=deployment)
+    refreshed[uid] = inputs  # only once refreshed: a failed refresh is tried again
 
 
 # A raw event handler: Kopf keeps no bookkeeping on pods, so watching them adds no writes.
@@ -459,16 +474,7 @@ async def slice_seen(
     apply, Kopf's annotations and its realization each bring an event, and only the SliceReady
     condition (`slice_ready`) moves the SLA (at 1000 SLAs, 3 of the 5 SLA reads per SLA were
     refreshes for slice events that changed nothing)."""
-    uid = meta.get("uid") or ""
-    if type == "DELETED":
-        _slice_inputs.pop(uid, None)
-        await _refresh_owner(namespace, meta)
-        return
-    inputs = slice_ready(body)
-    if _slice_inputs.get(uid) == inputs:
-        return
-    await _refresh_owner(namespace, meta)
-    _slice_inputs[uid] = inputs  # only once refreshed: a failed refresh is tried again
+    await _refresh_if_changed(_slice_inputs, slice_ready(body), namespace, meta, type)
 
 
 @kopf.on.delete(
