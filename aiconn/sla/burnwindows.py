@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from aiconn.resources.v1alpha1.sla import DURATION_PATTERN, Window
+from aiconn.resources.v1alpha1.sla import Window
+from aiconn.sla.periods import parse_duration
 
 Severity = Literal["page", "ticket"]
 
@@ -81,11 +82,10 @@ DEFAULT_WINDOW = Window()
 
 
 def window_minutes(window: Window) -> int:
-    """Nominal length of an SLA window in minutes (`1M` is 30 days, `1w` 7 days)."""
-    match = re.match(DURATION_PATTERN, window.duration)
-    if match is None:
-        raise ValueError(f"window duration {window.duration!r} is not an OpenSLO duration")
-    return int(window.duration[:-1]) * MINUTES_PER[window.duration[-1]]
+    """Nominal length of an SLA window in minutes (`1M` is 30 days, `1w` 7 days); parsed by
+    `parse_duration`, as periods are, so the alerts and the periods accept the same spellings."""
+    duration = parse_duration(window.duration)
+    return duration.count * MINUTES_PER[duration.unit]
 
 
 def scaled_minutes(base_minutes: int, period_minutes: int) -> int:
