@@ -95,15 +95,15 @@ class ControlPlane:
 
     def kubeconfig_for(self, user: str) -> Path:
         """A kubeconfig that authenticates as `user` from the token file."""
-        path = self.state_dir / f"kubeconfig-{user}"
-        path.write_text(yaml.safe_dump(self._kubeconfig(user, self.tokens[user])))
-        path.chmod(0o600)
-        return path
+        return self.kubeconfig_with_token(user, self.tokens[user])
 
     def kubeconfig_with_token(self, name: str, token: str) -> Path:
         """A kubeconfig that authenticates with any bearer token (e.g. a ServiceAccount's)."""
-        path = self.state_dir / f"kubeconfig-{name}"
-        path.write_text(yaml.safe_dump(self._kubeconfig(name, token)))
+        return self._write_kubeconfig(self.state_dir / f"kubeconfig-{name}", name, token)
+
+    def _write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        """Write `user`'s kubeconfig at `path`, readable by its owner only: it holds the token."""
+        path.write_text(yaml.safe_dump(self._kubeconfig(user, token)))
         path.chmod(0o600)
         return path
 
@@ -204,8 +204,7 @@ class ControlPlane:
                 "--v=1",
             ],
         )
-        self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig("admin", self.tokens["admin"])))
-        self.kubeconfig.chmod(0o600)
+        self._write_kubeconfig(self.kubeconfig, "admin", self.tokens["admin"])
         wait_until(
             self._ready,
             proc=apiserver,
