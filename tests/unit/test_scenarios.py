@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -213,6 +214,15 @@ FEB9 = MaintenanceWindow(
     declared=utc("2028-02-05", "09:00"),
 )
 OUTAGE_FEB9 = Span(utc("2028-02-09", "09:00"), 50)
+
+
+def outage_in_feb9(name: str, *, hours_ahead: float, **outcome: Any) -> CalendarScenario:
+    """`OUTAGE_FEB9` inside window FEB9, the window declared `hours_ahead` before it starts."""
+    declared = FEB9.start - timedelta(hours=hours_ahead)
+    window = dataclasses.replace(FEB9, declared=declared)
+    return CalendarScenario(name, down=(OUTAGE_FEB9,), windows=(window,), **outcome)
+
+
 CALENDAR_SCENARIOS = [
     CalendarScenario(
         "leap Feb, 12 bad minutes in business hours",
@@ -242,29 +252,26 @@ CALENDAR_SCENARIOS = [
         credit_percent="25",
         down=(Span(utc("2028-02-01", "07:00"), 600), Span(utc("2028-02-02", "07:00"), 31)),
     ),
-    CalendarScenario(
+    outage_in_feb9(
         "maintenance announced 96 h ahead excuses the outage in it",
+        hours_ahead=96,
         judged=12_540,
         bad=0,
         excused=60,
-        down=(OUTAGE_FEB9,),
-        windows=(FEB9,),
     ),
-    CalendarScenario(
+    outage_in_feb9(
         "maintenance announced 48 h ahead (under the notice) excuses nothing",
+        hours_ahead=48,
         bad=50,
         credit_percent="10",
-        down=(OUTAGE_FEB9,),
-        windows=(dataclasses.replace(FEB9, declared=utc("2028-02-07", "09:00")),),
     ),
-    CalendarScenario(
+    outage_in_feb9(
         "maintenance announced 71 h 30 min ahead excuses only its last half hour",
+        hours_ahead=71.5,
         judged=12_570,
         bad=30,
         credit_percent="5",
         excused=30,
-        down=(OUTAGE_FEB9,),
-        windows=(dataclasses.replace(FEB9, declared=utc("2028-02-06", "09:30")),),
     ),
     CalendarScenario(
         "unseen minutes in an announced window are excused, not unknown",
