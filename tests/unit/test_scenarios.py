@@ -223,6 +223,21 @@ def outage_in_feb9(name: str, *, hours_ahead: float, **outcome: Any) -> Calendar
     return CalendarScenario(name, down=(OUTAGE_FEB9,), windows=(window,), **outcome)
 
 
+def six_utc_across_dst(name: str, friday: str, monday: str) -> CalendarScenario:
+    """Down 06:00-07:00 UTC on `friday` and on `monday`, either side of a 2026 clock change (a
+    month of 22 business days): one of the two hours is inside business hours, whichever way the
+    clocks went, so 60 of 13,200 judged minutes are bad (10 %)."""
+    first, second = utc(friday, "06:00"), utc(monday, "06:00")
+    return CalendarScenario(
+        name,
+        month=(first.year, first.month),
+        judged=13_200,
+        bad=60,
+        credit_percent="10",
+        down=(Span(first, 60), Span(second, 60)),
+    )
+
+
 CALENDAR_SCENARIOS = [
     CalendarScenario(
         "leap Feb, 12 bad minutes in business hours",
@@ -281,13 +296,8 @@ CALENDAR_SCENARIOS = [
         blind=(Span(utc("2028-02-09", "09:00"), 120),),
         windows=(FEB9,),
     ),
-    CalendarScenario(
-        "spring DST: 06:00 UTC is outside on Friday, inside on Monday",
-        month=(2026, 3),
-        judged=13_200,
-        bad=60,
-        credit_percent="10",
-        down=(Span(utc("2026-03-27", "06:00"), 60), Span(utc("2026-03-30", "06:00"), 60)),
+    six_utc_across_dst(
+        "spring DST: 06:00 UTC is outside on Friday, inside on Monday", "2026-03-27", "2026-03-30"
     ),
     CalendarScenario(
         "spring DST: 16:00 UTC on Monday is after closing",
@@ -296,13 +306,8 @@ CALENDAR_SCENARIOS = [
         bad=0,
         down=(Span(utc("2026-03-30", "16:00"), 60),),
     ),
-    CalendarScenario(
-        "autumn DST: 06:00 UTC is inside on Friday, outside on Monday",
-        month=(2026, 10),
-        judged=13_200,
-        bad=60,
-        credit_percent="10",
-        down=(Span(utc("2026-10-23", "06:00"), 60), Span(utc("2026-10-26", "06:00"), 60)),
+    six_utc_across_dst(
+        "autumn DST: 06:00 UTC is inside on Friday, outside on Monday", "2026-10-23", "2026-10-26"
     ),
 ]
 
