@@ -9,7 +9,9 @@ rotates a tenant's keys.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +175,32 @@ def _wallet_ca_bundle(settings: OperatorSettings) -> str | None:
     return path.read_text()
 
 
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _apply_turns(settings: OperatorSettings) -> asyncio.Semaphore:
+    """The turns to render and apply children, `settings.concurrent_applies` at once (one set
+    per event loop: tests run operators on loops of their own).
+
+    A reconcile applies its children one request after another, and the operator's threads serve
+    32 requests at once, so a few dozen reconciles in their apply loops keep every thread busy.
+    Without turns, a burst of a thousand new SLAs puts a thousand apply loops in the threads'
+    queue together, each holding its rendered child (a Deployment is 34 KB of Python objects)
+    while the queue moves, and every SLA's handler stays in flight, its SLA held by Kopf, until
+    the burst's last writes. With turns, the SLAs waiting for one hold only their body and
+    placement, and those written finish their handlers while the rest wait. Placement takes no
+    turn (capacity reads are shared by every reconcile waiting for them), nor do status writes.
+    The price, measured at 1000 SLAs (`bench/RESULTS.md`): a later last pod, since the later
+    SLAs' children wait behind the status writes and readiness reads of those written first."""
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = asyncio.Semaphore(settings.concurrent_applies)
+    return turns
+
+
 def sla_children(
     body: Mapping[str, Any],
     spec: AIInferenceSLASpec,
@@ -266,8 +294,9 @@ async def reconcile_sla(
         )
 
     spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
-    children = sla_children(body, spec, decision, settings)
-    applied = await apply_children(kube, namespace, children)
+    async with _apply_turns(settings):
+        children = sla_children(body, spec, decision, settings)
+        applied = await apply_children(kube, namespace, children)
     phase, ready_conditions = readiness(
         slice_obj=applied[NETWORK_SLICE.kind],
         deployment=applied["Deployment"],

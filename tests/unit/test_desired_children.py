@@ -217,3 +217,54 @@ def test_each_child_is_rendered_when_its_turn_comes_and_not_held_after(
         "apply Role",
         "apply RoleBinding",
     ]
+
+
+def test_a_burst_of_reconciles_renders_and_applies_children_a_few_sla_at_a_time() -> None:
+    """Every SLA of a burst is placed at once, but only `concurrent_applies` of them render and
+    apply their children at a time: the rest hold no rendered child while they wait."""
+    from aiconn.operator.reconcile import reconcile_sla
+
+    settings = SETTINGS.model_copy(update={"concurrent_applies": 2})
+    inside, most, placed = 0, 0, 0
+
+    class Cluster(RecordingKube):
+        async def fresh_list(self, *_: Any, **__: Any) -> list[Any]:
+            nonlocal placed
+            placed += 1  # every reconcile observes capacity before it places
+            return []  # no Nodes observed: placement by the tiers' declared sites
+
+        async def create_if_absent(self, obj: dict[str, Any]) -> bool:
+            nonlocal inside, most
+            inside += 1  # the Secret comes first in every apply loop
+            most = max(most, inside)
+            return await super().create_if_absent(obj)
+
+        async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+            await asyncio.sleep(0)  # the other reconciles run while a request is in flight
+            return await super().apply(obj)
+
+        async def delete(self, kind: str, name: str, namespace: str) -> None:
+            nonlocal inside
+            inside -= 1  # the PodDisruptionBudget's delete ends every apply loop here
+            await super().delete(kind, name, namespace)
+
+    spec = llama_8b_spec().to_k8s()
+    bodies = [
+        {
+            "metadata": {"name": f"s{i}", "namespace": "acme", "uid": f"u-{i}", "generation": 1},
+            "spec": spec,
+        }
+        for i in range(6)
+    ]
+
+    async def burst() -> list[Any]:
+        kube = Cluster()
+        return await asyncio.gather(
+            *(reconcile_sla(kube, b, default_tiers(), settings) for b in bodies)  # type: ignore[arg-type]
+        )
+
+    outcomes = asyncio.run(burst())
+    assert placed == 6
+    assert most == 2
+    assert [o.status["phase"] for o in outcomes] == [outcomes[0].status["phase"]] * 6
+    assert all(o.status["children"] for o in outcomes)
