@@ -34,6 +34,7 @@ from aiconn.operator.failures import (
     transient,
 )
 from aiconn.operator.health import display_update
+from aiconn.operator.kubeapi import first_in_line
 from aiconn.operator.offers import price_notice_problems
 from aiconn.operator.reconcile import (
     Event,
@@ -196,11 +197,14 @@ async def _reconcile(
     meta = body["metadata"]
     try:
         outcome = await reconcile_sla(state.kube(), body, _tiers(tier_index), state.settings())
-        written = await _write(outcome, body)
-        # A child may have become ready between its apply and the status write, and its watch
-        # event found no status to refresh: look once more now that the status is there (at
-        # the children; the SLA is the one just written).
-        await refresh_readiness(state.kube(), meta["namespace"], meta["name"], sla=written)
+        # The reconcile's own writes go before the watch events' refreshes and the Events, so
+        # that it ends, and Kopf lets go of its SLA, once its children are written.
+        with first_in_line():
+            written = await _write(outcome, body)
+            # A child may have become ready between its apply and the status write, and its
+            # watch event found no status to refresh: look once more now that the status is
+            # there (at the children; the SLA is the one just written).
+            await refresh_readiness(state.kube(), meta["namespace"], meta["name"], sla=written)
     except Exception as err:
         message = describe(err)
         terminating = isinstance(err, KubeError) and _namespace_terminating(err)

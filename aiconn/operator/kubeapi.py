@@ -9,13 +9,22 @@ pool (asyncio's default pool has cpu_count + 4 threads, 6 on two cores, which ca
 operator at 6 requests in flight whatever its connection pool). Identical reads that many
 reconciles make at once (the cluster's Nodes and Pods for capacity) share one request
 (`fresh_get`, `fresh_list`).
+
+A free thread goes to the calls made `first_in_line` (an SLA reconcile writing its children and
+then its status) before the others waiting (the watch events' readiness refreshes, Events, the
+assurance pass): in a burst of new SLAs, each reconcile that has its turn
+(`reconcile._apply_turns`) runs to its end instead of waiting behind the follow-up work of the
+SLAs written before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -41,6 +50,63 @@ from aiconn.resources.v1alpha1.status import typed_status
 
 FIELD_MANAGER = "aiconn-operator"
 T = TypeVar("T")
+
+_FIRST_IN_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "aiconn_first_in_line", default=False
+)
+
+
+@contextlib.contextmanager
+def first_in_line() -> Iterator[None]:
+    """The operator's API calls made inside (in this task and the tasks it starts) go before the
+    others waiting for a thread."""
+    token = _FIRST_IN_LINE.set(True)
+    try:
+        yield
+    finally:
+        _FIRST_IN_LINE.reset(token)
+
+
+def not_first_in_line() -> contextvars.Context:
+    """A copy of the current context whose API calls wait in the second line (for a task that
+    must not inherit `first_in_line`)."""
+    context = contextvars.copy_context()
+    context.run(_FIRST_IN_LINE.set, False)
+    return context
+
+
+class _Slots:
+    """`size` calls on the threads at once. A call that finds them all busy waits in one of two
+    lines, and a freed slot goes to the first line's oldest waiter, else the second's."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._lines: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+
+    async def acquire(self, *, first: bool) -> None:
+        if self._free > 0:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lines[0 if first else 1].append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for line in self._lines:
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():  # a cancelled waiter is skipped
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
 
 class _Coalesced:
@@ -104,15 +170,22 @@ class KubeApi:
         self.api = self._blocking.api
         size = self.api.pool_size or DEFAULT_POOL_SIZE
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="kubeapi")
+        self._slots = _Slots(size)
         self._shared: dict[tuple[Any, ...], _Coalesced] = {}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._blocking.call(method, path, **kwargs)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(self._call, method, path, **kwargs)
-        return await loop.run_in_executor(self._threads, call)
+        return await self._on_a_thread(functools.partial(self._call, method, path, **kwargs))
+
+    async def _on_a_thread(self, call: Callable[[], T]) -> T:
+        """`call` on one of the operator's threads, once a slot is free (`first_in_line`)."""
+        await self._slots.acquire(first=_FIRST_IN_LINE.get())
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        finally:
+            self._slots.release()
 
     async def fresh_get(
         self, path: str, query: list[tuple[str, Any]] | None = None
@@ -154,8 +227,8 @@ class KubeApi:
         """Every item of the list at `path`, read in pages on one of the operator's threads,
         each page cut down by `keep` there (`aiconn.kube.read_list`): no page reaches the event
         loop. A continue token that expired in between (410 Gone) starts the list again."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._threads, functools.partial(read_list, self._call, path, query, keep=keep)
+        return await self._on_a_thread(
+            functools.partial(read_list, self._call, path, query, keep=keep)
         )
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from aiconn.operator.conditions import condition, merge
 from aiconn.operator.desired import Children, apply_children, render_children
 from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
-from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.kubeapi import KubeApi, first_in_line
 from aiconn.operator.leanwatch import deployment_view
 from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
 from aiconn.operator.settings import OperatorSettings
@@ -192,8 +192,11 @@ def _apply_turns(settings: OperatorSettings) -> asyncio.Semaphore:
     the burst's last writes. With turns, the SLAs waiting for one hold only their body and
     placement, and those written finish their handlers while the rest wait. Placement takes no
     turn (capacity reads are shared by every reconcile waiting for them), nor do status writes.
-    The price, measured at 1000 SLAs (`bench/RESULTS.md`): a later last pod, since the later
-    SLAs' children wait behind the status writes and readiness reads of those written first."""
+    A turn's calls, and the handler's status write and readiness read after it, go
+    `first_in_line` on the operator's threads, before the watch events' refreshes and the Events
+    of the SLAs already written. The price, measured at 1000 SLAs (`bench/RESULTS.md`): a later
+    last pod than when every reconcile wrote at once, since each SLA's handler now ends (its
+    status written) before the later SLAs' children are written."""
     loop = asyncio.get_running_loop()
     turns = _turns.get(loop)
     if turns is None:
@@ -295,8 +298,9 @@ async def reconcile_sla(
 
     spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
     async with _apply_turns(settings):
-        children = sla_children(body, spec, decision, settings)
-        applied = await apply_children(kube, namespace, children)
+        with first_in_line():
+            children = sla_children(body, spec, decision, settings)
+            applied = await apply_children(kube, namespace, children)
     phase, ready_conditions = readiness(
         slice_obj=applied[NETWORK_SLICE.kind],
         deployment=applied["Deployment"],

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiconn.kube import KINDS, KubeError
 from aiconn.operator.conditions import now_iso
-from aiconn.operator.kubeapi import KubeApi
+from aiconn.operator.kubeapi import KubeApi, not_first_in_line
 from aiconn.resources.v1alpha1.meta import API_VERSION
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,10 @@ def post_event_soon(
     kube: KubeApi, obj: Mapping[str, str], *, type_: str, reason: str, message: str
 ) -> None:
     """`post_event` in a task of the running loop, held until it is done."""
+    # In a context of its own: an Event never goes `first_in_line`, whoever posts it.
     task = asyncio.get_running_loop().create_task(
-        post_event(kube, obj, type_=type_, reason=reason, message=message)
+        post_event(kube, obj, type_=type_, reason=reason, message=message),
+        context=not_first_in_line(),
     )
     _in_flight.add(task)
     task.add_done_callback(_in_flight.discard)

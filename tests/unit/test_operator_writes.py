@@ -4,6 +4,8 @@ is never older than the call, and a reconcile's status write carries the printed
 from __future__ import annotations
 
 import asyncio
+import threading
+import types
 from typing import Any
 
 import kopf
@@ -180,12 +182,13 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from aiconn.kube import Gone
-    from aiconn.operator.kubeapi import LIST_PAGE, KubeApi, without_managed_fields
+    from aiconn.operator.kubeapi import LIST_PAGE, KubeApi, _Slots, without_managed_fields
 
     class Paged(KubeApi):
         def __init__(self) -> None:
             self._shared = {}
             self._threads = ThreadPoolExecutor(max_workers=1)
+            self._slots = _Slots(1)
             self.queries: list[dict[str, Any]] = []
             self.expire_once = True
 
@@ -479,3 +482,48 @@ def test_slice_events_refresh_the_sla_only_when_its_slice_readiness_changed(
     seen(ready)  # another annotation patch
     seen(ready, "DELETED")
     assert refreshed == ["gold", "gold", "gold"]
+
+
+def test_a_freed_thread_goes_to_the_calls_first_in_line_before_older_others() -> None:
+    """A reconcile writing its children (`first_in_line`) is served before the calls that were
+    waiting longer; a waiter that gave up is skipped, not handed the thread; a task started with
+    `not_first_in_line` waits with the others."""
+    from aiconn.operator.kubeapi import KubeApi, first_in_line, not_first_in_line
+
+    order: list[str] = []
+    release = threading.Event()
+
+    class Answer:
+        def __init__(self, path: str) -> None:
+            self.data = b"{}"
+            if path == "/busy":
+                release.wait(5)
+            order.append(path)
+
+    class OneConnection:  # the official client's shape, one connection wide
+        configuration = types.SimpleNamespace(connection_pool_maxsize=1)
+
+        def call_api(self, path: str, *_: Any, **__: Any) -> tuple[Answer]:
+            return (Answer(path),)
+
+        def close(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        kube = KubeApi(OneConnection())
+        busy = asyncio.create_task(kube.call("GET", "/busy"))
+        await asyncio.sleep(0.01)  # the one thread is taken
+        later = [asyncio.create_task(kube.call("GET", f"/other-{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        with first_in_line():
+            child = asyncio.create_task(kube.call("GET", "/child"))
+            gave_up = asyncio.create_task(kube.call("GET", "/gave-up"))
+            event = asyncio.create_task(kube.call("GET", "/event"), context=not_first_in_line())
+        await asyncio.sleep(0)
+        gave_up.cancel()
+        release.set()
+        await asyncio.gather(busy, child, event, *later)
+        kube.close()
+
+    asyncio.run(scenario())
+    assert order == ["/busy", "/child", "/other-0", "/other-1", "/event"]
