@@ -62,8 +62,9 @@ class OperatorSettings(BaseSettings):
     """Mobile network code of the operator's PLMN."""
     concurrent_applies: int = Field(default=64, ge=1)
     """How many SLA reconciles may render and apply their children at once (the rest wait their
-    turn after placement). Twice the operator's API threads keeps them all busy; a burst of SLAs
-    then holds rendered children for these few, not for every SLA in it."""
+    turn after placement, holding no rendered child). Twice the operator's API threads keeps them
+    all busy (with 128 a burst of 1000 SLAs took as long and as much memory as with 64,
+    `bench/RESULTS.md`)."""
     require_offer: bool = False
     """Serve only SLAs that name an AIInferenceOffer (the manifests set it); False lets SLAs
     created before offers keep their own terms while they are migrated."""
