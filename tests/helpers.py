@@ -331,7 +331,6 @@ def price_notice_policy(k8s: Any) -> Iterator[None]:
         # The API server drops it from its admission chain a moment later: the next test on
         # this API server may raise a price at once.
         eventually(lambda: not refused(), what="the price-notice policy gone from admission")
-        eventually(lambda: not refused(), what="the price-notice policy gone from the API server")
 
 
 def static_token_settings(tokens: Path, lines: Sequence[str], **overrides: Any) -> ApiSettings:
