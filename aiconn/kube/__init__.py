@@ -18,6 +18,7 @@ from aiconn.kube.verbs import (
     Kube,
     Query,
     apply_request,
+    parse_list,
     read_list,
     without_managed_fields,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "connect",
     "error_for",
     "kube_error",
+    "parse_list",
     "read_list",
     "without_managed_fields",
 ]

@@ -6,16 +6,19 @@ from its request threads.
 Every answer loses `metadata.managedFields` in the thread that parsed it: no caller reads them,
 and they are the largest part of an object that several writers have touched.
 
-Lists that may be long are read in pages (`read_list`), and each page is cut down to what the
-caller reads before the next is asked for: a list of every pod in the cluster is tens of
-kilobytes of Python objects per pod (most of it `managedFields` and container specs), so a whole
-list as the API server wrote it grew the operator's memory with the cluster, once per list held
-at a time.
+Lists that may be long are read in pages (`read_list`), and each page is parsed one item at a
+time, each item cut down to what the caller reads before the next is parsed (`parse_list`): a pod
+is tens of kilobytes of Python objects (most of it `managedFields` and container specs), so a
+list held whole as the API server wrote it grew the operator's memory with the cluster, and even
+one page of 500 pods parsed at once was several hundred thousand objects alive together, a spike
+that left the operator's memory a step higher each time (`bench/RESULTS.md`, "what the operator
+holds at the height of a burst").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
@@ -44,10 +47,10 @@ class RequestOptions(TypedDict, total=False):
     """The body's type: `application/json` by default, or a patch's."""
 
 
-class Call(Protocol):
-    """The raw call (`Kube.call`) that `read_list` pages through."""
+class Request(Protocol):
+    """The raw request (`Requester.request`) that `read_list` pages through: the answer's bytes."""
 
-    def __call__(self, method: str, path: str, *, query: Query = None) -> Item: ...
+    def __call__(self, method: str, path: str, *, query: Query = None) -> bytes: ...
 
 
 def apply_request(kind: Kind, obj: Item, field_manager: str) -> tuple[str, RequestOptions]:
@@ -70,10 +73,10 @@ def without_managed_fields(item: Item) -> Item:
     return item
 
 
-def read_list(call: Call, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
-    """Every item of the list at `path`, read through `call` LIST_PAGE items at a time, each
-    passed through `keep` as its page arrives (see the module doc). A continue token that
-    expired in between (410 Gone, after the API server compacted) starts the list again."""
+def read_list(request: Request, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
+    """Every item of the list at `path`, read through `request` LIST_PAGE items at a time, each
+    item passed through `keep` as it is parsed (`parse_list`). A continue token that expired in
+    between (410 Gone, after the API server compacted) starts the list again."""
     for _ in range(3):
         items: list[T] = []
         token: str | None = None
@@ -84,7 +87,7 @@ def read_list(call: Call, path: str, query: Query = None, *, keep: Keep[T]) -> l
                     ("limit", LIST_PAGE),
                     *((("continue", token),) if token else ()),
                 ]
-                kept, token = _page(call, path, page_query, keep)
+                kept, token = parse_list(request("GET", path, query=page_query), keep)
                 items.extend(kept)
                 if token is None:
                     return items
@@ -94,13 +97,55 @@ def read_list(call: Call, path: str, query: Query = None, *, keep: Keep[T]) -> l
     raise Gone(reason=f"the list at {path} kept expiring; not read")
 
 
-def _page(call: Call, path: str, query: Query, keep: Keep[T]) -> tuple[list[T], str | None]:
-    """One page, cut down before it is returned: the whole page is garbage before the next one
-    is asked for."""
-    page = call("GET", path, query=query)
-    token = (page.get("metadata") or {}).get("continue") or None
-    kept = (keep(item) for item in page.get("items") or [])
-    return [item for item in kept if item is not None], token
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_list(data: bytes, keep: Keep[T]) -> tuple[list[T], str | None]:
+    """A list answer's items, each parsed alone and passed through `keep` (less managedFields)
+    before the next is parsed, and its continue token (None on the last page). Only the items'
+    array is walked by hand; every value in it and beside it is read by the `json` module's
+    decoder, so a malformed answer raises `json.JSONDecodeError` as `json.loads` would."""
+    text = data.decode()
+    kept: list[T] = []
+    token: str | None = None
+    at = _expect(text, _skip(text, 0), "{")
+    while text[at : at + 1] != "}":
+        key, at = _DECODER.raw_decode(text, at)
+        if not isinstance(key, str):
+            raise json.JSONDecodeError("Expecting a key in a list answer", text, at)
+        at = _expect(text, _skip(text, at), ":")
+        if key == "items" and text[at : at + 1] == "[":
+            at = _skip(text, at + 1)
+            while text[at : at + 1] != "]":
+                item, at = _DECODER.raw_decode(text, at)
+                if (cut := keep(without_managed_fields(item))) is not None:
+                    kept.append(cut)
+                del item
+                at = _skip(text, at)
+                if text[at : at + 1] != "]":
+                    at = _expect(text, at, ",")
+            at = _skip(text, at + 1)
+        else:
+            value, at = _DECODER.raw_decode(text, at)
+            if key == "metadata" and isinstance(value, dict):
+                token = value.get("continue") or None
+            at = _skip(text, at)
+        if text[at : at + 1] != "}":
+            at = _expect(text, at, ",")
+    return kept, token
+
+
+def _skip(text: str, at: int) -> int:
+    """The index of the first character at or after `at` that is not JSON white space."""
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]
+
+
+def _expect(text: str, at: int, char: str) -> int:
+    """The index after `char`, which must stand at `at` (white space after it skipped)."""
+    if text[at : at + 1] != char:
+        raise json.JSONDecodeError(f"Expecting {char!r} in a list answer", text, at)
+    return _skip(text, at + 1)
 
 
 class Requester(Protocol):
@@ -217,8 +262,8 @@ class Kube:
         return self.call("PATCH", path, **request)
 
     def list_all(self, path: str, query: Query = None, *, keep: Keep[T]) -> list[T]:
-        """`read_list` through this client's calls."""
-        return read_list(self.call, path, query, keep=keep)
+        """`read_list` through this client's requests."""
+        return read_list(self.api.request, path, query, keep=keep)
 
     def version(self) -> Item:
         """The API server's version: the cheapest request that shows it answers."""

@@ -3,12 +3,12 @@ delete and status patches (conditions with optimistic concurrency), for the kind
 
 Server-side apply with deterministic names is what makes reconciliation idempotent: replaying
 a reconcile after a crash at any point converges on one child of each kind, never a duplicate.
-The blocking calls (`aiconn.kube`: the raw call that drops managedFields, the paged list) run in
-threads so Kopf's event loop never blocks: a pool of its own as large as the client's connection
-pool (asyncio's default pool has cpu_count + 4 threads, 6 on two cores, which capped the
-operator at 6 requests in flight whatever its connection pool). Identical reads that many
-reconciles make at once (the cluster's Nodes and Pods for capacity) share one request
-(`fresh_get`, `fresh_list`).
+The blocking calls (`aiconn.kube`: the raw call that drops managedFields, the paged list parsed
+an item at a time) run in threads so Kopf's event loop never blocks: a pool of its own as large
+as the client's connection pool (asyncio's default pool has cpu_count + 4 threads, 6 on two
+cores, which capped the operator at 6 requests in flight whatever its connection pool).
+Identical reads that many reconciles make at once (the cluster's Nodes and Pods for capacity)
+share one request (`fresh_get`, `fresh_list`).
 
 A free thread goes to the calls made `first_in_line` (an SLA reconcile writing its children and
 then its status) before the others waiting (the watch events' readiness refreshes, Events, the
@@ -176,6 +176,9 @@ class KubeApi:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._blocking.call(method, path, **kwargs)
 
+    def _request(self, method: str, path: str, *, query: Query = None) -> bytes:
+        return self._blocking.api.request(method, path, query=query)
+
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return await self._on_a_thread(functools.partial(self._call, method, path, **kwargs))
 
@@ -225,10 +228,11 @@ class KubeApi:
         keep: Keep[T],
     ) -> list[T]:
         """Every item of the list at `path`, read in pages on one of the operator's threads,
-        each page cut down by `keep` there (`aiconn.kube.read_list`): no page reaches the event
-        loop. A continue token that expired in between (410 Gone) starts the list again."""
+        each item cut down by `keep` there as it is parsed (`aiconn.kube.read_list`): no page is
+        ever whole in memory, nor reaches the event loop. A continue token that expired in
+        between (410 Gone) starts the list again."""
         return await self._on_a_thread(
-            functools.partial(read_list, self._call, path, query, keep=keep)
+            functools.partial(read_list, self._request, path, query, keep=keep)
         )
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ is never older than the call, and a reconcile's status write carries the printed
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import types
 from typing import Any
@@ -192,17 +193,17 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
             self.queries: list[dict[str, Any]] = []
             self.expire_once = True
 
-        def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-            query = dict(kwargs["query"])
-            self.queries.append(query)
-            page = int(query.get("continue", 0))
+        def _request(self, method: str, path: str, *, query: Any = None) -> bytes:
+            self.queries.append(dict(query))
+            page = int(dict(query).get("continue", 0))
             if page == 1 and self.expire_once:
                 self.expire_once = False
                 raise Gone()
             items = [
                 {"metadata": {"name": f"p{page}-{i}", "managedFields": [{}]}} for i in range(2)
             ]
-            return {"metadata": {"continue": str(page + 1) if page < 2 else ""}, "items": items}
+            token = str(page + 1) if page < 2 else ""
+            return json.dumps({"metadata": {"continue": token}, "items": items}).encode()
 
     kube = Paged()
     items = asyncio.run(
