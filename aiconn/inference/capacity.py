@@ -27,7 +27,7 @@ limit it. A tier with nodes at some sites has 0 GPUs at the others.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,15 +118,10 @@ def observe(
     """Free GPUs per tier and site from the cluster's Nodes and the Pods that request GPUs
     (as listed, or already read as `GpuPod`s)."""
     observed: list[_Node] = []
+    ordered = sorted(tiers.items())
     for node in nodes:
         labels = _labels(node)
-        for tier_name, tier in sorted(tiers.items()):
-            if not _matches(labels, tier.node_selector):
-                continue
-            # A tier without sites pins no site on its pods: all its nodes are one pool.
-            site = labels.get(SITE_LABEL) if tier.sites else None
-            if tier.sites and site not in tier.sites:
-                continue
+        for tier_name, site in _memberships(labels, ordered):
             gpus = _allocatable(node) if schedulable(node) else 0
             observed.append(_Node(node["metadata"]["name"], labels, tier_name, site, gpus, gpus))
 
@@ -170,6 +165,29 @@ def observe(
         for site in tiers[tier_name].sites:
             result[tier_name].setdefault(site, SiteCapacity(allocatable=0, free_per_node=()))
     return result
+
+
+def observes_any(
+    nodes: Iterable[Mapping[str, Any]], tiers: Mapping[str, InferenceTierSpec]
+) -> bool:
+    """Whether any of `nodes` belongs to a tier and site of `tiers`: whether `observe` finds a
+    tier at all (without working out its capacity)."""
+    ordered = sorted(tiers.items())
+    return any(next(_memberships(_labels(node), ordered), None) for node in nodes)
+
+
+def _memberships(
+    labels: Mapping[str, str], tiers: Iterable[tuple[str, InferenceTierSpec]]
+) -> Iterator[tuple[str, str | None]]:
+    """The (tier, site) pairs a node with `labels` belongs to."""
+    for tier_name, tier in tiers:
+        if not _matches(labels, tier.node_selector):
+            continue
+        # A tier without sites pins no site on its pods: all its nodes are one pool.
+        site = labels.get(SITE_LABEL) if tier.sites else None
+        if tier.sites and site not in tier.sites:
+            continue
+        yield tier_name, site
 
 
 def node_view(node: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from aiconn.inference.capacity import (
     GPU_RESOURCE,
     node_view,
     observe,
+    observes_any,
     pod_view,
     schedulable,
     unschedulable,
@@ -110,7 +111,7 @@ class AssuranceLoop:
         # reads of it (`node_view`, `pod_view`), each SLA without managedFields (`list_all`).
         nodes = await self.kube.list_all(NODES.path(None), keep=node_view)
         pods: list[dict[str, Any]] = []
-        if observe(nodes=nodes, pods=[], tiers=tiers):
+        if observes_any(nodes, tiers):
             pods = await self.kube.list_all(
                 PODS.path(None), [("fieldSelector", LIVE_PODS)], keep=pod_view
             )

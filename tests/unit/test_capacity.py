@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from aiconn.inference.capacity import (
+    GpuPod,
     SiteCapacity,
     node_view,
     observe,
+    observes_any,
     pod_gpu_request,
     pod_view,
 )
@@ -156,6 +158,63 @@ def test_an_observed_tier_has_zero_at_its_sites_without_nodes() -> None:
 
 def test_a_tier_without_nodes_is_not_observed() -> None:
     assert observe(nodes=[], pods=[pod(1, on="a")], tiers=TIERS) == {}
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        [],
+        [node("a")],
+        [node("half", labels={"aiconn.io/product": "x"}), node("nowhere", "xx-nowhere-01")],
+        [node("no-site", None), node("b", "de-fra-dc-01", labels=REGIONAL_LABELS)],
+        [node("cordoned", cordoned=True, ready="False")],
+    ],
+)
+def test_observes_any_tells_whether_observe_finds_a_tier(nodes: list[dict[str, Any]]) -> None:
+    assert observes_any(nodes, TIERS) == bool(observe(nodes=nodes, pods=[], tiers=TIERS))
+
+
+def test_reconciles_that_share_the_lists_share_their_capacity_unless_they_have_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New SLAs placed at once read the same two lists (`KubeApi.fresh_list`): their capacity
+    is worked out once; an SLA with pods among them gets its own, without its pods."""
+    import asyncio
+
+    from aiconn.inference import workload
+    from aiconn.operator import capacity
+
+    nodes = [node_view(node("a", gpus=4)), node_view(node("b", gpus=4))]
+    mine = pod(2, on="a")
+    mine["metadata"] = {"namespace": "t", "labels": dict(workload.pod_selector("s1"))}
+    pods = [p for p in (GpuPod.of(pod(1, on="b")), GpuPod.of(mine)) if p is not None]
+
+    class Shared:
+        async def fresh_list(self, path: str, query: Any, *, keep: Any) -> list[Any]:
+            return nodes if path == "/api/v1/nodes" else pods
+
+    worked_out: list[int] = []
+
+    def counted(**kwargs: Any) -> Any:
+        worked_out.append(len(kwargs["pods"]))
+        return observe(**kwargs)
+
+    monkeypatch.setattr(capacity, "observe", counted)
+
+    async def place(namespace: str, name: str) -> Any:
+        return await capacity.observe_capacity(
+            Shared(),  # type: ignore[arg-type]
+            TIERS,
+            namespace=namespace,
+            sla_name=name,
+        )
+
+    new = [asyncio.run(place("t", f"new-{i}")) for i in range(3)]
+    running = asyncio.run(place("t", "s1"))
+    assert worked_out == [2, 1]
+    assert all(c == observe(nodes=nodes, pods=pods, tiers=TIERS) for c in new)
+    assert new[0]["edge"]["de-fra-edge-01"].free_per_node == (3, 2)
+    assert running["edge"]["de-fra-edge-01"].free_per_node == (4, 3)
 
 
 def test_a_tier_without_sites_pools_all_its_nodes_under_no_site() -> None:
