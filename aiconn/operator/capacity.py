@@ -15,7 +15,8 @@ GPUs it holds as its own, not as taken: it stays where it is while its site stil
 An SLA that has no pod among those listed (every new one) gets the capacity of the lists as
 they are, worked out once for all the reconciles that share them (`_SharedObservation`): in a
 burst, working it out again per SLA from the same two lists (every node of every tier, every GPU
-pod) was the operator's largest piece of CPU after parsing JSON.
+pod) took about as much of the operator's CPU as all its JSON parsing (a profile of a burst of
+1000 SLAs, `bench/RESULTS.md`).
 """
 
 from __future__ import annotations
