@@ -26,7 +26,7 @@ from aiconn.api.models import (
     HistorySeries,
     PeriodCredits,
 )
-from aiconn.kube import KINDS, LIST_PAGE, Kube
+from aiconn.kube import KINDS, LIST_PAGE, Kube, parse_list
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.sla import metricnames as mn
 from aiconn.sla.accounting import Settlement, SettlementState
@@ -148,16 +148,20 @@ def activity(kube: Any, *, limit: int, warnings_only: bool) -> list[ActivityEven
                 ("limit", LIST_PAGE),
                 *((("continue", token),) if token else ()),
             ]
-            page = events.call("GET", KINDS["Event"].path(None), query=query)
-            items = page.get("items") or []
-            found.extend((_activity(e), _revision(e)) for e in items)
-            listed += len(items)
-            token = (page.get("metadata") or {}).get("continue")
+            # Each Event read as the feed shows it as it is parsed: a page is never whole.
+            answer = events.api.request("GET", KINDS["Event"].path(None), query=query)
+            page, token = parse_list(answer, _entry)
+            found.extend(page)
+            listed += len(page)
             if not token:
                 break
     # Event timestamps have whole seconds; within one second, the later write comes first.
     found.sort(key=lambda pair: (pair[0].time, pair[1]), reverse=True)
     return [event for event, _ in found[:limit]]
+
+
+def _entry(event: dict[str, Any]) -> tuple[ActivityEvent, int]:
+    return _activity(event), _revision(event)
 
 
 def _revision(event: dict[str, Any]) -> int:
