@@ -497,32 +497,37 @@ class FleetEvaluator:
         return report
 
     async def list_slas(self) -> list[SLARef]:
-        """Every AIInferenceSLA served: one list call (one per namespace when restricted)."""
+        """Every AIInferenceSLA served (one list, one per namespace when restricted), read in
+        pages and each SLA parsed at its offer's terms as it is read, in the list's thread
+        (`KubeApi.list_all`): the fleet is never held as the API server wrote it. A malformed
+        SLA, or one its offer no longer covers, is skipped with a warning."""
         kind = KINDS[SLA.kind]
         paths = (
             [kind.path(ns) for ns in self.settings.namespaces]
             if self.settings.namespaces
             else [kind.path(None)]
         )
-        slas: list[SLARef] = []
         offers = await fetch_offers(self.kube)
+
+        def served(body: dict[str, Any]) -> SLARef | None:
+            if body["metadata"].get("deletionTimestamp"):
+                return None
+            try:
+                sla = SLARef.from_body(body)
+                spec, offer = resolve(
+                    sla.spec,
+                    offers.get(sla.spec.offer or ""),
+                    require_offer=self.settings.require_offer,
+                )
+            except (ValidationError, KeyError, ValueError, OfferProblem) as err:
+                meta = body.get("metadata", {})
+                log.warning("SLA %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), err)
+                return None
+            return dataclasses.replace(sla, spec=spec, offer=offer)
+
+        slas: list[SLARef] = []
         for path in paths:
-            for body in (await self.kube.call("GET", path)).get("items", []):
-                if body["metadata"].get("deletionTimestamp"):
-                    continue
-                try:
-                    sla = SLARef.from_body(body)
-                    spec, offer = resolve(
-                        sla.spec,
-                        offers.get(sla.spec.offer or ""),
-                        require_offer=self.settings.require_offer,
-                    )
-                    slas.append(dataclasses.replace(sla, spec=spec, offer=offer))
-                except (ValidationError, KeyError, ValueError, OfferProblem) as err:
-                    meta = body.get("metadata", {})
-                    log.warning(
-                        "SLA %s/%s skipped: %s", meta.get("namespace"), meta.get("name"), err
-                    )
+            slas += await self.kube.list_all(path, keep=served)
         return slas
 
     async def list_maintenance(self) -> tuple[MaintenanceWindow, ...]:
