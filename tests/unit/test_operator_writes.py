@@ -217,6 +217,55 @@ def test_a_cluster_wide_list_is_read_in_pages_and_kept_cut_down() -> None:
     assert [q.get("continue") for q in kube.queries] == [None, "1", None, "1", "2"]
 
 
+def test_the_sla_loop_reads_each_sla_at_its_offers_terms_as_the_list_is_read() -> None:
+    """The fleet is read through `list_all`, each SLA parsed by the list's `keep` (in the list's
+    thread, page by page); one being deleted, one malformed and one its offer does not cover
+    are left out."""
+    from aiconn.operator.evaluation import FleetEvaluator
+    from aiconn.operator.settings import OperatorSettings
+    from aiconn.store.ledger import Ledger
+    from aiconn.store.prometheus import PrometheusSource
+    from tests.factories import bundle_offer, small_sla_doc
+
+    def sla(name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "namespace": "t",
+                "name": name,
+                "uid": f"u-{name}",
+                "creationTimestamp": "2026-12-01T00:00:00Z",
+                **meta,
+            },
+            "spec": spec,
+        }
+
+    bodies = [
+        sla("kept", small_sla_doc(offer="bundle")),
+        sla("leaving", small_sla_doc(offer="bundle"), deletionTimestamp="2026-12-02T00:00:00Z"),
+        sla("malformed", {"model": {"name": "m"}}),
+        sla("priced", small_sla_doc(offer="bundle", tokens={"pricePerMillionTokens": 9})),
+    ]
+    read: list[str] = []
+
+    class Cluster:
+        async def list(self, kind: str, namespace: str | None = None, **_: Any) -> list[Any]:
+            return [bundle_offer()]
+
+        async def list_all(self, path: str, query: Any = None, *, keep: Any) -> list[Any]:
+            read.append(path)
+            return [kept for kept in map(keep, bodies) if kept is not None]
+
+    fleet = FleetEvaluator(
+        kube=Cluster(),  # type: ignore[arg-type]
+        source=PrometheusSource.from_url("http://127.0.0.1:9"),
+        ledger=Ledger.open("sqlite://"),
+        settings=OperatorSettings(),
+    )
+    slas = asyncio.run(fleet.list_slas())
+    assert [(s.name, s.offer is not None) for s in slas] == [("kept", True)]
+    assert read == ["/apis/aiconn.io/v1alpha1/aiinferenceslas"]
+
+
 @pytest.mark.parametrize(
     ("namespaces", "listed"),
     [
