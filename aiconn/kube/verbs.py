@@ -121,7 +121,7 @@ def parse_list(data: bytes, keep: Keep[T]) -> tuple[list[T], str | None]:
                 item, at = _DECODER.raw_decode(text, at)
                 if (cut := keep(without_managed_fields(item))) is not None:
                     kept.append(cut)
-                del item
+                del item  # gone before the next item is parsed, not after
                 at = _skip(text, at)
                 if text[at : at + 1] != "]":
                     at = _expect(text, at, ",")
