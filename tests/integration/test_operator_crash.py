@@ -29,6 +29,13 @@ SLAS = 50
 KILLS = 10
 
 
+def _condition(sla: dict[str, Any], kind: str) -> str | None:
+    for cond in (sla.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return str(cond.get("status"))
+    return None
+
+
 def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -69,6 +76,9 @@ def test_crashes_during_rollout_leave_exactly_one_child_each(
         return len(items) == SLAS and all(
             (i.get("status") or {}).get("placement", {}).get("tier") == "edge"
             and (i.get("status") or {}).get("children", {}).get("service")
+            # An SLA is placed before its slice is realized: wait for SliceReady too, or the
+            # operator may be stopped with a NetworkPolicy still to be written.
+            and _condition(i, "SliceReady") == "True"
             for i in items
         )
 
@@ -111,12 +121,7 @@ def test_crashes_during_rollout_leave_exactly_one_child_each(
         assert counts == expected, f"{kind}: {counts - expected} extra, {expected - counts} missing"
     assert len(apps.list_namespaced_deployment(namespace).items) == SLAS
     assert len(slices) == SLAS
+    # The operator is stopped: what is there now is all there will be.
     policies = client.NetworkingV1Api(k8s).list_namespaced_network_policy(namespace).items
-    eventually(
-        lambda: (
-            len(client.NetworkingV1Api(k8s).list_namespaced_network_policy(namespace).items) == SLAS
-        ),
-        what="one NetworkPolicy per slice",
-    )
-    assert len(policies) <= SLAS
+    assert len(policies) == SLAS, "one NetworkPolicy per slice"
     assert not re.search(r'aiconn-operator\\*" cannot', log.read_text())
