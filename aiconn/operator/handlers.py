@@ -361,11 +361,13 @@ def _namespace_terminating(err: KubeError) -> bool:
     return err.status == 403 and "NamespaceTerminating" in str(err.body)
 
 
-async def _refresh_owner(namespace: str | None, meta: kopf.Meta, *, deployment: Any = None) -> None:
+async def _refresh_owner(namespace: str | None, meta: kopf.Meta, **seen: Any) -> None:
+    """Refresh the readiness of the SLAs owning a child; `seen`: the child as its watch event
+    has it (`deployment=` or `slice_obj=`), not read again."""
     for ref in meta.get("ownerReferences", []):
         if ref.get("kind") == SLA.kind and namespace:
             try:
-                await refresh_readiness(state.kube(), namespace, ref["name"], deployment=deployment)
+                await refresh_readiness(state.kube(), namespace, ref["name"], **seen)
             except KubeError as err:
                 if not isinstance(err, NotFound) and not _namespace_terminating(err):
                     raise
@@ -410,12 +412,12 @@ async def _refresh_if_changed(
     namespace: str | None,
     meta: kopf.Meta,
     type: str | None,
-    *,
-    deployment: Any = None,
+    **seen: Any,
 ) -> None:
     """Refresh the owning SLA's readiness for a child's event, unless the child's readiness
     `inputs` are those it was last refreshed with (`refreshed`, by uid); a deleted child always
-    refreshes it and is forgotten."""
+    refreshes it (reading the children afresh) and is forgotten. `seen`: the child as the event
+    has it, for `_refresh_owner`."""
     uid = meta.get("uid") or ""
     if type == "DELETED":
         refreshed.pop(uid, None)
@@ -423,7 +425,7 @@ async def _refresh_if_changed(
         return
     if refreshed.get(uid) == inputs:
         return
-    await _refresh_owner(namespace, meta, deployment=deployment)
+    await _refresh_owner(namespace, meta, **seen)
     refreshed[uid] = inputs  # only once refreshed: a failed refresh is tried again
 
 
@@ -478,7 +480,9 @@ async def slice_seen(
     apply, Kopf's annotations and its realization each bring an event, and only the SliceReady
     condition (`slice_ready`) moves the SLA (at 1000 SLAs, 3 of the 5 SLA reads per SLA were
     refreshes for slice events that changed nothing)."""
-    await _refresh_if_changed(_slice_inputs, slice_ready(body), namespace, meta, type)
+    await _refresh_if_changed(
+        _slice_inputs, slice_ready(body), namespace, meta, type, slice_obj=body
+    )
 
 
 @kopf.on.delete(

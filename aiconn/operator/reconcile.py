@@ -376,12 +376,13 @@ async def refresh_readiness(
     *,
     sla: Mapping[str, Any] | None = None,
     deployment: Mapping[str, Any] | None = None,
+    slice_obj: Mapping[str, Any] | None = None,
     attempts: int = 5,
 ) -> dict[str, Any] | None:
     """Recompute the readiness conditions after a child changed; None when nothing changed.
 
-    `sla` and `deployment` are the objects as the caller has them from the API server just now
-    (a write's answer, a watch event), read here when not given.
+    `sla`, `deployment` and `slice_obj` are the objects as the caller has them from the API
+    server just now (a write's answer, a watch event), read here when not given.
 
     The conditions are judged on the children as read, so a write that conflicts (another
     writer changed the SLA since it was read) is judged again on everything read afresh, never
@@ -390,9 +391,11 @@ async def refresh_readiness(
     no later event corrects."""
     for _ in range(max(attempts, 1)):
         try:
-            return await _refresh_once(kube, namespace, sla_name, sla=sla, deployment=deployment)
+            return await _refresh_once(
+                kube, namespace, sla_name, sla=sla, deployment=deployment, slice_obj=slice_obj
+            )
         except Conflict:
-            sla = deployment = None
+            sla = deployment = slice_obj = None
     raise Conflict(reason=f"{SLA.kind} {namespace}/{sla_name} kept changing; readiness not written")
 
 
@@ -403,6 +406,7 @@ async def _refresh_once(
     *,
     sla: Mapping[str, Any] | None,
     deployment: Mapping[str, Any] | None,
+    slice_obj: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """One judgement of readiness and its write on the version of the SLA it was judged with
     (Conflict when that version is no longer the current one)."""
@@ -411,7 +415,8 @@ async def _refresh_once(
     if sla is None or (sla.get("status") or {}).get("phase") in UNSERVED_PHASES:
         return None
     names = workload.child_names(sla_name)
-    slice_obj = await kube.get(NETWORK_SLICE.kind, names.network_slice, namespace)
+    if slice_obj is None or (slice_obj.get("metadata") or {}).get("name") != names.network_slice:
+        slice_obj = await kube.get(NETWORK_SLICE.kind, names.network_slice, namespace)
     if deployment is None or (deployment.get("metadata") or {}).get("name") != names.deployment:
         # Only the part readiness reads is kept: a burst has a thousand refreshes waiting on
         # their status writes.

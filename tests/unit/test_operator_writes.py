@@ -464,6 +464,62 @@ def test_a_readiness_write_that_conflicts_is_judged_again_on_children_read_afres
     assert kube.objects["AIInferenceSLA"]["status"]["phase"] == "Ready"
 
 
+def test_a_slice_events_refresh_judges_the_slice_as_the_event_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The slice's realization brings a watch event with the slice in it: the refresh reads the
+    SLA and the Deployment, not the slice again, and judges SliceReady on the event's slice."""
+    from aiconn.inference import workload
+    from aiconn.operator.kubeapi import KubeApi
+
+    names = workload.child_names("chat")
+    owner = {"kind": "AIInferenceSLA", "name": "chat"}
+    realized = kopf.Body(
+        {
+            "metadata": {"uid": "s1", "name": names.network_slice, "ownerReferences": [owner]},
+            "spec": {},
+            "status": {
+                "conditions": [{"type": "SliceReady", "status": "True", "reason": "Realized"}]
+            },
+        }
+    )
+
+    class Reads(KubeApi):
+        def __init__(self) -> None:
+            self.read: list[str] = []
+            self.written: list[dict[str, Any]] = []
+
+        async def get(
+            self, kind: str, name: str, namespace: str | None = None, *, shared: bool = False
+        ) -> dict[str, Any] | None:
+            self.read.append(kind)
+            if kind == "AIInferenceSLA":
+                return {
+                    "metadata": {"name": "chat", "namespace": "t", "resourceVersion": "7"},
+                    "spec": {"capacity": {"replicas": 1}},
+                    "status": {"observedGeneration": 1, "phase": "Provisioning"},
+                }
+            assert kind == "Deployment", f"{kind} read again"
+            return {
+                "metadata": {"name": names.deployment, "generation": 1},
+                "spec": {"replicas": 1},
+                "status": {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 0},
+            }
+
+        async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            self.written.append(kwargs["body"]["status"])
+            return kwargs["body"]
+
+    kube = Reads()
+    monkeypatch.setattr(handlers.state, "kube", lambda: kube)
+    monkeypatch.setattr(handlers, "_slice_inputs", {})
+    asyncio.run(handlers.slice_seen("t", kopf.Meta(realized), realized, "MODIFIED"))
+    assert kube.read == ["AIInferenceSLA", "Deployment"]
+    (status,) = kube.written
+    slice_ready = next(c for c in status["conditions"] if c["type"] == "SliceReady")
+    assert (slice_ready["status"], slice_ready["reason"]) == ("True", "Realized")
+
+
 class _StatusPatches:
     """Records the status patches `sla_seen` sends."""
 
