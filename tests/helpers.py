@@ -60,6 +60,12 @@ def eventually(
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
+def condition_of(status: Mapping[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """The condition of `type_` in an object's status, None when it has none."""
+    conds = (status or {}).get("conditions") or []
+    return next((c for c in conds if c.get("type") == type_), None)
+
+
 def play_kubelet(k8s: object, namespace: str, selector: str, *, expected: int = 1) -> int:
     """No kubelet runs against the test control plane: mark the pods the ReplicaSet controller
     created as Running and Ready, as a kubelet would, so the real Deployment and ReplicaSet

@@ -406,7 +406,7 @@ async def _refresh_once(
     *,
     sla: Mapping[str, Any] | None,
     deployment: Mapping[str, Any] | None,
-    slice_obj: Mapping[str, Any] | None = None,
+    slice_obj: Mapping[str, Any] | None,
 ) -> dict[str, Any] | None:
     """One judgement of readiness and its write on the version of the SLA it was judged with
     (Conflict when that version is no longer the current one)."""

@@ -21,7 +21,13 @@ from aiconn.inference.placement import default_tiers
 from aiconn.inference.workload import SITE_LABEL, pod_selector
 from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES
-from tests.helpers import eventually, fresh_namespace, operator_kubeconfig, running_operator
+from tests.helpers import (
+    condition_of,
+    eventually,
+    fresh_namespace,
+    operator_kubeconfig,
+    running_operator,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,10 +84,6 @@ def inference_pods(k8s: Any, namespace: str, sla: str) -> list[Any]:
 def running(k8s: Any, namespace: str, sla: str, count: int) -> list[Any] | None:
     pods = [p for p in inference_pods(k8s, namespace, sla) if p.status.phase == "Running"]
     return pods if len(pods) >= count else None
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
 
 
 @pytest.mark.parametrize(("sample_file", "tier"), TIER_SAMPLES)
@@ -162,7 +164,7 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
         assert "untolerated taint" in message, message
 
         reported = eventually(
-            lambda: condition(sla_status(k8s, namespace, "research-405b"), "PodsScheduled"),
+            lambda: condition_of(sla_status(k8s, namespace, "research-405b"), "PodsScheduled"),
             what="PodsScheduled in the SLA's status",
         )
         assert reported["status"] == "False"
@@ -187,7 +189,7 @@ def test_a_pod_the_scheduler_cannot_place_stays_pending_with_its_reason_in_statu
     )
     eventually(
         lambda: (
-            (condition(sla_status(k8s, namespace, "research-405b"), "PodsScheduled") or {}).get(
+            (condition_of(sla_status(k8s, namespace, "research-405b"), "PodsScheduled") or {}).get(
                 "status"
             )
             == "True"

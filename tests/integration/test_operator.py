@@ -20,6 +20,7 @@ from aiconn.resources.v1alpha1.meta import GROUP, VERSION
 from tests.factories import TIER_SAMPLES, price_raised_in_a_day
 from tests.helpers import (
     ROOT,
+    condition_of,
     delete_admission_policies,
     eventually,
     operator_kubeconfig,
@@ -84,10 +85,6 @@ def placed(k8s: Any, ns: str, name: str) -> dict[str, Any] | None:
     return status if "Placed" in conds else None
 
 
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == type_)
-
-
 def deployment(k8s: Any, ns: str, name: str) -> Any:
     return client.AppsV1Api(k8s).read_namespaced_deployment(f"{name}-vllm", ns)
 
@@ -109,7 +106,7 @@ def test_each_sample_lands_on_its_tier_with_children(
     create(k8s, namespace, body)
     status = eventually(lambda: placed(k8s, namespace, name), what=f"{name} placed")
     assert status["placement"]["tier"] == tier
-    assert condition(status, "Placed")["status"] == "True"
+    assert condition_of(status, "Placed")["status"] == "True"
     assert {r["tier"] for r in status["placement"]["rejected"]} == {"edge", "regional", "cloud"} - {
         tier
     }
@@ -211,7 +208,7 @@ def test_impossible_sla_is_unplaced_with_every_tiers_reason(
     create(k8s, namespace, body)
     status = eventually(lambda: placed(k8s, namespace, "impossible"), what="placement decided")
     assert status["phase"] == "Unplaceable"
-    assert condition(status, "Placed")["status"] == "False"
+    assert condition_of(status, "Placed")["status"] == "False"
     reasons = {r["tier"]: r["reason"] for r in status["placement"]["rejected"]}
     assert set(reasons) == {"edge", "regional", "cloud"}
     assert all(reasons.values())
@@ -303,14 +300,14 @@ def test_available_replicas_make_the_sla_ready(
 ) -> None:
     name = create_sample(k8s, namespace, "sla-regional-eu-70b.yaml")
     status = eventually(lambda: placed(k8s, namespace, name), what="placed")
-    assert condition(status, "InferenceReady")["status"] == "False"
+    assert condition_of(status, "InferenceReady")["status"] == "False"
     play_kubelet(k8s, namespace, f"aiconn.io/sla={name}")
     status = eventually(
         lambda: (s := get_sla(k8s, namespace, name)["status"])["phase"] == "Ready" and s,
         what="Ready",
     )
-    assert condition(status, "Ready")["status"] == "True"
-    assert condition(status, "SliceReady")["status"] == "True"
+    assert condition_of(status, "Ready")["status"] == "True"
+    assert condition_of(status, "SliceReady")["status"] == "True"
 
 
 def test_tier_edit_replans_the_slas_on_it(k8s: Any, namespace: str, operator: KopfRunner) -> None:
@@ -624,7 +621,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
     assert status["inForceGeneration"] == 1
     assert status["placement"]["tier"] == "edge"
     assert status["pending"]["generation"] == 2
-    placed = condition(status, "Placed")
+    placed = condition_of(status, "Placed")
     assert (placed["status"], placed["reason"]) == ("False", "EditUnplaceable")
     assert "generation 1 stays in force on edge" in placed["message"]
     assert _table_row(k8s, namespace, name)["Phase"] == "EditUnplaceable"
@@ -637,7 +634,7 @@ def test_an_unplaceable_edit_says_what_is_in_force_and_what_is_pending(
         what="generation 3 in force",
     )
     assert "pending" not in status
-    assert condition(status, "Placed")["status"] == "True"
+    assert condition_of(status, "Placed")["status"] == "True"
 
 
 def test_the_printed_table_is_rounded_and_says_breached(

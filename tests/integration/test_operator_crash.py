@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 
 from aiconn.devstack.kube import apply_objects, load_documents
-from tests.helpers import eventually, operator_kubeconfig
+from tests.helpers import condition_of, eventually, operator_kubeconfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
 SLAS = 50
 KILLS = 10
-
-
-def _condition(sla: dict[str, Any], kind: str) -> str | None:
-    for cond in (sla.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return str(cond.get("status"))
-    return None
 
 
 def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -78,7 +71,7 @@ def test_crashes_during_rollout_leave_exactly_one_child_each(
             and (i.get("status") or {}).get("children", {}).get("service")
             # An SLA is placed before its slice is realized: wait for SliceReady too, or the
             # operator may be stopped with a NetworkPolicy still to be written.
-            and _condition(i, "SliceReady") == "True"
+            and (condition_of(i.get("status"), "SliceReady") or {}).get("status") == "True"
             for i in items
         )
 
