@@ -38,7 +38,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,22 +66,30 @@ class SourceUnavailable(Exception):
     """Prometheus could not answer (unreachable, timed out, or an error): data unknown, not bad."""
 
 
+class QueryOptions(TypedDict, total=False):
+    """The keywords both of `QueryClient`'s queries take, none of them required."""
+
+    params: dict[str, Any] | None
+    """More GET parameters, such as an instant query's "time"."""
+    timeout: int | None
+    """In seconds."""
+
+
+class RangeOptions(QueryOptions):
+    """A range query's keywords: its span and step, and `QueryOptions`."""
+
+    start_time: datetime
+    end_time: datetime
+    step: str
+
+
 class QueryClient(Protocol):
-    """The part of `prometheus_api_client.PrometheusConnect` the source uses."""
+    """The part of `prometheus_api_client.PrometheusConnect` the source uses, all but the query
+    passed by keyword."""
 
-    def custom_query(
-        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
-    ) -> Any: ...
+    def custom_query(self, query: str, **options: Unpack[QueryOptions]) -> Any: ...
 
-    def custom_query_range(
-        self,
-        query: str,
-        start_time: datetime,
-        end_time: datetime,
-        step: str,
-        params: dict[str, Any] | None = None,
-        timeout: int | None = None,
-    ) -> Any: ...
+    def custom_query_range(self, query: str, **options: Unpack[RangeOptions]) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from aiconn.sla import metricnames as mn
 from aiconn.sla.evidence import QueryRecord, result_sha256
 from aiconn.sla.timestamps import iso_z
-from aiconn.store.prometheus import QueryClient
+from aiconn.store.prometheus import QueryClient, QueryOptions, RangeOptions
 
 
 @dataclass(frozen=True)
@@ -39,40 +39,23 @@ class QueryRecorder:
         self.client = client
         self._calls: list[_Call] = []
 
-    def custom_query(
-        self, query: str, params: dict[str, Any] | None = None, timeout: int | None = None
-    ) -> Any:
-        result = self.client.custom_query(query, params=params, timeout=timeout)
-        at = (params or {}).get("time")
+    def custom_query(self, query: str, **options: Unpack[QueryOptions]) -> Any:
+        result = self.client.custom_query(query, **options)
+        at = (options.get("params") or {}).get("time")
         self._calls.append(
             _Call(query, _by_sla(result), time=None if at is None else _iso(float(at)))
         )
         return result
 
-    def custom_query_range(
-        self,
-        query: str,
-        start_time: datetime,
-        end_time: datetime,
-        step: str,
-        params: dict[str, Any] | None = None,
-        timeout: int | None = None,
-    ) -> Any:
-        result = self.client.custom_query_range(
-            query,
-            start_time=start_time,
-            end_time=end_time,
-            step=step,
-            params=params,
-            timeout=timeout,
-        )
+    def custom_query_range(self, query: str, **options: Unpack[RangeOptions]) -> Any:
+        result = self.client.custom_query_range(query, **options)
         self._calls.append(
             _Call(
                 query,
                 _by_sla(result),
-                start=_iso(start_time.timestamp()),
-                end=_iso(end_time.timestamp()),
-                step=step,
+                start=_iso(options["start_time"].timestamp()),
+                end=_iso(options["end_time"].timestamp()),
+                step=options["step"],
             )
         )
         return result
