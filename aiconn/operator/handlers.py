@@ -1,6 +1,8 @@
 """Kopf handlers: thin adapters that call the reconcile functions and write back what they say.
 
-Kopf keeps its own bookkeeping in annotations (not in status, whose schema is strict), peering
+Kopf keeps a retrying handler's progress in annotations (not in status, whose schema is
+strict); what it last handled of an SLA or a NetworkSlice is read from the status generation
+their handlers write anyway (`aiconn.operator.diffbase`), of other kinds an annotation. Peering
 is off (one replica, Recreate), and finalizers are added only where something must happen before
 an object goes: AIInferenceSLAs (their open period is settled) and NetworkSlices realized in a 5G
 core (their SliceProfile is removed there).
@@ -24,6 +26,7 @@ from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.kube import KubeError, NotFound
 from aiconn.operator import leanwatch, scheduling, state
 from aiconn.operator.conditions import condition, merge
+from aiconn.operator.diffbase import CHANGE_HANDLERS, GenerationDiffBase
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
     EventLimiter,
@@ -52,9 +55,16 @@ from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
 
-DIFFBASE = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
-"""Where Kopf records the spec it last handled (an annotation): absent until an object's create
-handler has succeeded."""
+PROGRESS = kopf.AnnotationsProgressStorage(prefix=GROUP)
+"""Where Kopf keeps a handler's progress while it retries (annotations)."""
+
+DIFFBASE = GenerationDiffBase(
+    progress=PROGRESS,
+    handlers=CHANGE_HANDLERS,
+    fallback=kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration"),
+)
+"""What Kopf compares an object with to tell a change: for SLAs and NetworkSlices the generation
+their status says was handled, for the other kinds the spec it last handled (an annotation)."""
 
 # Before any watch starts: the objects Kopf queues for the handlers lose managedFields.
 leanwatch.install()
@@ -65,7 +75,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
     # The resources are known; scanning CRDs and namespaces would need cluster-wide RBAC.
     settings.scanning.disabled = True
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.progress_storage = PROGRESS
     settings.persistence.diffbase_storage = DIFFBASE
     # Only the operator's own Events are posted (slaevents): Kopf's log lines would add a
     # "Handler failed" Warning per retry and two "succeeded" Events per change.
@@ -239,13 +249,13 @@ async def sla_changed(
 
 
 def awaits_first_reconcile(body: kopf.Body) -> bool:
-    """Whether Kopf has yet to run the SLA's create handler: no status and no record of a handled
-    spec. The event handlers of an event run before its change handlers, so that reconcile comes
-    next and writes the summary in its own status patch (`_with_display`). A summary written
-    here first would be a second status write for each new SLA, and its watch event would queue
-    a second copy of the SLA behind that reconcile, which in a burst of new SLAs lasts as long as
-    the burst (at 1000 SLAs, 1000 copies held at once)."""
-    return not body.get("status") and DIFFBASE.fetch(body=body) is None
+    """Whether the SLA's create handler has yet to run: it has no status (the handler's write
+    gives it one, `observedGeneration` included). The event handlers of an event run before its
+    change handlers, so that reconcile comes next and writes the summary in its own status patch
+    (`_with_display`). A summary written here first would be a second status write for each new
+    SLA, and its watch event would queue a second copy of the SLA behind that reconcile, which in
+    a burst of new SLAs lasts as long as the burst (at 1000 SLAs, 1000 copies held at once)."""
+    return not body.get("status")
 
 
 @kopf.on.event(GROUP, VERSION, SLA.plural)
