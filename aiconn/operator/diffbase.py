@@ -18,8 +18,8 @@ them instead, and nothing more is written:
 
 The handlers of these kinds ask for changes of `spec` only (`field="spec"`): a change of labels
 or annotations, which Kopf's annotation would have recorded with one more PATCH, is nothing new
-here either. Every other kind (tiers, offers, top-ups: no status generation to read) keeps
-Kopf's annotation. Operators before this one left that annotation on SLAs and slices; it is
+here either. The other kind with change handlers, InferenceTier (its handler writes no status),
+keeps Kopf's annotation. Operators before this one left that annotation on SLAs and slices; it is
 read no more and does no harm.
 """
 
