@@ -82,6 +82,19 @@ class GenerationDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+class UnmarkedProgress(kopf.AnnotationsProgressStorage):
+    """Kopf's progress annotations, without the marker Kopf adds to each object the first time a
+    handler runs (`aiconn.io/kopf-managed: yes`, which tells other Kopf operators handling the
+    same objects that the prefix's annotations are Kopf's, to leave them out of what they
+    compare). No other operator handles these kinds, and this operator strips its prefix from
+    what it compares anyway (`clear`). With the diff base read from the status, that marker was
+    all that was left of Kopf's PATCH of every new SLA and NetworkSlice; a retrying handler's
+    progress is written as before."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return None
+
+
 CHANGE_HANDLERS = {
     SLA.kind: ("sla_changed", "sla_changed/spec"),
     NETWORK_SLICE.kind: ("slice_changed", "slice_changed/spec"),

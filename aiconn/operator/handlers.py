@@ -26,7 +26,7 @@ from aiconn.inference.workload import COMPONENT, SLA_LABEL
 from aiconn.kube import KubeError, NotFound
 from aiconn.operator import leanwatch, scheduling, state
 from aiconn.operator.conditions import condition, merge
-from aiconn.operator.diffbase import CHANGE_HANDLERS, GenerationDiffBase
+from aiconn.operator.diffbase import CHANGE_HANDLERS, GenerationDiffBase, UnmarkedProgress
 from aiconn.operator.failures import (
     NORMAL_REPEAT_AFTER_S,
     EventLimiter,
@@ -55,7 +55,7 @@ from aiconn.resources.v1alpha1.tier import InferenceTierSpec
 
 log = logging.getLogger(__name__)
 
-PROGRESS = kopf.AnnotationsProgressStorage(prefix=GROUP)
+PROGRESS = UnmarkedProgress(prefix=GROUP)
 """Where Kopf keeps a handler's progress while it retries (annotations)."""
 
 DIFFBASE = GenerationDiffBase(

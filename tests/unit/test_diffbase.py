@@ -131,6 +131,15 @@ def test_nothing_is_written_for_slas_and_slices_the_annotation_for_other_kinds()
         body = _body(kind)
         handlers.DIFFBASE.store(body=body, patch=patch, essence=handlers.DIFFBASE.build(body=body))
         assert not patch, patch
+        # A handler that succeeds at once: Kopf stores its progress, then purges it, and
+        # marks nothing: nothing is left to PATCH.
+        key = kopf.HandlerId(CHANGE_HANDLERS[kind][0])
+        record: kopf.ProgressRecord = {"started": "2026-12-05T00:00:00", "success": True}
+        handlers.PROGRESS.store(key=key, record=record, body=body, patch=patch)
+        handlers.PROGRESS.purge(key=key, body=body, patch=patch)
+        assert not patch, patch
+    # A retry's progress is kept as before, the only annotation written.
+    assert list(_retrying("create")) == ["aiconn.io/sla_changed"]
     tier = _body("InferenceTier", spec={"gpu": "L4"})
     assert _cause(tier) == Reason.CREATE
     patch = kopf.Patch()
