@@ -16,6 +16,12 @@ them instead, and nothing more is written:
 - else an `observedGeneration` below the generation: a spec not handled yet, an update;
 - else the object itself: nothing new.
 
+Kopf, after a PATCH of its own, waits until the watch brings that version back before it runs a
+change handler again, so an event queued while the handler ran (older than the handler's own
+status write: no `observedGeneration` yet) is never taken for a change still to handle. With no
+PATCH of Kopf's there is no such wait: the generation each change handler ended with is kept in
+memory too, by uid (`store`), and counts as handled whatever an older event's status says.
+
 The handlers of these kinds ask for changes of `spec` only (`field="spec"`): a change of labels
 or annotations, which Kopf's annotation would have recorded with one more PATCH, is nothing new
 here either. The other kind with change handlers, InferenceTier (its handler writes no status),
@@ -25,6 +31,7 @@ read no more and does no harm.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Mapping
 from typing import cast
 
@@ -47,11 +54,16 @@ class GenerationDiffBase(kopf.DiffBaseStorage):
         progress: kopf.ProgressStorage,
         handlers: Mapping[str, Iterable[str]],
         fallback: kopf.DiffBaseStorage,
+        remembered: int = 16_384,
     ) -> None:
         super().__init__()
         self.progress = progress
         self.handlers = {kind: tuple(ids) for kind, ids in handlers.items()}
         self.fallback = fallback
+        self.remembered = remembered
+        self._handled: collections.OrderedDict[str, int] = collections.OrderedDict()
+        """The generation each object's change handler last ended with, by uid (the most recent
+        `remembered`; one forgotten costs at most a reconcile more, at an older event)."""
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         ids = self.handlers.get(str(body.get("kind")))
@@ -59,6 +71,9 @@ class GenerationDiffBase(kopf.DiffBaseStorage):
             return self.fallback.fetch(body=body)
         purpose = self._purpose_in_progress(body, ids)
         handled = (body.get("status") or {}).get("observedGeneration")
+        ended = self._handled.get(str(body["metadata"].get("uid")))
+        if ended is not None and (handled is None or ended > handled):
+            handled = ended
         if purpose is None:
             generation = body["metadata"].get("generation") or 0
             purpose = "create" if handled is None else "update" if handled < generation else ""
@@ -72,7 +87,15 @@ class GenerationDiffBase(kopf.DiffBaseStorage):
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if str(body.get("kind")) not in self.handlers:
             self.fallback.store(body=body, patch=patch, essence=essence)
-        # Else the handler's status write was the record: nothing to write.
+            return
+        # The handler's status write was the record: nothing to write; the generation it
+        # handled is kept for the events already queued behind it.
+        uid = str(body["metadata"].get("uid"))
+        generation = int(body["metadata"].get("generation") or 0)
+        self._handled[uid] = max(generation, self._handled.get(uid, 0))
+        self._handled.move_to_end(uid)
+        while len(self._handled) > self.remembered:
+            self._handled.popitem(last=False)
 
     def _purpose_in_progress(self, body: kopf.Body, ids: tuple[str, ...]) -> str | None:
         for handler_id in ids:

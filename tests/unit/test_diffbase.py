@@ -160,3 +160,24 @@ def test_the_handler_ids_are_those_kopf_registered_for_each_kinds_changes() -> N
         if plural in plurals and handler.reason != causes.Reason.DELETE:
             registered.setdefault(plurals[plural], set()).add(str(handler.id))
     assert registered == {kind: set(ids) for kind, ids in CHANGE_HANDLERS.items()}
+
+
+def test_an_event_queued_before_the_handlers_own_write_is_no_change_to_handle() -> None:
+    """Kopf ran the create handler on the SLA's first event; events queued meanwhile (another
+    writer's, before the handler's status write) carry no `observedGeneration` yet. Kopf wrote
+    nothing to wait for, so the generation the handler ended with says they are handled; a new
+    spec after it is an update still."""
+    storage = handlers.DIFFBASE
+    first = _body(status=None)
+    first["metadata"]["uid"] = "u-1"  # type: ignore[index]
+    assert _cause(first) == Reason.CREATE
+    storage.store(body=first, patch=kopf.Patch(), essence=storage.build(body=first))
+    queued = _body(status={"assurance": {"objectives": []}})
+    queued["metadata"]["uid"] = "u-1"  # type: ignore[index]
+    assert _cause(queued) == Reason.NOOP
+    edited = _body(generation=2, status={"observedGeneration": 1})
+    edited["metadata"]["uid"] = "u-1"  # type: ignore[index]
+    assert _cause(edited) == Reason.UPDATE
+    other = _body(status={"assurance": {}})
+    other["metadata"]["uid"] = "u-2"  # type: ignore[index]
+    assert _cause(other) == Reason.CREATE
