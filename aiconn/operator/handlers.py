@@ -108,6 +108,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def close(**_: Any) -> None:
     _deployment_inputs.clear()
     _slice_inputs.clear()
+    _offer_generations.clear()
     await state.close_runtime()
 
 
@@ -249,13 +250,14 @@ async def sla_changed(
 
 
 def awaits_first_reconcile(body: kopf.Body) -> bool:
-    """Whether the SLA's create handler has yet to run: it has no status (the handler's write
-    gives it one, `observedGeneration` included). The event handlers of an event run before its
+    """Whether the SLA's create handler has yet to run (`DIFFBASE`: no `observedGeneration` in
+    its status, which that handler's write brings, and no handled generation remembered; the
+    assurance loop may write a status first). The event handlers of an event run before its
     change handlers, so that reconcile comes next and writes the summary in its own status patch
     (`_with_display`). A summary written here first would be a second status write for each new
     SLA, and its watch event would queue a second copy of the SLA behind that reconcile, which in
     a burst of new SLAs lasts as long as the burst (at 1000 SLAs, 1000 copies held at once)."""
-    return not body.get("status")
+    return DIFFBASE.fetch(body=body) is None
 
 
 @kopf.on.event(GROUP, VERSION, SLA.plural)
@@ -318,18 +320,46 @@ async def tier_changed(
     )
 
 
+_offer_generations: dict[str, int | None] = {}
+"""The generation of each offer as this operator last re-planned its SLAs for (or listed it)."""
+
+
+def offer_moved(name: str, body: kopf.Body, type: str | None) -> bool:
+    """Whether an offer's watch event may change what its SLAs are served under: a new or deleted
+    offer, or another generation than the one last re-planned for (the API server bumps it on
+    each change of the spec; labels and annotations leave it). An offer this operator lists for
+    the first time (`type` None) is not: every SLA resumes at start, reconciled with the offers
+    as they are then, and re-planning them here too would reconcile each a second time,
+    concurrently with what happens to it meanwhile (its home going down before the re-plan read
+    it placed it elsewhere with no failover record)."""
+    if type == "DELETED":
+        return True
+    if name not in _offer_generations:
+        return type is not None
+    generation: int | None = body.get("metadata", {}).get("generation")
+    return _offer_generations[name] != generation
+
+
+def _offer_seen(name: str, body: kopf.Body, type: str | None) -> None:
+    if type == "DELETED":
+        _offer_generations.pop(name, None)
+    else:
+        _offer_generations[name] = body.get("metadata", {}).get("generation")
+
+
 @kopf.on.event(GROUP, VERSION, OFFER.plural)
 async def offer_changed(
     name: str,
     body: kopf.Body,
+    type: str | None,
     tier_index: kopf.Index[str, InferenceTierSpec],
     sla_offer_index: kopf.Index[str | None, tuple[str, str]],
     **_: Any,
 ) -> None:
-    """Re-apply an offer's terms to the SLAs naming it (a watch event handler: the provider's
-    offers carry none of the operator's bookkeeping, and it needs no write access to them).
-    A price change announced with too short a notice is never applied; a Warning Event on the
-    offer names its field."""
+    """Re-apply an offer's terms to the SLAs naming it when it changed (`offer_moved`; a watch
+    event handler: the provider's offers carry none of the operator's bookkeeping, and it needs
+    no write access to them). A price change announced with too short a notice is never
+    applied; a Warning Event on the offer names its field."""
     for problem in price_notice_problems(body):
         post_event_soon(
             state.kube(),
@@ -338,7 +368,11 @@ async def offer_changed(
             reason="PriceNoticeTooShort",
             message=f"{problem.field}: {problem.message}",
         )
-    await _replan(set(sla_offer_index.get(name, [])), tier_index)
+    if offer_moved(name, body, type):
+        # Raises when an SLA could not be re-planned: the generation stays unrecorded, and the
+        # offer's next event re-plans again.
+        await _replan(set(sla_offer_index.get(name, [])), tier_index)
+    _offer_seen(name, body, type)
 
 
 async def _replan(

@@ -17,6 +17,7 @@ from aiconn.operator.handlers import _with_display
 from aiconn.operator.health import display_update
 from aiconn.operator.kubeapi import _Coalesced
 from aiconn.operator.reconcile import Outcome
+from aiconn.resources.v1alpha1.kinds import SLA
 
 
 def test_callers_arriving_during_a_read_share_the_next_one_sent_after_they_asked() -> None:
@@ -533,8 +534,10 @@ class _StatusPatches:
 
 
 def _sla(**extra: Any) -> kopf.Body:
-    meta = {"name": "gold", "namespace": "acme", **extra.pop("metadata", {})}
-    return kopf.Body({"metadata": meta, "spec": {"tokens": {"currency": "EUR"}}, **extra})
+    meta = {"name": "gold", "namespace": "acme", "generation": 1, **extra.pop("metadata", {})}
+    return kopf.Body(
+        {"kind": SLA.kind, "metadata": meta, "spec": {"tokens": {"currency": "EUR"}}, **extra}
+    )
 
 
 def test_a_new_sla_gets_its_summary_from_its_first_reconcile_not_a_write_of_its_own(
@@ -552,7 +555,13 @@ def test_a_new_sla_gets_its_summary_from_its_first_reconcile_not_a_write_of_its_
     asyncio.run(handlers.sla_seen(new, "ADDED"))
     assert patches.sent == []
 
-    seen = _sla(status={"phase": "Pending"})
+    # The assurance loop may write its part of the status before the first reconcile has run.
+    looked_at = _sla(status={"assurance": {"evaluatedAt": "2026-12-05T07:27:40Z"}})
+    assert handlers.awaits_first_reconcile(looked_at)
+    asyncio.run(handlers.sla_seen(looked_at, "MODIFIED"))
+    assert patches.sent == []
+
+    seen = _sla(status={"phase": "Pending", "observedGeneration": 1})
     assert not handlers.awaits_first_reconcile(seen)
     asyncio.run(handlers.sla_seen(seen, "MODIFIED"))
     assert patches.sent == [("gold", {"summary": {"compliant": "Unknown"}})]
@@ -630,3 +639,51 @@ def test_a_freed_thread_goes_to_the_calls_first_in_line_before_older_others() ->
 
     asyncio.run(scenario())
     assert order == ["/busy", "/child", "/other-0", "/other-1", "/event"]
+
+
+def test_an_offers_sla_are_re_planned_when_the_offer_changed_not_when_it_is_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every SLA resumes when the operator starts, with the offers as they are: the offers' own
+    listing re-plans nothing (a second reconcile of each SLA, racing with what happens to it).
+    A new, changed or deleted offer re-plans the SLAs naming it; a change of its labels or
+    annotations (no new generation) does not; a re-plan that failed is tried again at the next
+    event of the offer."""
+    replanned: list[tuple[str, ...]] = []
+    failing = {"fail": False}
+
+    async def replan(affected: set[tuple[str, str]], tier_index: Any, **_: Any) -> None:
+        replanned.append(tuple(sorted(name for _, name in affected)))
+        if failing["fail"]:
+            raise kopf.TemporaryError("re-planning failed for 1 SLA(s)")
+
+    monkeypatch.setattr(handlers, "_replan", replan)
+    monkeypatch.setattr(handlers, "_offer_generations", {})
+    index = {"gold": [("acme", "sla-a")], "silver": [("acme", "sla-b")]}
+
+    def event(name: str, type_: str | None, generation: int) -> None:
+        body = kopf.Body({"metadata": {"name": name, "generation": generation}, "spec": {}})
+        asyncio.run(
+            handlers.offer_changed(
+                name=name, body=body, type=type_, tier_index={}, sla_offer_index=index
+            )
+        )
+
+    event("gold", None, 1)  # the operator's first listing
+    event("gold", "MODIFIED", 1)  # an annotation
+    assert replanned == []
+    event("gold", "MODIFIED", 2)
+    assert replanned == [("sla-a",)]
+    event("gold", None, 2)  # a re-listing after the watch expired: nothing new
+    assert replanned == [("sla-a",)]
+
+    failing["fail"] = True
+    with pytest.raises(kopf.TemporaryError):
+        event("gold", "MODIFIED", 3)
+    failing["fail"] = False
+    event("gold", "MODIFIED", 3)  # the same generation again: tried again
+    assert replanned == [("sla-a",)] * 3
+
+    event("silver", "ADDED", 1)
+    event("silver", "DELETED", 1)
+    assert replanned[3:] == [("sla-b",), ("sla-b",)]
