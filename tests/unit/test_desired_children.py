@@ -240,13 +240,12 @@ def test_a_burst_of_reconciles_renders_and_applies_children_a_few_sla_at_a_time(
             return await super().create_if_absent(obj)
 
         async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-            await asyncio.sleep(0)  # the other reconciles run while a request is in flight
-            return await super().apply(obj)
-
-        async def delete(self, kind: str, name: str, namespace: str) -> None:
             nonlocal inside
-            inside -= 1  # the PodDisruptionBudget's delete ends every apply loop here
-            await super().delete(kind, name, namespace)
+            await asyncio.sleep(0)  # the other reconciles run while a request is in flight
+            answer = await super().apply(obj)
+            if obj["kind"] == "Service":
+                inside -= 1  # the last child a new SLA of one replica applies
+            return answer
 
     spec = llama_8b_spec().to_k8s()
     bodies = [
@@ -268,3 +267,26 @@ def test_a_burst_of_reconciles_renders_and_applies_children_a_few_sla_at_a_time(
     assert most == 2
     assert [o.status["phase"] for o in outcomes] == [outcomes[0].status["phase"]] * 6
     assert all(o.status["children"] for o in outcomes)
+
+
+def test_a_new_sla_deletes_no_child_it_never_had_and_a_reconciled_one_does() -> None:
+    """A new SLA (generation 1, no status) was only ever rendered from its one spec, which says
+    no PodDisruptionBudget: nothing to delete. Once it has a status (it may have been scaled, or
+    edited from two replicas), each reconcile deletes it again."""
+    from aiconn.operator.reconcile import reconcile_sla
+
+    class Cluster(RecordingKube):
+        async def fresh_list(self, *_: Any, **__: Any) -> list[Any]:
+            return []
+
+    def reconciled(**extra: Any) -> list[tuple[str, str]]:
+        meta = {"name": "s", "namespace": "acme", "uid": "u", "generation": 1}
+        body = {"metadata": {**meta, **extra.pop("metadata", {})}, "spec": llama_8b_spec().to_k8s()}
+        kube = Cluster()
+        asyncio.run(reconcile_sla(kube, {**body, **extra}, default_tiers(), SETTINGS))  # type: ignore[arg-type]
+        return [call for call in kube.calls if call[0] == "delete"]
+
+    assert reconciled() == []
+    expected = [("delete", "PodDisruptionBudget")]
+    assert reconciled(status={"phase": "Failed"}) == expected
+    assert reconciled(metadata={"generation": 2}) == expected
