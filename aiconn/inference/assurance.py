@@ -11,7 +11,9 @@ the GPUs it holds count as its own) and the clock; the operator's assurance loop
   its replicas, or its pods have been unschedulable for longer than `unschedulable_grace`. Plan
   again with that site avoided; the plan's residency, RTT-budget and latency checks still hold,
   so the new place is one the contract allows (`FailOver`). The site it left is its home and
-  stays avoided (also by the reconcile of a spec edit, `held_off`) until it is back.
+  stays avoided (also by the reconcile of a spec edit, `held_off`) until it is back. A reconcile
+  that gets there first (the resume of every SLA when the operator restarts during the outage)
+  records the same failover (`displacement`).
 - Failed over, and home can host the SLA again: note since when; once it has been able to for
   `stabilisation` without a break, and the plan without the avoidance would choose it, go back
   (`FailBack`). A break resets the clock, so a flapping site does not pull the SLA to and fro.
@@ -222,6 +224,49 @@ def placement_step(
         None,
         preferred,
     )
+
+
+def displacement(
+    *,
+    spec: AIInferenceSLASpec,
+    status: Mapping[str, Any],
+    tiers: Mapping[str, InferenceTierSpec],
+    capacity: Capacity,
+    chosen: tuple[str | None, str | None],
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The failover record (`status.assurance.failover`) of a reconcile that moves a placed SLA
+    off its site only because the site can no longer host it (no Ready, schedulable node with
+    room: its nodes NotReady or gone, its GPUs taken), as the loop's `FailOver` would have: a
+    reconcile at such a moment (the resume of every SLA when the operator restarts during a
+    site's outage, a tier's or an offer's edit) would otherwise make the site it moved to the
+    SLA's home for good. With the record, the loop brings it back once the site has been stable
+    (`placement_step`). None when it stays, when it was failed over already, when the site is no
+    longer one of its places, or when the plan would leave the site even with room there (an
+    edit that prefers another place: a move the tenant or the provider chose, not a failure).
+    `tiers`: those the SLA may be placed on (its offer's)."""
+    placed = home_placement(status)
+    if placed is None:
+        return None
+    current: Site = (placed["tier"], placed.get("site"))
+    if chosen == current or not _allowed(spec, tiers, current):
+        return None
+    replicas = spec.capacity.replicas
+    gpus = int(placed.get("gpusPerReplica") or 1)
+    if can_host(capacity, current, replicas=replicas, gpus_per_replica=gpus):
+        return None
+    # The plan as if the site's tier had room everywhere: does it still choose the site?
+    with_room = {tier: sites for tier, sites in capacity.items() if tier != current[0]}
+    preferred = plan(spec, tiers, capacity=with_room)
+    if (preferred.tier, preferred.site) != current:
+        return None
+    return {
+        "fromTier": current[0],
+        "fromSite": current[1],
+        "at": iso_seconds(now),
+        "reason": f"{_name(current)} has no Ready node with room for {replicas} replica(s)",
+        "homeHealthySince": None,
+    }
 
 
 def _allowed(spec: AIInferenceSLASpec, tiers: Mapping[str, InferenceTierSpec], site: Site) -> bool:

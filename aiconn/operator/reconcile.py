@@ -15,13 +15,14 @@ import secrets
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from aiconn.contracts.gateway_pod import GATEWAY_PORT
 from aiconn.inference import workload
-from aiconn.inference.assurance import held_off
+from aiconn.inference.assurance import displacement, held_off
 from aiconn.inference.placement import PlacementDecision
 from aiconn.inference.scaling import scaled
 from aiconn.kube import KINDS, Conflict
@@ -270,13 +271,8 @@ async def reconcile_sla(
             conditions=[condition("Ready", False, problem.reason, message, generation=generation)],
             events=[Event("Warning", problem.reason, message)],
         )
-    decision = place(
-        spec,
-        tiers,
-        offer,
-        capacity=await observe_capacity(kube, tiers, namespace=namespace, sla_name=name),
-        avoid=held_off(previous),
-    )
+    capacity = await observe_capacity(kube, tiers, namespace=namespace, sla_name=name)
+    decision = place(spec, tiers, offer, capacity=capacity, avoid=held_off(previous))
     events = _placement_events(decision, previous)
     placement = decision.to_status().to_k8s()
     if not decision.placed and previous.get("inForceGeneration") is not None:
@@ -297,6 +293,24 @@ async def reconcile_sla(
             events=events,
         )
 
+    failover = displacement(
+        spec=spec,
+        status=previous,
+        tiers=tiers
+        if offer is None
+        else {n: t for n, t in tiers.items() if n in offer.allowed_tiers},
+        capacity=capacity,
+        chosen=(decision.tier, decision.site),
+        now=datetime.now(UTC),
+    )
+    if failover is not None:
+        events.append(
+            Event(
+                "Warning",
+                "FailedOver",
+                f"{failover['reason']}: {decision.message}; back once it has been stable",
+            )
+        )
     spec = scaled(spec, previous)  # placed for its base replicas; runs the loop's count
     async with _apply_turns(settings):
         with first_in_line():
@@ -320,6 +334,7 @@ async def reconcile_sla(
             "endpoint": f"http://{children.refs['service']}.{namespace}.svc:{GATEWAY_PORT}/v1",
             "inForceGeneration": generation,
             "pending": None,
+            **({} if failover is None else {"assurance": {"failover": failover}}),
         },
         conditions=[
             condition("Placed", True, "TierChosen", decision.message, generation=generation),

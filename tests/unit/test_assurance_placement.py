@@ -10,6 +10,7 @@ import pytest
 from aiconn.inference.assurance import (
     Step,
     can_host,
+    displacement,
     held_off,
     placement_step,
     serving_in_place,
@@ -212,3 +213,62 @@ def test_a_home_the_spec_no_longer_allows_is_dropped_not_waited_for() -> None:
     assert result.step is Step.HOME_DROPPED
     assert result.failover is None
     assert "no longer a place of this SLA" in result.reason
+
+
+def test_a_reconcile_that_moves_an_sla_off_a_site_that_cannot_host_it_records_the_failover() -> (
+    None
+):
+    """What a reconcile (an operator restarted during the outage, an offer's or a tier's edit)
+    writes when it places an SLA elsewhere because its site is down: the failover the loop's
+    own FailOver would have recorded, so the loop brings it back once the site is stable."""
+    moved = displacement(
+        spec=spec(), status=status(EDGE), tiers=TIERS, capacity=room(0, 8), chosen=REGIONAL, now=NOW
+    )
+    assert moved == {
+        "fromTier": "edge",
+        "fromSite": EDGE[1],
+        "at": "2026-12-02T03:00:00Z",
+        "reason": "edge de-fra-edge-01 has no Ready node with room for 1 replica(s)",
+        "homeHealthySince": None,
+    }
+    # ... which the loop then treats as its own: home healthy again, then back once stable.
+    state = status(REGIONAL, failover=moved)
+    assert step(state, room(1, 8)).step is Step.HOME_HEALTHY
+
+
+def test_a_reconcile_that_moves_an_sla_for_any_other_reason_records_no_failover() -> None:
+    base = spec()
+    regional_only = base.model_copy(
+        update={"placement": base.placement.model_copy(update={"sites": [REGIONAL[1]]})}
+    )
+    cases = {
+        "it stays": dict(status=status(EDGE), capacity=room(1, 8), chosen=EDGE),
+        "the site has room: the plan chose another place": dict(
+            status=status(EDGE), capacity=room(1, 8), chosen=REGIONAL
+        ),
+        "failed over already (the loop's move)": dict(
+            status=status(EDGE, failover=away_from_edge()), capacity=room(0, 8), chosen=REGIONAL
+        ),
+        "never placed": dict(status=status(None), capacity=room(0, 8), chosen=REGIONAL),
+        "unplaceable until now": dict(
+            status=status(EDGE, phase="Unplaceable"), capacity=room(0, 8), chosen=REGIONAL
+        ),
+    }
+    for case, args in cases.items():
+        assert displacement(spec=base, tiers=TIERS, now=NOW, **args) is None, case
+    # An edit that took the site off the SLA's places, or that prefers another place even with
+    # room everywhere: a move the tenant or the provider chose.
+    edited = dict(status=status(EDGE), tiers=TIERS, capacity=room(0, 8), chosen=REGIONAL, now=NOW)
+    assert displacement(spec=regional_only, **edited) is None
+    far = spec(rtt_budget_ms=20)  # an edit the regional site no longer meets (50 ms)
+    assert (
+        displacement(
+            spec=far,
+            status=status(REGIONAL),
+            tiers=TIERS,
+            capacity=room(1, 0),
+            chosen=EDGE,
+            now=NOW,
+        )
+        is None
+    )
