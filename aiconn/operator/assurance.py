@@ -48,7 +48,7 @@ from aiconn.operator import state
 from aiconn.operator.autoscale import scale
 from aiconn.operator.capacity import LIVE_PODS, NODES, PODS, owned
 from aiconn.operator.kubeapi import KubeApi
-from aiconn.operator.offers import OfferProblem, fetch_offers, resolve
+from aiconn.operator.offers import OfferProblem, fetch_offers, offered_tiers, resolve
 from aiconn.operator.reconcile import reconcile_sla, refresh_readiness
 from aiconn.operator.settings import OperatorSettings
 from aiconn.operator.signals import read_signals
@@ -201,9 +201,7 @@ class AssuranceLoop:
             return PlacementStep(Step.NONE, "not served under its offer")
         # Decide among the offer's tiers; a move still reconciles with every tier, so the
         # placement status lists the tiers the offer excludes, as every reconcile does.
-        offered = (
-            tiers if offer is None else {n: t for n, t in tiers.items() if n in offer.allowed_tiers}
-        )
+        offered = offered_tiers(tiers, offer)
         status = sla.get("status") or {}
         own = [p for p in fleet.pods_in(namespace) if owned(p, namespace=namespace, sla_name=name)]
         now = self.clock()

@@ -116,6 +116,13 @@ def resolve(
         raise OfferProblem("OutsideOffer", f"{err} (offer {spec.offer})") from err
 
 
+def offered_tiers(
+    tiers: Mapping[str, InferenceTierSpec], offer: AIInferenceOfferSpec | None
+) -> dict[str, InferenceTierSpec]:
+    """The tiers an SLA under `offer` may be placed on (all of them without an offer)."""
+    return {n: t for n, t in tiers.items() if offer is None or n in offer.allowed_tiers}
+
+
 def place(
     spec: AIInferenceSLASpec,
     tiers: Mapping[str, InferenceTierSpec],
@@ -129,15 +136,14 @@ def place(
     `avoid` are `plan`'s: the cluster's free GPUs and the sites the assurance loop holds off."""
     if offer is None:
         return plan(spec, tiers, capacity=capacity, avoid=avoid)
-    offered = {name: tier for name, tier in tiers.items() if name in offer.allowed_tiers}
-    decision = plan(spec, offered, capacity=capacity, avoid=avoid)
+    decision = plan(spec, offered_tiers(tiers, offer), capacity=capacity, avoid=avoid)
     excluded = tuple(
         (
             name,
             f"{name}: not among the tiers of offer {spec.offer} ({', '.join(offer.allowed_tiers)})",
         )
         for name in tiers
-        if name not in offered
+        if name not in offer.allowed_tiers
     )
     rejected = tuple(sorted((*decision.rejected, *excluded)))
     if decision.placed:

@@ -33,7 +33,13 @@ from aiconn.operator.failures import short
 from aiconn.operator.health import serving_phase
 from aiconn.operator.kubeapi import KubeApi, first_in_line
 from aiconn.operator.leanwatch import deployment_view
-from aiconn.operator.offers import OfferProblem, check_namespace, place, terms_for
+from aiconn.operator.offers import (
+    OfferProblem,
+    check_namespace,
+    offered_tiers,
+    place,
+    terms_for,
+)
 from aiconn.operator.settings import OperatorSettings
 from aiconn.resources.v1alpha1.kinds import NETWORK_SLICE, SLA
 from aiconn.resources.v1alpha1.meta import API_VERSION
@@ -296,9 +302,7 @@ async def reconcile_sla(
     failover = displacement(
         spec=spec,
         status=previous,
-        tiers=tiers
-        if offer is None
-        else {n: t for n, t in tiers.items() if n in offer.allowed_tiers},
+        tiers=offered_tiers(tiers, offer),
         capacity=capacity,
         chosen=(decision.tier, decision.site),
         now=datetime.now(UTC),
