@@ -97,6 +97,11 @@ class GenerationDiffBase(kopf.DiffBaseStorage):
         while len(self._handled) > self.remembered:
             self._handled.popitem(last=False)
 
+    def forget(self) -> None:
+        """Drop what this run of the operator handled (at its cleanup): the next run starts from
+        the objects' status alone, as a new process would."""
+        self._handled.clear()
+
     def _purpose_in_progress(self, body: kopf.Body, ids: tuple[str, ...]) -> str | None:
         for handler_id in ids:
             record = self.progress.fetch(key=kopf.HandlerId(handler_id), body=body)

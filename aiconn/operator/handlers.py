@@ -109,6 +109,7 @@ async def close(**_: Any) -> None:
     _deployment_inputs.clear()
     _slice_inputs.clear()
     _offer_generations.clear()
+    DIFFBASE.forget()
     await state.close_runtime()
 
 
