@@ -258,7 +258,7 @@ def awaits_first_reconcile(body: kopf.Body) -> bool:
     (`_with_display`). A summary written here first would be a second status write for each new
     SLA, and its watch event would queue a second copy of the SLA behind that reconcile, which in
     a burst of new SLAs lasts as long as the burst (at 1000 SLAs, 1000 copies held at once)."""
-    return DIFFBASE.fetch(body=body) is None
+    return DIFFBASE.awaits_create(body=body)
 
 
 @kopf.on.event(GROUP, VERSION, SLA.plural)
