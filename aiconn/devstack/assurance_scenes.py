@@ -272,7 +272,13 @@ def _site_loss(kube: _Cluster, result: ScenesResult, say: Callable[[str], None])
         "stabilisation time"
     )
     _until(lambda: kube.running(name) == {HOME: 1}, what="the return home", timeout=180)
-    history = (kube.status(name).get("assurance") or {}).get("placementHistory") or []
+    # KWOK runs the pod as soon as the Deployment moves it; the placement, and the history in the
+    # same write, follow once the move's reconcile ends.
+    status = _until(
+        lambda: (st := kube.status(name)).get("placement", {}).get("site") == HOME and st,
+        what="the return home in status",
+    )
+    history = (status.get("assurance") or {}).get("placementHistory") or []
     result.history = [(h["tier"], h["site"]) for h in history]
     say("  back home; placement history: " + " -> ".join(f"{t} {s}" for t, s in result.history))
 
